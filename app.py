@@ -1,0 +1,77 @@
+"""dagcast's Chalice app: the REST API and the task Lambdas. Thin on purpose — the logic is in
+chalicelib/ (api: HTTP, orchestration: the state machine steps, fanout: the stream consumer)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from chalice import Chalice, Response
+
+from chalicelib import api, fanout
+from chalicelib.factory import Services, build_services
+
+app = Chalice(app_name="dagcast")
+
+
+@functools.cache
+def services() -> Services:
+    return build_services()
+
+
+def _json(reply: api.Reply) -> Response:
+    status, body = reply
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def _base_url() -> str:
+    request = app.current_request
+    host = request.headers.get("host", "") if request is not None else ""
+    if not host:
+        return ""
+    stage = (request.context or {}).get("stage", "") if request is not None else ""
+    scheme = "http" if host.startswith(("127.0.0.1", "localhost")) else "https"
+    prefix = f"/{stage}" if stage and scheme == "https" else ""
+    return f"{scheme}://{host}{prefix}"
+
+
+@app.route("/api/v1/execute-dag", methods=["POST"], content_types=["application/json"], cors=True)
+def execute_dag() -> Response:
+    raw = app.current_request.raw_body
+    return _json(api.respond(lambda: api.execute_dag(services(), raw, _base_url())))
+
+
+@app.route("/api/v1/dag-executions", methods=["GET"], cors=True)
+def list_executions() -> Response:
+    query = app.current_request.query_params
+    return _json(api.respond(lambda: api.list_executions(services(), query)))
+
+
+@app.route("/api/v1/dag-executions/{execution_id}", methods=["GET"], cors=True)
+def get_execution(execution_id: str) -> Response:
+    return _json(api.respond(lambda: api.get_execution(services(), execution_id)))
+
+
+@app.lambda_function(name="register_task")
+def register_task(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return services().orchestrator.register(event)
+
+
+@app.lambda_function(name="run_task")
+def run_task(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return services().orchestrator.run(event)
+
+
+@app.lambda_function(name="record_failure")
+def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return services().orchestrator.record_failure(event)
+
+
+@app.lambda_function(name="finalize")
+def finalize(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return services().orchestrator.finalize(event)
+
+
+@app.lambda_function(name="fanout")
+def fanout_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return fanout.handle(event, context)

@@ -1,0 +1,86 @@
+"""REST handlers, independent of Chalice: (request data) → (status, JSON body).
+
+All mapping of domain errors to HTTP statuses lives in ``respond``. Clients get a JSON body
+``{"error": "...", ...}`` that says what to fix — never a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .dag import InvalidJob, parse_job
+from .factory import Services
+from .orchestration import StartFailed, execution_view
+from .store import ExecutionNotFound
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1_000_000
+MAX_LIST_LIMIT = 100
+Reply = tuple[int, dict[str, Any]]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": message, **extra}
+
+
+def respond(handler: Callable[[], Reply]) -> Reply:
+    try:
+        return handler()
+    except HttpError as exc:
+        return exc.status, exc.body
+    except InvalidJob as exc:
+        return 400, {
+            "error": f"the job is invalid ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''})",
+            "problems": [p.as_dict() for p in exc.problems],
+        }
+    except ExecutionNotFound as exc:
+        return 404, {"error": str(exc)}
+    except StartFailed as exc:
+        return 503, {"error": str(exc)}
+    except Exception:
+        log.exception("unhandled error")
+        return 500, {"error": "internal error; the request was not completed"}
+
+
+def execute_dag(services: Services, raw_body: bytes | None, base_url: str) -> Reply:
+    if not raw_body:
+        raise HttpError(400, "the body is empty; send a job as JSON: {\"originalRequest\": ..., \"tasks\": [...]}")
+    if len(raw_body) > MAX_BODY_BYTES:
+        raise HttpError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HttpError(400, f"the body is not valid JSON: {exc}") from None
+    job = parse_job(body)
+    execution_id = services.orchestrator.submit(job)
+    api = services.settings.public_url or base_url
+    events = services.settings.events_url or api
+    return 202, {
+        "executionId": execution_id,
+        "status": "running",
+        "statusUrl": f"{api}/api/v1/dag-executions/{execution_id}",
+        "eventsUrl": f"{events}/api/v1/dag-executions/{execution_id}/events",
+    }
+
+
+def get_execution(services: Services, execution_id: str) -> Reply:
+    return 200, services.orchestrator.snapshot(execution_id)
+
+
+def list_executions(services: Services, query: Mapping[str, str] | None) -> Reply:
+    raw = (query or {}).get("limit", "20")
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise HttpError(400, f"limit must be an integer between 1 and {MAX_LIST_LIMIT}, got {raw!r}") from None
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise HttpError(400, f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
+    items = services.store.list_executions(limit)
+    return 200, {"executions": [execution_view(m) for m in items]}

@@ -1,0 +1,160 @@
+"""Event names, payload builders and the Server-Sent Events wire format.
+
+Payload fields follow the system dagcast replaces (camelCase, ``subStepId`` as a string and
+``taskId`` as a number). ``seq`` and ``timestamp`` are added by the store when the event is
+appended, because only the store knows the next sequence number.
+
+Pure: no I/O here. The SSE encoder is tested byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+EXECUTION_CREATED: Final = "execution.created"
+EXECUTION_UPDATED: Final = "execution.updated"
+EXECUTION_COMPLETED: Final = "execution.completed"
+EXECUTION_FAILED: Final = "execution.failed"
+SUBSTEP_STARTED: Final = "substep.started"
+SUBSTEP_COMPLETED: Final = "substep.completed"
+SUBSTEP_FAILED: Final = "substep.failed"
+HEARTBEAT: Final = "heartbeat"
+
+TERMINAL_TYPES: Final = frozenset({EXECUTION_COMPLETED, EXECUTION_FAILED})
+ALL_TYPES: Final = (
+    EXECUTION_CREATED,
+    EXECUTION_UPDATED,
+    EXECUTION_COMPLETED,
+    EXECUTION_FAILED,
+    SUBSTEP_STARTED,
+    SUBSTEP_COMPLETED,
+    SUBSTEP_FAILED,
+    HEARTBEAT,
+)
+
+Event = dict[str, Any]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def execution_created(total_tasks: int, original_request: str) -> Event:
+    return {"type": EXECUTION_CREATED, "totalTasks": total_tasks, "originalRequest": original_request}
+
+
+def substep_started(task_id: int, description: str, attempt: int = 1) -> Event:
+    return {
+        "type": SUBSTEP_STARTED,
+        "subStepId": str(task_id),
+        "taskId": task_id,
+        "description": description,
+        "attempt": attempt,
+    }
+
+
+def substep_completed(task_id: int, duration_ms: int, result: Any) -> Event:
+    return {
+        "type": SUBSTEP_COMPLETED,
+        "subStepId": str(task_id),
+        "taskId": task_id,
+        "durationMs": duration_ms,
+        "result": result,
+    }
+
+
+def substep_failed(
+    task_id: int, error: str, duration_ms: int | None = None, upstream: list[int] | None = None
+) -> Event:
+    event: Event = {"type": SUBSTEP_FAILED, "subStepId": str(task_id), "taskId": task_id, "error": error}
+    if duration_ms is not None:
+        event["durationMs"] = duration_ms
+    if upstream:
+        event["reason"] = "upstream"
+        event["upstreamTaskIds"] = upstream
+    return event
+
+
+def counters(meta: Mapping[str, Any]) -> dict[str, int]:
+    """The execution's counters from its META item (see store.ExecutionMeta)."""
+    total = int(meta["totalTasks"])
+    completed = len(meta.get("completed", ()))
+    failed = len(meta.get("failed", ()))
+    running = len(meta.get("running", ()))
+    return {
+        "totalTasks": total,
+        "completedTasks": completed,
+        "failedTasks": failed,
+        "runningTasks": running,
+        "waitingTasks": max(0, total - completed - failed - running),
+    }
+
+
+def execution_updated(meta: Mapping[str, Any]) -> Event:
+    return {"type": EXECUTION_UPDATED, "status": meta["status"], **counters(meta)}
+
+
+def execution_completed(meta: Mapping[str, Any], duration_ms: int, final_result: Any) -> Event:
+    c = counters(meta)
+    return {
+        "type": EXECUTION_COMPLETED,
+        "status": "completed",
+        "completedTasks": c["completedTasks"],
+        "failedTasks": c["failedTasks"],
+        "totalTasks": c["totalTasks"],
+        "durationMs": duration_ms,
+        "finalResult": final_result,
+    }
+
+
+def execution_failed(meta: Mapping[str, Any], duration_ms: int, error: str) -> Event:
+    c = counters(meta)
+    return {
+        "type": EXECUTION_FAILED,
+        "status": "failed",
+        "completedTasks": c["completedTasks"],
+        "failedTasks": c["failedTasks"],
+        "totalTasks": c["totalTasks"],
+        "durationMs": duration_ms,
+        "error": error,
+    }
+
+
+def dumps(payload: Mapping[str, Any]) -> str:
+    """Compact JSON, UTF-8 kept as is; the one serialisation used for storage and the wire."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_sse(
+    data: str, *, event: str | None = None, id: int | str | None = None, retry_ms: int | None = None
+) -> bytes:
+    """One SSE message, as the WHATWG HTML spec parses it.
+
+    ``data`` may contain newlines; each line becomes its own ``data:`` field so the client joins
+    them back with ``\\n``. CR and CRLF are normalised first because a bare CR would end a line
+    on the client and corrupt the payload. ``event`` and ``id`` must be single-line.
+    """
+    lines: list[str] = []
+    if event is not None:
+        _single_line("event", event)
+        lines.append(f"event: {event}")
+    if id is not None:
+        _single_line("id", str(id))
+        lines.append(f"id: {id}")
+    if retry_ms is not None:
+        lines.append(f"retry: {int(retry_ms)}")
+    for line in data.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        lines.append(f"data: {line}")
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def encode_comment(text: str) -> bytes:
+    return "".join(f": {line}\n" for line in text.split("\n")).encode("utf-8") + b"\n"
+
+
+def _single_line(field: str, value: str) -> None:
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise ValueError(f"SSE {field} must be a single line without NUL: {value!r}")

@@ -1,0 +1,493 @@
+"""The DynamoDB adapter: executions, tasks and the per-execution event log in one table.
+
+Key layout (``PK`` / ``SK``, all strings)::
+
+    EXEC#<id>  META             the execution: status, totals, counters as number sets
+    EXEC#<id>  TASK#<taskId>    one task: status, dependencies, callback token, result or error
+    EXEC#<id>  EVT#<seq>        one event, stored exactly as clients receive it (``data``)
+    EXEC#<id>  KEY#<eventKey>   idempotency marker: the seq that event key was given
+
+Events get ``seq`` 1, 2, 3… with no gap and no duplicate, without transactions (see
+``append_event``). Counters are number *sets* (``ADD completed :ids``) so that a retried Lambda
+that records the same task twice cannot count it twice.
+
+The adapter is handed its boto3 client; it never creates one. ``ClientError`` becomes a domain
+error here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from . import events as ev
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+else:
+    DynamoDBClient = Any
+
+Item = dict[str, Any]
+EXECUTIONS_INDEX = "GSI1"
+EXECUTIONS_PARTITION = "EXECUTIONS"
+_SEQ_WIDTH = 12
+_TASK_WIDTH = 16
+
+
+class StoreError(Exception):
+    """Base class of the store's domain errors."""
+
+
+class ExecutionNotFound(StoreError):
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(f"no execution with id {execution_id!r}")
+        self.execution_id = execution_id
+
+
+class ExecutionExists(StoreError):
+    pass
+
+
+class AppendContention(StoreError):
+    """Too many concurrent writers kept taking the next seq; the caller's retry will try again."""
+
+
+def pk(execution_id: str) -> str:
+    return f"EXEC#{execution_id}"
+
+
+def task_sk(task_id: int) -> str:
+    return f"TASK#{task_id:0{_TASK_WIDTH}d}"
+
+
+def event_sk(seq: int) -> str:
+    return f"EVT#{seq:0{_SEQ_WIDTH}d}"
+
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, set):
+        return {_plain(v) for v in value}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in values.items() if v is not None and v != set()}
+
+
+def from_item(item: Mapping[str, Any]) -> Item:
+    return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class DynamoStore:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._db = client
+        self._table = table_name
+
+    # ------------------------------------------------------------------ executions
+
+    def create_execution(
+        self,
+        execution_id: str,
+        *,
+        created_at: int,
+        original_request: str,
+        tasks: list[Item],
+        sink_ids: list[int],
+    ) -> None:
+        """Write the task items, then the META item, then ``execution.created``.
+
+        META goes last: until it exists the execution is invisible (404), so a crash halfway
+        leaves nothing a client can see.
+        """
+        for start in range(0, len(tasks), 25):
+            requests = [
+                {"PutRequest": {"Item": to_item({"PK": pk(execution_id), "SK": task_sk(t["taskId"]), **t})}}
+                for t in tasks[start : start + 25]
+            ]
+            self._batch_write(requests)
+        meta = {
+            "PK": pk(execution_id),
+            "SK": "META",
+            "executionId": execution_id,
+            "status": "running",
+            "totalTasks": len(tasks),
+            "originalRequest": original_request,
+            "createdAt": created_at,
+            "sinks": sink_ids,
+            "GSI1PK": EXECUTIONS_PARTITION,
+            "GSI1SK": f"{created_at:015d}#{execution_id}",
+        }
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=to_item(meta),
+                ConditionExpression="attribute_not_exists(PK)",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise ExecutionExists(f"execution {execution_id} already exists") from exc
+            raise
+        self.append_event(
+            execution_id, ev.EXECUTION_CREATED, ev.execution_created(len(tasks), original_request), created_at
+        )
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        pending: Any = {self._table: requests}
+        for attempt in range(10):
+            out = self._db.batch_write_item(RequestItems=pending)
+            pending = out.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(min(1.0, 0.05 * 2**attempt))
+        raise StoreError("DynamoDB kept items unprocessed after 10 attempts")
+
+    def get_meta(self, execution_id: str) -> Item:
+        out = self._db.get_item(
+            TableName=self._table, Key=to_item({"PK": pk(execution_id), "SK": "META"}), ConsistentRead=True
+        )
+        if "Item" not in out:
+            raise ExecutionNotFound(execution_id)
+        return from_item(out["Item"])
+
+    def list_executions(self, limit: int = 20) -> list[Item]:
+        out = self._db.query(
+            TableName=self._table,
+            IndexName=EXECUTIONS_INDEX,
+            KeyConditionExpression="GSI1PK = :p",
+            ExpressionAttributeValues=to_item({":p": EXECUTIONS_PARTITION}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [from_item(i) for i in out.get("Items", [])]
+
+    def set_execution_fields(self, execution_id: str, **fields: Any) -> None:
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": v for i, v in enumerate(fields.values())}
+        self._db.update_item(
+            TableName=self._table,
+            Key=to_item({"PK": pk(execution_id), "SK": "META"}),
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+        )
+
+    def finish_execution(self, execution_id: str, status: str, finished_at: int, **fields: Any) -> bool:
+        """Move the execution from running to its final status; False if it was already final."""
+        names = {"#s": "status", "#fa": "finishedAt", **{f"#f{i}": k for i, k in enumerate(fields)}}
+        values = {
+            ":s": status,
+            ":fa": finished_at,
+            ":running": "running",
+            **{f":v{i}": v for i, v in enumerate(fields.values())},
+        }
+        sets = ["#s = :s", "#fa = :fa", *(f"#f{i} = :v{i}" for i in range(len(fields)))]
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=to_item({"PK": pk(execution_id), "SK": "META"}),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="#s = :running",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def record_task_running(self, execution_id: str, task_id: int) -> Item:
+        return self._update_meta(execution_id, "ADD running :t", {":t": {task_id}})
+
+    def record_task_done(self, execution_id: str, task_id: int, ok: bool, error: str | None = None) -> Item:
+        """Count a finished task (idempotently: the counters are sets of task ids)."""
+        if ok:
+            return self._update_meta(execution_id, "ADD completed :t DELETE running :t", {":t": {task_id}})
+        return self._update_meta(
+            execution_id,
+            "ADD failed :t DELETE running :t SET firstError = if_not_exists(firstError, :e)",
+            {":t": {task_id}, ":e": error or "task failed"},
+        )
+
+    def _update_meta(self, execution_id: str, expression: str, values: Mapping[str, Any]) -> Item:
+        out = self._db.update_item(
+            TableName=self._table,
+            Key=to_item({"PK": pk(execution_id), "SK": "META"}),
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues=to_item(values),
+            ReturnValues="ALL_NEW",
+        )
+        return from_item(out["Attributes"])
+
+    # ------------------------------------------------------------------ tasks
+
+    def get_task(self, execution_id: str, task_id: int) -> Item:
+        out = self._db.get_item(
+            TableName=self._table,
+            Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
+            ConsistentRead=True,
+        )
+        if "Item" not in out:
+            raise StoreError(f"execution {execution_id} has no task {task_id}")
+        return from_item(out["Item"])
+
+    def get_tasks(self, execution_id: str) -> list[Item]:
+        return list(self._query_prefix(execution_id, "TASK#"))
+
+    def get_results(self, execution_id: str, task_ids: Iterable[int]) -> dict[int, Any]:
+        """Results of finished tasks (``resultJson`` decoded), keyed by task id."""
+        out: dict[int, Any] = {}
+        for tid in task_ids:
+            task = self.get_task(execution_id, tid)
+            if "resultJson" in task:
+                out[tid] = json.loads(task["resultJson"])
+        return out
+
+    def set_token(self, execution_id: str, task_id: int, token: str) -> Item:
+        out = self._db.update_item(
+            TableName=self._table,
+            Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
+            UpdateExpression="SET #t = :t",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeNames={"#t": "token"},
+            ExpressionAttributeValues=to_item({":t": token}),
+            ReturnValues="ALL_NEW",
+        )
+        return from_item(out["Attributes"])
+
+    def mark_dependency_done(self, execution_id: str, task_id: int, dependency: int, failed: bool) -> Item:
+        expression = "ADD doneDeps :d, failedDeps :d" if failed else "ADD doneDeps :d"
+        out = self._db.update_item(
+            TableName=self._table,
+            Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues=to_item({":d": {dependency}}),
+            ReturnValues="ALL_NEW",
+        )
+        return from_item(out["Attributes"])
+
+    def claim_release(self, execution_id: str, task_id: int) -> bool:
+        """True for exactly one caller: the one that may send the task's callback token."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
+                UpdateExpression="SET released = :t",
+                ConditionExpression="attribute_exists(PK) AND attribute_not_exists(released)",
+                ExpressionAttributeValues=to_item({":t": True}),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def start_task(self, execution_id: str, task_id: int, started_at: int) -> Item | None:
+        """waiting → running (keeping the first start time on a retry); None if already finished."""
+        try:
+            out = self._db.update_item(
+                TableName=self._table,
+                Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
+                UpdateExpression="SET #s = :running, startedAt = if_not_exists(startedAt, :now)",
+                ConditionExpression="#s IN (:waiting, :running)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=to_item(
+                    {":running": "running", ":waiting": "waiting", ":now": started_at}
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return from_item(out["Attributes"])
+
+    def finish_task(self, execution_id: str, task_id: int, status: str, **fields: Any) -> Item | None:
+        """waiting/running → completed/failed with the given fields; None if already finished."""
+        names = {"#s": "status", **{f"#f{i}": k for i, k in enumerate(fields)}}
+        values = {
+            ":s": status,
+            ":waiting": "waiting",
+            ":running": "running",
+            **{f":v{i}": v for i, v in enumerate(fields.values())},
+        }
+        sets = ["#s = :s", *(f"#f{i} = :v{i}" for i in range(len(fields)))]
+        try:
+            out = self._db.update_item(
+                TableName=self._table,
+                Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="#s IN (:waiting, :running)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return from_item(out["Attributes"])
+
+    # ------------------------------------------------------------------ events
+
+    def append_event(
+        self,
+        execution_id: str,
+        key: str,
+        payload: ev.Event | Callable[[], ev.Event],
+        timestamp: int | None = None,
+    ) -> int:
+        """Append one event under an idempotency ``key``; return its seq.
+
+        Appending the same key twice returns the first seq and writes nothing. Without
+        transactions this holds because of one invariant: *every event below the tail has a
+        KEY# marker*. Each writer first writes the marker of the current tail (helping whoever
+        wrote it), then conditionally puts ``EVT#<tail+1>``. So a key is already taken iff its
+        marker exists or it is the tail's key.
+
+        ``payload`` may be a callable, called after the tail is read on every attempt: a payload
+        built from state read *after* the tail (e.g. counters) is then monotonic in seq.
+        """
+        marker_key = to_item({"PK": pk(execution_id), "SK": f"KEY#{key}"})
+        for attempt in range(60):
+            # Tail first, marker second: if our key is below the tail we read, its marker was
+            # written before that tail event, so the (consistent) marker read must see it.
+            tail = self._tail(execution_id)
+            n = 0
+            if tail is not None:
+                n = int(tail["seq"])
+                if tail["idemKey"] == key:
+                    return n
+                marker = self._db.get_item(TableName=self._table, Key=marker_key, ConsistentRead=True)
+                if "Item" in marker:
+                    return int(from_item(marker["Item"])["seq"])
+                self._db.put_item(
+                    TableName=self._table,
+                    Item=to_item({"PK": pk(execution_id), "SK": f"KEY#{tail['idemKey']}", "seq": n}),
+                )
+            body = dict(payload() if callable(payload) else payload)
+            body["executionId"] = execution_id
+            body["timestamp"] = timestamp if timestamp is not None else ev.now_ms()
+            body["seq"] = n + 1
+            try:
+                self._db.put_item(
+                    TableName=self._table,
+                    Item=to_item(
+                        {
+                            "PK": pk(execution_id),
+                            "SK": event_sk(n + 1),
+                            "seq": n + 1,
+                            "type": body["type"],
+                            "idemKey": key,
+                            "data": ev.dumps(body),
+                        }
+                    ),
+                    ConditionExpression="attribute_not_exists(PK)",
+                )
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+                time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))
+                continue
+            return n + 1
+        raise AppendContention(f"could not append {key!r} to {execution_id} after 60 attempts")
+
+    def _tail(self, execution_id: str) -> Item | None:
+        out = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :p AND begins_with(SK, :e)",
+            ExpressionAttributeValues=to_item({":p": pk(execution_id), ":e": "EVT#"}),
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
+        items = out.get("Items", [])
+        return from_item(items[0]) if items else None
+
+    def last_seq(self, execution_id: str) -> int:
+        tail = self._tail(execution_id)
+        return int(tail["seq"]) if tail else 0
+
+    def last_event(self, execution_id: str) -> Item | None:
+        """The newest event item (``seq``, ``type``, ``data``), or None before the first."""
+        return self._tail(execution_id)
+
+    def events_after(self, execution_id: str, after_seq: int, limit: int = 500) -> list[ev.Event]:
+        """Events with seq > after_seq in order (at most ``limit``)."""
+        out = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :p AND SK BETWEEN :lo AND :hi",
+            ExpressionAttributeValues=to_item(
+                {":p": pk(execution_id), ":lo": event_sk(after_seq + 1), ":hi": "EVT#" + "9" * _SEQ_WIDTH}
+            ),
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        return [json.loads(from_item(i)["data"]) for i in out.get("Items", [])]
+
+    def _query_prefix(self, execution_id: str, prefix: str) -> Iterator[Item]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :p AND begins_with(SK, :s)",
+            "ExpressionAttributeValues": to_item({":p": pk(execution_id), ":s": prefix}),
+            "ConsistentRead": True,
+        }
+        while True:
+            out = self._db.query(**kwargs)
+            for item in out.get("Items", []):
+                yield from_item(item)
+            if "LastEvaluatedKey" not in out:
+                return
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """CreateTable arguments; template.yaml declares the same table for AWS (a test compares them)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+            {"AttributeName": "GSI1PK", "AttributeType": "S"},
+            {"AttributeName": "GSI1SK", "AttributeType": "S"},
+        ],
+        "KeySchema": [
+            {"AttributeName": "PK", "KeyType": "HASH"},
+            {"AttributeName": "SK", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": EXECUTIONS_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "GSI1PK", "KeyType": "HASH"},
+                    {"AttributeName": "GSI1SK", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    }

@@ -1,0 +1,157 @@
+"""Provision and run the embedded local stack: moto's server as AWS, in this process.
+
+``LocalStack.start()`` starts moto's server on 127.0.0.1 (a free port), turns on its Step
+Functions interpreter, runs the task Lambdas in-process (invoker.py), creates the table, the
+functions and the real state machine definition, points this process's boto3 at it through the
+standard environment variables, and starts the stream poller. Nothing here needs an AWS account,
+Docker or a network beyond loopback.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import httpx
+from moto.server import ThreadedMotoServer
+
+from chalicelib.config import render_definition
+from chalicelib.store import table_definition
+
+from .invoker import Handler, InProcessInvoker
+from .poller import StreamPoller
+
+REGION = "us-east-1"
+APP = "dagcast"
+STAGE = "local"
+
+# ASL substitution → the Chalice lambda_function name that implements it.
+FUNCTIONS = {
+    "RegisterFunctionArn": "register_task",
+    "RunFunctionArn": "run_task",
+    "RecordFailureFunctionArn": "record_failure",
+    "FinalizeFunctionArn": "finalize",
+}
+FANOUT = "fanout"
+
+
+def function_name(name: str) -> str:
+    """Chalice's naming: <app>-<stage>-<function>."""
+    return f"{APP}-{STAGE}-{name}"
+
+
+def local_environment(endpoint: str, port: int) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        # boto3 ≥ 1.40 would send DynamoDB calls to an account-based endpoint moto does not serve.
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        # moto's Step Functions interpreter calls Lambda and DynamoDB at localhost:$MOTO_PORT.
+        "MOTO_PORT": str(port),
+    }
+
+
+@dataclass
+class LocalStack:
+    table_name: str = "dagcast-local"
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    fanout_batch_size: int = 100
+    endpoint: str = ""
+    state_machine_arn: str = ""
+    _server: Any = None
+    _invoker: InProcessInvoker | None = None
+    poller: StreamPoller | None = None
+
+    def start(self) -> LocalStack:
+        if not self.handlers:
+            self.handlers = default_handlers()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        os.environ.update(local_environment(self.endpoint, port))
+        httpx.post(
+            f"{self.endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}
+        ).raise_for_status()
+        self._invoker = InProcessInvoker({function_name(n): h for n, h in self.handlers.items()})
+        self._invoker.install()
+        session = boto3.Session(region_name=REGION)
+        arns = self._create_functions(session)
+        stream_arn = self._create_table(session)
+        sfn = session.client("stepfunctions")
+        self.state_machine_arn = sfn.create_state_machine(
+            name=f"{APP}-{STAGE}-dag",
+            definition=render_definition(arns),
+            roleArn=self._role_arn,
+            type="STANDARD",
+        )["stateMachineArn"]
+        os.environ["DAGCAST_TABLE"] = self.table_name
+        os.environ["DAGCAST_STATE_MACHINE_ARN"] = self.state_machine_arn
+        fanout = self.handlers.get(FANOUT)
+        if fanout is not None:
+            self.poller = StreamPoller(
+                session.client("dynamodbstreams"), stream_arn, fanout, batch_size=self.fanout_batch_size
+            )
+            self.poller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+        if self._invoker is not None:
+            self._invoker.uninstall()
+        if self._server is not None:
+            self._server.stop()
+
+    def _create_functions(self, session: boto3.Session) -> dict[str, str]:
+        iam = session.client("iam")
+        self._role_arn = iam.create_role(
+            RoleName=f"{APP}-{STAGE}",
+            AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}',
+        )["Role"]["Arn"]
+        awslambda = session.client("lambda")
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("app.py", "# dagcast's handlers run in-process; see dagcast/local/invoker.py\n")
+        arns: dict[str, str] = {}
+        for name in self.handlers:
+            arn = awslambda.create_function(
+                FunctionName=function_name(name),
+                Runtime="python3.12",
+                Role=self._role_arn,
+                Handler=f"app.{name}",
+                Code={"ZipFile": buf.getvalue()},
+                Timeout=900,
+            )["FunctionArn"]
+            for key, fn in FUNCTIONS.items():
+                if fn == name:
+                    arns[key] = arn
+        return arns
+
+    def _create_table(self, session: boto3.Session) -> str:
+        ddb = session.client("dynamodb")
+        out = ddb.create_table(**table_definition(self.table_name))
+        return str(out["TableDescription"]["LatestStreamArn"])
+
+
+def default_handlers() -> dict[str, Handler]:
+    import app  # the Chalice app: imported late, after the environment points at the local stack
+
+    app.services.cache_clear()
+    return {
+        "register_task": app.register_task,
+        "run_task": app.run_task,
+        "record_failure": app.record_failure,
+        "finalize": app.finalize,
+        FANOUT: app.fanout_handler,
+    }
