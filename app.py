@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from chalice import Chalice, Response
+from chalice.app import Chalice, Request, Response
 
 from chalicelib import api, fanout
 from chalicelib.factory import Services, build_services
@@ -24,12 +24,19 @@ def _json(reply: api.Reply) -> Response:
     return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
 
 
-def _base_url() -> str:
+def _request() -> Request:
     request = app.current_request
-    host = request.headers.get("host", "") if request is not None else ""
+    if request is None:  # pragma: no cover - Chalice sets it for every route call
+        raise RuntimeError("no current request")
+    return request
+
+
+def _base_url() -> str:
+    request = _request()
+    host = request.headers.get("host", "")
     if not host:
         return ""
-    stage = (request.context or {}).get("stage", "") if request is not None else ""
+    stage = (request.context or {}).get("stage", "")
     scheme = "http" if host.startswith(("127.0.0.1", "localhost")) else "https"
     prefix = f"/{stage}" if stage and scheme == "https" else ""
     return f"{scheme}://{host}{prefix}"
@@ -37,13 +44,14 @@ def _base_url() -> str:
 
 @app.route("/api/v1/execute-dag", methods=["POST"], content_types=["application/json"], cors=True)
 def execute_dag() -> Response:
-    raw = app.current_request.raw_body
+    raw = _request().raw_body
+    raw = raw.encode() if isinstance(raw, str) else raw
     return _json(api.respond(lambda: api.execute_dag(services(), raw, _base_url())))
 
 
 @app.route("/api/v1/dag-executions", methods=["GET"], cors=True)
 def list_executions() -> Response:
-    query = app.current_request.query_params
+    query = _request().query_params
     return _json(api.respond(lambda: api.list_executions(services(), query)))
 
 

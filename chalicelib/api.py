@@ -36,8 +36,9 @@ def respond(handler: Callable[[], Reply]) -> Reply:
     except HttpError as exc:
         return exc.status, exc.body
     except InvalidJob as exc:
+        count = len(exc.problems)
         return 400, {
-            "error": f"the job is invalid ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''})",
+            "error": f"the job is invalid ({count} problem{'s' if count != 1 else ''}); nothing was started",
             "problems": [p.as_dict() for p in exc.problems],
         }
     except ExecutionNotFound as exc:
@@ -51,7 +52,9 @@ def respond(handler: Callable[[], Reply]) -> Reply:
 
 def execute_dag(services: Services, raw_body: bytes | None, base_url: str) -> Reply:
     if not raw_body:
-        raise HttpError(400, "the body is empty; send a job as JSON: {\"originalRequest\": ..., \"tasks\": [...]}")
+        raise HttpError(
+            400, 'the body is empty; send a job as JSON: {"originalRequest": ..., "tasks": [...]}'
+        )
     if len(raw_body) > MAX_BODY_BYTES:
         raise HttpError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
     try:
@@ -79,7 +82,9 @@ def list_executions(services: Services, query: Mapping[str, str] | None) -> Repl
     try:
         limit = int(raw)
     except ValueError:
-        raise HttpError(400, f"limit must be an integer between 1 and {MAX_LIST_LIMIT}, got {raw!r}") from None
+        raise HttpError(
+            400, f"limit must be an integer between 1 and {MAX_LIST_LIMIT}, got {raw!r}"
+        ) from None
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise HttpError(400, f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
     items = services.store.list_executions(limit)

@@ -10,7 +10,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "infra" / "statemachine" / "dag.asl.json"
-ASL_SUBSTITUTIONS = ("RegisterFunctionArn", "RunFunctionArn", "RecordFailureFunctionArn", "FinalizeFunctionArn")
+ASL_SUBSTITUTIONS = (
+    "RegisterFunctionArn",
+    "RunFunctionArn",
+    "RecordFailureFunctionArn",
+    "FinalizeFunctionArn",
+)
 
 
 class SettingsError(RuntimeError):

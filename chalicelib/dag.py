@@ -343,4 +343,3 @@ def render_template(text: str, results: Mapping[int, Any]) -> str:
 
 def template_refs(text: str) -> list[int]:
     return sorted({int(m) for m in TEMPLATE_REF.findall(text)})
-

@@ -39,6 +39,7 @@ def handle_record(record: DynamoDBRecord) -> dict[str, Any] | None:
 
 def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-    return process_partial_response(
+    response = process_partial_response(
         event=event, record_handler=handle_record, processor=processor, context=context
     )
+    return dict(response)

@@ -14,6 +14,7 @@ remaining work and writes nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -123,10 +124,8 @@ class Orchestrator:
         execution_id, task_id = str(event["executionId"]), int(event["taskId"])
         err = event.get("error") or {}
         cause = str(err.get("Cause", ""))
-        try:
+        with contextlib.suppress(ValueError, AttributeError):
             cause = str(json.loads(cause).get("errorMessage", cause))
-        except (ValueError, AttributeError):
-            pass
         error = f"task runner failed: {err.get('Error', 'Error')}: {cause}".rstrip(": ")
         task = self._finish(execution_id, task_id, "failed", error=error)
         self._after_finished(execution_id, task)
@@ -241,7 +240,9 @@ class Orchestrator:
             lambda: ev.execution_updated(self._store.get_meta(execution_id)),
         )
         for dependent in task.get("dependents", []):
-            item = self._store.mark_dependency_done(execution_id, dependent, task_id, failed=status != "completed")
+            item = self._store.mark_dependency_done(
+                execution_id, dependent, task_id, failed=status != "completed"
+            )
             self._maybe_release(execution_id, item)
 
     def _maybe_release(self, execution_id: str, task: Item) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -81,9 +81,11 @@ async def event_stream(
         await asyncio.sleep(poll_seconds)
 
 
-def create_sse_app(
+def events_endpoint(
     store_factory: Callable[[], DynamoStore], heartbeat_seconds: float = 15.0, poll_seconds: float = 0.25
-) -> Starlette:
+) -> Callable[[Request], Awaitable[Response]]:
+    """The ASGI endpoint for EVENTS_PATH (mounted by the SSE app and by the local server)."""
+
     async def events(request: Request) -> Response:
         execution_id = request.path_params["execution_id"]
         store = store_factory()
@@ -97,8 +99,11 @@ def create_sse_app(
             headers=STREAM_HEADERS,
         )
 
-    return Starlette(routes=sse_routes(events))
+    return events
 
 
-def sse_routes(endpoint: Callable[[Request], Any]) -> list[Route]:
-    return [Route(EVENTS_PATH, endpoint, methods=["GET"])]
+def create_sse_app(
+    store_factory: Callable[[], DynamoStore], heartbeat_seconds: float = 15.0, poll_seconds: float = 0.25
+) -> Starlette:
+    endpoint = events_endpoint(store_factory, heartbeat_seconds, poll_seconds)
+    return Starlette(routes=[Route(EVENTS_PATH, endpoint, methods=["GET"])])

@@ -99,7 +99,7 @@ class StreamPoller:
                 StreamArn=self._arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
             )
         out = self._streams.get_records(ShardIterator=it["ShardIterator"], Limit=self._batch_size)
-        records = [dict(r, eventSourceARN=self._arn) for r in out.get("Records", [])]
+        records: list[dict[str, Any]] = [dict(r, eventSourceARN=self._arn) for r in out.get("Records", [])]
         if not records:
             return 0
         self.stats.batches += 1

@@ -9,10 +9,12 @@ Docker or a network beyond loopback.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ from moto.server import ThreadedMotoServer
 from chalicelib.config import render_definition
 from chalicelib.store import table_definition
 
-from .invoker import Handler, InProcessInvoker
+from .moto_adapter import Handler, InProcessInvoker, fix_state_machine_copy
 from .poller import StreamPoller
 
 REGION = "us-east-1"
@@ -85,6 +87,7 @@ class LocalStack:
         ).raise_for_status()
         self._invoker = InProcessInvoker({function_name(n): h for n, h in self.handlers.items()})
         self._invoker.install()
+        fix_state_machine_copy()
         session = boto3.Session(region_name=REGION)
         arns = self._create_functions(session)
         stream_arn = self._create_table(session)
@@ -104,6 +107,17 @@ class LocalStack:
             )
             self.poller.start()
         return self
+
+    @contextlib.contextmanager
+    def handler_override(self, name: str, handler: Handler) -> Iterator[Handler]:
+        """Temporarily run ``handler`` for function ``name``; yields the real one (for fault tests)."""
+        assert self._invoker is not None, "start() the stack first"
+        real = self.handlers[name]
+        self._invoker.set_handler(function_name(name), handler)
+        try:
+            yield real
+        finally:
+            self._invoker.set_handler(function_name(name), real)
 
     def stop(self) -> None:
         if self.poller is not None:

@@ -1,10 +1,14 @@
-"""Run moto's Lambda functions in-process with dagcast's real handlers (no Docker).
+"""The only module that touches moto internals (moto is pinned exactly in pyproject.toml;
+tests/functional/test_moto_adapter.py fails loudly if an upgrade breaks either patch).
 
-moto has no public hook for this: every invoke path (boto3 ``invoke``, a Step Functions task,
-an event source mapping) ends in ``moto.awslambda.models.LambdaFunction._invoke_lambda``, which
-would start a Docker container. This module replaces that one private method — it is the only
-place that touches moto internals, moto is pinned exactly in pyproject.toml, and
-tests/functional/test_invoker_contract.py fails loudly if an upgrade changes the contract.
+1. ``InProcessInvoker`` runs moto's Lambda functions in-process with dagcast's real handlers.
+   moto has no public hook for this: every invoke path (boto3 ``invoke``, a Step Functions task,
+   an event source mapping) ends in ``moto.awslambda.models.LambdaFunction._invoke_lambda``,
+   which would start a Docker container; we replace that one method.
+2. ``fix_state_machine_copy`` — moto's StartExecution deep-copies the state machine *with every
+   execution it ever ran*; a running execution holds locks, so the second StartExecution on a
+   state machine fails with "cannot pickle '_thread.RLock' object" (and each copy grows with
+   history). The copy is given no executions instead, which is all the new execution needs.
 
 The replacement keeps moto's contract: it returns ``(payload_json, errored, logs)``; a handler
 exception becomes ``{"errorMessage", "errorType"}`` with ``errored=True``, which Step Functions
@@ -13,6 +17,7 @@ reports as an error named after ``errorType`` — as AWS does.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import traceback
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moto.awslambda import models as lambda_models
+from moto.stepfunctions import models as sfn_models
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,9 @@ class InProcessInvoker:
         self._handlers = dict(handlers)
         self._original: Any = None
 
+    def set_handler(self, name: str, handler: Handler) -> None:
+        self._handlers[name] = handler
+
     def install(self) -> None:
         if self._original is not None:
             return
@@ -58,18 +67,21 @@ class InProcessInvoker:
         def _invoke_lambda(fn: Any, event: Any = None) -> tuple[str, bool, str]:
             return invoker.invoke(fn.function_name, fn.function_arn, event)
 
-        lambda_models.LambdaFunction._invoke_lambda = _invoke_lambda
+        setattr(lambda_models.LambdaFunction, "_invoke_lambda", _invoke_lambda)  # noqa: B010
 
     def uninstall(self) -> None:
         if self._original is not None:
-            lambda_models.LambdaFunction._invoke_lambda = self._original
+            setattr(lambda_models.LambdaFunction, "_invoke_lambda", self._original)  # noqa: B010
             self._original = None
 
     def invoke(self, name: str, arn: str, event: Any) -> tuple[str, bool, str]:
         handler = self._handlers.get(name)
         if handler is None:
-            body = {"errorMessage": f"no in-process handler for function {name}", "errorType": "ResourceNotFound"}
-            return json.dumps(body), True, ""
+            missing = {
+                "errorMessage": f"no in-process handler for function {name}",
+                "errorType": "ResourceNotFound",
+            }
+            return json.dumps(missing), True, ""
         if isinstance(event, str | bytes):
             event = json.loads(event or "{}")
         context = LocalContext(name, invoked_function_arn=arn, aws_request_id=str(uuid.uuid4()))
@@ -78,9 +90,21 @@ class InProcessInvoker:
             return json.dumps(result), False, ""
         except Exception as exc:
             log.warning("local Lambda %s failed: %s: %s", name, type(exc).__name__, exc)
-            body = {
+            body: dict[str, Any] = {
                 "errorMessage": str(exc),
                 "errorType": type(exc).__name__,
                 "stackTrace": traceback.format_exception(exc)[-5:],
             }
             return json.dumps(body), True, ""
+
+
+def _copy_without_executions(self: Any, memo: dict[int, Any]) -> Any:
+    clone = self.__class__.__new__(self.__class__)
+    memo[id(self)] = clone
+    for key, value in self.__dict__.items():
+        setattr(clone, key, [] if key == "executions" else copy.deepcopy(value, memo))
+    return clone
+
+
+def fix_state_machine_copy() -> None:
+    setattr(sfn_models.StateMachine, "__deepcopy__", _copy_without_executions)  # noqa: B010

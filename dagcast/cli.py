@@ -1,0 +1,180 @@
+"""The ``dagcast`` command: run the local stack, submit jobs, watch executions live.
+
+dagcast up [--port 8000]          the embedded local stack (REST + SSE on 127.0.0.1)
+dagcast run JOB.json [--url URL]  submit a job and print every event until the end;
+                                  starts a local stack in-process when none answers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from httpx_sse import connect_sse
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dagcast", description=__doc__.split("\n")[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the embedded local stack (no AWS account, no Docker)")
+    up.add_argument("--host", default=DEFAULT_HOST)
+    up.add_argument("--port", type=int, default=DEFAULT_PORT)
+    up.add_argument("--heartbeat-seconds", type=float, default=None, help="SSE heartbeat interval (15)")
+    up.add_argument("--verbose", action="store_true", help="log every fan-out delivery")
+    run = sub.add_parser("run", help="submit a job and print its events live")
+    run.add_argument("job", type=Path, help="a job file (JSON)")
+    run.add_argument(
+        "--url", default=None, help=f"API base URL (default http://{DEFAULT_HOST}:{DEFAULT_PORT})"
+    )
+    run.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port for a stack started by this command"
+    )
+    run.add_argument("--json", action="store_true", help="print each event as one JSON line")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return cmd_up(args.host, args.port, args.heartbeat_seconds, args.verbose)
+    return cmd_run(args.job, args.url, args.port, args.json)
+
+
+def _serve(host: str, port: int, heartbeat: float | None, verbose: bool) -> Any:
+    import os
+
+    import uvicorn
+
+    from .local.server import create_app
+    from .local.stack import LocalStack
+
+    if heartbeat is not None:
+        os.environ["DAGCAST_HEARTBEAT_SECONDS"] = str(heartbeat)
+    os.environ.setdefault("DAGCAST_PUBLIC_URL", f"http://{host}:{port}")
+    stack = LocalStack().start()
+    if not verbose:
+        logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)
+    config = uvicorn.Config(create_app(stack), host=host, port=port, log_level="warning", access_log=verbose)
+    return stack, uvicorn.Server(config)
+
+
+def cmd_up(host: str, port: int, heartbeat: float | None, verbose: bool) -> int:
+    stack, server = _serve(host, port, heartbeat, verbose)
+    print(f"dagcast local stack: http://{host}:{port}  (moto at {stack.endpoint})", flush=True)
+    print(
+        f"  submit:  curl -X POST http://{host}:{port}/api/v1/execute-dag "
+        "-H 'content-type: application/json' "
+        "-d @examples/research-report.json",
+        flush=True,
+    )
+    print(f"  watch:   curl -N http://{host}:{port}/api/v1/dag-executions/<id>/events", flush=True)
+    try:
+        server.run()
+    finally:
+        stack.stop()
+    return 0
+
+
+def _reachable(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def cmd_run(job_path: Path, url: str | None, port: int, as_json: bool) -> int:
+    try:
+        body = job_path.read_bytes()
+    except OSError as exc:
+        print(f"dagcast: cannot read {job_path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    base = url or f"http://{DEFAULT_HOST}:{port}"
+    if not _reachable(base):
+        if url is not None:
+            print(f"dagcast: no dagcast API answers at {url}", file=sys.stderr)
+            return 2
+        print(f"dagcast: no local stack on port {port}; starting one in this process…", file=sys.stderr)
+        _stack, server = _serve(DEFAULT_HOST, port, None, False)
+        threading.Thread(target=server.run, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while not _reachable(base):
+            if time.monotonic() > deadline:
+                print("dagcast: the local stack did not come up within 30 s", file=sys.stderr)
+                return 2
+            time.sleep(0.1)
+    reply = httpx.post(
+        f"{base}/api/v1/execute-dag", content=body, headers={"content-type": "application/json"}, timeout=30
+    )
+    if reply.status_code != 202:
+        print(f"dagcast: the job was rejected ({reply.status_code}):", file=sys.stderr)
+        data = reply.json() if reply.headers.get("content-type", "").startswith("application/json") else {}
+        print(f"  {data.get('error', reply.text)}", file=sys.stderr)
+        for problem in data.get("problems", []):
+            print(f"  - {problem['path']}: {problem['message']}", file=sys.stderr)
+        return 1
+    accepted = reply.json()
+    print(f"execution {accepted['executionId']}", flush=True)
+    print(f"  live events (SSE): {accepted['eventsUrl']}", flush=True)
+    print(f"  status:            {accepted['statusUrl']}", flush=True)
+    return watch(accepted["eventsUrl"], as_json)
+
+
+def watch(events_url: str, as_json: bool = False) -> int:
+    """Print every event of the stream until the terminal one; exit code 0 if completed."""
+    start = time.monotonic()
+    status = 1
+    with (
+        httpx.Client(timeout=httpx.Timeout(10.0, read=None)) as client,
+        connect_sse(client, "GET", events_url) as source,
+    ):
+        source.response.raise_for_status()
+        for sse in source.iter_sse():
+            event = json.loads(sse.data)
+            print(json.dumps(event) if as_json else format_event(event, time.monotonic() - start), flush=True)
+            if event["type"] == "execution.completed":
+                status = 0
+    return status
+
+
+def format_event(event: dict[str, Any], elapsed: float) -> str:
+    kind = event["type"]
+    seq = event.get("seq", "")
+    head = f"[{elapsed:6.2f}s] {('#' + str(seq)) if seq != '' else '':>5} {kind:<20}"
+    if event.get("snapshot"):
+        return (
+            f"{head} snapshot: {event['status']}, {event['completedTasks']}/{event['totalTasks']} done, "
+            f"{len(event.get('tasks', []))} tasks"
+        )
+    if kind == "execution.created":
+        return f"{head} {event['totalTasks']} tasks — {event.get('originalRequest', '')!r}"
+    if kind == "substep.started":
+        return f"{head} task {event['taskId']} {event.get('description', '')!r}"
+    if kind == "substep.completed":
+        return f"{head} task {event['taskId']} in {event['durationMs']} ms → {_short(event.get('result'))}"
+    if kind == "substep.failed":
+        return f"{head} task {event['taskId']}: {event['error']}"
+    if kind == "execution.updated":
+        return (
+            f"{head} {event['status']}: {event['completedTasks']} completed, {event['failedTasks']} failed, "
+            f"{event['waitingTasks']} waiting"
+        )
+    if kind == "execution.completed":
+        return f"{head} in {event['durationMs']} ms → {_short(event.get('finalResult'), 200)}"
+    if kind == "execution.failed":
+        return f"{head} in {event['durationMs']} ms: {event['error']}"
+    return head
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

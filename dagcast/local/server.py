@@ -1,0 +1,86 @@
+"""The local HTTP front door: the Chalice REST API and the SSE app on one uvicorn port.
+
+REST requests go through Chalice's own ``LocalGateway`` (the same API-Gateway event translation
+``chalice local`` uses), so the routes in app.py run exactly as they would behind API Gateway.
+The SSE route is the ASGI app from chalicelib/sse.py that AWS runs behind the Lambda Web Adapter.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from chalice.config import Config
+from chalice.local import ForbiddenError, LocalGateway
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from chalicelib.config import Settings
+from chalicelib.sse import EVENTS_PATH, events_endpoint
+
+from .stack import LocalStack
+
+METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
+
+
+def create_app(stack: LocalStack, settings: Settings | None = None) -> Starlette:
+    import app as chalice_module  # after the stack has set the environment
+
+    settings = settings or Settings.from_env()
+    chalice_app = chalice_module.app
+    gateway = LocalGateway(
+        chalice_app, Config.create(chalice_app=chalice_app, app_name="dagcast", lambda_timeout=900)
+    )
+    sse = events_endpoint(
+        lambda: chalice_module.services().store, settings.heartbeat_seconds, settings.poll_seconds
+    )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True, "endpoint": stack.endpoint, "stateMachine": stack.state_machine_arn})
+
+    async def stats(request: Request) -> Response:
+        p = stack.poller.stats if stack.poller else None
+        return JSONResponse(
+            {
+                "fanout": None
+                if p is None
+                else {
+                    "batches": p.batches,
+                    "recordsDelivered": p.records_delivered,
+                    "eventsDelivered": p.events_delivered,
+                    "failuresReported": p.failures_reported,
+                }
+            }
+        )
+
+    async def chalice_proxy(request: Request) -> Response:
+        body = await request.body()
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            out: dict[str, Any] = await run_in_threadpool(
+                gateway.handle_request, request.method, path, headers, body
+            )
+        except ForbiddenError:
+            return JSONResponse({"error": f"no route {request.method} {request.url.path}"}, status_code=404)
+        raw = out.get("body") or b""
+        if out.get("isBase64Encoded"):
+            raw = base64.b64decode(raw)
+        response = Response(raw, status_code=int(out["statusCode"]))
+        for key, value in (out.get("headers") or {}).items():
+            response.headers[key] = str(value)
+        for key, values in (out.get("multiValueHeaders") or {}).items():
+            for value in values:
+                response.headers.append(key, str(value))
+        return response
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/local/stats", stats, methods=["GET"]),
+        Route(EVENTS_PATH, sse, methods=["GET"]),
+        Route("/{path:path}", chalice_proxy, methods=METHODS),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib.config import ASL_SUBSTITUTIONS, Settings, SettingsError, render_definition
+
+
+def test_definition_is_fully_substituted_and_valid_json():
+    arns = {name: f"arn:aws:lambda:us-east-1:123456789012:function:{name}" for name in ASL_SUBSTITUTIONS}
+    definition = json.loads(render_definition(arns))
+    text = json.dumps(definition)
+    assert "${" not in text
+    for arn in arns.values():
+        assert arn in text
+    assert definition["QueryLanguage"] == "JSONPath"
+
+
+def test_every_state_transition_targets_an_existing_state():
+    definition = json.loads(render_definition({n: "arn" for n in ASL_SUBSTITUTIONS}))
+
+    def check(states: dict) -> None:
+        for name, state in states.items():
+            targets = [state.get("Next"), state.get("Default")]
+            targets += [c["Next"] for c in state.get("Catch", []) + state.get("Choices", [])]
+            for target in filter(None, targets):
+                assert target in states, f"{name} → {target}"
+            if "ItemProcessor" in state:
+                check(state["ItemProcessor"]["States"])
+
+    check(definition["States"])
+
+
+def test_settings_from_env_and_clear_errors():
+    s = Settings.from_env({"DAGCAST_TABLE": "tbl", "DAGCAST_HEARTBEAT_SECONDS": "2.5"})
+    assert s.table_name == "tbl" and s.heartbeat_seconds == 2.5
+    with pytest.raises(SettingsError, match="DAGCAST_TABLE"):
+        Settings.from_env({})
+    with pytest.raises(SettingsError, match="DAGCAST_HEARTBEAT_SECONDS"):
+        Settings.from_env({"DAGCAST_TABLE": "tbl", "DAGCAST_HEARTBEAT_SECONDS": "-1"})

@@ -1,0 +1,65 @@
+"""SSE wire format, byte for byte, and the counters every execution event carries."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib import events as ev
+
+
+def test_encode_simple_event():
+    assert ev.encode_sse('{"a":1}', event="substep.started", id=3) == (
+        b'event: substep.started\nid: 3\ndata: {"a":1}\n\n'
+    )
+
+
+def test_encode_retry_and_no_id():
+    assert (
+        ev.encode_sse("x", event="heartbeat", retry_ms=2000) == b"event: heartbeat\nretry: 2000\ndata: x\n\n"
+    )
+
+
+def test_multiline_data_becomes_several_data_fields_and_cr_is_normalised():
+    assert ev.encode_sse("a\nb\r\nc\rd") == b"data: a\ndata: b\ndata: c\ndata: d\n\n"
+
+
+def test_unicode_is_utf8():
+    assert ev.encode_sse("é→") == "data: é→\n\n".encode()
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\0b"])
+def test_event_name_and_id_must_be_single_line(bad):
+    with pytest.raises(ValueError):
+        ev.encode_sse("x", event=bad)
+    with pytest.raises(ValueError):
+        ev.encode_sse("x", id=bad)
+
+
+def test_json_payload_never_spans_lines():
+    payload = ev.dumps({"result": "line1\nline2"})
+    assert ev.encode_sse(payload).count(b"\n") == 2
+
+
+def test_counters_from_sets():
+    meta = {"totalTasks": 5, "status": "running", "completed": {1, 2}, "failed": {3}, "running": {4}}
+    assert ev.execution_updated(meta) == {
+        "type": "execution.updated",
+        "status": "running",
+        "totalTasks": 5,
+        "completedTasks": 2,
+        "failedTasks": 1,
+        "runningTasks": 1,
+        "waitingTasks": 1,
+    }
+
+
+def test_substep_payloads_use_the_field_names_of_the_system_we_replace():
+    assert ev.substep_started(1, "d") == {
+        "type": "substep.started",
+        "subStepId": "1",
+        "taskId": 1,
+        "description": "d",
+        "attempt": 1,
+    }
+    failed = ev.substep_failed(4, "upstream task 2 failed", upstream=[2])
+    assert failed["reason"] == "upstream" and failed["upstreamTaskIds"] == [2]
