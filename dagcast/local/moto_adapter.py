@@ -55,6 +55,11 @@ class InProcessInvoker:
         self._handlers = dict(handlers)
         self._original: Any = None
 
+    @property
+    def replaced(self) -> Any:
+        """moto's own ``_invoke_lambda`` (None until installed)."""
+        return self._original
+
     def set_handler(self, name: str, handler: Handler) -> None:
         self._handlers[name] = handler
 

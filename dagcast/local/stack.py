@@ -108,6 +108,10 @@ class LocalStack:
             self.poller.start()
         return self
 
+    @property
+    def invoker(self) -> InProcessInvoker | None:
+        return self._invoker
+
     @contextlib.contextmanager
     def handler_override(self, name: str, handler: Handler) -> Iterator[Handler]:
         """Temporarily run ``handler`` for function ``name``; yields the real one (for fault tests)."""

@@ -91,3 +91,10 @@ def assert_gapless(events: list[dict[str, Any]], execution_id: str) -> None:
         assert isinstance(e["type"], str)
     keys = [(e["type"], e.get("taskId")) for e in events if e["type"] != "execution.updated"]
     assert len(keys) == len(set(keys)), f"an event was written twice: {keys}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_fanout_logs() -> None:
+    import logging
+
+    logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ def test_definition_is_fully_substituted_and_valid_json():
 def test_every_state_transition_targets_an_existing_state():
     definition = json.loads(render_definition({n: "arn" for n in ASL_SUBSTITUTIONS}))
 
-    def check(states: dict) -> None:
+    def check(states: dict[str, Any]) -> None:
         for name, state in states.items():
             targets = [state.get("Next"), state.get("Default")]
             targets += [c["Next"] for c in state.get("Catch", []) + state.get("Choices", [])]

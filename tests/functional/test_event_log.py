@@ -1,0 +1,105 @@
+"""The event log: seq 1, 2, 3… with no gap and no duplicate, under concurrency and retries."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+from chalicelib.dag import parse_job
+from tests.functional.conftest import assert_gapless, echo, run_job, sleep, wait_for_end
+
+
+def _new_execution(services) -> str:
+    eid = f"dag-exec_test{uuid.uuid4().hex[:12]}"
+    services.store.create_execution(eid, created_at=1, original_request="", tasks=[], sink_ids=[])
+    return eid
+
+
+def test_same_key_twice_is_written_once(services):
+    eid = _new_execution(services)
+    first = services.store.append_event(eid, "k#1", {"type": "substep.started", "taskId": 1})
+    again = services.store.append_event(eid, "k#1", {"type": "substep.started", "taskId": 1})
+    other = services.store.append_event(eid, "k#2", {"type": "substep.started", "taskId": 2})
+    # the key of an event below the tail is still found (via its KEY# marker)
+    old = services.store.append_event(eid, "k#1", {"type": "substep.started", "taskId": 1})
+    assert (first, again, other, old) == (2, 2, 3, 2)
+    assert [e["seq"] for e in services.store.events_after(eid, 0)] == [1, 2, 3]
+
+
+def test_concurrent_writers_with_duplicate_keys_get_a_gapless_log(services):
+    eid = _new_execution(services)
+    keys = [f"k#{i}" for i in range(40)]
+    seqs: dict[str, set[int]] = {k: set() for k in keys}
+    lock = threading.Lock()
+
+    def writer(offset: int) -> None:
+        # every writer appends every key, starting at a different place: each key races 4 times
+        for i in range(len(keys)):
+            key = keys[(i + offset) % len(keys)]
+            seq = services.store.append_event(eid, key, {"type": "execution.updated", "key": key})
+            with lock:
+                seqs[key].add(seq)
+
+    threads = [threading.Thread(target=writer, args=(n * 10,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    events = services.store.events_after(eid, 0)
+    assert [e["seq"] for e in events] == list(range(1, 42))  # execution.created + 40 keys
+    assert sorted(e["key"] for e in events[1:]) == sorted(keys)
+    assert all(len(s) == 1 for s in seqs.values()), "a key was given two seqs"
+
+
+def test_handlers_called_again_write_nothing_twice(services):
+    """Step Functions and Lambda may run a step twice; a second run must change nothing."""
+    import app
+
+    eid, events = run_job(services, {"tasks": [echo(1, "a"), echo(2, "{{1}}b", [1])]})
+    for task_id in (1, 2):
+        assert app.run_task({"executionId": eid, "taskId": task_id}, None) == {
+            "taskId": task_id,
+            "status": "completed",
+        }
+    app.finalize({"executionId": eid, "error": None}, None)
+    app.register_task({"executionId": eid, "taskId": 2, "token": "stale-token"}, None)
+    assert services.store.events_after(eid, 0) == events
+
+
+def test_a_run_lambda_that_fails_after_doing_its_work_is_retried_without_duplicates(services, stack):
+    """The run Lambda completes the task, then crashes (e.g. a timeout on the way out): Step
+    Functions retries it, and the retry must not write any event a second time."""
+    crashed: list[int] = []
+
+    def crash_once_after_running(event, context):
+        result = real(event, context)
+        if event["taskId"] == 2 and not crashed:
+            crashed.append(2)
+            raise ConnectionError("lost the connection after finishing")
+        return result
+
+    with stack.handler_override("run_task", crash_once_after_running) as real:
+        eid, events = run_job(services, {"tasks": [sleep(1), echo(2, "two", [1]), echo(3, "{{2}}!", [2])]})
+    assert crashed == [2]
+    assert_gapless(events, eid)
+    assert events[-1]["type"] == "execution.completed"
+    assert events[-1]["finalResult"] == "two!"
+
+
+def test_a_run_lambda_that_keeps_crashing_fails_the_task_and_its_dependents(services, stack):
+    def always_crash(event, context):
+        if event["taskId"] == 2:
+            raise RuntimeError("out of memory")
+        return real(event, context)
+
+    with stack.handler_override("run_task", always_crash) as real:
+        eid = services.orchestrator.submit(
+            parse_job({"tasks": [sleep(1), echo(2, "x", [1]), echo(3, "y", [2]), sleep(4)]})
+        )
+        events = wait_for_end(services, eid, timeout=90)
+    assert_gapless(events, eid)
+    failed = {e["taskId"]: e for e in events if e["type"] == "substep.failed"}
+    assert failed[2]["error"] == "task runner failed: RuntimeError: out of memory"
+    assert failed[3]["upstreamTaskIds"] == [2]
+    assert events[-1]["type"] == "execution.failed"
+    assert events[-1]["completedTasks"] == 2
