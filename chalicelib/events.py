@@ -151,6 +151,11 @@ def encode_sse(
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
+def encode_retry(retry_ms: int) -> bytes:
+    """A message with only ``retry:``: sets the client's reconnection delay, dispatches nothing."""
+    return f"retry: {int(retry_ms)}\n\n".encode()
+
+
 def encode_comment(text: str) -> bytes:
     return "".join(f": {line}\n" for line in text.split("\n")).encode("utf-8") + b"\n"
 

@@ -50,19 +50,48 @@ def snapshot_event(store: DynamoStore, execution_id: str) -> tuple[dict[str, Any
     return body, (str(tail["type"]) if tail else None)
 
 
+class BadResumePoint(ValueError):
+    pass
+
+
+def resume_point(request: Request) -> int | None:
+    """Where a client resumes: ``Last-Event-ID`` (header), ``?lastEventId=`` or ``?since=``.
+
+    None means "no resume point: start with a snapshot". ``since=0`` replays the whole history.
+    """
+    for name, raw in (
+        ("Last-Event-ID header", request.headers.get("last-event-id")),
+        ("lastEventId", request.query_params.get("lastEventId")),
+        ("since", request.query_params.get("since")),
+    ):
+        if raw is None:
+            continue
+        value = raw.strip()
+        if not value.isdigit():
+            raise BadResumePoint(f"{name} must be a non-negative integer event id (a seq), got {raw[:40]!r}")
+        return int(value)
+    return None
+
+
 async def event_stream(
     store: DynamoStore,
     execution_id: str,
-    snapshot: dict[str, Any],
+    snapshot: dict[str, Any] | None,
     tail_type: str | None,
     heartbeat_seconds: float,
     poll_seconds: float,
+    after_seq: int = 0,
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[bytes]:
-    last_seq = int(snapshot["seq"])
-    yield ev.encode_sse(ev.dumps(snapshot), event=ev.EXECUTION_UPDATED, id=last_seq, retry_ms=RETRY_MS)
-    if tail_type in ev.TERMINAL_TYPES:
-        return
+    """Snapshot (if any), then every event after it (or after ``after_seq``), then the end."""
+    last_seq = after_seq
+    if snapshot is not None:
+        last_seq = int(snapshot["seq"])
+        yield ev.encode_sse(ev.dumps(snapshot), event=ev.EXECUTION_UPDATED, id=last_seq, retry_ms=RETRY_MS)
+        if tail_type in ev.TERMINAL_TYPES:
+            return
+    else:
+        yield ev.encode_retry(RETRY_MS)
     last_sent = clock()
     while True:
         batch = await run_in_threadpool(store.events_after, execution_id, last_seq)
@@ -90,11 +119,26 @@ def events_endpoint(
         execution_id = request.path_params["execution_id"]
         store = store_factory()
         try:
-            snapshot, tail_type = await run_in_threadpool(snapshot_event, store, execution_id)
+            after = resume_point(request)
+        except BadResumePoint as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        snapshot: dict[str, Any] | None = None
+        try:
+            if after is None:
+                snapshot, tail_type = await run_in_threadpool(snapshot_event, store, execution_id)
+            else:
+                await run_in_threadpool(store.get_meta, execution_id)  # 404 if unknown
+                tail = await run_in_threadpool(store.last_event, execution_id)
+                tail_type = str(tail["type"]) if tail else None
+                if tail is not None and tail_type in ev.TERMINAL_TYPES and after >= int(tail["seq"]):
+                    # Nothing will ever follow: 204 makes a browser's EventSource stop for good.
+                    return Response(status_code=204)
         except ExecutionNotFound as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
         return StreamingResponse(
-            event_stream(store, execution_id, snapshot, tail_type, heartbeat_seconds, poll_seconds),
+            event_stream(
+                store, execution_id, snapshot, tail_type, heartbeat_seconds, poll_seconds, after or 0
+            ),
             media_type="text/event-stream",
             headers=STREAM_HEADERS,
         )

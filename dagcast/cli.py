@@ -125,21 +125,46 @@ def cmd_run(job_path: Path, url: str | None, port: int, as_json: bool) -> int:
     return watch(accepted["eventsUrl"], as_json)
 
 
-def watch(events_url: str, as_json: bool = False) -> int:
-    """Print every event of the stream until the terminal one; exit code 0 if completed."""
+def watch(events_url: str, as_json: bool = False, retries: int = 20) -> int:
+    """Print every event from the first until the terminal one; exit code 0 if completed.
+
+    Starts with ``?since=0`` (the whole history) and, if the connection drops, reconnects with
+    ``Last-Event-ID`` so nothing is missed or printed twice.
+    """
     start = time.monotonic()
-    status = 1
-    with (
-        httpx.Client(timeout=httpx.Timeout(10.0, read=None)) as client,
-        connect_sse(client, "GET", events_url) as source,
-    ):
-        source.response.raise_for_status()
-        for sse in source.iter_sse():
-            event = json.loads(sse.data)
-            print(json.dumps(event) if as_json else format_event(event, time.monotonic() - start), flush=True)
-            if event["type"] == "execution.completed":
-                status = 0
-    return status
+    last_id: str | None = None
+    attempts = 0
+    while True:
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        params = {} if last_id else {"since": "0"}
+        try:
+            with (
+                httpx.Client(timeout=httpx.Timeout(10.0, read=60.0)) as client,
+                connect_sse(client, "GET", events_url, params=params, headers=headers) as source,
+            ):
+                if source.response.status_code == 204:
+                    return 1  # only reachable after a terminal event we already printed
+                source.response.raise_for_status()
+                for sse in source.iter_sse():
+                    if not sse.data:  # a retry-only message: browsers dispatch nothing for it
+                        continue
+                    event = json.loads(sse.data)
+                    if sse.id and event["type"] != "heartbeat":
+                        last_id = sse.id
+                    print(
+                        json.dumps(event) if as_json else format_event(event, time.monotonic() - start),
+                        flush=True,
+                    )
+                    if event["type"] == "execution.completed":
+                        return 0
+                    if event["type"] == "execution.failed":
+                        return 1
+        except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
+            attempts += 1
+            if attempts > retries:
+                print(f"dagcast: lost the event stream: {exc}", file=sys.stderr)
+                return 2
+            time.sleep(min(5.0, 0.5 * attempts))
 
 
 def format_event(event: dict[str, Any], elapsed: float) -> str:
@@ -173,6 +198,7 @@ def format_event(event: dict[str, Any], elapsed: float) -> str:
 
 def _short(value: Any, limit: int = 80) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = text.replace("\n", " ⏎ ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -19,6 +19,10 @@ def test_encode_retry_and_no_id():
     )
 
 
+def test_retry_only_message():
+    assert ev.encode_retry(1500) == b"retry: 1500\n\n"
+
+
 def test_multiline_data_becomes_several_data_fields_and_cr_is_normalised():
     assert ev.encode_sse("a\nb\r\nc\rd") == b"data: a\ndata: b\ndata: c\ndata: d\n\n"
 
