@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck unit functional e2e demo up clean
+.PHONY: install test lint typecheck unit functional e2e demo up clean build-SseFunction
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dagcast needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
@@ -44,3 +44,9 @@ up: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info test-artifacts
+
+# Called by `sam build` for template.yaml's SseFunction (Metadata: BuildMethod: makefile).
+build-SseFunction:
+	python3 -m pip install --quiet --target "$(ARTIFACTS_DIR)" -r infra/sse/requirements.txt
+	cp -r chalicelib "$(ARTIFACTS_DIR)/chalicelib"
+	cp infra/sse/run.sh "$(ARTIFACTS_DIR)/run.sh"

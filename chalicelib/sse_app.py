@@ -1,0 +1,29 @@
+"""The ASGI app the SSE Lambda runs (uvicorn behind the Lambda Web Adapter; see infra/sse/run.sh).
+
+Building the Starlette app touches nothing: settings and AWS clients are created on the first
+request, so importing this module has no side effects.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from .config import Settings
+from .factory import build_services
+from .sse import create_sse_app
+from .store import DynamoStore
+
+
+@functools.cache
+def _store() -> DynamoStore:
+    return build_services().store
+
+
+def create_app(settings: Settings | None = None) -> object:
+    s = settings or Settings.from_env()
+    return create_sse_app(_store, s.heartbeat_seconds, s.poll_seconds)
+
+
+def app_factory() -> object:
+    """``uvicorn --factory chalicelib.sse_app:app_factory``."""
+    return create_app()

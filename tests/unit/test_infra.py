@@ -1,0 +1,98 @@
+"""Offline checks of the cloud artefacts: template.yaml, the Chalice config and the ASL agree
+with the code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode_str
+from samtranslator.translator.transform import transform
+
+from chalicelib.config import ASL_SUBSTITUTIONS
+from chalicelib.store import table_definition
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def template() -> dict[str, Any]:
+    decoded, errors = decode_str((ROOT / "template.yaml").read_text())
+    assert not errors, errors
+    parsed: dict[str, Any] = json.loads(json.dumps(decoded))
+    return parsed
+
+
+def test_sam_translates_the_template_to_cloudformation(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    tpl = template()
+    # `sam package` replaces local paths with S3 URIs before the transform runs
+    tpl["Resources"]["DagStateMachine"]["Properties"]["DefinitionUri"] = "s3://bucket/dag.asl.json"
+    tpl["Resources"]["SseFunction"]["Properties"]["CodeUri"] = "s3://bucket/sse.zip"
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    out = transform(tpl, {"Stage": "dev"}, NoManagedPolicies())
+    types = {name: r["Type"] for name, r in out["Resources"].items()}
+    assert types["DagStateMachine"] == "AWS::StepFunctions::StateMachine"
+    assert types["SseFunctionUrl"] == "AWS::Lambda::Url"
+    assert out["Resources"]["SseFunctionUrl"]["Properties"]["InvokeMode"] == "RESPONSE_STREAM"
+
+
+def test_template_passes_cfn_lint_including_the_sam_transform():
+    cfn_lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent))
+    assert cfn_lint, "cfn-lint is a dev dependency (pyproject.toml)"
+    result = subprocess.run([cfn_lint, str(ROOT / "template.yaml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_template_table_is_the_table_the_code_creates():
+    props = template()["Resources"]["EventsTable"]["Properties"]
+    code = table_definition("x")
+    assert props["KeySchema"] == code["KeySchema"]
+    assert props["AttributeDefinitions"] == code["AttributeDefinitions"]
+    assert props["GlobalSecondaryIndexes"] == code["GlobalSecondaryIndexes"]
+    assert props["StreamSpecification"]["StreamViewType"] == "NEW_IMAGE"
+
+
+def test_template_substitutes_every_asl_placeholder():
+    sm = template()["Resources"]["DagStateMachine"]["Properties"]
+    assert sm["DefinitionUri"] == "infra/statemachine/dag.asl.json"
+    assert set(sm["DefinitionSubstitutions"]) == set(ASL_SUBSTITUTIONS)
+    text = (ROOT / sm["DefinitionUri"]).read_text()
+    for name in ASL_SUBSTITUTIONS:
+        assert "${" + name + "}" in text
+
+
+def test_sse_function_streams_through_the_web_adapter():
+    fn = template()["Resources"]["SseFunction"]["Properties"]
+    assert fn["FunctionUrlConfig"]["InvokeMode"] == "RESPONSE_STREAM"
+    assert fn["Environment"]["Variables"]["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert fn["Timeout"] == 900
+    mapping = template()["Resources"]["FanoutMapping"]["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_chalice_stage_sets_the_settings_the_code_requires():
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    env = config["stages"]["dev"]["environment_variables"]
+    assert {"DAGCAST_TABLE", "DAGCAST_STATE_MACHINE_ARN"} <= set(env)
+    policy = json.loads((ROOT / ".chalice" / config["stages"]["dev"]["iam_policy_file"]).read_text())
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert "*" not in actions and not any(a.endswith(":*") for a in actions), statement
+
+
+def test_lambda_requirements_stay_lean():
+    shipped = [
+        line.split("==")[0]
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert shipped == ["pydantic", "aws-lambda-powertools"]
