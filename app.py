@@ -60,6 +60,11 @@ def get_execution(execution_id: str) -> Response:
     return _json(api.respond(lambda: api.get_execution(services(), execution_id)))
 
 
+@app.route("/api/v1/dag-executions/{execution_id}/stream-token", methods=["POST"], cors=True)
+def stream_token(execution_id: str) -> Response:
+    return _json(api.respond(lambda: api.stream_token(services(), execution_id, _base_url())))
+
+
 @app.lambda_function(name="register_task")
 def register_task(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return services().orchestrator.register(event)

@@ -64,13 +64,33 @@ def execute_dag(services: Services, raw_body: bytes | None, base_url: str) -> Re
     job = parse_job(body)
     execution_id = services.orchestrator.submit(job)
     api = services.settings.public_url or base_url
-    events = services.settings.events_url or api
     return 202, {
         "executionId": execution_id,
         "status": "running",
         "statusUrl": f"{api}/api/v1/dag-executions/{execution_id}",
-        "eventsUrl": f"{events}/api/v1/dag-executions/{execution_id}/events",
+        **_stream_access(services, execution_id, base_url),
     }
+
+
+def _stream_access(services: Services, execution_id: str, base_url: str) -> dict[str, Any]:
+    events = (services.settings.events_url or services.settings.public_url or base_url).rstrip("/")
+    url = f"{events}/api/v1/dag-executions/{execution_id}/events"
+    if services.signer is None:
+        return {"eventsUrl": url}
+    issued = services.signer.issue(execution_id)
+    return {
+        "eventsUrl": f"{url}?token={issued.token}",
+        "streamToken": issued.token,
+        "streamTokenExpiresAt": issued.expires_at,
+    }
+
+
+def stream_token(services: Services, execution_id: str, base_url: str) -> Reply:
+    """A fresh stream token for a known execution (for reconnects after the first one expired)."""
+    services.store.get_meta(execution_id)  # 404 if unknown
+    if services.signer is None:
+        raise HttpError(404, "stream tokens are not used: auth is off (DAGCAST_AUTH=off)")
+    return 200, _stream_access(services, execution_id, base_url)
 
 
 def get_execution(services: Services, execution_id: str) -> Reply:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "infra" / "statemachine" / "dag.asl.json"
 ASL_SUBSTITUTIONS = (
@@ -22,6 +22,30 @@ class SettingsError(RuntimeError):
     pass
 
 
+_ENV = {
+    "table_name": "DAGCAST_TABLE",
+    "state_machine_arn": "DAGCAST_STATE_MACHINE_ARN",
+    "public_url": "DAGCAST_PUBLIC_URL",
+    "events_url": "DAGCAST_EVENTS_URL",
+    "heartbeat_seconds": "DAGCAST_HEARTBEAT_SECONDS",
+    "poll_seconds": "DAGCAST_POLL_SECONDS",
+    "idle_poll_seconds": "DAGCAST_IDLE_POLL_SECONDS",
+    "max_stream_seconds": "DAGCAST_MAX_STREAM_SECONDS",
+    "subscriber_buffer": "DAGCAST_SUBSCRIBER_BUFFER",
+    "send_timeout_seconds": "DAGCAST_SEND_TIMEOUT_SECONDS",
+    "hub": "DAGCAST_SSE_HUB",
+    "auth": "DAGCAST_AUTH",
+    "stream_secret": "DAGCAST_STREAM_SECRET",
+    "token_ttl_seconds": "DAGCAST_TOKEN_TTL_SECONDS",
+    "cors_origins": "DAGCAST_CORS_ORIGINS",
+    "max_streams_per_ip": "DAGCAST_MAX_STREAMS_PER_IP",
+    "max_streams_per_execution": "DAGCAST_MAX_STREAMS_PER_EXECUTION",
+    "trust_proxy": "DAGCAST_TRUST_PROXY",
+    "redact_keys": "DAGCAST_REDACT_KEYS",
+}
+_LISTS = {"cors_origins", "redact_keys"}
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -30,25 +54,46 @@ class Settings(BaseModel):
     # Base URLs put into the 202 response; empty means "relative to this API".
     public_url: str = ""
     events_url: str = ""
+    # --- the SSE stream (docs/sse.md) ---
     heartbeat_seconds: float = Field(default=15.0, gt=0)
-    poll_seconds: float = Field(default=0.25, gt=0)
+    poll_seconds: float = Field(default=0.1, gt=0)  # while an execution is active
+    idle_poll_seconds: float = Field(default=2.0, gt=0)  # ceiling of the back-off when idle
+    max_stream_seconds: float = Field(default=840.0, gt=0)  # under Lambda's 900 s limit
+    subscriber_buffer: int = Field(default=1000, ge=1)  # events queued per client before it is cut
+    send_timeout_seconds: float = Field(default=10.0, gt=0)
+    hub: bool = True
+    auth: bool = True
+    stream_secret: str = ""
+    token_ttl_seconds: int = Field(default=3600, ge=10)
+    cors_origins: tuple[str, ...] = ()
+    max_streams_per_ip: int = Field(default=50, ge=1)
+    max_streams_per_execution: int = Field(default=5000, ge=1)
+    trust_proxy: bool = False
+    redact_keys: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _secret_when_auth(self) -> Settings:
+        if self.auth and len(self.stream_secret) < 16:
+            raise ValueError("DAGCAST_STREAM_SECRET must be set (16+ characters) while DAGCAST_AUTH is on")
+        return self
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        names = {
-            "table_name": "DAGCAST_TABLE",
-            "state_machine_arn": "DAGCAST_STATE_MACHINE_ARN",
-            "public_url": "DAGCAST_PUBLIC_URL",
-            "events_url": "DAGCAST_EVENTS_URL",
-            "heartbeat_seconds": "DAGCAST_HEARTBEAT_SECONDS",
-            "poll_seconds": "DAGCAST_POLL_SECONDS",
-        }
-        values: dict[str, Any] = {field: env[var] for field, var in names.items() if var in env}
+        values: dict[str, Any] = {}
+        for field, var in _ENV.items():
+            if var in env:
+                raw = env[var]
+                values[field] = (
+                    tuple(x.strip() for x in raw.split(",") if x.strip()) if field in _LISTS else raw
+                )
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            lines = [f"{names[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors(include_url=False)]
+            lines = []
+            for e in exc.errors(include_url=False):
+                where = _ENV.get(str(e["loc"][0]), "") if e["loc"] else ""
+                lines.append(f"{where}: {e['msg']}" if where else str(e["msg"]))
             raise SettingsError("invalid dagcast settings: " + "; ".join(lines)) from exc
 
 

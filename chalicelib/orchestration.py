@@ -195,6 +195,7 @@ class Orchestrator:
         except Exception as exc:  # user-level failure of the action: the task fails, not the run
             log.exception("task %s of %s raised", task_id, execution_id)
             return self._finish(execution_id, task_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        result = self._store.redactor.apply(result)  # secrets never reach the table, the API or a stream
         return self._finish(
             execution_id, task_id, "completed", resultJson=json.dumps(result, ensure_ascii=False)
         )

@@ -1,42 +1,138 @@
-"""The live event stream of one execution, as an ASGI (Starlette) app.
+"""The live event stream of one execution: ``GET /api/v1/dag-executions/{id}/events``.
 
-``GET /api/v1/dag-executions/{id}/events`` answers ``text/event-stream``:
+An ASGI app (Starlette for routing and CORS) that runs under uvicorn locally and behind the Lambda
+Web Adapter in AWS (a Python Lambda cannot stream by itself). Per connection:
 
-1. a snapshot — an ``execution.updated`` event with ``"snapshot": true``, every task's state and
-   ``id`` = the last stored seq, so a client starts from a consistent picture;
-2. every later event, in seq order, with ``id: <seq>``;
-3. a ``heartbeat`` event (no id) when nothing was sent for ``heartbeat_seconds``;
-4. the end of the stream right after ``execution.completed`` / ``execution.failed``.
+1. checks: resume point (400), ``types`` filter (400), stream token (401/403), concurrent-stream
+   limits per client IP and per execution (429 + Retry-After), the execution exists (404), and a
+   resume point already at the terminal event (204 — a browser's EventSource then stops for good);
+2. ``retry:``, then either a snapshot (an ``execution.updated`` with ``"snapshot": true``, id = the
+   last seq) or, when resuming, every stored event after the resume point;
+3. live events (``id: <seq>``; filtered by ``types``, ids stay the real seq), a ``heartbeat`` (no id)
+   after ``heartbeat_seconds`` of silence;
+4. the end: right after the terminal event, after ``max_stream_seconds`` (the client reconnects with
+   Last-Event-ID and loses nothing), when the client is too slow (its buffer overflowed, or one write
+   blocked for ``send_timeout_seconds``), or at once when the client disconnects.
 
-Runs under uvicorn locally and behind the Lambda Web Adapter in AWS (a Python Lambda cannot
-stream by itself). It polls the table (``poll_seconds``) in a worker thread; it deliberately does
-not consume the DynamoDB stream, whose shards cannot be read per execution.
+Events come from the hub (hub.py: one poller per execution for all its clients) or, with the hub
+off, from a poller per connection (kept as the benchmark's baseline).
+
+Deliberately raw ASGI for the streaming part: no response object, no task group, one small task
+watching for the disconnect — an idle connection costs a few kilobytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+import fnmatch
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from . import events as ev
+from .config import Settings
+from .hub import Feed, Hub, Subscriber
 from .orchestration import build_snapshot
 from .store import DynamoStore, ExecutionNotFound
+from .streamauth import TokenError, TokenSigner
+
+log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/api/v1/dag-executions/{execution_id}/events"
 RETRY_MS = 2000
-STREAM_HEADERS = {
-    "Cache-Control": "no-cache, no-store",
-    "X-Accel-Buffering": "no",
-    "Connection": "keep-alive",
-}
+STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache, no-store"),
+    (b"x-accel-buffering", b"no"),
+]
+FILTERABLE = tuple(t for t in ev.ALL_TYPES if t != ev.HEARTBEAT)
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def resume_point(request: Request) -> int | None:
+    """Where a client resumes: ``Last-Event-ID`` (header), ``?lastEventId=`` or ``?since=``.
+
+    None means "no resume point: start with a snapshot". ``since=0`` replays the whole history.
+    The header wins: a browser's EventSource sends it on reconnect to the URL it was given.
+    """
+    for name, raw in (
+        ("Last-Event-ID header", request.headers.get("last-event-id")),
+        ("lastEventId", request.query_params.get("lastEventId")),
+        ("since", request.query_params.get("since")),
+    ):
+        if raw is None:
+            continue
+        value = raw.strip()
+        if not value.isdigit() or len(value) > 15:
+            raise BadRequest(f"{name} must be a non-negative integer event id (a seq), got {raw[:40]!r}")
+        return int(value)
+    return None
+
+
+@dataclass(frozen=True)
+class TypeFilter:
+    """``types=substep.completed,execution.*``: exact names and ``prefix.*`` patterns."""
+
+    patterns: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: str | None) -> TypeFilter | None:
+        if raw is None:
+            return None
+        patterns = tuple(p.strip() for p in raw.split(",") if p.strip())
+        if not patterns:
+            raise BadRequest("types must list event types, e.g. types=substep.completed,execution.*")
+        for p in patterns:
+            if not any(fnmatch.fnmatchcase(t, p) for t in FILTERABLE) or ("*" in p and not p.endswith(".*")):
+                raise BadRequest(
+                    f"types: {p[:60]!r} matches no event type; use exact names or prefix.* "
+                    f"from: {', '.join(FILTERABLE)}"
+                )
+        return cls(patterns)
+
+    def matches(self, event_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(event_type, p) for p in self.patterns)
+
+
+class Limits:
+    """Concurrent streams per client IP and per execution, in this process."""
+
+    def __init__(self, per_ip: int, per_execution: int) -> None:
+        self.per_ip = per_ip
+        self.per_execution = per_execution
+        self.by_ip: dict[str, int] = {}
+        self.by_execution: dict[str, int] = {}
+
+    def acquire(self, ip: str, execution_id: str) -> str | None:
+        if self.by_ip.get(ip, 0) >= self.per_ip:
+            return f"too many concurrent streams from {ip} (limit {self.per_ip})"
+        if self.by_execution.get(execution_id, 0) >= self.per_execution:
+            return f"too many concurrent streams for this execution (limit {self.per_execution})"
+        self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
+        self.by_execution[execution_id] = self.by_execution.get(execution_id, 0) + 1
+        return None
+
+    def release(self, ip: str, execution_id: str) -> None:
+        for table, key in ((self.by_ip, ip), (self.by_execution, execution_id)):
+            left = table.get(key, 0) - 1
+            if left > 0:
+                table[key] = left
+            else:
+                table.pop(key, None)
 
 
 def snapshot_event(store: DynamoStore, execution_id: str) -> tuple[dict[str, Any], str | None]:
@@ -50,104 +146,309 @@ def snapshot_event(store: DynamoStore, execution_id: str) -> tuple[dict[str, Any
     return body, (str(tail["type"]) if tail else None)
 
 
-class BadResumePoint(ValueError):
-    pass
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def resume_point(request: Request) -> int | None:
-    """Where a client resumes: ``Last-Event-ID`` (header), ``?lastEventId=`` or ``?since=``.
+class EventsEndpoint:
+    """The ASGI app behind EVENTS_PATH."""
 
-    None means "no resume point: start with a snapshot". ``since=0`` replays the whole history.
-    """
-    for name, raw in (
-        ("Last-Event-ID header", request.headers.get("last-event-id")),
-        ("lastEventId", request.query_params.get("lastEventId")),
-        ("since", request.query_params.get("since")),
-    ):
-        if raw is None:
-            continue
-        value = raw.strip()
-        if not value.isdigit():
-            raise BadResumePoint(f"{name} must be a non-negative integer event id (a seq), got {raw[:40]!r}")
-        return int(value)
-    return None
+    def __init__(self, settings: Settings, store_factory: Callable[[], DynamoStore]) -> None:
+        self.settings = settings
+        self._store_factory = store_factory
+        self._store: DynamoStore | None = None
+        self.hub = (
+            Hub(store_factory, settings.poll_seconds, settings.idle_poll_seconds, settings.subscriber_buffer)
+            if settings.hub
+            else None
+        )
+        self.signer = (
+            TokenSigner(settings.stream_secret, settings.token_ttl_seconds) if settings.auth else None
+        )
+        self.limits = Limits(settings.max_streams_per_ip, settings.max_streams_per_execution)
+        self.direct_polls = 0
+        self.open_streams = 0
 
+    @property
+    def store(self) -> DynamoStore:
+        if self._store is None:
+            self._store = self._store_factory()
+        return self._store
 
-async def event_stream(
-    store: DynamoStore,
-    execution_id: str,
-    snapshot: dict[str, Any] | None,
-    tail_type: str | None,
-    heartbeat_seconds: float,
-    poll_seconds: float,
-    after_seq: int = 0,
-    clock: Callable[[], float] = time.monotonic,
-) -> AsyncIterator[bytes]:
-    """Snapshot (if any), then every event after it (or after ``after_seq``), then the end."""
-    last_seq = after_seq
-    if snapshot is not None:
-        last_seq = int(snapshot["seq"])
-        yield ev.encode_sse(ev.dumps(snapshot), event=ev.EXECUTION_UPDATED, id=last_seq, retry_ms=RETRY_MS)
-        if tail_type in ev.TERMINAL_TYPES:
-            return
-    else:
-        yield ev.encode_retry(RETRY_MS)
-    last_sent = clock()
-    while True:
-        batch = await run_in_threadpool(store.events_after, execution_id, last_seq)
-        for event in batch:
-            last_seq = int(event["seq"])
-            yield ev.encode_sse(ev.dumps(event), event=str(event["type"]), id=last_seq)
-            if event["type"] in ev.TERMINAL_TYPES:
-                return
-        if batch:
-            last_sent = clock()
-            continue
-        if clock() - last_sent >= heartbeat_seconds:
-            beat = {"type": ev.HEARTBEAT, "executionId": execution_id, "timestamp": ev.now_ms()}
-            yield ev.encode_sse(ev.dumps(beat), event=ev.HEARTBEAT)
-            last_sent = clock()
-        await asyncio.sleep(poll_seconds)
+    def client_ip(self, request: Request) -> str:
+        if self.settings.trust_proxy:
+            forwarded = request.headers.get("x-forwarded-for")
+            if forwarded:
+                return forwarded.split(",")[0].strip()
+        return request.client.host if request.client else "unknown"
 
-
-def events_endpoint(
-    store_factory: Callable[[], DynamoStore], heartbeat_seconds: float = 15.0, poll_seconds: float = 0.25
-) -> Callable[[Request], Awaitable[Response]]:
-    """The ASGI endpoint for EVENTS_PATH (mounted by the SSE app and by the local server)."""
-
-    async def events(request: Request) -> Response:
-        execution_id = request.path_params["execution_id"]
-        store = store_factory()
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)
+        execution_id = str(scope["path_params"]["execution_id"])
         try:
             after = resume_point(request)
-        except BadResumePoint as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        snapshot: dict[str, Any] | None = None
+            types = TypeFilter.parse(request.query_params.get("types"))
+        except BadRequest as exc:
+            return await _error(400, str(exc))(scope, receive, send)
+        if self.signer is not None:
+            token = request.query_params.get("token")
+            auth = request.headers.get("authorization", "")
+            if not token and auth.lower().startswith("bearer "):
+                token = auth[7:].strip()
+            try:
+                self.signer.verify(token, execution_id)
+            except TokenError as exc:
+                headers = {"WWW-Authenticate": 'Bearer realm="dagcast"'} if exc.status == 401 else None
+                return await _error(exc.status, str(exc), headers)(scope, receive, send)
+        ip = self.client_ip(request)
+        refused = self.limits.acquire(ip, execution_id)
+        if refused:
+            return await _error(429, refused, {"Retry-After": "5"})(scope, receive, send)
+        del request  # nothing of the request is kept for the life of the stream
+        try:
+            await self._serve(scope, receive, send, execution_id, after, types)
+        finally:
+            self.limits.release(ip, execution_id)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        execution_id: str,
+        after: int | None,
+        types: TypeFilter | None,
+    ) -> None:
+        snapshot: bytes | None = None  # the encoded snapshot frame
+        feed = self.hub.feeds.get(execution_id) if self.hub is not None else None
         try:
             if after is None:
-                snapshot, tail_type = await run_in_threadpool(snapshot_event, store, execution_id)
+                cached = feed.snapshot if feed is not None else None
+                if cached is not None and feed is not None and cached[0] == feed.last_seq:
+                    start, snapshot, tail_type = cached
+                else:
+                    body, tail_type = await run_in_threadpool(snapshot_event, self.store, execution_id)
+                    start = int(body["seq"])
+                    snapshot = ev.encode_sse(
+                        ev.dumps(body), event=ev.EXECUTION_UPDATED, id=start, retry_ms=RETRY_MS
+                    )
+                    if feed is not None and start == feed.last_seq:
+                        # Connections arriving before the next event share this snapshot.
+                        feed.snapshot = (start, snapshot, tail_type)
+                finished = tail_type in ev.TERMINAL_TYPES
             else:
-                await run_in_threadpool(store.get_meta, execution_id)  # 404 if unknown
-                tail = await run_in_threadpool(store.last_event, execution_id)
-                tail_type = str(tail["type"]) if tail else None
-                if tail is not None and tail_type in ev.TERMINAL_TYPES and after >= int(tail["seq"]):
-                    # Nothing will ever follow: 204 makes a browser's EventSource stop for good.
-                    return Response(status_code=204)
+                if feed is not None and feed.terminal_seq is None and feed.last_seq >= 1:
+                    tail_seq, tail_type = feed.last_seq, None
+                else:
+                    await run_in_threadpool(self.store.get_meta, execution_id)  # 404 if unknown
+                    tail = await run_in_threadpool(self.store.last_event, execution_id)
+                    tail_seq = int(tail["seq"]) if tail else 0
+                    tail_type = str(tail["type"]) if tail else None
+                finished = tail_type in ev.TERMINAL_TYPES
+                if finished and after >= tail_seq:
+                    return await Response(status_code=204)(scope, receive, send)
+                start = after
         except ExecutionNotFound as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
-        return StreamingResponse(
-            event_stream(
-                store, execution_id, snapshot, tail_type, heartbeat_seconds, poll_seconds, after or 0
-            ),
-            media_type="text/event-stream",
-            headers=STREAM_HEADERS,
+            return await _error(404, str(exc))(scope, receive, send)
+
+        await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+        sub: Subscriber | None = None
+        source: Source
+        if finished:
+            source = ReplaySource(self.store, execution_id, start)
+        elif self.hub is not None:
+            feed, sub = self.hub.subscribe(execution_id, start)
+            source = HubSource(self.store, execution_id, start, feed, sub)
+        else:
+            source = PollSource(self, execution_id, start)
+        closed = asyncio.Event()
+        watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(receive, closed, sub))
+        self.open_streams += 1
+        try:
+            first = snapshot if snapshot is not None else ev.encode_retry(RETRY_MS)
+            if not await self._write(send, first):
+                return
+            if snapshot is not None and finished:
+                return
+            await self._pump(send, execution_id, source, types, closed, sub)
+        finally:
+            self.open_streams -= 1
+            watcher.cancel()
+            if sub is not None and self.hub is not None:
+                feed_now = self.hub.feeds.get(execution_id)
+                if feed_now is not None:
+                    self.hub.unsubscribe(feed_now, sub)
+                sub.close()
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _watch_disconnect(
+        self, receive: Receive, closed: asyncio.Event, sub: Subscriber | None
+    ) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                closed.set()
+                if sub is not None:
+                    sub.close()
+                return
+
+    async def _write(self, send: Send, chunk: bytes) -> bool:
+        try:
+            await asyncio.wait_for(
+                send({"type": "http.response.body", "body": chunk, "more_body": True}),
+                self.settings.send_timeout_seconds,
+            )
+        except TimeoutError:
+            return False  # a client that does not read: close, it will replay on reconnect
+        return True
+
+    async def _pump(
+        self,
+        send: Send,
+        execution_id: str,
+        source: Source,
+        types: TypeFilter | None,
+        closed: asyncio.Event,
+        sub: Subscriber | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        heartbeat = self.settings.heartbeat_seconds
+        deadline = loop.time() + self.settings.max_stream_seconds
+        last_sent = loop.time()
+        while not closed.is_set():
+            now = loop.time()
+            if now >= deadline:
+                return
+            batch = await source.get(min(deadline - now, max(0.0, heartbeat - (now - last_sent))))
+            if batch is None or closed.is_set() or (sub is not None and sub.overflowed):
+                return
+            for event in batch:
+                kind = str(event["type"])
+                if types is None or types.matches(kind):
+                    frame = ev.encode_sse(ev.dumps(event), event=kind, id=int(event["seq"]))
+                    if not await self._write(send, frame):
+                        return
+                    last_sent = loop.time()
+                if kind in ev.TERMINAL_TYPES:
+                    return
+            if loop.time() - last_sent >= heartbeat:
+                beat = {"type": ev.HEARTBEAT, "executionId": execution_id, "timestamp": ev.now_ms()}
+                if not await self._write(send, ev.encode_sse(ev.dumps(beat), event=ev.HEARTBEAT)):
+                    return
+                last_sent = loop.time()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "openStreams": self.open_streams,
+            "hub": self.hub.stats() if self.hub is not None else None,
+            "directPolls": self.direct_polls,
+        }
+
+
+class Source:
+    """Where a stream's events come from. ``get(timeout)`` returns the next events in seq order
+    (an empty list if none came within ``timeout``) or None when there will be no more."""
+
+    async def get(self, timeout: float) -> list[dict[str, Any]] | None:
+        raise NotImplementedError
+
+
+class ReplaySource(Source):
+    """Stored events after a point, for an execution that has already ended."""
+
+    def __init__(self, store: DynamoStore, execution_id: str, after: int) -> None:
+        self._store, self._id, self._last = store, execution_id, after
+
+    async def get(self, timeout: float) -> list[dict[str, Any]] | None:
+        batch = await run_in_threadpool(self._store.events_after, self._id, self._last)
+        if not batch:
+            return None
+        self._last = int(batch[-1]["seq"])
+        return batch
+
+
+class PollSource(Source):
+    """No hub: this connection polls the table itself (the baseline the hub is measured against)."""
+
+    def __init__(self, endpoint: EventsEndpoint, execution_id: str, after: int) -> None:
+        self._endpoint, self._id, self._last = endpoint, execution_id, after
+
+    async def get(self, timeout: float) -> list[dict[str, Any]] | None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout
+        while True:
+            batch = await run_in_threadpool(self._endpoint.store.events_after, self._id, self._last)
+            self._endpoint.direct_polls += 1
+            if batch:
+                self._last = int(batch[-1]["seq"])
+                return batch
+            left = until - loop.time()
+            if left <= 0:
+                return []
+            await asyncio.sleep(min(self._endpoint.settings.poll_seconds, left))
+
+
+class HubSource(Source):
+    """The backlog (from the feed's memory, else the table), then what the feed offers — in seq
+    order, each seq once; a gap (events the feed had before this subscriber joined) is read from
+    the table."""
+
+    def __init__(
+        self, store: DynamoStore, execution_id: str, after: int, feed: Feed, sub: Subscriber
+    ) -> None:
+        self._store, self._id, self._last = store, execution_id, after
+        self._feed: Feed | None = feed
+        self._sub = sub
+
+    async def get(self, timeout: float) -> list[dict[str, Any]] | None:
+        out: list[dict[str, Any]] = []
+        if self._feed is not None:
+            backlog = self._feed.backlog(self._last)
+            self._feed = None
+            if backlog is None:
+                backlog = await run_in_threadpool(self._store.events_after, self._id, self._last)
+            out.extend(e for e in backlog if int(e["seq"]) > self._last)
+            if out:
+                self._last = int(out[-1]["seq"])
+        sub = self._sub
+        if not out and not sub.buffer and not sub.closed:
+            sub.ready.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sub.ready.wait(), timeout)
+        while sub.buffer:
+            event = sub.buffer.popleft()
+            seq = int(event["seq"])
+            if seq <= self._last:
+                continue
+            if seq > self._last + 1:
+                gap = await run_in_threadpool(
+                    self._store.events_after, self._id, self._last, seq - self._last - 1
+                )
+                out.extend(e for e in gap if self._last < int(e["seq"]) < seq)
+            out.append(event)
+            self._last = seq
+        return out
+
+
+def create_sse_app(settings: Settings, store_factory: Callable[[], DynamoStore]) -> Starlette:
+    endpoint = EventsEndpoint(settings, store_factory)
+    app = Starlette(
+        routes=[Route(EVENTS_PATH, endpoint, methods=["GET"])], middleware=cors_middleware(settings)
+    )
+    app.state.events = endpoint
+    return app
+
+
+def cors_middleware(settings: Settings) -> list[Middleware]:
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "last-event-id"],
+            max_age=600,
         )
-
-    return events
-
-
-def create_sse_app(
-    store_factory: Callable[[], DynamoStore], heartbeat_seconds: float = 15.0, poll_seconds: float = 0.25
-) -> Starlette:
-    endpoint = events_endpoint(store_factory, heartbeat_seconds, poll_seconds)
-    return Starlette(routes=[Route(EVENTS_PATH, endpoint, methods=["GET"])])
+    ]

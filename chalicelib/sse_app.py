@@ -20,8 +20,7 @@ def _store() -> DynamoStore:
 
 
 def create_app(settings: Settings | None = None) -> object:
-    s = settings or Settings.from_env()
-    return create_sse_app(_store, s.heartbeat_seconds, s.poll_seconds)
+    return create_sse_app(settings or Settings.from_env(), _store)
 
 
 def app_factory() -> object:

@@ -28,6 +28,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from . import events as ev
+from .redact import Redactor
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -99,10 +100,25 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+class CallCounter:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, **_: Any) -> None:
+        self.calls += 1
+
+
 class DynamoStore:
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    def __init__(self, client: DynamoDBClient, table_name: str, redactor: Redactor | None = None) -> None:
         self._db = client
         self._table = table_name
+        self.redactor = redactor or Redactor()
+
+    def instrument(self) -> CallCounter:
+        """Count this store's DynamoDB calls (benchmarks and /local/stats)."""
+        counter = CallCounter()
+        self._db.meta.events.register("before-call.dynamodb", counter)
+        return counter
 
     # ------------------------------------------------------------------ executions
 
@@ -388,7 +404,8 @@ class DynamoStore:
                     TableName=self._table,
                     Item=to_item({"PK": pk(execution_id), "SK": f"KEY#{tail['idemKey']}", "seq": n}),
                 )
-            body = dict(payload() if callable(payload) else payload)
+            # Secrets never reach the log: redacted here, before the event is stored.
+            body = self.redactor.apply(dict(payload() if callable(payload) else payload))
             body["executionId"] = execution_id
             body["timestamp"] = timestamp if timestamp is not None else ev.now_ms()
             body["seq"] = n + 1

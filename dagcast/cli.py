@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -18,6 +19,8 @@ from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
+
+from chalicelib.streamauth import redact_query
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -29,8 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="run the embedded local stack (no AWS account, no Docker)")
     up.add_argument("--host", default=DEFAULT_HOST)
     up.add_argument("--port", type=int, default=DEFAULT_PORT)
-    up.add_argument("--heartbeat-seconds", type=float, default=None, help="SSE heartbeat interval (15)")
-    up.add_argument("--verbose", action="store_true", help="log every fan-out delivery")
+    up.add_argument("--heartbeat-seconds", type=float, help="SSE heartbeat interval (default 15)")
+    up.add_argument("--max-stream-seconds", type=float, help="a stream closes after this long (default 840)")
+    up.add_argument("--no-auth", action="store_true", help="serve streams without stream tokens")
+    up.add_argument(
+        "--cors-origin", action="append", default=[], help="allow this web origin (repeatable; '*' for any)"
+    )
+    up.add_argument("--max-streams-per-ip", type=int, help="concurrent streams per client IP (default 50)")
+    up.add_argument("--max-streams-per-execution", type=int, help="concurrent streams per execution (5000)")
+    up.add_argument("--no-hub", action="store_true", help="one poller per stream (the benchmark baseline)")
+    up.add_argument("--verbose", action="store_true", help="access log and every fan-out delivery")
     run = sub.add_parser("run", help="submit a job and print its events live")
     run.add_argument("job", type=Path, help="a job file (JSON)")
     run.add_argument(
@@ -42,38 +53,54 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--json", action="store_true", help="print each event as one JSON line")
     args = parser.parse_args(argv)
     if args.command == "up":
-        return cmd_up(args.host, args.port, args.heartbeat_seconds, args.verbose)
+        env = {
+            "DAGCAST_HEARTBEAT_SECONDS": args.heartbeat_seconds,
+            "DAGCAST_MAX_STREAM_SECONDS": args.max_stream_seconds,
+            "DAGCAST_AUTH": "off" if args.no_auth else None,
+            "DAGCAST_CORS_ORIGINS": ",".join(args.cors_origin) or None,
+            "DAGCAST_MAX_STREAMS_PER_IP": args.max_streams_per_ip,
+            "DAGCAST_MAX_STREAMS_PER_EXECUTION": args.max_streams_per_execution,
+            "DAGCAST_SSE_HUB": "off" if args.no_hub else None,
+        }
+        os.environ.update({k: str(v) for k, v in env.items() if v is not None})
+        return cmd_up(args.host, args.port, args.verbose)
     return cmd_run(args.job, args.url, args.port, args.json)
 
 
-def _serve(host: str, port: int, heartbeat: float | None, verbose: bool) -> Any:
-    import os
+class _RedactTokens(logging.Filter):
+    """Stream tokens travel in query strings; keep them out of the access log."""
 
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in (record.args or ()))
+        return True
+
+
+def _serve(host: str, port: int, verbose: bool) -> Any:
     import uvicorn
 
     from .local.server import create_app
     from .local.stack import LocalStack
 
-    if heartbeat is not None:
-        os.environ["DAGCAST_HEARTBEAT_SECONDS"] = str(heartbeat)
     os.environ.setdefault("DAGCAST_PUBLIC_URL", f"http://{host}:{port}")
     stack = LocalStack().start()
     if not verbose:
         logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)
-    config = uvicorn.Config(create_app(stack), host=host, port=port, log_level="warning", access_log=verbose)
+    logging.getLogger("uvicorn.access").addFilter(_RedactTokens())
+    config = uvicorn.Config(
+        create_app(stack), host=host, port=port, log_level="warning", access_log=verbose, backlog=4096
+    )
     return stack, uvicorn.Server(config)
 
 
-def cmd_up(host: str, port: int, heartbeat: float | None, verbose: bool) -> int:
-    stack, server = _serve(host, port, heartbeat, verbose)
+def cmd_up(host: str, port: int, verbose: bool) -> int:
+    stack, server = _serve(host, port, verbose)
     print(f"dagcast local stack: http://{host}:{port}  (moto at {stack.endpoint})", flush=True)
     print(
         f"  submit:  curl -X POST http://{host}:{port}/api/v1/execute-dag "
-        "-H 'content-type: application/json' "
-        "-d @examples/research-report.json",
+        "-H 'content-type: application/json' -d @examples/research-report.json",
         flush=True,
     )
-    print(f"  watch:   curl -N http://{host}:{port}/api/v1/dag-executions/<id>/events", flush=True)
+    print("  watch:   curl -N '<eventsUrl from the answer>'", flush=True)
     try:
         server.run()
     finally:
@@ -100,7 +127,7 @@ def cmd_run(job_path: Path, url: str | None, port: int, as_json: bool) -> int:
             print(f"dagcast: no dagcast API answers at {url}", file=sys.stderr)
             return 2
         print(f"dagcast: no local stack on port {port}; starting one in this process…", file=sys.stderr)
-        _stack, server = _serve(DEFAULT_HOST, port, None, False)
+        _stack, server = _serve(DEFAULT_HOST, port, False)
         threading.Thread(target=server.run, daemon=True).start()
         deadline = time.monotonic() + 30
         while not _reachable(base):
@@ -140,7 +167,9 @@ def watch(events_url: str, as_json: bool = False, retries: int = 20) -> int:
         try:
             with (
                 httpx.Client(timeout=httpx.Timeout(10.0, read=60.0)) as client,
-                connect_sse(client, "GET", events_url, params=params, headers=headers) as source,
+                connect_sse(
+                    client, "GET", str(httpx.URL(events_url).copy_merge_params(params)), headers=headers
+                ) as source,
             ):
                 if source.response.status_code == 204:
                     return 1  # only reachable after a terminal event we already printed

@@ -19,7 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from chalicelib.config import Settings
-from chalicelib.sse import EVENTS_PATH, events_endpoint
+from chalicelib.factory import build_services
+from chalicelib.sse import EVENTS_PATH, EventsEndpoint, cors_middleware
 
 from .stack import LocalStack
 
@@ -34,9 +35,10 @@ def create_app(stack: LocalStack, settings: Settings | None = None) -> Starlette
     gateway = LocalGateway(
         chalice_app, Config.create(chalice_app=chalice_app, app_name="dagcast", lambda_timeout=900)
     )
-    sse = events_endpoint(
-        lambda: chalice_module.services().store, settings.heartbeat_seconds, settings.poll_seconds
-    )
+    # The stream has its own client, so its DynamoDB reads can be counted apart from the Lambdas'.
+    sse_store = build_services(settings).store
+    sse_reads = sse_store.instrument()
+    sse = EventsEndpoint(settings, lambda: sse_store)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True, "endpoint": stack.endpoint, "stateMachine": stack.state_machine_arn})
@@ -45,6 +47,8 @@ def create_app(stack: LocalStack, settings: Settings | None = None) -> Starlette
         p = stack.poller.stats if stack.poller else None
         return JSONResponse(
             {
+                "sse": sse.stats(),
+                "sseDynamodbReads": sse_reads.calls,
                 "fanout": None
                 if p is None
                 else {
@@ -52,7 +56,7 @@ def create_app(stack: LocalStack, settings: Settings | None = None) -> Starlette
                     "recordsDelivered": p.records_delivered,
                     "eventsDelivered": p.events_delivered,
                     "failuresReported": p.failures_reported,
-                }
+                },
             }
         )
 
@@ -83,4 +87,6 @@ def create_app(stack: LocalStack, settings: Settings | None = None) -> Starlette
         Route(EVENTS_PATH, sse, methods=["GET"]),
         Route("/{path:path}", chalice_proxy, methods=METHODS),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=cors_middleware(settings))
+    app.state.events = sse
+    return app

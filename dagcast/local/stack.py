@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import os
+import secrets
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -99,6 +100,8 @@ class LocalStack:
             type="STANDARD",
         )["stateMachineArn"]
         os.environ["DAGCAST_TABLE"] = self.table_name
+        # Stream tokens are signed with a fresh random secret unless one is given.
+        os.environ.setdefault("DAGCAST_STREAM_SECRET", secrets.token_urlsafe(32))
         os.environ["DAGCAST_STATE_MACHINE_ARN"] = self.state_machine_arn
         fanout = self.handlers.get(FANOUT)
         if fanout is not None:

@@ -24,17 +24,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[str]:
+STREAM_SECRET = "e2e-secret-" + "x" * 20
+
+
+def start_server(
+    name: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    log = ROOT / "test-artifacts" / "dagcast-up.log"
+    log = ROOT / "test-artifacts" / f"dagcast-up-{name}.log"
     log.parent.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGCAST_", "MOTO_"))}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGCAST_", "MOTO_"))}
+    clean.update({"DAGCAST_STREAM_SECRET": STREAM_SECRET, **(env or {})})
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(DAGCAST), "up", "--port", str(port), "--heartbeat-seconds", str(HEARTBEAT_SECONDS)],
+            [str(DAGCAST), "up", "--port", str(port), *args],
             cwd=ROOT,
-            env=env,
+            env=clean,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -45,16 +50,25 @@ def server() -> Iterator[str]:
             raise RuntimeError(f"dagcast up exited with {proc.returncode}: {log.read_text()[-3000:]}")
         try:
             if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
+                return proc, base
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError(f"dagcast up did not answer within 60 s: {log.read_text()[-3000:]}")
         time.sleep(0.1)
-    yield base
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[str]:
+    proc, base = start_server("main", "--heartbeat-seconds", str(HEARTBEAT_SECONDS))
+    yield base
+    stop_server(proc)

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.e2e.conftest import DAGCAST, HEARTBEAT_SECONDS, ROOT
+from chalicelib.streamauth import TokenSigner
+from tests.e2e.conftest import DAGCAST, HEARTBEAT_SECONDS, ROOT, STREAM_SECRET
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +79,10 @@ def test_a_chain_streams_every_event_in_exact_order(server):
         {"originalRequest": "chain", "tasks": [echo(1, "a"), echo(2, "{{1}}b", [1]), echo(3, "{{2}}c", [2])]},
     )
     eid = accepted["executionId"]
-    assert accepted["eventsUrl"] == f"{server}/api/v1/dag-executions/{eid}/events"
+    assert (
+        accepted["eventsUrl"]
+        == f"{server}/api/v1/dag-executions/{eid}/events?token={accepted['streamToken']}"
+    )
     response, messages = read_stream(accepted["eventsUrl"])
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
@@ -184,7 +188,11 @@ def test_connecting_after_the_end_gives_the_final_snapshot_and_closes(server):
 
 
 def test_unknown_ids_are_404_json(server):
-    for path in ("/api/v1/dag-executions/dag-exec_missing", "/api/v1/dag-executions/dag-exec_missing/events"):
+    token = TokenSigner(STREAM_SECRET).issue("dag-exec_missing").token
+    for path in (
+        "/api/v1/dag-executions/dag-exec_missing",
+        f"/api/v1/dag-executions/dag-exec_missing/events?token={token}",
+    ):
         reply = httpx.get(server + path)
         assert reply.status_code == 404
         assert reply.json() == {"error": "no execution with id 'dag-exec_missing'"}
@@ -253,7 +261,7 @@ def test_dagcast_run_prints_every_event_and_exits_by_outcome(server, tmp_path):
 
 def test_replay_from_the_start_and_from_a_last_event_id(server):
     accepted = submit(server, {"tasks": [echo(1, "a"), echo(2, "{{1}}b", [1])]})
-    _, full = read_stream(accepted["eventsUrl"] + "?since=0")
+    _, full = read_stream(accepted["eventsUrl"] + "&since=0")
     types = [(m["data"]["type"], m["data"].get("taskId")) for m in full if m["event"] != "heartbeat"]
     assert types == [
         ("execution.created", None),
@@ -275,6 +283,6 @@ def test_replay_from_the_start_and_from_a_last_event_id(server):
     # already at the terminal event: 204, which stops a browser's EventSource for good
     assert httpx.get(accepted["eventsUrl"], headers={"Last-Event-ID": "8"}).status_code == 204
     for bad in ("-1", "abc", "1.5"):
-        reply = httpx.get(accepted["eventsUrl"], params={"lastEventId": bad})
+        reply = httpx.get(str(httpx.URL(accepted["eventsUrl"]).copy_merge_params({"lastEventId": bad})))
         assert reply.status_code == 400
         assert "non-negative integer" in reply.json()["error"]

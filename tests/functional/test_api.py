@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from chalice.test import Client
@@ -32,7 +33,8 @@ def test_submit_returns_202_with_urls_and_the_execution_runs(client, services):
     body = reply.json_body
     eid = body["executionId"]
     assert eid.startswith("dag-exec_")
-    assert body["eventsUrl"].endswith(f"/api/v1/dag-executions/{eid}/events")
+    assert body["eventsUrl"] == f"http://127.0.0.1:8000/api/v1/dag-executions/{eid}/events?token={body['streamToken']}"
+    assert body["streamTokenExpiresAt"] > time.time() + 600
     assert body["statusUrl"].endswith(f"/api/v1/dag-executions/{eid}")
     events = wait_for_end(services, eid)
     assert events[-1]["finalResult"] == "hello"
@@ -74,3 +76,13 @@ def test_bad_list_limit_is_400(client, limit):
     reply = client.http.get(f"/api/v1/dag-executions?limit={limit}")
     assert reply.status_code == 400
     assert "limit" in reply.json_body["error"]
+
+
+def test_a_fresh_stream_token_for_a_known_execution(client, services):
+    eid = post(client, {"tasks": [echo(1, "x")]}).json_body["executionId"]
+    reply = client.http.post(f"/api/v1/dag-executions/{eid}/stream-token", headers={"host": "127.0.0.1:8000"})
+    assert reply.status_code == 200
+    services.signer.verify(reply.json_body["streamToken"], eid)
+    assert reply.json_body["eventsUrl"].endswith(f"/events?token={reply.json_body['streamToken']}")
+    assert client.http.post("/api/v1/dag-executions/dag-exec_nope/stream-token").status_code == 404
+    wait_for_end(services, eid)

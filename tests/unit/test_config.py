@@ -34,9 +34,24 @@ def test_every_state_transition_targets_an_existing_state():
 
 
 def test_settings_from_env_and_clear_errors():
-    s = Settings.from_env({"DAGCAST_TABLE": "tbl", "DAGCAST_HEARTBEAT_SECONDS": "2.5"})
+    base = {"DAGCAST_TABLE": "tbl", "DAGCAST_AUTH": "off"}
+    s = Settings.from_env(
+        {
+            **base,
+            "DAGCAST_HEARTBEAT_SECONDS": "2.5",
+            "DAGCAST_CORS_ORIGINS": "https://a.example, https://b.example",
+        }
+    )
     assert s.table_name == "tbl" and s.heartbeat_seconds == 2.5
+    assert s.cors_origins == ("https://a.example", "https://b.example")
+    assert s.auth is False
     with pytest.raises(SettingsError, match="DAGCAST_TABLE"):
-        Settings.from_env({})
+        Settings.from_env({"DAGCAST_AUTH": "off"})
     with pytest.raises(SettingsError, match="DAGCAST_HEARTBEAT_SECONDS"):
-        Settings.from_env({"DAGCAST_TABLE": "tbl", "DAGCAST_HEARTBEAT_SECONDS": "-1"})
+        Settings.from_env({**base, "DAGCAST_HEARTBEAT_SECONDS": "-1"})
+
+
+def test_auth_is_on_by_default_and_needs_a_secret():
+    with pytest.raises(SettingsError, match="DAGCAST_STREAM_SECRET must be set"):
+        Settings.from_env({"DAGCAST_TABLE": "tbl"})
+    assert Settings.from_env({"DAGCAST_TABLE": "tbl", "DAGCAST_STREAM_SECRET": "x" * 16}).auth is True

@@ -1,0 +1,186 @@
+"""One poller per execution per process, feeding every SSE subscriber of that execution.
+
+Without it each connection polls DynamoDB by itself and reads grow with the number of watchers.
+With it, a ``Feed`` polls ``events_after(last_seq)`` once per interval and offers each new event
+to every subscriber's bounded buffer, so reads per second depend on the number of *executions*
+being watched, not on the number of clients.
+
+Polling adapts: ``active`` seconds between polls while events keep coming; after 3 s without any,
+the interval doubles each poll up to ``idle`` seconds; one new event brings it back to ``active``.
+A feed stops when its execution has ended, or a few seconds after its last subscriber left.
+
+Backpressure: a subscriber's buffer holds at most ``buffer_size`` events. When a client is too
+slow and its buffer is full, the subscriber is marked ``overflowed`` and the stream closes it;
+the client reconnects with Last-Event-ID and replays from the table. A slow client never slows
+the feed or the other subscribers, and never grows memory without bound.
+
+Everything here runs on the event loop; the blocking DynamoDB calls go to a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from . import events as ev
+from .store import DynamoStore
+
+log = logging.getLogger(__name__)
+
+PAGE = 500
+RECENT_EVENTS = 5000  # per feed: recent events kept for replay to new subscribers
+LINGER_SECONDS = 5.0
+IDLE_AFTER_SECONDS = 3.0
+
+
+class Subscriber:
+    __slots__ = ("buffer", "closed", "limit", "overflowed", "ready")
+
+    def __init__(self, limit: int) -> None:
+        self.buffer: deque[dict[str, Any]] = deque()
+        self.limit = limit
+        self.ready = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+
+    def offer(self, event: dict[str, Any]) -> None:
+        if self.overflowed or self.closed:
+            return
+        if len(self.buffer) >= self.limit:
+            self.overflowed = True
+            self.buffer.clear()  # free it now: this client will replay from the table
+        else:
+            self.buffer.append(event)
+        self.ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.buffer.clear()
+        self.ready.set()
+
+
+class Feed:
+    def __init__(self, hub: Hub, execution_id: str, start_seq: int) -> None:
+        self.hub = hub
+        self.execution_id = execution_id
+        self.last_seq = start_seq
+        self.start_seq = start_seq
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
+        self.subscribers: set[Subscriber] = set()
+        self.terminal_seq: int | None = None
+        self.snapshot: tuple[int, bytes, str | None] | None = None  # (seq, encoded frame, tail type)
+        self.polls = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"feed-{self.execution_id}")
+
+    def backlog(self, after_seq: int) -> list[dict[str, Any]] | None:
+        """Events after ``after_seq`` up to ``last_seq`` from memory, or None if not all are here."""
+        if after_seq >= self.last_seq:
+            return []
+        first = self.recent[0]["seq"] if self.recent else self.last_seq + 1
+        if after_seq + 1 < first:
+            return None
+        return [e for e in self.recent if e["seq"] > after_seq]
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_activity = loop.time()
+        empty_since: float | None = None
+        interval = self.hub.active
+        try:
+            while True:
+                if not self.subscribers:
+                    empty_since = empty_since if empty_since is not None else loop.time()
+                    if loop.time() - empty_since >= LINGER_SECONDS:
+                        return
+                else:
+                    empty_since = None
+                batch = await run_in_threadpool(
+                    self.hub.store.events_after, self.execution_id, self.last_seq, PAGE
+                )
+                self.polls += 1
+                self.hub.polls += 1
+                for event in batch:
+                    seq = int(event["seq"])
+                    if seq <= self.last_seq:
+                        continue
+                    self.last_seq = seq
+                    self.recent.append(event)
+                    if event["type"] in ev.TERMINAL_TYPES:
+                        self.terminal_seq = seq
+                    for sub in tuple(self.subscribers):
+                        sub.offer(event)
+                if self.terminal_seq is not None:
+                    return
+                now = loop.time()
+                if batch:
+                    last_activity = now
+                    interval = self.hub.active
+                    if len(batch) == PAGE:
+                        continue
+                elif now - last_activity >= IDLE_AFTER_SECONDS:
+                    interval = min(self.hub.idle, interval * 2)
+                await asyncio.sleep(interval)
+        except Exception:
+            log.exception("feed of %s failed; its subscribers will reconnect", self.execution_id)
+            for sub in tuple(self.subscribers):
+                sub.overflowed = True
+                sub.ready.set()
+        finally:
+            self.hub.feeds.pop(self.execution_id, None)
+
+
+class Hub:
+    def __init__(
+        self,
+        store_factory: Callable[[], DynamoStore],
+        active_seconds: float = 0.1,
+        idle_seconds: float = 2.0,
+        buffer_size: int = 1000,
+    ) -> None:
+        self._store_factory = store_factory
+        self._store: DynamoStore | None = None
+        self.active = active_seconds
+        self.idle = max(idle_seconds, active_seconds)
+        self.buffer_size = buffer_size
+        self.feeds: dict[str, Feed] = {}
+        self.polls = 0
+
+    @property
+    def store(self) -> DynamoStore:
+        if self._store is None:
+            self._store = self._store_factory()
+        return self._store
+
+    def feed(self, execution_id: str, start_seq: int) -> Feed:
+        feed = self.feeds.get(execution_id)
+        if feed is None:
+            feed = Feed(self, execution_id, start_seq)
+            self.feeds[execution_id] = feed
+            feed.start()
+        return feed
+
+    def subscribe(self, execution_id: str, after_seq: int) -> tuple[Feed, Subscriber]:
+        feed = self.feed(execution_id, after_seq)
+        sub = Subscriber(self.buffer_size)
+        feed.subscribers.add(sub)
+        return feed, sub
+
+    @staticmethod
+    def unsubscribe(feed: Feed, sub: Subscriber) -> None:
+        sub.close()
+        feed.subscribers.discard(sub)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "feeds": len(self.feeds),
+            "subscribers": sum(len(f.subscribers) for f in self.feeds.values()),
+            "polls": self.polls,
+        }

@@ -1,0 +1,91 @@
+"""Stream tokens: short-lived, HMAC-SHA256-signed, scoped to one execution.
+
+``v1.<payload>.<signature>`` with base64url parts; payload ``{"x": executionId, "exp": unix s}``.
+EventSource cannot set headers, so the token travels as ``?token=`` (or ``Authorization:
+Bearer``); tokens are therefore kept out of every log line (see ``redact_query``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import time
+from dataclasses import dataclass
+
+_PREFIX = "v1"
+_TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&\s\"]*")
+
+
+class TokenError(Exception):
+    """A stream token that does not grant access; ``status`` is 401 or 403."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(secret: bytes, payload: str) -> str:
+    return _b64(hmac.new(secret, f"{_PREFIX}.{payload}".encode(), hashlib.sha256).digest())
+
+
+class TokenSigner:
+    def __init__(self, secret: str, ttl_seconds: int = 3600) -> None:
+        if len(secret) < 16:
+            raise ValueError("the stream-token secret must be at least 16 characters")
+        self._secret = secret.encode()
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, execution_id: str, now: float | None = None) -> IssuedToken:
+        expires = int((time.time() if now is None else now) + self.ttl_seconds)
+        payload = _b64(json.dumps({"x": execution_id, "exp": expires}, separators=(",", ":")).encode())
+        return IssuedToken(f"{_PREFIX}.{payload}.{_sign(self._secret, payload)}", expires)
+
+    def verify(self, token: str | None, execution_id: str, now: float | None = None) -> None:
+        """Raise TokenError unless ``token`` grants streaming ``execution_id`` now."""
+        if not token:
+            raise TokenError(
+                401,
+                "a stream token is required: pass ?token=<streamToken> (or Authorization: Bearer) "
+                "as returned by POST /api/v1/execute-dag",
+            )
+        parts = token.split(".")
+        if len(parts) != 3 or parts[0] != _PREFIX:
+            raise TokenError(401, "the stream token is malformed")
+        payload, signature = parts[1], parts[2]
+        if not hmac.compare_digest(_sign(self._secret, payload), signature):
+            raise TokenError(401, "the stream token's signature is invalid")
+        try:
+            claims = json.loads(_unb64(payload))
+            scoped, expires = str(claims["x"]), int(claims["exp"])
+        except (ValueError, KeyError, TypeError):
+            raise TokenError(401, "the stream token is malformed") from None
+        if (time.time() if now is None else now) >= expires:
+            raise TokenError(
+                401,
+                f"the stream token expired at {expires} (unix time); get a new one from "
+                f"POST /api/v1/dag-executions/{execution_id}/stream-token",
+            )
+        if scoped != execution_id:
+            raise TokenError(403, "the stream token was issued for another execution")
+
+
+def redact_query(text: str) -> str:
+    """``...?token=abc&x=1`` → ``...?token=[REDACTED]&x=1`` (for log lines)."""
+    return _TOKEN_IN_QUERY.sub(r"\1[REDACTED]", text)
