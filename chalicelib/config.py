@@ -31,6 +31,7 @@ _ENV = {
     "poll_seconds": "DAGCAST_POLL_SECONDS",
     "idle_poll_seconds": "DAGCAST_IDLE_POLL_SECONDS",
     "max_stream_seconds": "DAGCAST_MAX_STREAM_SECONDS",
+    "retry_ms": "DAGCAST_RETRY_MS",
     "subscriber_buffer": "DAGCAST_SUBSCRIBER_BUFFER",
     "send_timeout_seconds": "DAGCAST_SEND_TIMEOUT_SECONDS",
     "hub": "DAGCAST_SSE_HUB",
@@ -59,6 +60,7 @@ class Settings(BaseModel):
     poll_seconds: float = Field(default=0.1, gt=0)  # while an execution is active
     idle_poll_seconds: float = Field(default=2.0, gt=0)  # ceiling of the back-off when idle
     max_stream_seconds: float = Field(default=840.0, gt=0)  # under Lambda's 900 s limit
+    retry_ms: int = Field(default=2000, ge=0)  # the reconnection delay sent to clients (retry:)
     subscriber_buffer: int = Field(default=1000, ge=1)  # events queued per client before it is cut
     send_timeout_seconds: float = Field(default=10.0, gt=0)
     hub: bool = True

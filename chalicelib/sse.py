@@ -50,7 +50,6 @@ from .streamauth import TokenError, TokenSigner
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/api/v1/dag-executions/{execution_id}/events"
-RETRY_MS = 2000
 STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache, no-store"),
@@ -230,7 +229,7 @@ class EventsEndpoint:
                     body, tail_type = await run_in_threadpool(snapshot_event, self.store, execution_id)
                     start = int(body["seq"])
                     snapshot = ev.encode_sse(
-                        ev.dumps(body), event=ev.EXECUTION_UPDATED, id=start, retry_ms=RETRY_MS
+                        ev.dumps(body), event=ev.EXECUTION_UPDATED, id=start, retry_ms=self.settings.retry_ms
                     )
                     if feed is not None and start == feed.last_seq:
                         # Connections arriving before the next event share this snapshot.
@@ -265,7 +264,7 @@ class EventsEndpoint:
         watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(receive, closed, sub))
         self.open_streams += 1
         try:
-            first = snapshot if snapshot is not None else ev.encode_retry(RETRY_MS)
+            first = snapshot if snapshot is not None else ev.encode_retry(self.settings.retry_ms)
             if not await self._write(send, first):
                 return
             if snapshot is not None and finished:

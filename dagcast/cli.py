@@ -87,7 +87,12 @@ def _serve(host: str, port: int, verbose: bool) -> Any:
         logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").addFilter(_RedactTokens())
     config = uvicorn.Config(
-        create_app(stack), host=host, port=port, log_level="info" if verbose else "warning", access_log=verbose, backlog=4096
+        create_app(stack),
+        host=host,
+        port=port,
+        log_level="info" if verbose else "warning",
+        access_log=verbose,
+        backlog=4096,
     )
     return stack, uvicorn.Server(config)
 

@@ -24,10 +24,14 @@ ALLOWED = "http://app.example"
 def edge() -> Iterator[str]:
     proc, base = start_server(
         "edge",
-        "--max-stream-seconds", "1",
-        "--max-streams-per-ip", "3",
-        "--cors-origin", ALLOWED,
-        "--heartbeat-seconds", "0.3",
+        "--max-stream-seconds",
+        "1",
+        "--max-streams-per-ip",
+        "3",
+        "--cors-origin",
+        ALLOWED,
+        "--heartbeat-seconds",
+        "0.3",
     )
     yield base
     stop_server(proc)
@@ -47,10 +51,20 @@ def stats(base: str) -> dict[str, Any]:
 
 def test_filters_keep_real_ids_and_heartbeats(server):
     accepted = submit(server, {"tasks": [echo(1, "a"), sleep(2, 1.0, [1]), echo(3, "c", [2])]})
-    url = str(httpx.URL(accepted["eventsUrl"]).copy_merge_params({"types": "substep.completed,execution.*", "since": "0"}))
+    url = str(
+        httpx.URL(accepted["eventsUrl"]).copy_merge_params(
+            {"types": "substep.completed,execution.*", "since": "0"}
+        )
+    )
     _, messages = read_stream(url)
     kinds = [m["data"]["type"] for m in messages]
-    assert set(kinds) <= {"substep.completed", "execution.created", "execution.updated", "execution.completed", "heartbeat"}
+    assert set(kinds) <= {
+        "substep.completed",
+        "execution.created",
+        "execution.updated",
+        "execution.completed",
+        "heartbeat",
+    }
     assert kinds.count("substep.completed") == 3
     assert kinds[-1] == "execution.completed"
     ids = [int(m["data"]["seq"]) for m in messages if m["event"] != "heartbeat"]
@@ -74,9 +88,15 @@ def test_auth_errors_are_clear(server):
     reply = httpx.get(events_url(server, eid, expired))
     assert reply.status_code == 401 and "expired" in reply.json()["error"]
     # Authorization: Bearer works for clients that can set headers
-    with httpx.Client(timeout=30) as client, connect_sse(
-        client, "GET", events_url(server, eid), headers={"Authorization": f"Bearer {accepted['streamToken']}"}
-    ) as source:
+    with (
+        httpx.Client(timeout=30) as client,
+        connect_sse(
+            client,
+            "GET",
+            events_url(server, eid),
+            headers={"Authorization": f"Bearer {accepted['streamToken']}"},
+        ) as source,
+    ):
         assert source.response.status_code == 200
         assert [json.loads(s.data)["type"] for s in source.iter_sse() if s.data][-1] == "execution.completed"
 
@@ -102,7 +122,11 @@ def test_cors_allow_list(edge):
     assert "access-control-allow-origin" not in refused.headers
     preflight = httpx.options(
         accepted["eventsUrl"],
-        headers={"Origin": ALLOWED, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "last-event-id"},
+        headers={
+            "Origin": ALLOWED,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "last-event-id",
+        },
     )
     assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == ALLOWED
 

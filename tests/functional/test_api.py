@@ -33,7 +33,10 @@ def test_submit_returns_202_with_urls_and_the_execution_runs(client, services):
     body = reply.json_body
     eid = body["executionId"]
     assert eid.startswith("dag-exec_")
-    assert body["eventsUrl"] == f"http://127.0.0.1:8000/api/v1/dag-executions/{eid}/events?token={body['streamToken']}"
+    assert (
+        body["eventsUrl"]
+        == f"http://127.0.0.1:8000/api/v1/dag-executions/{eid}/events?token={body['streamToken']}"
+    )
     assert body["streamTokenExpiresAt"] > time.time() + 600
     assert body["statusUrl"].endswith(f"/api/v1/dag-executions/{eid}")
     events = wait_for_end(services, eid)

@@ -50,8 +50,8 @@ def test_short_secrets_are_refused():
 
 
 def test_tokens_are_redacted_from_log_lines():
-    line = 'GET /api/v1/dag-executions/x/events?since=0&token=v1.abc.def HTTP/1.1'
-    assert redact_query(line) == 'GET /api/v1/dag-executions/x/events?since=0&token=[REDACTED] HTTP/1.1'
+    line = "GET /api/v1/dag-executions/x/events?since=0&token=v1.abc.def HTTP/1.1"
+    assert redact_query(line) == "GET /api/v1/dag-executions/x/events?since=0&token=[REDACTED] HTTP/1.1"
 
 
 def test_secret_looking_keys_are_redacted_at_any_depth():

@@ -1,0 +1,101 @@
+"""A real browser's EventSource (Debian's headless Chromium, driven by Playwright) watches an
+execution while the server cuts the stream every 1.5 s: it must end with every event exactly once,
+in order, and in the CLOSED state after the server's 204."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import ROOT, free_port, start_server, stop_server
+from tests.e2e.test_live_stream import echo, sleep, submit
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+# The flags this machine needs (no sandbox as root, no background network: the network is closed).
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _require_browser() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    message = "Debian's chromium is not installed (apt-get install chromium); .ci/run installs it"
+    if os.environ.get("DAGCAST_REQUIRE_BROWSER"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def page_server() -> Iterator[str]:
+    port = free_port()
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(Path(__file__).parent / "browser")
+    )
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cutting_server(page_server: str) -> Iterator[str]:
+    # A different origin than the page: the browser enforces the CORS allow-list for real.
+    proc, base = start_server(
+        "browser",
+        "--max-stream-seconds",
+        "1.5",
+        "--cors-origin",
+        page_server,
+        env={"DAGCAST_RETRY_MS": "300"},
+    )
+    yield base
+    stop_server(proc)
+
+
+def test_eventsource_gets_every_event_once_across_cuts_and_closes_on_204(page_server, cutting_server):
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    job = {
+        "tasks": [sleep(1, 1.0), echo(2, "b", [1]), sleep(3, 1.5, [2]), echo(4, "d", [3]), sleep(5, 1.0, [4])]
+    }
+    accepted = submit(cutting_server, job)
+    events_url = str(httpx.URL(accepted["eventsUrl"]).copy_merge_params({"since": "0"}))
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{page_server}/watch.html?" + httpx.QueryParams({"events": events_url}).__str__())
+            page.wait_for_function("window.es && window.es.readyState === 2", timeout=60_000)
+            received = page.evaluate("window.received")
+            opens = page.evaluate("window.opens")
+            page.screenshot(path=str(ARTIFACTS / "browser-eventsource.png"))
+        finally:
+            browser.close()
+    seqs = [r["seq"] for r in received]
+    assert seqs == list(range(1, len(seqs) + 1)), f"lost, repeated or reordered: {seqs}"
+    assert [r["id"] for r in received] == [str(s) for s in seqs]
+    assert received[0]["type"] == "execution.created"
+    assert received[-1]["type"] == "execution.completed"
+    assert len(received) == 1 + 5 * 3 + 1  # created, (started, completed, updated) × 5, completed
+    assert opens >= 3, f"the server should have cut the stream several times (opens: {opens})"
