@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 EXECUTION_CREATED: Final = "execution.created"
 EXECUTION_UPDATED: Final = "execution.updated"
@@ -121,6 +121,19 @@ def execution_failed(meta: Mapping[str, Any], duration_ms: int, error: str) -> E
         "durationMs": duration_ms,
         "error": error,
     }
+
+
+class Encoded(NamedTuple):
+    """A stored event ready for the wire: encoded once, written to any number of streams."""
+
+    seq: int
+    type: str
+    frame: bytes
+
+
+def encode_event(event: Mapping[str, Any]) -> Encoded:
+    seq, kind = int(event["seq"]), str(event["type"])
+    return Encoded(seq, kind, encode_sse(dumps(event), event=kind, id=seq))
 
 
 def dumps(payload: Mapping[str, Any]) -> str:

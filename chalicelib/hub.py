@@ -23,7 +23,6 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -42,13 +41,13 @@ class Subscriber:
     __slots__ = ("buffer", "closed", "limit", "overflowed", "ready")
 
     def __init__(self, limit: int) -> None:
-        self.buffer: deque[dict[str, Any]] = deque()
+        self.buffer: deque[ev.Encoded] = deque()
         self.limit = limit
         self.ready = asyncio.Event()
         self.overflowed = False
         self.closed = False
 
-    def offer(self, event: dict[str, Any]) -> None:
+    def offer(self, event: ev.Encoded) -> None:
         if self.overflowed or self.closed:
             return
         if len(self.buffer) >= self.limit:
@@ -70,7 +69,7 @@ class Feed:
         self.execution_id = execution_id
         self.last_seq = start_seq
         self.start_seq = start_seq
-        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
+        self.recent: deque[ev.Encoded] = deque(maxlen=RECENT_EVENTS)
         self.subscribers: set[Subscriber] = set()
         self.terminal_seq: int | None = None
         self.snapshot: tuple[int, bytes, str | None] | None = None  # (seq, encoded frame, tail type)
@@ -80,14 +79,14 @@ class Feed:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"feed-{self.execution_id}")
 
-    def backlog(self, after_seq: int) -> list[dict[str, Any]] | None:
+    def backlog(self, after_seq: int) -> list[ev.Encoded] | None:
         """Events after ``after_seq`` up to ``last_seq`` from memory, or None if not all are here."""
         if after_seq >= self.last_seq:
             return []
-        first = self.recent[0]["seq"] if self.recent else self.last_seq + 1
+        first = self.recent[0].seq if self.recent else self.last_seq + 1
         if after_seq + 1 < first:
             return None
-        return [e for e in self.recent if e["seq"] > after_seq]
+        return [e for e in self.recent if e.seq > after_seq]
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -107,14 +106,14 @@ class Feed:
                 )
                 self.polls += 1
                 self.hub.polls += 1
-                for event in batch:
-                    seq = int(event["seq"])
-                    if seq <= self.last_seq:
+                for stored in batch:
+                    event = ev.encode_event(stored)  # once, for every subscriber
+                    if event.seq <= self.last_seq:
                         continue
-                    self.last_seq = seq
+                    self.last_seq = event.seq
                     self.recent.append(event)
-                    if event["type"] in ev.TERMINAL_TYPES:
-                        self.terminal_seq = seq
+                    if event.type in ev.TERMINAL_TYPES:
+                        self.terminal_seq = event.seq
                     for sub in tuple(self.subscribers):
                         sub.offer(event)
                 if self.terminal_seq is not None:

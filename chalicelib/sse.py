@@ -323,13 +323,11 @@ class EventsEndpoint:
             if batch is None or closed.is_set() or (sub is not None and sub.overflowed):
                 return
             for event in batch:
-                kind = str(event["type"])
-                if types is None or types.matches(kind):
-                    frame = ev.encode_sse(ev.dumps(event), event=kind, id=int(event["seq"]))
-                    if not await self._write(send, frame):
+                if types is None or types.matches(event.type):
+                    if not await self._write(send, event.frame):
                         return
                     last_sent = loop.time()
-                if kind in ev.TERMINAL_TYPES:
+                if event.type in ev.TERMINAL_TYPES:
                     return
             if loop.time() - last_sent >= heartbeat:
                 beat = {"type": ev.HEARTBEAT, "executionId": execution_id, "timestamp": ev.now_ms()}
@@ -349,7 +347,7 @@ class Source:
     """Where a stream's events come from. ``get(timeout)`` returns the next events in seq order
     (an empty list if none came within ``timeout``) or None when there will be no more."""
 
-    async def get(self, timeout: float) -> list[dict[str, Any]] | None:
+    async def get(self, timeout: float) -> list[ev.Encoded] | None:
         raise NotImplementedError
 
 
@@ -359,12 +357,12 @@ class ReplaySource(Source):
     def __init__(self, store: DynamoStore, execution_id: str, after: int) -> None:
         self._store, self._id, self._last = store, execution_id, after
 
-    async def get(self, timeout: float) -> list[dict[str, Any]] | None:
+    async def get(self, timeout: float) -> list[ev.Encoded] | None:
         batch = await run_in_threadpool(self._store.events_after, self._id, self._last)
         if not batch:
             return None
         self._last = int(batch[-1]["seq"])
-        return batch
+        return [ev.encode_event(e) for e in batch]
 
 
 class PollSource(Source):
@@ -373,7 +371,7 @@ class PollSource(Source):
     def __init__(self, endpoint: EventsEndpoint, execution_id: str, after: int) -> None:
         self._endpoint, self._id, self._last = endpoint, execution_id, after
 
-    async def get(self, timeout: float) -> list[dict[str, Any]] | None:
+    async def get(self, timeout: float) -> list[ev.Encoded] | None:
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout
         while True:
@@ -381,7 +379,7 @@ class PollSource(Source):
             self._endpoint.direct_polls += 1
             if batch:
                 self._last = int(batch[-1]["seq"])
-                return batch
+                return [ev.encode_event(e) for e in batch]
             left = until - loop.time()
             if left <= 0:
                 return []
@@ -400,16 +398,17 @@ class HubSource(Source):
         self._feed: Feed | None = feed
         self._sub = sub
 
-    async def get(self, timeout: float) -> list[dict[str, Any]] | None:
-        out: list[dict[str, Any]] = []
+    async def get(self, timeout: float) -> list[ev.Encoded] | None:
+        out: list[ev.Encoded] = []
         if self._feed is not None:
             backlog = self._feed.backlog(self._last)
             self._feed = None
             if backlog is None:
-                backlog = await run_in_threadpool(self._store.events_after, self._id, self._last)
-            out.extend(e for e in backlog if int(e["seq"]) > self._last)
+                stored = await run_in_threadpool(self._store.events_after, self._id, self._last)
+                backlog = [ev.encode_event(e) for e in stored]
+            out.extend(e for e in backlog if e.seq > self._last)
             if out:
-                self._last = int(out[-1]["seq"])
+                self._last = out[-1].seq
         sub = self._sub
         if not out and not sub.buffer and not sub.closed:
             sub.ready.clear()
@@ -417,16 +416,15 @@ class HubSource(Source):
                 await asyncio.wait_for(sub.ready.wait(), timeout)
         while sub.buffer:
             event = sub.buffer.popleft()
-            seq = int(event["seq"])
-            if seq <= self._last:
+            if event.seq <= self._last:
                 continue
-            if seq > self._last + 1:
+            if event.seq > self._last + 1:
                 gap = await run_in_threadpool(
-                    self._store.events_after, self._id, self._last, seq - self._last - 1
+                    self._store.events_after, self._id, self._last, event.seq - self._last - 1
                 )
-                out.extend(e for e in gap if self._last < int(e["seq"]) < seq)
+                out.extend(ev.encode_event(e) for e in gap if self._last < int(e["seq"]) < event.seq)
             out.append(event)
-            self._last = seq
+            self._last = event.seq
         return out
 
 

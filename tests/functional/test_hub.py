@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from chalicelib.hub import Hub
 
@@ -27,7 +28,7 @@ async def _collect(sub, want: int, timeout: float = 10) -> list[int]:
         await asyncio.wait_for(sub.ready.wait(), until - loop.time())
         sub.ready.clear()
         while sub.buffer:
-            got.append(sub.buffer.popleft()["seq"])
+            got.append(sub.buffer.popleft().seq)
     return got
 
 
@@ -53,9 +54,9 @@ def test_every_subscriber_gets_every_event_from_one_poller(services):
 def test_a_full_buffer_cuts_that_subscriber_only(services):
     eid = _execution(services)
 
-    async def scenario():
+    async def scenario() -> Any:
         hub = Hub(lambda: services.store, active_seconds=0.05, idle_seconds=0.2, buffer_size=5)
-        feed, slow = hub.subscribe(eid, 1)
+        _feed, slow = hub.subscribe(eid, 1)
         _, fast = hub.subscribe(eid, 1)
         collector = asyncio.create_task(_collect(fast, 12))
         await asyncio.sleep(0.2)
@@ -71,7 +72,7 @@ def test_a_full_buffer_cuts_that_subscriber_only(services):
 def test_polling_backs_off_when_idle_and_the_feed_stops_without_subscribers(services):
     eid = _execution(services)
 
-    async def scenario():
+    async def scenario() -> Any:
         hub = Hub(lambda: services.store, active_seconds=0.02, idle_seconds=0.5, buffer_size=5)
         feed, sub = hub.subscribe(eid, 1)
         await asyncio.sleep(5)
