@@ -57,7 +57,7 @@ class Settings(BaseModel):
     events_url: str = ""
     # --- the SSE stream (docs/sse.md) ---
     heartbeat_seconds: float = Field(default=15.0, gt=0)
-    poll_seconds: float = Field(default=0.1, gt=0)  # while an execution is active
+    poll_seconds: float = Field(default=0.05, gt=0)  # while an execution is active
     idle_poll_seconds: float = Field(default=2.0, gt=0)  # ceiling of the back-off when idle
     max_stream_seconds: float = Field(default=840.0, gt=0)  # under Lambda's 900 s limit
     retry_ms: int = Field(default=2000, ge=0)  # the reconnection delay sent to clients (retry:)

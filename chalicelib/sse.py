@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import fnmatch
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -149,6 +150,19 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+class _Stream:
+    """What the ticker needs to know about one open stream."""
+
+    __slots__ = ("ready", "stalled", "task", "wake_at", "writing_since")
+
+    def __init__(self, task: asyncio.Task[Any], ready: asyncio.Event | None) -> None:
+        self.task = task
+        self.ready = ready
+        self.wake_at = 0.0
+        self.writing_since = 0.0
+        self.stalled = False
+
+
 class EventsEndpoint:
     """The ASGI app behind EVENTS_PATH."""
 
@@ -167,6 +181,8 @@ class EventsEndpoint:
         self.limits = Limits(settings.max_streams_per_ip, settings.max_streams_per_execution)
         self.direct_polls = 0
         self.open_streams = 0
+        self._streams: set[_Stream] = set()
+        self._ticker: asyncio.Task[None] | None = None
 
     @property
     def store(self) -> DynamoStore:
@@ -181,7 +197,34 @@ class EventsEndpoint:
                 return forwarded.split(",")[0].strip()
         return request.client.host if request.client else "unknown"
 
+    def cors_headers(self, origin: str | None) -> list[tuple[bytes, bytes]]:
+        allowed = self.settings.cors_origins
+        if not origin or not allowed or (origin not in allowed and "*" not in allowed):
+            return []
+        return [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"vary", b"Origin"),
+        ]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
+        cors = self.cors_headers(origin)
+        raw_send = send  # the hot path writes through the server's own send, nothing wrapped
+        if cors:
+            send = _with_headers(send, cors)
+        if scope["method"] == "OPTIONS":
+            preflight = [
+                (b"access-control-allow-methods", b"GET, OPTIONS"),
+                (b"access-control-allow-headers", b"authorization, last-event-id"),
+                (b"access-control-max-age", b"600"),
+            ]
+            status = 204 if cors else 400
+            await send(
+                {"type": "http.response.start", "status": status, "headers": preflight if cors else []}
+            )
+            return await send({"type": "http.response.body", "body": b""})
+        if scope["method"] not in ("GET", "HEAD"):
+            return await _error(405, "use GET (text/event-stream)", {"Allow": "GET"})(scope, receive, send)
         request = Request(scope)
         execution_id = str(scope["path_params"]["execution_id"])
         try:
@@ -205,7 +248,7 @@ class EventsEndpoint:
             return await _error(429, refused, {"Retry-After": "5"})(scope, receive, send)
         del request  # nothing of the request is kept for the life of the stream
         try:
-            await self._serve(scope, receive, send, execution_id, after, types)
+            await self._serve(scope, receive, send, raw_send, cors, execution_id, after, types)
         finally:
             self.limits.release(ip, execution_id)
 
@@ -214,6 +257,8 @@ class EventsEndpoint:
         scope: Scope,
         receive: Receive,
         send: Send,
+        raw_send: Send,
+        cors: list[tuple[bytes, bytes]],
         execution_id: str,
         after: int | None,
         types: TypeFilter | None,
@@ -250,7 +295,8 @@ class EventsEndpoint:
         except ExecutionNotFound as exc:
             return await _error(404, str(exc))(scope, receive, send)
 
-        await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+        send = raw_send
+        await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS + cors})
         sub: Subscriber | None = None
         source: Source
         if finished:
@@ -263,14 +309,19 @@ class EventsEndpoint:
         closed = asyncio.Event()
         watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(receive, closed, sub))
         self.open_streams += 1
+        task = asyncio.current_task()
+        assert task is not None
+        st = _Stream(task, sub.ready if sub is not None else None)
+        self._track(st)
         try:
             first = snapshot if snapshot is not None else ev.encode_retry(self.settings.retry_ms)
-            if not await self._write(send, first):
+            if not await self._write(send, first, st):
                 return
             if snapshot is not None and finished:
                 return
-            await self._pump(send, execution_id, source, types, closed, sub)
+            await self._pump(send, execution_id, source, types, closed, sub, st)
         finally:
+            self._streams.discard(st)
             self.open_streams -= 1
             watcher.cancel()
             if sub is not None and self.hub is not None:
@@ -292,15 +343,48 @@ class EventsEndpoint:
                     sub.close()
                 return
 
-    async def _write(self, send: Send, chunk: bytes) -> bool:
+    async def _write(self, send: Send, chunk: bytes, st: _Stream) -> bool:
+        # No per-write timeout object (this runs per event per client): the ticker cancels a
+        # write that has been blocked for send_timeout_seconds (a client that does not read).
+        st.writing_since = asyncio.get_running_loop().time()
         try:
-            await asyncio.wait_for(
-                send({"type": "http.response.body", "body": chunk, "more_body": True}),
-                self.settings.send_timeout_seconds,
-            )
-        except TimeoutError:
-            return False  # a client that does not read: close, it will replay on reconnect
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except asyncio.CancelledError:
+            if st.stalled:
+                st.task.uncancel()
+                return False  # close; the client will replay from Last-Event-ID
+            raise
+        finally:
+            st.writing_since = 0.0
         return True
+
+    def _track(self, st: _Stream) -> None:
+        self._streams.add(st)
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        """One task for all streams: wakes streams due for a heartbeat or their end, and cancels
+        writes blocked longer than send_timeout_seconds."""
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        interval = max(0.01, min(1.0, s.heartbeat_seconds / 4, s.send_timeout_seconds / 4))
+        try:
+            while self._streams:
+                await asyncio.sleep(interval)
+                now = loop.time()
+                for st in tuple(self._streams):
+                    if st.ready is not None and now >= st.wake_at:
+                        st.ready.set()
+                    if (
+                        st.writing_since
+                        and now - st.writing_since >= s.send_timeout_seconds
+                        and not st.stalled
+                    ):
+                        st.stalled = True
+                        st.task.cancel()
+        finally:
+            self._ticker = None
 
     async def _pump(
         self,
@@ -310,6 +394,7 @@ class EventsEndpoint:
         types: TypeFilter | None,
         closed: asyncio.Event,
         sub: Subscriber | None,
+        st: _Stream,
     ) -> None:
         loop = asyncio.get_running_loop()
         heartbeat = self.settings.heartbeat_seconds
@@ -319,19 +404,21 @@ class EventsEndpoint:
             now = loop.time()
             if now >= deadline:
                 return
-            batch = await source.get(min(deadline - now, max(0.0, heartbeat - (now - last_sent))))
+            st.wake_at = min(deadline, last_sent + heartbeat)
+            # The hub's source waits on its subscriber's event, which the ticker sets when due.
+            batch = await source.get(None if st.ready is not None else st.wake_at - now)
             if batch is None or closed.is_set() or (sub is not None and sub.overflowed):
                 return
             for event in batch:
                 if types is None or types.matches(event.type):
-                    if not await self._write(send, event.frame):
+                    if not await self._write(send, event.frame, st):
                         return
                     last_sent = loop.time()
                 if event.type in ev.TERMINAL_TYPES:
                     return
             if loop.time() - last_sent >= heartbeat:
                 beat = {"type": ev.HEARTBEAT, "executionId": execution_id, "timestamp": ev.now_ms()}
-                if not await self._write(send, ev.encode_sse(ev.dumps(beat), event=ev.HEARTBEAT)):
+                if not await self._write(send, ev.encode_sse(ev.dumps(beat), event=ev.HEARTBEAT), st):
                     return
                 last_sent = loop.time()
 
@@ -347,7 +434,7 @@ class Source:
     """Where a stream's events come from. ``get(timeout)`` returns the next events in seq order
     (an empty list if none came within ``timeout``) or None when there will be no more."""
 
-    async def get(self, timeout: float) -> list[ev.Encoded] | None:
+    async def get(self, timeout: float | None) -> list[ev.Encoded] | None:
         raise NotImplementedError
 
 
@@ -357,7 +444,7 @@ class ReplaySource(Source):
     def __init__(self, store: DynamoStore, execution_id: str, after: int) -> None:
         self._store, self._id, self._last = store, execution_id, after
 
-    async def get(self, timeout: float) -> list[ev.Encoded] | None:
+    async def get(self, timeout: float | None) -> list[ev.Encoded] | None:
         batch = await run_in_threadpool(self._store.events_after, self._id, self._last)
         if not batch:
             return None
@@ -371,9 +458,9 @@ class PollSource(Source):
     def __init__(self, endpoint: EventsEndpoint, execution_id: str, after: int) -> None:
         self._endpoint, self._id, self._last = endpoint, execution_id, after
 
-    async def get(self, timeout: float) -> list[ev.Encoded] | None:
+    async def get(self, timeout: float | None) -> list[ev.Encoded] | None:
         loop = asyncio.get_running_loop()
-        until = loop.time() + timeout
+        until = loop.time() + (timeout or 0.0)
         while True:
             batch = await run_in_threadpool(self._endpoint.store.events_after, self._id, self._last)
             self._endpoint.direct_polls += 1
@@ -398,7 +485,7 @@ class HubSource(Source):
         self._feed: Feed | None = feed
         self._sub = sub
 
-    async def get(self, timeout: float) -> list[ev.Encoded] | None:
+    async def get(self, timeout: float | None) -> list[ev.Encoded] | None:
         out: list[ev.Encoded] = []
         if self._feed is not None:
             backlog = self._feed.backlog(self._last)
@@ -412,8 +499,12 @@ class HubSource(Source):
         sub = self._sub
         if not out and not sub.buffer and not sub.closed:
             sub.ready.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sub.ready.wait(), timeout)
+            if timeout is None:  # the hot path: the ticker wakes us when a heartbeat is due
+                await sub.ready.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await sub.ready.wait()
         while sub.buffer:
             event = sub.buffer.popleft()
             if event.seq <= self._last:
@@ -428,13 +519,41 @@ class HubSource(Source):
         return out
 
 
-def create_sse_app(settings: Settings, store_factory: Callable[[], DynamoStore]) -> Starlette:
-    endpoint = EventsEndpoint(settings, store_factory)
-    app = Starlette(
-        routes=[Route(EVENTS_PATH, endpoint, methods=["GET"])], middleware=cors_middleware(settings)
-    )
-    app.state.events = endpoint
-    return app
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return wrapped  # type: ignore[return-value]
+
+
+_EVENTS_ROUTE = re.compile(r"^/api/v1/dag-executions/([^/]+)/events/?$")
+
+
+class SseApp:
+    """ASGI front: the events route goes straight to EventsEndpoint — no middleware wraps the
+    per-event ``send`` of thousands of streams — and every other request to ``fallback``."""
+
+    def __init__(self, endpoint: EventsEndpoint, fallback: Any) -> None:
+        self.endpoint = endpoint
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            match = _EVENTS_ROUTE.match(scope["path"])
+            if match:
+                scope["path_params"] = {"execution_id": match.group(1)}
+                return await self.endpoint(scope, receive, send)
+        await self.fallback(scope, receive, send)
+
+
+def create_sse_app(settings: Settings, store_factory: Callable[[], DynamoStore]) -> SseApp:
+    async def not_found(request: Request) -> Response:
+        return _error(404, f"no route {request.method} {request.url.path}")
+
+    fallback = Starlette(routes=[Route("/{path:path}", not_found, methods=["GET", "POST", "OPTIONS"])])
+    return SseApp(EventsEndpoint(settings, store_factory), fallback)
 
 
 def cors_middleware(settings: Settings) -> list[Middleware]:

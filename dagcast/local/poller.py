@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,10 @@ if TYPE_CHECKING:
 else:
     DynamoDBStreamsClient = Any
 
+from botocore.exceptions import ClientError
+
 log = logging.getLogger(__name__)
+SHARD_REFRESH_SECONDS = 5.0
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -45,7 +49,7 @@ class StreamPoller:
         handler: Handler,
         *,
         batch_size: int = 100,
-        idle_seconds: float = 0.1,
+        idle_seconds: float = 0.2,
         retry_seconds: float = 0.5,
     ) -> None:
         self._streams = streams
@@ -56,6 +60,9 @@ class StreamPoller:
         self._retry = retry_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._shards: list[str] | None = None
+        self._shards_at = 0.0
+        self._iterators: dict[str, str] = {}
         self.stats = PollerStats()
 
     def start(self) -> None:
@@ -79,13 +86,18 @@ class StreamPoller:
 
     def poll_once(self) -> int:
         """One pass over every shard; returns the number of records acknowledged."""
-        total = 0
-        shards = self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"].get("Shards", [])
-        for shard in shards:
-            total += self._poll_shard(shard["ShardId"])
-        return total
+        now = time.monotonic()
+        if self._shards is None or now - self._shards_at > SHARD_REFRESH_SECONDS:
+            description = self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"]
+            self._shards = [s["ShardId"] for s in description.get("Shards", [])]
+            self._shards_at = now
+        return sum(self._poll_shard(shard_id) for shard_id in self._shards)
 
-    def _poll_shard(self, shard_id: str) -> int:
+    def _iterator(self, shard_id: str) -> str:
+        """The shard's next iterator; after a failure, a fresh one from the checkpoint."""
+        cached = self._iterators.get(shard_id)
+        if cached:
+            return cached
         checkpoint = self.stats.checkpoints.get(shard_id)
         if checkpoint:
             it = self._streams.get_shard_iterator(
@@ -98,9 +110,22 @@ class StreamPoller:
             it = self._streams.get_shard_iterator(
                 StreamArn=self._arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
             )
-        out = self._streams.get_records(ShardIterator=it["ShardIterator"], Limit=self._batch_size)
+        return str(it["ShardIterator"])
+
+    def _poll_shard(self, shard_id: str) -> int:
+        try:
+            out = self._streams.get_records(ShardIterator=self._iterator(shard_id), Limit=self._batch_size)
+        except ClientError:
+            self._iterators.pop(shard_id, None)  # expired or trimmed: rebuild from the checkpoint
+            raise
+        next_iterator = out.get("NextShardIterator")
         records: list[dict[str, Any]] = [dict(r, eventSourceARN=self._arn) for r in out.get("Records", [])]
+        # Only a fully acknowledged batch may move on with the next iterator; otherwise the
+        # next poll starts again after the checkpoint (redelivering from the failed record).
+        self._iterators.pop(shard_id, None)
         if not records:
+            if next_iterator:
+                self._iterators[shard_id] = str(next_iterator)
             return 0
         self.stats.batches += 1
         try:
@@ -116,6 +141,8 @@ class StreamPoller:
             self.stats.failures_reported += len(failed)
             first = next((i for i, r in enumerate(records) if r["dynamodb"]["SequenceNumber"] in failed), 0)
             acked = records[:first]
+        if not failed and next_iterator:
+            self._iterators[shard_id] = str(next_iterator)
         if acked:
             self.stats.checkpoints[shard_id] = acked[-1]["dynamodb"]["SequenceNumber"]
             self.stats.records_delivered += len(acked)

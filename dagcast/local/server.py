@@ -20,14 +20,14 @@ from starlette.routing import Route
 
 from chalicelib.config import Settings
 from chalicelib.factory import build_services
-from chalicelib.sse import EVENTS_PATH, EventsEndpoint, cors_middleware
+from chalicelib.sse import EventsEndpoint, SseApp, cors_middleware
 
 from .stack import LocalStack
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 
 
-def create_app(stack: LocalStack, settings: Settings | None = None) -> Starlette:
+def create_app(stack: LocalStack, settings: Settings | None = None) -> SseApp:
     import app as chalice_module  # after the stack has set the environment
 
     settings = settings or Settings.from_env()
@@ -84,9 +84,7 @@ def create_app(stack: LocalStack, settings: Settings | None = None) -> Starlette
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/local/stats", stats, methods=["GET"]),
-        Route(EVENTS_PATH, sse, methods=["GET"]),
         Route("/{path:path}", chalice_proxy, methods=METHODS),
     ]
-    app = Starlette(routes=routes, middleware=cors_middleware(settings))
-    app.state.events = sse
-    return app
+    rest = Starlette(routes=routes, middleware=cors_middleware(settings))
+    return SseApp(sse, rest)

@@ -128,7 +128,8 @@ def test_cors_allow_list(edge):
             "Access-Control-Request-Headers": "last-event-id",
         },
     )
-    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == ALLOWED
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == ALLOWED
+    assert "last-event-id" in preflight.headers["access-control-allow-headers"]
 
 
 def test_streams_end_after_max_stream_seconds_and_resume_loses_nothing(edge):
