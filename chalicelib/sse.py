@@ -182,6 +182,7 @@ class EventsEndpoint:
         self.direct_polls = 0
         self.open_streams = 0
         self._streams: set[_Stream] = set()
+        self._snapshots: dict[str, asyncio.Task[tuple[int, bytes, str | None]]] = {}
         self._ticker: asyncio.Task[None] | None = None
 
     @property
@@ -271,11 +272,8 @@ class EventsEndpoint:
                 if cached is not None and feed is not None and cached[0] == feed.last_seq:
                     start, snapshot, tail_type = cached
                 else:
-                    body, tail_type = await run_in_threadpool(snapshot_event, self.store, execution_id)
-                    start = int(body["seq"])
-                    snapshot = ev.encode_sse(
-                        ev.dumps(body), event=ev.EXECUTION_UPDATED, id=start, retry_ms=self.settings.retry_ms
-                    )
+                    start, snapshot, tail_type = await self._shared_snapshot(execution_id)
+                    feed = self.hub.feeds.get(execution_id) if self.hub is not None else None
                     if feed is not None and start == feed.last_seq:
                         # Connections arriving before the next event share this snapshot.
                         feed.snapshot = (start, snapshot, tail_type)
@@ -342,6 +340,25 @@ class EventsEndpoint:
                 if sub is not None:
                     sub.close()
                 return
+
+    async def _shared_snapshot(self, execution_id: str) -> tuple[int, bytes, str | None]:
+        """One snapshot read at a time per execution: connections that arrive while it is read
+        share it (a burst of 10,000 connects costs one read, not 10,000). Sharing is safe: every
+        event after the snapshot's seq is streamed to each of them."""
+        pending = self._snapshots.get(execution_id)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_task(self._read_snapshot(execution_id))
+            self._snapshots[execution_id] = pending
+            pending.add_done_callback(lambda _: self._snapshots.pop(execution_id, None))
+        return await asyncio.shield(pending)
+
+    async def _read_snapshot(self, execution_id: str) -> tuple[int, bytes, str | None]:
+        body, tail_type = await run_in_threadpool(snapshot_event, self.store, execution_id)
+        start = int(body["seq"])
+        frame = ev.encode_sse(
+            ev.dumps(body), event=ev.EXECUTION_UPDATED, id=start, retry_ms=self.settings.retry_ms
+        )
+        return start, frame, tail_type
 
     async def _write(self, send: Send, chunk: bytes, st: _Stream) -> bool:
         # No per-write timeout object (this runs per event per client): the ticker cancels a
