@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck unit functional e2e demo up clean build-SseFunction
+.PHONY: install test lint typecheck unit functional e2e demo up bench clean build-SseFunction
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dagcast needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
@@ -37,6 +37,10 @@ e2e: install
 # Runs the example job on the embedded local stack and prints every event live.
 demo: install
 	$(BIN)/dagcast run examples/research-report.json
+
+# Benchmarks print numbers (they assert nothing): SSE fan-out to many clients, hub vs no hub.
+bench: install
+	$(BIN)/python -m bench.sse_fanout
 
 # The local stack in the foreground on 127.0.0.1:8000.
 up: install

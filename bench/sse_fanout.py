@@ -299,6 +299,10 @@ def main() -> None:
     parser.add_argument("--baseline-clients", type=int, default=100)
     parser.add_argument("--rate", type=float, default=10.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--hold-clients", type=int, default=10000, help="the 'many clients hold' run (0: skip)"
+    )
+    parser.add_argument("--hold-rate", type=float, default=2.0)
     args = parser.parse_args()
     raise_fd_limit()
     rows = [
@@ -306,6 +310,11 @@ def main() -> None:
         run_mode("hub", args.clients, args.rate, args.seconds, hub=True),
         run_mode("no hub (baseline)", args.baseline_clients, args.rate, args.seconds, hub=False),
     ]
+    hold = (
+        run_mode("hub (hold)", args.hold_clients, args.hold_rate, args.seconds, hub=True)
+        if args.hold_clients
+        else None
+    )
     print(f"bench/sse_fanout: {args.rate:g} events/s for {args.seconds:g} s, one execution")
     header = f"{'mode':<18} {'clients':>7} {'once':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'events/s':>9} {'KB/conn':>8} {'reads/s':>8}"
     print(header)
@@ -316,7 +325,15 @@ def main() -> None:
             f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} {r['delivered_per_s']:>9.0f} {r['rss_per_conn_kb']:>8.1f} "
             f"{r['reads_per_s']:>8.1f}"
         )
-    one, many, base = rows
+    if hold is not None:
+        r = hold
+        print(
+            f"{r['mode']:<18} {r['clients']:>7} {'yes' if r['exactly_once'] else 'NO':>5} {r['p50_ms']:>8.1f} "
+            f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} {r['delivered_per_s']:>9.0f} {r['rss_per_conn_kb']:>8.1f} "
+            f"{r['reads_per_s']:>8.1f}   ({args.hold_rate:g} events/s)"
+        )
+        rows.append(hold)
+    one, many, base = rows[:3]
     print(
         f"reads/s, {many['clients']} clients ÷ 1 client (hub): {many['reads_per_s'] / max(one['reads_per_s'], 1e-9):.2f}"
     )

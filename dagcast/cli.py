@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import sys
 import threading
 import time
@@ -78,13 +79,13 @@ class _RedactTokens(logging.Filter):
 def _serve(host: str, port: int, verbose: bool) -> Any:
     import uvicorn
 
+    from .local.process import StackProcess
     from .local.server import create_app
-    from .local.stack import LocalStack
 
     os.environ.setdefault("DAGCAST_PUBLIC_URL", f"http://{host}:{port}")
-    stack = LocalStack().start()
-    if not verbose:
-        logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)
+    # Stream tokens are signed with a fresh random secret unless one is given.
+    os.environ.setdefault("DAGCAST_STREAM_SECRET", secrets.token_urlsafe(32))
+    stack = StackProcess(verbose=verbose).start()
     logging.getLogger("uvicorn.access").addFilter(_RedactTokens())
     config = uvicorn.Config(
         create_app(stack),

@@ -22,12 +22,13 @@ from chalicelib.config import Settings
 from chalicelib.factory import build_services
 from chalicelib.sse import EventsEndpoint, SseApp, cors_middleware
 
+from .process import StackProcess
 from .stack import LocalStack
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 
 
-def create_app(stack: LocalStack, settings: Settings | None = None) -> SseApp:
+def create_app(stack: LocalStack | StackProcess, settings: Settings | None = None) -> SseApp:
     import app as chalice_module  # after the stack has set the environment
 
     settings = settings or Settings.from_env()
@@ -44,21 +45,8 @@ def create_app(stack: LocalStack, settings: Settings | None = None) -> SseApp:
         return JSONResponse({"ok": True, "endpoint": stack.endpoint, "stateMachine": stack.state_machine_arn})
 
     async def stats(request: Request) -> Response:
-        p = stack.poller.stats if stack.poller else None
-        return JSONResponse(
-            {
-                "sse": sse.stats(),
-                "sseDynamodbReads": sse_reads.calls,
-                "fanout": None
-                if p is None
-                else {
-                    "batches": p.batches,
-                    "recordsDelivered": p.records_delivered,
-                    "eventsDelivered": p.events_delivered,
-                    "failuresReported": p.failures_reported,
-                },
-            }
-        )
+        fanout = await run_in_threadpool(stack.fanout_stats)
+        return JSONResponse({"sse": sse.stats(), "sseDynamodbReads": sse_reads.calls, "fanout": fanout})
 
     async def chalice_proxy(request: Request) -> Response:
         body = await request.body()

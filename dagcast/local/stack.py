@@ -126,6 +126,17 @@ class LocalStack:
         finally:
             self._invoker.set_handler(function_name(name), real)
 
+    def fanout_stats(self) -> dict[str, Any] | None:
+        p = self.poller.stats if self.poller else None
+        if p is None:
+            return None
+        return {
+            "batches": p.batches,
+            "recordsDelivered": p.records_delivered,
+            "eventsDelivered": p.events_delivered,
+            "failuresReported": p.failures_reported,
+        }
+
     def stop(self) -> None:
         if self.poller is not None:
             self.poller.stop()
