@@ -296,7 +296,7 @@ def run_mode(label: str, clients: int, rate: float, seconds: float, hub: bool) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--baseline-clients", type=int, default=100)
+    parser.add_argument("--baseline-clients", type=int, default=20)
     parser.add_argument("--rate", type=float, default=10.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(

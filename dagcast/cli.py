@@ -94,6 +94,7 @@ def _serve(host: str, port: int, verbose: bool) -> Any:
         log_level="info" if verbose else "warning",
         access_log=verbose,
         backlog=4096,
+        timeout_graceful_shutdown=3,  # open streams would otherwise hold a shutdown forever
     )
     return stack, uvicorn.Server(config)
 

@@ -31,8 +31,13 @@ def _child_main(conn: Connection, table_name: str, verbose: bool) -> None:
         logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)
     port = int(stack.endpoint.rsplit(":", 1)[1])
     conn.send({"endpoint": stack.endpoint, "port": port, "stateMachineArn": stack.state_machine_arn})
+    parent = os.getppid()
     try:
         while True:
+            if not conn.poll(1.0):
+                if os.getppid() != parent:  # the parent died without stopping us: do not linger
+                    break
+                continue
             try:
                 message = conn.recv()
             except EOFError:

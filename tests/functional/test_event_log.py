@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 
@@ -103,3 +104,28 @@ def test_a_run_lambda_that_keeps_crashing_fails_the_task_and_its_dependents(serv
     assert failed[3]["upstreamTaskIds"] == [2]
     assert events[-1]["type"] == "execution.failed"
     assert events[-1]["completedTasks"] == 2
+
+
+def test_secrets_are_redacted_before_anything_is_stored(services, monkeypatch):
+    """A task result with secret-looking keys: the table, the API snapshot and every event see
+    [REDACTED], never the value."""
+    from chalicelib import orchestration
+
+    def leaky(action, params, results):
+        return {"api_key": "sk-live-123", "rows": [{"password": "hunter2", "name": "ada"}], "total_tokens": 3}
+
+    monkeypatch.setattr(orchestration, "run_action", leaky)
+    eid, events = run_job(services, {"tasks": [echo(1, "ignored")]})
+    text = json.dumps(events) + json.dumps(services.orchestrator.snapshot(eid))
+    assert "sk-live-123" not in text and "hunter2" not in text
+    done = next(e for e in events if e["type"] == "substep.completed")
+    assert done["result"] == {
+        "api_key": "[REDACTED]",
+        "rows": [{"password": "[REDACTED]", "name": "ada"}],
+        "total_tokens": 3,
+    }
+    # and a payload handed straight to the store is redacted too
+    seq = services.store.append_event(
+        eid, "custom#1", {"type": "execution.updated", "authorization": "Bearer x"}
+    )
+    assert services.store.events_after(eid, seq - 1)[0]["authorization"] == "[REDACTED]"

@@ -67,3 +67,20 @@ def test_substep_payloads_use_the_field_names_of_the_system_we_replace():
     }
     failed = ev.substep_failed(4, "upstream task 2 failed", upstream=[2])
     assert failed["reason"] == "upstream" and failed["upstreamTaskIds"] == [2]
+
+
+def test_large_payload_is_one_data_line_and_round_trips():
+    import json
+
+    payload = {"result": "x" * 300_000 + "\n" + "é" * 1000, "n": list(range(1000))}
+    frame = ev.encode_sse(ev.dumps(payload), event="substep.completed", id=42)
+    lines = frame.decode().split("\n")
+    assert lines[:2] == ["event: substep.completed", "id: 42"]
+    assert lines[2].startswith("data: ") and lines[3:] == ["", ""]
+    assert json.loads(lines[2][6:]) == payload
+
+
+def test_encode_event_uses_type_and_seq():
+    encoded = ev.encode_event({"type": "substep.started", "seq": 7, "taskId": 1})
+    assert encoded.seq == 7 and encoded.type == "substep.started"
+    assert encoded.frame.startswith(b"event: substep.started\nid: 7\ndata: {")

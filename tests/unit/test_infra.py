@@ -75,6 +75,9 @@ def test_sse_function_streams_through_the_web_adapter():
     assert fn["FunctionUrlConfig"]["InvokeMode"] == "RESPONSE_STREAM"
     assert fn["Environment"]["Variables"]["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert fn["Timeout"] == 900
+    env = fn["Environment"]["Variables"]
+    assert env["DAGCAST_AUTH"] == "on" and "DAGCAST_STREAM_SECRET" in env
+    assert env["DAGCAST_MAX_STREAM_SECONDS"] == {"Ref": "MaxStreamSeconds"}
     mapping = template()["Resources"]["FanoutMapping"]["Properties"]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
