@@ -323,23 +323,13 @@ class DynamoStore:
 
     def start_task(self, execution_id: str, task_id: int, started_at: int) -> Item | None:
         """waiting → running (keeping the first start time on a retry); None if already finished."""
-        try:
-            out = self._db.update_item(
-                TableName=self._table,
-                Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
-                UpdateExpression="SET #s = :running, startedAt = if_not_exists(startedAt, :now)",
-                ConditionExpression="#s IN (:waiting, :running)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=to_item(
-                    {":running": "running", ":waiting": "waiting", ":now": started_at}
-                ),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise
-        return from_item(out["Attributes"])
+        return self._update_unfinished_task(
+            execution_id,
+            task_id,
+            "SET #s = :running, startedAt = if_not_exists(startedAt, :now)",
+            {"#s": "status"},
+            {":running": "running", ":waiting": "waiting", ":now": started_at},
+        )
 
     def finish_task(self, execution_id: str, task_id: int, status: str, **fields: Any) -> Item | None:
         """waiting/running → completed/failed with the given fields; None if already finished."""
@@ -351,11 +341,22 @@ class DynamoStore:
             **{f":v{i}": v for i, v in enumerate(fields.values())},
         }
         sets = ["#s = :s", *(f"#f{i} = :v{i}" for i in range(len(fields)))]
+        return self._update_unfinished_task(execution_id, task_id, "SET " + ", ".join(sets), names, values)
+
+    def _update_unfinished_task(
+        self,
+        execution_id: str,
+        task_id: int,
+        expression: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> Item | None:
+        """Apply ``expression`` if the task is still waiting or running; None if it has finished."""
         try:
             out = self._db.update_item(
                 TableName=self._table,
                 Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression=expression,
                 ConditionExpression="#s IN (:waiting, :running)",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
