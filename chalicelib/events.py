@@ -169,10 +169,6 @@ def encode_retry(retry_ms: int) -> bytes:
     return f"retry: {int(retry_ms)}\n\n".encode()
 
 
-def encode_comment(text: str) -> bytes:
-    return "".join(f": {line}\n" for line in text.split("\n")).encode("utf-8") + b"\n"
-
-
 def _single_line(field: str, value: str) -> None:
     if "\n" in value or "\r" in value or "\0" in value:
         raise ValueError(f"SSE {field} must be a single line without NUL: {value!r}")

@@ -68,7 +68,6 @@ class Feed:
         self.hub = hub
         self.execution_id = execution_id
         self.last_seq = start_seq
-        self.start_seq = start_seq
         self.recent: deque[ev.Encoded] = deque(maxlen=RECENT_EVENTS)
         self.subscribers: set[Subscriber] = set()
         self.terminal_seq: int | None = None

@@ -326,7 +326,8 @@ class EventsEndpoint:
                 feed_now = self.hub.feeds.get(execution_id)
                 if feed_now is not None:
                     self.hub.unsubscribe(feed_now, sub)
-                sub.close()
+            if sub is not None:
+                sub.close()  # frees its buffer even if its feed has already ended
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
