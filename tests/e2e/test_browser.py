@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ROOT, free_port, start_server, stop_server
-from tests.e2e.test_live_stream import echo, sleep, submit
+from tests.e2e.test_live_stream import submit
+from tests.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

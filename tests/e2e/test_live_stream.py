@@ -13,6 +13,7 @@ from httpx_sse import connect_sse
 
 from chalicelib.streamauth import TokenSigner
 from tests.e2e.conftest import DAGCAST, HEARTBEAT_SECONDS, ROOT, STREAM_SECRET
+from tests.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
 
@@ -51,26 +52,6 @@ def raw_frames(url: str, timeout: float = 60) -> list[list[str]]:
             else:
                 current.append(line)
     return frames
-
-
-def echo(tid: int, text: str, deps: list[int] | None = None) -> dict[str, Any]:
-    return {
-        "id": tid,
-        "description": f"task {tid}",
-        "action": "echo",
-        "params": {"text": text},
-        "dependencies": deps or [],
-    }
-
-
-def sleep(tid: int, seconds: float, deps: list[int] | None = None) -> dict[str, Any]:
-    return {
-        "id": tid,
-        "description": f"task {tid}",
-        "action": "sleep",
-        "params": {"seconds": seconds},
-        "dependencies": deps or [],
-    }
 
 
 def test_a_chain_streams_every_event_in_exact_order(server):

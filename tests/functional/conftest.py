@@ -13,6 +13,9 @@ from chalicelib.dag import parse_job
 from chalicelib.events import TERMINAL_TYPES
 from chalicelib.factory import Services
 from dagcast.local.stack import LocalStack
+from tests.jobs import echo, fail, sleep
+
+__all__ = ["echo", "fail", "sleep"]  # task builders, re-exported for the tests here
 
 
 @pytest.fixture(scope="session")
@@ -47,36 +50,6 @@ def run_job(
 ) -> tuple[str, list[dict[str, Any]]]:
     execution_id = services.orchestrator.submit(parse_job(body))
     return execution_id, wait_for_end(services, execution_id, timeout)
-
-
-def sleep(tid: int, seconds: float = 0, deps: list[int] | None = None) -> dict[str, Any]:
-    return {
-        "id": tid,
-        "description": f"sleep {tid}",
-        "action": "sleep",
-        "params": {"seconds": seconds},
-        "dependencies": deps or [],
-    }
-
-
-def echo(tid: int, text: str, deps: list[int] | None = None) -> dict[str, Any]:
-    return {
-        "id": tid,
-        "description": f"echo {tid}",
-        "action": "echo",
-        "params": {"text": text},
-        "dependencies": deps or [],
-    }
-
-
-def fail(tid: int, message: str, deps: list[int] | None = None) -> dict[str, Any]:
-    return {
-        "id": tid,
-        "description": f"fail {tid}",
-        "action": "fail",
-        "params": {"message": message},
-        "dependencies": deps or [],
-    }
 
 
 def by_type(events: list[dict[str, Any]], kind: str) -> dict[int, dict[str, Any]]:
