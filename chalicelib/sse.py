@@ -146,8 +146,15 @@ def snapshot_event(store: DynamoStore, execution_id: str) -> tuple[dict[str, Any
     return body, (str(tail["type"]) if tail else None)
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+def _error(
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    cors: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
+) -> Response:
+    response = JSONResponse({"error": message}, status_code=status, headers=headers)
+    response.raw_headers.extend(cors)
+    return response
 
 
 class _Stream:
@@ -209,10 +216,7 @@ class EventsEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
-        cors = self.cors_headers(origin)
-        raw_send = send  # the hot path writes through the server's own send, nothing wrapped
-        if cors:
-            send = _with_headers(send, cors)
+        cors = self.cors_headers(origin)  # added to every answer, streamed or not
         if scope["method"] == "OPTIONS":
             preflight = [
                 (b"access-control-allow-methods", b"GET, OPTIONS"),
@@ -221,18 +225,20 @@ class EventsEndpoint:
             ]
             status = 204 if cors else 400
             await send(
-                {"type": "http.response.start", "status": status, "headers": preflight if cors else []}
+                {"type": "http.response.start", "status": status, "headers": preflight + cors if cors else []}
             )
             return await send({"type": "http.response.body", "body": b""})
         if scope["method"] not in ("GET", "HEAD"):
-            return await _error(405, "use GET (text/event-stream)", {"Allow": "GET"})(scope, receive, send)
+            return await _error(405, "use GET (text/event-stream)", {"Allow": "GET"}, cors)(
+                scope, receive, send
+            )
         request = Request(scope)
         execution_id = str(scope["path_params"]["execution_id"])
         try:
             after = resume_point(request)
             types = TypeFilter.parse(request.query_params.get("types"))
         except BadRequest as exc:
-            return await _error(400, str(exc))(scope, receive, send)
+            return await _error(400, str(exc), cors=cors)(scope, receive, send)
         if self.signer is not None:
             token = request.query_params.get("token")
             auth = request.headers.get("authorization", "")
@@ -242,14 +248,14 @@ class EventsEndpoint:
                 self.signer.verify(token, execution_id)
             except TokenError as exc:
                 headers = {"WWW-Authenticate": 'Bearer realm="dagcast"'} if exc.status == 401 else None
-                return await _error(exc.status, str(exc), headers)(scope, receive, send)
+                return await _error(exc.status, str(exc), headers, cors)(scope, receive, send)
         ip = self.client_ip(request)
         refused = self.limits.acquire(ip, execution_id)
         if refused:
-            return await _error(429, refused, {"Retry-After": "5"})(scope, receive, send)
+            return await _error(429, refused, {"Retry-After": "5"}, cors)(scope, receive, send)
         del request  # nothing of the request is kept for the life of the stream
         try:
-            await self._serve(scope, receive, send, raw_send, cors, execution_id, after, types)
+            await self._serve(scope, receive, send, cors, execution_id, after, types)
         finally:
             self.limits.release(ip, execution_id)
 
@@ -258,7 +264,6 @@ class EventsEndpoint:
         scope: Scope,
         receive: Receive,
         send: Send,
-        raw_send: Send,
         cors: list[tuple[bytes, bytes]],
         execution_id: str,
         after: int | None,
@@ -288,20 +293,22 @@ class EventsEndpoint:
                     tail_type = str(tail["type"]) if tail else None
                 finished = tail_type in ev.TERMINAL_TYPES
                 if finished and after >= tail_seq:
-                    return await Response(status_code=204)(scope, receive, send)
+                    done = Response(status_code=204)
+                    done.raw_headers.extend(cors)
+                    return await done(scope, receive, send)
                 start = after
         except ExecutionNotFound as exc:
-            return await _error(404, str(exc))(scope, receive, send)
+            return await _error(404, str(exc), cors=cors)(scope, receive, send)
 
-        send = raw_send
         await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS + cors})
         sub: Subscriber | None = None
+        joined: Feed | None = None
         source: Source
         if finished:
             source = ReplaySource(self.store, execution_id, start)
         elif self.hub is not None:
-            feed, sub = self.hub.subscribe(execution_id, start)
-            source = HubSource(self.store, execution_id, start, feed, sub)
+            joined, sub = self.hub.subscribe(execution_id, start)
+            source = HubSource(self.store, execution_id, start, joined, sub)
         else:
             source = PollSource(self, execution_id, start)
         closed = asyncio.Event()
@@ -322,12 +329,8 @@ class EventsEndpoint:
             self._streams.discard(st)
             self.open_streams -= 1
             watcher.cancel()
-            if sub is not None and self.hub is not None:
-                feed_now = self.hub.feeds.get(execution_id)
-                if feed_now is not None:
-                    self.hub.unsubscribe(feed_now, sub)
-            if sub is not None:
-                sub.close()  # frees its buffer even if its feed has already ended
+            if joined is not None and sub is not None:
+                Hub.unsubscribe(joined, sub)  # frees its buffer at once, even if the feed has ended
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -535,15 +538,6 @@ class HubSource(Source):
             out.append(event)
             self._last = event.seq
         return out
-
-
-def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
-    async def wrapped(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), *extra]}
-        await send(message)
-
-    return wrapped  # type: ignore[return-value]
 
 
 _EVENTS_ROUTE = re.compile(r"^/api/v1/dag-executions/([^/]+)/events/?$")
