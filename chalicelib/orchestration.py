@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 from . import events as ev
 from .actions import TaskFailed, run_action
 from .dag import Job, dependents_of, sinks, template_refs, topological_order
-from .store import DynamoStore, Item
+from .store import PROGRESS, DynamoStore, Item
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions.client import SFNClient
@@ -238,7 +238,7 @@ class Orchestrator:
         self._store.append_event(
             execution_id,
             f"execution.updated#{task_id}",
-            lambda: ev.execution_updated(self._store.get_meta(execution_id)),
+            PROGRESS,
         )
         for dependent in task.get("dependents", []):
             item = self._store.mark_dependency_done(

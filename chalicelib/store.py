@@ -17,9 +17,11 @@ error here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -40,6 +42,8 @@ EXECUTIONS_INDEX = "GSI1"
 EXECUTIONS_PARTITION = "EXECUTIONS"
 _SEQ_WIDTH = 12
 _TASK_WIDTH = 16
+_LEASE_MS = 10_000
+PROGRESS = "progress"  # append_event payload: execution.updated with the counters at write time
 
 
 class StoreError(Exception):
@@ -374,10 +378,10 @@ class DynamoStore:
         self,
         execution_id: str,
         key: str,
-        payload: ev.Event | Callable[[], ev.Event],
+        payload: ev.Event | Callable[[], ev.Event] | str,
         timestamp: int | None = None,
     ) -> int:
-        """Append one event under an idempotency ``key``; return its seq.
+        """Append one event under an idempotency ``key``; return its seq (0 if refused).
 
         Appending the same key twice returns the first seq and writes nothing. Without
         transactions this holds because of one invariant: *every event below the tail has a
@@ -385,14 +389,64 @@ class DynamoStore:
         wrote it), then conditionally puts ``EVT#<tail+1>``. So a key is already taken iff its
         marker exists or it is the tail's key.
 
-        ``payload`` may be a callable, called after the tail is read on every attempt: a payload
-        built from state read *after* the tail (e.g. counters) is then monotonic in seq.
+        ``payload`` may be a callable, called after the tail is read: a payload built from state
+        read *after* the tail is then monotonic in seq. ``PROGRESS`` stands for
+        ``execution.updated`` with the counters read at write time.
+
+        Nothing is appended after the terminal event (a cancelled execution's late task Lambdas
+        are refused: 0 is returned).
+
+        Under contention (many task Lambdas of one execution finishing at once) each writer
+        tries the put twice, then *queues* its event; one writer at a time holds the
+        execution's append lease and writes every queued event in a row. So N concurrent writers
+        cost O(N) calls per round, not O(N) per event. Correctness never depends on the lease:
+        every write, queued or not, goes through the same conditional put.
+        """
+        seq = self._try_append(execution_id, key, payload, timestamp, attempts=2)
+        if seq is not None:
+            return seq
+        if callable(payload):
+            payload = payload()
+        self._enqueue(execution_id, key, payload, timestamp)
+        pause = 0.02
+        for _ in range(2000):
+            lease = self._acquire_lease(execution_id)
+            if lease:
+                try:
+                    self._drain(execution_id, lease)
+                finally:
+                    self._release_lease(execution_id, lease)
+            else:  # someone is draining: wait, backing off so waiters do not crowd the table
+                time.sleep(random.uniform(pause, 2 * pause))
+                pause = min(0.5, pause * 1.5)
+            marker = self._db.get_item(
+                TableName=self._table,
+                Key=to_item({"PK": pk(execution_id), "SK": f"KEY#{key}"}),
+                ConsistentRead=True,
+            )
+            if "Item" in marker:
+                return int(from_item(marker["Item"])["seq"])
+        raise AppendContention(f"could not append {key!r} to {execution_id}")
+
+    def _try_append(
+        self,
+        execution_id: str,
+        key: str,
+        payload: ev.Event | Callable[[], ev.Event] | str,
+        timestamp: int | None,
+        attempts: int,
+        known_tail: Item | None = None,
+    ) -> int | None:
+        """The conditional-put protocol; the seq, or None after ``attempts`` lost races.
+
+        ``known_tail`` (seq, idemKey, type of an event this caller appended *and* marked) saves
+        the tail query and the tail's marker write; a lost race falls back to reading the tail.
         """
         marker_key = to_item({"PK": pk(execution_id), "SK": f"KEY#{key}"})
-        for attempt in range(60):
+        for _ in range(attempts):
             # Tail first, marker second: if our key is below the tail we read, its marker was
             # written before that tail event, so the (consistent) marker read must see it.
-            tail = self._tail(execution_id)
+            tail = known_tail or self._tail(execution_id)
             n = 0
             if tail is not None:
                 n = int(tail["seq"])
@@ -401,12 +455,23 @@ class DynamoStore:
                 marker = self._db.get_item(TableName=self._table, Key=marker_key, ConsistentRead=True)
                 if "Item" in marker:
                     return int(from_item(marker["Item"])["seq"])
-                self._db.put_item(
-                    TableName=self._table,
-                    Item=to_item({"PK": pk(execution_id), "SK": f"KEY#{tail['idemKey']}", "seq": n}),
-                )
+                if tail["type"] in ev.TERMINAL_TYPES:
+                    return 0  # nothing after the terminal event
+                if known_tail is None:
+                    self._db.put_item(
+                        TableName=self._table,
+                        Item=to_item({"PK": pk(execution_id), "SK": f"KEY#{tail['idemKey']}", "seq": n}),
+                    )
+            known_tail = None
+            if payload == PROGRESS:
+                body = ev.execution_updated(self.get_meta(execution_id))
+            elif callable(payload):
+                body = dict(payload())
+            else:
+                assert isinstance(payload, dict)
+                body = dict(payload)
             # Secrets never reach the log: redacted here, before the event is stored.
-            body = self.redactor.apply(dict(payload() if callable(payload) else payload))
+            body = self.redactor.apply(body)
             body["executionId"] = execution_id
             body["timestamp"] = timestamp if timestamp is not None else ev.now_ms()
             body["seq"] = n + 1
@@ -428,10 +493,85 @@ class DynamoStore:
             except ClientError as exc:
                 if _code(exc) != "ConditionalCheckFailedException":
                     raise
-                time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))
                 continue
             return n + 1
-        raise AppendContention(f"could not append {key!r} to {execution_id} after 60 attempts")
+        return None
+
+    # The append queue of an execution lives in its own partition, so that reading it stays cheap.
+
+    def _enqueue(self, execution_id: str, key: str, payload: ev.Event | str, timestamp: int | None) -> None:
+        item = {
+            "PK": f"QUEUE#{execution_id}",
+            "SK": f"Q#{time.time_ns():020d}#{key}",
+            "idemKey": key,
+            "payload": payload if isinstance(payload, str) else ev.dumps(dict(payload)),
+            "timestamp": timestamp,
+        }
+        self._db.put_item(TableName=self._table, Item=to_item(item))
+
+    def _acquire_lease(self, execution_id: str) -> str | None:
+        holder = uuid.uuid4().hex
+        now = int(time.time() * 1000)
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=to_item({"PK": f"QUEUE#{execution_id}", "SK": "LEASE"}),
+                UpdateExpression="SET holder = :h, expires = :e",
+                ConditionExpression="attribute_not_exists(holder) OR expires < :now",
+                ExpressionAttributeValues=to_item({":h": holder, ":e": now + _LEASE_MS, ":now": now}),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return holder
+
+    def _release_lease(self, execution_id: str, holder: str) -> None:
+        with contextlib.suppress(ClientError):  # lost the lease meanwhile: nothing to release
+            self._db.delete_item(
+                TableName=self._table,
+                Key=to_item({"PK": f"QUEUE#{execution_id}", "SK": "LEASE"}),
+                ConditionExpression="holder = :h",
+                ExpressionAttributeValues=to_item({":h": holder}),
+            )
+
+    def _drain(self, execution_id: str, holder: str) -> None:
+        """Append every queued event in queue order, then mark and dequeue it."""
+        deadline = time.monotonic() + _LEASE_MS / 2000
+        while time.monotonic() < deadline:
+            out = self._db.query(
+                TableName=self._table,
+                KeyConditionExpression="PK = :p AND begins_with(SK, :q)",
+                ExpressionAttributeValues=to_item({":p": f"QUEUE#{execution_id}", ":q": "Q#"}),
+                ConsistentRead=True,
+                Limit=100,
+            )
+            items = [from_item(i) for i in out.get("Items", [])]
+            if not items:
+                return
+            tail: Item | None = None
+            for item in items:
+                raw = str(item["payload"])
+                payload: ev.Event | str = raw if raw == PROGRESS else json.loads(raw)
+                seq = self._try_append(execution_id, item["idemKey"], payload, item.get("timestamp"), 1, tail)
+                while seq is None:
+                    seq = self._try_append(execution_id, item["idemKey"], payload, item.get("timestamp"), 50)
+                # The writer waiting for this key reads its marker (seq 0: refused, after the end);
+                # being marked, the event may also serve as the next append's known tail.
+                self._db.put_item(
+                    TableName=self._table,
+                    Item=to_item({"PK": pk(execution_id), "SK": f"KEY#{item['idemKey']}", "seq": seq}),
+                )
+                # A wrong guess (the key was appended earlier) only costs one failed put.
+                kind = payload["type"] if isinstance(payload, dict) else ev.EXECUTION_UPDATED
+                tail = {"seq": seq, "idemKey": item["idemKey"], "type": kind} if seq else None
+            for start in range(0, len(items), 25):
+                self._batch_write(
+                    [
+                        {"DeleteRequest": {"Key": to_item({"PK": i["PK"], "SK": i["SK"]})}}
+                        for i in items[start : start + 25]
+                    ]
+                )
 
     def _tail(self, execution_id: str) -> Item | None:
         out = self._db.query(

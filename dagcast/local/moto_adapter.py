@@ -9,6 +9,11 @@ tests/functional/test_moto_adapter.py fails loudly if an upgrade breaks either p
    execution it ever ran*; a running execution holds locks, so the second StartExecution on a
    state machine fails with "cannot pickle '_thread.RLock' object" (and each copy grows with
    history). The copy is given no executions instead, which is all the new execution needs.
+3. ``scope_queries_to_partition`` — moto's DynamoDB ``Query`` on a table (not an index) lists and
+   sorts *every item of the table* (``Table.all_items``) before keeping one partition: O(table) per
+   call. dagcast queries one execution's partition on every append and poll, so a 1,000-task
+   execution (≈7,000 items) made each query cost ~150 ms and every execution slower than the
+   last. The patch hands such a query only its own partition; results are identical.
 
 The replacement keeps moto's contract: it returns ``(payload_json, errored, logs)``; a handler
 exception becomes ``{"errorMessage", "errorType"}`` with ``errored=True``, which Step Functions
@@ -18,8 +23,10 @@ reports as an error named after ``errorType`` — as AWS does.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
+import threading
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
@@ -27,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moto.awslambda import models as lambda_models
+from moto.dynamodb.models import table as ddb_table
 from moto.stepfunctions import models as sfn_models
 
 log = logging.getLogger(__name__)
@@ -113,3 +121,35 @@ def _copy_without_executions(self: Any, memo: dict[int, Any]) -> Any:
 
 def fix_state_machine_copy() -> None:
     setattr(sfn_models.StateMachine, "__deepcopy__", _copy_without_executions)  # noqa: B010
+
+
+_partition = threading.local()
+
+
+def scope_queries_to_partition() -> None:
+    table_cls = ddb_table.Table
+    if getattr(table_cls, "_dagcast_scoped", False):
+        return
+    all_items = table_cls.all_items
+    query = table_cls.query
+
+    @functools.wraps(all_items)
+    def scoped_all_items(self: Any) -> Any:
+        key = getattr(_partition, "key", None)
+        if key is not None and self.range_key_attr:
+            return list(self.items.get(key, {}).values())
+        return all_items(self)
+
+    @functools.wraps(query)
+    def scoped_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name is None and hash_key is not None:
+            _partition.key = hash_key
+        try:
+            return query(self, hash_key, *args, **kwargs)
+        finally:
+            _partition.key = None
+
+    setattr(table_cls, "all_items", scoped_all_items)  # noqa: B010
+    setattr(table_cls, "query", scoped_query)  # noqa: B010
+    setattr(table_cls, "_dagcast_scoped", True)  # noqa: B010

@@ -26,7 +26,7 @@ from moto.server import ThreadedMotoServer
 from chalicelib.config import render_definition
 from chalicelib.store import table_definition
 
-from .moto_adapter import Handler, InProcessInvoker, fix_state_machine_copy
+from .moto_adapter import Handler, InProcessInvoker, fix_state_machine_copy, scope_queries_to_partition
 from .poller import StreamPoller
 
 REGION = "us-east-1"
@@ -89,6 +89,7 @@ class LocalStack:
         self._invoker = InProcessInvoker({function_name(n): h for n, h in self.handlers.items()})
         self._invoker.install()
         fix_state_machine_copy()
+        scope_queries_to_partition()
         session = boto3.Session(region_name=REGION)
         arns = self._create_functions(session)
         stream_arn = self._create_table(session)

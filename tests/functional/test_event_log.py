@@ -125,7 +125,16 @@ def test_secrets_are_redacted_before_anything_is_stored(services, monkeypatch):
         "total_tokens": 3,
     }
     # and a payload handed straight to the store is redacted too
+    running = _new_execution(services)
     seq = services.store.append_event(
-        eid, "custom#1", {"type": "execution.updated", "authorization": "Bearer x"}
+        running, "custom#1", {"type": "execution.updated", "authorization": "Bearer x"}
     )
-    assert services.store.events_after(eid, seq - 1)[0]["authorization"] == "[REDACTED]"
+    assert services.store.events_after(running, seq - 1)[0]["authorization"] == "[REDACTED]"
+
+
+def test_nothing_is_appended_after_the_terminal_event(services):
+    eid, events = run_job(services, {"tasks": [echo(1, "a")]})
+    assert services.store.append_event(eid, "late#1", {"type": "substep.started", "taskId": 1}) == 0
+    # the terminal event's own key still answers with its seq (finalize may run twice)
+    assert services.store.append_event(eid, "execution.terminal", {"type": "execution.failed"}) == len(events)
+    assert services.store.events_after(eid, 0) == events
