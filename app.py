@@ -65,6 +65,21 @@ def stream_token(execution_id: str) -> Response:
     return _json(api.respond(lambda: api.stream_token(services(), execution_id, _base_url())))
 
 
+@app.route("/api/v1/dag-executions/{execution_id}/cancel", methods=["POST"], cors=True)
+def cancel_execution(execution_id: str) -> Response:
+    return _json(api.respond(lambda: api.cancel_execution(services(), execution_id)))
+
+
+@app.route("/api/v1/dag-executions/{execution_id}/result", methods=["GET"], cors=True)
+def final_result(execution_id: str) -> Response:
+    return _json(api.respond(lambda: api.final_result(services(), execution_id)))
+
+
+@app.route("/api/v1/dag-executions/{execution_id}/tasks/{task_id}/result", methods=["GET"], cors=True)
+def task_result(execution_id: str, task_id: str) -> Response:
+    return _json(api.respond(lambda: api.task_result(services(), execution_id, task_id)))
+
+
 @app.lambda_function(name="register_task")
 def register_task(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return services().orchestrator.register(event)

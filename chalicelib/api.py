@@ -13,8 +13,8 @@ from typing import Any
 
 from .dag import InvalidJob, parse_job
 from .factory import Services
-from .orchestration import StartFailed, execution_view
-from .store import ExecutionNotFound
+from .orchestration import AlreadyFinished, StartFailed, execution_view
+from .store import ExecutionNotFound, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ def respond(handler: Callable[[], Reply]) -> Reply:
         return 404, {"error": str(exc)}
     except StartFailed as exc:
         return 503, {"error": str(exc)}
+    except AlreadyFinished as exc:
+        return 409, {"error": str(exc), "status": exc.status}
     except Exception:
         log.exception("unhandled error")
         return 500, {"error": "internal error; the request was not completed"}
@@ -109,3 +111,39 @@ def list_executions(services: Services, query: Mapping[str, str] | None) -> Repl
         raise HttpError(400, f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
     items = services.store.list_executions(limit)
     return 200, {"executions": [execution_view(m) for m in items]}
+
+
+def cancel_execution(services: Services, execution_id: str) -> Reply:
+    return 200, services.orchestrator.cancel(execution_id)
+
+
+def task_result(services: Services, execution_id: str, raw_task_id: str) -> Reply:
+    """A task's full result (events and snapshots cut results over 16 KB)."""
+    try:
+        task_id = int(raw_task_id)
+    except ValueError:
+        raise HttpError(400, f"the task id must be an integer, got {raw_task_id!r}") from None
+    services.store.get_meta(execution_id)  # 404 for an unknown execution
+    try:
+        task = services.store.get_task(execution_id, task_id)
+    except StoreError:
+        raise HttpError(404, f"execution {execution_id} has no task {task_id}") from None
+    text = services.store.result_json(execution_id, task)
+    if text is None:
+        raise HttpError(
+            404, f"task {task_id} has no result (status: {task['status']})", status=task["status"]
+        )
+    return 200, {"executionId": execution_id, "taskId": task_id, "result": json.loads(text)}
+
+
+def final_result(services: Services, execution_id: str) -> Reply:
+    """The execution's full final result (the result task's, or one per sink task)."""
+    meta = services.store.get_meta(execution_id)
+    if meta["status"] != "completed":
+        raise HttpError(
+            404, f"the execution has no final result (status: {meta['status']})", status=meta["status"]
+        )
+    sinks = [int(s) for s in meta["sinks"]]
+    results = services.store.get_results(execution_id, sinks)
+    final = results[sinks[0]] if len(sinks) == 1 else {str(k): v for k, v in sorted(results.items())}
+    return 200, {"executionId": execution_id, "finalResult": final}

@@ -43,8 +43,9 @@ _ENV = {
     "max_streams_per_execution": "DAGCAST_MAX_STREAMS_PER_EXECUTION",
     "trust_proxy": "DAGCAST_TRUST_PROXY",
     "redact_keys": "DAGCAST_REDACT_KEYS",
+    "plugins": "DAGCAST_PLUGINS",
 }
-_LISTS = {"cors_origins", "redact_keys"}
+_LISTS = {"cors_origins", "redact_keys", "plugins"}
 
 
 class Settings(BaseModel):
@@ -72,6 +73,8 @@ class Settings(BaseModel):
     max_streams_per_execution: int = Field(default=5000, ge=1)
     trust_proxy: bool = False
     redact_keys: tuple[str, ...] = ()
+    # Modules imported at start-up: they register task kinds and python functions (docs/jobs.md).
+    plugins: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _secret_when_auth(self) -> Settings:

@@ -1,71 +1,69 @@
 """The DAG job: its model, its validation and its ordering.
 
-Pure functions only — no AWS, no I/O. A job is accepted only when every problem is absent; when it
-is not, *every* problem is reported with the path of the offending field (``tasks[2].params.seconds``)
+No AWS calls of its own (a kind's submission check may read a parameter). A job is accepted only
+when every problem is absent; when it is not, *every* problem is reported with the path of the offending field (``tasks[2].params.seconds``)
 so that one round trip is enough to fix a job.
 
-Deliberately not here: running tasks (see ``actions``) and storing them (see ``store``).
+Deliberately not here: what each kind does (see ``kinds``) and storing them (see ``store``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .kinds import KINDS
+from .templates import refs_in_value, render_template, template_refs
+
 MAX_TASKS = 1000
-MAX_SLEEP_SECONDS = 900
-TEMPLATE_REF = re.compile(r"\{\{\s*(\d+)\s*\}\}")
-ACTIONS = ("sleep", "echo", "fail")
+MAX_RETRIES = 10
+MAX_EXECUTION_SECONDS = 86_400
+__all__ = ["render_template", "template_refs"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-class SleepParams(_Strict):
-    seconds: float = Field(ge=0, le=MAX_SLEEP_SECONDS)
+class RetryPolicy(_Strict):
+    """Run a failed task again up to ``count`` times, waiting backoffSeconds × backoffRate^(n-1)."""
+
+    count: int = Field(ge=0, le=MAX_RETRIES)
+    backoffSeconds: float = Field(default=1.0, ge=0, le=3600)
+    backoffRate: float = Field(default=2.0, ge=1, le=10)
+    maxBackoffSeconds: float = Field(default=300.0, ge=0, le=3600)
+
+    def wait_seconds(self, attempt: int) -> int:
+        """Whole seconds to wait after failed attempt ``attempt`` (Step Functions' Wait is whole)."""
+        raw = self.backoffSeconds * self.backoffRate ** (attempt - 1)
+        return int(round(min(raw, self.maxBackoffSeconds)))
 
 
-class EchoParams(_Strict):
-    text: str = Field(max_length=100_000)
-
-
-class FailParams(_Strict):
-    message: str = Field(default="task failed", max_length=10_000)
-
-
-class _TaskBase(_Strict):
+class Task(_Strict):
     id: int = Field(ge=0, le=2**53)
     description: str = Field(default="", max_length=2_000)
+    action: str = Field(min_length=1, max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict)
     dependencies: list[int] = Field(default_factory=list, max_length=MAX_TASKS)
+    retries: RetryPolicy | int = 0
+    timeoutSeconds: float = Field(default=300, gt=0, le=900)
 
-
-class SleepTask(_TaskBase):
-    action: Literal["sleep"]
-    params: SleepParams
-
-
-class EchoTask(_TaskBase):
-    action: Literal["echo"]
-    params: EchoParams
-
-
-class FailTask(_TaskBase):
-    action: Literal["fail"]
-    params: FailParams = FailParams()
-
-
-Task = Annotated[SleepTask | EchoTask | FailTask, Field(discriminator="action")]
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self.retries if isinstance(self.retries, RetryPolicy) else RetryPolicy(count=self.retries)
 
 
 class Job(_Strict):
     originalRequest: str = Field(default="", max_length=100_000)
     tasks: list[Task] = Field(min_length=1, max_length=MAX_TASKS)
+    failurePolicy: Literal["failFast", "continue"] = "failFast"
+    maxConcurrency: int | None = Field(default=None, ge=1, le=MAX_TASKS)
+    timeoutSeconds: float | None = Field(default=None, gt=0, le=MAX_EXECUTION_SECONDS)
+    resultTask: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,9 +92,58 @@ def parse_job(body: object) -> Job:
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc))
     problems.extend(graph_problems(body))
+    kind_problems = _kind_problems(body)
+    covered = {p.path for p in kind_problems}
+    problems = [p for p in problems if p.path not in covered] + kind_problems
+    if job is not None:
+        ids = {t.id for t in job.tasks}
+        if job.resultTask is not None and job.resultTask not in ids:
+            problems.append(Problem("resultTask", f"unknown task id {job.resultTask}; no task has this id"))
     if problems or job is None:
         raise InvalidJob(_dedupe(problems))
     return job
+
+
+def _kind_problems(body: object) -> list[Problem]:
+    """Each task's params against its kind's model, then the kind's own checks (keys exist…).
+
+    Read tolerantly from the raw body, like ``graph_problems``, so every task is checked even
+    when another field of the job is wrong."""
+    tasks = body.get("tasks") if isinstance(body, Mapping) else None
+    if not isinstance(tasks, list):
+        return []
+    known = ", ".join(sorted(KINDS))
+    problems: list[Problem] = []
+    for i, task in enumerate(tasks):
+        if not isinstance(task, Mapping):
+            continue
+        action = task.get("action")
+        if "action" not in task:
+            problems.append(Problem(f"tasks[{i}].action", f"is required; one of: {known}"))
+            continue
+        if not isinstance(action, str):
+            continue  # the model reports the type
+        kind = KINDS.get(action)
+        if kind is None:
+            problems.append(
+                Problem(
+                    f"tasks[{i}].action", f"unknown action {json.dumps(action)}; expected one of: {known}"
+                )
+            )
+            continue
+        raw = task.get("params", {})
+        if not isinstance(raw, Mapping):
+            continue  # the model reports the type
+        try:
+            params = kind.params.model_validate(raw)
+        except ValidationError as exc:
+            for p in _pydantic_problems(exc):
+                path = f"tasks[{i}].params" + ("" if p.path == "(body)" else "." + p.path)
+                problems.append(Problem(path, p.message))
+            continue
+        if kind.check is not None:
+            problems.extend(Problem(f"tasks[{i}].params", m) for m in kind.check(params))
+    return problems
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
@@ -123,24 +170,7 @@ def _pydantic_problems(exc: ValidationError) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
         loc = list(err["loc"])
-        # A discriminated union puts the tag in the location: tasks.0.sleep.params → tasks[0].params
-        if len(loc) >= 3 and loc[0] == "tasks" and loc[2] in ACTIONS:
-            del loc[2]
         kind = err["type"]
-        if kind == "union_tag_invalid":
-            tag = err.get("ctx", {}).get("tag")
-            problems.append(
-                Problem(
-                    _format_path([*loc, "action"]),
-                    f"unknown action {json.dumps(tag)}; expected one of: {', '.join(ACTIONS)}",
-                )
-            )
-            continue
-        if kind == "union_tag_not_found":
-            problems.append(
-                Problem(_format_path([*loc, "action"]), f"is required; one of: {', '.join(ACTIONS)}")
-            )
-            continue
         if kind == "model_type" and loc == []:
             problems.append(Problem("(body)", "the body must be a JSON object with 'tasks'"))
             continue
@@ -229,23 +259,22 @@ def _template_problems(
 ) -> list[Problem]:
     problems = []
     for tid, i in index.items():
-        task = tasks[i]
-        params = task.get("params")
-        if task.get("action") != "echo" or not isinstance(params, Mapping):
-            continue
-        text = params.get("text")
-        if not isinstance(text, str):
+        params = tasks[i].get("params")
+        if not isinstance(params, Mapping):
             continue
         ancestors = _ancestors(tid, deps)
-        for ref in sorted({int(m) for m in TEMPLATE_REF.findall(text)}):
-            if ref not in ancestors:
-                problems.append(
-                    Problem(
-                        f"tasks[{i}].params.text",
-                        f"{{{{{ref}}}}} refers to task {ref}, which task {tid} does not depend on "
-                        f"(add {ref} to its dependencies)",
-                    )
+        seen: set[tuple[str, int]] = set()
+        for path, ref in refs_in_value(dict(params)):
+            if ref in ancestors or (path, ref) in seen:
+                continue
+            seen.add((path, ref))
+            problems.append(
+                Problem(
+                    f"tasks[{i}].params{path}",
+                    f"{{{{{ref}}}}} refers to task {ref}, which task {tid} does not depend on "
+                    f"(add {ref} to its dependencies)",
                 )
+            )
     return problems
 
 
@@ -329,17 +358,3 @@ def sinks(job: Job) -> list[int]:
     """Tasks nothing depends on: their results make the execution's final result."""
     deps = dependents_of(job)
     return [t.id for t in job.tasks if not deps[t.id]]
-
-
-def render_template(text: str, results: Mapping[int, Any]) -> str:
-    """Replace ``{{N}}`` by task N's result (strings as-is, anything else as JSON)."""
-
-    def sub(match: re.Match[str]) -> str:
-        value = results[int(match.group(1))]
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-    return TEMPLATE_REF.sub(sub, text)
-
-
-def template_refs(text: str) -> list[int]:
-    return sorted({int(m) for m in TEMPLATE_REF.findall(text)})

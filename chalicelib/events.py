@@ -56,40 +56,78 @@ def substep_started(task_id: int, description: str, attempt: int = 1) -> Event:
     }
 
 
-def substep_completed(task_id: int, duration_ms: int, result: Any) -> Event:
+EVENT_RESULT_BYTES: Final = 16_384  # results longer than this (as JSON) are cut in events
+
+
+def preview(result_json: str, url: str) -> dict[str, Any]:
+    """The ``result`` fields of an event or a task view: the result, or its first bytes and a link."""
+    if len(result_json) <= EVENT_RESULT_BYTES:
+        return {"result": json.loads(result_json)}
+    return {
+        "result": result_json[:EVENT_RESULT_BYTES],
+        "resultTruncated": True,
+        "resultBytes": len(result_json.encode()),
+        "resultUrl": url,
+    }
+
+
+def substep_completed(task_id: int, duration_ms: int, result: Mapping[str, Any], attempt: int = 1) -> Event:
+    """``result``: the fields from ``preview`` (the result itself, or its truncated form)."""
     return {
         "type": SUBSTEP_COMPLETED,
         "subStepId": str(task_id),
         "taskId": task_id,
         "durationMs": duration_ms,
-        "result": result,
+        "attempt": attempt,
+        **result,
     }
 
 
 def substep_failed(
-    task_id: int, error: str, duration_ms: int | None = None, upstream: list[int] | None = None
+    task_id: int,
+    error: str,
+    duration_ms: int | None = None,
+    upstream: list[int] | None = None,
+    *,
+    attempt: int | None = None,
+    reason: str | None = None,
+    retry_in_seconds: int | None = None,
 ) -> Event:
-    event: Event = {"type": SUBSTEP_FAILED, "subStepId": str(task_id), "taskId": task_id, "error": error}
+    """``reason``: error | timeout | upstream | skipped | cancelled. A failed attempt that will be
+    retried carries ``willRetry: true`` and ``retryInSeconds``; the task is not failed yet."""
+    event: Event = {
+        "type": SUBSTEP_FAILED,
+        "subStepId": str(task_id),
+        "taskId": task_id,
+        "error": error,
+        "reason": reason or ("upstream" if upstream else "error"),
+        "willRetry": retry_in_seconds is not None,
+    }
+    if attempt is not None:
+        event["attempt"] = attempt
+    if retry_in_seconds is not None:
+        event["retryInSeconds"] = retry_in_seconds
     if duration_ms is not None:
         event["durationMs"] = duration_ms
     if upstream:
-        event["reason"] = "upstream"
         event["upstreamTaskIds"] = upstream
     return event
 
 
 def counters(meta: Mapping[str, Any]) -> dict[str, int]:
-    """The execution's counters from its META item (see store.ExecutionMeta)."""
+    """The execution's counters from its META item (number sets of task ids)."""
     total = int(meta["totalTasks"])
     completed = len(meta.get("completed", ()))
     failed = len(meta.get("failed", ()))
+    skipped = len(meta.get("skipped", ()))
     running = len(meta.get("running", ()))
     return {
         "totalTasks": total,
         "completedTasks": completed,
         "failedTasks": failed,
+        "skippedTasks": skipped,
         "runningTasks": running,
-        "waitingTasks": max(0, total - completed - failed - running),
+        "waitingTasks": max(0, total - completed - failed - skipped - running),
     }
 
 
@@ -97,7 +135,8 @@ def execution_updated(meta: Mapping[str, Any]) -> Event:
     return {"type": EXECUTION_UPDATED, "status": meta["status"], **counters(meta)}
 
 
-def execution_completed(meta: Mapping[str, Any], duration_ms: int, final_result: Any) -> Event:
+def execution_completed(meta: Mapping[str, Any], duration_ms: int, final_result: Mapping[str, Any]) -> Event:
+    """``final_result``: ``preview`` fields, renamed finalResult…"""
     c = counters(meta)
     return {
         "type": EXECUTION_COMPLETED,
@@ -106,17 +145,22 @@ def execution_completed(meta: Mapping[str, Any], duration_ms: int, final_result:
         "failedTasks": c["failedTasks"],
         "totalTasks": c["totalTasks"],
         "durationMs": duration_ms,
-        "finalResult": final_result,
+        **{"final" + k[0].upper() + k[1:]: v for k, v in final_result.items()},
     }
 
 
-def execution_failed(meta: Mapping[str, Any], duration_ms: int, error: str) -> Event:
+def execution_failed(
+    meta: Mapping[str, Any], duration_ms: int, error: str, status: str = "failed", reason: str = "taskFailed"
+) -> Event:
+    """``status``: failed | cancelled; ``reason``: taskFailed | timeout | cancelled | startFailed."""
     c = counters(meta)
     return {
         "type": EXECUTION_FAILED,
-        "status": "failed",
+        "status": status,
+        "reason": reason,
         "completedTasks": c["completedTasks"],
         "failedTasks": c["failedTasks"],
+        "skippedTasks": c["skippedTasks"],
         "totalTasks": c["totalTasks"],
         "durationMs": duration_ms,
         "error": error,

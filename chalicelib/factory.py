@@ -8,6 +8,7 @@ import boto3
 from botocore.config import Config
 
 from .config import Settings
+from .kinds import load_plugins
 from .orchestration import Orchestrator
 from .redact import Redactor
 from .store import DynamoStore
@@ -26,6 +27,7 @@ class Services:
 
 def build_services(settings: Settings | None = None, session: boto3.Session | None = None) -> Services:
     settings = settings or Settings.from_env()
+    load_plugins(settings.plugins)
     session = session or boto3.Session()
     store = DynamoStore(
         session.client("dynamodb", config=_CLIENT_CONFIG), settings.table_name, Redactor(settings.redact_keys)

@@ -14,9 +14,11 @@ remaining work and writes nothing twice.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -24,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from . import events as ev
-from .actions import TaskFailed, run_action
-from .dag import Job, dependents_of, sinks, template_refs, topological_order
-from .store import PROGRESS, DynamoStore, Item
+from .dag import Job, RetryPolicy, dependents_of, sinks, topological_order
+from .kinds import RunContext, TaskFailed, run_kind
+from .store import INLINE_RESULT_CHARS, PROGRESS, DynamoStore, Item
+from .templates import refs_in_value
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions.client import SFNClient
@@ -36,14 +39,29 @@ else:
 log = logging.getLogger(__name__)
 
 _GONE_TOKEN_ERRORS = {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}
+MAX_RESULT_BYTES = 4_000_000  # under Lambda's 6 MB response limit, so the API can return it
+_FINISHED = ("completed", "failed", "skipped", "cancelled")
+# Threads running task kinds; a timed-out attempt's thread is abandoned (its result is ignored).
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="dagcast-task")
 
 
 class StartFailed(Exception):
     """The execution was stored but Step Functions refused to start it."""
 
 
+class AlreadyFinished(Exception):
+    def __init__(self, execution_id: str, status: str) -> None:
+        super().__init__(f"execution {execution_id} has already finished ({status}); nothing to cancel")
+        self.status = status
+
+
 def new_execution_id() -> str:
     return f"dag-exec_{uuid.uuid4().hex}"
+
+
+def result_url(execution_id: str, task_id: int | None = None) -> str:
+    base = f"/api/v1/dag-executions/{execution_id}"
+    return f"{base}/tasks/{task_id}/result" if task_id is not None else f"{base}/result"
 
 
 class Orchestrator:
@@ -69,19 +87,30 @@ class Orchestrator:
                 "taskId": t.id,
                 "description": t.description,
                 "action": t.action,
-                "paramsJson": json.dumps(t.params.model_dump(), ensure_ascii=False),
+                "paramsJson": json.dumps(t.params, ensure_ascii=False),
                 "dependencies": list(t.dependencies),
                 "dependents": dependents[t.id],
                 "status": "waiting",
+                "attempt": 1,
+                "retriesJson": t.retry_policy.model_dump_json(),
+                "timeoutSeconds": int(t.timeoutSeconds * 1000) / 1000,
             }
             for t in job.tasks
         ]
+        created = self._now()
+        extra: dict[str, Any] = {"failurePolicy": job.failurePolicy}
+        if job.maxConcurrency is not None:
+            extra["maxConcurrency"] = job.maxConcurrency
+        if job.timeoutSeconds is not None:
+            extra["deadlineAt"] = created + int(job.timeoutSeconds * 1000)
+            extra["timeoutSeconds"] = str(job.timeoutSeconds)
         self._store.create_execution(
             execution_id,
-            created_at=self._now(),
+            created_at=created,
             original_request=job.originalRequest,
-            tasks=tasks,
-            sink_ids=sinks(job),
+            tasks=[{k: (str(v) if k == "timeoutSeconds" else v) for k, v in t.items()} for t in tasks],
+            sink_ids=[job.resultTask] if job.resultTask is not None else sinks(job),
+            **extra,
         )
         try:
             out = self._sfn.start_execution(
@@ -106,18 +135,38 @@ class Orchestrator:
         return {"registered": True}
 
     def run(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Run state: execute the task and record its outcome (or its upstream failure)."""
+        """Run state: run one attempt of the task and record its outcome.
+
+        Returns ``status`` (a final status, or ``retry`` with ``attempt`` and ``waitSeconds`` for
+        the state machine's Backoff/NextAttempt loop)."""
         execution_id, task_id = str(event["executionId"]), int(event["taskId"])
+        attempt = int(event.get("attempt", 1))
         task = self._store.get_task(execution_id, task_id)
-        if task["status"] == "waiting" and task.get("failedDeps"):
-            upstream = sorted(task["failedDeps"])
-            names = ", ".join(str(u) for u in upstream)
-            error = f"upstream task{'s' if len(upstream) > 1 else ''} {names} failed"
-            task = self._finish(execution_id, task_id, "failed", error=error, upstream=upstream)
-        elif task["status"] in ("waiting", "running"):
-            task = self._execute(execution_id, task_id)
+        if task["status"] == "retrying" and int(task["attempt"]) == attempt + 1:
+            # Step Functions ran this attempt's Run again after it had already asked for a retry
+            policy = RetryPolicy.model_validate_json(str(task["retriesJson"]))
+            return {
+                "taskId": task_id,
+                "status": "retry",
+                "attempt": attempt + 1,
+                "waitSeconds": policy.wait_seconds(attempt),
+            }
+        if task["status"] not in _FINISHED and int(task.get("attempt", 1)) == attempt:
+            meta = self._store.get_meta(execution_id)
+            why_not = self._why_not_start(meta, task)
+            if why_not is not None:
+                status, reason, error = why_not
+                upstream = sorted(task.get("failedDeps", ())) if reason == "upstream" else None
+                task = self._finish(
+                    execution_id, task_id, status, error=error, reason=reason, upstream=upstream
+                )
+            else:
+                outcome = self._attempt(execution_id, task, attempt, meta)
+                if outcome is not None:
+                    return outcome
+                task = self._store.get_task(execution_id, task_id)
         self._after_finished(execution_id, task)
-        return {"taskId": task_id, "status": task["status"]}
+        return {"taskId": task_id, "status": task["status"], "attempt": attempt, "waitSeconds": 0}
 
     def record_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Catch state: the task Lambda itself failed after its retries; fail the task cleanly."""
@@ -127,7 +176,7 @@ class Orchestrator:
         with contextlib.suppress(ValueError, AttributeError):
             cause = str(json.loads(cause).get("errorMessage", cause))
         error = f"task runner failed: {err.get('Error', 'Error')}: {cause}".rstrip(": ")
-        task = self._finish(execution_id, task_id, "failed", error=error)
+        task = self._finish(execution_id, task_id, "failed", error=error, reason="error")
         self._after_finished(execution_id, task)
         return {"taskId": task_id, "status": task["status"]}
 
@@ -139,12 +188,24 @@ class Orchestrator:
             now = self._now()
             duration = now - int(meta["createdAt"])
             err = event.get("error")
-            if err or meta.get("failed") or len(meta.get("completed", ())) < int(meta["totalTasks"]):
+            if (
+                err
+                or meta.get("failed")
+                or meta.get("skipped")
+                or len(meta.get("completed", ())) < int(meta["totalTasks"])
+            ):
+                reason = "taskFailed"
                 if err:
                     message = f"{err.get('Error', 'Error')}: {err.get('Cause', '')}".rstrip(": ")
+                    reason = "startFailed" if err.get("Error") == "StartFailed" else "internal"
+                elif meta.get("stopReason") == "timeout":
+                    message = f"the execution timed out after {meta.get('timeoutSeconds')}s (timeoutSeconds)"
+                    reason = "timeout"
                 else:
                     message = str(meta.get("firstError", "not every task completed"))
-                self._store.finish_execution(execution_id, "failed", now, durationMs=duration, error=message)
+                self._store.finish_execution(
+                    execution_id, "failed", now, durationMs=duration, error=message, reason=reason
+                )
             else:
                 results = self._store.get_results(execution_id, meta["sinks"])
                 final: Any = (
@@ -152,56 +213,156 @@ class Orchestrator:
                     if len(meta["sinks"]) == 1
                     else {str(k): v for k, v in sorted(results.items())}
                 )
-                self._store.finish_execution(
-                    execution_id,
-                    "completed",
-                    now,
-                    durationMs=duration,
-                    finalResultJson=json.dumps(final, ensure_ascii=False),
-                )
+                text = json.dumps(final, ensure_ascii=False)
+                fields: dict[str, Any] = {"durationMs": duration, "finalResultBytes": len(text.encode())}
+                if len(text) <= INLINE_RESULT_CHARS:
+                    fields["finalResultJson"] = text
+                else:
+                    fields["finalResultPreview"] = json.dumps(ev.preview(text, result_url(execution_id)))
+                self._store.finish_execution(execution_id, "completed", now, **fields)
             meta = self._store.get_meta(execution_id)
-        if meta["status"] == "completed":
-            terminal = ev.execution_completed(
-                meta, int(meta["durationMs"]), json.loads(meta["finalResultJson"])
-            )
-        else:
-            terminal = ev.execution_failed(meta, int(meta["durationMs"]), str(meta["error"]))
-        self._store.append_event(execution_id, "execution.terminal", terminal)
+        self._store.append_event(execution_id, "execution.terminal", terminal_event(meta))
         return {"executionId": execution_id, "status": meta["status"]}
+
+    def cancel(self, execution_id: str) -> dict[str, Any]:
+        """Stop the execution: ``execution.failed`` with status ``cancelled``. Idempotent; raises
+        AlreadyFinished (→ 409) for an execution that completed or failed."""
+        meta = self._store.get_meta(execution_id)
+        if meta["status"] == "running":
+            now = self._now()
+            self._store.finish_execution(
+                execution_id,
+                "cancelled",
+                now,
+                durationMs=now - int(meta["createdAt"]),
+                error="cancelled by request",
+                reason="cancelled",
+            )
+            meta = self._store.get_meta(execution_id)
+        if meta["status"] != "cancelled":
+            raise AlreadyFinished(execution_id, str(meta["status"]))
+        arn = meta.get("stateMachineExecutionArn")
+        if arn:
+            try:
+                self._sfn.stop_execution(
+                    executionArn=str(arn), error="Cancelled", cause="cancelled by request"
+                )
+            except ClientError as exc:  # already stopped or gone: the state machine is not running
+                log.info("stop_execution %s: %s", arn, exc)
+        self._store.append_event(execution_id, "execution.terminal", terminal_event(meta))
+        return {"executionId": execution_id, "status": "cancelled"}
 
     # ------------------------------------------------------------------ internals
 
-    def _execute(self, execution_id: str, task_id: int) -> Item:
-        task = self._store.start_task(execution_id, task_id, self._now())
-        if task is None:  # finished meanwhile (a duplicate invocation won)
-            return self._store.get_task(execution_id, task_id)
+    def _why_not_start(self, meta: Item, task: Item) -> tuple[str, str, str] | None:
+        """(status, reason, error) when the task must not run (now), else None."""
+        if meta["status"] != "running":
+            return "cancelled", "cancelled", f"the execution is {meta['status']}"
+        deadline = meta.get("deadlineAt")
+        if deadline is not None and self._now() >= int(deadline):
+            self._store.set_stopping(str(meta["executionId"]), "timeout")
+            return (
+                "skipped",
+                "timeout",
+                f"not started: the execution timed out after {meta.get('timeoutSeconds')}s",
+            )
+        if meta.get("stopping") and task["status"] in ("waiting", "retrying"):
+            return (
+                "skipped",
+                "skipped",
+                "not started: " + str(meta.get("firstError", "the execution is stopping")),
+            )
+        if task.get("failedDeps"):
+            upstream = sorted(task["failedDeps"])
+            names = ", ".join(str(u) for u in upstream)
+            return (
+                "failed",
+                "upstream",
+                f"upstream task{'s' if len(upstream) > 1 else ''} {names} did not complete",
+            )
+        return None
+
+    def _attempt(self, execution_id: str, task: Item, attempt: int, meta: Item) -> dict[str, Any] | None:
+        """Run attempt ``attempt``; a ``retry`` outcome, or None once the task has finished."""
+        task_id = int(task["taskId"])
+        started = self._store.start_task(execution_id, task_id, attempt, self._now())
+        if started is None:  # finished meanwhile, or another attempt (a stale duplicate invocation)
+            return None
         self._store.record_task_running(execution_id, task_id)
         self._store.append_event(
             execution_id,
-            f"substep.started#{task_id}",
-            ev.substep_started(task_id, task.get("description", "")),
+            f"substep.started#{task_id}#{attempt}",
+            ev.substep_started(task_id, started.get("description", ""), attempt),
         )
-        params = json.loads(task["paramsJson"])
-        wanted = set(task.get("dependencies", []))
-        for value in params.values():
-            if isinstance(value, str):
-                wanted.update(template_refs(value))
+        timeout = float(started.get("timeoutSeconds", 300))
+        reason = "error"
+        deadline = meta.get("deadlineAt")
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, (int(deadline) - self._now()) / 1000))
         try:
-            results = self._store.get_results(execution_id, sorted(wanted))
-            result = run_action(task["action"], params, results)
-            json.dumps(result)
+            result = self._run_with_timeout(execution_id, started, attempt, timeout)
+            text = json.dumps(self._store.redactor.apply(result), ensure_ascii=False)
+            if len(text.encode()) > MAX_RESULT_BYTES:
+                raise TaskFailed(f"the result is {len(text.encode())} bytes; the limit is {MAX_RESULT_BYTES}")
         except TaskFailed as exc:
-            return self._finish(execution_id, task_id, "failed", error=str(exc))
-        except Exception as exc:  # user-level failure of the action: the task fails, not the run
+            error = str(exc)
+            reason = "timeout" if isinstance(exc, _Timeout) else "error"
+        except Exception as exc:  # user-level failure of the kind: the task fails, not the run
             log.exception("task %s of %s raised", task_id, execution_id)
-            return self._finish(execution_id, task_id, "failed", error=f"{type(exc).__name__}: {exc}")
-        result = self._store.redactor.apply(result)  # secrets never reach the table, the API or a stream
-        return self._finish(
-            execution_id, task_id, "completed", resultJson=json.dumps(result, ensure_ascii=False)
-        )
+            error = f"{type(exc).__name__}: {exc}"
+        else:
+            fields: dict[str, Any] = {"resultBytes": len(text.encode())}
+            if len(text) <= INLINE_RESULT_CHARS:
+                fields["resultJson"] = text
+            else:
+                fields["resultChunks"] = self._store.put_result_chunks(execution_id, task_id, text)
+                fields["resultPreview"] = json.dumps(ev.preview(text, result_url(execution_id, task_id)))
+            self._finish(execution_id, task_id, "completed", attempt=attempt, **fields)
+            return None
+        if reason == "timeout" and deadline is not None and self._now() >= int(deadline):
+            self._store.set_stopping(execution_id, "timeout")
+        policy = RetryPolicy.model_validate_json(str(started.get("retriesJson", '{"count": 0}')))
+        fresh = self._store.get_meta(execution_id)
+        if attempt <= policy.count and fresh["status"] == "running" and not fresh.get("stopping"):
+            wait = policy.wait_seconds(attempt)
+            if self._store.retry_task(execution_id, task_id, attempt, error) is not None:
+                self._store.append_event(
+                    execution_id,
+                    f"substep.failed#{task_id}#{attempt}",
+                    ev.substep_failed(
+                        task_id,
+                        error,
+                        self._now() - int(started["attemptStartedAt"]),
+                        attempt=attempt,
+                        reason=reason,
+                        retry_in_seconds=wait,
+                    ),
+                )
+            return {"taskId": task_id, "status": "retry", "attempt": attempt + 1, "waitSeconds": wait}
+        self._finish(execution_id, task_id, "failed", attempt=attempt, error=error, reason=reason)
+        return None
+
+    def _run_with_timeout(self, execution_id: str, task: Item, attempt: int, timeout: float) -> Any:
+        params = json.loads(task["paramsJson"])
+        deps = [int(d) for d in task.get("dependencies", [])]
+        wanted = set(deps) | {ref for _, ref in refs_in_value(params)}
+        results = self._store.get_results(execution_id, sorted(wanted))
+        inputs = {d: results.get(d) for d in deps}
+        ctx = RunContext(execution_id, int(task["taskId"]), attempt, time.monotonic() + timeout)
+        future = _POOL.submit(run_kind, str(task["action"]), params, inputs, results, ctx)
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise _Timeout(f"timed out after {timeout:g}s (timeoutSeconds)") from None
 
     def _finish(
-        self, execution_id: str, task_id: int, status: str, upstream: list[int] | None = None, **fields: Any
+        self,
+        execution_id: str,
+        task_id: int,
+        status: str,
+        upstream: list[int] | None = None,
+        attempt: int | None = None,
+        **fields: Any,
     ) -> Item:
         now = self._now()
         current = self._store.get_task(execution_id, task_id)
@@ -210,55 +371,100 @@ class Orchestrator:
             fields["durationMs"] = now - int(started)
         if upstream:
             fields["upstreamTaskIds"] = upstream
-        done = self._store.finish_task(execution_id, task_id, status, finishedAt=now, **fields)
+        done = self._store.finish_task(execution_id, task_id, status, attempt, finishedAt=now, **fields)
         return done if done is not None else self._store.get_task(execution_id, task_id)
 
     def _after_finished(self, execution_id: str, task: Item) -> None:
-        """Counters, events and releases for a finished task; safe to repeat."""
+        """Counters, events, slots and releases for a finished task; safe to repeat."""
         task_id = int(task["taskId"])
         status = task["status"]
+        if status not in _FINISHED:
+            return
+        attempt = int(task.get("attempt", 1))
+        meta = self._store.get_meta(execution_id)
         if status == "completed":
-            self._store.record_task_done(execution_id, task_id, ok=True)
+            self._store.record_task_done(execution_id, task_id, "completed")
+            if "resultPreview" in task:
+                shown = json.loads(task["resultPreview"])
+            else:
+                shown = {"result": json.loads(task["resultJson"])}
             self._store.append_event(
                 execution_id,
                 f"substep.completed#{task_id}",
-                ev.substep_completed(task_id, int(task.get("durationMs", 0)), json.loads(task["resultJson"])),
+                ev.substep_completed(task_id, int(task.get("durationMs", 0)), shown, attempt),
             )
-        elif status == "failed":
+        else:
             error = str(task.get("error", "task failed"))
+            reason = str(task.get("reason", "error"))
+            ran = reason in ("error", "timeout")
             label = f"task {task_id}" + (f" ({task['description']})" if task.get("description") else "")
-            self._store.record_task_done(execution_id, task_id, ok=False, error=f"{label} failed: {error}")
+            self._store.record_task_done(
+                execution_id,
+                task_id,
+                status,
+                error=f"{label} failed: {error}",
+                stop=ran and status == "failed" and meta.get("failurePolicy", "failFast") == "failFast",
+            )
             self._store.append_event(
                 execution_id,
                 f"substep.failed#{task_id}",
-                ev.substep_failed(task_id, error, task.get("durationMs"), task.get("upstreamTaskIds")),
+                ev.substep_failed(
+                    task_id,
+                    error,
+                    task.get("durationMs"),
+                    task.get("upstreamTaskIds"),
+                    attempt=attempt if ran else None,
+                    reason=reason,
+                ),
             )
-        else:
-            return
-        self._store.append_event(
-            execution_id,
-            f"execution.updated#{task_id}",
-            PROGRESS,
-        )
+        self._store.append_event(execution_id, f"execution.updated#{task_id}", PROGRESS)
+        limit = meta.get("maxConcurrency")
+        if limit:
+            self._store.release_slot(execution_id, task_id)
         for dependent in task.get("dependents", []):
             item = self._store.mark_dependency_done(
                 execution_id, dependent, task_id, failed=status != "completed"
             )
-            self._maybe_release(execution_id, item)
+            self._maybe_release(execution_id, item, meta)
+        if limit:
+            self._drain_slots(execution_id, int(limit))
 
-    def _maybe_release(self, execution_id: str, task: Item) -> None:
+    def _maybe_release(self, execution_id: str, task: Item, meta: Item | None = None) -> None:
         ready = len(task.get("doneDeps", ())) >= len(task.get("dependencies", []))
         if not (ready and task.get("token") and not task.get("released")):
             return
-        if not self._store.claim_release(execution_id, int(task["taskId"])):
+        if meta is None:
+            meta = self._store.get_meta(execution_id)
+        limit = meta.get("maxConcurrency")
+        task_id = int(task["taskId"])
+        if limit and not self._store.acquire_slot(execution_id, task_id, int(limit)):
+            # Queue first, then look for a free slot: a slot freed meanwhile is not missed.
+            self._store.queue_for_slot(execution_id, task_id)
+            self._drain_slots(execution_id, int(limit))
+            return
+        self._release(execution_id, task_id, str(task["token"]))
+
+    def _drain_slots(self, execution_id: str, limit: int) -> None:
+        """Give free slots to queued ready tasks, lowest id first."""
+        while True:
+            meta = self._store.get_meta(execution_id)
+            queued = sorted(set(meta.get("queued", ())))
+            if not queued or len(meta.get("holding", ())) >= limit:
+                return
+            if self._store.acquire_slot(execution_id, queued[0], limit, from_queue=True):
+                task = self._store.get_task(execution_id, queued[0])
+                self._release(execution_id, queued[0], str(task["token"]))
+
+    def _release(self, execution_id: str, task_id: int, token: str) -> None:
+        if not self._store.claim_release(execution_id, task_id):
             return
         try:
-            self._sfn.send_task_success(taskToken=str(task["token"]), output=json.dumps({"released": True}))
+            self._sfn.send_task_success(taskToken=token, output=json.dumps({"released": True}))
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code not in _GONE_TOKEN_ERRORS:
                 raise
-            log.warning("token of task %s in %s is gone (%s)", task["taskId"], execution_id, code)
+            log.warning("token of task %s in %s is gone (%s)", task_id, execution_id, code)
 
     # ------------------------------------------------------------------ reads
 
@@ -279,11 +485,14 @@ def task_view(task: Item) -> dict[str, Any]:
         "dependencies": task.get("dependencies", []),
         "status": task["status"],
     }
-    for key in ("startedAt", "finishedAt", "durationMs", "error", "upstreamTaskIds"):
+    for key in ("attempt", "startedAt", "finishedAt", "durationMs", "error", "reason", "upstreamTaskIds"):
         if key in task:
             view[key] = task[key]
-    if "resultJson" in task:
-        view["result"] = json.loads(task["resultJson"])
+    if "resultPreview" in task:
+        view.update(json.loads(task["resultPreview"]))
+    elif "resultJson" in task:
+        view.update(ev.preview(task["resultJson"], ""))
+        view.pop("resultUrl", None)
     return view
 
 
@@ -295,12 +504,36 @@ def execution_view(meta: Item) -> dict[str, Any]:
         "createdAt": meta["createdAt"],
         **ev.counters(meta),
     }
-    for key in ("finishedAt", "durationMs", "error"):
+    for key in ("finishedAt", "durationMs", "error", "reason", "failurePolicy", "maxConcurrency"):
         if key in meta:
             view[key] = meta[key]
     if "finalResultJson" in meta:
         view["finalResult"] = json.loads(meta["finalResultJson"])
+    elif "finalResultPreview" in meta:
+        view.update(
+            {"final" + k[0].upper() + k[1:]: v for k, v in json.loads(meta["finalResultPreview"]).items()}
+        )
     return view
+
+
+def terminal_event(meta: Item) -> ev.Event:
+    if meta["status"] == "completed":
+        if "finalResultJson" in meta:
+            shown = ev.preview(str(meta["finalResultJson"]), result_url(str(meta["executionId"])))
+        else:
+            shown = json.loads(meta["finalResultPreview"])
+        return ev.execution_completed(meta, int(meta["durationMs"]), shown)
+    return ev.execution_failed(
+        meta,
+        int(meta["durationMs"]),
+        str(meta["error"]),
+        str(meta["status"]),
+        str(meta.get("reason", "taskFailed")),
+    )
+
+
+class _Timeout(TaskFailed):
+    """An attempt ran out of time."""
 
 
 def build_snapshot(meta: Item, tasks: list[Item], seq: int) -> dict[str, Any]:

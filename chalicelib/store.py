@@ -43,6 +43,8 @@ EXECUTIONS_PARTITION = "EXECUTIONS"
 _SEQ_WIDTH = 12
 _TASK_WIDTH = 16
 _LEASE_MS = 10_000
+_CHUNK_CHARS = 100_000  # per RESULT# item: well under 400 KB even for 4-byte UTF-8 characters
+INLINE_RESULT_CHARS = 32_768  # larger results go to RESULT# items
 PROGRESS = "progress"  # append_event payload: execution.updated with the counters at write time
 
 
@@ -134,6 +136,7 @@ class DynamoStore:
         original_request: str,
         tasks: list[Item],
         sink_ids: list[int],
+        **fields: Any,
     ) -> None:
         """Write the task items, then the META item, then ``execution.created``.
 
@@ -155,6 +158,7 @@ class DynamoStore:
             "originalRequest": original_request,
             "createdAt": created_at,
             "sinks": sink_ids,
+            **fields,
             "GSI1PK": EXECUTIONS_PARTITION,
             "GSI1SK": f"{created_at:015d}#{execution_id}",
         }
@@ -240,15 +244,58 @@ class DynamoStore:
     def record_task_running(self, execution_id: str, task_id: int) -> Item:
         return self._update_meta(execution_id, "ADD running :t", {":t": {task_id}})
 
-    def record_task_done(self, execution_id: str, task_id: int, ok: bool, error: str | None = None) -> Item:
-        """Count a finished task (idempotently: the counters are sets of task ids)."""
-        if ok:
+    def record_task_done(
+        self, execution_id: str, task_id: int, status: str, error: str | None = None, stop: bool = False
+    ) -> Item:
+        """Count a finished task (idempotently: the counters are sets of task ids).
+
+        ``stop`` (a failFast failure): from now on no task starts (``stopping``)."""
+        if status == "completed":
             return self._update_meta(execution_id, "ADD completed :t DELETE running :t", {":t": {task_id}})
+        counter = "skipped" if status in ("skipped", "cancelled") else "failed"
+        expression = f"ADD {counter} :t DELETE running :t SET firstError = if_not_exists(firstError, :e)"
+        if stop:
+            expression += ", stopping = :y"
+        values: dict[str, Any] = {":t": {task_id}, ":e": error or "task failed"}
+        if stop:
+            values[":y"] = True
+        return self._update_meta(execution_id, expression, values)
+
+    def set_stopping(self, execution_id: str, reason: str) -> Item:
         return self._update_meta(
             execution_id,
-            "ADD failed :t DELETE running :t SET firstError = if_not_exists(firstError, :e)",
-            {":t": {task_id}, ":e": error or "task failed"},
+            "SET stopping = :y, stopReason = if_not_exists(stopReason, :r)",
+            {":y": True, ":r": reason},
         )
+
+    # --- the per-execution concurrency limit: ``holding`` = tasks with a slot, ``queued`` = ready
+    # tasks waiting for one. Both are sets, so every step is idempotent.
+
+    def acquire_slot(self, execution_id: str, task_id: int, limit: int, from_queue: bool = False) -> bool:
+        condition = "(attribute_not_exists(holding) OR size(holding) < :lim OR contains(holding, :id))"
+        expression = "ADD holding :t"
+        if from_queue:
+            condition += " AND contains(queued, :id)"
+            expression += " DELETE queued :t"
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=to_item({"PK": pk(execution_id), "SK": "META"}),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=to_item({":t": {task_id}, ":id": task_id, ":lim": limit}),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def queue_for_slot(self, execution_id: str, task_id: int) -> None:
+        self._update_meta(execution_id, "ADD queued :t", {":t": {task_id}})
+
+    def release_slot(self, execution_id: str, task_id: int) -> Item:
+        return self._update_meta(execution_id, "DELETE holding :t", {":t": {task_id}})
 
     def _update_meta(self, execution_id: str, expression: str, values: Mapping[str, Any]) -> Item:
         out = self._db.update_item(
@@ -280,9 +327,9 @@ class DynamoStore:
         """Results of finished tasks (``resultJson`` decoded), keyed by task id."""
         out: dict[int, Any] = {}
         for tid in task_ids:
-            task = self.get_task(execution_id, tid)
-            if "resultJson" in task:
-                out[tid] = json.loads(task["resultJson"])
+            text = self.result_json(execution_id, self.get_task(execution_id, tid))
+            if text is not None:
+                out[tid] = json.loads(text)
         return out
 
     def set_token(self, execution_id: str, task_id: int, token: str) -> Item:
@@ -325,27 +372,82 @@ class DynamoStore:
             raise
         return True
 
-    def start_task(self, execution_id: str, task_id: int, started_at: int) -> Item | None:
-        """waiting → running (keeping the first start time on a retry); None if already finished."""
+    def start_task(self, execution_id: str, task_id: int, attempt: int, started_at: int) -> Item | None:
+        """Start attempt ``attempt`` (keeping the first start time); None if the task has finished
+        or is at another attempt (a stale duplicate invocation)."""
         return self._update_unfinished_task(
             execution_id,
             task_id,
-            "SET #s = :running, startedAt = if_not_exists(startedAt, :now)",
-            {"#s": "status"},
-            {":running": "running", ":waiting": "waiting", ":now": started_at},
+            "SET #s = :running, startedAt = if_not_exists(startedAt, :now), attemptStartedAt = :now",
+            {"#s": "status", "#a": "attempt"},
+            {":running": "running", ":now": started_at, ":n": attempt},
+            "#a = :n",
         )
 
-    def finish_task(self, execution_id: str, task_id: int, status: str, **fields: Any) -> Item | None:
-        """waiting/running → completed/failed with the given fields; None if already finished."""
+    def retry_task(self, execution_id: str, task_id: int, attempt: int, error: str) -> Item | None:
+        """Attempt ``attempt`` failed and will be retried: running → retrying, attempt + 1."""
+        return self._update_unfinished_task(
+            execution_id,
+            task_id,
+            "SET #s = :retrying, #a = :next, lastError = :e",
+            {"#s": "status", "#a": "attempt"},
+            {
+                ":retrying": "retrying",
+                ":running": "running",
+                ":n": attempt,
+                ":next": attempt + 1,
+                ":e": error,
+            },
+            "#s = :running AND #a = :n",
+        )
+
+    def finish_task(
+        self, execution_id: str, task_id: int, status: str, attempt: int | None = None, **fields: Any
+    ) -> Item | None:
+        """An unfinished task → completed/failed/skipped/cancelled; None if it had finished (or, with
+        ``attempt``, if it is at another attempt)."""
         names = {"#s": "status", **{f"#f{i}": k for i, k in enumerate(fields)}}
-        values = {
-            ":s": status,
-            ":waiting": "waiting",
-            ":running": "running",
-            **{f":v{i}": v for i, v in enumerate(fields.values())},
-        }
+        values = {":s": status, **{f":v{i}": v for i, v in enumerate(fields.values())}}
         sets = ["#s = :s", *(f"#f{i} = :v{i}" for i in range(len(fields)))]
-        return self._update_unfinished_task(execution_id, task_id, "SET " + ", ".join(sets), names, values)
+        extra = None
+        if attempt is not None:
+            names["#a"] = "attempt"
+            values[":n"] = attempt
+            extra = "#a = :n"
+        return self._update_unfinished_task(
+            execution_id, task_id, "SET " + ", ".join(sets), names, values, extra
+        )
+
+    def put_result_chunks(self, execution_id: str, task_id: int, text: str) -> int:
+        """Store a large result as ``RESULT#<task>#<n>`` items (DynamoDB items stop at 400 KB)."""
+        chunks = [text[i : i + _CHUNK_CHARS] for i in range(0, len(text), _CHUNK_CHARS)]
+        for n, chunk in enumerate(chunks):
+            self._db.put_item(
+                TableName=self._table,
+                Item=to_item(
+                    {"PK": pk(execution_id), "SK": f"RESULT#{task_id:0{_TASK_WIDTH}d}#{n:04d}", "data": chunk}
+                ),
+            )
+        return len(chunks)
+
+    def result_json(self, execution_id: str, task: Item) -> str | None:
+        """The task's full result as JSON text (inline or chunked); None if it has none."""
+        if "resultJson" in task:
+            return str(task["resultJson"])
+        chunks = int(task.get("resultChunks", 0))
+        if not chunks:
+            return None
+        parts = []
+        for n in range(chunks):
+            out = self._db.get_item(
+                TableName=self._table,
+                Key=to_item(
+                    {"PK": pk(execution_id), "SK": f"RESULT#{int(task['taskId']):0{_TASK_WIDTH}d}#{n:04d}"}
+                ),
+                ConsistentRead=True,
+            )
+            parts.append(str(from_item(out["Item"])["data"]))
+        return "".join(parts)
 
     def _update_unfinished_task(
         self,
@@ -354,14 +456,19 @@ class DynamoStore:
         expression: str,
         names: dict[str, str],
         values: dict[str, Any],
+        extra_condition: str | None = None,
     ) -> Item | None:
-        """Apply ``expression`` if the task is still waiting or running; None if it has finished."""
+        """Apply ``expression`` if the task has not finished; None if it has."""
+        condition = "#s IN (:waiting, :running, :retrying)"
+        if extra_condition:
+            condition += f" AND {extra_condition}"
+        values = {":waiting": "waiting", ":running": "running", ":retrying": "retrying", **values}
         try:
             out = self._db.update_item(
                 TableName=self._table,
                 Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
                 UpdateExpression=expression,
-                ConditionExpression="#s IN (:waiting, :running)",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
                 ReturnValues="ALL_NEW",

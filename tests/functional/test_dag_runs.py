@@ -39,6 +39,7 @@ def test_diamond(services):
         "subStepId",
         "taskId",
         "durationMs",
+        "attempt",
         "result",
     }
     assert done[4]["subStepId"] == "4" and done[4]["durationMs"] >= 0
@@ -80,9 +81,10 @@ def test_several_sinks_give_a_result_per_sink(services):
     assert events[-1]["finalResult"] == {"2": "b:a", "3": "c"}
 
 
-def test_failure_in_the_middle_fails_dependents_and_the_execution(services):
+def test_continue_policy_a_failure_fails_its_dependents_and_the_rest_runs(services):
     body = {
         "originalRequest": "failure",
+        "failurePolicy": "continue",
         "tasks": [
             echo(1, "ok"),
             fail(2, "the API said no", [1]),
@@ -99,7 +101,8 @@ def test_failure_in_the_middle_fails_dependents_and_the_execution(services):
     completed = by_type(events, "substep.completed")
     assert set(completed) == {1, 5}
     assert set(started) == {1, 2, 5}  # upstream-failed tasks never start
-    assert failed[2]["error"] == "the API said no" and "reason" not in failed[2]
+    assert failed[2]["error"] == "the API said no"
+    assert (failed[2]["reason"], failed[2]["attempt"], failed[2]["willRetry"]) == ("error", 1, False)
     assert failed[3] == {
         "type": "substep.failed",
         "executionId": eid,
@@ -107,8 +110,9 @@ def test_failure_in_the_middle_fails_dependents_and_the_execution(services):
         "seq": failed[3]["seq"],
         "subStepId": "3",
         "taskId": 3,
-        "error": "upstream task 2 failed",
+        "error": "upstream task 2 did not complete",
         "reason": "upstream",
+        "willRetry": False,
         "upstreamTaskIds": [2],
     }
     assert failed[4]["upstreamTaskIds"] == [3]

@@ -58,9 +58,11 @@ def test_handlers_called_again_write_nothing_twice(services):
 
     eid, events = run_job(services, {"tasks": [echo(1, "a"), echo(2, "{{1}}b", [1])]})
     for task_id in (1, 2):
-        assert app.run_task({"executionId": eid, "taskId": task_id}, None) == {
+        assert app.run_task({"executionId": eid, "taskId": task_id, "attempt": 1}, None) == {
             "taskId": task_id,
             "status": "completed",
+            "attempt": 1,
+            "waitSeconds": 0,
         }
     app.finalize({"executionId": eid, "error": None}, None)
     app.register_task({"executionId": eid, "taskId": 2, "token": "stale-token"}, None)
@@ -95,7 +97,12 @@ def test_a_run_lambda_that_keeps_crashing_fails_the_task_and_its_dependents(serv
 
     with stack.handler_override("run_task", always_crash) as real:
         eid = services.orchestrator.submit(
-            parse_job({"tasks": [sleep(1), echo(2, "x", [1]), echo(3, "y", [2]), sleep(4)]})
+            parse_job(
+                {
+                    "failurePolicy": "continue",
+                    "tasks": [sleep(1), echo(2, "x", [1]), echo(3, "y", [2]), sleep(4)],
+                }
+            )
         )
         events = wait_for_end(services, eid, timeout=90)
     assert_gapless(events, eid)
@@ -111,10 +118,10 @@ def test_secrets_are_redacted_before_anything_is_stored(services, monkeypatch):
     [REDACTED], never the value."""
     from chalicelib import orchestration
 
-    def leaky(action, params, results):
+    def leaky(action, params, inputs, results, ctx):
         return {"api_key": "sk-live-123", "rows": [{"password": "hunter2", "name": "ada"}], "total_tokens": 3}
 
-    monkeypatch.setattr(orchestration, "run_action", leaky)
+    monkeypatch.setattr(orchestration, "run_kind", leaky)
     eid, events = run_job(services, {"tasks": [echo(1, "ignored")]})
     text = json.dumps(events) + json.dumps(services.orchestrator.snapshot(eid))
     assert "sk-live-123" not in text and "hunter2" not in text

@@ -38,7 +38,7 @@ def problems(body: Any) -> dict[str, str]:
 def test_a_valid_job_parses():
     job = parse_job({"originalRequest": "q", "tasks": [task(1), task(2, "echo", [1], text="{{1}}!")]})
     assert [t.id for t in job.tasks] == [1, 2]
-    assert job.tasks[1].params.text == "{{1}}!"  # type: ignore[union-attr]
+    assert job.tasks[1].params == {"text": "{{1}}!"}
 
 
 def test_no_tasks():
@@ -70,8 +70,8 @@ def test_unknown_dependency_and_duplicate_id():
 def test_unknown_action_and_missing_action():
     found = problems({"tasks": [{"id": 1, "action": "teleport", "params": {}}, {"id": 2, "params": {}}]})
     assert found == {
-        "tasks[0].action": 'unknown action "teleport"; expected one of: sleep, echo, fail',
-        "tasks[1].action": "is required; one of: sleep, echo, fail",
+        "tasks[0].action": 'unknown action "teleport"; expected one of: echo, fail, http, lambda, llm, python, sleep',
+        "tasks[1].action": "is required; one of: echo, fail, http, lambda, llm, python, sleep",
     }
 
 

@@ -53,6 +53,7 @@ def test_counters_from_sets():
         "completedTasks": 2,
         "failedTasks": 1,
         "runningTasks": 1,
+        "skippedTasks": 0,
         "waitingTasks": 1,
     }
 

@@ -1,0 +1,399 @@
+"""Task kinds: what a task does. One ``Kind`` per ``action``: a pydantic model for its ``params``
+(validated when the job is submitted) and a function that runs it.
+
+A kind's ``run(params, inputs, ctx)`` gets its validated params with every ``{{N}}`` already
+replaced by task N's result, the results of the task's dependencies (``inputs``, keyed by task id)
+and a ``RunContext`` (remaining time, the task's ids); it returns a JSON-serialisable result or
+raises ``TaskFailed``. Anything else it raises fails the task too (with the exception's type).
+
+Add your own kind (docs/jobs.md, "Your own kind")::
+
+    from chalicelib.kinds import Kind, register_kind
+    register_kind(Kind("shout", ShoutParams, lambda p, inputs, ctx: p.text.upper()))
+
+in a module listed in ``DAGCAST_PLUGINS``. Python functions for the ``python`` kind are registered
+with ``@register_function("name")`` the same way.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import importlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .templates import render_template, render_value
+
+MAX_SLEEP_SECONDS = 900
+MAX_TIMEOUT_SECONDS = 900
+
+
+class TaskFailed(Exception):
+    """The task ran and failed; the message is shown to users as the task's error."""
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    execution_id: str
+    task_id: int
+    attempt: int
+    deadline: float  # time.monotonic() by which the task must be done
+
+    def remaining(self) -> float:
+        return max(0.1, self.deadline - time.monotonic())
+
+
+Runner = Callable[[Any, Mapping[int, Any], RunContext], Any]
+Checker = Callable[[Any], list[str]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    params: type[BaseModel]
+    run: Runner
+    # Extra checks at submission (e.g. "this API key exists"); each string is one problem.
+    check: Checker | None = None
+
+
+KINDS: dict[str, Kind] = {}
+FUNCTIONS: dict[str, Callable[..., Any]] = {}
+
+
+def register_kind(kind: Kind) -> Kind:
+    KINDS[kind.name] = kind
+    return kind
+
+
+def register_function(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make ``fn`` callable from jobs as ``{"action": "python", "params": {"function": name}}``."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        FUNCTIONS[name] = fn
+        return fn
+
+    return deco
+
+
+def load_plugins(modules: Sequence[str]) -> None:
+    """Import the modules named in DAGCAST_PLUGINS (they register kinds and functions)."""
+    for name in modules:
+        importlib.import_module(name)
+
+
+# ---------------------------------------------------------------------------------------- built-ins
+
+
+class SleepParams(_Params):
+    seconds: float = Field(ge=0, le=MAX_SLEEP_SECONDS)
+
+
+class EchoParams(_Params):
+    text: str = Field(max_length=100_000)
+
+
+class FailParams(_Params):
+    message: str = Field(default="task failed", max_length=10_000)
+
+
+def _sleep(p: SleepParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
+    time.sleep(p.seconds)
+    return f"slept {p.seconds:g}s"
+
+
+register_kind(Kind("sleep", SleepParams, _sleep))
+register_kind(Kind("echo", EchoParams, lambda p, inputs, ctx: p.text))
+
+
+def _fail(p: FailParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
+    raise TaskFailed(p.message)
+
+
+register_kind(Kind("fail", FailParams, _fail))
+
+# --------------------------------------------------------------------------------------------- http
+
+
+class HttpParams(_Params):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    url: str = Field(pattern=r"^https?://", max_length=8_000)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None  # a string is sent as is; anything else as JSON
+    timeoutSeconds: float = Field(default=30, gt=0, le=MAX_TIMEOUT_SECONDS)
+    allowStatus: list[int] = Field(default_factory=list, max_length=100)
+
+
+def _http(p: HttpParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
+    import httpx
+
+    kwargs: dict[str, Any] = {"headers": p.headers}
+    if isinstance(p.body, str):
+        kwargs["content"] = p.body.encode()
+    elif p.body is not None:
+        kwargs["json"] = p.body
+    try:
+        r = httpx.request(p.method, p.url, timeout=min(p.timeoutSeconds, ctx.remaining()), **kwargs)
+    except httpx.TimeoutException:
+        raise TaskFailed(f"{p.method} {p.url}: no response within {p.timeoutSeconds:g}s") from None
+    except httpx.HTTPError as exc:
+        raise TaskFailed(f"{p.method} {p.url}: {type(exc).__name__}: {exc}") from None
+    body = _decode(r)
+    if not (200 <= r.status_code < 300 or r.status_code in p.allowStatus):
+        raise TaskFailed(f"{p.method} {p.url} answered {r.status_code}: {str(body)[:500]}")
+    return {"status": r.status_code, "body": body}
+
+
+def _decode(r: Any) -> Any:
+    if "json" in r.headers.get("content-type", ""):
+        try:
+            return r.json()
+        except ValueError:
+            pass
+    return r.text
+
+
+register_kind(Kind("http", HttpParams, _http))
+
+# ------------------------------------------------------------------------------------------- python
+
+
+class PythonParams(_Params):
+    function: str = Field(min_length=1, max_length=300)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+def allowed_modules() -> tuple[str, ...]:
+    raw = os.environ.get("DAGCAST_PYTHON_MODULES", "")
+    return tuple(m.strip() for m in raw.split(",") if m.strip())
+
+
+def resolve_function(name: str) -> Callable[..., Any]:
+    """A registered function, or ``module:attr`` / ``module.attr`` from an allowed module."""
+    if name in FUNCTIONS:
+        return FUNCTIONS[name]
+    module, sep, attr = name.partition(":")
+    if not sep:
+        module, _, attr = name.rpartition(".")
+    if not module or not attr:
+        raise LookupError(f"no registered function {name!r} (registered: {', '.join(sorted(FUNCTIONS))})")
+    if not any(module == m or module.startswith(m + ".") for m in allowed_modules()):
+        raise LookupError(
+            f"{name!r} is neither a registered function nor in a module allowed by DAGCAST_PYTHON_MODULES"
+        )
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise LookupError(f"cannot import {name!r}: {exc}") from None
+    if not callable(fn):
+        raise LookupError(f"{name!r} is not callable")
+    return fn  # type: ignore[no-any-return]
+
+
+def _python(p: PythonParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
+    try:
+        fn = resolve_function(p.function)
+    except LookupError as exc:
+        raise TaskFailed(str(exc)) from None
+    return fn(dict(inputs), **p.args)
+
+
+def _check_python(p: PythonParams) -> list[str]:
+    try:
+        resolve_function(p.function)
+    except LookupError as exc:
+        return [str(exc)]
+    return []
+
+
+register_kind(Kind("python", PythonParams, _python, _check_python))
+
+# ---------------------------------------------------------------------------------------------- llm
+
+
+class KeyRef(_Params):
+    """Where the API key is: an environment variable, an SSM parameter or a Secrets Manager secret."""
+
+    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    ssm: str | None = Field(default=None, min_length=1, max_length=2048)
+    secret: str | None = Field(default=None, min_length=1, max_length=2048)
+
+    @field_validator("secret")
+    @classmethod
+    def _one(cls, v: str | None, info: Any) -> str | None:
+        given = [k for k in ("env", "ssm") if info.data.get(k)] + (["secret"] if v else [])
+        if len(given) != 1:
+            raise ValueError("give exactly one of env, ssm, secret")
+        return v
+
+    @property
+    def ref(self) -> str:
+        if self.env:
+            return f"env:{self.env}"
+        if self.ssm:
+            return f"ssm:{self.ssm}"
+        return f"secret:{self.secret}"
+
+
+class Message(_Params):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=200_000)
+
+
+class LlmParams(_Params):
+    baseUrl: str = Field(pattern=r"^https?://", max_length=2_000)
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[Message] = Field(min_length=1, max_length=200)
+    apiKey: KeyRef
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    maxTokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    timeoutSeconds: float = Field(default=120, gt=0, le=MAX_TIMEOUT_SECONDS)
+
+
+DEFAULT_KEY_PATTERNS = ("env:*_API_KEY", "ssm:/dagcast/*", "secret:dagcast/*")
+
+
+def key_patterns() -> tuple[str, ...]:
+    raw = os.environ.get("DAGCAST_LLM_KEYS")
+    if raw is None:
+        return DEFAULT_KEY_PATTERNS
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def resolve_key(key: KeyRef) -> str:
+    """The key's value; LookupError says what is missing. Never logged, never stored."""
+    if not any(fnmatch.fnmatchcase(key.ref, p) for p in key_patterns()):
+        raise LookupError(
+            f"{key.ref} is not an allowed key reference (DAGCAST_LLM_KEYS: {', '.join(key_patterns())})"
+        )
+    if key.env:
+        value = os.environ.get(key.env, "")
+        if not value:
+            raise LookupError(f"the environment variable {key.env} is not set")
+        return value
+    return _parameter(key.ref)
+
+
+@functools.lru_cache(maxsize=64)
+def _parameter(ref: str) -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    kind, _, name = ref.partition(":")
+    try:
+        if kind == "ssm":
+            value = parameters.get_parameter(name, decrypt=True, max_age=300)
+        else:
+            value = parameters.get_secret(name, max_age=300)
+    except Exception as exc:  # powertools wraps the AWS error
+        raise LookupError(f"{ref} cannot be read: {exc}") from None
+    return str(value)
+
+
+def _llm(p: LlmParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
+    import httpx
+
+    try:
+        key = resolve_key(p.apiKey)
+    except LookupError as exc:
+        raise TaskFailed(str(exc)) from None
+    body: dict[str, Any] = {"model": p.model, "messages": [m.model_dump() for m in p.messages]}
+    if p.temperature is not None:
+        body["temperature"] = p.temperature
+    if p.maxTokens is not None:
+        body["max_tokens"] = p.maxTokens
+    url = p.baseUrl.rstrip("/") + "/chat/completions"
+    try:
+        r = httpx.post(
+            url,
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=min(p.timeoutSeconds, ctx.remaining()),
+        )
+    except httpx.HTTPError as exc:
+        raise TaskFailed(f"{url}: {type(exc).__name__}: {exc}".replace(key, "[REDACTED]")) from None
+    if r.status_code != 200:
+        raise TaskFailed(f"{url} answered {r.status_code}: {r.text[:500]}".replace(key, "[REDACTED]"))
+    try:
+        return r.json()["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise TaskFailed(f"{url} answered without choices[0].message.content: {r.text[:300]}") from None
+
+
+def _check_llm(p: LlmParams) -> list[str]:
+    try:
+        resolve_key(p.apiKey)
+    except LookupError as exc:
+        return [str(exc)]
+    return []
+
+
+register_kind(Kind("llm", LlmParams, _llm, _check_llm))
+
+# ------------------------------------------------------------------------------------------- lambda
+
+
+class LambdaParams(_Params):
+    functionName: str = Field(min_length=1, max_length=170)
+    payload: Any = None  # default: {"inputs": {"<taskId>": result, ...}}
+
+
+def _lambda(p: LambdaParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
+    import boto3
+
+    payload = p.payload if p.payload is not None else {"inputs": {str(k): v for k, v in inputs.items()}}
+    out = boto3.client("lambda").invoke(
+        FunctionName=p.functionName, InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
+    )
+    raw = out["Payload"].read()
+    result = json.loads(raw) if raw else None
+    if out.get("FunctionError"):
+        if isinstance(result, dict):
+            raise TaskFailed(f"{result.get('errorType', 'Error')}: {result.get('errorMessage', '')}")
+        raise TaskFailed(f"{p.functionName} failed: {raw[:300]!r}")
+    return result
+
+
+register_kind(Kind("lambda", LambdaParams, _lambda))
+
+
+# ------------------------------------------------------------------------------------------- public
+
+
+def render_params(params: Mapping[str, Any], results: Mapping[int, Any]) -> dict[str, Any]:
+    """``params`` with ``{{N}}`` replaced in every string (keys untouched)."""
+    return dict(render_value(dict(params), results))
+
+
+def run_kind(
+    action: str,
+    params: Mapping[str, Any],
+    inputs: Mapping[int, Any],
+    results: Mapping[int, Any],
+    ctx: RunContext,
+) -> Any:
+    kind = KINDS.get(action)
+    if kind is None:
+        raise TaskFailed(f"unknown action {action!r}; known: {', '.join(sorted(KINDS))}")
+    model = kind.params.model_validate(render_params(params, results))
+    return kind.run(model, inputs, ctx)
+
+
+__all__ = [
+    "KINDS",
+    "Kind",
+    "RunContext",
+    "TaskFailed",
+    "register_function",
+    "register_kind",
+    "render_template",
+]
