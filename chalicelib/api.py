@@ -131,7 +131,7 @@ def task_result(services: Services, execution_id: str, raw_task_id: str) -> Repl
     text = services.store.result_json(execution_id, task)
     if text is None:
         raise HttpError(
-            404, f"task {task_id} has no result (status: {task['status']})", status=task["status"]
+            404, f"task {task_id} has no result (status: {task['status']})", taskStatus=task["status"]
         )
     return 200, {"executionId": execution_id, "taskId": task_id, "result": json.loads(text)}
 
@@ -141,7 +141,7 @@ def final_result(services: Services, execution_id: str) -> Reply:
     meta = services.store.get_meta(execution_id)
     if meta["status"] != "completed":
         raise HttpError(
-            404, f"the execution has no final result (status: {meta['status']})", status=meta["status"]
+            404, f"the execution has no final result (status: {meta['status']})", executionStatus=meta["status"]
         )
     sinks = [int(s) for s in meta["sinks"]]
     results = services.store.get_results(execution_id, sinks)

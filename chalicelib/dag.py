@@ -1,8 +1,8 @@
 """The DAG job: its model, its validation and its ordering.
 
 No AWS calls of its own (a kind's submission check may read a parameter). A job is accepted only
-when every problem is absent; when it is not, *every* problem is reported with the path of the offending field (``tasks[2].params.seconds``)
-so that one round trip is enough to fix a job.
+when every problem is absent; when it is not, *every* problem is reported with the path of the
+offending field (``tasks[2].params.seconds``) so that one round trip is enough to fix a job.
 
 Deliberately not here: what each kind does (see ``kinds``) and storing them (see ``store``).
 """
