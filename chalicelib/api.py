@@ -141,7 +141,9 @@ def final_result(services: Services, execution_id: str) -> Reply:
     meta = services.store.get_meta(execution_id)
     if meta["status"] != "completed":
         raise HttpError(
-            404, f"the execution has no final result (status: {meta['status']})", executionStatus=meta["status"]
+            404,
+            f"the execution has no final result (status: {meta['status']})",
+            executionStatus=meta["status"],
         )
     sinks = [int(s) for s in meta["sinks"]]
     results = services.store.get_results(execution_id, sinks)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .templates import render_template, render_value
 
@@ -228,13 +228,11 @@ class KeyRef(_Params):
     ssm: str | None = Field(default=None, min_length=1, max_length=2048)
     secret: str | None = Field(default=None, min_length=1, max_length=2048)
 
-    @field_validator("secret")
-    @classmethod
-    def _one(cls, v: str | None, info: Any) -> str | None:
-        given = [k for k in ("env", "ssm") if info.data.get(k)] + (["secret"] if v else [])
-        if len(given) != 1:
+    @model_validator(mode="after")
+    def _exactly_one(self) -> KeyRef:
+        if sum(1 for v in (self.env, self.ssm, self.secret) if v) != 1:
             raise ValueError("give exactly one of env, ssm, secret")
-        return v
+        return self
 
     @property
     def ref(self) -> str:

@@ -127,6 +127,22 @@ class LocalStack:
         finally:
             self._invoker.set_handler(function_name(name), real)
 
+    def add_function(self, name: str, handler: Handler) -> str:
+        """Create a user Lambda ``name`` (run in-process by ``handler``); its ARN (lambda kind)."""
+        assert self._invoker is not None, "start() the stack first"
+        self._invoker.set_handler(name, handler)
+        awslambda = boto3.Session(region_name=REGION).client("lambda")
+        return str(
+            awslambda.create_function(
+                FunctionName=name,
+                Runtime="python3.12",
+                Role=self._role_arn,
+                Handler="app.handler",
+                Code={"ZipFile": _placeholder_zip()},
+                Timeout=60,
+            )["FunctionArn"]
+        )
+
     def fanout_stats(self) -> dict[str, Any] | None:
         p = self.poller.stats if self.poller else None
         if p is None:
@@ -153,9 +169,6 @@ class LocalStack:
             AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}',
         )["Role"]["Arn"]
         awslambda = session.client("lambda")
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as zf:
-            zf.writestr("app.py", "# dagcast's handlers run in-process; see dagcast/local/invoker.py\n")
         arns: dict[str, str] = {}
         for name in self.handlers:
             arn = awslambda.create_function(
@@ -163,7 +176,7 @@ class LocalStack:
                 Runtime="python3.12",
                 Role=self._role_arn,
                 Handler=f"app.{name}",
-                Code={"ZipFile": buf.getvalue()},
+                Code={"ZipFile": _placeholder_zip()},
                 Timeout=900,
             )["FunctionArn"]
             for key, fn in FUNCTIONS.items():
@@ -175,6 +188,13 @@ class LocalStack:
         ddb = session.client("dynamodb")
         out = ddb.create_table(**table_definition(self.table_name))
         return str(out["TableDescription"]["LatestStreamArn"])
+
+
+def _placeholder_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", "# handlers run in-process; see dagcast/local/moto_adapter.py\n")
+    return buf.getvalue()
 
 
 def default_handlers() -> dict[str, Handler]:
