@@ -142,7 +142,7 @@ def final_result(services: Services, execution_id: str) -> Reply:
     if meta["status"] != "completed":
         raise HttpError(
             404,
-            f"the execution has no final result (status: {meta['status']})",
+            f"no final result (status: {meta['status']})",
             executionStatus=meta["status"],
         )
     sinks = [int(s) for s in meta["sinks"]]

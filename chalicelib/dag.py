@@ -40,7 +40,7 @@ class RetryPolicy(_Strict):
     def wait_seconds(self, attempt: int) -> int:
         """Whole seconds to wait after failed attempt ``attempt`` (Step Functions' Wait is whole)."""
         raw = self.backoffSeconds * self.backoffRate ** (attempt - 1)
-        return int(round(min(raw, self.maxBackoffSeconds)))
+        return round(min(raw, self.maxBackoffSeconds))
 
 
 class Task(_Strict):
