@@ -93,7 +93,7 @@ class Orchestrator:
                 "status": "waiting",
                 "attempt": 1,
                 "retriesJson": t.retry_policy.model_dump_json(),
-                "timeoutSeconds": int(t.timeoutSeconds * 1000) / 1000,
+                "timeoutSeconds": f"{t.timeoutSeconds:g}",
             }
             for t in job.tasks
         ]
@@ -103,12 +103,12 @@ class Orchestrator:
             extra["maxConcurrency"] = job.maxConcurrency
         if job.timeoutSeconds is not None:
             extra["deadlineAt"] = created + int(job.timeoutSeconds * 1000)
-            extra["timeoutSeconds"] = str(job.timeoutSeconds)
+            extra["timeoutSeconds"] = f"{job.timeoutSeconds:g}"
         self._store.create_execution(
             execution_id,
             created_at=created,
             original_request=job.originalRequest,
-            tasks=[{k: (str(v) if k == "timeoutSeconds" else v) for k, v in t.items()} for t in tasks],
+            tasks=tasks,
             sink_ids=[job.resultTask] if job.resultTask is not None else sinks(job),
             **extra,
         )

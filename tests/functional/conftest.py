@@ -62,7 +62,9 @@ def assert_gapless(events: list[dict[str, Any]], execution_id: str) -> None:
         assert e["executionId"] == execution_id
         assert isinstance(e["timestamp"], int) and e["timestamp"] > 1_600_000_000_000
         assert isinstance(e["type"], str)
-    keys = [(e["type"], e.get("taskId")) for e in events if e["type"] != "execution.updated"]
+    keys = [
+        (e["type"], e.get("taskId"), e.get("attempt")) for e in events if e["type"] != "execution.updated"
+    ]
     assert len(keys) == len(set(keys)), f"an event was written twice: {keys}"
 
 
