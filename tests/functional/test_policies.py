@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 
-import tests.plugins  # noqa: F401  (registers tests.flaky)
+import tests.plugins  # registers tests.flaky; its call counter is read below
 from chalicelib import api
 from chalicelib.dag import parse_job
 from tests.functional.conftest import assert_gapless, by_type, echo, fail, run_job, sleep, wait_for_end
