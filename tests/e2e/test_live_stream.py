@@ -154,7 +154,10 @@ def test_a_failing_job_streams_the_failure_and_the_stream_ends(server):
     types = [m["data"]["type"] for m in messages if m["event"] != "heartbeat"]
     assert types[-1] == "execution.failed"
     failed = [m["data"] for m in messages if m["event"] == "substep.failed"]
-    assert [(f["taskId"], f["error"]) for f in failed] == [(2, "nope"), (3, "upstream task 2 failed")]
+    assert [(f["taskId"], f["reason"], f["error"]) for f in failed] == [
+        (2, "error", "nope"),
+        (3, "skipped", "not started: task 2 failed: nope"),  # failFast, the default
+    ]
     assert messages[-1]["data"]["error"] == "task 2 failed: nope"
 
 

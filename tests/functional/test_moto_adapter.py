@@ -1,4 +1,4 @@
-"""Pins the two moto internals dagcast's local stack relies on (see dagcast/local/moto_adapter.py).
+"""Pins the moto internals dagcast's local stack relies on (see dagcast/local/moto_adapter.py).
 If a moto upgrade breaks them, these fail with a message that says what changed."""
 
 from __future__ import annotations
@@ -40,3 +40,41 @@ def test_boto3_invoke_reaches_the_in_process_handler_and_errors_keep_lambdas_sha
 
 def test_state_machine_copy_fix_is_installed(stack):
     assert "__deepcopy__" in StateMachine.__dict__, "moto_adapter.fix_state_machine_copy was not applied"
+
+
+def test_queries_read_only_their_partition_and_answer_as_before(stack):
+    """moto_adapter.scope_queries_to_partition: same answers, without listing the whole table."""
+    from moto.dynamodb.models.table import Table
+
+    from chalicelib.store import to_item
+
+    assert getattr(Table, "_dagcast_scoped", False), "scope_queries_to_partition was not applied"
+    params = list(inspect.signature(Table.query.__wrapped__).parameters)
+    assert params[:2] == ["self", "hash_key"], f"Table.query now takes {params}"
+    db = boto3.client("dynamodb")
+    table = "dagcast-functional"
+    for p in ("scope-a", "scope-b"):
+        for i in range(5):
+            db.put_item(TableName=table, Item=to_item({"PK": p, "SK": f"EVT#{i}", "n": i}))
+
+    def query(**extra):
+        out = db.query(
+            TableName=table,
+            KeyConditionExpression="PK = :p AND begins_with(SK, :s)",
+            ExpressionAttributeValues=to_item({":p": "scope-a", ":s": "EVT#"}),
+            **extra,
+        )
+        return [(i["PK"]["S"], int(i["n"]["N"])) for i in out["Items"]]
+
+    assert query() == [("scope-a", i) for i in range(5)]
+    assert query(ScanIndexForward=False, Limit=2) == [("scope-a", 4), ("scope-a", 3)]
+    # an index query still finds items of every partition (the GSI path is not scoped)
+    for p in ("scope-a", "scope-b"):
+        db.put_item(TableName=table, Item=to_item({"PK": p, "SK": "G", "GSI1PK": "scope-g", "GSI1SK": p}))
+    listed = db.query(
+        TableName=table,
+        IndexName="GSI1",
+        KeyConditionExpression="GSI1PK = :p",
+        ExpressionAttributeValues=to_item({":p": "scope-g"}),
+    )
+    assert [i["PK"]["S"] for i in listed["Items"]] == ["scope-a", "scope-b"]

@@ -98,4 +98,5 @@ def test_lambda_requirements_stay_lean():
         for line in (ROOT / "requirements.txt").read_text().splitlines()
         if line and not line.startswith("#")
     ]
-    assert shipped == ["pydantic", "aws-lambda-powertools"]
+    # httpx: the http and llm task kinds (boto3 comes with the Lambda runtime)
+    assert shipped == ["pydantic", "aws-lambda-powertools", "httpx"]
