@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from typing import Any
 
 import boto3
 from moto.awslambda.models import LambdaFunction
@@ -49,7 +50,9 @@ def test_queries_read_only_their_partition_and_answer_as_before(stack):
     from chalicelib.store import to_item
 
     assert getattr(Table, "_dagcast_scoped", False), "scope_queries_to_partition was not applied"
-    params = list(inspect.signature(Table.query.__wrapped__).parameters)
+    wrapped = getattr(Table.query, "__wrapped__", None)
+    assert wrapped is not None, "Table.query is not the scoped wrapper"
+    params = list(inspect.signature(wrapped).parameters)
     assert params[:2] == ["self", "hash_key"], f"Table.query now takes {params}"
     db = boto3.client("dynamodb")
     table = "dagcast-functional"
@@ -57,7 +60,7 @@ def test_queries_read_only_their_partition_and_answer_as_before(stack):
         for i in range(5):
             db.put_item(TableName=table, Item=to_item({"PK": p, "SK": f"EVT#{i}", "n": i}))
 
-    def query(**extra):
+    def query(**extra: Any) -> list[tuple[str, int]]:
         out = db.query(
             TableName=table,
             KeyConditionExpression="PK = :p AND begins_with(SK, :s)",
