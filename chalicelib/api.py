@@ -13,7 +13,7 @@ from typing import Any
 
 from .dag import InvalidJob, parse_job
 from .factory import Services
-from .orchestration import AlreadyFinished, StartFailed, execution_view
+from .orchestration import AlreadyFinished, StartFailed, combine_sinks, execution_view
 from .store import ExecutionNotFound, StoreError
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,5 @@ def final_result(services: Services, execution_id: str) -> Reply:
             executionStatus=meta["status"],
         )
     sinks = [int(s) for s in meta["sinks"]]
-    results = services.store.get_results(execution_id, sinks)
-    final = results[sinks[0]] if len(sinks) == 1 else {str(k): v for k, v in sorted(results.items())}
+    final = combine_sinks(services.store.get_results(execution_id, sinks), sinks)
     return 200, {"executionId": execution_id, "finalResult": final}

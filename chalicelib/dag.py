@@ -17,12 +17,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .kinds import KINDS
-from .templates import refs_in_value, render_template, template_refs
+from .templates import refs_in_value
 
 MAX_TASKS = 1000
 MAX_RETRIES = 10
 MAX_EXECUTION_SECONDS = 86_400
-__all__ = ["render_template", "template_refs"]
 
 
 class _Strict(BaseModel):

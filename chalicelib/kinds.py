@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .templates import render_template, render_value
+from .templates import render_value
 
 MAX_SLEEP_SECONDS = 900
 MAX_TIMEOUT_SECONDS = 900
@@ -208,12 +208,20 @@ def _python(p: PythonParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
     return fn(dict(inputs), **p.args)
 
 
-def _check_python(p: PythonParams) -> list[str]:
-    try:
-        resolve_function(p.function)
-    except LookupError as exc:
-        return [str(exc)]
-    return []
+def _lookup_check(lookup: Callable[[Any], object]) -> Checker:
+    """A submission check that runs ``lookup(params)`` and reports its LookupError as the problem."""
+
+    def check(params: Any) -> list[str]:
+        try:
+            lookup(params)
+        except LookupError as exc:
+            return [str(exc)]
+        return []
+
+    return check
+
+
+_check_python = _lookup_check(lambda p: resolve_function(p.function))
 
 
 register_kind(Kind("python", PythonParams, _python, _check_python))
@@ -327,15 +335,7 @@ def _llm(p: LlmParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
         raise TaskFailed(f"{url} answered without choices[0].message.content: {r.text[:300]}") from None
 
 
-def _check_llm(p: LlmParams) -> list[str]:
-    try:
-        resolve_key(p.apiKey)
-    except LookupError as exc:
-        return [str(exc)]
-    return []
-
-
-register_kind(Kind("llm", LlmParams, _llm, _check_llm))
+register_kind(Kind("llm", LlmParams, _llm, _lookup_check(lambda p: resolve_key(p.apiKey))))
 
 # ------------------------------------------------------------------------------------------- lambda
 
@@ -393,5 +393,4 @@ __all__ = [
     "TaskFailed",
     "register_function",
     "register_kind",
-    "render_template",
 ]

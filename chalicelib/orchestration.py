@@ -59,6 +59,16 @@ def new_execution_id() -> str:
     return f"dag-exec_{uuid.uuid4().hex}"
 
 
+def combine_sinks(results: Mapping[int, Any], sinks: list[int]) -> Any:
+    """The final result: the one sink's (or result task's) result, else one entry per sink."""
+    return results[sinks[0]] if len(sinks) == 1 else {str(k): v for k, v in sorted(results.items())}
+
+
+def retry_outcome(task_id: int, attempt: int, wait_seconds: int) -> dict[str, Any]:
+    """What run returns to the state machine for another attempt (Retry? → Backoff → NextAttempt)."""
+    return {"taskId": task_id, "status": "retry", "attempt": attempt + 1, "waitSeconds": wait_seconds}
+
+
 def result_url(execution_id: str, task_id: int | None = None) -> str:
     base = f"/api/v1/dag-executions/{execution_id}"
     return f"{base}/tasks/{task_id}/result" if task_id is not None else f"{base}/result"
@@ -145,12 +155,7 @@ class Orchestrator:
         if task["status"] == "retrying" and int(task["attempt"]) == attempt + 1:
             # Step Functions ran this attempt's Run again after it had already asked for a retry
             policy = RetryPolicy.model_validate_json(str(task["retriesJson"]))
-            return {
-                "taskId": task_id,
-                "status": "retry",
-                "attempt": attempt + 1,
-                "waitSeconds": policy.wait_seconds(attempt),
-            }
+            return retry_outcome(task_id, attempt, policy.wait_seconds(attempt))
         if task["status"] not in _FINISHED and int(task.get("attempt", 1)) == attempt:
             meta = self._store.get_meta(execution_id)
             why_not = self._why_not_start(meta, task)
@@ -207,12 +212,8 @@ class Orchestrator:
                     execution_id, "failed", now, durationMs=duration, error=message, reason=reason
                 )
             else:
-                results = self._store.get_results(execution_id, meta["sinks"])
-                final: Any = (
-                    results[meta["sinks"][0]]
-                    if len(meta["sinks"]) == 1
-                    else {str(k): v for k, v in sorted(results.items())}
-                )
+                sinks = [int(t) for t in meta["sinks"]]
+                final = combine_sinks(self._store.get_results(execution_id, sinks), sinks)
                 text = json.dumps(final, ensure_ascii=False)
                 fields: dict[str, Any] = {"durationMs": duration, "finalResultBytes": len(text.encode())}
                 if len(text) <= INLINE_RESULT_CHARS:
@@ -302,8 +303,9 @@ class Orchestrator:
         try:
             result = self._run_with_timeout(execution_id, started, attempt, timeout)
             text = json.dumps(self._store.redactor.apply(result), ensure_ascii=False)
-            if len(text.encode()) > MAX_RESULT_BYTES:
-                raise TaskFailed(f"the result is {len(text.encode())} bytes; the limit is {MAX_RESULT_BYTES}")
+            size = len(text.encode())
+            if size > MAX_RESULT_BYTES:
+                raise TaskFailed(f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}")
         except TaskFailed as exc:
             error = str(exc)
             reason = "timeout" if isinstance(exc, _Timeout) else "error"
@@ -311,7 +313,7 @@ class Orchestrator:
             log.exception("task %s of %s raised", task_id, execution_id)
             error = f"{type(exc).__name__}: {exc}"
         else:
-            fields: dict[str, Any] = {"resultBytes": len(text.encode())}
+            fields: dict[str, Any] = {"resultBytes": size}
             if len(text) <= INLINE_RESULT_CHARS:
                 fields["resultJson"] = text
             else:
@@ -338,7 +340,7 @@ class Orchestrator:
                         retry_in_seconds=wait,
                     ),
                 )
-            return {"taskId": task_id, "status": "retry", "attempt": attempt + 1, "waitSeconds": wait}
+            return retry_outcome(task_id, attempt, wait)
         self._finish(execution_id, task_id, "failed", attempt=attempt, error=error, reason=reason)
         return None
 

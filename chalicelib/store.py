@@ -74,6 +74,10 @@ def task_sk(task_id: int) -> str:
     return f"TASK#{task_id:0{_TASK_WIDTH}d}"
 
 
+def result_sk(task_id: int, chunk: int) -> str:
+    return f"RESULT#{task_id:0{_TASK_WIDTH}d}#{chunk:04d}"
+
+
 def event_sk(seq: int) -> str:
     return f"EVT#{seq:0{_SEQ_WIDTH}d}"
 
@@ -119,6 +123,15 @@ class DynamoStore:
         self._db = client
         self._table = table_name
         self.redactor = redactor or Redactor()
+
+    def _update_if(self, **kwargs: Any) -> dict[str, Any] | None:
+        """UpdateItem with a ConditionExpression; its response, or None when the condition fails."""
+        try:
+            return dict(self._db.update_item(TableName=self._table, **kwargs))
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
 
     def instrument(self) -> CallCounter:
         """Count this store's DynamoDB calls (benchmarks and /local/stats)."""
@@ -226,20 +239,16 @@ class DynamoStore:
             **{f":v{i}": v for i, v in enumerate(fields.values())},
         }
         sets = ["#s = :s", "#fa = :fa", *(f"#f{i} = :v{i}" for i in range(len(fields)))]
-        try:
-            self._db.update_item(
-                TableName=self._table,
+        return (
+            self._update_if(
                 Key=to_item({"PK": pk(execution_id), "SK": "META"}),
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression="#s = :running",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
             )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            is not None
+        )
 
     def record_task_running(self, execution_id: str, task_id: int) -> Item:
         return self._update_meta(execution_id, "ADD running :t", {":t": {task_id}})
@@ -277,19 +286,15 @@ class DynamoStore:
         if from_queue:
             condition += " AND contains(queued, :id)"
             expression += " DELETE queued :t"
-        try:
-            self._db.update_item(
-                TableName=self._table,
+        return (
+            self._update_if(
                 Key=to_item({"PK": pk(execution_id), "SK": "META"}),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeValues=to_item({":t": {task_id}, ":id": task_id, ":lim": limit}),
             )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            is not None
+        )
 
     def queue_for_slot(self, execution_id: str, task_id: int) -> None:
         self._update_meta(execution_id, "ADD queued :t", {":t": {task_id}})
@@ -358,19 +363,15 @@ class DynamoStore:
 
     def claim_release(self, execution_id: str, task_id: int) -> bool:
         """True for exactly one caller: the one that may send the task's callback token."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
+        return (
+            self._update_if(
                 Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
                 UpdateExpression="SET released = :t",
                 ConditionExpression="attribute_exists(PK) AND attribute_not_exists(released)",
                 ExpressionAttributeValues=to_item({":t": True}),
             )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            is not None
+        )
 
     def start_task(self, execution_id: str, task_id: int, attempt: int, started_at: int) -> Item | None:
         """Start attempt ``attempt`` (keeping the first start time); None if the task has finished
@@ -424,9 +425,7 @@ class DynamoStore:
         for n, chunk in enumerate(chunks):
             self._db.put_item(
                 TableName=self._table,
-                Item=to_item(
-                    {"PK": pk(execution_id), "SK": f"RESULT#{task_id:0{_TASK_WIDTH}d}#{n:04d}", "data": chunk}
-                ),
+                Item=to_item({"PK": pk(execution_id), "SK": result_sk(task_id, n), "data": chunk}),
             )
         return len(chunks)
 
@@ -441,9 +440,7 @@ class DynamoStore:
         for n in range(chunks):
             out = self._db.get_item(
                 TableName=self._table,
-                Key=to_item(
-                    {"PK": pk(execution_id), "SK": f"RESULT#{int(task['taskId']):0{_TASK_WIDTH}d}#{n:04d}"}
-                ),
+                Key=to_item({"PK": pk(execution_id), "SK": result_sk(int(task["taskId"]), n)}),
                 ConsistentRead=True,
             )
             parts.append(str(from_item(out["Item"])["data"]))
@@ -463,21 +460,15 @@ class DynamoStore:
         if extra_condition:
             condition += f" AND {extra_condition}"
         values = {":waiting": "waiting", ":running": "running", ":retrying": "retrying", **values}
-        try:
-            out = self._db.update_item(
-                TableName=self._table,
-                Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item(values),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise
-        return from_item(out["Attributes"])
+        out = self._update_if(
+            Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+            ReturnValues="ALL_NEW",
+        )
+        return None if out is None else from_item(out["Attributes"])
 
     # ------------------------------------------------------------------ events
 
@@ -619,19 +610,13 @@ class DynamoStore:
     def _acquire_lease(self, execution_id: str) -> str | None:
         holder = uuid.uuid4().hex
         now = int(time.time() * 1000)
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=to_item({"PK": f"QUEUE#{execution_id}", "SK": "LEASE"}),
-                UpdateExpression="SET holder = :h, expires = :e",
-                ConditionExpression="attribute_not_exists(holder) OR expires < :now",
-                ExpressionAttributeValues=to_item({":h": holder, ":e": now + _LEASE_MS, ":now": now}),
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise
-        return holder
+        acquired = self._update_if(
+            Key=to_item({"PK": f"QUEUE#{execution_id}", "SK": "LEASE"}),
+            UpdateExpression="SET holder = :h, expires = :e",
+            ConditionExpression="attribute_not_exists(holder) OR expires < :now",
+            ExpressionAttributeValues=to_item({":h": holder, ":e": now + _LEASE_MS, ":now": now}),
+        )
+        return holder if acquired is not None else None
 
     def _release_lease(self, execution_id: str, holder: str) -> None:
         with contextlib.suppress(ClientError):  # lost the lease meanwhile: nothing to release

@@ -22,16 +22,15 @@ def _shape(events: list[dict[str, Any]], *fields: str) -> list[tuple[Any, ...]]:
     return [(e["type"], e.get("taskId"), *(e.get(f) for f in fields)) for e in events]
 
 
+def _flaky_job(key: str, failures: int, retries: dict[str, Any]) -> dict[str, Any]:
+    """One python task that fails ``failures`` times (tests.flaky), with ``retries``."""
+    flaky = task(1, "python", {"function": "tests.flaky", "args": {"key": key, "failures": failures}})
+    return {"tasks": [{**flaky, "retries": retries}]}
+
+
 def test_retries_are_events_with_attempt_numbers_and_nothing_is_duplicated(services):
     key = uuid.uuid4().hex
-    body = {
-        "tasks": [
-            {
-                **task(1, "python", {"function": "tests.flaky", "args": {"key": key, "failures": 2}}),
-                "retries": {"count": 3, "backoffSeconds": 0},
-            }
-        ]
-    }
+    body = _flaky_job(key, 2, {"count": 3, "backoffSeconds": 0})
     eid, events = run_job(services, body)
     assert_gapless(events, eid)
     assert _shape(events, "attempt", "willRetry") == [
@@ -56,14 +55,7 @@ def test_retries_are_events_with_attempt_numbers_and_nothing_is_duplicated(servi
 
 def test_retries_used_up_fail_the_task_with_its_last_error(services):
     key = uuid.uuid4().hex
-    body = {
-        "tasks": [
-            {
-                **task(1, "python", {"function": "tests.flaky", "args": {"key": key, "failures": 5}}),
-                "retries": {"count": 1, "backoffSeconds": 1},
-            }
-        ]
-    }
+    body = _flaky_job(key, 5, {"count": 1, "backoffSeconds": 1})
     _eid, events = run_job(services, body)
     assert _shape(events, "attempt", "willRetry", "retryInSeconds") == [
         ("execution.created", None, None, None, None),

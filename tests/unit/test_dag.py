@@ -11,10 +11,10 @@ from chalicelib.dag import (
     InvalidJob,
     find_cycles,
     parse_job,
-    render_template,
     sinks,
     topological_order,
 )
+from chalicelib.templates import render_template
 
 
 def task(tid: Any, action: str = "sleep", deps: list[Any] | None = None, **params: Any) -> dict[str, Any]:
