@@ -95,7 +95,10 @@ def test_a_task_timeout_fails_the_attempt_and_is_retried(services):
 
 
 def test_the_execution_timeout_stops_running_and_skips_the_rest(services):
-    body = {"timeoutSeconds": 1, "tasks": [sleep(1, 30), echo(2, "after {{1}}", [1]), sleep(3, 0)]}
+    body = {
+        "timeoutSeconds": 5,  # long enough for task 1 to start on a loaded machine
+        "tasks": [sleep(1, 30), echo(2, "after {{1}}", [1]), sleep(3, 0)],
+    }
     t0 = time.monotonic()
     _eid, events = run_job(services, body)
     assert time.monotonic() - t0 < 20
@@ -106,7 +109,7 @@ def test_the_execution_timeout_stops_running_and_skips_the_rest(services):
     }
     final = events[-1]
     assert (final["type"], final["status"], final["reason"]) == ("execution.failed", "failed", "timeout")
-    assert final["error"] == "the execution timed out after 1s (timeoutSeconds)"
+    assert final["error"] == "the execution timed out after 5s (timeoutSeconds)"
 
 
 def test_fail_fast_lets_running_tasks_finish_and_skips_the_rest(services):
