@@ -14,6 +14,10 @@ tests/functional/test_moto_adapter.py fails loudly if an upgrade breaks either p
    call. dagcast queries one execution's partition on every append and poll, so a 1,000-task
    execution (≈7,000 items) made each query cost ~150 ms and every execution slower than the
    last. The patch hands such a query only its own partition; results are identical.
+4. ``serialize_dynamodb`` — moto's DynamoDB backend has no locking: two concurrent conditional
+   writes to one item can both pass their condition (found by the random-DAG property test: two
+   tasks ran under ``maxConcurrency: 1``), and a read can see a dict change under it. DynamoDB
+   applies each item operation atomically; the patch runs moto's item operations one at a time.
 
 The replacement keeps moto's contract: it returns ``(payload_json, errored, logs)``; a handler
 exception becomes ``{"errorMessage", "errorType"}`` with ``errored=True``, which Step Functions
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moto.awslambda import models as lambda_models
+from moto.dynamodb import models as ddb_models
 from moto.dynamodb.models import table as ddb_table
 from moto.stepfunctions import models as sfn_models
 
@@ -153,3 +158,30 @@ def scope_queries_to_partition() -> None:
     setattr(table_cls, "all_items", scoped_all_items)  # noqa: B010
     setattr(table_cls, "query", scoped_query)  # noqa: B010
     setattr(table_cls, "_dagcast_scoped", True)  # noqa: B010
+
+
+_DYNAMODB_OPERATIONS = (
+    "put_item",
+    "get_item",
+    "query",
+    "scan",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+)
+_dynamodb_lock = threading.RLock()
+
+
+def serialize_dynamodb() -> None:
+    backend = ddb_models.DynamoDBBackend
+    if getattr(backend, "_dagcast_serialized", False):
+        return
+    for name in _DYNAMODB_OPERATIONS:
+        original = getattr(backend, name)
+
+        def locked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            with _dynamodb_lock:
+                return __original(self, *args, **kwargs)
+
+        setattr(backend, name, functools.wraps(original)(locked))
+    setattr(backend, "_dagcast_serialized", True)  # noqa: B010

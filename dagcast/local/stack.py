@@ -26,7 +26,13 @@ from moto.server import ThreadedMotoServer
 from chalicelib.config import render_definition
 from chalicelib.store import table_definition
 
-from .moto_adapter import Handler, InProcessInvoker, fix_state_machine_copy, scope_queries_to_partition
+from .moto_adapter import (
+    Handler,
+    InProcessInvoker,
+    fix_state_machine_copy,
+    scope_queries_to_partition,
+    serialize_dynamodb,
+)
 from .poller import StreamPoller
 
 REGION = "us-east-1"
@@ -90,6 +96,7 @@ class LocalStack:
         self._invoker.install()
         fix_state_machine_copy()
         scope_queries_to_partition()
+        serialize_dynamodb()
         session = boto3.Session(region_name=REGION)
         arns = self._create_functions(session)
         stream_arn = self._create_table(session)
