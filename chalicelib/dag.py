@@ -14,9 +14,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .kinds import KINDS
+from .kinds import KINDS, MAX_TIMEOUT_SECONDS
 from .templates import refs_in_value
 
 MAX_TASKS = 1000
@@ -48,12 +48,18 @@ class Task(_Strict):
     action: str = Field(min_length=1, max_length=100)
     params: dict[str, Any] = Field(default_factory=dict)
     dependencies: list[int] = Field(default_factory=list, max_length=MAX_TASKS)
-    retries: RetryPolicy | int = 0
-    timeoutSeconds: float = Field(default=300, gt=0, le=900)
+    retries: RetryPolicy = RetryPolicy(count=0)
+    timeoutSeconds: float = Field(default=300, gt=0, le=MAX_TIMEOUT_SECONDS)
+
+    @field_validator("retries", mode="before")
+    @classmethod
+    def _count_only(cls, value: Any) -> Any:
+        """``"retries": 3`` is short for ``{"count": 3}`` (so its errors read ``retries.count``)."""
+        return {"count": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
     @property
     def retry_policy(self) -> RetryPolicy:
-        return self.retries if isinstance(self.retries, RetryPolicy) else RetryPolicy(count=self.retries)
+        return self.retries
 
 
 class Job(_Strict):
@@ -186,7 +192,8 @@ def _pydantic_problems(exc: ValidationError) -> list[Problem]:
         suffix = ""
         if kind.endswith("_type") and not isinstance(given, dict | list):
             suffix = f" (got {json.dumps(given, default=str)[:80]})"
-        problems.append(Problem(_format_path(loc), f"{err['msg'].lower()}{suffix}"))
+        msg = str(err["msg"]).replace("instance of RetryPolicy", "retry policy object")
+        problems.append(Problem(_format_path(loc), f"{msg[:1].lower()}{msg[1:]}{suffix}"))
     return problems
 
 

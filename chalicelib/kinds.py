@@ -31,8 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .templates import render_value
 
-MAX_SLEEP_SECONDS = 900
-MAX_TIMEOUT_SECONDS = 900
+# An attempt runs inside one run_task invocation (Lambda's limit: 900 s); 60 s are kept for
+# recording its outcome, so an attempt that times out is still recorded by the same invocation.
+MAX_TIMEOUT_SECONDS = 840
+MAX_SLEEP_SECONDS = MAX_TIMEOUT_SECONDS
 
 
 class TaskFailed(Exception):

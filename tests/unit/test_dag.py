@@ -135,3 +135,35 @@ def test_long_chain_does_not_recurse():
 
 def test_render_template():
     assert render_template("a {{1}} b {{ 2 }}", {1: "x", 2: {"k": [1]}}) == 'a x b {"k": [1]}'
+
+
+def test_retries_count_shorthand_is_bounded_like_the_object_form():
+    def with_retries(value: Any) -> dict[str, Any]:
+        return {"tasks": [{**task(1), "retries": value}]}
+
+    assert parse_job(with_retries(3)).tasks[0].retry_policy.count == 3
+    assert parse_job(with_retries({"count": 2, "backoffSeconds": 0})).tasks[0].retry_policy.count == 2
+    assert problems(with_retries(11)) == {
+        "tasks[0].retries.count": "input should be less than or equal to 10"
+    }
+    assert problems(with_retries(-1)) == {
+        "tasks[0].retries.count": "input should be greater than or equal to 0"
+    }
+    assert problems(with_retries(True)) == {
+        "tasks[0].retries": "input should be a valid dictionary or retry policy object (got true)"
+    }
+    assert problems(with_retries({"count": 1, "backoffRate": 0})) == {
+        "tasks[0].retries.backoffRate": "input should be greater than or equal to 1"
+    }
+
+
+def test_enum_messages_keep_the_values_case():
+    assert problems({"tasks": [task(1)], "failurePolicy": "stop"}) == {
+        "failurePolicy": "input should be 'failFast' or 'continue'"
+    }
+
+
+def test_an_attempt_leaves_time_to_record_it_within_lambdas_limit():
+    assert problems({"tasks": [{**task(1), "timeoutSeconds": 900}]}) == {
+        "tasks[0].timeoutSeconds": "input should be less than or equal to 840"
+    }
