@@ -2,8 +2,9 @@
 
 ``LocalStack.start()`` starts moto's server on 127.0.0.1 (a free port), turns on its Step
 Functions interpreter, runs the task Lambdas in-process (invoker.py), creates the table, the
-functions and the real state machine definition, points this process's boto3 at it through the
-standard environment variables, and starts the stream poller. Nothing here needs an AWS account,
+functions and the real state machine definition, serves this process's boto3 calls from moto's
+backends directly (other processes use the server: ``local_environment``), and starts the stream
+poller. Nothing here needs an AWS account,
 Docker or a network beyond loopback.
 """
 
@@ -29,7 +30,9 @@ from chalicelib.store import table_definition
 from .moto_adapter import (
     Handler,
     InProcessInvoker,
+    dispatch_in_process,
     fix_state_machine_copy,
+    lock_free_backend_lookup,
     scope_queries_to_partition,
     serialize_dynamodb,
 )
@@ -89,6 +92,9 @@ class LocalStack:
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         os.environ.update(local_environment(self.endpoint, port))
+        # This process reaches moto in-process; other processes use self.endpoint (HTTP).
+        os.environ.pop("AWS_ENDPOINT_URL")
+        dispatch_in_process()
         httpx.post(
             f"{self.endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}
         ).raise_for_status()
@@ -97,6 +103,7 @@ class LocalStack:
         fix_state_machine_copy()
         scope_queries_to_partition()
         serialize_dynamodb()
+        lock_free_backend_lookup()
         session = boto3.Session(region_name=REGION)
         arns = self._create_functions(session)
         stream_arn = self._create_table(session)
@@ -168,6 +175,7 @@ class LocalStack:
             self._invoker.uninstall()
         if self._server is not None:
             self._server.stop()
+        dispatch_in_process(False)
 
     def _create_functions(self, session: boto3.Session) -> dict[str, str]:
         iam = session.client("iam")
