@@ -43,6 +43,9 @@ MAX_RESULT_BYTES = 4_000_000  # under Lambda's 6 MB response limit, so the API c
 _FINISHED = ("completed", "failed", "skipped", "cancelled")
 # Threads running task kinds; a timed-out attempt's thread is abandoned (its result is ignored).
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="dagcast-task")
+# Threads releasing a finished task's dependents: a 500-wide fan-out is 500 × (mark, claim,
+# SendTaskSuccess) — one after the other that would be seconds of a Lambda's time.
+_RELEASE_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="dagcast-release")
 
 
 class StartFailed(Exception):
@@ -294,6 +297,7 @@ class Orchestrator:
             execution_id,
             f"substep.started#{task_id}#{attempt}",
             ev.substep_started(task_id, started.get("description", ""), attempt),
+            wait=False,
         )
         timeout = float(started.get("timeoutSeconds", 300))
         reason = "error"
@@ -319,7 +323,7 @@ class Orchestrator:
             else:
                 fields["resultChunks"] = self._store.put_result_chunks(execution_id, task_id, text)
                 fields["resultPreview"] = json.dumps(ev.preview(text, result_url(execution_id, task_id)))
-            self._finish(execution_id, task_id, "completed", attempt=attempt, **fields)
+            self._finish(execution_id, task_id, "completed", attempt=attempt, started=started, **fields)
             return None
         if reason == "timeout" and deadline is not None and self._now() >= int(deadline):
             self._store.set_stopping(execution_id, "timeout")
@@ -339,9 +343,12 @@ class Orchestrator:
                         reason=reason,
                         retry_in_seconds=wait,
                     ),
+                    wait=False,
                 )
             return retry_outcome(task_id, attempt, wait)
-        self._finish(execution_id, task_id, "failed", attempt=attempt, error=error, reason=reason)
+        self._finish(
+            execution_id, task_id, "failed", attempt=attempt, started=started, error=error, reason=reason
+        )
         return None
 
     def _run_with_timeout(self, execution_id: str, task: Item, attempt: int, timeout: float) -> Any:
@@ -364,13 +371,14 @@ class Orchestrator:
         status: str,
         upstream: list[int] | None = None,
         attempt: int | None = None,
+        started: Item | None = None,
         **fields: Any,
     ) -> Item:
+        """``started``: the task as this invocation started it (saves reading it again)."""
         now = self._now()
-        current = self._store.get_task(execution_id, task_id)
-        started = current.get("startedAt")
-        if started is not None:
-            fields["durationMs"] = now - int(started)
+        current = started if started is not None else self._store.get_task(execution_id, task_id)
+        if current.get("startedAt") is not None:
+            fields["durationMs"] = now - int(current["startedAt"])
         if upstream:
             fields["upstreamTaskIds"] = upstream
         done = self._store.finish_task(execution_id, task_id, status, attempt, finishedAt=now, **fields)
@@ -394,6 +402,7 @@ class Orchestrator:
                 execution_id,
                 f"substep.completed#{task_id}",
                 ev.substep_completed(task_id, int(task.get("durationMs", 0)), shown, attempt),
+                wait=False,
             )
         else:
             error = str(task.get("error", "task failed"))
@@ -418,18 +427,28 @@ class Orchestrator:
                     attempt=attempt if ran else None,
                     reason=reason,
                 ),
+                wait=False,
             )
-        self._store.append_event(execution_id, f"execution.updated#{task_id}", PROGRESS)
+        # Dependents are released before the progress event is written: it is not on their
+        # critical path (its counters are read when it is written, so it is never stale).
         limit = meta.get("maxConcurrency")
         if limit:
             self._store.release_slot(execution_id, task_id)
-        for dependent in task.get("dependents", []):
+
+        def release(dependent: int) -> None:
             item = self._store.mark_dependency_done(
                 execution_id, dependent, task_id, failed=status != "completed"
             )
             self._maybe_release(execution_id, item, meta)
+
+        dependents = [int(d) for d in task.get("dependents", [])]
+        if len(dependents) == 1:
+            release(dependents[0])
+        else:
+            list(_RELEASE_POOL.map(release, dependents))  # list(): re-raises the first error
         if limit:
             self._drain_slots(execution_id, int(limit))
+        self._store.append_event(execution_id, f"execution.updated#{task_id}", PROGRESS, wait=False)
 
     def _maybe_release(self, execution_id: str, task: Item, meta: Item | None = None) -> None:
         ready = len(task.get("doneDeps", ())) >= len(task.get("dependencies", []))

@@ -4,8 +4,11 @@ Key layout (``PK`` / ``SK``, all strings)::
 
     EXEC#<id>  META             the execution: status, totals, counters as number sets
     EXEC#<id>  TASK#<taskId>    one task: status, dependencies, callback token, result or error
+    EXEC#<id>  RESULT#<t>#<n>   one chunk of a large task result
     EXEC#<id>  EVT#<seq>        one event, stored exactly as clients receive it (``data``)
+    EXEC#<id>  EVT~Q#<ticket>   an event waiting in the append queue (under contention only)
     EXEC#<id>  KEY#<eventKey>   idempotency marker: the seq that event key was given
+    QUEUE#<id> TICKET | LEASE   the append queue's counter, and who drains it right now
 
 Events get ``seq`` 1, 2, 3… with no gap and no duplicate, without transactions (see
 ``append_event``). Counters are number *sets* (``ADD completed :ids``) so that a retried Lambda
@@ -46,6 +49,7 @@ _LEASE_MS = 10_000
 _CHUNK_CHARS = 100_000  # per RESULT# item: well under 400 KB even for 4-byte UTF-8 characters
 INLINE_RESULT_CHARS = 32_768  # larger results go to RESULT# items
 PROGRESS = "progress"  # append_event payload: execution.updated with the counters at write time
+QUEUED_PREFIX = "EVT~Q#"  # a queued event: sorts after every EVT# item, matches no EVT# prefix
 
 
 class StoreError(Exception):
@@ -190,14 +194,17 @@ class DynamoStore:
         )
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        pending: Any = {self._table: requests}
-        for attempt in range(10):
-            out = self._db.batch_write_item(RequestItems=pending)
-            pending = out.get("UnprocessedItems") or {}
-            if not pending:
-                return
-            time.sleep(min(1.0, 0.05 * 2**attempt))
-        raise StoreError("DynamoDB kept items unprocessed after 10 attempts")
+        """BatchWriteItem in chunks of 25 (DynamoDB's limit), retrying unprocessed items."""
+        for start in range(0, len(requests), 25):
+            pending: Any = {self._table: requests[start : start + 25]}
+            for attempt in range(10):
+                out = self._db.batch_write_item(RequestItems=pending)
+                pending = out.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise StoreError("DynamoDB kept items unprocessed after 10 attempts")
 
     def get_meta(self, execution_id: str) -> Item:
         out = self._db.get_item(
@@ -331,11 +338,34 @@ class DynamoStore:
     def get_results(self, execution_id: str, task_ids: Iterable[int]) -> dict[int, Any]:
         """Results of finished tasks (``resultJson`` decoded), keyed by task id."""
         out: dict[int, Any] = {}
-        for tid in task_ids:
-            text = self.result_json(execution_id, self.get_task(execution_id, tid))
+        for task in self._get_items(execution_id, [task_sk(t) for t in task_ids]):
+            text = self.result_json(execution_id, task)
             if text is not None:
-                out[tid] = json.loads(text)
+                out[int(task["taskId"])] = json.loads(text)
         return out
+
+    def _get_items(self, execution_id: str, sort_keys: list[str]) -> list[Item]:
+        """Items of one execution by sort key (consistent); missing ones are left out."""
+        keys = [to_item({"PK": pk(execution_id), "SK": sk}) for sk in sort_keys]
+        return [from_item(i) for i in self._batch_get(keys)]
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """BatchGetItem (consistent) in chunks of 100, retrying unprocessed keys; raw items."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self._table: {"Keys": keys[start : start + 100], "ConsistentRead": True}
+            }
+            for attempt in range(10):
+                out = self._db.batch_get_item(RequestItems=request)
+                found += out.get("Responses", {}).get(self._table, [])
+                request = out.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise StoreError(f"DynamoDB left {len(request[self._table]['Keys'])} keys unprocessed")
+        return found
 
     def set_token(self, execution_id: str, task_id: int, token: str) -> Item:
         out = self._db.update_item(
@@ -478,7 +508,8 @@ class DynamoStore:
         key: str,
         payload: ev.Event | Callable[[], ev.Event] | str,
         timestamp: int | None = None,
-    ) -> int:
+        wait: bool = True,
+    ) -> int | None:
         """Append one event under an idempotency ``key``; return its seq (0 if refused).
 
         Appending the same key twice returns the first seq and writes nothing. Without
@@ -494,36 +525,50 @@ class DynamoStore:
         Nothing is appended after the terminal event (a cancelled execution's late task Lambdas
         are refused: 0 is returned).
 
-        Under contention (many task Lambdas of one execution finishing at once) each writer
-        tries the put twice, then *queues* its event; one writer at a time holds the
-        execution's append lease and writes every queued event in a row. So N concurrent writers
-        cost O(N) calls per round, not O(N) per event. Correctness never depends on the lease:
-        every write, queued or not, goes through the same conditional put.
+        Under contention (many task Lambdas of one execution finishing at once) a writer whose
+        put loses the race — or who finds events already queued — *queues* its event (``EVT~Q#``
+        items, ordered by a per-execution ticket) and, if no one holds the execution's append
+        lease, takes it and writes every queued event in queue order. Correctness never depends
+        on the lease: every write goes through the same conditional put.
+
+        Order: an append that returned (queued or written) comes before any append that starts
+        after it, because a writer never puts directly while events are queued. So ``wait=False``
+        may return as soon as the event is queued — ``None`` then, unless this writer drained
+        it — and the event is still written before anything its writer does next. Someone always
+        drains it: a lease holder looks at the queue again after releasing the lease. Only a
+        holder that dies leaves the queue until its lease expires and the next append; so the
+        last event of an execution (the terminal one) is appended with ``wait=True``, which waits
+        for it to be written, taking over an expired lease.
         """
-        seq = self._try_append(execution_id, key, payload, timestamp, attempts=2)
+        seq = self._try_append(execution_id, key, payload, timestamp, attempts=1, behind_queue=True)
         if seq is not None:
             return seq
         if callable(payload):
             payload = payload()
         self._enqueue(execution_id, key, payload, timestamp)
-        pause = 0.02
-        for _ in range(2000):
-            lease = self._acquire_lease(execution_id)
-            if lease:
-                try:
-                    self._drain(execution_id, lease)
-                finally:
-                    self._release_lease(execution_id, lease)
-            else:  # someone is draining: wait, backing off so waiters do not crowd the table
-                time.sleep(random.uniform(pause, 2 * pause))
-                pause = min(0.5, pause * 1.5)
-            marker = self._db.get_item(
-                TableName=self._table,
-                Key=to_item({"PK": pk(execution_id), "SK": f"KEY#{key}"}),
-                ConsistentRead=True,
-            )
-            if "Item" in marker:
-                return int(from_item(marker["Item"])["seq"])
+        written = self._drain_while_free(execution_id)
+        if key in written:
+            return written[key]
+        if not wait:
+            return None
+        marker_key = to_item({"PK": pk(execution_id), "SK": f"KEY#{key}"})
+        lease_key = to_item({"PK": f"QUEUE#{execution_id}", "SK": "LEASE"})
+        pause = 0.05
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            # One read per round: is our event written (its marker), and is anyone draining?
+            found = {str(i["SK"]): i for i in map(from_item, self._batch_get([marker_key, lease_key]))}
+            if f"KEY#{key}" in found:
+                return int(found[f"KEY#{key}"]["seq"])
+            lease = found.get("LEASE")
+            if lease is None or "holder" not in lease or int(lease["expires"]) < time.time() * 1000:
+                written = self._drain_while_free(execution_id)
+                if key in written:
+                    return written[key]
+                continue
+            # Someone is draining (our event too): wait, backing off so waiters do not crowd the table.
+            time.sleep(random.uniform(pause, 2 * pause))
+            pause = min(1.0, pause * 1.5)
         raise AppendContention(f"could not append {key!r} to {execution_id}")
 
     def _try_append(
@@ -534,17 +579,24 @@ class DynamoStore:
         timestamp: int | None,
         attempts: int,
         known_tail: Item | None = None,
+        behind_queue: bool = False,
     ) -> int | None:
         """The conditional-put protocol; the seq, or None after ``attempts`` lost races.
 
         ``known_tail`` (seq, idemKey, type of an event this caller appended *and* marked) saves
         the tail query and the tail's marker write; a lost race falls back to reading the tail.
+        ``behind_queue``: give up (None) if events are queued — they go first.
         """
         marker_key = to_item({"PK": pk(execution_id), "SK": f"KEY#{key}"})
         for _ in range(attempts):
             # Tail first, marker second: if our key is below the tail we read, its marker was
             # written before that tail event, so the (consistent) marker read must see it.
-            tail = known_tail or self._tail(execution_id)
+            if known_tail is not None:
+                tail: Item | None = known_tail
+            else:
+                tail = self._top(execution_id) if behind_queue else self._tail(execution_id)
+                if tail is not None and str(tail["SK"]).startswith(QUEUED_PREFIX):
+                    return None
             n = 0
             if tail is not None:
                 n = int(tail["seq"])
@@ -595,17 +647,54 @@ class DynamoStore:
             return n + 1
         return None
 
-    # The append queue of an execution lives in its own partition, so that reading it stays cheap.
+    # The append queue: EVT~Q#<ticket> items in the execution's partition, sorting just after its
+    # EVT# items, so that one query (``_top``) tells a writer the tail *and* whether anything is
+    # queued. Tickets come from an atomic counter: queue order is the order appends began in.
 
     def _enqueue(self, execution_id: str, key: str, payload: ev.Event | str, timestamp: int | None) -> None:
+        out = self._db.update_item(
+            TableName=self._table,
+            Key=to_item({"PK": f"QUEUE#{execution_id}", "SK": "TICKET"}),
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues=to_item({":one": 1}),
+            ReturnValues="UPDATED_NEW",
+        )
+        ticket = int(from_item(out["Attributes"])["n"])
         item = {
-            "PK": f"QUEUE#{execution_id}",
-            "SK": f"Q#{time.time_ns():020d}#{key}",
+            "PK": pk(execution_id),
+            "SK": f"{QUEUED_PREFIX}{ticket:0{_SEQ_WIDTH}d}",
             "idemKey": key,
             "payload": payload if isinstance(payload, str) else ev.dumps(dict(payload)),
             "timestamp": timestamp,
         }
         self._db.put_item(TableName=self._table, Item=to_item(item))
+
+    def _queued(self, execution_id: str, limit: int) -> list[Item]:
+        out = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :p AND begins_with(SK, :q)",
+            ExpressionAttributeValues=to_item({":p": pk(execution_id), ":q": QUEUED_PREFIX}),
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        return [from_item(i) for i in out.get("Items", [])]
+
+    def _drain_while_free(self, execution_id: str) -> dict[str, int]:
+        """Drain the queue while no one else holds the lease; the seqs this caller wrote, by key.
+
+        After releasing the lease the holder looks at the queue once more: an event queued by a
+        writer that found the lease taken is then either seen here or by the next holder."""
+        written: dict[str, int] = {}
+        while True:
+            holder = self._acquire_lease(execution_id)
+            if holder is None:
+                return written
+            try:
+                written.update(self._drain(execution_id, holder))
+            finally:
+                self._release_lease(execution_id, holder)
+            if not self._queued(execution_id, 1):
+                return written
 
     def _acquire_lease(self, execution_id: str) -> str | None:
         holder = uuid.uuid4().hex
@@ -627,43 +716,65 @@ class DynamoStore:
                 ExpressionAttributeValues=to_item({":h": holder}),
             )
 
-    def _drain(self, execution_id: str, holder: str) -> None:
-        """Append every queued event in queue order, then mark and dequeue it."""
+    def _drain(self, execution_id: str, holder: str) -> dict[str, int]:
+        """Append queued events in queue order, mark and dequeue them; their seqs by key."""
+        written: dict[str, int] = {}
         deadline = time.monotonic() + _LEASE_MS / 2000
+        tail: Item | None = None
         while time.monotonic() < deadline:
-            out = self._db.query(
-                TableName=self._table,
-                KeyConditionExpression="PK = :p AND begins_with(SK, :q)",
-                ExpressionAttributeValues=to_item({":p": f"QUEUE#{execution_id}", ":q": "Q#"}),
-                ConsistentRead=True,
-                Limit=100,
-            )
-            items = [from_item(i) for i in out.get("Items", [])]
+            items = self._queued(execution_id, 100)
             if not items:
-                return
-            tail: Item | None = None
-            for item in items:
+                break
+            i = 0
+            while i < len(items):
+                item = items[i]
                 raw = str(item["payload"])
                 payload: ev.Event | str = raw if raw == PROGRESS else json.loads(raw)
+                # A run of queued progress events becomes one: each would read the same counters
+                # now (every task they stand for recorded its counters before queueing).
+                keys = [item["idemKey"]]
+                while raw == PROGRESS and i + 1 < len(items) and items[i + 1]["payload"] == PROGRESS:
+                    i += 1
+                    keys.append(items[i]["idemKey"])
                 seq = self._try_append(execution_id, item["idemKey"], payload, item.get("timestamp"), 1, tail)
                 while seq is None:
                     seq = self._try_append(execution_id, item["idemKey"], payload, item.get("timestamp"), 50)
-                # The writer waiting for this key reads its marker (seq 0: refused, after the end);
-                # being marked, the event may also serve as the next append's known tail.
-                self._db.put_item(
-                    TableName=self._table,
-                    Item=to_item({"PK": pk(execution_id), "SK": f"KEY#{item['idemKey']}", "seq": seq}),
+                # The writers waiting for these keys read their markers (seq 0: refused, after the
+                # end); being marked, the event may also serve as the next append's known tail.
+                self._batch_write(
+                    [
+                        {
+                            "PutRequest": {
+                                "Item": to_item({"PK": pk(execution_id), "SK": f"KEY#{k}", "seq": seq})
+                            }
+                        }
+                        for k in keys
+                    ]
                 )
+                written.update(dict.fromkeys(keys, seq))
                 # A wrong guess (the key was appended earlier) only costs one failed put.
                 kind = payload["type"] if isinstance(payload, dict) else ev.EXECUTION_UPDATED
                 tail = {"seq": seq, "idemKey": item["idemKey"], "type": kind} if seq else None
-            for start in range(0, len(items), 25):
-                self._batch_write(
-                    [
-                        {"DeleteRequest": {"Key": to_item({"PK": i["PK"], "SK": i["SK"]})}}
-                        for i in items[start : start + 25]
-                    ]
-                )
+                i += 1
+            self._batch_write(
+                [{"DeleteRequest": {"Key": to_item({"PK": i["PK"], "SK": i["SK"]})}} for i in items]
+            )
+        return written
+
+    def _top(self, execution_id: str) -> Item | None:
+        """The last queued event if any (EVT~Q#), else the tail event (EVT#), else None."""
+        out = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :p AND SK BETWEEN :lo AND :hi",
+            ExpressionAttributeValues=to_item(
+                {":p": pk(execution_id), ":lo": "EVT#", ":hi": QUEUED_PREFIX + "9" * _SEQ_WIDTH}
+            ),
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
+        items = out.get("Items", [])
+        return from_item(items[0]) if items else None
 
     def _tail(self, execution_id: str) -> Item | None:
         out = self._db.query(

@@ -150,9 +150,10 @@ def test_a_failing_job_streams_the_failure_and_the_stream_ends(server):
         ]
     }
     accepted = submit(server, job)
-    _, messages = read_stream(accepted["eventsUrl"])
+    # since=0: every event, even if the job ends before the stream opens (it takes ~1 s)
+    _, messages = read_stream(accepted["eventsUrl"] + "&since=0")
     types = [m["data"]["type"] for m in messages if m["event"] != "heartbeat"]
-    assert types[-1] == "execution.failed"
+    assert types[0] == "execution.created" and types[-1] == "execution.failed"
     failed = [m["data"] for m in messages if m["event"] == "substep.failed"]
     assert [(f["taskId"], f["reason"], f["error"]) for f in failed] == [
         (2, "error", "nope"),

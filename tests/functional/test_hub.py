@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -15,9 +16,10 @@ def _execution(services) -> str:
     return eid
 
 
-def _append(services, eid: str, n: int, start: int = 0) -> None:
+def _append(services, eid: str, n: int, start: int = 0, pause: float = 0) -> None:
     for i in range(start, start + n):
         services.store.append_event(eid, f"k#{i}", {"type": "substep.started", "taskId": i})
+        time.sleep(pause)
 
 
 async def _collect(sub, want: int, timeout: float = 10) -> list[int]:
@@ -60,7 +62,9 @@ def test_a_full_buffer_cuts_that_subscriber_only(services):
         _, fast = hub.subscribe(eid, 1)
         collector = asyncio.create_task(_collect(fast, 12))
         await asyncio.sleep(0.2)
-        await asyncio.to_thread(_append, services, eid, 12)
+        # paced so that no poll (every 50 ms) brings more than a buffer's worth: the fast reader
+        # keeps up, the one that never reads overflows
+        await asyncio.to_thread(_append, services, eid, 12, 0, 0.1)
         got = await collector
         return slow, got
 
