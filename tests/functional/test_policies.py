@@ -13,6 +13,7 @@ import boto3
 import tests.plugins  # registers tests.flaky; its call counter is read below
 from chalicelib import api
 from chalicelib.dag import parse_job
+from chalicelib.orchestration import Orchestrator
 from tests.functional.conftest import assert_gapless, by_type, echo, fail, run_job, sleep, wait_for_end
 from tests.jobs import task
 
@@ -227,11 +228,29 @@ def test_large_results_are_cut_in_events_and_whole_in_the_api(services):
 
 
 def test_state_transitions_per_task(services):
-    """Cost: Step Functions Standard bills state transitions. Target ≤ 4 per task (docs/cost.md)."""
+    """Cost: Step Functions Standard bills state transitions. Target ≤ 4 per task (docs/cost.md).
+
+    The deployed Map is DISTRIBUTED: each task's states run in a child execution with its own
+    history. To count every state in one history, the same definition runs here with the Map
+    INLINE — the one field changed; the states each task goes through are the same."""
+    sfn = boto3.client("stepfunctions")
+    deployed = sfn.describe_state_machine(stateMachineArn=services.settings.state_machine_arn)
+    definition = json.loads(deployed["definition"])
+    assert definition["States"]["Tasks"]["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    definition["States"]["Tasks"]["ItemProcessor"]["ProcessorConfig"] = {"Mode": "INLINE"}
+    inline_arn = sfn.create_state_machine(
+        name=f"inline-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(definition),
+        roleArn=deployed["roleArn"],
+        type="STANDARD",
+    )["stateMachineArn"]
     n = 6
-    eid, _events = run_job(services, {"tasks": [echo(i, "x") for i in range(n)]})
+    orchestrator = Orchestrator(services.store, sfn, inline_arn)
+    eid = orchestrator.submit(parse_job({"tasks": [echo(i, "x") for i in range(n)]}))
+    events = wait_for_end(services, eid)
+    assert events[-1]["type"] == "execution.completed"
     arn = services.store.get_meta(eid)["stateMachineExecutionArn"]
-    history = boto3.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     entered = [h for h in history if h["type"].endswith("StateEntered")]
     names = [h["stateEnteredEventDetails"]["name"] for h in entered]
     per_execution = {"Init", "Tasks", "Finalize", "Outcome", "Succeeded"}

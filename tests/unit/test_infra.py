@@ -100,3 +100,23 @@ def test_lambda_requirements_stay_lean():
     ]
     # httpx: the http and llm task kinds (boto3 comes with the Lambda runtime)
     assert shipped == ["pydantic", "aws-lambda-powertools", "httpx"]
+
+
+def test_the_map_runs_tasks_as_child_executions_the_role_may_start():
+    """A Distributed Map (no 40-iteration cap of an inline Map, one history per task) needs its
+    role to start, describe and stop child executions of its own state machine."""
+    asl = json.loads((ROOT / "infra/statemachine/dag.asl.json").read_text())
+    tasks = asl["States"]["Tasks"]
+    assert tasks["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert tasks["MaxConcurrency"] == 0 and tasks["ResultPath"] is None
+    sm = template()["Resources"]["DagStateMachine"]["Properties"]
+    statements = sm["Policies"][0]["Statement"]
+    name = sm["Name"]["Fn::Sub"]
+    granted = {
+        a: json.dumps(st["Resource"])
+        for st in statements
+        for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+    }
+    assert f":stateMachine:{name}" in granted["states:StartExecution"]
+    for action in ("states:DescribeExecution", "states:StopExecution"):
+        assert f":execution:{name}/*" in granted[action]
