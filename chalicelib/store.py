@@ -110,6 +110,10 @@ def from_item(item: Mapping[str, Any]) -> Item:
     return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
 
 
+def _type_of(payload: ev.Event | str) -> str:
+    return str(payload["type"]) if isinstance(payload, dict) else ev.EXECUTION_UPDATED
+
+
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -257,17 +261,18 @@ class DynamoStore:
             is not None
         )
 
-    def record_task_running(self, execution_id: str, task_id: int) -> Item:
-        return self._update_meta(execution_id, "ADD running :t", {":t": {task_id}})
+    def record_task_running(self, execution_id: str, task_id: int) -> None:
+        self._update_meta(execution_id, "ADD running :t", {":t": {task_id}})
 
     def record_task_done(
         self, execution_id: str, task_id: int, status: str, error: str | None = None, stop: bool = False
-    ) -> Item:
+    ) -> None:
         """Count a finished task (idempotently: the counters are sets of task ids).
 
         ``stop`` (a failFast failure): from now on no task starts (``stopping``)."""
         if status == "completed":
-            return self._update_meta(execution_id, "ADD completed :t DELETE running :t", {":t": {task_id}})
+            self._update_meta(execution_id, "ADD completed :t DELETE running :t", {":t": {task_id}})
+            return
         counter = "skipped" if status in ("skipped", "cancelled") else "failed"
         expression = f"ADD {counter} :t DELETE running :t SET firstError = if_not_exists(firstError, :e)"
         if stop:
@@ -275,10 +280,10 @@ class DynamoStore:
         values: dict[str, Any] = {":t": {task_id}, ":e": error or "task failed"}
         if stop:
             values[":y"] = True
-        return self._update_meta(execution_id, expression, values)
+        self._update_meta(execution_id, expression, values)
 
-    def set_stopping(self, execution_id: str, reason: str) -> Item:
-        return self._update_meta(
+    def set_stopping(self, execution_id: str, reason: str) -> None:
+        self._update_meta(
             execution_id,
             "SET stopping = :y, stopReason = if_not_exists(stopReason, :r)",
             {":y": True, ":r": reason},
@@ -306,19 +311,18 @@ class DynamoStore:
     def queue_for_slot(self, execution_id: str, task_id: int) -> None:
         self._update_meta(execution_id, "ADD queued :t", {":t": {task_id}})
 
-    def release_slot(self, execution_id: str, task_id: int) -> Item:
-        return self._update_meta(execution_id, "DELETE holding :t", {":t": {task_id}})
+    def release_slot(self, execution_id: str, task_id: int) -> None:
+        self._update_meta(execution_id, "DELETE holding :t", {":t": {task_id}})
 
-    def _update_meta(self, execution_id: str, expression: str, values: Mapping[str, Any]) -> Item:
-        out = self._db.update_item(
+    def _update_meta(self, execution_id: str, expression: str, values: Mapping[str, Any]) -> None:
+        """Update META, reading nothing back: it holds every counter set, O(tasks) to return."""
+        self._db.update_item(
             TableName=self._table,
             Key=to_item({"PK": pk(execution_id), "SK": "META"}),
             UpdateExpression=expression,
             ConditionExpression="attribute_exists(PK)",
             ExpressionAttributeValues=to_item(values),
-            ReturnValues="ALL_NEW",
         )
-        return from_item(out["Attributes"])
 
     # ------------------------------------------------------------------ tasks
 
@@ -540,11 +544,14 @@ class DynamoStore:
         last event of an execution (the terminal one) is appended with ``wait=True``, which waits
         for it to be written, taking over an expired lease.
         """
-        seq = self._try_append(execution_id, key, payload, timestamp, attempts=1, behind_queue=True)
+        seq = self._try_append(execution_id, key, payload, timestamp, 1, behind_queue=True)
         if seq is not None:
             return seq
         if callable(payload):
             payload = payload()
+        # A queued event keeps the time it happened (progress events: when they are written).
+        if timestamp is None and payload != PROGRESS:
+            timestamp = ev.now_ms()
         self._enqueue(execution_id, key, payload, timestamp)
         written = self._drain_while_free(execution_id)
         if key in written:
@@ -578,25 +585,19 @@ class DynamoStore:
         payload: ev.Event | Callable[[], ev.Event] | str,
         timestamp: int | None,
         attempts: int,
-        known_tail: Item | None = None,
         behind_queue: bool = False,
     ) -> int | None:
         """The conditional-put protocol; the seq, or None after ``attempts`` lost races.
 
-        ``known_tail`` (seq, idemKey, type of an event this caller appended *and* marked) saves
-        the tail query and the tail's marker write; a lost race falls back to reading the tail.
         ``behind_queue``: give up (None) if events are queued — they go first.
         """
         marker_key = to_item({"PK": pk(execution_id), "SK": f"KEY#{key}"})
         for _ in range(attempts):
             # Tail first, marker second: if our key is below the tail we read, its marker was
             # written before that tail event, so the (consistent) marker read must see it.
-            if known_tail is not None:
-                tail: Item | None = known_tail
-            else:
-                tail = self._top(execution_id) if behind_queue else self._tail(execution_id)
-                if tail is not None and str(tail["SK"]).startswith(QUEUED_PREFIX):
-                    return None
+            tail = self._top(execution_id) if behind_queue else self._tail(execution_id)
+            if tail is not None and str(tail["SK"]).startswith(QUEUED_PREFIX):
+                return None
             n = 0
             if tail is not None:
                 n = int(tail["seq"])
@@ -607,45 +608,56 @@ class DynamoStore:
                     return int(from_item(marker["Item"])["seq"])
                 if tail["type"] in ev.TERMINAL_TYPES:
                     return 0  # nothing after the terminal event
-                if known_tail is None:
-                    self._db.put_item(
-                        TableName=self._table,
-                        Item=to_item({"PK": pk(execution_id), "SK": f"KEY#{tail['idemKey']}", "seq": n}),
-                    )
-            known_tail = None
-            if payload == PROGRESS:
-                body = ev.execution_updated(self.get_meta(execution_id))
-            elif callable(payload):
-                body = dict(payload())
-            else:
-                assert isinstance(payload, dict)
-                body = dict(payload)
-            # Secrets never reach the log: redacted here, before the event is stored.
-            body = self.redactor.apply(body)
-            body["executionId"] = execution_id
-            body["timestamp"] = timestamp if timestamp is not None else ev.now_ms()
-            body["seq"] = n + 1
-            try:
                 self._db.put_item(
                     TableName=self._table,
-                    Item=to_item(
-                        {
-                            "PK": pk(execution_id),
-                            "SK": event_sk(n + 1),
-                            "seq": n + 1,
-                            "type": body["type"],
-                            "idemKey": key,
-                            "data": ev.dumps(body),
-                        }
-                    ),
-                    ConditionExpression="attribute_not_exists(PK)",
+                    Item=to_item({"PK": pk(execution_id), "SK": f"KEY#{tail['idemKey']}", "seq": n}),
                 )
-            except ClientError as exc:
-                if _code(exc) != "ConditionalCheckFailedException":
-                    raise
-                continue
-            return n + 1
+            seq = self._put_event(execution_id, key, payload, timestamp, n + 1)
+            if seq is not None:
+                return seq
         return None
+
+    def _put_event(
+        self,
+        execution_id: str,
+        key: str,
+        payload: ev.Event | Callable[[], ev.Event] | str,
+        timestamp: int | None,
+        seq: int,
+    ) -> int | None:
+        """Put ``EVT#<seq>`` if that seq is free; ``seq``, or None if another writer has it."""
+        if payload == PROGRESS:
+            body = ev.execution_updated(self.get_meta(execution_id))
+        elif callable(payload):
+            body = dict(payload())
+        else:
+            assert isinstance(payload, dict)
+            body = dict(payload)
+        # Secrets never reach the log: redacted here, before the event is stored.
+        body = self.redactor.apply(body)
+        body["executionId"] = execution_id
+        body["timestamp"] = timestamp if timestamp is not None else ev.now_ms()
+        body["seq"] = seq
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=to_item(
+                    {
+                        "PK": pk(execution_id),
+                        "SK": event_sk(seq),
+                        "seq": seq,
+                        "type": body["type"],
+                        "idemKey": key,
+                        "data": ev.dumps(body),
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(PK)",
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            return None
+        return seq
 
     # The append queue: EVT~Q#<ticket> items in the execution's partition, sorting just after its
     # EVT# items, so that one query (``_top``) tells a writer the tail *and* whether anything is
@@ -707,6 +719,17 @@ class DynamoStore:
         )
         return holder if acquired is not None else None
 
+    def _renew_lease(self, execution_id: str, holder: str) -> float | None:
+        """Extend our lease; the time (time.time()) until which it is ours, or None if it is not."""
+        until = time.time() + _LEASE_MS / 1000
+        renewed = self._update_if(
+            Key=to_item({"PK": f"QUEUE#{execution_id}", "SK": "LEASE"}),
+            UpdateExpression="SET expires = :e",
+            ConditionExpression="holder = :h",
+            ExpressionAttributeValues=to_item({":h": holder, ":e": int(until * 1000)}),
+        )
+        return until if renewed is not None else None
+
     def _release_lease(self, execution_id: str, holder: str) -> None:
         with contextlib.suppress(ClientError):  # lost the lease meanwhile: nothing to release
             self._db.delete_item(
@@ -717,49 +740,116 @@ class DynamoStore:
             )
 
     def _drain(self, execution_id: str, holder: str) -> dict[str, int]:
-        """Append queued events in queue order, mark and dequeue them; their seqs by key."""
+        """Append queued events in queue order, mark and dequeue them; their seqs by key.
+
+        A chunk of up to 100 queued events costs about one call per event: one BatchGetItem for
+        the markers of the whole chunk, one conditional put per event (the tail is known: we
+        just wrote it), then the chunk's markers and its dequeue in batches of 25. Until its
+        markers are written, the chunk's events below the tail are unmarked — harmless, because
+        direct writers do not write while the chunk is queued (they see it, ``_top``), and no
+        other drainer runs while our lease lasts: it is renewed before each chunk, and a chunk
+        stops 3 s before the lease would run out. A put that loses a race (a direct writer that
+        looked before the chunk was queued) falls back to the full protocol for that event.
+        """
         written: dict[str, int] = {}
-        deadline = time.monotonic() + _LEASE_MS / 2000
         tail: Item | None = None
-        while time.monotonic() < deadline:
+        while True:
+            lease_until = self._renew_lease(execution_id, holder)
+            if lease_until is None:
+                return written
             items = self._queued(execution_id, 100)
             if not items:
-                break
+                return written
+            keys = {str(i["idemKey"]) for i in items}
+            marked = {
+                str(m["SK"])[4:]: int(m["seq"])
+                for m in map(
+                    from_item,
+                    self._batch_get(
+                        [to_item({"PK": pk(execution_id), "SK": f"KEY#{k}"}) for k in sorted(keys)]
+                    ),
+                )
+            }
+            if tail is None:
+                tail = self._marked_tail(execution_id)
+            done: list[Item] = []  # queue items handled (a prefix of ``items``)
+            chunk: dict[str, int] = {}  # key → seq, to mark
             i = 0
-            while i < len(items):
+            while i < len(items) and time.time() < lease_until - 3:
                 item = items[i]
                 raw = str(item["payload"])
                 payload: ev.Event | str = raw if raw == PROGRESS else json.loads(raw)
                 # A run of queued progress events becomes one: each would read the same counters
                 # now (every task they stand for recorded its counters before queueing).
-                keys = [item["idemKey"]]
+                run = [item]
                 while raw == PROGRESS and i + 1 < len(items) and items[i + 1]["payload"] == PROGRESS:
                     i += 1
-                    keys.append(items[i]["idemKey"])
-                seq = self._try_append(execution_id, item["idemKey"], payload, item.get("timestamp"), 1, tail)
-                while seq is None:
-                    seq = self._try_append(execution_id, item["idemKey"], payload, item.get("timestamp"), 50)
-                # The writers waiting for these keys read their markers (seq 0: refused, after the
-                # end); being marked, the event may also serve as the next append's known tail.
-                self._batch_write(
-                    [
-                        {
-                            "PutRequest": {
-                                "Item": to_item({"PK": pk(execution_id), "SK": f"KEY#{k}", "seq": seq})
-                            }
-                        }
-                        for k in keys
-                    ]
-                )
-                written.update(dict.fromkeys(keys, seq))
-                # A wrong guess (the key was appended earlier) only costs one failed put.
-                kind = payload["type"] if isinstance(payload, dict) else ev.EXECUTION_UPDATED
-                tail = {"seq": seq, "idemKey": item["idemKey"], "type": kind} if seq else None
+                    run.append(items[i])
                 i += 1
+                key = str(item["idemKey"])
+                seq = self._append_known(
+                    execution_id, key, payload, item.get("timestamp"), tail, marked, chunk
+                )
+                if seq is None:  # lost a race: mark what we wrote, then the full protocol
+                    self._put_markers(execution_id, chunk)
+                    marked.update(chunk)
+                    chunk = {}
+                    seq = self._try_append(execution_id, key, payload, item.get("timestamp"), 50)
+                    while seq is None:
+                        seq = self._try_append(execution_id, key, payload, item.get("timestamp"), 50)
+                    tail = self._marked_tail(execution_id)
+                elif seq and seq == (int(tail["seq"]) + 1 if tail else 1):
+                    tail = {"seq": seq, "idemKey": key, "type": _type_of(payload)}
+                for r in run:
+                    chunk[str(r["idemKey"])] = seq
+                done += run
+            # The writers waiting for these keys read their markers (seq 0: refused, after the end).
+            self._put_markers(execution_id, chunk)
+            written.update(chunk)
             self._batch_write(
-                [{"DeleteRequest": {"Key": to_item({"PK": i["PK"], "SK": i["SK"]})}} for i in items]
+                [{"DeleteRequest": {"Key": to_item({"PK": d["PK"], "SK": d["SK"]})}} for d in done]
             )
-        return written
+            if len(done) < len(items):  # the lease is running out: let the caller release it
+                return written
+
+    def _marked_tail(self, execution_id: str) -> Item | None:
+        """The tail, read from the table, with its marker written (helping its writer): every
+        event we put above it then leaves it marked, as the invariant requires."""
+        tail = self._tail(execution_id)
+        if tail is not None:
+            self._put_markers(execution_id, {str(tail["idemKey"]): int(tail["seq"])})
+        return tail
+
+    def _append_known(
+        self,
+        execution_id: str,
+        key: str,
+        payload: ev.Event | str,
+        timestamp: int | None,
+        tail: Item | None,
+        marked: Mapping[str, int],
+        chunk: Mapping[str, int],
+    ) -> int | None:
+        """One event of a drained chunk, the tail and the markers known: its seq, 0 if refused,
+        None if another writer took the next seq first."""
+        if key in chunk:
+            return chunk[key]
+        if key in marked:
+            return marked[key]
+        if tail is not None and tail["idemKey"] == key:
+            return int(tail["seq"])
+        if tail is not None and tail["type"] in ev.TERMINAL_TYPES:
+            return 0
+        n = int(tail["seq"]) if tail is not None else 0
+        return self._put_event(execution_id, key, payload, timestamp, n + 1)
+
+    def _put_markers(self, execution_id: str, seqs: Mapping[str, int]) -> None:
+        self._batch_write(
+            [
+                {"PutRequest": {"Item": to_item({"PK": pk(execution_id), "SK": f"KEY#{k}", "seq": seq})}}
+                for k, seq in seqs.items()
+            ]
+        )
 
     def _top(self, execution_id: str) -> Item | None:
         """The last queued event if any (EVT~Q#), else the tail event (EVT#), else None."""

@@ -13,7 +13,8 @@ tests/functional/test_moto_adapter.py fails loudly if an upgrade breaks either p
    sorts *every item of the table* (``Table.all_items``) before keeping one partition: O(table) per
    call. dagcast queries one execution's partition on every append and poll, so a 1,000-task
    execution (≈7,000 items) made each query cost ~150 ms and every execution slower than the
-   last. The patch hands such a query only its own partition; results are identical.
+   last. The patch hands such a query only the items of its partition that match its sort-key
+   condition (moto would sort the whole partition, then filter); results are identical.
 4. ``serialize_dynamodb`` — moto's DynamoDB backend has no locking: two concurrent conditional
    writes to one item can both pass their condition (found by the random-DAG property test: two
    tasks ran under ``maxConcurrency: 1``), and a read can see a dict change under it. DynamoDB
@@ -153,18 +154,27 @@ def scope_queries_to_partition() -> None:
     def scoped_all_items(self: Any) -> Any:
         key = getattr(_partition, "key", None)
         if key is not None and self.range_key_attr:
-            return list(self.items.get(key, {}).values())
+            items = self.items.get(key, {}).values()
+            comparison = getattr(_partition, "comparison", None)
+            if comparison is not None:  # moto sorts what it gets: hand it only the matches
+                op, objs = comparison
+                return [i for i in items if i.range_key is not None and i.range_key.compare(op, objs)]
+            return list(items)
         return all_items(self)
 
     @functools.wraps(query)
     def scoped_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        op = args[0] if args else kwargs.get("range_comparison")
+        objs = args[1] if len(args) > 1 else kwargs.get("range_objs")
         if index_name is None and hash_key is not None:
             _partition.key = hash_key
+            _partition.comparison = (op, objs) if op else None
         try:
             return query(self, hash_key, *args, **kwargs)
         finally:
             _partition.key = None
+            _partition.comparison = None
 
     setattr(table_cls, "all_items", scoped_all_items)  # noqa: B010
     setattr(table_cls, "query", scoped_query)  # noqa: B010
