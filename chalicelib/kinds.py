@@ -18,7 +18,6 @@ with ``@register_function("name")`` the same way.
 from __future__ import annotations
 
 import fnmatch
-import functools
 import importlib
 import json
 import os
@@ -292,8 +291,8 @@ def resolve_key(key: KeyRef) -> str:
     return _parameter(key.ref)
 
 
-@functools.lru_cache(maxsize=64)
 def _parameter(ref: str) -> str:
+    """powertools caches each value for 5 minutes, so a rotated key is picked up within 5 minutes."""
     from aws_lambda_powertools.utilities import parameters
 
     kind, _, name = ref.partition(":")
@@ -349,9 +348,14 @@ class LambdaParams(_Params):
 
 def _lambda(p: LambdaParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
     import boto3
+    from botocore.config import Config
 
     payload = p.payload if p.payload is not None else {"inputs": {str(k): v for k, v in inputs.items()}}
-    out = boto3.client("lambda").invoke(
+    # Wait as long as the attempt may last, and never invoke twice: the task's own retries decide.
+    config = Config(
+        read_timeout=max(1, int(ctx.remaining()) + 1), connect_timeout=10, retries={"total_max_attempts": 1}
+    )
+    out = boto3.client("lambda", config=config).invoke(
         FunctionName=p.functionName, InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
     )
     raw = out["Payload"].read()

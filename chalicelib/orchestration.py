@@ -396,8 +396,8 @@ class Orchestrator:
             self._store.record_task_done(execution_id, task_id, "completed")
             if "resultPreview" in task:
                 shown = json.loads(task["resultPreview"])
-            else:
-                shown = {"result": json.loads(task["resultJson"])}
+            else:  # inline (≤ 32 KB), but events carry at most EVENT_RESULT_BYTES of it
+                shown = ev.preview(str(task["resultJson"]), result_url(execution_id, task_id))
             self._store.append_event(
                 execution_id,
                 f"substep.completed#{task_id}",
@@ -497,7 +497,7 @@ class Orchestrator:
         return build_snapshot(meta, tasks, seq)
 
 
-def task_view(task: Item) -> dict[str, Any]:
+def task_view(task: Item, execution_id: str) -> dict[str, Any]:
     view: dict[str, Any] = {
         "taskId": task["taskId"],
         "subStepId": str(task["taskId"]),
@@ -512,8 +512,7 @@ def task_view(task: Item) -> dict[str, Any]:
     if "resultPreview" in task:
         view.update(json.loads(task["resultPreview"]))
     elif "resultJson" in task:
-        view.update(ev.preview(task["resultJson"], ""))
-        view.pop("resultUrl", None)
+        view.update(ev.preview(task["resultJson"], result_url(execution_id, int(task["taskId"]))))
     return view
 
 
@@ -561,5 +560,7 @@ def build_snapshot(meta: Item, tasks: list[Item], seq: int) -> dict[str, Any]:
     return {
         **execution_view(meta),
         "seq": seq,
-        "tasks": [task_view(t) for t in sorted(tasks, key=lambda t: int(t["taskId"]))],
+        "tasks": [
+            task_view(t, str(meta["executionId"])) for t in sorted(tasks, key=lambda t: int(t["taskId"]))
+        ],
     }

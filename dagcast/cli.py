@@ -214,21 +214,33 @@ def format_event(event: dict[str, Any], elapsed: float) -> str:
         )
     if kind == "execution.created":
         return f"{head} {event['totalTasks']} tasks — {event.get('originalRequest', '')!r}"
+    attempt = event.get("attempt")
+    again = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
     if kind == "substep.started":
-        return f"{head} task {event['taskId']} {event.get('description', '')!r}"
+        return f"{head} task {event['taskId']}{again} {event.get('description', '')!r}"
     if kind == "substep.completed":
-        return f"{head} task {event['taskId']} in {event['durationMs']} ms → {_short(event.get('result'))}"
-    if kind == "substep.failed":
-        return f"{head} task {event['taskId']}: {event['error']}"
-    if kind == "execution.updated":
+        cut = " (cut; whole at " + event["resultUrl"] + ")" if event.get("resultTruncated") else ""
         return (
-            f"{head} {event['status']}: {event['completedTasks']} completed, {event['failedTasks']} failed, "
-            f"{event['waitingTasks']} waiting"
+            f"{head} task {event['taskId']}{again} in {event['durationMs']} ms → "
+            f"{_short(event.get('result'))}{cut}"
+        )
+    if kind == "substep.failed":
+        reason = event.get("reason", "error")
+        label = "" if reason == "error" else f" [{reason}]"
+        retry = f" — retry in {event.get('retryInSeconds', 0)}s" if event.get("willRetry") else ""
+        return f"{head} task {event['taskId']}{again}{label}: {event['error']}{retry}"
+    if kind == "execution.updated":
+        skipped = f", {event['skippedTasks']} skipped" if event.get("skippedTasks") else ""
+        return (
+            f"{head} {event['status']}: {event['completedTasks']} completed, {event['failedTasks']} failed"
+            f"{skipped}, {event.get('runningTasks', 0)} running, {event['waitingTasks']} waiting"
         )
     if kind == "execution.completed":
         return f"{head} in {event['durationMs']} ms → {_short(event.get('finalResult'), 200)}"
     if kind == "execution.failed":
-        return f"{head} in {event['durationMs']} ms: {event['error']}"
+        why = "cancelled" if event.get("status") == "cancelled" else event.get("reason", "taskFailed")
+        label = "" if why == "taskFailed" else f" [{why}]"
+        return f"{head}{label} in {event['durationMs']} ms: {event['error']}"
     return head
 
 

@@ -227,6 +227,19 @@ def test_large_results_are_cut_in_events_and_whole_in_the_api(services):
     assert api.respond(lambda: api.task_result(services, eid, "x"))[0] == 400
 
 
+def test_a_mid_sized_result_is_cut_the_same_way_in_events_and_snapshots(services):
+    """20,000 characters: stored inline (≤ 32,768), but over the 16,384 an event or view carries."""
+    mid = "y" * 20_000
+    eid, events = run_job(services, {"tasks": [echo(1, mid)]})
+    url = f"/api/v1/dag-executions/{eid}/tasks/1/result"
+    done = by_type(events, "substep.completed")[1]
+    view = services.orchestrator.snapshot(eid)["tasks"][0]
+    for shown in (done, view):
+        assert shown["resultTruncated"] is True and shown["resultUrl"] == url
+        assert len(shown["result"]) == 16_384 and shown["resultBytes"] == len(json.dumps(mid))
+    assert api.respond(lambda: api.task_result(services, eid, "1"))[1]["result"] == mid
+
+
 def test_state_transitions_per_task(services):
     """Cost: Step Functions Standard bills state transitions. Target ≤ 4 per task (docs/cost.md).
 

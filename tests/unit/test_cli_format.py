@@ -1,0 +1,100 @@
+"""`dagcast run`'s line per event: attempts, failure reasons, retries, skips and cancels read plainly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagcast.cli import format_event
+
+
+def line(event: dict[str, Any], elapsed: float = 1.5) -> str:
+    return " ".join(format_event({"seq": 7, **event}, elapsed).split())
+
+
+def test_first_attempts_read_as_before():
+    assert line({"type": "substep.started", "taskId": 2, "description": "Fetch", "attempt": 1}) == (
+        "[ 1.50s] #7 substep.started task 2 'Fetch'"
+    )
+    done = {"type": "substep.completed", "taskId": 2, "durationMs": 40, "result": "ok", "attempt": 1}
+    assert line(done) == "[ 1.50s] #7 substep.completed task 2 in 40 ms → ok"
+
+
+def test_retries_show_the_attempt_and_when_the_next_one_comes():
+    failed = {
+        "type": "substep.failed",
+        "taskId": 3,
+        "error": "HTTP 503",
+        "reason": "error",
+        "attempt": 1,
+        "willRetry": True,
+        "retryInSeconds": 2,
+    }
+    assert line(failed) == "[ 1.50s] #7 substep.failed task 3: HTTP 503 — retry in 2s"
+    started = {"type": "substep.started", "taskId": 3, "description": "", "attempt": 2}
+    assert line(started) == "[ 1.50s] #7 substep.started task 3 (attempt 2) ''"
+    timeout = {
+        "type": "substep.failed",
+        "taskId": 3,
+        "error": "timed out after 5s",
+        "reason": "timeout",
+        "attempt": 2,
+    }
+    assert line(timeout) == "[ 1.50s] #7 substep.failed task 3 (attempt 2) [timeout]: timed out after 5s"
+
+
+def test_skipped_tasks_cut_results_and_cancels_say_so():
+    skipped = {
+        "type": "substep.failed",
+        "taskId": 4,
+        "error": "not started: task 3 failed",
+        "reason": "skipped",
+    }
+    assert line(skipped) == "[ 1.50s] #7 substep.failed task 4 [skipped]: not started: task 3 failed"
+    cut = {
+        "type": "substep.completed",
+        "taskId": 5,
+        "durationMs": 9,
+        "result": "x" * 100,
+        "resultTruncated": True,
+        "resultUrl": "/api/v1/dag-executions/e/tasks/5/result",
+    }
+    assert line(cut).endswith("…" + " (cut; whole at /api/v1/dag-executions/e/tasks/5/result)")
+    updated = {
+        "type": "execution.updated",
+        "status": "running",
+        "completedTasks": 1,
+        "failedTasks": 1,
+        "skippedTasks": 2,
+        "runningTasks": 1,
+        "waitingTasks": 0,
+    }
+    assert line(updated) == (
+        "[ 1.50s] #7 execution.updated running: 1 completed, 1 failed, 2 skipped, 1 running, 0 waiting"
+    )
+    cancelled = {
+        "type": "execution.failed",
+        "status": "cancelled",
+        "reason": "cancelled",
+        "durationMs": 800,
+        "error": "cancelled by request",
+    }
+    assert line(cancelled) == "[ 1.50s] #7 execution.failed [cancelled] in 800 ms: cancelled by request"
+    timed_out = {
+        "type": "execution.failed",
+        "status": "failed",
+        "reason": "timeout",
+        "durationMs": 5000,
+        "error": "the execution timed out after 5s",
+    }
+    assert (
+        line(timed_out)
+        == "[ 1.50s] #7 execution.failed [timeout] in 5000 ms: the execution timed out after 5s"
+    )
+    failed = {
+        "type": "execution.failed",
+        "status": "failed",
+        "reason": "taskFailed",
+        "durationMs": 90,
+        "error": "task 2 failed: no",
+    }
+    assert line(failed) == "[ 1.50s] #7 execution.failed in 90 ms: task 2 failed: no"
