@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck unit functional e2e demo up bench clean build-SseFunction
+.PHONY: install test lint typecheck unit functional e2e big demo up bench clean build-SseFunction
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dagcast needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
@@ -34,13 +34,19 @@ functional: install
 e2e: install
 	$(BIN)/pytest tests/e2e
 
+# 1,000-task DAGs with 500-wide levels on the local stack (minutes; not part of `make test`).
+big: install
+	$(BIN)/pytest -m big -s tests/big
+
 # Runs the example job on the embedded local stack and prints every event live.
 demo: install
 	$(BIN)/dagcast run examples/research-report.json
 
-# Benchmarks print numbers (they assert nothing): SSE fan-out to many clients, hub vs no hub.
+# Benchmarks print numbers (they assert nothing): SSE fan-out to many clients, hub vs no hub;
+# a random 200-task DAG's makespan against its critical path, and against wave scheduling.
 bench: install
 	$(BIN)/python -m bench.sse_fanout
+	$(BIN)/python -m bench.dag_makespan
 
 # The local stack in the foreground on 127.0.0.1:8000.
 up: install
