@@ -5,6 +5,7 @@ correctness, not speed — speed is `make bench` (bench/dag_makespan.py)."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import Counter
@@ -31,8 +32,10 @@ def big_job(width: int = 500, seed: int = 3) -> dict[str, Any]:
 
 
 def test_a_thousand_tasks_with_levels_500_wide_run_exactly_once_in_dependency_order(services):
-    body = big_job()
-    assert len(body["tasks"]) == 1000
+    width = int(os.environ.get("DAGCAST_BIG_WIDTH", "500"))  # smaller for a quicker look
+    body = big_job(width)
+    n = len(body["tasks"])
+    assert n == 2 * width
     started = time.monotonic()
     eid = services.orchestrator.submit(parse_job(body))
     events = wait_for_end(services, eid, timeout=3600)
@@ -41,13 +44,15 @@ def test_a_thousand_tasks_with_levels_500_wide_run_exactly_once_in_dependency_or
     assert events[-1]["type"] == "execution.completed", events[-1]
     assert_gapless(events, eid)
     kinds = Counter(e["type"] for e in events)
-    assert kinds["substep.started"] == kinds["substep.completed"] == 1000
-    assert "substep.failed" not in kinds
+    assert "substep.failed" not in kinds, [e for e in events if e["type"] == "substep.failed"][:3]
+    assert kinds["substep.started"] == kinds["substep.completed"] == n
     seq_of = {(e["type"], e.get("taskId")): e["seq"] for e in events}
     for t in body["tasks"]:
         for dep in t["dependencies"]:
             assert seq_of[("substep.completed", dep)] < seq_of[("substep.started", t["id"])]
     snapshot = services.orchestrator.snapshot(eid)
-    assert snapshot["completedTasks"] == 1000 and snapshot["status"] == "completed"
-    assert len(events[-1]["finalResult"]) == 499  # one entry per sink
-    print(f"\n1,000 tasks (500 wide): {elapsed:.0f} s, {len(events)} events")
+    assert snapshot["completedTasks"] == n and snapshot["status"] == "completed"
+    depended_on = {d for t in body["tasks"] for d in t["dependencies"]}
+    sinks = {str(t["id"]) for t in body["tasks"] if t["id"] not in depended_on}
+    assert set(events[-1]["finalResult"]) == sinks  # one entry per sink
+    print(f"\n{n} tasks ({width} wide): {elapsed:.0f} s, {len(events)} events")
