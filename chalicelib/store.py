@@ -853,24 +853,17 @@ class DynamoStore:
 
     def _top(self, execution_id: str) -> Item | None:
         """The last queued event if any (EVT~Q#), else the tail event (EVT#), else None."""
+        return self._last_between(execution_id, "EVT#", QUEUED_PREFIX + "9" * _SEQ_WIDTH)
+
+    def _tail(self, execution_id: str) -> Item | None:
+        return self._last_between(execution_id, "EVT#", "EVT#" + "9" * _SEQ_WIDTH)
+
+    def _last_between(self, execution_id: str, lo: str, hi: str) -> Item | None:
+        """The execution's item with the greatest sort key in [lo, hi] (consistent), or None."""
         out = self._db.query(
             TableName=self._table,
             KeyConditionExpression="PK = :p AND SK BETWEEN :lo AND :hi",
-            ExpressionAttributeValues=to_item(
-                {":p": pk(execution_id), ":lo": "EVT#", ":hi": QUEUED_PREFIX + "9" * _SEQ_WIDTH}
-            ),
-            ScanIndexForward=False,
-            Limit=1,
-            ConsistentRead=True,
-        )
-        items = out.get("Items", [])
-        return from_item(items[0]) if items else None
-
-    def _tail(self, execution_id: str) -> Item | None:
-        out = self._db.query(
-            TableName=self._table,
-            KeyConditionExpression="PK = :p AND begins_with(SK, :e)",
-            ExpressionAttributeValues=to_item({":p": pk(execution_id), ":e": "EVT#"}),
+            ExpressionAttributeValues=to_item({":p": pk(execution_id), ":lo": lo, ":hi": hi}),
             ScanIndexForward=False,
             Limit=1,
             ConsistentRead=True,
