@@ -9,9 +9,11 @@ Pure: no I/O here. The SSE encoder is tested byte for byte.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 EXECUTION_CREATED: Final = "execution.created"
@@ -36,6 +38,42 @@ ALL_TYPES: Final = (
 )
 
 Event = dict[str, Any]
+# Types a client can filter on (SSE ?types=, webhooks' "types"): every stored type.
+FILTERABLE: Final = tuple(t for t in ALL_TYPES if t != HEARTBEAT)
+
+
+class InvalidTypeFilter(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TypeFilter:
+    """``substep.completed,execution.*``: exact names and ``prefix.*`` patterns."""
+
+    patterns: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: str | None) -> TypeFilter | None:
+        """From a comma-separated query string value; None when absent."""
+        if raw is None:
+            return None
+        return cls.of(p.strip() for p in raw.split(",") if p.strip())
+
+    @classmethod
+    def of(cls, patterns: Iterable[str]) -> TypeFilter:
+        found = tuple(dict.fromkeys(patterns))
+        if not found:
+            raise InvalidTypeFilter("types must list event types, e.g. types=substep.completed,execution.*")
+        for p in found:
+            if not any(fnmatch.fnmatchcase(t, p) for t in FILTERABLE) or ("*" in p and not p.endswith(".*")):
+                raise InvalidTypeFilter(
+                    f"types: {p[:60]!r} matches no event type; use exact names or prefix.* "
+                    f"from: {', '.join(FILTERABLE)}"
+                )
+        return cls(found)
+
+    def matches(self, event_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(event_type, p) for p in self.patterns)
 
 
 def now_ms() -> int:

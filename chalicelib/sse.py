@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -56,11 +54,13 @@ STREAM_HEADERS = [
     (b"cache-control", b"no-cache, no-store"),
     (b"x-accel-buffering", b"no"),
 ]
-FILTERABLE = tuple(t for t in ev.ALL_TYPES if t != ev.HEARTBEAT)
 
 
 class BadRequest(ValueError):
     pass
+
+
+TypeFilter = ev.TypeFilter
 
 
 def resume_point(request: Request) -> int | None:
@@ -81,31 +81,6 @@ def resume_point(request: Request) -> int | None:
             raise BadRequest(f"{name} must be a non-negative integer event id (a seq), got {raw[:40]!r}")
         return int(value)
     return None
-
-
-@dataclass(frozen=True)
-class TypeFilter:
-    """``types=substep.completed,execution.*``: exact names and ``prefix.*`` patterns."""
-
-    patterns: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, raw: str | None) -> TypeFilter | None:
-        if raw is None:
-            return None
-        patterns = tuple(p.strip() for p in raw.split(",") if p.strip())
-        if not patterns:
-            raise BadRequest("types must list event types, e.g. types=substep.completed,execution.*")
-        for p in patterns:
-            if not any(fnmatch.fnmatchcase(t, p) for t in FILTERABLE) or ("*" in p and not p.endswith(".*")):
-                raise BadRequest(
-                    f"types: {p[:60]!r} matches no event type; use exact names or prefix.* "
-                    f"from: {', '.join(FILTERABLE)}"
-                )
-        return cls(patterns)
-
-    def matches(self, event_type: str) -> bool:
-        return any(fnmatch.fnmatchcase(event_type, p) for p in self.patterns)
 
 
 class Limits:
@@ -237,7 +212,7 @@ class EventsEndpoint:
         try:
             after = resume_point(request)
             types = TypeFilter.parse(request.query_params.get("types"))
-        except BadRequest as exc:
+        except (BadRequest, ev.InvalidTypeFilter) as exc:
             return await _error(400, str(exc), cors=cors)(scope, receive, send)
         if self.signer is not None:
             token = request.query_params.get("token")

@@ -126,11 +126,12 @@ class CallCounter:
         self.calls += 1
 
 
-class DynamoStore:
-    def __init__(self, client: DynamoDBClient, table_name: str, redactor: Redactor | None = None) -> None:
+class Table:
+    """One DynamoDB table through a low-level client, with the retrying batch helpers."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self._db = client
         self._table = table_name
-        self.redactor = redactor or Redactor()
 
     def _update_if(self, **kwargs: Any) -> dict[str, Any] | None:
         """UpdateItem with a ConditionExpression; its response, or None when the condition fails."""
@@ -140,6 +141,43 @@ class DynamoStore:
             if _code(exc) == "ConditionalCheckFailedException":
                 return None
             raise
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        """BatchWriteItem in chunks of 25 (DynamoDB's limit), retrying unprocessed items."""
+        for start in range(0, len(requests), 25):
+            pending: Any = {self._table: requests[start : start + 25]}
+            for attempt in range(10):
+                out = self._db.batch_write_item(RequestItems=pending)
+                pending = out.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise StoreError("DynamoDB kept items unprocessed after 10 attempts")
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """BatchGetItem (consistent) in chunks of 100, retrying unprocessed keys; raw items."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self._table: {"Keys": keys[start : start + 100], "ConsistentRead": True}
+            }
+            for attempt in range(10):
+                out = self._db.batch_get_item(RequestItems=request)
+                found += out.get("Responses", {}).get(self._table, [])
+                request = out.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise StoreError(f"DynamoDB left {len(request[self._table]['Keys'])} keys unprocessed")
+        return found
+
+
+class DynamoStore(Table):
+    def __init__(self, client: DynamoDBClient, table_name: str, redactor: Redactor | None = None) -> None:
+        super().__init__(client, table_name)
+        self.redactor = redactor or Redactor()
 
     def instrument(self) -> CallCounter:
         """Count this store's DynamoDB calls (benchmarks and /local/stats)."""
@@ -196,19 +234,6 @@ class DynamoStore:
         self.append_event(
             execution_id, ev.EXECUTION_CREATED, ev.execution_created(len(tasks), original_request), created_at
         )
-
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        """BatchWriteItem in chunks of 25 (DynamoDB's limit), retrying unprocessed items."""
-        for start in range(0, len(requests), 25):
-            pending: Any = {self._table: requests[start : start + 25]}
-            for attempt in range(10):
-                out = self._db.batch_write_item(RequestItems=pending)
-                pending = out.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(min(1.0, 0.05 * 2**attempt))
-            else:
-                raise StoreError("DynamoDB kept items unprocessed after 10 attempts")
 
     def get_meta(self, execution_id: str) -> Item:
         out = self._db.get_item(
@@ -352,24 +377,6 @@ class DynamoStore:
         """Items of one execution by sort key (consistent); missing ones are left out."""
         keys = [to_item({"PK": pk(execution_id), "SK": sk}) for sk in sort_keys]
         return [from_item(i) for i in self._batch_get(keys)]
-
-    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """BatchGetItem (consistent) in chunks of 100, retrying unprocessed keys; raw items."""
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(keys), 100):
-            request: dict[str, Any] = {
-                self._table: {"Keys": keys[start : start + 100], "ConsistentRead": True}
-            }
-            for attempt in range(10):
-                out = self._db.batch_get_item(RequestItems=request)
-                found += out.get("Responses", {}).get(self._table, [])
-                request = out.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(min(1.0, 0.05 * 2**attempt))
-            else:
-                raise StoreError(f"DynamoDB left {len(request[self._table]['Keys'])} keys unprocessed")
-        return found
 
     def set_token(self, execution_id: str, task_id: int, token: str) -> Item:
         out = self._db.update_item(
