@@ -6,9 +6,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from chalice.app import Chalice, Request, Response
+from chalice.app import Chalice, Rate, Request, Response
 
-from chalicelib import api, fanout
+from chalicelib import api
 from chalicelib.factory import Services, build_services
 
 app = Chalice(app_name="dagcast")
@@ -80,6 +80,39 @@ def task_result(execution_id: str, task_id: str) -> Response:
     return _json(api.respond(lambda: api.task_result(services(), execution_id, task_id)))
 
 
+@app.route("/api/v1/webhooks", methods=["POST"], content_types=["application/json"], cors=True)
+def create_webhook() -> Response:
+    raw = _request().raw_body
+    raw = raw.encode() if isinstance(raw, str) else raw
+    return _json(api.respond(lambda: api.create_webhook(services(), raw)))
+
+
+@app.route("/api/v1/webhooks", methods=["GET"], cors=True)
+def list_webhooks() -> Response:
+    return _json(api.respond(lambda: api.list_webhooks(services())))
+
+
+@app.route("/api/v1/webhooks/{webhook_id}", methods=["GET"], cors=True)
+def get_webhook(webhook_id: str) -> Response:
+    return _json(api.respond(lambda: api.get_webhook(services(), webhook_id)))
+
+
+@app.route("/api/v1/webhooks/{webhook_id}", methods=["DELETE"], cors=True)
+def delete_webhook(webhook_id: str) -> Response:
+    return _json(api.respond(lambda: api.delete_webhook(services(), webhook_id)))
+
+
+@app.route("/api/v1/webhooks/{webhook_id}/deliveries", methods=["GET"], cors=True)
+def list_deliveries(webhook_id: str) -> Response:
+    query = _request().query_params
+    return _json(api.respond(lambda: api.list_deliveries(services(), webhook_id, query)))
+
+
+@app.route("/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", methods=["POST"], cors=True)
+def replay_delivery(webhook_id: str, delivery_id: str) -> Response:
+    return _json(api.respond(lambda: api.replay_delivery(services(), webhook_id, delivery_id)))
+
+
 @app.lambda_function(name="register_task")
 def register_task(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return services().orchestrator.register(event)
@@ -102,4 +135,12 @@ def finalize(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.lambda_function(name="fanout")
 def fanout_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return fanout.handle(event, context)
+    return services().fanout.handle(event, context)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="webhook_retry")
+def webhook_retry(event: Any) -> None:
+    """Sends webhook deliveries whose back-off is over (and lanes the stream handler left)."""
+    s = services()
+    if s.dispatcher is not None:
+        s.dispatcher.run_retries(s.settings.webhook_sweep_seconds)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .dag import InvalidJob, parse_job
+from .events import TypeFilter
 from .factory import Services
 from .orchestration import AlreadyFinished, StartFailed, combine_sinks, execution_view
 from .store import ExecutionNotFound, StoreError
+from .webhooks import MAX_WEBHOOKS, STATUSES, Hook, InvalidWebhook, delivery_view, now_ms, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ def respond(handler: Callable[[], Reply]) -> Reply:
             "error": f"the job is invalid ({count} problem{'s' if count != 1 else ''}); nothing was started",
             "problems": [p.as_dict() for p in exc.problems],
         }
+    except InvalidWebhook as exc:
+        return 400, {"error": "the webhook is invalid; nothing was saved", "problems": exc.problems}
     except ExecutionNotFound as exc:
         return 404, {"error": str(exc)}
     except StartFailed as exc:
@@ -52,17 +57,19 @@ def respond(handler: Callable[[], Reply]) -> Reply:
         return 500, {"error": "internal error; the request was not completed"}
 
 
-def execute_dag(services: Services, raw_body: bytes | None, base_url: str) -> Reply:
+def _json_body(raw_body: bytes | None, example: str, limit: int = MAX_BODY_BYTES) -> Any:
     if not raw_body:
-        raise HttpError(
-            400, 'the body is empty; send a job as JSON: {"originalRequest": ..., "tasks": [...]}'
-        )
-    if len(raw_body) > MAX_BODY_BYTES:
-        raise HttpError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+        raise HttpError(400, f"the body is empty; send JSON: {example}")
+    if len(raw_body) > limit:
+        raise HttpError(413, f"the body is larger than {limit} bytes")
     try:
-        body = json.loads(raw_body)
+        return json.loads(raw_body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HttpError(400, f"the body is not valid JSON: {exc}") from None
+
+
+def execute_dag(services: Services, raw_body: bytes | None, base_url: str) -> Reply:
+    body = _json_body(raw_body, '{"originalRequest": ..., "tasks": [...]}')
     job = parse_job(body)
     execution_id = services.orchestrator.submit(job)
     api = services.settings.public_url or base_url
@@ -99,16 +106,20 @@ def get_execution(services: Services, execution_id: str) -> Reply:
     return 200, services.orchestrator.snapshot(execution_id)
 
 
-def list_executions(services: Services, query: Mapping[str, str] | None) -> Reply:
-    raw = (query or {}).get("limit", "20")
+def _limit(raw: str) -> int:
     try:
         limit = int(raw)
     except ValueError:
         raise HttpError(
-            400, f"limit must be an integer between 1 and {MAX_LIST_LIMIT}, got {raw!r}"
+            400, f"limit must be an integer between 1 and {MAX_LIST_LIMIT}, got {raw[:40]!r}"
         ) from None
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise HttpError(400, f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
+    return limit
+
+
+def list_executions(services: Services, query: Mapping[str, str] | None) -> Reply:
+    limit = _limit((query or {}).get("limit", "20"))
     items = services.store.list_executions(limit)
     return 200, {"executions": [execution_view(m) for m in items]}
 
@@ -148,3 +159,87 @@ def final_result(services: Services, execution_id: str) -> Reply:
     sinks = [int(s) for s in meta["sinks"]]
     final = combine_sinks(services.store.get_results(execution_id, sinks), sinks)
     return 200, {"executionId": execution_id, "finalResult": final}
+
+
+# ------------------------------------------------------------------------------------ webhooks
+
+
+def _dispatcher(services: Services) -> Any:
+    if services.dispatcher is None:
+        raise HttpError(
+            503, "webhooks are off: set DAGCAST_WEBHOOK_KMS_KEY (the KMS key that encrypts their secrets)"
+        )
+    return services.dispatcher
+
+
+def _hook(services: Services, webhook_id: str) -> Hook:
+    hook = services.webhooks.get_hook(webhook_id)
+    if hook is None:
+        raise HttpError(404, f"no webhook with id {webhook_id!r}")
+    return hook
+
+
+def create_webhook(services: Services, raw_body: bytes | None) -> Reply:
+    dispatcher = _dispatcher(services)
+    spec = parse_spec(
+        _json_body(
+            raw_body, '{"url": "https://...", "secret": "16+ characters", "types": ["execution.*"]}', 10_000
+        ),
+        services.settings,
+    )
+    if len(services.webhooks.hooks()) >= MAX_WEBHOOKS:
+        raise HttpError(409, f"there are already {MAX_WEBHOOKS} webhooks (the limit); delete one first")
+    webhook_id = f"wh_{uuid.uuid4().hex}"
+    hook = Hook(
+        id=webhook_id,
+        url=spec.url,
+        types=TypeFilter.of(spec.types) if spec.types else None,
+        execution_id=spec.executionId,
+        sealed_secret=dispatcher.box.seal(webhook_id, spec.secret),
+        created_at=now_ms(),
+        description=spec.description,
+    )
+    services.webhooks.put_hook(hook)
+    return 201, hook.view()
+
+
+def list_webhooks(services: Services) -> Reply:
+    hooks = sorted(services.webhooks.hooks(), key=lambda h: h.created_at)
+    return 200, {"webhooks": [h.view() for h in hooks]}
+
+
+def get_webhook(services: Services, webhook_id: str) -> Reply:
+    return 200, _hook(services, webhook_id).view()
+
+
+def delete_webhook(services: Services, webhook_id: str) -> Reply:
+    if not services.webhooks.delete_hook(webhook_id):
+        raise HttpError(404, f"no webhook with id {webhook_id!r}")
+    return 200, {"webhookId": webhook_id, "deleted": True}
+
+
+def list_deliveries(services: Services, webhook_id: str, query: Mapping[str, str] | None) -> Reply:
+    _hook(services, webhook_id)
+    query = query or {}
+    limit = _limit(query.get("limit", "50"))
+    status = query.get("status")
+    if status is not None and status not in STATUSES:
+        raise HttpError(400, f"status must be one of {', '.join(STATUSES)}, got {status[:40]!r}")
+    start = query.get("after")
+    if start is not None and not start.startswith("DLV#"):
+        raise HttpError(400, "after must be the nextAfter value of the previous page")
+    items, after = services.webhooks.deliveries(webhook_id, query.get("executionId"), status, limit, start)
+    return 200, {"deliveries": [delivery_view(i) for i in items], "nextAfter": after}
+
+
+def replay_delivery(services: Services, webhook_id: str, delivery_id: str) -> Reply:
+    dispatcher = _dispatcher(services)
+    hook = _hook(services, webhook_id)
+    execution_id, _, raw_seq = delivery_id.rpartition(":")
+    if not execution_id or not raw_seq.isdigit():
+        raise HttpError(400, f"a delivery id is <executionId>:<seq>, got {delivery_id[:80]!r}")
+    item = services.webhooks.get_delivery(webhook_id, execution_id, int(raw_seq))
+    if item is None:
+        raise HttpError(404, f"webhook {webhook_id} has no delivery {delivery_id!r}")
+    view = dispatcher.replay(hook, item)
+    return (202 if view["replay"].get("queued") else 200), view

@@ -44,8 +44,19 @@ _ENV = {
     "trust_proxy": "DAGCAST_TRUST_PROXY",
     "redact_keys": "DAGCAST_REDACT_KEYS",
     "plugins": "DAGCAST_PLUGINS",
+    "event_bus": "DAGCAST_EVENT_BUS",
+    "webhook_kms_key": "DAGCAST_WEBHOOK_KMS_KEY",
+    "webhook_allow_http": "DAGCAST_WEBHOOK_ALLOW_HTTP",
+    "webhook_allowed_hosts": "DAGCAST_WEBHOOK_ALLOWED_HOSTS",
+    "webhook_timeout_seconds": "DAGCAST_WEBHOOK_TIMEOUT_SECONDS",
+    "webhook_max_attempts": "DAGCAST_WEBHOOK_MAX_ATTEMPTS",
+    "webhook_backoff_seconds": "DAGCAST_WEBHOOK_BACKOFF_SECONDS",
+    "webhook_backoff_max_seconds": "DAGCAST_WEBHOOK_BACKOFF_MAX_SECONDS",
+    "webhook_inline_seconds": "DAGCAST_WEBHOOK_INLINE_SECONDS",
+    "webhook_sweep_seconds": "DAGCAST_WEBHOOK_SWEEP_SECONDS",
+    "webhook_retention_days": "DAGCAST_WEBHOOK_RETENTION_DAYS",
 }
-_LISTS = {"cors_origins", "redact_keys", "plugins"}
+_LISTS = {"cors_origins", "redact_keys", "plugins", "webhook_allowed_hosts"}
 
 
 class Settings(BaseModel):
@@ -75,6 +86,18 @@ class Settings(BaseModel):
     redact_keys: tuple[str, ...] = ()
     # Modules imported at start-up: they register task kinds and python functions (docs/jobs.md).
     plugins: tuple[str, ...] = ()
+    # --- fan-out (docs/webhooks.md) ---
+    event_bus: str = ""  # EventBridge bus name or ARN; empty: EventBridge off
+    webhook_kms_key: str = ""  # KMS key that encrypts webhook secrets; empty: webhooks off
+    webhook_allow_http: bool = False  # plain http:// endpoints (the local stack turns it on)
+    webhook_allowed_hosts: tuple[str, ...] = ()  # fnmatch patterns; empty: any host
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    webhook_max_attempts: int = Field(default=12, ge=1, le=50)
+    webhook_backoff_seconds: float = Field(default=2.0, gt=0)  # first retry; doubles each time
+    webhook_backoff_max_seconds: float = Field(default=1800.0, gt=0)
+    webhook_inline_seconds: float = Field(default=10.0, ge=0)  # delivery time inside the stream handler
+    webhook_sweep_seconds: float = Field(default=50.0, ge=0)  # the retry function's time per run
+    webhook_retention_days: int = Field(default=14, ge=1)  # deliveries expire (DynamoDB TTL) after
 
     @model_validator(mode="after")
     def _secret_when_auth(self) -> Settings:

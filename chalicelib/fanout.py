@@ -1,20 +1,46 @@
-"""The DynamoDB stream consumer: every stored event passes through here exactly in seq order.
+"""The DynamoDB stream consumer: every stored event passes through here, in seq order per execution.
 
-For now it logs each event (with its execution id and seq) — webhooks, EventBridge and metrics
-plug in here. It uses powertools' BatchProcessor so one bad record is reported back as a partial
-batch failure (``batchItemFailures``) instead of failing or silently dropping the batch.
+For each event record (an INSERT of an ``EVT#`` item; everything else in the table is skipped):
+1. publish it to EventBridge when a bus is set (detail-type = event type);
+2. write one delivery item per matching webhook (webhooks.py) — durable before anything is sent;
+3. count it (EMF metrics).
+A record whose work fails is reported in ``batchItemFailures`` (powertools BatchProcessor), and so
+is every later record of the same execution in the batch, so the stream redelivers them in order
+while other executions go on. After the records, the webhook lanes they touched are sent right
+away (in parallel, each in order) within a time budget; failures wait for the retry function.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
+from .webhooks import Dispatcher, Hook, LaneReport, WebhookStore, delivery_item, now_ms
+
+if TYPE_CHECKING:
+    from mypy_boto3_events.client import EventBridgeClient
+else:
+    EventBridgeClient = Any
+
 logger = Logger(service="dagcast-fanout")
+metrics = Metrics(namespace="dagcast", service="fanout")
+EVENT_SOURCE = "dagcast"
+
+
+class EarlierRecordFailed(RuntimeError):
+    """A record of the same execution failed earlier in this batch; this one must wait for it."""
+
+
+class MalformedRecord(ValueError):
+    pass
 
 
 def is_event_record(record: DynamoDBRecord) -> bool:
@@ -23,23 +49,147 @@ def is_event_record(record: DynamoDBRecord) -> bool:
     return isinstance(sk, str) and sk.startswith("EVT#")
 
 
-def handle_record(record: DynamoDBRecord) -> dict[str, Any] | None:
-    if not is_event_record(record) or record.event_name is None or record.event_name.name != "INSERT":
-        return None
-    image = record.dynamodb.new_image if record.dynamodb else None
-    if not image or "data" not in image:
-        raise ValueError(f"event record {record.event_id} has no data attribute")
-    event: dict[str, Any] = json.loads(image["data"])
-    logger.info(
-        "event",
-        extra={"executionId": event.get("executionId"), "seq": event.get("seq"), "type": event.get("type")},
-    )
-    return event
+def _execution_of(record: DynamoDBRecord) -> str:
+    keys = (record.dynamodb.keys if record.dynamodb else None) or {}
+    return str(keys.get("PK", "")).removeprefix("EXEC#")
 
 
-def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-    response = process_partial_response(
-        event=event, record_handler=handle_record, processor=processor, context=context
-    )
-    return dict(response)
+@dataclass
+class _Batch:
+    """One invocation's state: the webhooks, the executions that failed, the lanes touched."""
+
+    hooks: list[Hook]
+    failed: set[str] = field(default_factory=set)
+    lanes: dict[tuple[str, str], Hook] = field(default_factory=dict)
+    events: int = 0
+    published: int = 0
+    malformed: int = 0
+    max_lag_ms: int = 0
+
+
+class FanOut:
+    def __init__(
+        self,
+        webhooks: WebhookStore | None,
+        dispatcher: Dispatcher | None,
+        eventbridge: EventBridgeClient | None,
+        bus: str,
+        inline_seconds: float,
+    ) -> None:
+        self.webhooks = webhooks
+        self.dispatcher = dispatcher
+        self.eventbridge = eventbridge if bus else None
+        self.bus = bus
+        self.inline_seconds = inline_seconds
+
+    def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        started = time.time()
+        batch = _Batch(self.webhooks.hooks() if self.webhooks else [])
+        processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+        response: dict[str, Any] = dict(
+            process_partial_response(
+                event=event,
+                record_handler=lambda record: self._record(batch, record),
+                processor=processor,
+                context=context,
+            )
+        )
+        reports: list[LaneReport] = []
+        if batch.lanes and self.dispatcher is not None:
+            lanes = [(hook, execution_id) for (_, execution_id), hook in batch.lanes.items()]
+            reports = self.dispatcher.process(lanes, started + self.inline_seconds)
+        publish_metrics(batch, reports, len(response.get("batchItemFailures") or []))
+        return response
+
+    def _record(self, batch: _Batch, record: DynamoDBRecord) -> dict[str, Any] | None:
+        if not is_event_record(record) or record.event_name is None or record.event_name.name != "INSERT":
+            return None
+        execution_id = _execution_of(record)
+        if execution_id in batch.failed:
+            raise EarlierRecordFailed(f"an earlier event of execution {execution_id} failed in this batch")
+        try:
+            return self._fan_out(batch, record)
+        except MalformedRecord as exc:
+            # Retrying cannot mend it: say so loudly and let the others through.
+            logger.error(
+                "malformed event record skipped", extra={"executionId": execution_id, "error": str(exc)}
+            )
+            batch.malformed += 1
+            return None
+        except Exception:
+            batch.failed.add(execution_id)
+            raise
+
+    def _fan_out(self, batch: _Batch, record: DynamoDBRecord) -> dict[str, Any]:
+        image = record.dynamodb.new_image if record.dynamodb else None
+        try:
+            body = str((image or {})["data"])
+            event: dict[str, Any] = json.loads(body)
+            execution_id, seq = str(event["executionId"]), int(event["seq"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedRecord(f"event record {record.event_id}: {type(exc).__name__}: {exc}") from None
+        batch.events += 1
+        batch.max_lag_ms = max(batch.max_lag_ms, now_ms() - int(event.get("timestamp") or now_ms()))
+        logger.debug("event", extra={"executionId": execution_id, "seq": seq, "type": event.get("type")})
+        if self.eventbridge is not None:
+            self._publish(event, body)
+            batch.published += 1
+        hooks = [h for h in batch.hooks if h.matches(event)]
+        if hooks and self.webhooks is not None:
+            self.webhooks.enqueue([delivery_item(h, event, body) for h in hooks])
+            for h in hooks:
+                batch.lanes[(h.id, execution_id)] = h
+        return event
+
+    def _publish(self, event: dict[str, Any], body: str) -> None:
+        assert self.eventbridge is not None
+        out = self.eventbridge.put_events(
+            Entries=[
+                {
+                    "Source": EVENT_SOURCE,
+                    "DetailType": str(event.get("type")),
+                    "Detail": body,
+                    "EventBusName": self.bus,
+                    "Resources": [],
+                }
+            ]
+        )
+        if out.get("FailedEntryCount"):
+            entry = out["Entries"][0]
+            raise RuntimeError(
+                f"EventBridge refused event {event['executionId']}:{event['seq']}: "
+                f"{entry.get('ErrorCode')} {entry.get('ErrorMessage')}"
+            )
+
+
+def publish_metrics(batch: _Batch, reports: Iterable[LaneReport], failed_records: int) -> None:
+    """EMF metrics for one invocation (CloudWatch turns the log line into metrics)."""
+    counts = {
+        "EventsWritten": batch.events,
+        "EventBridgePublished": batch.published,
+        "RecordsFailed": failed_records,
+        "MalformedEvents": batch.malformed,
+    }
+    lags: list[int] = []
+    for r in reports:
+        counts["WebhooksDelivered"] = counts.get("WebhooksDelivered", 0) + len(r.lags_ms)
+        counts["WebhookFailures"] = counts.get("WebhookFailures", 0) + r.failures
+        counts["WebhookDeadLetters"] = counts.get("WebhookDeadLetters", 0) + r.dead
+        lags += r.lags_ms
+    record_metrics(counts, lags, batch.max_lag_ms if batch.events else None)
+
+
+def record_metrics(counts: dict[str, int], delivery_lags_ms: list[int], fanout_lag_ms: int | None) -> None:
+    added = False
+    for name, value in counts.items():
+        if value:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            added = True
+    for lag in delivery_lags_ms[:100]:  # EMF takes at most 100 values per metric per line
+        metrics.add_metric(name="WebhookDeliveryLag", unit=MetricUnit.Milliseconds, value=lag)
+        added = True
+    if fanout_lag_ms is not None:
+        metrics.add_metric(name="FanoutLag", unit=MetricUnit.Milliseconds, value=fanout_lag_ms)
+        added = True
+    if added:
+        metrics.flush_metrics()

@@ -6,16 +6,24 @@ moto's own stream → Lambda mapping sends 1-record batches, drops what it sent 
 handler reports failed items it redelivers from the first failed record (after a back-off), so
 nothing is skipped and nothing after a failure overtakes it.
 
-Checkpoints live in memory for now: a restart of the local stack starts a fresh table anyway.
+Like an event source mapping it waits up to ``batch_window_seconds`` to fill a batch of
+``batch_size``, and drops records the mapping's filter would (``accept``: only event inserts reach
+the fan-out in AWS, template.yaml's FilterCriteria). Checkpoints go to a ``Checkpoints`` store after
+every acknowledged batch; with a ``FileCheckpoints`` a restarted poller resumes after the last
+acknowledged record, so it neither skips nor repeats.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,6 +37,7 @@ log = logging.getLogger(__name__)
 SHARD_REFRESH_SECONDS = 5.0
 
 Handler = Callable[[dict[str, Any], Any], Any]
+Record = dict[str, Any]
 
 
 @dataclass
@@ -38,7 +47,44 @@ class PollerStats:
     events_delivered: int = 0
     failures_reported: int = 0
     handler_errors: int = 0
-    checkpoints: dict[str, str] = field(default_factory=dict)
+    records_filtered: int = 0
+
+
+class Checkpoints:
+    """Per stream and shard: the sequence number of the last acknowledged record (in memory)."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, dict[str, str]] = {}
+
+    def get(self, stream_arn: str, shard_id: str) -> str | None:
+        return self._data.get(stream_arn, {}).get(shard_id)
+
+    def put(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
+        self._data.setdefault(stream_arn, {})[shard_id] = sequence_number
+
+
+class FileCheckpoints(Checkpoints):
+    """Checkpoints in a JSON file, replaced atomically on every update (survives a restart)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        if self.path.exists():
+            self._data = json.loads(self.path.read_text() or "{}")
+
+    def put(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
+        super().put(stream_arn, shard_id, sequence_number)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".checkpoints-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(self._data, f)
+        os.replace(tmp, self.path)
+
+
+def is_event_insert(record: Record) -> bool:
+    """The event source mapping's filter: only new event items reach the fan-out."""
+    sk = record.get("dynamodb", {}).get("Keys", {}).get("SK", {}).get("S", "")
+    return record.get("eventName") == "INSERT" and str(sk).startswith("EVT#")
 
 
 class StreamPoller:
@@ -49,13 +95,20 @@ class StreamPoller:
         handler: Handler,
         *,
         batch_size: int = 100,
+        batch_window_seconds: float = 0.0,
         idle_seconds: float = 0.2,
         retry_seconds: float = 0.5,
+        checkpoints: Checkpoints | None = None,
+        accept: Callable[[Record], bool] | None = None,
     ) -> None:
         self._streams = streams
         self._arn = stream_arn
+        self.stream_arn = stream_arn
         self._handler = handler
         self._batch_size = batch_size
+        self._window = batch_window_seconds
+        self.checkpoints = checkpoints or Checkpoints()
+        self._accept = accept
         self._idle = idle_seconds
         self._retry = retry_seconds
         self._stop = threading.Event()
@@ -98,7 +151,7 @@ class StreamPoller:
         cached = self._iterators.get(shard_id)
         if cached:
             return cached
-        checkpoint = self.stats.checkpoints.get(shard_id)
+        checkpoint = self.checkpoints.get(self._arn, shard_id)
         if checkpoint:
             it = self._streams.get_shard_iterator(
                 StreamArn=self._arn,
@@ -112,14 +165,30 @@ class StreamPoller:
             )
         return str(it["ShardIterator"])
 
+    def _collect(self, shard_id: str) -> tuple[list[Record], str | None]:
+        """Up to batch_size records, waiting up to the batch window once the first one is in."""
+        iterator: str | None = self._iterator(shard_id)
+        records: list[Record] = []
+        first_at = 0.0
+        while iterator:
+            try:
+                out = self._streams.get_records(ShardIterator=iterator, Limit=self._batch_size - len(records))
+            except ClientError:
+                self._iterators.pop(shard_id, None)  # expired or trimmed: rebuild from the checkpoint
+                raise
+            got = [dict(r, eventSourceARN=self._arn) for r in out.get("Records", [])]
+            iterator = out.get("NextShardIterator")
+            if got and not records:
+                first_at = time.monotonic()
+            records += got
+            waited = time.monotonic() - first_at
+            if not records or len(records) >= self._batch_size or waited >= self._window:
+                break
+            self._stop.wait(min(0.05, self._window - waited))
+        return records, iterator
+
     def _poll_shard(self, shard_id: str) -> int:
-        try:
-            out = self._streams.get_records(ShardIterator=self._iterator(shard_id), Limit=self._batch_size)
-        except ClientError:
-            self._iterators.pop(shard_id, None)  # expired or trimmed: rebuild from the checkpoint
-            raise
-        next_iterator = out.get("NextShardIterator")
-        records: list[dict[str, Any]] = [dict(r, eventSourceARN=self._arn) for r in out.get("Records", [])]
+        records, next_iterator = self._collect(shard_id)
         # Only a fully acknowledged batch may move on with the next iterator; otherwise the
         # next poll starts again after the checkpoint (redelivering from the failed record).
         self._iterators.pop(shard_id, None)
@@ -127,15 +196,19 @@ class StreamPoller:
             if next_iterator:
                 self._iterators[shard_id] = str(next_iterator)
             return 0
-        self.stats.batches += 1
-        try:
-            response = self._handler({"Records": records}, None) or {}
-        except Exception:
-            log.exception("fan-out handler raised; redelivering the whole batch")
-            self.stats.handler_errors += 1
-            self._stop.wait(self._retry)
-            return 0
-        failed = {f.get("itemIdentifier") for f in response.get("batchItemFailures", [])}
+        deliver = [r for r in records if self._accept is None or self._accept(r)]
+        self.stats.records_filtered += len(records) - len(deliver)
+        failed: set[str] = set()
+        if deliver:
+            self.stats.batches += 1
+            try:
+                response = self._handler({"Records": deliver}, None) or {}
+            except Exception:
+                log.exception("fan-out handler raised; redelivering the whole batch")
+                self.stats.handler_errors += 1
+                self._stop.wait(self._retry)
+                return 0
+            failed = {str(f.get("itemIdentifier")) for f in response.get("batchItemFailures", [])}
         acked = records
         if failed:
             self.stats.failures_reported += len(failed)
@@ -144,14 +217,10 @@ class StreamPoller:
         if not failed and next_iterator:
             self._iterators[shard_id] = str(next_iterator)
         if acked:
-            self.stats.checkpoints[shard_id] = acked[-1]["dynamodb"]["SequenceNumber"]
-            self.stats.records_delivered += len(acked)
-            self.stats.events_delivered += sum(1 for r in acked if _is_event_insert(r))
+            self.checkpoints.put(self._arn, shard_id, acked[-1]["dynamodb"]["SequenceNumber"])
+            delivered = [r for r in acked if self._accept is None or self._accept(r)]
+            self.stats.records_delivered += len(delivered)
+            self.stats.events_delivered += sum(1 for r in delivered if is_event_insert(r))
         if failed:
             self._stop.wait(self._retry)
         return len(acked)
-
-
-def _is_event_insert(record: dict[str, Any]) -> bool:
-    sk = record.get("dynamodb", {}).get("Keys", {}).get("SK", {}).get("S", "")
-    return record.get("eventName") == "INSERT" and str(sk).startswith("EVT#")

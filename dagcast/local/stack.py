@@ -15,6 +15,9 @@ import io
 import logging
 import os
 import secrets
+import tempfile
+import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,7 +39,7 @@ from .moto_adapter import (
     scope_queries_to_partition,
     serialize_dynamodb,
 )
-from .poller import StreamPoller
+from .poller import FileCheckpoints, StreamPoller, is_event_insert
 
 REGION = "us-east-1"
 APP = "dagcast"
@@ -50,6 +53,22 @@ FUNCTIONS = {
     "FinalizeFunctionArn": "finalize",
 }
 FANOUT = "fanout"
+RETRY = "webhook_retry"  # the scheduled webhook retry function (every minute in AWS)
+
+
+def scheduled_event() -> dict[str, Any]:
+    """What EventBridge Scheduler hands a Chalice @app.schedule function."""
+    return {
+        "version": "0",
+        "id": secrets.token_hex(8),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": REGION,
+        "resources": [],
+        "detail": {},
+    }
 
 
 def function_name(name: str) -> str:
@@ -77,11 +96,16 @@ class LocalStack:
     table_name: str = "dagcast-local"
     handlers: dict[str, Handler] = field(default_factory=dict)
     fanout_batch_size: int = 100
+    fanout_batch_window_seconds: float = 0.0
+    retry_interval_seconds: float = 0.5  # how often the webhook retry function runs here
+    state_dir: str = ""  # the poller's checkpoints; a fresh temporary directory when empty
     endpoint: str = ""
     state_machine_arn: str = ""
     _server: Any = None
     _invoker: InProcessInvoker | None = None
     poller: StreamPoller | None = None
+    _retry_stop: threading.Event = field(default_factory=threading.Event)
+    _retry_thread: threading.Thread | None = None
 
     def start(self) -> LocalStack:
         if not self.handlers:
@@ -118,13 +142,48 @@ class LocalStack:
         # Stream tokens are signed with a fresh random secret unless one is given.
         os.environ.setdefault("DAGCAST_STREAM_SECRET", secrets.token_urlsafe(32))
         os.environ["DAGCAST_STATE_MACHINE_ARN"] = self.state_machine_arn
+        # Webhook secrets are encrypted with a key of the embedded KMS; endpoints may be http://.
+        kms = session.client("kms")
+        os.environ["DAGCAST_WEBHOOK_KMS_KEY"] = kms.create_key(Description="dagcast webhook secrets")[
+            "KeyMetadata"
+        ]["KeyId"]
+        os.environ.setdefault("DAGCAST_WEBHOOK_ALLOW_HTTP", "1")
+        os.environ.setdefault("DAGCAST_WEBHOOK_SWEEP_SECONDS", "0")  # one pass per tick (below)
+        # EMF metric lines would flood the console; set it to false to see them.
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        self.state_dir = self.state_dir or tempfile.mkdtemp(prefix="dagcast-state-")
         fanout = self.handlers.get(FANOUT)
         if fanout is not None:
-            self.poller = StreamPoller(
-                session.client("dynamodbstreams"), stream_arn, fanout, batch_size=self.fanout_batch_size
-            )
-            self.poller.start()
+            self.start_poller(stream_arn)
+        retry = self.handlers.get(RETRY)
+        if retry is not None:
+            self._retry_thread = threading.Thread(target=self._run_retries, args=(retry,), daemon=True)
+            self._retry_thread.start()
         return self
+
+    def start_poller(self, stream_arn: str | None = None) -> StreamPoller:
+        """(Re)start the stream poller; it resumes after its last checkpoint."""
+        if stream_arn is None:
+            assert self.poller is not None
+            stream_arn = self.poller.stream_arn
+        self.poller = StreamPoller(
+            boto3.Session(region_name=REGION).client("dynamodbstreams"),
+            stream_arn,
+            self.handlers[FANOUT],
+            batch_size=self.fanout_batch_size,
+            batch_window_seconds=self.fanout_batch_window_seconds,
+            checkpoints=FileCheckpoints(os.path.join(self.state_dir, "stream-checkpoints.json")),
+            accept=is_event_insert,
+        )
+        self.poller.start()
+        return self.poller
+
+    def _run_retries(self, handler: Handler) -> None:
+        while not self._retry_stop.wait(self.retry_interval_seconds):
+            try:
+                handler(scheduled_event(), None)
+            except Exception:
+                logging.getLogger(__name__).exception("webhook retry function failed")
 
     @property
     def invoker(self) -> InProcessInvoker | None:
@@ -169,6 +228,9 @@ class LocalStack:
         }
 
     def stop(self) -> None:
+        self._retry_stop.set()
+        if self._retry_thread is not None:
+            self._retry_thread.join(timeout=30)
         if self.poller is not None:
             self.poller.stop()
         if self._invoker is not None:
@@ -222,4 +284,5 @@ def default_handlers() -> dict[str, Handler]:
         "record_failure": app.record_failure,
         "finalize": app.finalize,
         FANOUT: app.fanout_handler,
+        RETRY: app.webhook_retry,
     }

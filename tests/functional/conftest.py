@@ -3,6 +3,7 @@ real handlers running in-process (dagcast's embedded local stack, without its HT
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +21,15 @@ __all__ = ["echo", "fail", "sleep"]  # task builders, re-exported for the tests 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
-    s = LocalStack(table_name="dagcast-functional").start()
+    # Webhook retries in fractions of a second, so the retry and dead-letter tests take seconds.
+    for name, value in {
+        "DAGCAST_WEBHOOK_BACKOFF_SECONDS": "0.2",
+        "DAGCAST_WEBHOOK_BACKOFF_MAX_SECONDS": "1",
+        "DAGCAST_WEBHOOK_MAX_ATTEMPTS": "8",
+        "DAGCAST_WEBHOOK_TIMEOUT_SECONDS": "2",
+    }.items():
+        os.environ.setdefault(name, value)
+    s = LocalStack(table_name="dagcast-functional", retry_interval_seconds=0.2).start()
     yield s
     s.stop()
 
@@ -73,3 +82,4 @@ def _quiet_fanout_logs() -> None:
     import logging
 
     logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)
+    logging.getLogger("dagcast-webhooks").setLevel(logging.ERROR)
