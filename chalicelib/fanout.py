@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
@@ -180,6 +181,8 @@ def publish_metrics(batch: _Batch, reports: Iterable[LaneReport], failed_records
 
 
 def record_metrics(counts: dict[str, int], delivery_lags_ms: list[int], fanout_lag_ms: int | None) -> None:
+    if is_metrics_disabled():  # powertools keeps (and never flushes) what is added while disabled
+        return
     added = False
     for name, value in counts.items():
         if value:
