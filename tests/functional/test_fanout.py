@@ -43,7 +43,7 @@ class RefusingBus:
         self.refuse = refuse
         self.published: list[tuple[str, int]] = []
 
-    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         event = json.loads(Entries[0]["Detail"])
         key = (event["executionId"], event["seq"])
         if key == self.refuse:
@@ -151,7 +151,7 @@ class OneAtATime:
     def __init__(self, count: int) -> None:
         self.records = [record("W", i + 1) for i in range(count)]
 
-    def describe_stream(self, StreamArn: str) -> dict[str, Any]:  # noqa: N803
+    def describe_stream(self, StreamArn: str) -> dict[str, Any]:
         return {"StreamDescription": {"Shards": [{"ShardId": "s"}]}}
 
     def get_shard_iterator(self, **kwargs: Any) -> dict[str, Any]:
@@ -161,7 +161,7 @@ class OneAtATime:
         )
         return {"ShardIterator": str(start)}
 
-    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
         i = int(ShardIterator)
         return {"Records": self.records[i : i + 1], "NextShardIterator": str(min(i + 1, len(self.records)))}
 
