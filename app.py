@@ -6,12 +6,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from aws_lambda_powertools import Tracer
 from chalice.app import Chalice, Rate, Request, Response
 
 from chalicelib import api
 from chalicelib.factory import Services, build_services
 
 app = Chalice(app_name="dagcast")
+# X-Ray segments around every Lambda (boto3 and httpx calls included); off outside Lambda.
+tracer = Tracer(service="dagcast")
 
 
 @functools.cache
@@ -114,31 +117,37 @@ def replay_delivery(webhook_id: str, delivery_id: str) -> Response:
 
 
 @app.lambda_function(name="register_task")
+@tracer.capture_lambda_handler
 def register_task(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return services().orchestrator.register(event)
 
 
 @app.lambda_function(name="run_task")
+@tracer.capture_lambda_handler
 def run_task(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return services().orchestrator.run(event)
 
 
 @app.lambda_function(name="record_failure")
+@tracer.capture_lambda_handler
 def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return services().orchestrator.record_failure(event)
 
 
 @app.lambda_function(name="finalize")
+@tracer.capture_lambda_handler
 def finalize(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return services().orchestrator.finalize(event)
 
 
 @app.lambda_function(name="fanout")
+@tracer.capture_lambda_handler
 def fanout_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return services().fanout.handle(event, context)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="webhook_retry")
+@tracer.capture_method
 def webhook_retry(event: Any) -> None:
     """Sends webhook deliveries whose back-off is over (and lanes the stream handler left)."""
     s = services()

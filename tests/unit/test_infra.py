@@ -3,6 +3,7 @@ with the code."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import subprocess
@@ -94,7 +95,7 @@ def test_chalice_stage_sets_the_settings_the_code_requires():
 
 def test_lambda_requirements_stay_lean():
     shipped = [
-        line.split("==")[0]
+        line.split("==")[0].split("[")[0]
         for line in (ROOT / "requirements.txt").read_text().splitlines()
         if line and not line.startswith("#")
     ]
@@ -120,3 +121,41 @@ def test_the_map_runs_tasks_as_child_executions_the_role_may_start():
     assert f":stateMachine:{name}" in granted["states:StartExecution"]
     for action in ("states:DescribeExecution", "states:StopExecution"):
         assert f":execution:{name}/*" in granted[action]
+
+
+def test_fan_out_mapping_filters_to_event_inserts_as_the_local_poller_does():
+    from dagcast.local.poller import is_event_insert
+
+    mapping = template()["Resources"]["FanoutMapping"]["Properties"]
+    [pattern] = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
+    assert pattern == {"eventName": ["INSERT"], "dynamodb": {"Keys": {"SK": {"S": [{"prefix": "EVT#"}]}}}}
+
+    def rec(name: str, sk: str) -> dict[str, Any]:
+        return {"eventName": name, "dynamodb": {"Keys": {"SK": {"S": sk}}}}
+
+    assert is_event_insert(rec("INSERT", "EVT#000000000001"))
+    assert not is_event_insert(rec("MODIFY", "EVT#000000000001"))
+    assert not is_event_insert(rec("INSERT", "DLV#x#000000000001"))
+    assert not is_event_insert(rec("INSERT", "EVT~Q#000000000001"))
+
+
+def test_webhook_items_expire_through_the_tables_ttl_attribute():
+    from chalicelib.webhooks import WebhookStore
+
+    ttl = template()["Resources"]["EventsTable"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": "expiresAt", "Enabled": True}
+    assert "expiresAt" in inspect.getsource(WebhookStore.enqueue)
+
+
+def test_the_stage_can_encrypt_webhook_secrets_and_publish_events():
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    stage = config["stages"]["dev"]
+    assert {"DAGCAST_WEBHOOK_KMS_KEY", "DAGCAST_EVENT_BUS"} <= set(stage["environment_variables"])
+    policy = json.loads((ROOT / ".chalice" / stage["iam_policy_file"]).read_text())
+    granted = {
+        a
+        for s in policy["Statement"]
+        for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    }
+    assert {"kms:Encrypt", "kms:Decrypt", "events:PutEvents"} <= granted
+    assert "WebhookKeyArn" in template()["Outputs"]
