@@ -43,6 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--max-streams-per-execution", type=int, help="concurrent streams per execution (5000)")
     up.add_argument("--no-hub", action="store_true", help="one poller per stream (the benchmark baseline)")
     up.add_argument("--verbose", action="store_true", help="access log and every fan-out delivery")
+    up.add_argument(
+        "--fanout-batch-size", type=int, default=100, help="stream records per fan-out batch (default 100)"
+    )
+    up.add_argument(
+        "--fanout-batch-window",
+        type=float,
+        default=0.0,
+        help="seconds to wait for a fuller fan-out batch, like MaximumBatchingWindowInSeconds (default 0)",
+    )
     run = sub.add_parser("run", help="submit a job and print its events live")
     run.add_argument("job", type=Path, help="a job file (JSON)")
     run.add_argument(
@@ -64,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
             "DAGCAST_SSE_HUB": "off" if args.no_hub else None,
         }
         os.environ.update({k: str(v) for k, v in env.items() if v is not None})
-        return cmd_up(args.host, args.port, args.verbose)
+        if not 1 <= args.fanout_batch_size <= 10_000 or not 0 <= args.fanout_batch_window <= 300:
+            parser.error("--fanout-batch-size must be 1..10000 and --fanout-batch-window 0..300 seconds")
+        stack_options = {
+            "fanout_batch_size": args.fanout_batch_size,
+            "fanout_batch_window_seconds": args.fanout_batch_window,
+        }
+        return cmd_up(args.host, args.port, args.verbose, stack_options)
     return cmd_run(args.job, args.url, args.port, args.json)
 
 
@@ -76,7 +91,7 @@ class _RedactTokens(logging.Filter):
         return True
 
 
-def _serve(host: str, port: int, verbose: bool) -> Any:
+def _serve(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | None = None) -> Any:
     import uvicorn
 
     from .local.process import StackProcess
@@ -85,7 +100,7 @@ def _serve(host: str, port: int, verbose: bool) -> Any:
     os.environ.setdefault("DAGCAST_PUBLIC_URL", f"http://{host}:{port}")
     # Stream tokens are signed with a fresh random secret unless one is given.
     os.environ.setdefault("DAGCAST_STREAM_SECRET", secrets.token_urlsafe(32))
-    stack = StackProcess(verbose=verbose).start()
+    stack = StackProcess(verbose=verbose, **(stack_options or {})).start()
     logging.getLogger("uvicorn.access").addFilter(_RedactTokens())
     config = uvicorn.Config(
         create_app(stack),
@@ -99,8 +114,8 @@ def _serve(host: str, port: int, verbose: bool) -> Any:
     return stack, uvicorn.Server(config)
 
 
-def cmd_up(host: str, port: int, verbose: bool) -> int:
-    stack, server = _serve(host, port, verbose)
+def cmd_up(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | None = None) -> int:
+    stack, server = _serve(host, port, verbose, stack_options)
     print(f"dagcast local stack: http://{host}:{port}  (moto at {stack.endpoint})", flush=True)
     print(
         f"  submit:  curl -X POST http://{host}:{port}/api/v1/execute-dag "

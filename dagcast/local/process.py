@@ -19,9 +19,9 @@ from typing import Any
 from .stack import LocalStack, local_environment
 
 
-def _child_main(conn: Connection, table_name: str, verbose: bool) -> None:
+def _child_main(conn: Connection, table_name: str, verbose: bool, options: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.WARNING)
-    stack = LocalStack(table_name=table_name)
+    stack = LocalStack(table_name=table_name, **options)
     try:
         stack.start()
     except Exception as exc:
@@ -30,7 +30,7 @@ def _child_main(conn: Connection, table_name: str, verbose: bool) -> None:
     if not verbose:
         logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)
     port = int(stack.endpoint.rsplit(":", 1)[1])
-    conn.send({"endpoint": stack.endpoint, "port": port, "stateMachineArn": stack.state_machine_arn})
+    conn.send({"endpoint": stack.endpoint, "port": port, "environment": stack.shared_environment()})
     parent = os.getppid()
     try:
         while True:
@@ -51,9 +51,11 @@ def _child_main(conn: Connection, table_name: str, verbose: bool) -> None:
 
 
 class StackProcess:
-    def __init__(self, table_name: str = "dagcast-local", verbose: bool = False) -> None:
+    def __init__(self, table_name: str = "dagcast-local", verbose: bool = False, **options: Any) -> None:
+        """``options``: LocalStack fields (fanout_batch_size, fanout_batch_window_seconds, ...)."""
         self.table_name = table_name
         self.verbose = verbose
+        self.options = options
         self.endpoint = ""
         self.state_machine_arn = ""
         self._lock = threading.Lock()
@@ -64,7 +66,10 @@ class StackProcess:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         self._proc = ctx.Process(
-            target=_child_main, args=(child, self.table_name, self.verbose), name="dagcast-stack", daemon=True
+            target=_child_main,
+            args=(child, self.table_name, self.verbose, self.options),
+            name="dagcast-stack",
+            daemon=True,
         )
         self._proc.start()
         self._conn = parent
@@ -76,10 +81,9 @@ class StackProcess:
             self.stop()
             raise RuntimeError(f"the local stack failed to start: {info['error']}")
         self.endpoint = info["endpoint"]
-        self.state_machine_arn = info["stateMachineArn"]
         os.environ.update(local_environment(self.endpoint, int(info["port"])))
-        os.environ["DAGCAST_TABLE"] = self.table_name
-        os.environ["DAGCAST_STATE_MACHINE_ARN"] = self.state_machine_arn
+        os.environ.update(info["environment"])
+        self.state_machine_arn = os.environ["DAGCAST_STATE_MACHINE_ARN"]
         return self
 
     def fanout_stats(self) -> dict[str, Any] | None:

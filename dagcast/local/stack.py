@@ -161,6 +161,16 @@ class LocalStack:
             self._retry_thread.start()
         return self
 
+    def shared_environment(self) -> dict[str, str]:
+        """What another process (``dagcast up``'s HTTP front) needs to reach this stack's resources."""
+        names = (
+            "DAGCAST_TABLE",
+            "DAGCAST_STATE_MACHINE_ARN",
+            "DAGCAST_WEBHOOK_KMS_KEY",
+            "DAGCAST_WEBHOOK_ALLOW_HTTP",
+        )
+        return {n: os.environ[n] for n in names if n in os.environ}
+
     def start_poller(self, stream_arn: str | None = None) -> StreamPoller:
         """(Re)start the stream poller; it resumes after its last checkpoint."""
         if stream_arn is None:
