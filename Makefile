@@ -43,10 +43,12 @@ demo: install
 	$(BIN)/dagcast run examples/research-report.json
 
 # Benchmarks print numbers (they assert nothing): SSE fan-out to many clients, hub vs no hub;
-# a random 200-task DAG's makespan against its critical path, and against wave scheduling.
+# a random 200-task DAG's makespan against its critical path, and against wave scheduling;
+# events through the stream handler to 10 webhook endpoints (events/s, lag write → receipt).
 bench: install
 	$(BIN)/python -m bench.sse_fanout
 	$(BIN)/python -m bench.dag_makespan
+	$(BIN)/python -m bench.fanout
 
 # The local stack in the foreground on 127.0.0.1:8000.
 up: install

@@ -1,0 +1,139 @@
+"""bench/fanout — events through the stream handler to N webhook endpoints on 127.0.0.1.
+
+Starts the embedded local stack in this process (moto, the stream poller, the real fan-out handler
+and the webhook retry function), registers N webhooks pointing at N real HTTP receivers (threads
+here, verifying every signature), then appends E events spread over X executions as fast as the
+store takes them, and waits until every receiver has every event. Prints:
+
+  events/s            events fully delivered to all N endpoints per second (first write → last receipt)
+  deliveries/s        HTTP deliveries accepted per second over the same span
+  lag p50/p99/max     event written (its timestamp) → the receiver got it, over every delivery
+  exactly once        every endpoint got every event once, in seq order per execution
+  DynamoDB calls      the fan-out's and webhooks' own calls per delivery
+
+Numbers, not assertions: this is `make bench`. Everything shares one process and a 2-core
+machine with moto, so absolute numbers are far below AWS's; compare runs on the same machine.
+
+    python -m bench.fanout [--endpoints 10] [--executions 4] [--events 250] [--batch-size 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import threading
+import time
+import uuid
+from typing import Any
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--executions", type=int, default=4)
+    parser.add_argument("--events", type=int, default=250, help="events per execution")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    from dagcast.local.stack import LocalStack
+
+    stack = LocalStack(table_name="dagcast-bench-fanout", fanout_batch_size=args.batch_size).start()
+    receivers: list[Any] = []
+    try:
+        import boto3
+
+        import app
+        from chalicelib import api
+        from chalicelib.store import DynamoStore
+        from tests.receiver import Receiver
+
+        logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)
+        logging.getLogger("dagcast-webhooks").setLevel(logging.ERROR)
+        app.services.cache_clear()
+        services = app.services()
+        calls = services.store.instrument()  # the client the fan-out and webhooks use
+        writer = DynamoStore(boto3.client("dynamodb"), stack.table_name)  # the emitter's own client
+
+        secret = "bench-secret-0123456789"
+        receivers = [Receiver(secret).start() for _ in range(args.endpoints)]
+        for r in receivers:
+            status, body = api.create_webhook(
+                services, f'{{"url": "{r.url}", "secret": "{secret}"}}'.encode()
+            )
+            assert status == 201, body
+
+        executions = [f"dag-exec_bench{uuid.uuid4().hex[:12]}" for _ in range(args.executions)]
+        total = args.executions * args.events
+        print(
+            f"fan-out: {args.executions} executions × {args.events} events = {total} events "
+            f"→ {args.endpoints} webhook endpoints ({total * args.endpoints} deliveries), "
+            f"batch size {args.batch_size}"
+        )
+        before = calls.calls
+        t0 = time.time()
+
+        def emit(eid: str) -> None:
+            now = int(time.time() * 1000)
+            writer.create_execution(eid, created_at=now, original_request="bench", tasks=[], sink_ids=[])
+            for i in range(args.events - 1):
+                writer.append_event(eid, f"bench#{i}", {"type": "execution.updated", "i": i})
+
+        threads = [threading.Thread(target=emit, args=(eid,)) for eid in executions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        written = time.time()
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            if all(len(r.accepted) >= total for r in receivers):
+                break
+            time.sleep(0.2)
+        done = max((x.at for r in receivers for x in r.accepted), default=time.time())
+        span = done - t0
+
+        lags = [(x.at * 1000 - x.event["timestamp"]) for r in receivers for x in r.accepted]
+        expected = {eid: [f"{eid}:{n}" for n in range(1, args.events + 1)] for eid in executions}
+        exact = all(r.keys_for(eid) == keys for r in receivers for eid, keys in expected.items())
+        signed = all(x.signature_ok for r in receivers for x in r.accepted)
+        delivered = sum(len(r.accepted) for r in receivers)
+        print(
+            f"  written in        {written - t0:8.2f} s   ({total / (written - t0):.0f} events/s into the store)"
+        )
+        print(f"  all delivered in  {span:8.2f} s")
+        print(f"  events/s          {total / span:8.1f}   (each to all {args.endpoints} endpoints)")
+        print(f"  deliveries/s      {delivered / span:8.1f}")
+        if lags:
+            print(
+                f"  lag p50/p99/max   {statistics.median(lags):8.0f} / {percentile(lags, 99):.0f} / "
+                f"{max(lags):.0f} ms  (event written → receiver got it)"
+            )
+        print(
+            f"  exactly once      {'yes' if exact else 'NO'}  (every endpoint: seq 1..{args.events}, in order)"
+        )
+        print(f"  signatures        {'all valid' if signed else 'INVALID ONES'}")
+        print(
+            f"  DynamoDB calls    {(calls.calls - before) / max(1, delivered):8.2f} per delivery (fan-out + webhooks)"
+        )
+        stats = stack.fanout_stats() or {}
+        print(
+            f"  stream batches    {stats.get('batches', 0)}  ({stats.get('eventsDelivered', 0)} event records)"
+        )
+    finally:
+        for r in receivers:
+            r.stop()
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
