@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Tracer
 from chalice.app import Chalice, Rate, Request, Response
 
-from chalicelib import api
+from chalicelib import api, fanout
 from chalicelib.factory import Services, build_services
 
 app = Chalice(app_name="dagcast")
@@ -152,4 +152,4 @@ def webhook_retry(event: Any) -> None:
     """Sends webhook deliveries whose back-off is over (and lanes the stream handler left)."""
     s = services()
     if s.dispatcher is not None:
-        s.dispatcher.run_retries(s.settings.webhook_sweep_seconds)
+        fanout.publish_delivery_metrics(s.dispatcher.run_retries(s.settings.webhook_sweep_seconds))

@@ -14,7 +14,10 @@ store takes them, and waits until every receiver has every event. Prints:
 Numbers, not assertions: this is `make bench`. Everything shares one process and a 2-core
 machine with moto, so absolute numbers are far below AWS's; compare runs on the same machine.
 
-    python -m bench.fanout [--endpoints 10] [--executions 4] [--events 250] [--batch-size 100]
+    python -m bench.fanout [--endpoints 10] [--executions 4] [--events 100] [--rate 1] [--batch-size 100] [--batch-window 1]
+
+Two runs: a burst (every event written as fast as the store takes them: throughput, and the lag
+of a backlog) and a paced run at --rate events/s (the lag when the fan-out keeps up).
 """
 
 from __future__ import annotations
@@ -39,7 +42,11 @@ def main() -> None:
     )
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--executions", type=int, default=4)
-    parser.add_argument("--events", type=int, default=250, help="events per execution")
+    parser.add_argument("--events", type=int, default=100, help="events per execution")
+    parser.add_argument("--rate", type=float, default=1.0, help="events/s of the paced run (all executions)")
+    parser.add_argument(
+        "--batch-window", type=float, default=1.0, help="seconds (template.yaml's mapping waits 1 s)"
+    )
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
@@ -47,7 +54,11 @@ def main() -> None:
 
     from dagcast.local.stack import LocalStack
 
-    stack = LocalStack(table_name="dagcast-bench-fanout", fanout_batch_size=args.batch_size).start()
+    stack = LocalStack(
+        table_name="dagcast-bench-fanout",
+        fanout_batch_size=args.batch_size,
+        fanout_batch_window_seconds=args.batch_window,
+    ).start()
     receivers: list[Any] = []
     try:
         import boto3
@@ -72,59 +83,8 @@ def main() -> None:
             )
             assert status == 201, body
 
-        executions = [f"dag-exec_bench{uuid.uuid4().hex[:12]}" for _ in range(args.executions)]
-        total = args.executions * args.events
-        print(
-            f"fan-out: {args.executions} executions × {args.events} events = {total} events "
-            f"→ {args.endpoints} webhook endpoints ({total * args.endpoints} deliveries), "
-            f"batch size {args.batch_size}"
-        )
-        before = calls.calls
-        t0 = time.time()
-
-        def emit(eid: str) -> None:
-            now = int(time.time() * 1000)
-            writer.create_execution(eid, created_at=now, original_request="bench", tasks=[], sink_ids=[])
-            for i in range(args.events - 1):
-                writer.append_event(eid, f"bench#{i}", {"type": "execution.updated", "i": i})
-
-        threads = [threading.Thread(target=emit, args=(eid,)) for eid in executions]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        written = time.time()
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            if all(len(r.accepted) >= total for r in receivers):
-                break
-            time.sleep(0.2)
-        done = max((x.at for r in receivers for x in r.accepted), default=time.time())
-        span = done - t0
-
-        lags = [(x.at * 1000 - x.event["timestamp"]) for r in receivers for x in r.accepted]
-        expected = {eid: [f"{eid}:{n}" for n in range(1, args.events + 1)] for eid in executions}
-        exact = all(r.keys_for(eid) == keys for r in receivers for eid, keys in expected.items())
-        signed = all(x.signature_ok for r in receivers for x in r.accepted)
-        delivered = sum(len(r.accepted) for r in receivers)
-        print(
-            f"  written in        {written - t0:8.2f} s   ({total / (written - t0):.0f} events/s into the store)"
-        )
-        print(f"  all delivered in  {span:8.2f} s")
-        print(f"  events/s          {total / span:8.1f}   (each to all {args.endpoints} endpoints)")
-        print(f"  deliveries/s      {delivered / span:8.1f}")
-        if lags:
-            print(
-                f"  lag p50/p99/max   {statistics.median(lags):8.0f} / {percentile(lags, 99):.0f} / "
-                f"{max(lags):.0f} ms  (event written → receiver got it)"
-            )
-        print(
-            f"  exactly once      {'yes' if exact else 'NO'}  (every endpoint: seq 1..{args.events}, in order)"
-        )
-        print(f"  signatures        {'all valid' if signed else 'INVALID ONES'}")
-        print(
-            f"  DynamoDB calls    {(calls.calls - before) / max(1, delivered):8.2f} per delivery (fan-out + webhooks)"
-        )
+        for rate in (0.0, args.rate):
+            run(services, writer, receivers, calls, args, rate)
         stats = stack.fanout_stats() or {}
         print(
             f"  stream batches    {stats.get('batches', 0)}  ({stats.get('eventsDelivered', 0)} event records)"
@@ -133,6 +93,68 @@ def main() -> None:
         for r in receivers:
             r.stop()
         stack.stop()
+
+
+def run(services: Any, writer: Any, receivers: list[Any], calls: Any, args: Any, rate: float) -> None:
+    """One burst (rate 0: as fast as the store takes them) or a paced run (events/s over all executions)."""
+    for r in receivers:
+        r.accepted.clear()
+    executions = [f"dag-exec_bench{uuid.uuid4().hex[:12]}" for _ in range(args.executions)]
+    total = args.executions * args.events
+    mode = f"paced at {rate:g} events/s" if rate else "burst (as fast as the store takes them)"
+    print(
+        f"\n{mode}: {args.executions} executions × {args.events} events = {total} events "
+        f"→ {args.endpoints} webhook endpoints ({total * args.endpoints} deliveries), "
+        f"batch size {args.batch_size}, window {args.batch_window:g} s"
+    )
+    before = calls.calls
+    t0 = time.time()
+
+    def emit(eid: str) -> None:
+        now = int(time.time() * 1000)
+        writer.create_execution(eid, created_at=now, original_request="bench", tasks=[], sink_ids=[])
+        for i in range(args.events - 1):
+            if rate:
+                delay = t0 + (i + 1) * args.executions / rate - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+            writer.append_event(eid, f"bench#{i}", {"type": "execution.updated", "i": i})
+
+    threads = [threading.Thread(target=emit, args=(eid,)) for eid in executions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    written = time.time()
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if all(len(r.accepted) >= total for r in receivers):
+            break
+        time.sleep(0.2)
+    done = max((x.at for r in receivers for x in r.accepted), default=time.time())
+    span = done - t0
+
+    lags = [(x.at * 1000 - x.event["timestamp"]) for r in receivers for x in r.accepted]
+    expected = {eid: [f"{eid}:{n}" for n in range(1, args.events + 1)] for eid in executions}
+    exact = all(r.keys_for(eid) == keys for r in receivers for eid, keys in expected.items())
+    signed = all(x.signature_ok for r in receivers for x in r.accepted)
+    delivered = sum(len(r.accepted) for r in receivers)
+    print(
+        f"  written in        {written - t0:8.2f} s   ({total / (written - t0):.0f} events/s into the store)"
+    )
+    print(f"  all delivered in  {span:8.2f} s")
+    print(f"  events/s          {total / span:8.1f}   (each to all {args.endpoints} endpoints)")
+    print(f"  deliveries/s      {delivered / span:8.1f}")
+    if lags:
+        print(
+            f"  lag p50/p99/max   {statistics.median(lags):8.0f} / {percentile(lags, 99):.0f} / "
+            f"{max(lags):.0f} ms  (event written → receiver got it)"
+        )
+    print(f"  exactly once      {'yes' if exact else 'NO'}  (every endpoint: seq 1..{args.events}, in order)")
+    print(f"  signatures        {'all valid' if signed else 'INVALID ONES'}")
+    print(
+        f"  DynamoDB calls    {(calls.calls - before) / max(1, delivered):8.2f} per delivery (fan-out + webhooks)"
+    )
 
 
 if __name__ == "__main__":

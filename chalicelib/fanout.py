@@ -34,6 +34,7 @@ else:
 logger = Logger(service="dagcast-fanout")
 metrics = Metrics(namespace="dagcast", service="fanout")
 EVENT_SOURCE = "dagcast"
+MAX_DETAIL_BYTES = 200_000  # under EventBridge's 256 KB entry limit, with room for the envelope
 
 
 class EarlierRecordFailed(RuntimeError):
@@ -132,18 +133,24 @@ class FanOut:
         batch.events += 1
         batch.max_lag_ms = max(batch.max_lag_ms, now_ms() - int(event.get("timestamp") or now_ms()))
         logger.debug("event", extra={"executionId": execution_id, "seq": seq, "type": event.get("type")})
-        if self.eventbridge is not None:
-            self._publish(event, body)
-            batch.published += 1
+        # Deliveries first: they are idempotent, so a bus that keeps refusing cannot cost webhooks.
         hooks = [h for h in batch.hooks if h.matches(event)]
         if hooks and self.webhooks is not None:
             self.webhooks.enqueue([delivery_item(h, event, body) for h in hooks])
             for h in hooks:
                 batch.lanes[(h.id, execution_id)] = h
+        if self.eventbridge is not None:
+            self._publish(event, body)
+            batch.published += 1
         return event
 
     def _publish(self, event: dict[str, Any], body: str) -> None:
         assert self.eventbridge is not None
+        if len(body.encode()) > MAX_DETAIL_BYTES:  # EventBridge takes 256 KB per entry: send a pointer
+            pointer = {
+                k: event[k] for k in ("type", "executionId", "seq", "timestamp", "taskId") if k in event
+            }
+            body = json.dumps({**pointer, "truncated": True})
         out = self.eventbridge.put_events(
             Entries=[
                 {
@@ -171,13 +178,21 @@ def publish_metrics(batch: _Batch, reports: Iterable[LaneReport], failed_records
         "RecordsFailed": failed_records,
         "MalformedEvents": batch.malformed,
     }
+    publish_delivery_metrics(reports, counts, batch.max_lag_ms if batch.events else None)
+
+
+def publish_delivery_metrics(
+    reports: Iterable[LaneReport], counts: dict[str, int] | None = None, fanout_lag_ms: int | None = None
+) -> None:
+    """Webhook metrics of lanes sent by the stream handler or by the retry function."""
+    counts = dict(counts or {})
     lags: list[int] = []
     for r in reports:
         counts["WebhooksDelivered"] = counts.get("WebhooksDelivered", 0) + len(r.lags_ms)
         counts["WebhookFailures"] = counts.get("WebhookFailures", 0) + r.failures
         counts["WebhookDeadLetters"] = counts.get("WebhookDeadLetters", 0) + r.dead
         lags += r.lags_ms
-    record_metrics(counts, lags, batch.max_lag_ms if batch.events else None)
+    record_metrics(counts, lags, fanout_lag_ms)
 
 
 def record_metrics(counts: dict[str, int], delivery_lags_ms: list[int], fanout_lag_ms: int | None) -> None:

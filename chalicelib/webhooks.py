@@ -277,7 +277,7 @@ class WebhookStore(Table):
         self._batch_write([{"PutRequest": {"Item": to_item({**d, "expiresAt": expires})}} for d in fresh])
 
     def save(self, deliveries: list[Item]) -> None:
-        self._batch_write([{"PutRequest": {"Item": to_item(d)}} for d in deliveries])
+        self._batch_write([{"PutRequest": {"Item": to_item(d)}} for d in deliveries])  # None: removed
 
     def pending(self, webhook_id: str, execution_id: str, after_seq: int, limit: int) -> list[Item]:
         out = self._db.query(
@@ -592,15 +592,9 @@ class Dispatcher:
                         continue
                     if time.time() >= deadline or now_ms() > lease_end - margin_ms:
                         return cursor, None, False
-                    attempts = int(item.get("attempts", 0)) + 1
-                    result = self.sender.post(hook, secret, item, attempts)
-                    item.update(attempts=attempts, lastAttemptAt=result.at, lastError=result.error or None)
-                    item.pop("nextAttemptAt", None)
-                    if result.status_code is not None:
-                        item["lastStatusCode"] = result.status_code
+                    result = self._attempt(hook, secret, item)
                     changed.append(item)
                     if result.ok:
-                        item.update(status=DELIVERED, deliveredAt=result.at)
                         report.lags_ms.append(result.at - int(item["eventTimestamp"]))
                         cursor = int(item["seq"])
                         continue
@@ -609,9 +603,10 @@ class Dispatcher:
                         "webhookId": hook.id,
                         "executionId": execution_id,
                         "seq": item["seq"],
-                        "attempt": attempts,
+                        "attempt": item["attempts"],
                         "error": result.error,
                     }
+                    attempts = int(item["attempts"])
                     if attempts >= self.policy.max_attempts:
                         item["status"] = DEAD
                         report.dead += 1
@@ -624,8 +619,22 @@ class Dispatcher:
                         "webhook delivery failed; will retry", extra={**log_extra, "retryAt": retry_at}
                     )
                     return cursor, retry_at, False
+                if len(items) < 25:  # the lane ran dry; the re-check after release sees late arrivals
+                    return cursor, None, True
             finally:
-                self.store.save([{k: v for k, v in i.items() if v is not None} for i in changed])
+                self.store.save(changed)
+
+    def _attempt(self, hook: Hook, secret: str, item: Item) -> Attempt:
+        """POST the delivery once and record the outcome on the item (saved by the caller)."""
+        attempts = int(item.get("attempts", 0)) + 1
+        result = self.sender.post(hook, secret, item, attempts)
+        item.update(attempts=attempts, lastAttemptAt=result.at, lastError=result.error or None)
+        item.pop("nextAttemptAt", None)
+        if result.status_code is not None:
+            item["lastStatusCode"] = result.status_code
+        if result.ok:
+            item.update(status=DELIVERED, deliveredAt=result.at)
+        return result
 
     def sweep(self, deadline: float) -> list[LaneReport]:
         """The retry function: every lane whose due time has come, until ``deadline``."""
@@ -655,13 +664,7 @@ class Dispatcher:
         if item["status"] == PENDING:
             self.store.retry_now(hook.id, str(item["executionId"]))
             return {**delivery_view(item), "replay": {"queued": True}}
-        attempts = int(item.get("attempts", 0)) + 1
-        result = self.sender.post(hook, self.box.open(hook), item, attempts)
-        item.update(attempts=attempts, lastAttemptAt=result.at, lastError=result.error or None)
-        if result.status_code is not None:
-            item["lastStatusCode"] = result.status_code
-        if result.ok:
-            item.update(status=DELIVERED, deliveredAt=result.at)
-        self.store.save([{k: v for k, v in item.items() if v is not None}])
+        result = self._attempt(hook, self.box.open(hook), item)
+        self.store.save([item])
         replay = {"delivered": result.ok, "statusCode": result.status_code, "error": result.error or None}
         return {**delivery_view(item), "replay": replay}

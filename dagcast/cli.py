@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--max-streams-per-ip", type=int, help="concurrent streams per client IP (default 50)")
     up.add_argument("--max-streams-per-execution", type=int, help="concurrent streams per execution (5000)")
     up.add_argument("--no-hub", action="store_true", help="one poller per stream (the benchmark baseline)")
-    up.add_argument("--verbose", action="store_true", help="access log and every fan-out delivery")
+    up.add_argument("--verbose", action="store_true", help="access log and the fan-out's log lines")
     up.add_argument(
         "--fanout-batch-size", type=int, default=100, help="stream records per fan-out batch (default 100)"
     )

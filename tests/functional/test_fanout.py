@@ -42,6 +42,7 @@ class RefusingBus:
     def __init__(self, refuse: tuple[str, int]) -> None:
         self.refuse = refuse
         self.published: list[tuple[str, int]] = []
+        self.details: list[dict[str, Any]] = []
 
     def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         event = json.loads(Entries[0]["Detail"])
@@ -52,6 +53,7 @@ class RefusingBus:
                 "Entries": [{"ErrorCode": "ThrottlingException", "ErrorMessage": "slow"}],
             }
         self.published.append(key)
+        self.details.append(event)
         return {"FailedEntryCount": 0, "Entries": [{"EventId": "x"}]}
 
 
@@ -65,6 +67,23 @@ def test_a_failed_record_holds_back_its_executions_later_records_not_the_others(
     failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
     assert failed == ["00002A", "00003A"]  # A2 failed and A3 must wait behind it
     assert bus.published == [("A", 1), ("B", 1), ("B", 2), ("B", 3)]
+
+
+def test_an_event_too_large_for_eventbridge_is_published_as_a_pointer():
+    bus = RefusingBus(refuse=("none", 0))
+    big = {
+        "type": "execution.created",
+        "executionId": "A",
+        "seq": 1,
+        "timestamp": 1,
+        "originalRequest": "é" * 150_000,
+    }
+    fanout = FanOut(None, None, bus, "bus", 0)  # type: ignore[arg-type]
+    response = fanout.handle({"Records": [record("A", 1, data=json.dumps(big))]}, None)
+    assert response == {"batchItemFailures": []}
+    assert bus.details == [
+        {"type": "execution.created", "executionId": "A", "seq": 1, "timestamp": 1, "truncated": True}
+    ]
 
 
 def test_every_event_is_published_to_eventbridge_with_its_type(services, stack):
