@@ -17,7 +17,16 @@ from .events import TypeFilter
 from .factory import Services
 from .orchestration import AlreadyFinished, StartFailed, combine_sinks, execution_view
 from .store import ExecutionNotFound, StoreError
-from .webhooks import MAX_WEBHOOKS, STATUSES, Hook, InvalidWebhook, delivery_view, now_ms, parse_spec
+from .webhooks import (
+    MAX_WEBHOOKS,
+    STATUSES,
+    Dispatcher,
+    Hook,
+    InvalidWebhook,
+    delivery_view,
+    now_ms,
+    parse_spec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +173,7 @@ def final_result(services: Services, execution_id: str) -> Reply:
 # ------------------------------------------------------------------------------------ webhooks
 
 
-def _dispatcher(services: Services) -> Any:
+def _dispatcher(services: Services) -> Dispatcher:
     if services.dispatcher is None:
         raise HttpError(
             503, "webhooks are off: set DAGCAST_WEBHOOK_KMS_KEY (the KMS key that encrypts their secrets)"

@@ -39,9 +39,10 @@ from .config import Settings
 from .store import Item, Table, from_item, to_item
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_kms.client import KMSClient
 else:
-    KMSClient = Any
+    DynamoDBClient = KMSClient = Any
 
 logger = Logger(service="dagcast-webhooks")
 
@@ -210,7 +211,7 @@ class SecretBox:
 
 
 class WebhookStore(Table):
-    def __init__(self, client: Any, table_name: str, retention_days: int = 14) -> None:
+    def __init__(self, client: DynamoDBClient, table_name: str, retention_days: int = 14) -> None:
         super().__init__(client, table_name)
         self._retention_s = retention_days * 86_400
 
