@@ -37,6 +37,7 @@ _ENV = {
     "hub": "DAGCAST_SSE_HUB",
     "auth": "DAGCAST_AUTH",
     "stream_secret": "DAGCAST_STREAM_SECRET",
+    "stream_secret_name": "DAGCAST_STREAM_SECRET_NAME",
     "token_ttl_seconds": "DAGCAST_TOKEN_TTL_SECONDS",
     "cors_origins": "DAGCAST_CORS_ORIGINS",
     "max_streams_per_ip": "DAGCAST_MAX_STREAMS_PER_IP",
@@ -78,6 +79,9 @@ class Settings(BaseModel):
     hub: bool = True
     auth: bool = True
     stream_secret: str = ""
+    # Deployed: the Secrets Manager secret holding the stream secret (template.yaml's StreamSecret),
+    # read once per cold start when DAGCAST_STREAM_SECRET itself is not set.
+    stream_secret_name: str = ""
     token_ttl_seconds: int = Field(default=3600, ge=10)
     cors_origins: tuple[str, ...] = ()
     max_streams_per_ip: int = Field(default=50, ge=1)
@@ -115,6 +119,8 @@ class Settings(BaseModel):
                 values[field] = (
                     tuple(x.strip() for x in raw.split(",") if x.strip()) if field in _LISTS else raw
                 )
+        if not values.get("stream_secret") and values.get("stream_secret_name"):
+            values["stream_secret"] = _read_secret(str(values["stream_secret_name"]))
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
@@ -123,6 +129,15 @@ class Settings(BaseModel):
                 where = _ENV.get(str(e["loc"][0]), "") if e["loc"] else ""
                 lines.append(f"{where}: {e['msg']}" if where else str(e["msg"]))
             raise SettingsError("invalid dagcast settings: " + "; ".join(lines)) from exc
+
+
+def _read_secret(name: str) -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        return str(parameters.get_secret(name, max_age=300))
+    except Exception as exc:  # the message names the secret and what failed, never its value
+        raise SettingsError(f"cannot read DAGCAST_STREAM_SECRET_NAME={name!r}: {type(exc).__name__}: {exc}") from exc
 
 
 def render_definition(arns: Mapping[str, str], path: Path = ASL_PATH) -> str:
