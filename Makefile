@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck unit functional e2e big demo up bench clean build-SseFunction
+.PHONY: install test lint typecheck unit functional e2e big demo up bench deploy destroy clean build-SseFunction
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dagcast needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
@@ -53,6 +53,15 @@ bench: install
 # The local stack in the foreground on 127.0.0.1:8000.
 up: install
 	$(BIN)/dagcast up
+
+# AWS: `make deploy STAGE=dev` (chalice deploy + template.yaml, wired; needs the sam and aws CLIs and
+# credentials; docs/deploy.md). `make deploy STAGE=prod DRY_RUN=1` prints the plan only.
+STAGE ?= dev
+deploy: install
+	$(BIN)/dagcast deploy --stage $(STAGE) $(if $(DRY_RUN),--dry-run)
+
+destroy: install
+	$(BIN)/dagcast destroy --stage $(STAGE) $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info test-artifacts

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 import threading
@@ -61,7 +62,32 @@ def main(argv: list[str] | None = None) -> int:
         "--port", type=int, default=DEFAULT_PORT, help="port for a stack started by this command"
     )
     run.add_argument("--json", action="store_true", help="print each event as one JSON line")
+    for name, text in (
+        ("deploy", "deploy a stage to AWS: chalice deploy + template.yaml, wired together"),
+        ("destroy", "delete a deployed stage (keeps its table unless --delete-data)"),
+    ):
+        cloud = sub.add_parser(name, help=text)
+        cloud.add_argument("--stage", default="dev", help="the stage (default dev)")
+        cloud.add_argument("--region", help="AWS region (default $AWS_REGION / $AWS_DEFAULT_REGION)")
+        cloud.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+        if name == "deploy":
+            cloud.add_argument("--cors-origins", default="", help="web origins that may read streams (CSV)")
+        else:
+            cloud.add_argument("--delete-data", action="store_true", help="also delete the events table")
     args = parser.parse_args(argv)
+    if args.command in ("deploy", "destroy"):
+        from .deploy import main as cloud_main
+
+        if not re.fullmatch(r"[a-z0-9-]{1,20}", args.stage):
+            parser.error("--stage must be 1-20 characters of a-z, 0-9 and -")
+        return cloud_main(
+            args.command,
+            args.stage,
+            args.region,
+            args.dry_run,
+            getattr(args, "delete_data", False),
+            getattr(args, "cors_origins", ""),
+        )
     if args.command == "up":
         env = {
             "DAGCAST_HEARTBEAT_SECONDS": args.heartbeat_seconds,

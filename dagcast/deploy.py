@@ -1,0 +1,269 @@
+"""`dagcast deploy` / `dagcast destroy`: Chalice and template.yaml, in the right order.
+
+deploy:
+  1. write the stage's settings into .chalice/config.json (state machine ARN for this account and
+     region; a new stage is made from `dev` with its names replaced, policy file included)
+  2. chalice deploy --stage S                 REST API, task Lambdas, fan-out, webhook retry
+  3. sam build + sam deploy (stack dagcast-S) table, stream, state machine, SSE function URL, the
+                                              stream → fan-out mapping, secret, KMS key, alarms —
+                                              with the Lambda ARNs Chalice just deployed
+  4. read the stack's outputs; when EventsUrl changed, write DAGCAST_EVENTS_URL into the stage and
+     chalice deploy again (the API hands that URL to clients)
+destroy: sam delete (the table is kept unless --delete-data), then chalice delete.
+
+Every command is printed before it runs; ``--dry-run`` prints the plan and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# template.yaml parameter → the Chalice function whose ARN it takes
+FUNCTION_PARAMETERS = {
+    "RegisterFunctionArn": "register_task",
+    "RunFunctionArn": "run_task",
+    "RecordFailureFunctionArn": "record_failure",
+    "FinalizeFunctionArn": "finalize",
+    "FanoutFunctionArn": "fanout",
+}
+TOOLS = {
+    "chalice": "pip install chalice (it comes with dagcast: use the project's .venv/bin)",
+    "sam": "install the AWS SAM CLI: https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html",
+    "aws": "install the AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html",
+}
+
+Runner = Callable[[Sequence[str]], str]
+
+
+class DeployError(RuntimeError):
+    pass
+
+
+def run_command(argv: Sequence[str]) -> str:
+    """Run a command, streaming its stderr; its stdout is returned (and echoed)."""
+    done = subprocess.run(list(argv), stdout=subprocess.PIPE, text=True, check=False)
+    if done.stdout:
+        sys.stdout.write(done.stdout)
+    if done.returncode != 0:
+        raise DeployError(
+            f"{argv[0]} {argv[1] if len(argv) > 1 else ''} failed with exit code {done.returncode}"
+        )
+    return done.stdout
+
+
+def _which(tool: str) -> str | None:
+    """On PATH, or next to this Python (the project's .venv/bin holds chalice)."""
+    beside = Path(sys.executable).parent / tool
+    return shutil.which(tool) or (str(beside) if beside.exists() else None)
+
+
+def stack_name(stage: str) -> str:
+    return f"dagcast-{stage}"
+
+
+def stage_config(config: dict[str, Any], stage: str, region: str, account: str) -> dict[str, Any]:
+    """The config with ``stage`` present (made from dev when new) and its state machine ARN set."""
+    config = json.loads(json.dumps(config))
+    stages = config.setdefault("stages", {})
+    if stage not in stages:
+        text = json.dumps(stages["dev"])
+        for old, new in (("dagcast-dev", f"dagcast-{stage}"), ("dagcast/dev/", f"dagcast/{stage}/")):
+            text = text.replace(old, new)
+        stages[stage] = json.loads(text.replace("policy-dev.json", f"policy-{stage}.json"))
+        stages[stage]["environment_variables"]["DAGCAST_EVENTS_URL"] = ""
+    env = stages[stage]["environment_variables"]
+    env["DAGCAST_STATE_MACHINE_ARN"] = f"arn:aws:states:{region}:{account}:stateMachine:dagcast-{stage}-dag"
+    return config
+
+
+def function_arns(deployed: dict[str, Any]) -> dict[str, str]:
+    """Template parameters from .chalice/deployed/<stage>.json."""
+    arns = {
+        str(r["name"]): str(r["lambda_arn"])
+        for r in deployed.get("resources", [])
+        if r.get("resource_type") == "lambda_function"
+    }
+    missing = [fn for fn in FUNCTION_PARAMETERS.values() if fn not in arns]
+    if missing:
+        raise DeployError(f"chalice did not deploy {', '.join(missing)}; see .chalice/deployed/")
+    return {param: arns[fn] for param, fn in FUNCTION_PARAMETERS.items()}
+
+
+@dataclass
+class Deployer:
+    stage: str
+    region: str
+    root: Path
+    dry_run: bool = False
+    cors_origins: str = ""
+    run: Runner = run_command
+    say: Callable[[str], None] = print
+    which: Callable[[str], str | None] = field(default=lambda tool: _which(tool))
+    changed_files: list[Path] = field(default_factory=list)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / ".chalice" / "config.json"
+
+    def _cmd(self, *argv: str) -> str:
+        self.say("$ " + " ".join(argv))
+        if self.dry_run:
+            return ""
+        return self.run([self.which(argv[0]) or argv[0], *argv[1:]])
+
+    def _write(self, path: Path, text: str) -> None:
+        if path.exists() and path.read_text() == text:
+            return
+        self.say(f"{'would write' if self.dry_run else 'writing'} {path.relative_to(self.root)}")
+        if not self.dry_run:
+            path.write_text(text)
+            self.changed_files.append(path)
+
+    def check_tools(self) -> None:
+        missing = [f"{tool}: {hint}" for tool, hint in TOOLS.items() if self.which(tool) is None]
+        if missing and not self.dry_run:
+            raise DeployError("missing tools —\n  " + "\n  ".join(missing))
+
+    def account(self) -> str:
+        if self.dry_run:
+            self.say("$ aws sts get-caller-identity --query Account --output text")
+            return "<ACCOUNT>"
+        return self._cmd(
+            "aws", "sts", "get-caller-identity", "--query", "Account", "--output", "text"
+        ).strip()
+
+    def write_stage(self, account: str) -> None:
+        config = json.loads(self.config_path.read_text())
+        new = stage_config(config, self.stage, self.region, account)
+        policy = self.root / ".chalice" / f"policy-{self.stage}.json"
+        if not policy.exists():
+            dev = (self.root / ".chalice" / "policy-dev.json").read_text()
+            self._write(policy, dev.replace("dagcast-dev", f"dagcast-{self.stage}"))
+        self._write(self.config_path, json.dumps(new, indent=2) + "\n")
+
+    def chalice_deploy(self) -> None:
+        self._cmd("chalice", "deploy", "--stage", self.stage)
+
+    def parameters(self) -> dict[str, str]:
+        deployed = self.root / ".chalice" / "deployed" / f"{self.stage}.json"
+        if self.dry_run:
+            arns = {
+                p: f"<{fn} ARN from {deployed.relative_to(self.root)}>"
+                for p, fn in FUNCTION_PARAMETERS.items()
+            }
+        else:
+            arns = function_arns(json.loads(deployed.read_text()))
+        params = {"Stage": self.stage, **arns}
+        if self.cors_origins:
+            params["CorsOrigins"] = self.cors_origins
+        return params
+
+    def sam_deploy(self, params: dict[str, str]) -> None:
+        self._cmd("sam", "build", "--template-file", "template.yaml")
+        self._cmd(
+            "sam",
+            "deploy",
+            "--template-file",
+            ".aws-sam/build/template.yaml",
+            "--stack-name",
+            stack_name(self.stage),
+            "--region",
+            self.region,
+            "--capabilities",
+            "CAPABILITY_IAM",
+            "--resolve-s3",
+            "--no-fail-on-empty-changeset",
+            "--parameter-overrides",
+            *(f"{k}={v}" for k, v in params.items()),
+        )
+
+    def outputs(self) -> dict[str, str]:
+        text = self._cmd(
+            "aws",
+            "cloudformation",
+            "describe-stacks",
+            "--stack-name",
+            stack_name(self.stage),
+            "--region",
+            self.region,
+            "--query",
+            "Stacks[0].Outputs",
+            "--output",
+            "json",
+        )
+        if self.dry_run:
+            return {"EventsUrl": "<EventsUrl output>"}
+        return {o["OutputKey"]: o["OutputValue"] for o in json.loads(text or "[]")}
+
+    def wire_outputs(self, outputs: dict[str, str]) -> bool:
+        """Put the SSE function URL into the stage; True when it changed (Chalice must redeploy)."""
+        config = json.loads(self.config_path.read_text()) if self.config_path.exists() else {}
+        stage = config.get("stages", {}).get(self.stage)
+        if stage is None:  # dry run of a new stage: nothing written yet
+            self.say(f"would set DAGCAST_EVENTS_URL of stage {self.stage} to {outputs['EventsUrl']}")
+            return True
+        url = outputs["EventsUrl"].rstrip("/")
+        env = stage["environment_variables"]
+        if env.get("DAGCAST_EVENTS_URL") == url:
+            return False
+        env["DAGCAST_EVENTS_URL"] = url
+        self._write(self.config_path, json.dumps(config, indent=2) + "\n")
+        return True
+
+    def deploy(self) -> None:
+        self.check_tools()
+        account = self.account()
+        self.write_stage(account)
+        self.chalice_deploy()
+        self.sam_deploy(self.parameters())
+        outputs = self.outputs()
+        if self.wire_outputs(outputs):
+            self.chalice_deploy()
+        self.say(f"\ndeployed stage {self.stage}: events at {outputs.get('EventsUrl')}; the API URL is above")
+        if self.changed_files:
+            names = ", ".join(str(p.relative_to(self.root)) for p in self.changed_files)
+            self.say(f"commit the stage's settings: {names}")
+
+    def destroy(self, delete_data: bool = False) -> None:
+        self.check_tools()
+        self._cmd(
+            "sam", "delete", "--stack-name", stack_name(self.stage), "--region", self.region, "--no-prompts"
+        )
+        self._cmd("chalice", "delete", "--stage", self.stage)
+        table = f"dagcast-{self.stage}"
+        if delete_data:
+            self._cmd("aws", "dynamodb", "delete-table", "--table-name", table, "--region", self.region)
+        else:
+            self.say(f"kept the table {table} (its events); `dagcast destroy --delete-data` deletes it")
+
+
+def main(command: str, stage: str, region: str | None, dry_run: bool, delete_data: bool, cors: str) -> int:
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    if not region:
+        print("dagcast: no region: pass --region or set AWS_REGION", file=sys.stderr)
+        return 2
+    root = Path.cwd()
+    if not (root / ".chalice" / "config.json").exists() or not (root / "template.yaml").exists():
+        print(
+            "dagcast: run this from the dagcast project directory (.chalice/ and template.yaml)",
+            file=sys.stderr,
+        )
+        return 2
+    deployer = Deployer(stage, region, root, dry_run=dry_run, cors_origins=cors)
+    try:
+        if command == "deploy":
+            deployer.deploy()
+        else:
+            deployer.destroy(delete_data)
+    except DeployError as exc:
+        print(f"dagcast {command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
