@@ -277,8 +277,15 @@ def key_patterns() -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
+# dagcast's own secrets are never task keys, whatever DAGCAST_LLM_KEYS allows: a job could otherwise
+# send the stream-token key to a URL of its choosing.
+RESERVED_KEY_REFS = ("env:DAGCAST_*", "secret:dagcast-internal/*", "ssm:/dagcast-internal/*")
+
+
 def resolve_key(key: KeyRef) -> str:
     """The key's value; LookupError says what is missing. Never logged, never stored."""
+    if any(fnmatch.fnmatchcase(key.ref, p) for p in RESERVED_KEY_REFS):
+        raise LookupError(f"{key.ref} is reserved for dagcast's own secrets; it is never a task key")
     if not any(fnmatch.fnmatchcase(key.ref, p) for p in key_patterns()):
         raise LookupError(
             f"{key.ref} is not an allowed key reference (DAGCAST_LLM_KEYS: {', '.join(key_patterns())})"

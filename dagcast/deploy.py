@@ -69,15 +69,23 @@ def stack_name(stage: str) -> str:
     return f"dagcast-{stage}"
 
 
+def for_stage(text: str, stage: str) -> str:
+    """The dev stage's names (config or policy) for another stage."""
+    for old, new in (
+        ("dagcast-dev", f"dagcast-{stage}"),
+        ("dagcast-internal/dev/", f"dagcast-internal/{stage}/"),
+        ("policy-dev.json", f"policy-{stage}.json"),
+    ):
+        text = text.replace(old, new)
+    return text
+
+
 def stage_config(config: dict[str, Any], stage: str, region: str, account: str) -> dict[str, Any]:
     """The config with ``stage`` present (made from dev when new) and its state machine ARN set."""
     config = json.loads(json.dumps(config))
     stages = config.setdefault("stages", {})
     if stage not in stages:
-        text = json.dumps(stages["dev"])
-        for old, new in (("dagcast-dev", f"dagcast-{stage}"), ("dagcast/dev/", f"dagcast/{stage}/")):
-            text = text.replace(old, new)
-        stages[stage] = json.loads(text.replace("policy-dev.json", f"policy-{stage}.json"))
+        stages[stage] = json.loads(for_stage(json.dumps(stages["dev"]), stage))
         stages[stage]["environment_variables"]["DAGCAST_EVENTS_URL"] = ""
     env = stages[stage]["environment_variables"]
     env["DAGCAST_STATE_MACHINE_ARN"] = f"arn:aws:states:{region}:{account}:stateMachine:dagcast-{stage}-dag"
@@ -145,8 +153,9 @@ class Deployer:
         new = stage_config(config, self.stage, self.region, account)
         policy = self.root / ".chalice" / f"policy-{self.stage}.json"
         if not policy.exists():
-            dev = (self.root / ".chalice" / "policy-dev.json").read_text()
-            self._write(policy, dev.replace("dagcast-dev", f"dagcast-{self.stage}"))
+            self._write(
+                policy, for_stage((self.root / ".chalice" / "policy-dev.json").read_text(), self.stage)
+            )
         self._write(self.config_path, json.dumps(new, indent=2) + "\n")
 
     def chalice_deploy(self) -> None:

@@ -207,7 +207,7 @@ def test_llm_missing_or_forbidden_keys_are_rejected_before_anything_starts(servi
         )
     problems = {p.path: p.message for p in info.value.problems}
     assert problems["tasks[1].params"] == "the environment variable MISSING_API_KEY is not set"
-    assert problems["tasks[2].params"].startswith("env:DAGCAST_STREAM_SECRET is not an allowed key reference")
+    assert problems["tasks[2].params"].startswith("env:DAGCAST_STREAM_SECRET is reserved for dagcast")
     assert problems["tasks[3].params.apiKey"] == "value error, give exactly one of env, ssm, secret"
     assert services.store.list_executions(1) == before
 

@@ -69,3 +69,15 @@ def test_the_stream_secret_can_come_from_secrets_manager(monkeypatch):
         assert Settings.from_env(env).stream_secret == "s" * 48
         with pytest.raises(SettingsError, match="cannot read DAGCAST_STREAM_SECRET_NAME='dagcast/nope'"):
             Settings.from_env({**env, "DAGCAST_STREAM_SECRET_NAME": "dagcast/nope"})
+
+
+@pytest.mark.parametrize(
+    "ref", [{"env": "DAGCAST_STREAM_SECRET"}, {"secret": "dagcast-internal/dev/stream-secret"}]
+)
+def test_dagcasts_own_secrets_are_never_task_keys_whatever_the_allow_list(monkeypatch, ref):
+    from chalicelib.kinds import KeyRef, resolve_key
+
+    monkeypatch.setenv("DAGCAST_LLM_KEYS", "env:*,secret:*")  # even an allow-everything list
+    monkeypatch.setenv("DAGCAST_STREAM_SECRET", "x" * 32)
+    with pytest.raises(LookupError, match="reserved for dagcast's own secrets"):
+        resolve_key(KeyRef.model_validate(ref))

@@ -89,7 +89,7 @@ def test_deploy_runs_chalice_then_the_template_then_chalice_with_the_stream_url(
     )
     assert (
         env["DAGCAST_TABLE"] == "dagcast-staging"
-        and env["DAGCAST_STREAM_SECRET_NAME"] == "dagcast/staging/stream-secret"
+        and env["DAGCAST_STREAM_SECRET_NAME"] == "dagcast-internal/staging/stream-secret"
     )
     policy = (project / ".chalice" / "policy-staging.json").read_text()
     assert "dagcast-staging" in policy and "dagcast-dev" not in policy

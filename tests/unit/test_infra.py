@@ -250,8 +250,10 @@ def test_every_policy_statement_is_scoped():
 
 
 def test_the_prod_policy_is_the_dev_policy_for_prod_resources():
+    from dagcast.deploy import for_stage
+
     dev = (ROOT / ".chalice" / "policy-dev.json").read_text()
-    assert (ROOT / ".chalice" / "policy-prod.json").read_text() == dev.replace("dagcast-dev", "dagcast-prod")
+    assert (ROOT / ".chalice" / "policy-prod.json").read_text() == for_stage(dev, "prod")
 
 
 def code_env_vars() -> set[str]:
@@ -275,7 +277,7 @@ def test_every_environment_variable_set_is_one_the_code_reads_and_stages_are_val
         settings = Settings.from_env(env)  # every required setting is there and valid
         assert settings.table_name == f"dagcast-{stage}" and settings.auth and settings.webhook_kms_key
         assert settings.state_machine_arn.endswith(f":stateMachine:dagcast-{stage}-dag")
-        assert env["DAGCAST_STREAM_SECRET_NAME"] == f"dagcast/{stage}/stream-secret"
+        assert env["DAGCAST_STREAM_SECRET_NAME"] == f"dagcast-internal/{stage}/stream-secret"
     parameters = template()["Parameters"]
 
     def resolve(value: Any) -> str:  # a parameter's default, or a resource's name for the dev stage
