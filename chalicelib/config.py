@@ -137,7 +137,9 @@ def _read_secret(name: str) -> str:
     try:
         return str(parameters.get_secret(name, max_age=300))
     except Exception as exc:  # the message names the secret and what failed, never its value
-        raise SettingsError(f"cannot read DAGCAST_STREAM_SECRET_NAME={name!r}: {type(exc).__name__}: {exc}") from exc
+        raise SettingsError(
+            f"cannot read DAGCAST_STREAM_SECRET_NAME={name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def render_definition(arns: Mapping[str, str], path: Path = ASL_PATH) -> str:

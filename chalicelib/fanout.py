@@ -99,7 +99,7 @@ class FanOut:
         reports: list[LaneReport] = []
         if batch.lanes and self.dispatcher is not None:
             lanes = [(hook, execution_id) for (_, execution_id), hook in batch.lanes.items()]
-            reports = self.dispatcher.process(lanes, started + self.inline_seconds)
+            reports = self.dispatcher.process(lanes, started + self.inline_seconds, sole_enqueuer=True)
         publish_metrics(batch, reports, len(response.get("batchItemFailures") or []))
         return response
 

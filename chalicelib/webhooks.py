@@ -386,6 +386,13 @@ class WebhookStore(Table):
         self.set_due(webhook_id, execution_id, now_ms())
 
     def set_due(self, webhook_id: str, execution_id: str, at: int) -> None:
+        """Tell the retry function to look at the lane at ``at``; the lane remembers it has an entry."""
+        self._db.update_item(
+            TableName=self._table,
+            Key=to_item({"PK": hook_pk(webhook_id), "SK": lane_sk(execution_id)}),
+            UpdateExpression="SET dueSet = :t, expiresAt = :x",
+            ExpressionAttributeValues=to_item({":t": True, ":x": self._expires()}),
+        )
         self._db.put_item(
             TableName=self._table,
             Item=to_item(
@@ -403,6 +410,11 @@ class WebhookStore(Table):
     def clear_due(self, webhook_id: str, execution_id: str) -> None:
         self._db.delete_item(
             TableName=self._table, Key=to_item({"PK": DUE_PK, "SK": f"{webhook_id}#{execution_id}"})
+        )
+        self._db.update_item(
+            TableName=self._table,
+            Key=to_item({"PK": hook_pk(webhook_id), "SK": lane_sk(execution_id)}),
+            UpdateExpression="REMOVE dueSet",
         )
 
     def due_items(self) -> list[Item]:
@@ -534,14 +546,25 @@ class Dispatcher:
         self.sender = sender
         self.policy = policy
 
-    def process(self, lanes: Iterable[tuple[Hook, str]], deadline: float) -> list[LaneReport]:
-        """Send what is pending in each lane (lanes in parallel, each in order) until ``deadline``."""
-        return list(_LANES.map(lambda lane: self.process_lane(lane[0], lane[1], deadline), lanes))
+    def process(
+        self, lanes: Iterable[tuple[Hook, str]], deadline: float, *, sole_enqueuer: bool = False
+    ) -> list[LaneReport]:
+        """Send what is pending in each lane (lanes in parallel, each in order) until ``deadline``.
 
-    def process_lane(self, hook: Hook, execution_id: str, deadline: float) -> LaneReport:
+        ``sole_enqueuer``: the caller is the stream handler that just wrote these lanes' deliveries.
+        Nothing else writes deliveries, and one execution's records reach one handler invocation at
+        a time (one partition key, one shard, in order), so nothing can be added to these lanes while
+        it holds them: the re-check after releasing is skipped.
+        """
+        recheck = not sole_enqueuer
+        return list(_LANES.map(lambda lane: self.process_lane(lane[0], lane[1], deadline, recheck), lanes))
+
+    def process_lane(
+        self, hook: Hook, execution_id: str, deadline: float, recheck: bool = True
+    ) -> LaneReport:
         report = LaneReport()
         try:
-            self._process_lane(hook, execution_id, deadline, report)
+            self._process_lane(hook, execution_id, deadline, report, recheck)
         except Exception:
             report.errors += 1
             logger.exception("webhook lane failed", extra={"webhookId": hook.id, "executionId": execution_id})
@@ -549,7 +572,9 @@ class Dispatcher:
             self.store.set_due(hook.id, execution_id, now_ms() + LEASE_MS)
         return report
 
-    def _process_lane(self, hook: Hook, execution_id: str, deadline: float, report: LaneReport) -> None:
+    def _process_lane(
+        self, hook: Hook, execution_id: str, deadline: float, report: LaneReport, recheck: bool
+    ) -> None:
         owner = uuid.uuid4().hex
         while True:
             taken, lane = self.store.acquire(hook.id, execution_id, owner, now_ms())
@@ -570,8 +595,9 @@ class Dispatcher:
             if not done:  # out of time: the retry function continues
                 self.store.set_due(hook.id, execution_id, now_ms())
                 return
-            if not self.store.pending(hook.id, execution_id, cursor, 1):
-                self.store.clear_due(hook.id, execution_id)
+            if not recheck or not self.store.pending(hook.id, execution_id, cursor, 1):
+                if lane.get("dueSet"):
+                    self.store.clear_due(hook.id, execution_id)
                 return
             # something was enqueued while we held the lease: go again
 
