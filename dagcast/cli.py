@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="seconds to wait for a fuller fan-out batch, like MaximumBatchingWindowInSeconds (default 0)",
     )
+    up.add_argument(
+        "--backend",
+        choices=["moto", "localstack"],
+        default="moto",
+        help="moto: the embedded stack (default); localstack: provision into LocalStack at "
+        "$LOCALSTACK_ENDPOINT (default http://localhost:4566)",
+    )
     run = sub.add_parser("run", help="submit a job and print its events live")
     run.add_argument("job", type=Path, help="a job file (JSON)")
     run.add_argument(
@@ -105,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             "fanout_batch_size": args.fanout_batch_size,
             "fanout_batch_window_seconds": args.fanout_batch_window,
         }
+        if args.backend == "localstack":
+            from .local.localstack import cmd_up as cmd_up_localstack
+
+            return cmd_up_localstack(args.host, args.port, args.verbose, stack_options)
         return cmd_up(args.host, args.port, args.verbose, stack_options)
     return cmd_run(args.job, args.url, args.port, args.json)
 

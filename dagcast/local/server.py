@@ -8,7 +8,7 @@ The SSE route is the ASGI app from chalicelib/sse.py that AWS runs behind the La
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Protocol
 
 from chalice.config import Config
 from chalice.local import ForbiddenError, LocalGateway
@@ -22,13 +22,19 @@ from chalicelib.config import Settings
 from chalicelib.factory import build_services
 from chalicelib.sse import EventsEndpoint, SseApp, cors_middleware
 
-from .process import StackProcess
-from .stack import LocalStack
-
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 
 
-def create_app(stack: LocalStack | StackProcess, settings: Settings | None = None) -> SseApp:
+class Stack(Protocol):
+    """What the front needs of a stack (stack.LocalStack, process.StackProcess, LocalStackBackend)."""
+
+    endpoint: str
+    state_machine_arn: str
+
+    def fanout_stats(self) -> dict[str, Any] | None: ...
+
+
+def create_app(stack: Stack, settings: Settings | None = None) -> SseApp:
     import app as chalice_module  # after the stack has set the environment
 
     settings = settings or Settings.from_env()
