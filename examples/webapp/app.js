@@ -1,0 +1,301 @@
+// dagcast example web app: submit a job, then watch it live over Server-Sent Events.
+// Plain browser JavaScript: no framework, no build step, no dependencies. Guide: docs/webapp.md.
+//
+//   1. POST /api/v1/execute-dag → 202 {executionId, eventsUrl (carries ?token=), streamToken,
+//      streamTokenExpiresAt}; for an existing execution, POST …/{id}/stream-token gives the same.
+//   2. new EventSource(eventsUrl), one listener per event type. Each event's SSE id is its seq.
+//   3. Apply each seq once (skip any seq already applied).
+//   4. A dropped connection: EventSource reconnects by itself with Last-Event-ID. Nothing to do.
+//   5. A refused connection (the token expired → 401, …): EventSource gives up for good. Get a
+//      fresh token from POST …/stream-token and reconnect with ?lastEventId=<last seq applied>.
+//   6. The terminal event (execution.completed / execution.failed): close. (Not closing is fine
+//      too: the browser reconnects once, the server answers 204 and EventSource stops.)
+'use strict';
+
+const EXAMPLE_JOB = {
+  originalRequest: 'A small example: two waits, then one step that uses both results',
+  tasks: [
+    { id: 1, description: 'Wait one second', action: 'sleep', params: { seconds: 1 } },
+    { id: 2, description: 'Wait two seconds', action: 'sleep', params: { seconds: 2 } },
+    { id: 3, description: 'Combine', action: 'echo', params: { text: 'first: {{1}}, second: {{2}}' },
+      dependencies: [1, 2] },
+  ],
+};
+const EVENT_TYPES = ['execution.created', 'execution.updated', 'execution.completed', 'execution.failed',
+  'substep.started', 'substep.completed', 'substep.failed', 'heartbeat'];
+const TERMINAL = new Set(['execution.completed', 'execution.failed']);
+const MAX_REFUSALS = 5; // refused (re)connects in a row before the page gives up
+
+const $ = (id) => document.getElementById(id);
+$('api').value = new URLSearchParams(location.search).get('api') || 'http://127.0.0.1:8000';
+$('job').value = JSON.stringify(EXAMPLE_JOB, null, 2);
+
+let current = null; // the watch in progress, so a new one can stop it
+
+// ------------------------------------------------------------------------------ the REST API
+
+function apiBase() {
+  return $('api').value.trim().replace(/\/+$/, '');
+}
+
+async function callApi(path, init) {
+  let response;
+  try {
+    response = await fetch(apiBase() + path, init);
+  } catch (err) { // network error, or CORS refused: the browser does not say which
+    throw new Error(`${err.message}: is the API up at ${apiBase()}, and does it allow this page's origin ` +
+      `(dagcast up --cors-origin ${location.origin})?`);
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const problems = (body.problems || []).map((p) => `\n  ${p.path}: ${p.message}`).join('');
+    throw new Error(`${response.status}: ${body.error || response.statusText}${problems}`);
+  }
+  return body;
+}
+
+// {eventsUrl, streamToken, streamTokenExpiresAt} for an execution (404: unknown id, or auth is off).
+function newStreamToken(executionId) {
+  return callApi(`/api/v1/dag-executions/${encodeURIComponent(executionId)}/stream-token`, { method: 'POST' });
+}
+
+$('submit-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  showError(null);
+  let job;
+  try {
+    job = JSON.parse($('job').value);
+  } catch (err) {
+    return showError(`The job is not valid JSON: ${err.message}`);
+  }
+  try {
+    const accepted = await callApi('/api/v1/execute-dag', {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(job),
+    });
+    // A job we just submitted: resume "after event 0" = replay every event from the first, so
+    // the log is complete. The task table starts from the job itself.
+    watch(accepted.executionId, accepted, { lastSeq: 0, tasks: job.tasks || [] });
+  } catch (err) {
+    showError(err.message);
+  }
+});
+
+$('watch-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  showError(null);
+  const executionId = $('execution-id').value.trim();
+  try {
+    // No resume point: the server starts with a snapshot of the whole state, then goes live.
+    watch(executionId, await newStreamToken(executionId), { lastSeq: null, tasks: [] });
+  } catch (err) {
+    showError(err.message);
+  }
+});
+
+// ------------------------------------------------------------------------------ the stream
+
+// lastSeq: the seq of the last event applied; null = none (connect for a snapshot first).
+function watch(executionId, access, { lastSeq, tasks }) {
+  if (current) current.stop();
+  resetView(executionId);
+  for (const t of tasks) setTask(t.id, { description: t.description, action: t.action, status: 'waiting' });
+  let es = null;
+  let finished = false;
+  let refusals = 0;
+
+  function connect({ eventsUrl, streamTokenExpiresAt }) {
+    $('token-expiry').textContent = streamTokenExpiresAt
+      ? new Date(streamTokenExpiresAt * 1000).toLocaleTimeString() // unix seconds
+      : 'no token (auth is off)';
+    const url = new URL(eventsUrl, apiBase());
+    // Resume after the last event applied. (The browser's own reconnects send a Last-Event-ID
+    // header instead; the server prefers it to this parameter.)
+    if (lastSeq !== null) url.searchParams.set('lastEventId', String(lastSeq));
+    const source = new EventSource(url);
+    es = source;
+    setStream('connecting');
+    source.onopen = () => {
+      refusals = 0;
+      count('connections');
+      setStream('open');
+    };
+    source.onerror = () => {
+      if (finished || source !== es) return;
+      if (source.readyState === EventSource.CONNECTING) {
+        setStream('reconnecting'); // a drop: the browser retries after `retry:` ms, with Last-Event-ID
+        return;
+      }
+      // CLOSED: the server refused the connection — 401 (token expired, or bad), 403, 404, 429 —
+      // or CORS blocked it. EventSource does not say which, and does not retry.
+      source.close();
+      refusals += 1;
+      reconnectWithFreshToken();
+    };
+    for (const type of EVENT_TYPES) {
+      source.addEventListener(type, (message) => {
+        if (source === es && !finished) onEvent(type, JSON.parse(message.data));
+      });
+    }
+  }
+
+  async function reconnectWithFreshToken() {
+    if (refusals > MAX_REFUSALS) {
+      return stop('failed', `The stream was refused ${refusals} times in a row; giving up. ` +
+        `Check the token, the CORS origins (DAGCAST_CORS_ORIGINS) and the stream limits (429).`);
+    }
+    setStream('refreshing token');
+    note(`stream refused — getting a fresh token, then ` +
+      (lastSeq === null ? 'starting from a snapshot' : `resuming after #${lastSeq}`));
+    const wait = refusals === 1 ? 0 : Math.min(1000 * 2 ** (refusals - 2), 15000); // 0, 1, 2, 4, 8 s
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    if (finished) return;
+    try {
+      const fresh = await newStreamToken(executionId);
+      if (finished) return; // stopped meanwhile (another watch started)
+      count('refreshes');
+      connect(fresh);
+    } catch (err) {
+      if (!finished) stop('failed', `Could not get a new stream token: ${err.message}`);
+    }
+  }
+
+  function onEvent(type, data) {
+    if (type === 'heartbeat') { // no id, no seq: only says the connection is alive
+      $('heartbeat').textContent = new Date(data.timestamp).toLocaleTimeString();
+      return;
+    }
+    if (data.snapshot) { // the first message of a connect without a resume point
+      lastSeq = Math.max(lastSeq ?? 0, data.seq); // its id is the seq it is up to date with
+      $('last-seq').textContent = `#${data.seq}`;
+      for (const t of data.tasks) setTask(t.taskId, t);
+      showExecution(data);
+      note(`snapshot as of #${data.seq}: ${data.status}, ${data.completedTasks}/${data.totalTasks} tasks done`);
+      // Already finished: no terminal event will follow (the server just ends the stream).
+      if (data.status !== 'running') stop('closed');
+      return;
+    }
+    if (lastSeq !== null && data.seq <= lastSeq) return; // applied already: each seq once
+    lastSeq = data.seq;
+    $('last-seq').textContent = `#${data.seq}`;
+    logEvent(type, data);
+    apply(type, data);
+    if (TERMINAL.has(type)) stop('closed');
+  }
+
+  function stop(state, error) {
+    finished = true;
+    if (es) es.close();
+    setStream(state);
+    if (error) showError(error);
+  }
+
+  connect(access);
+  current = { stop: () => stop('closed') };
+}
+
+function apply(type, e) {
+  switch (type) {
+    case 'substep.started':
+      return setTask(e.taskId, { description: e.description, status: 'running', attempt: e.attempt });
+    case 'substep.completed':
+      return setTask(e.taskId, { status: 'completed', attempt: e.attempt, result: e.result });
+    case 'substep.failed': // willRetry: another attempt follows; else the task is done for good
+      return setTask(e.taskId, {
+        status: e.willRetry ? 'retrying' : ({ skipped: 'skipped', cancelled: 'cancelled' }[e.reason] || 'failed'),
+        error: e.willRetry ? `${e.error} (retry in ${e.retryInSeconds}s)` : e.error,
+      });
+    case 'execution.created':
+      return setStatus('running', `running, ${e.totalTasks} tasks`);
+    default: // execution.updated (counters), execution.completed, execution.failed
+      return showExecution(e);
+  }
+}
+
+// ------------------------------------------------------------------------------ the view
+
+function resetView(executionId) {
+  showError(null);
+  $('execution-id-shown').textContent = executionId;
+  $('tasks').tBodies[0].replaceChildren();
+  $('log').replaceChildren();
+  $('result').textContent = '—';
+  for (const id of ['token-expiry', 'last-seq', 'heartbeat']) $(id).textContent = '—';
+  for (const id of ['connections', 'refreshes']) {
+    $(id).dataset.count = '0';
+    $(id).textContent = '0';
+  }
+  setStatus('submitted', 'submitted');
+}
+
+function showExecution(e) {
+  const counts = `${e.completedTasks}/${e.totalTasks} tasks completed` +
+    (e.failedTasks ? `, ${e.failedTasks} failed` : '') + (e.skippedTasks ? `, ${e.skippedTasks} skipped` : '');
+  setStatus(e.status, `${e.status} — ${counts}`);
+  if (e.finalResult !== undefined) {
+    $('result').textContent = typeof e.finalResult === 'string' ? e.finalResult : JSON.stringify(e.finalResult, null, 2);
+  } else if (e.error) {
+    $('result').textContent = `${e.status}: ${e.error}`;
+  }
+}
+
+function setTask(taskId, t) {
+  const body = $('tasks').tBodies[0];
+  let row = body.querySelector(`tr[data-task-id="${taskId}"]`);
+  if (!row) {
+    row = body.insertRow();
+    row.dataset.taskId = String(taskId);
+    row.insertCell().textContent = String(taskId);
+    for (let i = 0; i < 4; i++) row.insertCell();
+  }
+  const description = t.description || t.action; // no description: show the kind (sleep, echo, …)
+  if (description) row.cells[1].textContent = description;
+  if (t.status) {
+    row.dataset.status = t.status;
+    row.cells[2].textContent = t.status;
+  }
+  if (t.attempt !== undefined) row.cells[3].textContent = String(t.attempt);
+  if (t.result !== undefined) row.cells[4].textContent = short(t.result);
+  if (t.error !== undefined) row.cells[4].textContent = t.error;
+}
+
+function logEvent(type, e) {
+  const li = document.createElement('li');
+  li.dataset.seq = String(e.seq);
+  li.dataset.type = type;
+  const detail = e.taskId !== undefined ? ` task ${e.taskId}` : e.status ? ` ${e.status}` : '';
+  li.textContent = `#${e.seq} ${new Date(e.timestamp).toLocaleTimeString()} ${type}${detail}`;
+  $('log').append(li);
+}
+
+function note(text) { // what the page did (not an event): snapshots, token refreshes
+  const li = document.createElement('li');
+  li.className = 'note';
+  li.textContent = text;
+  $('log').append(li);
+}
+
+function setStatus(status, text) {
+  $('status').dataset.status = status;
+  $('status').textContent = text;
+}
+
+function setStream(state) {
+  $('stream').dataset.state = state;
+  $('stream').textContent = state;
+}
+
+function count(id) {
+  const n = Number($(id).dataset.count) + 1;
+  $(id).dataset.count = String(n);
+  $(id).textContent = String(n);
+}
+
+function showError(message) {
+  $('error').hidden = !message;
+  $('error').textContent = message || '';
+}
+
+function short(value) {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return text.length > 120 ? `${text.slice(0, 119)}…` : text;
+}
