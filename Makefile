@@ -67,7 +67,9 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info test-artifacts
 
 # Called by `sam build` for template.yaml's SseFunction (Metadata: BuildMethod: makefile).
+# Wheels for the function's runtime (Linux x86_64, CPython 3.12), whatever Python runs sam build.
 build-SseFunction:
-	python3 -m pip install --quiet --target "$(ARTIFACTS_DIR)" -r infra/sse/requirements.txt
+	python3 -m pip install --quiet --target "$(ARTIFACTS_DIR)" -r infra/sse/requirements.txt \
+		--platform manylinux2014_x86_64 --implementation cp --python-version 3.12 --only-binary=:all:
 	cp -r chalicelib "$(ARTIFACTS_DIR)/chalicelib"
 	cp infra/sse/run.sh "$(ARTIFACTS_DIR)/run.sh"

@@ -168,8 +168,9 @@ def cmd_up(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | 
 
 
 def _reachable(url: str) -> bool:
+    """A dagcast API answers at ``url`` (local or deployed: both serve the executions list)."""
     try:
-        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+        return httpx.get(f"{url}/api/v1/dag-executions?limit=1", timeout=5.0).status_code == 200
     except httpx.HTTPError:
         return False
 

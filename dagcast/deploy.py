@@ -41,6 +41,8 @@ TOOLS = {
 }
 
 Runner = Callable[[Sequence[str]], str]
+# The AWS Lambda Web Adapter layer (template.yaml's SseFunction), published by AWS in every region.
+WEB_ADAPTER_LAYER = "arn:aws:lambda:{region}:753240598075:layer:LambdaAdapterLayerX86:25"
 
 
 class DeployError(RuntimeError):
@@ -170,7 +172,11 @@ class Deployer:
             }
         else:
             arns = function_arns(json.loads(deployed.read_text()))
-        params = {"Stage": self.stage, **arns}
+        params = {
+            "Stage": self.stage,
+            **arns,
+            "LambdaWebAdapterLayerArn": WEB_ADAPTER_LAYER.format(region=self.region),
+        }
         if self.cors_origins:
             params["CorsOrigins"] = self.cors_origins
         return params
@@ -236,7 +242,8 @@ class Deployer:
         outputs = self.outputs()
         if self.wire_outputs(outputs):
             self.chalice_deploy()
-        self.say(f"\ndeployed stage {self.stage}: events at {outputs.get('EventsUrl')}; the API URL is above")
+        done = "would have deployed" if self.dry_run else "deployed"
+        self.say(f"\n{done} stage {self.stage}: events at {outputs.get('EventsUrl')}; the API URL is above")
         if self.changed_files:
             names = ", ".join(str(p.relative_to(self.root)) for p in self.changed_files)
             self.say(f"commit the stage's settings: {names}")
@@ -266,6 +273,8 @@ def main(command: str, stage: str, region: str | None, dry_run: bool, delete_dat
             file=sys.stderr,
         )
         return 2
+    # chalice and sam read the region from the environment: the same region for both halves
+    os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
     deployer = Deployer(stage, region, root, dry_run=dry_run, cors_origins=cors)
     try:
         if command == "deploy":

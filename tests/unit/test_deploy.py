@@ -4,6 +4,7 @@ needs, the outputs wired into the Chalice stage (a fake runner stands in for cha
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +80,7 @@ def test_deploy_runs_chalice_then_the_template_then_chalice_with_the_stream_url(
     required = {name for name, p in template["Parameters"].items() if "Default" not in p}
     assert required <= set(overrides)  # every parameter without a default is passed
     assert overrides["FanoutFunctionArn"].endswith(":function:dagcast-staging-fanout")
+    assert overrides["LambdaWebAdapterLayerArn"].startswith("arn:aws:lambda:eu-west-1:")  # the stack's region
     assert sam[sam.index("--stack-name") + 1] == "dagcast-staging"
     config = json.loads((project / ".chalice" / "config.json").read_text())
     env = config["stages"]["staging"]["environment_variables"]
@@ -140,8 +142,12 @@ def test_the_cli_refuses_a_bad_stage_and_works_as_a_dry_run(capsys, monkeypatch)
     with pytest.raises(SystemExit):
         main(["deploy", "--stage", "Bad_Stage", "--dry-run", "--region", "eu-west-1"])
     monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)  # restored after the test
+    monkeypatch.delenv("AWS_REGION", raising=False)
     assert main(["deploy", "--stage", "dev", "--dry-run", "--region", "eu-west-1"]) == 0
-    assert "$ sam deploy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "$ sam deploy" in out and "would have deployed stage dev" in out
+    assert os.environ["AWS_DEFAULT_REGION"] == "eu-west-1"  # chalice deploys where the stack goes
 
 
 def test_missing_tools_are_named_with_how_to_install_them(project):

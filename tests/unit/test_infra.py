@@ -361,3 +361,13 @@ def test_chalice_package_builds_a_deployment_within_lambda_limits(tmp_path):
         r["Properties"]["RetentionInDays"] for r in sam.values() if r["Type"] == "AWS::Logs::LogGroup"
     }
     assert retention == {14}
+
+
+def test_the_sse_function_ships_everything_the_chalice_functions_ship():
+    lines = [
+        line.strip()
+        for line in (ROOT / "infra" / "sse" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert "-r ../../requirements.txt" in lines  # chalicelib is shared: so are its dependencies
+    assert {line.split("==")[0] for line in lines} >= {"starlette", "uvicorn"}
