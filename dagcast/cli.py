@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import secrets
@@ -21,8 +20,6 @@ from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
-
-from chalicelib.streamauth import redact_query
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -120,46 +117,22 @@ def main(argv: list[str] | None = None) -> int:
     return cmd_run(args.job, args.url, args.port, args.json)
 
 
-class _RedactTokens(logging.Filter):
-    """Stream tokens travel in query strings; keep them out of the access log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in (record.args or ()))
-        return True
-
-
 def _serve(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | None = None) -> Any:
-    import uvicorn
-
     from .local.process import StackProcess
-    from .local.server import create_app
+    from .local.server import http_server
 
     os.environ.setdefault("DAGCAST_PUBLIC_URL", f"http://{host}:{port}")
     # Stream tokens are signed with a fresh random secret unless one is given.
     os.environ.setdefault("DAGCAST_STREAM_SECRET", secrets.token_urlsafe(32))
     stack = StackProcess(verbose=verbose, **(stack_options or {})).start()
-    logging.getLogger("uvicorn.access").addFilter(_RedactTokens())
-    config = uvicorn.Config(
-        create_app(stack),
-        host=host,
-        port=port,
-        log_level="info" if verbose else "warning",
-        access_log=verbose,
-        backlog=4096,
-        timeout_graceful_shutdown=3,  # open streams would otherwise hold a shutdown forever
-    )
-    return stack, uvicorn.Server(config)
+    return stack, http_server(stack, host, port, verbose)
 
 
 def cmd_up(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | None = None) -> int:
+    from .local.server import print_banner
+
     stack, server = _serve(host, port, verbose, stack_options)
-    print(f"dagcast local stack: http://{host}:{port}  (moto at {stack.endpoint})", flush=True)
-    print(
-        f"  submit:  curl -X POST http://{host}:{port}/api/v1/execute-dag "
-        "-H 'content-type: application/json' -d @examples/research-report.json",
-        flush=True,
-    )
-    print("  watch:   curl -N '<eventsUrl from the answer>'", flush=True)
+    print_banner(host, port, f"dagcast local stack (moto at {stack.endpoint})")
     try:
         server.run()
     finally:

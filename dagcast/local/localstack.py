@@ -714,21 +714,9 @@ class LocalStackBackend:
 # --- `dagcast up --backend localstack` --------------------------------------------------------
 
 
-class _RedactTokens(logging.Filter):
-    """Stream tokens travel in query strings; keep them out of the access log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from chalicelib.streamauth import redact_query
-
-        record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in (record.args or ()))
-        return True
-
-
 def cmd_up(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | None = None) -> int:
     """Provision into LocalStack, then serve the REST API and SSE on host:port until Ctrl-C."""
-    import uvicorn
-
-    from .server import create_app
+    from .server import http_server, print_banner
 
     def say(message: str) -> None:
         print(f"dagcast: {message}", file=sys.stderr, flush=True)
@@ -744,25 +732,10 @@ def cmd_up(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | 
         return 2
     os.environ.setdefault("DAGCAST_PUBLIC_URL", f"http://{host}:{port}")
     os.environ.update(backend.shared_environment())
-    logging.getLogger("uvicorn.access").addFilter(_RedactTokens())
-    config = uvicorn.Config(
-        create_app(backend),
-        host=host,
-        port=port,
-        log_level="info" if verbose else "warning",
-        access_log=verbose,
-        backlog=4096,
-        timeout_graceful_shutdown=3,
-    )
-    print(f"dagcast on LocalStack: http://{host}:{port}  (LocalStack at {backend.endpoint})", flush=True)
-    print(
-        f"  submit:  curl -X POST http://{host}:{port}/api/v1/execute-dag "
-        "-H 'content-type: application/json' -d @examples/research-report.json",
-        flush=True,
-    )
-    print("  watch:   curl -N '<eventsUrl from the answer>'", flush=True)
+    server = http_server(backend, host, port, verbose)
+    print_banner(host, port, f"dagcast on LocalStack (at {backend.endpoint})")
     try:
-        uvicorn.Server(config).run()
+        server.run()
     finally:
         backend.stop()
     return 0

@@ -8,6 +8,7 @@ The SSE route is the ASGI app from chalicelib/sse.py that AWS runs behind the La
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any, Protocol
 
 from chalice.config import Config
@@ -21,6 +22,7 @@ from starlette.routing import Route
 from chalicelib.config import Settings
 from chalicelib.factory import build_services
 from chalicelib.sse import EventsEndpoint, SseApp, cors_middleware
+from chalicelib.streamauth import redact_query
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 
@@ -82,3 +84,38 @@ def create_app(stack: Stack, settings: Settings | None = None) -> SseApp:
     ]
     rest = Starlette(routes=routes, middleware=cors_middleware(settings))
     return SseApp(sse, rest)
+
+
+class RedactTokens(logging.Filter):
+    """Stream tokens travel in query strings; keep them out of the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in (record.args or ()))
+        return True
+
+
+def http_server(stack: Stack, host: str, port: int, verbose: bool) -> Any:
+    """The uvicorn server of `dagcast up` (either backend): REST API + SSE on one port."""
+    import uvicorn
+
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    config = uvicorn.Config(
+        create_app(stack),
+        host=host,
+        port=port,
+        log_level="info" if verbose else "warning",
+        access_log=verbose,
+        backlog=4096,
+        timeout_graceful_shutdown=3,  # open streams would otherwise hold a shutdown forever
+    )
+    return uvicorn.Server(config)
+
+
+def print_banner(host: str, port: int, what: str) -> None:
+    print(f"{what}: http://{host}:{port}", flush=True)
+    print(
+        f"  submit:  curl -X POST http://{host}:{port}/api/v1/execute-dag "
+        "-H 'content-type: application/json' -d @examples/research-report.json",
+        flush=True,
+    )
+    print("  watch:   curl -N '<eventsUrl from the answer>'", flush=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +61,24 @@ def start_server(
             proc.kill()
             raise RuntimeError(f"dagcast up did not answer within 60 s: {log.read_text()[-3000:]}")
         time.sleep(0.1)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def static_server(directory: Path) -> Iterator[str]:
+    """``directory`` over plain HTTP on 127.0.0.1 (as `python -m http.server -d DIR` would): its origin."""
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", free_port()), functools.partial(_QuietHandler, directory=str(directory))
+    )
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:

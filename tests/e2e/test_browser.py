@@ -4,18 +4,15 @@ in order, and in the CLOSED state after the server's 204."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, free_port, start_server, stop_server
+from tests.e2e.conftest import ROOT, start_server, static_server, stop_server
 from tests.e2e.test_live_stream import submit
 from tests.jobs import echo, sleep
 
@@ -46,15 +43,8 @@ def _require_browser() -> None:
 
 @pytest.fixture(scope="module")
 def page_server() -> Iterator[str]:
-    port = free_port()
-    handler = functools.partial(
-        http.server.SimpleHTTPRequestHandler, directory=str(Path(__file__).parent / "browser")
-    )
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    httpd.shutdown()
+    with static_server(Path(__file__).parent / "browser") as origin:
+        yield origin
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,13 @@ snapshot, also one that has already finished."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, free_port, start_server, stop_server
+from tests.e2e.conftest import ROOT, start_server, static_server, stop_server
 from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _require_browser
 from tests.e2e.test_live_stream import submit
 from tests.jobs import echo, sleep
@@ -44,21 +40,11 @@ FINISHED = "['completed', 'failed', 'cancelled'].includes(document.getElementByI
 CLOSED = "document.getElementById('stream').dataset.state === 'closed'"
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def webapp_origin() -> Iterator[str]:
     """examples/webapp over plain HTTP, as `python -m http.server -d examples/webapp` would."""
-    port = free_port()
-    handler = functools.partial(_QuietHandler, directory=str(WEBAPP))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    httpd.shutdown()
+    with static_server(WEBAPP) as origin:
+        yield origin
 
 
 @pytest.fixture(scope="module")
