@@ -31,6 +31,7 @@ from .webhooks import (
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_000_000
+MAX_JSON_DEPTH = 64  # lists/objects inside each other in a request body
 MAX_LIST_LIMIT = 100
 Reply = tuple[int, dict[str, Any]]
 
@@ -72,9 +73,26 @@ def _json_body(raw_body: bytes | None, example: str, limit: int = MAX_BODY_BYTES
     if len(raw_body) > limit:
         raise HttpError(413, f"the body is larger than {limit} bytes")
     try:
-        return json.loads(raw_body)
+        body = json.loads(raw_body)
+    except RecursionError:
+        raise HttpError(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise HttpError(400, f"the body is not valid JSON: {exc}") from None
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise HttpError(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return body
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (iterative: no recursion limit to hit)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            todo.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def execute_dag(services: Services, raw_body: bytes | None, base_url: str) -> Reply:
