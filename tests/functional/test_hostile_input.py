@@ -12,22 +12,19 @@ from urllib.parse import quote
 
 import pytest
 from chalice.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.jobs import echo
+from tests.strategies import HOSTILE, TEXT
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=20,
 )
-TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
 FIELDS = ["originalRequest", "tasks", "failurePolicy", "maxConcurrency", "timeoutSeconds", "extra"]
 TASK_FIELDS = ["id", "description", "action", "params", "dependencies", "retries", "timeoutSeconds"]
-HYPOTHESIS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +53,7 @@ def post(client: Client, path: str, raw: bytes | str) -> Any:
     return client.http.post(path, headers={"content-type": "application/json"}, body=raw)
 
 
-@HYPOTHESIS
+@HOSTILE
 @given(body=JSON)
 def test_random_json_is_refused_cleanly_and_stores_nothing(client, services, body):
     before = newest(services)
@@ -65,7 +62,7 @@ def test_random_json_is_refused_cleanly_and_stores_nothing(client, services, bod
     assert newest(services) == before
 
 
-@HYPOTHESIS
+@HOSTILE
 @given(field=st.sampled_from(FIELDS), value=JSON)
 def test_a_job_with_one_field_replaced_is_accepted_or_refused_cleanly(client, services, field, value):
     job: dict[str, Any] = {"originalRequest": "hostile", "tasks": [echo(1, "a"), echo(2, "b", [1])]}
@@ -76,7 +73,7 @@ def test_a_job_with_one_field_replaced_is_accepted_or_refused_cleanly(client, se
         assert newest(services) == before  # a refused job leaves nothing behind
 
 
-@HYPOTHESIS
+@HOSTILE
 @given(field=st.sampled_from(TASK_FIELDS), value=JSON)
 def test_a_task_with_one_field_replaced_is_accepted_or_refused_cleanly(client, services, field, value):
     task = echo(2, "b", [1])
@@ -89,7 +86,7 @@ def test_a_task_with_one_field_replaced_is_accepted_or_refused_cleanly(client, s
         assert newest(services) == before
 
 
-@HYPOTHESIS
+@HOSTILE
 @given(text=TEXT)
 def test_any_id_or_query_value_in_the_path_is_answered_cleanly(client, text):
     q = quote(text, safe="")
