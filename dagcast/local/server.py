@@ -3,12 +3,15 @@
 REST requests go through Chalice's own ``LocalGateway`` (the same API-Gateway event translation
 ``chalice local`` uses), so the routes in app.py run exactly as they would behind API Gateway.
 The SSE route is the ASGI app from chalicelib/sse.py that AWS runs behind the Lambda Web Adapter.
+The monitor page (monitor/ at the repository root, docs/monitor.md) is served at ``/``, its files
+under ``/monitor/``; every other path goes to the REST API.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+from pathlib import Path
 from typing import Any, Protocol
 
 from chalice.config import Config
@@ -16,8 +19,10 @@ from chalice.local import ForbiddenError, LocalGateway
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from chalicelib.config import Settings
 from chalicelib.factory import build_services
@@ -25,6 +30,37 @@ from chalicelib.sse import EventsEndpoint, SseApp, cors_middleware
 from chalicelib.streamauth import redact_query
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
+# The monitor page: static files, no build step, at the repository root (the package is installed
+# editable, `pip install -e .`, as `make install` does; app.py is found the same way).
+MONITOR_DIR = Path(__file__).resolve().parents[2] / "monitor"
+MONITOR_PREFIX = "/monitor"
+# The page must be revalidated on every load: an edited monitor.js is picked up at once, and an
+# unchanged one costs a 304 (StaticFiles answers If-None-Match / If-Modified-Since).
+NO_CACHE = "no-cache"
+
+
+class MonitorFiles(StaticFiles):
+    """monitor/ under /monitor/, with ``Cache-Control: no-cache`` and ``nosniff``."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["cache-control"] = NO_CACHE
+        response.headers["x-content-type-options"] = "nosniff"
+        return response
+
+
+def monitor_index_html(directory: Path = MONITOR_DIR) -> str | None:
+    """monitor/index.html for ``GET /``: with ``<base href="/monitor/">`` so that its relative links
+    (monitor.css, stream.js, …) resolve under /monitor/, as they do next to it on any static host."""
+    try:
+        html = (directory / "index.html").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    base = f'<base href="{MONITOR_PREFIX}/">'
+    charset = '<meta charset="utf-8">'
+    if charset in html:  # the charset first, in the first 1024 bytes
+        return html.replace(charset, f"{charset}\n  {base}", 1)
+    return html.replace("<head>", f"<head>\n  {base}", 1)
 
 
 class Stack(Protocol):
@@ -56,6 +92,13 @@ def create_app(stack: Stack, settings: Settings | None = None) -> SseApp:
         fanout = await run_in_threadpool(stack.fanout_stats)
         return JSONResponse({"sse": sse.stats(), "sseDynamodbReads": sse_reads.calls, "fanout": fanout})
 
+    async def monitor(request: Request) -> Response:
+        html = await run_in_threadpool(monitor_index_html)
+        if html is None:
+            missing = f"the monitor page is not installed ({MONITOR_DIR} is missing); see docs/monitor.md"
+            return JSONResponse({"error": missing}, status_code=404)
+        return HTMLResponse(html, headers={"cache-control": NO_CACHE, "x-content-type-options": "nosniff"})
+
     async def chalice_proxy(request: Request) -> Response:
         body = await request.body()
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -77,11 +120,20 @@ def create_app(stack: Stack, settings: Settings | None = None) -> SseApp:
                 response.headers.append(key, str(value))
         return response
 
-    routes = [
+    async def to_monitor_dir(request: Request) -> Response:
+        return RedirectResponse(f"{MONITOR_PREFIX}/" + (f"?{request.url.query}" if request.url.query else ""))
+
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/local/stats", stats, methods=["GET"]),
-        Route("/{path:path}", chalice_proxy, methods=METHODS),
+        Route("/", monitor, methods=["GET", "HEAD"]),
     ]
+    if MONITOR_DIR.is_dir():
+        routes += [
+            Route(MONITOR_PREFIX, to_monitor_dir, methods=["GET", "HEAD"]),
+            Mount(MONITOR_PREFIX, MonitorFiles(directory=MONITOR_DIR, html=True)),
+        ]
+    routes.append(Route("/{path:path}", chalice_proxy, methods=METHODS))
     rest = Starlette(routes=routes, middleware=cors_middleware(settings))
     return SseApp(sse, rest)
 
@@ -113,6 +165,7 @@ def http_server(stack: Stack, host: str, port: int, verbose: bool) -> Any:
 
 def print_banner(host: str, port: int, what: str) -> None:
     print(f"{what}: http://{host}:{port}", flush=True)
+    print(f"  monitor: http://{host}:{port}/   (the live view in a browser)", flush=True)
     print(
         f"  submit:  curl -X POST http://{host}:{port}/api/v1/execute-dag "
         "-H 'content-type: application/json' -d @examples/research-report.json",
