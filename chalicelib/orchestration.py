@@ -452,7 +452,8 @@ class Orchestrator:
 
     def _maybe_release(self, execution_id: str, task: Item, meta: Item | None = None) -> None:
         ready = len(task.get("doneDeps", ())) >= len(task.get("dependencies", []))
-        if not (ready and task.get("token") and not task.get("released")):
+        token = task.get("token")
+        if not (ready and token) or task.get("released") == token:
             return
         if meta is None:
             meta = self._store.get_meta(execution_id)
@@ -463,7 +464,7 @@ class Orchestrator:
             self._store.queue_for_slot(execution_id, task_id)
             self._drain_slots(execution_id, int(limit))
             return
-        self._release(execution_id, task_id, str(task["token"]))
+        self._release(execution_id, task_id, str(token))
 
     def _drain_slots(self, execution_id: str, limit: int) -> None:
         """Give free slots to queued ready tasks, lowest id first."""
@@ -477,15 +478,17 @@ class Orchestrator:
                 self._release(execution_id, queued[0], str(task["token"]))
 
     def _release(self, execution_id: str, task_id: int, token: str) -> None:
-        if not self._store.claim_release(execution_id, task_id):
-            return
+        """Send the task's callback token. No claim first: a claim won by a caller that then dies
+        (or whose answer is lost) would leave the task parked for good, while a second
+        SendTaskSuccess for the same token is harmless (the token is gone: ignored)."""
         try:
             self._sfn.send_task_success(taskToken=token, output=json.dumps({"released": True}))
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code not in _GONE_TOKEN_ERRORS:
                 raise
-            log.warning("token of task %s in %s is gone (%s)", task_id, execution_id, code)
+            log.info("token of task %s in %s was already used (%s)", task_id, execution_id, code)
+        self._store.mark_released(execution_id, task_id, token)
 
     # ------------------------------------------------------------------ reads
 

@@ -318,10 +318,12 @@ class DynamoStore(Table):
     # tasks waiting for one. Both are sets, so every step is idempotent.
 
     def acquire_slot(self, execution_id: str, task_id: int, limit: int, from_queue: bool = False) -> bool:
-        condition = "(attribute_not_exists(holding) OR size(holding) < :lim OR contains(holding, :id))"
+        # Holding already counts as acquired: a retried call whose first answer was lost succeeds.
+        free = "(attribute_not_exists(holding) OR size(holding) < :lim)"
+        condition = f"contains(holding, :id) OR {free}"
         expression = "ADD holding :t"
         if from_queue:
-            condition += " AND contains(queued, :id)"
+            condition = f"contains(holding, :id) OR ({free} AND contains(queued, :id))"
             expression += " DELETE queued :t"
         return (
             self._update_if(
@@ -402,16 +404,13 @@ class DynamoStore(Table):
         )
         return from_item(out["Attributes"])
 
-    def claim_release(self, execution_id: str, task_id: int) -> bool:
-        """True for exactly one caller: the one that may send the task's callback token."""
-        return (
-            self._update_if(
-                Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
-                UpdateExpression="SET released = :t",
-                ConditionExpression="attribute_exists(PK) AND attribute_not_exists(released)",
-                ExpressionAttributeValues=to_item({":t": True}),
-            )
-            is not None
+    def mark_released(self, execution_id: str, task_id: int, token: str) -> None:
+        """Remember which callback token was sent (so later callers skip a needless resend)."""
+        self._db.update_item(
+            TableName=self._table,
+            Key=to_item({"PK": pk(execution_id), "SK": task_sk(task_id)}),
+            UpdateExpression="SET released = :t",
+            ExpressionAttributeValues=to_item({":t": token}),
         )
 
     def start_task(self, execution_id: str, task_id: int, attempt: int, started_at: int) -> Item | None:
@@ -767,6 +766,10 @@ class DynamoStore(Table):
             items = self._queued(execution_id, 100)
             if not items:
                 return written
+            # Tail first, markers second (as in _try_append): an event below the tail we read was
+            # marked before that tail was written, so the marker read sees it.
+            if tail is None:
+                tail = self._marked_tail(execution_id)
             keys = {str(i["idemKey"]) for i in items}
             marked = {
                 str(m["SK"])[4:]: int(m["seq"])
@@ -777,8 +780,8 @@ class DynamoStore(Table):
                     ),
                 )
             }
-            if tail is None:
-                tail = self._marked_tail(execution_id)
+            if tail is not None:  # the tail itself may be one of ours (a put whose answer was lost)
+                marked.setdefault(str(tail["idemKey"]), int(tail["seq"]))
             done: list[Item] = []  # queue items handled (a prefix of ``items``)
             chunk: dict[str, int] = {}  # key → seq, to mark
             i = 0
@@ -805,6 +808,8 @@ class DynamoStore(Table):
                     while seq is None:
                         seq = self._try_append(execution_id, key, payload, item.get("timestamp"), 50)
                     tail = self._marked_tail(execution_id)
+                    if tail is not None:
+                        marked.setdefault(str(tail["idemKey"]), int(tail["seq"]))
                 elif seq and seq == (int(tail["seq"]) + 1 if tail else 1):
                     tail = {"seq": seq, "idemKey": key, "type": _type_of(payload)}
                 for r in run:

@@ -1,0 +1,72 @@
+"""Fault injection at the boto3 client: a fraction of DynamoDB calls fail the way AWS fails them.
+
+``throttle``  400 ProvisionedThroughputExceededException before the call reaches the table
+``5xx``       500 InternalServerError before the call reaches the table
+``lost``      the call IS applied, then the client gets a 500 and retries it (a response lost on
+              the way back — the case that catches non-idempotent writes)
+
+botocore's own retry handler sees these as it would see AWS's answers (standard mode, backoff).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections import Counter
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
+from moto.core.botocore_stubber import MockRawResponse
+from moto.core.models import botocore_stubber
+
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+_ERRORS = {
+    "throttle": (400, "ProvisionedThroughputExceededException"),
+    "5xx": (500, "InternalServerError"),
+    "lost": (500, "InternalServerError"),
+}
+
+
+def _headers() -> HTTPHeaders:
+    headers = HTTPHeaders()
+    headers["Content-Type"] = "application/x-amz-json-1.0"
+    return headers
+
+
+class FaultInjector:
+    def __init__(self, client: Any, mode: str, rate: float, seed: int = 7) -> None:
+        assert mode in _ERRORS, mode
+        self.client, self.mode, self.rate = client, mode, rate
+        self.rng = random.Random(seed)
+        self.injected: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> FaultInjector:
+        self.client.meta.events.register_first("before-send.dynamodb", self._before_send)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.meta.events.unregister("before-send.dynamodb", self._before_send)
+
+    def _before_send(self, request: Any, **kwargs: Any) -> AWSResponse | None:
+        target = request.headers.get("X-Amz-Target", b"")
+        operation = (target.decode() if isinstance(target, bytes) else str(target)).rsplit(".", 1)[-1]
+        if self.mode == "lost" and operation not in WRITES:
+            return None
+        with self._lock:
+            if self.rng.random() >= self.rate:
+                return None
+            self.injected[operation] += 1
+        if self.mode == "lost":  # apply the call for real, then lose the answer
+            event_name = kwargs.pop("event_name", f"before-send.dynamodb.{operation}")
+            botocore_stubber(event_name, request, **kwargs)
+        status, code = _ERRORS[self.mode]
+        body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected fault"})
+        return AWSResponse(
+            request.url,
+            status,
+            _headers(),
+            MockRawResponse(body.encode()),
+        )
