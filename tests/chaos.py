@@ -36,19 +36,22 @@ def _headers() -> HTTPHeaders:
 
 
 class FaultInjector:
-    def __init__(self, client: Any, mode: str, rate: float, seed: int = 7) -> None:
+    def __init__(self, clients: list[Any], mode: str, rate: float, seed: int = 7) -> None:
         assert mode in _ERRORS, mode
-        self.client, self.mode, self.rate = client, mode, rate
+        self.clients = list({id(c): c for c in clients}.values())
+        self.mode, self.rate = mode, rate
         self.rng = random.Random(seed)
         self.injected: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def __enter__(self) -> FaultInjector:
-        self.client.meta.events.register_first("before-send.dynamodb", self._before_send)
+        for client in self.clients:
+            client.meta.events.register_first("before-send.dynamodb", self._before_send)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.client.meta.events.unregister("before-send.dynamodb", self._before_send)
+        for client in self.clients:
+            client.meta.events.unregister("before-send.dynamodb", self._before_send)
 
     def _before_send(self, request: Any, **kwargs: Any) -> AWSResponse | None:
         target = request.headers.get("X-Amz-Target", b"")

@@ -13,6 +13,14 @@ from tests.chaos import FaultInjector
 from tests.functional.conftest import assert_gapless, by_type, echo, fail, run_job
 
 
+def lambda_clients(services: Any) -> list[Any]:
+    """The DynamoDB clients the in-process Lambdas use (app.services(), which another test's
+    stack may have rebuilt) and the test's own reader."""
+    import app
+
+    return [app.services().store._db, services.store._db]
+
+
 def diamond_and_fan() -> dict[str, Any]:
     tasks = [echo(1, "root")]
     tasks += [echo(i, f"mid {i} <{{{{1}}}}>", [1]) for i in range(2, 6)]
@@ -23,7 +31,7 @@ def diamond_and_fan() -> dict[str, Any]:
 @pytest.mark.parametrize("mode", ["throttle", "5xx", "lost"])
 def test_dynamodb_faults_lose_and_duplicate_nothing(services, mode):
     job = diamond_and_fan()
-    with FaultInjector(services.store._db, mode, rate=0.15) as faults:
+    with FaultInjector(lambda_clients(services), mode, rate=0.15) as faults:
         eid, events = run_job(services, job, timeout=120)
     assert sum(faults.injected.values()) >= 5, faults.injected  # the faults really happened
     assert_gapless(events, eid)
@@ -39,7 +47,7 @@ def test_dynamodb_faults_lose_and_duplicate_nothing(services, mode):
 
 def test_a_failing_job_under_lost_writes_still_fails_once(services):
     job = {"tasks": [echo(1, "a"), fail(2, "boom", [1]), echo(3, "never", [2]), echo(4, "other", [1])]}
-    with FaultInjector(services.store._db, "lost", rate=0.2, seed=11) as faults:
+    with FaultInjector(lambda_clients(services), "lost", rate=0.2, seed=11) as faults:
         eid, events = run_job(services, {**job, "failurePolicy": "continue"}, timeout=180)
     assert sum(faults.injected.values()) >= 3, faults.injected
     assert_gapless(events, eid)
