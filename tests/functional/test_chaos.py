@@ -14,8 +14,8 @@ from tests.functional.conftest import assert_gapless, by_type, echo, fail, run_j
 
 
 def lambda_clients(services: Any) -> list[Any]:
-    """The DynamoDB clients the in-process Lambdas use (app.services(), which another test's
-    stack may have rebuilt) and the test's own reader."""
+    """The DynamoDB client the in-process Lambdas use (app.services(), looked up now) and the
+    test's own reader's (the same object unless something rebuilt the services)."""
     import app
 
     return [app.services().store._db, services.store._db]
