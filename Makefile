@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck unit functional e2e big demo up bench deploy destroy clean build-SseFunction
+.PHONY: install test lint typecheck unit functional e2e big chaos demo up bench deploy destroy clean build-SseFunction
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dagcast needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
@@ -37,6 +37,11 @@ e2e: install
 # 1,000-task DAGs with 500-wide levels on the local stack (minutes; not part of `make test`).
 big: install
 	$(BIN)/pytest -m big -s tests/big
+
+# Random DAGs while DynamoDB calls fail at random (throttled, 5xx, answers lost); prints faults
+# injected, events checked, lost and duplicated (minutes; the short version is in `make test`).
+chaos: install
+	$(BIN)/python -m tests.chaos_run
 
 # Runs the example job on the embedded local stack and prints every event live.
 demo: install
