@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from . import events as ev
 from .dag import Job, RetryPolicy, dependents_of, sinks, topological_order
 from .kinds import RunContext, TaskFailed, run_kind
-from .store import INLINE_RESULT_CHARS, PROGRESS, DynamoStore, Item
+from .store import INLINE_RESULT_CHARS, PROGRESS, DynamoStore, Item, error_code
 from .templates import refs_in_value
 
 if TYPE_CHECKING:
@@ -484,7 +484,7 @@ class Orchestrator:
         try:
             self._sfn.send_task_success(taskToken=token, output=json.dumps({"released": True}))
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
+            code = error_code(exc)
             if code not in _GONE_TOKEN_ERRORS:
                 raise
             log.info("token of task %s in %s was already used (%s)", task_id, execution_id, code)

@@ -114,7 +114,8 @@ def _type_of(payload: ev.Event | str) -> str:
     return str(payload["type"]) if isinstance(payload, dict) else ev.EXECUTION_UPDATED
 
 
-def _code(exc: ClientError) -> str:
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of a botocore ClientError ('' if it has none)."""
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
@@ -138,7 +139,7 @@ class Table:
         try:
             return dict(self._db.update_item(TableName=self._table, **kwargs))
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return None
             raise
 
@@ -228,7 +229,7 @@ class DynamoStore(Table):
                 ConditionExpression="attribute_not_exists(PK)",
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 raise ExecutionExists(f"execution {execution_id} already exists") from exc
             raise
         self.append_event(
@@ -660,7 +661,7 @@ class DynamoStore(Table):
                 ConditionExpression="attribute_not_exists(PK)",
             )
         except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             return None
         return seq

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import events as ev
 from .config import Settings
-from .store import Item, Table, from_item, to_item
+from .store import Item, Table, error_code, from_item, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -356,7 +356,7 @@ class WebhookStore(Table):
             )
             return True, from_item(out["Attributes"])
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             return False, from_item(exc.response.get("Item") or {})  # type: ignore[arg-type]
 

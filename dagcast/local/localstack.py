@@ -48,7 +48,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import render_definition
-from chalicelib.store import table_definition
+from chalicelib.store import error_code, table_definition
 
 DEFAULT_ENDPOINT = "http://localhost:4566"
 ENDPOINT_VARIABLE = "LOCALSTACK_ENDPOINT"
@@ -392,10 +392,6 @@ def scheduled_event(region: str = REGION, account: str = "000000000000") -> dict
     }
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 _TRUST_POLICY = json.dumps(
     {
         "Version": "2012-10-17",
@@ -543,7 +539,7 @@ class LocalStackBackend:
             try:
                 call(**kwargs)
             except ClientError as exc:
-                if _code(exc) not in gone:
+                if error_code(exc) not in gone:
                     raise
 
         for m in awslambda.list_event_source_mappings(FunctionName=function_name(FANOUT))[
@@ -574,7 +570,7 @@ class LocalStackBackend:
                 iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=_TRUST_POLICY)["Role"]["Arn"]
             )
         except ClientError as exc:
-            if _code(exc) != "EntityAlreadyExists":
+            if error_code(exc) != "EntityAlreadyExists":
                 raise
             return str(iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"])
 
@@ -583,7 +579,7 @@ class LocalStackBackend:
         try:
             return str(kms.describe_key(KeyId=KEY_ALIAS)["KeyMetadata"]["Arn"])
         except ClientError as exc:
-            if _code(exc) != "NotFoundException":
+            if error_code(exc) != "NotFoundException":
                 raise
         meta = kms.create_key(Description=f"{APP}-{STAGE} webhook secrets (DAGCAST_WEBHOOK_KMS_KEY)")[
             "KeyMetadata"
@@ -598,7 +594,7 @@ class LocalStackBackend:
             ddb.create_table(**definition)
             self.progress(f"created table {self.table_name}")
         except ClientError as exc:
-            if _code(exc) != "ResourceInUseException":
+            if error_code(exc) != "ResourceInUseException":
                 raise
         ddb.get_waiter("table_exists").wait(TableName=self.table_name)
         table = ddb.describe_table(TableName=self.table_name)["Table"]
@@ -635,7 +631,7 @@ class LocalStackBackend:
             try:
                 current = awslambda.get_function(FunctionName=fn)["Configuration"]
             except ClientError as exc:
-                if _code(exc) != "ResourceNotFoundException":
+                if error_code(exc) != "ResourceNotFoundException":
                     raise
                 self.progress(f"creating function {fn}")
                 arns[name] = str(awslambda.create_function(**config, Code={"ZipFile": code})["FunctionArn"])
@@ -655,7 +651,7 @@ class LocalStackBackend:
         try:
             sfn.describe_state_machine(stateMachineArn=self.state_machine_arn)
         except ClientError as exc:
-            if _code(exc) != "StateMachineDoesNotExist":
+            if error_code(exc) != "StateMachineDoesNotExist":
                 raise
             made = sfn.create_state_machine(
                 name=STATE_MACHINE_NAME, definition=definition, roleArn=role_arn, type="STANDARD"
