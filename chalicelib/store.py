@@ -143,6 +143,23 @@ class Table:
                 return None
             raise
 
+    def _query_partition(self, partition: str, prefix: str = "") -> Iterator[Item]:
+        """Every item of ``partition`` whose sort key starts with ``prefix`` (consistent, all pages)."""
+        values = {":p": partition, ":s": prefix} if prefix else {":p": partition}
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :p AND begins_with(SK, :s)" if prefix else "PK = :p",
+            "ExpressionAttributeValues": to_item(values),
+            "ConsistentRead": True,
+        }
+        while True:
+            out = self._db.query(**kwargs)
+            for item in out.get("Items", []):
+                yield from_item(item)
+            if "LastEvaluatedKey" not in out:
+                return
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         """BatchWriteItem in chunks of 25 (DynamoDB's limit), retrying unprocessed items."""
         for start in range(0, len(requests), 25):
@@ -906,19 +923,7 @@ class DynamoStore(Table):
         return [json.loads(from_item(i)["data"]) for i in out.get("Items", [])]
 
     def _query_prefix(self, execution_id: str, prefix: str) -> Iterator[Item]:
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "PK = :p AND begins_with(SK, :s)",
-            "ExpressionAttributeValues": to_item({":p": pk(execution_id), ":s": prefix}),
-            "ConsistentRead": True,
-        }
-        while True:
-            out = self._db.query(**kwargs)
-            for item in out.get("Items", []):
-                yield from_item(item)
-            if "LastEvaluatedKey" not in out:
-                return
-            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        return self._query_partition(pk(execution_id), prefix)
 
 
 def table_definition(table_name: str) -> dict[str, Any]:

@@ -234,7 +234,7 @@ class WebhookStore(Table):
         self._db.put_item(TableName=self._table, Item=to_item(item))
 
     def hooks(self) -> list[Hook]:
-        return [Hook.from_item(i) for i in self._query_all(HOOKS_PK, "HOOK#")]
+        return [Hook.from_item(i) for i in self._query_partition(HOOKS_PK, "HOOK#")]
 
     def get_hook(self, webhook_id: str) -> Hook | None:
         out = self._db.get_item(
@@ -251,22 +251,6 @@ class WebhookStore(Table):
             ReturnValues="ALL_OLD",
         )
         return "Attributes" in out
-
-    def _query_all(self, partition: str, prefix: str) -> list[Item]:
-        items: list[Item] = []
-        values = {":p": partition, ":s": prefix} if prefix else {":p": partition}
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "PK = :p AND begins_with(SK, :s)" if prefix else "PK = :p",
-            "ExpressionAttributeValues": to_item(values),
-            "ConsistentRead": True,
-        }
-        while True:
-            out = self._db.query(**kwargs)
-            items += [from_item(i) for i in out.get("Items", [])]
-            if "LastEvaluatedKey" not in out:
-                return items
-            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
     # deliveries
     def enqueue(self, deliveries: list[Item]) -> None:
@@ -418,7 +402,7 @@ class WebhookStore(Table):
         )
 
     def due_items(self) -> list[Item]:
-        return self._query_all(DUE_PK, "")  # the whole partition
+        return list(self._query_partition(DUE_PK))
 
     def due(self, now: int) -> list[tuple[str, str]]:
         return [
