@@ -10,12 +10,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "infra" / "statemachine" / "dag.asl.json"
-ASL_SUBSTITUTIONS = (
-    "RegisterFunctionArn",
-    "RunFunctionArn",
-    "RecordFailureFunctionArn",
-    "FinalizeFunctionArn",
-)
+# ASL substitution → the Chalice lambda_function whose ARN it takes (template.yaml passes the same).
+ASL_FUNCTIONS = {
+    "RegisterFunctionArn": "register_task",
+    "RunFunctionArn": "run_task",
+    "RecordFailureFunctionArn": "record_failure",
+    "FinalizeFunctionArn": "finalize",
+}
+ASL_SUBSTITUTIONS = tuple(ASL_FUNCTIONS)
 
 
 class SettingsError(RuntimeError):

@@ -26,14 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chalicelib.config import ASL_FUNCTIONS
+
 # template.yaml parameter → the Chalice function whose ARN it takes
-FUNCTION_PARAMETERS = {
-    "RegisterFunctionArn": "register_task",
-    "RunFunctionArn": "run_task",
-    "RecordFailureFunctionArn": "record_failure",
-    "FinalizeFunctionArn": "finalize",
-    "FanoutFunctionArn": "fanout",
-}
+FUNCTION_PARAMETERS = {**ASL_FUNCTIONS, "FanoutFunctionArn": "fanout"}
 TOOLS = {
     "chalice": "pip install chalice (it comes with dagcast: use the project's .venv/bin)",
     "sam": "install the AWS SAM CLI: https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html",

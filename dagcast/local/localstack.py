@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -47,14 +46,13 @@ import httpx
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.config import render_definition
+from chalicelib.config import ASL_FUNCTIONS, render_definition
 from chalicelib.store import error_code, table_definition
+
+from .stack import APP, FANOUT, REGION, RETRY, STAGE, function_name, scheduled_event
 
 DEFAULT_ENDPOINT = "http://localhost:4566"
 ENDPOINT_VARIABLE = "LOCALSTACK_ENDPOINT"
-REGION = "us-east-1"
-APP = "dagcast"
-STAGE = "local"
 STATE_MACHINE_NAME = f"{APP}-{STAGE}-dag"
 ROLE_NAME = f"{APP}-{STAGE}-lambda"
 KEY_ALIAS = f"alias/{APP}-{STAGE}-webhooks"
@@ -74,16 +72,6 @@ ZIPPED_LIMIT_BYTES = 50 * 1024 * 1024
 UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 # Bump when the zip's layout changes: cached zips of an older layout are not reused.
 ZIP_FORMAT = "1"
-
-# The ASL substitution → the Chalice function that implements it.
-SUBSTITUTIONS = {
-    "RegisterFunctionArn": "register_task",
-    "RunFunctionArn": "run_task",
-    "RecordFailureFunctionArn": "record_failure",
-    "FinalizeFunctionArn": "finalize",
-}
-FANOUT = "fanout"
-RETRY = "webhook_retry"
 
 # template.yaml's FanoutMapping (a test compares them): only new event items reach the fan-out.
 FANOUT_FILTER_PATTERN = '{"eventName": ["INSERT"], "dynamodb": {"Keys": {"SK": {"S": [{"prefix": "EVT#"}]}}}}'
@@ -289,11 +277,6 @@ def lambda_handlers() -> dict[str, str]:
     return {str(k): str(v) for k, v in handlers.items()}
 
 
-def function_name(name: str) -> str:
-    """Chalice's naming: <app>-<stage>-<function>."""
-    return f"{APP}-{STAGE}-{name}"
-
-
 def state_machine_arn(account: str, region: str = REGION) -> str:
     """Known before the state machine exists: the functions' environment needs it first."""
     return f"arn:aws:states:{region}:{account}:stateMachine:{STATE_MACHINE_NAME}"
@@ -377,21 +360,6 @@ def event_source_mapping_arguments(
     }
 
 
-def scheduled_event(region: str = REGION, account: str = "000000000000") -> dict[str, Any]:
-    """What EventBridge hands a Chalice @app.schedule function."""
-    return {
-        "version": "0",
-        "id": secrets.token_hex(8),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": account,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "region": region,
-        "resources": [],
-        "detail": {},
-    }
-
-
 _TRUST_POLICY = json.dumps(
     {
         "Version": "2012-10-17",
@@ -470,7 +438,7 @@ class LocalStackBackend:
             self.lambda_endpoint_url,
         )
         self.function_arns = self._functions(session, package.read_bytes(), role_arn, environment)
-        arns = {key: self.function_arns[name] for key, name in SUBSTITUTIONS.items()}
+        arns = {key: self.function_arns[name] for key, name in ASL_FUNCTIONS.items()}
         self._state_machine(session, render_definition(arns), role_arn)
         self.mapping_uuid = self._mapping(session, failures_arn)
         self.progress(f"ready: table {self.table_name}, state machine {self.state_machine_arn}")

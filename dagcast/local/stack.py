@@ -27,7 +27,7 @@ import boto3
 import httpx
 from moto.server import ThreadedMotoServer
 
-from chalicelib.config import render_definition
+from chalicelib.config import ASL_FUNCTIONS, render_definition
 from chalicelib.store import table_definition
 
 from .moto_adapter import (
@@ -45,27 +45,20 @@ REGION = "us-east-1"
 APP = "dagcast"
 STAGE = "local"
 
-# ASL substitution → the Chalice lambda_function name that implements it.
-FUNCTIONS = {
-    "RegisterFunctionArn": "register_task",
-    "RunFunctionArn": "run_task",
-    "RecordFailureFunctionArn": "record_failure",
-    "FinalizeFunctionArn": "finalize",
-}
 FANOUT = "fanout"
 RETRY = "webhook_retry"  # the scheduled webhook retry function (every minute in AWS)
 
 
-def scheduled_event() -> dict[str, Any]:
+def scheduled_event(region: str = REGION, account: str = "123456789012") -> dict[str, Any]:
     """What EventBridge Scheduler hands a Chalice @app.schedule function."""
     return {
         "version": "0",
         "id": secrets.token_hex(8),
         "detail-type": "Scheduled Event",
         "source": "aws.events",
-        "account": "123456789012",
+        "account": account,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "region": REGION,
+        "region": region,
         "resources": [],
         "detail": {},
     }
@@ -266,7 +259,7 @@ class LocalStack:
                 Code={"ZipFile": _placeholder_zip()},
                 Timeout=900,
             )["FunctionArn"]
-            for key, fn in FUNCTIONS.items():
+            for key, fn in ASL_FUNCTIONS.items():
                 if fn == name:
                     arns[key] = arn
         return arns

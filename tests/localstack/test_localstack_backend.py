@@ -20,6 +20,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from dagcast.local import localstack as ls
+from dagcast.local.stack import function_name
 from tests.jobs import echo, sleep
 
 ENDPOINT = ls.endpoint_from_env()
@@ -106,9 +107,9 @@ def test_the_stack_is_in_localstack(server):
     assert health["stateMachine"] == ls.state_machine_arn("000000000000")
     session = ls.localstack_session(ENDPOINT)
     names = {f["FunctionName"] for f in session.client("lambda").list_functions()["Functions"]}
-    assert {ls.function_name(n) for n in ls.lambda_handlers()} <= names
+    assert {function_name(n) for n in ls.lambda_handlers()} <= names
     assert TABLE in session.client("dynamodb").list_tables()["TableNames"]
-    mappings = session.client("lambda").list_event_source_mappings(FunctionName=ls.function_name("fanout"))
+    mappings = session.client("lambda").list_event_source_mappings(FunctionName=function_name("fanout"))
     [mapping] = mappings["EventSourceMappings"]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["FilterCriteria"]["Filters"] == [{"Pattern": ls.FANOUT_FILTER_PATTERN}]

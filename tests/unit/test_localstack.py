@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.config import ASL_SUBSTITUTIONS
+from chalicelib.config import ASL_FUNCTIONS, ASL_SUBSTITUTIONS
 from dagcast.local import localstack as ls
 from tests.unit.test_infra import ROOT, template
 
@@ -149,7 +149,7 @@ def test_the_functions_are_the_chalice_apps_with_its_timeouts():
         module, attr = handler.split(".")
         assert module == "app" and callable(getattr(app, attr)), name
     assert handlers["fanout"] == "app.fanout_handler"
-    assert set(ls.SUBSTITUTIONS) == set(ASL_SUBSTITUTIONS) and set(ls.SUBSTITUTIONS.values()) <= set(handlers)
+    assert set(ASL_FUNCTIONS) == set(ASL_SUBSTITUTIONS) and set(ASL_FUNCTIONS.values()) <= set(handlers)
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     per_function = config["stages"]["dev"]["lambda_functions"]
     for name in handlers:
