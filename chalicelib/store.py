@@ -246,12 +246,21 @@ class DynamoStore(Table):
                 ConditionExpression="attribute_not_exists(PK)",
             )
         except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            if not self._is_own_meta(execution_id, meta):
                 raise ExecutionExists(f"execution {execution_id} already exists") from exc
-            raise
+            # Our own write: it landed and its answer was lost, then botocore retried it.
         self.append_event(
             execution_id, ev.EXECUTION_CREATED, ev.execution_created(len(tasks), original_request), created_at
         )
+
+    def _is_own_meta(self, execution_id: str, meta: Item) -> bool:
+        try:
+            stored = self.get_meta(execution_id)
+        except ExecutionNotFound:
+            return False
+        return all(stored.get(k) == meta[k] for k in ("GSI1SK", "originalRequest", "totalTasks"))
 
     def get_meta(self, execution_id: str) -> Item:
         out = self._db.get_item(

@@ -21,6 +21,7 @@ from botocore.compat import HTTPHeaders
 from moto.core.botocore_stubber import MockRawResponse
 from moto.core.models import botocore_stubber
 
+_NOWHERE = "https://injected-fault.invalid/"
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 _ERRORS = {
     "throttle": (400, "ProvisionedThroughputExceededException"),
@@ -36,10 +37,23 @@ def _headers() -> HTTPHeaders:
 
 
 class FaultInjector:
-    def __init__(self, clients: list[Any], mode: str, rate: float, seed: int = 7) -> None:
+    def __init__(
+        self,
+        clients: list[Any],
+        mode: str,
+        rate: float,
+        seed: int = 7,
+        *,
+        operations: set[str] | None = None,
+        limit: int | None = None,
+    ) -> None:
+        """``operations`` limits the faults to those calls (``lost`` always means writes only);
+        ``limit`` stops injecting after that many faults."""
         assert mode in _ERRORS, mode
         self.clients = list({id(c): c for c in clients}.values())
         self.mode, self.rate = mode, rate
+        self.operations = WRITES if mode == "lost" and operations is None else operations
+        self.limit = limit
         self.rng = random.Random(seed)
         self.injected: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -56,19 +70,25 @@ class FaultInjector:
     def _before_send(self, request: Any, **kwargs: Any) -> AWSResponse | None:
         target = request.headers.get("X-Amz-Target", b"")
         operation = (target.decode() if isinstance(target, bytes) else str(target)).rsplit(".", 1)[-1]
-        if self.mode == "lost" and operation not in WRITES:
+        if self.operations is not None and operation not in self.operations:
             return None
         with self._lock:
+            if self.limit is not None and sum(self.injected.values()) >= self.limit:
+                return None
             if self.rng.random() >= self.rate:
                 return None
             self.injected[operation] += 1
         if self.mode == "lost":  # apply the call for real, then lose the answer
             event_name = kwargs.pop("event_name", f"before-send.dynamodb.{operation}")
             botocore_stubber(event_name, request, **kwargs)
+        # botocore calls *every* before-send handler and keeps the first answer, so moto's stub
+        # (registered after this one) would still apply the call: give the request an address
+        # the stub does not serve, and it leaves it alone.
+        url, request.url = request.url, _NOWHERE
         status, code = _ERRORS[self.mode]
         body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected fault"})
         return AWSResponse(
-            request.url,
+            url,
             status,
             _headers(),
             MockRawResponse(body.encode()),
