@@ -4,12 +4,14 @@ chalicelib/ (api: HTTP, orchestration: the state machine steps, fanout: the stre
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Tracer
 from chalice.app import Chalice, Rate, Request, Response
 
 from chalicelib import api, fanout
+from chalicelib.config import SettingsError
 from chalicelib.factory import Services, build_services
 
 app = Chalice(app_name="dagcast")
@@ -43,6 +45,31 @@ def _base_url() -> str:
     scheme = "http" if host.startswith(("127.0.0.1", "localhost")) else "https"
     prefix = f"/{stage}" if stage and scheme == "https" else ""
     return f"{scheme}://{host}{prefix}"
+
+
+@app.middleware("http")
+def front_gate(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """API keys, the per-client rate and the CORS allow-list for every route (chalicelib/gate.py).
+    Preflights (OPTIONS) pass: API Gateway answers them itself in AWS."""
+    try:
+        gate = services().gate
+    except SettingsError:
+        return get_response(request)  # the route answers with what is wrong in the settings
+    refused = None
+    if request.method != "OPTIONS":
+        identity = (request.context or {}).get("identity") or {}
+        refused = gate.check(request.headers, str(identity.get("sourceIp") or "unknown"))
+    if refused is None:
+        response = get_response(request)
+    else:
+        status, message, headers = refused
+        response = Response(
+            body={"error": message},
+            status_code=status,
+            headers={"Content-Type": "application/json", "Access-Control-Allow-Origin": "*", **headers},
+        )
+    gate.cors(request.headers.get("origin"), response.headers)
+    return response
 
 
 @app.route("/api/v1/execute-dag", methods=["POST"], content_types=["application/json"], cors=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "infra" / "statemachine" / "dag.asl.json"
 # ASL substitution → the Chalice lambda_function whose ARN it takes (template.yaml passes the same).
@@ -42,6 +43,9 @@ _ENV = {
     "stream_secret_name": "DAGCAST_STREAM_SECRET_NAME",
     "token_ttl_seconds": "DAGCAST_TOKEN_TTL_SECONDS",
     "cors_origins": "DAGCAST_CORS_ORIGINS",
+    "api_keys": "DAGCAST_API_KEYS",
+    "api_rate": "DAGCAST_API_RATE",
+    "api_burst": "DAGCAST_API_BURST",
     "max_streams_per_ip": "DAGCAST_MAX_STREAMS_PER_IP",
     "max_streams_per_execution": "DAGCAST_MAX_STREAMS_PER_EXECUTION",
     "trust_proxy": "DAGCAST_TRUST_PROXY",
@@ -59,7 +63,7 @@ _ENV = {
     "webhook_sweep_seconds": "DAGCAST_WEBHOOK_SWEEP_SECONDS",
     "webhook_retention_days": "DAGCAST_WEBHOOK_RETENTION_DAYS",
 }
-_LISTS = {"cors_origins", "redact_keys", "plugins", "webhook_allowed_hosts"}
+_LISTS = {"cors_origins", "api_keys", "redact_keys", "plugins", "webhook_allowed_hosts"}
 
 
 class Settings(BaseModel):
@@ -86,6 +90,13 @@ class Settings(BaseModel):
     stream_secret_name: str = ""
     token_ttl_seconds: int = Field(default=3600, ge=10)
     cors_origins: tuple[str, ...] = ()
+    # --- the REST API's gate (chalicelib/gate.py, docs/security.md) ---
+    # SHA-256 digests (hex) of the API keys; empty: the API is open.
+    api_keys: tuple[str, ...] = ()
+    # Requests/s per client IP, sustained; 0 (the default; the local stack): no limit. The stages in
+    # .chalice/config.json set it.
+    api_rate: float = Field(default=0.0, ge=0)
+    api_burst: int = Field(default=100, ge=1)  # requests per client IP at once
     max_streams_per_ip: int = Field(default=50, ge=1)
     max_streams_per_execution: int = Field(default=5000, ge=1)
     trust_proxy: bool = False
@@ -104,6 +115,17 @@ class Settings(BaseModel):
     webhook_inline_seconds: float = Field(default=10.0, ge=0)  # delivery time inside the stream handler
     webhook_sweep_seconds: float = Field(default=50.0, ge=0)  # the retry function's time per run
     webhook_retention_days: int = Field(default=14, ge=1)  # deliveries expire (DynamoDB TTL) after
+
+    @field_validator("api_keys")
+    @classmethod
+    def _digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for n, entry in enumerate(value, 1):
+            if not re.fullmatch(r"[0-9a-f]{64}", entry):
+                raise ValueError(  # the entry is not shown: it may be a key pasted by mistake
+                    f"entry {n} is not a SHA-256 hex digest: list the digests of the keys, never the keys "
+                    "(`dagcast api-key` makes a key and prints its digest)"
+                )
+        return value
 
     @model_validator(mode="after")
     def _secret_when_auth(self) -> Settings:

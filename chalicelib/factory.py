@@ -9,6 +9,7 @@ from botocore.config import Config
 
 from .config import Settings
 from .fanout import FanOut
+from .gate import Gate
 from .kinds import load_plugins
 from .orchestration import Orchestrator
 from .redact import Redactor
@@ -28,6 +29,7 @@ class Services:
     webhooks: WebhookStore
     dispatcher: Dispatcher | None  # None while webhooks are off (no DAGCAST_WEBHOOK_KMS_KEY)
     fanout: FanOut
+    gate: Gate  # the REST API's keys, rate and CORS allow-list
 
 
 def build_services(settings: Settings | None = None, session: boto3.Session | None = None) -> Services:
@@ -53,4 +55,4 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
         settings.webhook_inline_seconds,
     )
     orchestrator = Orchestrator(store, sfn, settings.state_machine_arn)
-    return Services(settings, store, orchestrator, signer, webhooks, dispatcher, fanout)
+    return Services(settings, store, orchestrator, signer, webhooks, dispatcher, fanout, Gate(settings))

@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx
 
+from chalicelib.gate import key_digest, new_api_key
+
 from .client import (
     Api,
     ApiError,
@@ -35,6 +37,7 @@ from .client import (
     Notice,
     StreamAccess,
     Target,
+    auth_hint,
     error_message,
     resolve_target,
     stream_access,
@@ -46,6 +49,10 @@ __all__ = ["format_event", "main"]
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 EXIT_INTERRUPTED = 130
+API_KEY_HELP = """\
+Give the key to its caller ($DAGCAST_API_KEY, or 'Authorization: Bearer <key>'); put the digest in
+the stage's DAGCAST_API_KEYS (comma-separated) in .chalice/config.json, or run
+`dagcast up --api-key <key>` locally. The key itself is not stored anywhere."""
 _TIMEOUT = httpx.Timeout(10.0, read=60.0)  # read: > the 15 s heartbeat, so a quiet stream is not cut
 
 
@@ -67,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "up":
         return _up(parser, args)
+    if args.command == "api-key":
+        key, digest = new_api_key()
+        print(f"key:    {key}\ndigest: {digest}")
+        print(API_KEY_HELP, file=sys.stderr)
+        return 0
     if args.command == "ls" and not 1 <= args.limit <= 100:
         parser.error("--limit must be between 1 and 100")
     if getattr(args, "since", None) is not None and args.since < 0:
@@ -107,6 +119,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--max-streams-per-ip", type=int, help="concurrent streams per client IP (default 50)")
     up.add_argument("--max-streams-per-execution", type=int, help="concurrent streams per execution (5000)")
+    up.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        help="require this API key on the REST API (repeatable; default: open). `dagcast api-key` makes one",
+    )
+    up.add_argument("--api-rate", type=float, help="REST requests/s per client IP (default 0: no limit)")
+    up.add_argument("--api-burst", type=int, help="REST requests per client IP at once (default 100)")
     up.add_argument("--no-hub", action="store_true", help="one poller per stream (the benchmark baseline)")
     up.add_argument("--verbose", action="store_true", help="access log and the fan-out's log lines")
     up.add_argument(
@@ -143,6 +163,11 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--token", default=None, help="stream token (default: a fresh one from POST …/stream-token)"
             )
+        p.add_argument(
+            "--api-key",
+            default=None,
+            help="the REST API's key (default: $DAGCAST_API_KEY, the config file's apiKey)",
+        )
 
     run = sub.add_parser("run", help="submit a job and print its events live")
     run.add_argument("job", type=Path, help="a job file (JSON)")
@@ -166,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     shown.add_argument("--plain", action="store_true", help="one line per event (the default when piped)")
     shown.add_argument("--json", action="store_true", help="print each event as one JSON line")
 
+    sub.add_parser("api-key", help="make a REST API key and print it with its digest (DAGCAST_API_KEYS)")
     ls = sub.add_parser("ls", help="recent executions, newest first")
     api_flags(ls, events=False, token=False)
     ls.add_argument("--limit", type=int, default=20, help="how many (1-100, default 20)")
@@ -204,6 +230,9 @@ def _up(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         "DAGCAST_MAX_STREAMS_PER_IP": args.max_streams_per_ip,
         "DAGCAST_MAX_STREAMS_PER_EXECUTION": args.max_streams_per_execution,
         "DAGCAST_SSE_HUB": "off" if args.no_hub else None,
+        "DAGCAST_API_KEYS": ",".join(key_digest(k) for k in args.api_key) or None,
+        "DAGCAST_API_RATE": args.api_rate,
+        "DAGCAST_API_BURST": args.api_burst,
     }
     os.environ.update({k: str(v) for k, v in env.items() if v is not None})
     if not 1 <= args.fanout_batch_size <= 10_000 or not 0 <= args.fanout_batch_window <= 300:
@@ -246,9 +275,10 @@ def cmd_up(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | 
 
 
 def _reachable(url: str) -> bool:
-    """A dagcast API answers at ``url`` (local or deployed: both serve the executions list)."""
+    """A dagcast API answers at ``url`` (local or deployed: both serve the executions list; one
+    that wants an API key or asks to slow down answers too)."""
     try:
-        return httpx.get(f"{url}/api/v1/dag-executions?limit=1", timeout=5.0).status_code == 200
+        return httpx.get(f"{url}/api/v1/dag-executions?limit=1", timeout=5.0).status_code in (200, 401, 429)
     except httpx.HTTPError:
         return False
 
@@ -269,19 +299,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         body = args.job.read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read {args.job}: {exc.strerror}") from None
-    target = resolve_target(args.url, args.events_url, None, default=f"http://{DEFAULT_HOST}:{args.port}")
+    target = resolve_target(
+        args.url, args.events_url, None, default=f"http://{DEFAULT_HOST}:{args.port}", api_key=args.api_key
+    )
     if not _reachable(target.api):
         if not target.is_default:
             raise CliError(f"no dagcast API answers at {target.api} (from {target.api_from})")
         _start_local_stack(target.api, args.port)
     with httpx.Client(timeout=_TIMEOUT) as http:
-        api = Api(target.api, http)
+        api = Api(target.api, http, target.api_key)
         reply = api.request(
             "POST", "/api/v1/execute-dag", content=body, headers={"content-type": "application/json"}
         )
         if reply.status_code != 202:
             print(f"dagcast: the job was rejected ({reply.status_code}):", file=sys.stderr)
-            print(f"  {error_message(reply)}", file=sys.stderr)
+            print(f"  {error_message(reply)}{auth_hint(reply.status_code)}", file=sys.stderr)
             try:
                 problems = reply.json().get("problems", [])
             except (ValueError, AttributeError):
@@ -313,8 +345,10 @@ def _mode(plain: bool, as_json: bool) -> str:
 
 
 def _open(args: argparse.Namespace, http: httpx.Client) -> tuple[Target, Api]:
-    target = resolve_target(args.url, getattr(args, "events_url", None), getattr(args, "token", None))
-    return target, Api(target.api, http)
+    target = resolve_target(
+        args.url, getattr(args, "events_url", None), getattr(args, "token", None), api_key=args.api_key
+    )
+    return target, Api(target.api, http, target.api_key)
 
 
 def _execution(api: Api, execution_id: str) -> dict[str, Any]:

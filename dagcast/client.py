@@ -7,9 +7,11 @@ Where the URLs come from (first found wins):
 - SSE base: ``--events-url`` › ``"eventsUrl"`` in the config file (only when the API URL is the
   config file's too) › the ``eventsUrl`` the API answers with (``POST …/stream-token``) › the API base
 - stream token: ``--token`` › a fresh one from ``POST …/stream-token`` (none when auth is off)
+- API key (sent to the REST API only, as ``Authorization: Bearer``): ``--api-key`` ›
+  ``$DAGCAST_API_KEY`` › ``"apiKey"`` in the config file (only when the API URL is the config file's)
 
 The config file is ``$DAGCAST_CONFIG``, else ``$XDG_CONFIG_HOME/dagcast/config.json``, else
-``~/.config/dagcast/config.json``: ``{"url": "https://…", "eventsUrl": "https://…"}``.
+``~/.config/dagcast/config.json``: ``{"url": "https://…", "eventsUrl": "https://…", "apiKey": "dk_…"}``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from httpx_sse import SSEError, connect_sse
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL_TYPES = frozenset({"execution.completed", "execution.failed"})
+
+
+CONFIG_KEYS = ("url", "eventsUrl", "apiKey")
 
 
 class CliError(Exception):
@@ -66,14 +71,16 @@ def load_config(path: Path) -> dict[str, str]:
     if not isinstance(data, dict):
         raise CliError(f'the config file {path} must be a JSON object like {{"url": "https://…"}}')
     out: dict[str, str] = {}
-    for key in ("url", "eventsUrl"):
+    for key in CONFIG_KEYS:
         if key in data:
             if not isinstance(data[key], str):
                 raise CliError(f"the config file {path}: {key} must be a string")
-            out[key] = check_url(data[key], f"{key} in {path}")
-    unknown = sorted(set(data) - {"url", "eventsUrl"})
+            out[key] = data[key].strip() if key == "apiKey" else check_url(data[key], f"{key} in {path}")
+    unknown = sorted(set(data) - set(CONFIG_KEYS))
     if unknown:
-        raise CliError(f"the config file {path}: unknown key(s) {', '.join(unknown)} (known: url, eventsUrl)")
+        raise CliError(
+            f"the config file {path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(CONFIG_KEYS)})"
+        )
     return out
 
 
@@ -91,6 +98,7 @@ class Target:
     api_from: str  # where it came from: --url, $DAGCAST_API_URL, the config file, the default
     events: str | None  # the SSE base URL if given (flag or config), else None: ask the API
     token: str | None  # a stream token given with --token
+    api_key: str | None = None  # the REST API's key (never sent to the SSE URL)
 
     @property
     def is_default(self) -> bool:
@@ -103,6 +111,7 @@ def resolve_target(
     token: str | None,
     env: Mapping[str, str] | None = None,
     default: str = DEFAULT_URL,
+    api_key: str | None = None,
 ) -> Target:
     env = os.environ if env is None else env
     path = config_path(env)
@@ -123,7 +132,10 @@ def resolve_target(
         events = None
     if token is not None and not token.strip():
         raise CliError("--token is empty")
-    return Target(api, source, events, token.strip() if token else None)
+    if api_key is not None and not api_key.strip():
+        raise CliError("--api-key is empty")
+    key = api_key or env.get("DAGCAST_API_KEY") or (config.get("apiKey") if source == str(path) else None)
+    return Target(api, source, events, token.strip() if token else None, key.strip() if key else None)
 
 
 # ------------------------------------------------------------------------------------------ REST
@@ -145,11 +157,14 @@ def error_message(response: httpx.Response) -> str:
 class Api:
     """The REST API at ``base``. Every failure is an ApiError/CliError with a readable message."""
 
-    def __init__(self, base: str, client: httpx.Client) -> None:
+    def __init__(self, base: str, client: httpx.Client, api_key: str | None = None) -> None:
         self.base = base.rstrip("/")
         self.client = client
+        self.api_key = api_key
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self.api_key:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "authorization": f"Bearer {self.api_key}"}
         try:
             return self.client.request(method, f"{self.base}{path}", **kwargs)
         except httpx.TimeoutException:
@@ -162,7 +177,7 @@ class Api:
     def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self.request(method, path, **kwargs)
         if response.status_code >= 400:
-            raise ApiError(response.status_code, error_message(response))
+            raise ApiError(response.status_code, error_message(response) + auth_hint(response.status_code))
         try:
             body = response.json()
         except ValueError:
@@ -191,6 +206,12 @@ class Api:
             raise
         url = httpx.URL(str(body["eventsUrl"]))
         return str(url.copy_remove_param("token")), str(body["streamToken"])
+
+
+def auth_hint(status: int) -> str:
+    if status == 401:
+        return " (pass --api-key, set $DAGCAST_API_KEY, or put apiKey in the config file)"
+    return ""
 
 
 def _why(exc: BaseException) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.config import ASL_FUNCTIONS
+from chalicelib.gate import new_api_key
 
 # template.yaml parameter → the Chalice function whose ARN it takes
 FUNCTION_PARAMETERS = {**ASL_FUNCTIONS, "FanoutFunctionArn": "fanout"}
@@ -149,6 +150,18 @@ class Deployer:
     def write_stage(self, account: str) -> None:
         config = json.loads(self.config_path.read_text())
         new = stage_config(config, self.stage, self.region, account)
+        env = new["stages"][self.stage]["environment_variables"]
+        if self.cors_origins:  # the REST API's allow-list; the function URL gets it from SAM
+            env["DAGCAST_CORS_ORIGINS"] = self.cors_origins
+        if not env.get("DAGCAST_API_KEYS"):
+            if self.dry_run:
+                self.say(f"would make an API key for stage {self.stage} (its digest → DAGCAST_API_KEYS)")
+            else:
+                key, env["DAGCAST_API_KEYS"] = new_api_key()
+                self.say(
+                    f"API key of stage {self.stage} (shown once; keep it in your secret store; callers send "
+                    f"'Authorization: Bearer <key>', the CLI reads $DAGCAST_API_KEY):\n  {key}"
+                )
         policy = self.root / ".chalice" / f"policy-{self.stage}.json"
         if not policy.exists():
             self._write(

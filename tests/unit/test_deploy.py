@@ -155,3 +155,37 @@ def test_missing_tools_are_named_with_how_to_install_them(project):
     with pytest.raises(DeployError, match="sam: install the AWS SAM CLI") as raised:
         deployer.deploy()
     assert "aws: install the AWS CLI" in str(raised.value)
+
+
+def test_a_stage_without_api_keys_gets_one_shown_once_and_only_its_digest_stored(project):
+    from chalicelib.gate import key_digest
+
+    lines: list[str] = []
+    deployer = Deployer(
+        "staging",
+        "eu-west-1",
+        project,
+        run=FakeAws(project, "staging"),
+        say=lines.append,
+        which=found,
+        cors_origins="https://app.example",
+    )
+    deployer.deploy()
+    env = json.loads((project / ".chalice" / "config.json").read_text())["stages"]["staging"][
+        "environment_variables"
+    ]
+    shown = [line.split("\n")[1].strip() for line in lines if line.startswith("API key of stage staging")]
+    assert len(shown) == 1 and shown[0].startswith("dk_")
+    assert env["DAGCAST_API_KEYS"] == key_digest(shown[0])
+    assert shown[0] not in (project / ".chalice" / "config.json").read_text()
+    assert env["DAGCAST_CORS_ORIGINS"] == "https://app.example"
+    # A second deploy keeps the key.
+    again: list[str] = []
+    Deployer(
+        "staging", "eu-west-1", project, run=FakeAws(project, "staging"), say=again.append, which=found
+    ).deploy()
+    assert not [line for line in again if line.startswith("API key")]
+    env2 = json.loads((project / ".chalice" / "config.json").read_text())["stages"]["staging"][
+        "environment_variables"
+    ]
+    assert env2["DAGCAST_API_KEYS"] == env["DAGCAST_API_KEYS"]

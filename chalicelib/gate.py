@@ -1,0 +1,134 @@
+"""The REST API's front gate (docs/security.md): API keys, a per-client request rate, the CORS
+allow-list. app.py runs it as Chalice middleware, so it guards every route the same way in AWS
+(behind API Gateway) and in the local stack (Chalice's LocalGateway).
+
+API keys: callers send ``Authorization: Bearer <key>`` (or ``X-Api-Key: <key>``). The deployment
+holds only SHA-256 digests of the keys (``DAGCAST_API_KEYS``), so a leaked configuration grants
+nothing; ``dagcast api-key`` makes a key and its digest. No digests configured: the API is open
+(the local stack's default; a deployed stage should always set them).
+
+Rate: a token bucket per client IP in this process (``DAGCAST_API_RATE`` requests/s sustained,
+``DAGCAST_API_BURST`` at once); over it → 429 with Retry-After. In AWS each Lambda instance keeps
+its own buckets, so this bounds one client's share of an instance; API Gateway's stage throttling
+is the account-wide limit (docs/security.md).
+
+CORS: with ``DAGCAST_CORS_ORIGINS`` set, an answer carries ``Access-Control-Allow-Origin`` only for
+an origin on the list (echoed, with ``Vary: Origin``); without it, any origin may read (``*``) —
+API keys are not cookies, so a page on another origin cannot use a caller's key by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.config import Settings
+
+KEY_PREFIX = "dk_"
+MAX_TRACKED_CLIENTS = 10_000  # token buckets kept (least recently seen dropped first)
+
+
+def key_digest(key: str) -> str:
+    """What ``DAGCAST_API_KEYS`` holds for ``key``."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh key and its digest."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, key_digest(key)
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a request carries (header names are case-insensitive in ``headers``)."""
+    auth = headers.get("authorization") or ""
+    scheme, _, value = auth.strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    key = (headers.get("x-api-key") or "").strip()
+    return key or None
+
+
+class RateLimiter:
+    """Token buckets per client: ``rate`` tokens/s, at most ``burst`` held. Thread-safe."""
+
+    def __init__(self, rate: float, burst: int, clock: Any = time.monotonic) -> None:
+        self.rate, self.burst, self._clock = rate, burst, clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client → (tokens, at)
+        self._lock = threading.Lock()
+
+    def take(self, client: str) -> float:
+        """0 if the request may go, else the seconds until it could."""
+        now = self._clock()
+        with self._lock:
+            tokens, at = self._buckets.pop(client, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            wait = 0.0
+            if tokens >= 1:
+                tokens -= 1
+            else:
+                wait = (1 - tokens) / self.rate
+            self._buckets[client] = (tokens, now)
+            while len(self._buckets) > MAX_TRACKED_CLIENTS:
+                self._buckets.popitem(last=False)
+            return wait
+
+
+class Gate:
+    def __init__(self, settings: Settings) -> None:
+        self.digests = tuple(settings.api_keys)
+        self.origins = frozenset(settings.cors_origins)
+        self.limiter = RateLimiter(settings.api_rate, settings.api_burst) if settings.api_rate > 0 else None
+
+    @property
+    def keys_required(self) -> bool:
+        return bool(self.digests)
+
+    def check(self, headers: Mapping[str, str], client_ip: str) -> tuple[int, str, dict[str, str]] | None:
+        """None if the request may go on, else (status, error message, headers)."""
+        if self.limiter is not None:
+            wait = self.limiter.take(client_ip)
+            if wait > 0:
+                return (
+                    429,
+                    f"too many requests from {client_ip}: slow down (limit "
+                    f"{self.limiter.rate:g}/s, bursts of {self.limiter.burst}); retry after the "
+                    "Retry-After seconds",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+        if not self.digests:
+            return None
+        challenge = {"WWW-Authenticate": 'Bearer realm="dagcast"'}
+        key = presented_key(headers)
+        if key is None:
+            return (
+                401,
+                "an API key is required: send 'Authorization: Bearer <key>' (or 'X-Api-Key: <key>')",
+                challenge,
+            )
+        digest = key_digest(key)
+        if not any(hmac.compare_digest(digest, d) for d in self.digests):
+            return 401, "the API key is not valid for this API (check DAGCAST_API_KEY)", challenge
+        return None
+
+    def cors(self, origin: str | None, response_headers: dict[str, Any]) -> None:
+        """Apply the allow-list to an answer's CORS headers (in place)."""
+        if not self.origins or "*" in self.origins:
+            return
+        for name in [n for n in response_headers if n.lower() == "access-control-allow-origin"]:
+            del response_headers[name]
+        vary = [n for n in response_headers if n.lower() == "vary"]
+        if vary:
+            if "origin" not in str(response_headers[vary[0]]).lower():
+                response_headers[vary[0]] = f"{response_headers[vary[0]]}, Origin"
+        else:
+            response_headers["Vary"] = "Origin"
+        if origin and origin in self.origins:
+            response_headers["Access-Control-Allow-Origin"] = origin
