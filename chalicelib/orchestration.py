@@ -72,6 +72,15 @@ def retry_outcome(task_id: int, attempt: int, wait_seconds: int) -> dict[str, An
     return {"taskId": task_id, "status": "retry", "attempt": attempt + 1, "waitSeconds": wait_seconds}
 
 
+def _retry_asked(task: Item, attempt: int) -> dict[str, Any] | None:
+    """The retry outcome if attempt ``attempt`` has already failed with retries left (the task is
+    ``retrying``, at the next attempt), else None."""
+    if task["status"] == "retrying" and int(task["attempt"]) == attempt + 1:
+        policy = RetryPolicy.model_validate_json(str(task["retriesJson"]))
+        return retry_outcome(int(task["taskId"]), attempt, policy.wait_seconds(attempt))
+    return None
+
+
 def result_url(execution_id: str, task_id: int | None = None) -> str:
     base = f"/api/v1/dag-executions/{execution_id}"
     return f"{base}/tasks/{task_id}/result" if task_id is not None else f"{base}/result"
@@ -155,10 +164,9 @@ class Orchestrator:
         execution_id, task_id = str(event["executionId"]), int(event["taskId"])
         attempt = int(event.get("attempt", 1))
         task = self._store.get_task(execution_id, task_id)
-        if task["status"] == "retrying" and int(task["attempt"]) == attempt + 1:
-            # Step Functions ran this attempt's Run again after it had already asked for a retry
-            policy = RetryPolicy.model_validate_json(str(task["retriesJson"]))
-            return retry_outcome(task_id, attempt, policy.wait_seconds(attempt))
+        retry = _retry_asked(task, attempt)
+        if retry is not None:  # Step Functions ran this attempt's Run again after it asked for a retry
+            return retry
         if task["status"] not in _FINISHED and int(task.get("attempt", 1)) == attempt:
             meta = self._store.get_meta(execution_id)
             why_not = self._why_not_start(meta, task)
@@ -173,6 +181,14 @@ class Orchestrator:
                 if outcome is not None:
                     return outcome
                 task = self._store.get_task(execution_id, task_id)
+                # Another invocation of this attempt (Lambda delivered it twice, or Step Functions
+                # retried a Run that was still going) failed it with retries left while this one
+                # ran it too: answer as it did. Returning the unfinished status instead would end
+                # the task's branch (TaskDone) with the task `retrying` — never run again, its
+                # dependents never released, the execution stuck for good.
+                retry = _retry_asked(task, attempt)
+                if retry is not None:
+                    return retry
         self._after_finished(execution_id, task)
         return {"taskId": task_id, "status": task["status"], "attempt": attempt, "waitSeconds": 0}
 
@@ -321,9 +337,22 @@ class Orchestrator:
             if len(text) <= INLINE_RESULT_CHARS:
                 fields["resultJson"] = text
             else:
-                fields["resultChunks"] = self._store.put_result_chunks(execution_id, task_id, text)
+                # Chunks under this run's own id: another invocation running the same attempt (a
+                # duplicate delivery, a retried Run still going) writes its — possibly different —
+                # result beside them, never over the chunks of the result that was recorded.
+                fields["resultRun"] = uuid.uuid4().hex[:16]
+                fields["resultChunks"] = self._store.put_result_chunks(
+                    execution_id, task_id, text, fields["resultRun"]
+                )
                 fields["resultPreview"] = json.dumps(ev.preview(text, result_url(execution_id, task_id)))
-            self._finish(execution_id, task_id, "completed", attempt=attempt, started=started, **fields)
+            done = self._finish(
+                execution_id, task_id, "completed", attempt=attempt, started=started, **fields
+            )
+            if "resultRun" in fields and done.get("resultRun") != fields["resultRun"]:
+                # another invocation finished the task first: our chunks are nobody's
+                self._store.delete_result_chunks(
+                    execution_id, task_id, fields["resultRun"], fields["resultChunks"]
+                )
             return None
         if reason == "timeout" and deadline is not None and self._now() >= int(deadline):
             self._store.set_stopping(execution_id, "timeout")

@@ -4,7 +4,8 @@ Key layout (``PK`` / ``SK``, all strings)::
 
     EXEC#<id>  META             the execution: status, totals, counters as number sets
     EXEC#<id>  TASK#<taskId>    one task: status, dependencies, callback token, result or error
-    EXEC#<id>  RESULT#<t>#<n>   one chunk of a large task result
+    EXEC#<id>  RESULT#<t>#<run>#<n>  one chunk of a large task result (``run``: the task's
+                                resultRun, so that two runs of one attempt never mix chunks)
     EXEC#<id>  EVT#<seq>        one event, stored exactly as clients receive it (``data``)
     EXEC#<id>  EVT~Q#<ticket>   an event waiting in the append queue (under contention only)
     EXEC#<id>  KEY#<eventKey>   idempotency marker: the seq that event key was given
@@ -78,8 +79,10 @@ def task_sk(task_id: int) -> str:
     return f"TASK#{task_id:0{_TASK_WIDTH}d}"
 
 
-def result_sk(task_id: int, chunk: int) -> str:
-    return f"RESULT#{task_id:0{_TASK_WIDTH}d}#{chunk:04d}"
+def result_sk(task_id: int, chunk: int, run: str = "") -> str:
+    """``run`` empty: the layout before results had a run id (still read)."""
+    prefix = f"RESULT#{task_id:0{_TASK_WIDTH}d}#"
+    return f"{prefix}{run}#{chunk:04d}" if run else f"{prefix}{chunk:04d}"
 
 
 def event_sk(seq: int) -> str:
@@ -314,7 +317,19 @@ class DynamoStore(Table):
         )
 
     def record_task_running(self, execution_id: str, task_id: int) -> None:
-        self._update_meta(execution_id, "ADD running :t", {":t": {task_id}})
+        """Count the task as running, unless it has already been counted as finished: a duplicate
+        run that started the attempt just before another run finished it must not put it back
+        into ``running`` (it would stay there if that duplicate then died, and the counters in
+        between would be wrong: ``waitingTasks`` going back up)."""
+        self._update_if(
+            Key=to_item({"PK": pk(execution_id), "SK": "META"}),
+            UpdateExpression="ADD running :t",
+            ConditionExpression=(
+                "attribute_exists(PK) AND NOT contains(completed, :id) AND NOT contains(failed, :id)"
+                " AND NOT contains(skipped, :id)"
+            ),
+            ExpressionAttributeValues=to_item({":t": {task_id}, ":id": task_id}),
+        )
 
     def record_task_done(
         self, execution_id: str, task_id: int, status: str, error: str | None = None, stop: bool = False
@@ -486,15 +501,29 @@ class DynamoStore(Table):
             execution_id, task_id, "SET " + ", ".join(sets), names, values, extra
         )
 
-    def put_result_chunks(self, execution_id: str, task_id: int, text: str) -> int:
-        """Store a large result as ``RESULT#<task>#<n>`` items (DynamoDB items stop at 400 KB)."""
+    def put_result_chunks(self, execution_id: str, task_id: int, text: str, run: str) -> int:
+        """Store a large result as ``RESULT#<task>#<run>#<n>`` items (DynamoDB items stop at 400 KB);
+        the task item's ``resultRun`` names the run whose chunks are the result."""
         chunks = [text[i : i + _CHUNK_CHARS] for i in range(0, len(text), _CHUNK_CHARS)]
         for n, chunk in enumerate(chunks):
             self._db.put_item(
                 TableName=self._table,
-                Item=to_item({"PK": pk(execution_id), "SK": result_sk(task_id, n), "data": chunk}),
+                Item=to_item({"PK": pk(execution_id), "SK": result_sk(task_id, n, run), "data": chunk}),
             )
         return len(chunks)
+
+    def delete_result_chunks(self, execution_id: str, task_id: int, run: str, chunks: int) -> None:
+        """Delete a run's chunks that did not become the task's result."""
+        self._batch_write(
+            [
+                {
+                    "DeleteRequest": {
+                        "Key": to_item({"PK": pk(execution_id), "SK": result_sk(task_id, n, run)})
+                    }
+                }
+                for n in range(chunks)
+            ]
+        )
 
     def result_json(self, execution_id: str, task: Item) -> str | None:
         """The task's full result as JSON text (inline or chunked); None if it has none."""
@@ -507,7 +536,12 @@ class DynamoStore(Table):
         for n in range(chunks):
             out = self._db.get_item(
                 TableName=self._table,
-                Key=to_item({"PK": pk(execution_id), "SK": result_sk(int(task["taskId"]), n)}),
+                Key=to_item(
+                    {
+                        "PK": pk(execution_id),
+                        "SK": result_sk(int(task["taskId"]), n, str(task.get("resultRun", ""))),
+                    }
+                ),
                 ConsistentRead=True,
             )
             parts.append(str(from_item(out["Item"])["data"]))
