@@ -20,6 +20,7 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -588,11 +589,32 @@ class _Timeout(TaskFailed):
     """An attempt ran out of time."""
 
 
+# Tasks that will never run once their execution is cancelled: Step Functions stops at once
+# (StopExecution), so nothing records them; the snapshot shows them as what they are.
+_NEVER_RUN_AFTER_CANCEL = ("waiting", "retrying")
+
+
 def build_snapshot(meta: Item, tasks: list[Item], seq: int) -> dict[str, Any]:
-    return {
+    view = {
         **execution_view(meta),
         "seq": seq,
         "tasks": [
             task_view(t, str(meta["executionId"])) for t in sorted(tasks, key=lambda t: int(t["taskId"]))
         ],
     }
+    if meta["status"] == "cancelled":
+        for task in view["tasks"]:
+            if task["status"] in _NEVER_RUN_AFTER_CANCEL:
+                task.update(
+                    status="cancelled", reason="cancelled", error="not run: the execution was cancelled"
+                )
+        # Counted from the tasks as shown (skippedTasks counts skipped and cancelled, docs/api.md).
+        shown = Counter(str(t["status"]) for t in view["tasks"])
+        view.update(
+            completedTasks=shown["completed"],
+            failedTasks=shown["failed"],
+            skippedTasks=shown["skipped"] + shown["cancelled"],
+            runningTasks=shown["running"],
+            waitingTasks=0,
+        )
+    return view

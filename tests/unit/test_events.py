@@ -85,3 +85,29 @@ def test_encode_event_uses_type_and_seq():
     encoded = ev.encode_event({"type": "substep.started", "seq": 7, "taskId": 1})
     assert encoded.seq == 7 and encoded.type == "substep.started"
     assert encoded.frame.startswith(b"event: substep.started\nid: 7\ndata: {")
+
+
+def test_a_cancelled_executions_snapshot_shows_tasks_that_will_never_run_as_cancelled():
+    from chalicelib.orchestration import build_snapshot
+
+    meta = {
+        "executionId": "dag-exec_x",
+        "status": "cancelled",
+        "createdAt": 1,
+        "totalTasks": 4,
+        "completed": {1},
+        "running": {2},
+    }
+    tasks = [
+        {"taskId": 1, "action": "echo", "status": "completed"},
+        {"taskId": 2, "action": "sleep", "status": "running"},
+        {"taskId": 3, "action": "echo", "status": "waiting"},
+        {"taskId": 4, "action": "echo", "status": "retrying", "attempt": 2},
+    ]
+    snap = build_snapshot(meta, tasks, 9)
+    assert [t["status"] for t in snap["tasks"]] == ["completed", "running", "cancelled", "cancelled"]
+    assert snap["tasks"][2]["error"] == "not run: the execution was cancelled"
+    counts = {k: snap[k] for k in ("completedTasks", "runningTasks", "skippedTasks", "waitingTasks")}
+    assert counts == {"completedTasks": 1, "runningTasks": 1, "skippedTasks": 2, "waitingTasks": 0}
+    running = build_snapshot({**meta, "status": "running"}, tasks, 9)
+    assert [t["status"] for t in running["tasks"]][2:] == ["waiting", "retrying"]
