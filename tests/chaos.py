@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -36,6 +37,25 @@ def _headers() -> HTTPHeaders:
     return headers
 
 
+def register_settled(client: Any, event_name: str, handler: Any, unique_id: str | None = None) -> None:
+    """``register_first`` a botocore hook on a client that other threads are using right now.
+
+    botocore caches each event's handler list (``HierarchicalEmitter._lookup_cache``) and a
+    registration empties that cache — but a thread that looked the list up just before can write
+    it back afterwards, without the new handler, and there it stays for that event. So:
+    register, then empty the cache until no cached list for the event lacks the handler."""
+    events = client.meta.events
+    events.register_first(event_name, handler, unique_id=unique_id)
+    emitter = getattr(events, "_emitter", events)
+    for _ in range(200):
+        time.sleep(0.005)
+        cache = emitter._lookup_cache
+        if all(handler in handlers for name, handlers in list(cache.items()) if name.startswith(event_name)):
+            return
+        emitter._lookup_cache = {}
+    raise RuntimeError(f"could not install the {event_name} hook: botocore kept a handler list without it")
+
+
 class FaultInjector:
     def __init__(
         self,
@@ -54,23 +74,26 @@ class FaultInjector:
         self.mode, self.rate = mode, rate
         self.operations = WRITES if mode == "lost" and operations is None else operations
         self.limit = limit
+        self.active = False
         self.rng = random.Random(seed)
         self.injected: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def __enter__(self) -> FaultInjector:
+        self.active = True
         for client in self.clients:
-            client.meta.events.register_first("before-send.dynamodb", self._before_send)
+            register_settled(client, "before-send.dynamodb", self._before_send)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.active = False  # a handler list cached by another thread may still call it: inert now
         for client in self.clients:
             client.meta.events.unregister("before-send.dynamodb", self._before_send)
 
     def _before_send(self, request: Any, **kwargs: Any) -> AWSResponse | None:
         target = request.headers.get("X-Amz-Target", b"")
         operation = (target.decode() if isinstance(target, bytes) else str(target)).rsplit(".", 1)[-1]
-        if self.operations is not None and operation not in self.operations:
+        if not self.active or (self.operations is not None and operation not in self.operations):
             return None
         with self._lock:
             if self.limit is not None and sum(self.injected.values()) >= self.limit:

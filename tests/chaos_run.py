@@ -1,6 +1,7 @@
 """`make chaos`: the long chaos run — random DAGs through the real state machine on the local stack
 while DynamoDB calls of the Lambdas fail at random (throttled, 5xx, or applied with the answer
-lost; tests/chaos.py). Prints what was injected and checked; exits 1 if any event was lost or
+lost; tests/chaos.py), and while the task Lambda crashes, times out or runs twice
+(tests/chaos_tasks.py). Prints what was injected and checked; exits 1 if any event was lost or
 duplicated, a task ran before its dependencies, or an execution did not end as its policy says.
 
     python -m tests.chaos_run [--rounds 4] [--tasks 12] [--rate 0.15] [--seed 1]
@@ -16,9 +17,11 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from tests.chaos import FaultInjector
+from tests.chaos_tasks import crashing, lambda_clients, timing_out, twice
 from tests.jobs import echo, fail
 
 MODES = ("throttle", "5xx", "lost")
@@ -69,6 +72,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4, help="executions per fault mode")
     parser.add_argument("--tasks", type=int, default=12)
     parser.add_argument("--rate", type=float, default=0.15, help="share of DynamoDB calls that fail")
+    parser.add_argument(
+        "--task-rate", type=float, default=0.3, help="share of task Lambda runs that crash/hang"
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -89,15 +95,14 @@ def main() -> int:
         injected: Counter[str] = Counter()
         checked = lost = duplicated = bad = 0
         print(
-            f"chaos: {args.rounds} executions × {len(MODES)} fault modes, {args.tasks} tasks each, rate {args.rate}"
+            f"chaos: {args.rounds} executions × {len(MODES) + 3} fault modes, {args.tasks} tasks each; "
+            f"DynamoDB fault rate {args.rate}, task Lambda fault rate {args.task_rate}"
         )
         for mode in MODES:
             for r in range(args.rounds):
                 job = random_job(rng, args.tasks)
                 t0 = time.monotonic()
-                with FaultInjector(
-                    [services.store._db], mode, args.rate, seed=rng.randint(0, 10**6)
-                ) as faults:
+                with FaultInjector(lambda_clients(), mode, args.rate, seed=rng.randint(0, 10**6)) as faults:
                     eid = services.orchestrator.submit(parse_job(job))
                     events = wait_for_end(services, eid, timeout=300)
                 problems = check(job, events)
@@ -109,6 +114,36 @@ def main() -> int:
                 status = "ok" if not problems else "; ".join(problems)
                 print(
                     f"  {mode:<8} #{r + 1}: {len(events):3d} events, {sum(faults.injected.values()):3d} faults, "
+                    f"{time.monotonic() - t0:5.1f} s — {status}"
+                )
+        # The task Lambda itself: crashes, Lambda timeouts, duplicate invocations (tests/chaos_tasks.py).
+
+        wrappers: dict[str, Callable[[Any, random.Random], Any]] = {
+            "crash": lambda real, r: crashing(real, args.task_rate, r, when="any"),
+            "timeout": lambda real, r: timing_out(real, args.task_rate, r, timeout_seconds=2.0),
+            "twice": lambda real, r: twice(
+                real, 1.0, r, mode=r.choice(["sequential", "concurrent", "interleaved"])
+            ),
+        }
+        for mode, make in wrappers.items():
+            for r in range(args.rounds):
+                job = random_job(rng, args.tasks)
+                t0 = time.monotonic()
+                faulty = make(stack.handlers["run_task"], random.Random(rng.randint(0, 10**6)))
+                with stack.handler_override("run_task", faulty):
+                    eid = services.orchestrator.submit(parse_job(job))
+                    events = wait_for_end(services, eid, timeout=300)
+                    faulty.join()
+                n_faults = sum(faulty.faults().values())
+                problems = check(job, events)
+                injected[mode] += n_faults
+                checked += len(events)
+                lost += sum(1 for p in problems if p.startswith("not gapless"))
+                duplicated += sum(1 for p in problems if p.startswith("written twice"))
+                bad += len(problems)
+                status = "ok" if not problems else "; ".join(problems)
+                print(
+                    f"  {mode:<8} #{r + 1}: {len(events):3d} events, {n_faults:3d} faults, "
                     f"{time.monotonic() - t0:5.1f} s — {status}"
                 )
         print(

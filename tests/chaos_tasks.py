@@ -57,6 +57,7 @@ from typing import Any, Literal
 
 from chalicelib.config import ASL_PATH
 from chalicelib.kinds import TaskFailed, register_function
+from tests.chaos import register_settled
 
 Handler = Callable[[dict[str, Any], Any], Any]
 When = Literal["before", "during", "after", "any"]  # crashing
@@ -145,7 +146,7 @@ def lambda_clients() -> list[Any]:
 
 def _watch(clients: Sequence[Any]) -> None:
     for client in clients:  # idempotent: one registration per client (unique_id)
-        client.meta.events.register_first("before-call", _before_call, unique_id="dagcast-chaos-tasks")
+        register_settled(client, "before-call", _before_call, unique_id="dagcast-chaos-tasks")
 
 
 def _request_id(context: Any) -> str:

@@ -11,15 +11,14 @@ import pytest
 
 from chalicelib.dag import parse_job
 from tests.chaos import FaultInjector
+from tests.chaos_tasks import lambda_clients as task_lambda_clients
 from tests.functional.conftest import assert_gapless, by_type, echo, fail, run_job, wait_for_end
 
 
 def lambda_clients(services: Any) -> list[Any]:
-    """The DynamoDB client the in-process Lambdas use (app.services(), looked up now) and the
-    test's own reader's (the same object unless something rebuilt the services)."""
-    import app
-
-    return [app.services().store._db, services.store._db]
+    """The clients the in-process Lambdas use, and the test's own (another object if the stack's
+    threads built app.services() again while the fixture did)."""
+    return [*task_lambda_clients(), services.store._db]
 
 
 def diamond_and_fan() -> dict[str, Any]:
