@@ -41,7 +41,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import events as ev
 from .config import Settings
-from .hub import Feed, Hub, Subscriber
+from .hub import PAGE, Feed, Hub, Subscriber
 from .orchestration import build_snapshot
 from .store import DynamoStore, ExecutionNotFound
 from .streamauth import TokenError, TokenSigner
@@ -77,7 +77,8 @@ def resume_point(request: Request) -> int | None:
         if raw is None:
             continue
         value = raw.strip()
-        if not value.isdigit() or len(value) > 15:
+        # isascii(): str.isdigit() is also true for '¹' or '٣', which int() refuses (a 500)
+        if not (value.isascii() and value.isdigit()) or len(value) > 15:
             raise BadRequest(f"{name} must be a non-negative integer event id (a seq), got {raw[:40]!r}")
         return int(value)
     return None
@@ -259,7 +260,16 @@ class EventsEndpoint:
                         feed.snapshot = (start, snapshot, tail_type)
                 finished = tail_type in ev.TERMINAL_TYPES
             else:
-                if feed is not None and feed.terminal_seq is None and feed.last_seq >= 1:
+                # The feed can vouch only for seqs it has seen: a resume point beyond its last_seq
+                # (a client that read further on another process, or before this one restarted)
+                # may be the terminal event, which must get 204 — not a stream that skips every
+                # event up to it and then only sends heartbeats. Ask the table instead.
+                if (
+                    feed is not None
+                    and feed.terminal_seq is None
+                    and feed.last_seq >= 1
+                    and after <= feed.last_seq
+                ):
                     tail_seq, tail_type = feed.last_seq, None
                 else:
                     await run_in_threadpool(self.store.get_meta, execution_id)  # 404 if unknown
@@ -472,7 +482,12 @@ class PollSource(Source):
 class HubSource(Source):
     """The backlog (from the feed's memory, else the table), then what the feed offers — in seq
     order, each seq once; a gap (events the feed had before this subscriber joined) is read from
-    the table."""
+    the table.
+
+    Table reads go one page per call, until every seq up to ``_upto`` is in: a Query returns at
+    most 1 MB, so with large events (a result preview is up to 16 KB) a single read of a backlog or
+    a gap can stop short — the events it left out used to be skipped for good. Page by page, a
+    stream also never holds more than a page of its backlog in memory."""
 
     def __init__(
         self, store: DynamoStore, execution_id: str, after: int, feed: Feed, sub: Subscriber
@@ -480,18 +495,29 @@ class HubSource(Source):
         self._store, self._id, self._last = store, execution_id, after
         self._feed: Feed | None = feed
         self._sub = sub
+        self._upto = after  # seqs up to this one are read from the table before the buffer is served
+
+    async def _page(self) -> list[ev.Encoded]:
+        limit = min(PAGE, self._upto - self._last)
+        page = await run_in_threadpool(self._store.events_after, self._id, self._last, limit)
+        out = [ev.encode_event(e) for e in page if self._last < int(e["seq"]) <= self._upto]
+        # (nothing stored in the range cannot happen with a gapless log: move on rather than spin)
+        self._last = out[-1].seq if out else self._upto
+        return out
 
     async def get(self, timeout: float | None) -> list[ev.Encoded] | None:
         out: list[ev.Encoded] = []
         if self._feed is not None:
-            backlog = self._feed.backlog(self._last)
-            self._feed = None
+            feed, self._feed = self._feed, None
+            backlog = feed.backlog(self._last)
             if backlog is None:
-                stored = await run_in_threadpool(self._store.events_after, self._id, self._last)
-                backlog = [ev.encode_event(e) for e in stored]
-            out.extend(e for e in backlog if e.seq > self._last)
-            if out:
-                self._last = out[-1].seq
+                self._upto = feed.last_seq  # from the table; what follows is in our buffer
+            else:
+                out.extend(e for e in backlog if e.seq > self._last)
+                if out:
+                    self._last = out[-1].seq
+        if self._last < self._upto:
+            return await self._page()
         sub = self._sub
         if not out and not sub.buffer and not sub.closed:
             sub.ready.clear()
@@ -502,16 +528,14 @@ class HubSource(Source):
                     async with asyncio.timeout(timeout):
                         await sub.ready.wait()
         while sub.buffer:
-            event = sub.buffer.popleft()
-            if event.seq <= self._last:
-                continue
+            event = sub.buffer[0]
             if event.seq > self._last + 1:
-                gap = await run_in_threadpool(
-                    self._store.events_after, self._id, self._last, event.seq - self._last - 1
-                )
-                out.extend(ev.encode_event(e) for e in gap if self._last < int(e["seq"]) < event.seq)
-            out.append(event)
-            self._last = event.seq
+                self._upto = event.seq - 1  # a gap: read it from the table first; the event waits
+                break
+            sub.buffer.popleft()
+            if event.seq > self._last:
+                out.append(event)
+                self._last = event.seq
         return out
 
 

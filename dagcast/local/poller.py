@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 
 log = logging.getLogger(__name__)
 SHARD_REFRESH_SECONDS = 5.0
+STOP_WAIT_LOG_SECONDS = 10.0  # stop(): how often it says it is still waiting for the handler
 
 Handler = Callable[[dict[str, Any], Any], Any]
 Record = dict[str, Any]
@@ -123,9 +124,18 @@ class StreamPoller:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after the batch in hand; return only once the thread has exited. A batch's handler
+        call can outlast any fixed wait (webhooks delivered inline take up to 10 s), and returning
+        while it runs let a restarted poller (``LocalStack.start_poller``) read the checkpoint from
+        before that batch and deliver it a second time — ahead of the first delivery, even."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._thread is None:
+            return
+        while True:
+            self._thread.join(timeout=STOP_WAIT_LOG_SECONDS)
+            if not self._thread.is_alive():
+                return
+            log.warning("the stream poller is still in the fan-out handler; waiting for it to return")
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -96,6 +96,13 @@ def test_bad_resume_points_are_rejected(bad):
         resume_point(request(headers={"Last-Event-ID": bad}))
 
 
+@pytest.mark.parametrize("query", ["lastEventId=%C2%B9", "since=%D9%A3"])
+def test_digits_that_are_not_ascii_are_rejected_not_a_500(query):
+    """'¹' and '٣' pass str.isdigit() but not int()."""
+    with pytest.raises(BadRequest, match="non-negative integer"):
+        resume_point(request(query))
+
+
 def test_type_filters():
     f = TypeFilter.parse("substep.completed, execution.*")
     assert f is not None
