@@ -38,10 +38,13 @@ e2e: install
 big: install
 	$(BIN)/pytest -m big -s tests/big
 
-# Random DAGs while DynamoDB calls fail at random (throttled, 5xx, answers lost); prints faults
-# injected, events checked, lost and duplicated (minutes; the short version is in `make test`).
+# Random DAGs while DynamoDB calls fail at random (throttled, 5xx, answers lost) and the task Lambda
+# crashes, times out or runs twice; then 200 SSE clients cut at random across a ~1,000-event
+# execution while the SSE server and the stream poller restart. Each prints faults injected, events
+# checked, lost and duplicated (minutes; the short versions are in `make test`).
 chaos: install
 	$(BIN)/python -m tests.chaos_run
+	$(BIN)/python -m tests.chaos_stream
 
 # Runs the example job on the embedded local stack and prints every event live.
 demo: install
