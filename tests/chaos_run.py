@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from tests.chaos import FaultInjector
@@ -65,6 +66,45 @@ def check(job: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+@dataclass
+class Tally:
+    """What the run injected and found, execution by execution."""
+
+    injected: Counter[str] = field(default_factory=Counter)
+    checked: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    bad: int = 0
+
+    def record(
+        self,
+        mode: str,
+        r: int,
+        job: dict[str, Any],
+        events: list[dict[str, Any]],
+        faults: int,
+        seconds: float,
+    ) -> None:
+        problems = check(job, events)
+        self.injected[mode] += faults
+        self.checked += len(events)
+        self.lost += sum(1 for p in problems if p.startswith("not gapless"))
+        self.duplicated += sum(1 for p in problems if p.startswith("written twice"))
+        self.bad += len(problems)
+        status = "ok" if not problems else "; ".join(problems)
+        print(
+            f"  {mode:<8} #{r + 1}: {len(events):3d} events, {faults:3d} faults, {seconds:5.1f} s — {status}"
+        )
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{m} {n}" for m, n in self.injected.items())
+        return (
+            f"faults injected: {sum(self.injected.values())} ({kinds}); events checked: {self.checked}; "
+            f"lost: {self.lost}; duplicated: {self.duplicated}; "
+            f"other problems: {self.bad - self.lost - self.duplicated}"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -92,8 +132,7 @@ def main() -> int:
         app.services.cache_clear()
         services = app.services()
         rng = random.Random(args.seed)
-        injected: Counter[str] = Counter()
-        checked = lost = duplicated = bad = 0
+        tally = Tally()
         print(
             f"chaos: {args.rounds} executions × {len(MODES) + 3} fault modes, {args.tasks} tasks each; "
             f"DynamoDB fault rate {args.rate}, task Lambda fault rate {args.task_rate}"
@@ -105,17 +144,7 @@ def main() -> int:
                 with FaultInjector(lambda_clients(), mode, args.rate, seed=rng.randint(0, 10**6)) as faults:
                     eid = services.orchestrator.submit(parse_job(job))
                     events = wait_for_end(services, eid, timeout=300)
-                problems = check(job, events)
-                injected[mode] += sum(faults.injected.values())
-                checked += len(events)
-                lost += sum(1 for p in problems if p.startswith("not gapless"))
-                duplicated += sum(1 for p in problems if p.startswith("written twice"))
-                bad += len(problems)
-                status = "ok" if not problems else "; ".join(problems)
-                print(
-                    f"  {mode:<8} #{r + 1}: {len(events):3d} events, {sum(faults.injected.values()):3d} faults, "
-                    f"{time.monotonic() - t0:5.1f} s — {status}"
-                )
+                tally.record(mode, r, job, events, sum(faults.injected.values()), time.monotonic() - t0)
         # The task Lambda itself: crashes, Lambda timeouts, duplicate invocations (tests/chaos_tasks.py).
 
         wrappers: dict[str, Callable[[Any, random.Random], Any]] = {
@@ -134,23 +163,9 @@ def main() -> int:
                     eid = services.orchestrator.submit(parse_job(job))
                     events = wait_for_end(services, eid, timeout=300)
                     faulty.join()
-                n_faults = sum(faulty.faults().values())
-                problems = check(job, events)
-                injected[mode] += n_faults
-                checked += len(events)
-                lost += sum(1 for p in problems if p.startswith("not gapless"))
-                duplicated += sum(1 for p in problems if p.startswith("written twice"))
-                bad += len(problems)
-                status = "ok" if not problems else "; ".join(problems)
-                print(
-                    f"  {mode:<8} #{r + 1}: {len(events):3d} events, {n_faults:3d} faults, "
-                    f"{time.monotonic() - t0:5.1f} s — {status}"
-                )
-        print(
-            f"faults injected: {sum(injected.values())} ({', '.join(f'{m} {n}' for m, n in injected.items())}); "
-            f"events checked: {checked}; lost: {lost}; duplicated: {duplicated}; other problems: {bad - lost - duplicated}"
-        )
-        return 0 if bad == 0 else 1
+                tally.record(mode, r, job, events, sum(faulty.faults().values()), time.monotonic() - t0)
+        print(tally.summary())
+        return 0 if tally.bad == 0 else 1
     finally:
         stack.stop()
 
