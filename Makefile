@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck unit functional e2e big chaos demo up bench deploy destroy clean build-SseFunction
+.PHONY: install test lint typecheck unit functional e2e big chaos soak demo up bench deploy destroy clean build-SseFunction
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dagcast needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
@@ -45,6 +45,12 @@ big: install
 chaos: install
 	$(BIN)/python -m tests.chaos_run
 	$(BIN)/python -m tests.chaos_stream
+
+# Soak: 50 executions in flight and 100 SSE clients for 10 minutes on `dagcast up`; prints RSS and
+# CPU of the server and of the stack (moto + stream poller) over time, events lost, p99 latency,
+# and a flat/GROWING verdict per process (about 15 minutes; not part of `make test`).
+soak: install
+	$(BIN)/python -m bench.soak
 
 # Runs the example job on the embedded local stack and prints every event live.
 demo: install

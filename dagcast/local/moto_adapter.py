@@ -28,6 +28,20 @@ tests/functional/test_moto_adapter.py fails loudly if an upgrade breaks either p
    one global lock (``BackendDict._create_account_specific_backend``); with dozens of task Lambdas
    running at once that lock was the local stack's bottleneck. Once an account's backend exists
    it is never replaced, so the patched lookup takes the lock only to create it.
+7. ``stateless_shard_iterators`` — moto's DynamoDB Streams backend keeps every shard iterator it
+   ever hands out (``shard_iterators``, ~1.7 KB each) and never drops one; GetRecords hands out a
+   new one on every call. The stream poller calls it 5 times a second when idle, so an idle
+   `dagcast up` grew by ~0.5 MB a minute (~30 MB an hour) for ever (found by bench/soak.py). An
+   iterator is only a position in the shard: the patch writes the position into the iterator's
+   string and rebuilds the iterator from it on GetRecords, so nothing is kept. Iterators still
+   never expire, as in moto (AWS expires them after 15 minutes).
+8. ``untracked_models`` — moto's ``BaseModel.__new__`` appends every model object it ever creates
+   to a list on its class (``instances_tracked``, for the moto server's dashboard,
+   /moto-api/data.json), so nothing moto makes is ever freed: every superseded version of an
+   updated DynamoDB item (each UpdateItem makes a new ``Item``), every shard iterator. After 30
+   executions, 78% of the ``Item`` objects alive were such garbage (found by bench/soak.py). The
+   patch creates model objects without tracking them; the dashboard, which dagcast does not use,
+   then lists nothing.
 
 The replacement keeps moto's contract: it returns ``(payload_json, errored, logs)``; a handler
 exception becomes ``{"errorMessage", "errorType"}`` with ``errored=True``, which Step Functions
@@ -48,10 +62,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from moto.awslambda import models as lambda_models
-from moto.core import base_backend
+from moto.core import base_backend, common_models, model_instances
 from moto.core import models as core_models
 from moto.dynamodb import models as ddb_models
 from moto.dynamodb.models import table as ddb_table
+from moto.dynamodbstreams import models as streams_models
 from moto.stepfunctions import models as sfn_models
 
 log = logging.getLogger(__name__)
@@ -240,3 +255,66 @@ def lock_free_backend_lookup() -> None:
 
     setattr(backend_dict, "__getitem__", getitem)  # noqa: B010
     setattr(backend_dict, "_dagcast_lock_free", True)  # noqa: B010
+
+
+class _StatelessIterators(dict[str, Any]):
+    """A streams backend's ``shard_iterators`` that keeps nothing (see 7. above): an iterator's
+    string is ``<stream ARN>|1|<sequence number>``, and a lookup rebuilds the iterator from it."""
+
+    def __init__(self, backend: Any) -> None:
+        super().__init__()
+        self._backend = backend
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        pass  # the key says where the iterator points: there is nothing to keep
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            stream, position = key.rsplit("|1|", 1)
+            table = self._backend.dynamodb.get_table(stream.split(":table/", 1)[1].split("/", 1)[0])
+            sequence_number = int(position)
+        except Exception:
+            raise KeyError(key) from None  # what moto raises for an iterator it does not know
+        if table.stream_shard is None or stream != f"{table.table_arn}/stream/{table.latest_stream_label}":
+            raise KeyError(key)  # a stream that has been replaced since
+        return streams_models.ShardIterator(
+            self._backend, table.stream_shard, "AT_SEQUENCE_NUMBER", sequence_number
+        )
+
+
+def stateless_shard_iterators() -> None:
+    backend_cls = streams_models.DynamoDBStreamsBackend
+    if getattr(backend_cls, "_dagcast_stateless", False):
+        return
+    iterator_cls = streams_models.ShardIterator
+    original_init = iterator_cls.__init__
+
+    @functools.wraps(original_init)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        # The resolved position (TRIM_HORIZON, LATEST, AFTER_… are numbers by now) is the iterator.
+        self.id = str(self.sequence_number)
+
+    def iterators(self: Any) -> _StatelessIterators:
+        self.__dict__.pop("shard_iterators", None)  # a backend made before the patch: free its dict
+        return _StatelessIterators(self)
+
+    setattr(iterator_cls, "__init__", init)  # noqa: B010
+    # A data descriptor: it wins over the ``self.shard_iterators = {}`` of the backend's __init__.
+    setattr(backend_cls, "shard_iterators", property(iterators, lambda self, value: None))  # noqa: B010
+    setattr(backend_cls, "_dagcast_stateless", True)  # noqa: B010
+
+
+def untracked_models() -> None:
+    base = common_models.BaseModel
+    if getattr(base, "_dagcast_untracked", False):
+        return
+
+    def new(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        return super(base, cls).__new__(cls)  # moto's __new__, without instances_tracked.append
+
+    setattr(base, "__new__", staticmethod(new))  # noqa: B010
+    for models in model_instances.model_data.values():  # and drop what was tracked so far
+        for model in models.values():
+            model.instances_tracked = []  # type: ignore[attr-defined]
+    setattr(base, "_dagcast_untracked", True)  # noqa: B010

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 
 from chalice.config import Config
-from chalice.local import ForbiddenError, LocalGateway
+from chalice.local import ForbiddenError, LocalChalice, LocalGateway
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -72,11 +73,22 @@ class Stack(Protocol):
     def fanout_stats(self) -> dict[str, Any] | None: ...
 
 
+def thread_local_requests(chalice_app: Any) -> None:
+    """Make the Chalice app's ``current_request`` one per thread, as `chalice local` does
+    (``chalice.local.create_local_server``). It is a plain attribute of the app object, and REST
+    requests run here concurrently, each on a worker thread: without this, a request could read
+    another's body, headers or query string — a POST /execute-dag then started another client's
+    job (found by bench/soak.py: a job with a failing task ended `completed`)."""
+    if not isinstance(chalice_app, LocalChalice):
+        chalice_app.__class__ = type("ThreadLocalChalice", (LocalChalice, type(chalice_app)), {})
+
+
 def create_app(stack: Stack, settings: Settings | None = None) -> SseApp:
     import app as chalice_module  # after the stack has set the environment
 
     settings = settings or Settings.from_env()
     chalice_app = chalice_module.app
+    thread_local_requests(chalice_app)
     gateway = LocalGateway(
         chalice_app, Config.create(chalice_app=chalice_app, app_name="dagcast", lambda_timeout=900)
     )
@@ -99,14 +111,23 @@ def create_app(stack: Stack, settings: Settings | None = None) -> SseApp:
             return JSONResponse({"error": missing}, status_code=404)
         return HTMLResponse(html, headers={"cache-control": NO_CACHE, "x-content-type-options": "nosniff"})
 
+    # app.services() is functools.cache'd, and that is no lock: a burst of first requests (each on
+    # its own thread here) would each build a Services — a boto3 session and its clients, ~15 MB
+    # apiece — and keep one. 16 concurrent first POSTs took this process from 140 to 350 MB, for
+    # good (found by bench/soak.py). The first request builds it; the others wait for that one.
+    services_built = threading.Lock()
+
+    def handle_request(method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+        with services_built:
+            chalice_module.services()
+        return gateway.handle_request(method, path, headers, body)
+
     async def chalice_proxy(request: Request) -> Response:
         body = await request.body()
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            out: dict[str, Any] = await run_in_threadpool(
-                gateway.handle_request, request.method, path, headers, body
-            )
+            out: dict[str, Any] = await run_in_threadpool(handle_request, request.method, path, headers, body)
         except ForbiddenError:
             return JSONResponse({"error": f"no route {request.method} {request.url.path}"}, status_code=404)
         raw = out.get("body") or b""

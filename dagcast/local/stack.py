@@ -38,6 +38,8 @@ from .moto_adapter import (
     lock_free_backend_lookup,
     scope_queries_to_partition,
     serialize_dynamodb,
+    stateless_shard_iterators,
+    untracked_models,
 )
 from .poller import FileCheckpoints, StreamPoller, is_event_insert
 
@@ -121,6 +123,8 @@ class LocalStack:
         scope_queries_to_partition()
         serialize_dynamodb()
         lock_free_backend_lookup()
+        stateless_shard_iterators()
+        untracked_models()
         session = boto3.Session(region_name=REGION)
         arns = self._create_functions(session)
         stream_arn = self._create_table(session)
