@@ -63,8 +63,6 @@ import contextlib
 import json
 import math
 import os
-import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -77,6 +75,8 @@ import boto3
 import httpx
 from httpx_sse import aconnect_sse
 
+from bench.sse_fanout import free_port, raise_fd_limit
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "soak-secret-" + "x" * 20
 TABLE = "dagcast-local"
@@ -86,17 +86,6 @@ WARMUP_FRACTION = 0.2
 IDLE_LIMIT_MB_PER_MIN = 0.25  # RSS moves in 4 KB pages; an idle process should not move at all
 _HTTP_TIMEOUT = httpx.Timeout(30.0, read=60.0)  # read: > the 15 s heartbeat
 _REST_TIMEOUT = httpx.Timeout(30.0, read=300.0)  # a POST takes tens of seconds when the stack is busy
-
-
-def raise_fd_limit() -> None:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ------------------------------------------------------------------------------------ processes
