@@ -248,16 +248,23 @@ def test_replay_from_the_start_and_from_a_last_event_id(server):
     accepted = submit(server, {"tasks": [echo(1, "a"), echo(2, "{{1}}b", [1])]})
     _, full = read_stream(accepted["eventsUrl"] + "&since=0")
     types = [(m["data"]["type"], m["data"].get("taskId")) for m in full if m["event"] != "heartbeat"]
-    assert types == [
-        ("execution.created", None),
-        ("substep.started", 1),
-        ("substep.completed", 1),
-        ("execution.updated", None),
-        ("substep.started", 2),
-        ("substep.completed", 2),
-        ("execution.updated", None),
-        ("execution.completed", None),
-    ]
+    # Dependents are released before the progress event is appended, so task 2 may start before
+    # the execution.updated that follows task 1 (docs/events.md#ordering-guarantees says what holds).
+    assert sorted(types, key=str) == sorted(
+        [
+            ("execution.created", None),
+            ("substep.started", 1),
+            ("substep.completed", 1),
+            ("execution.updated", None),
+            ("substep.started", 2),
+            ("substep.completed", 2),
+            ("execution.updated", None),
+            ("execution.completed", None),
+        ],
+        key=str,
+    )
+    assert types[0] == ("execution.created", None) and types[-1] == ("execution.completed", None)
+    assert types.index(("substep.completed", 1)) < types.index(("substep.started", 2))
     assert [int(m["id"]) for m in full] == list(range(1, 9))
     with (
         httpx.Client(timeout=30) as client,
