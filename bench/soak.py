@@ -75,7 +75,8 @@ import boto3
 import httpx
 from httpx_sse import aconnect_sse
 
-from bench.sse_fanout import free_port, raise_fd_limit
+from bench.sse_fanout import raise_fd_limit
+from dagcast.local.launch import start_dagcast_up, stop_dagcast_up
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "soak-secret-" + "x" * 20
@@ -145,40 +146,18 @@ def label(pid: int, root: int) -> str:
     return Path(cmdline.split(" ", 1)[0]).name or f"pid {pid}"
 
 
-def start_dagcast_up(clients: int) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = free_port()
+def start_stack(clients: int) -> tuple[subprocess.Popen[bytes], str, Path]:
     log = ROOT / "test-artifacts" / "soak-dagcast-up.log"
-    log.parent.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGCAST_", "MOTO_"))}
-    env["DAGCAST_STREAM_SECRET"] = SECRET
     limit = str(max(1000, 2 * clients))  # every client comes from 127.0.0.1 (default: 50 per IP)
-    args = [str(Path(sys.executable).parent / "dagcast"), "up", "--port", str(port)]
-    args += ["--max-streams-per-ip", limit]
-    with log.open("w") as out:
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"dagcast up exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return proc, base, log
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"dagcast up did not answer within 90 s: {log.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
-def stop_dagcast_up(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+    proc, base = start_dagcast_up(
+        ["--max-streams-per-ip", limit],
+        log=log,
+        env={"DAGCAST_STREAM_SECRET": SECRET},
+        cwd=ROOT,
+        timeout=90,
+        poll=0.2,
+    )
+    return proc, base, log
 
 
 # ------------------------------------------------------------------------------- stored data
@@ -863,7 +842,7 @@ def main() -> int:
     if args.minutes <= 0 or args.executions < 1 or args.clients < 1 or args.sample_seconds <= 0:
         parser.error("--minutes, --executions, --clients and --sample-seconds must be positive")
     raise_fd_limit()
-    proc, base, log = start_dagcast_up(args.clients)
+    proc, base, log = start_stack(args.clients)
     print(f"bench/soak: dagcast up at {base} (pid {proc.pid}; log {log.relative_to(ROOT)})", flush=True)
     try:
         run, sampler = asyncio.run(soak(args, proc, base))

@@ -26,7 +26,6 @@ import json
 import multiprocessing as mp
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import httpx
 
 from chalicelib.store import DynamoStore
 from chalicelib.streamauth import TokenSigner
+from dagcast.local.launch import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-" + "x" * 20
@@ -49,12 +49,6 @@ SECRET = "bench-secret-" + "x" * 20
 def raise_fd_limit() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_kb(pid: int) -> int:

@@ -5,27 +5,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import os
-import socket
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from dagcast.local.launch import free_port, start_dagcast_up, stop_dagcast_up
+
 ROOT = Path(__file__).resolve().parents[2]
-DAGCAST = Path(sys.executable).parent / "dagcast"
 HEARTBEAT_SECONDS = 0.5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 STREAM_SECRET = "e2e-secret-" + "x" * 20
@@ -34,33 +24,13 @@ STREAM_SECRET = "e2e-secret-" + "x" * 20
 def start_server(
     name: str, *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    log = ROOT / "test-artifacts" / f"dagcast-up-{name}.log"
-    log.parent.mkdir(exist_ok=True)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGCAST_", "MOTO_"))}
-    clean.update({"DAGCAST_STREAM_SECRET": STREAM_SECRET, **(env or {})})
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(DAGCAST), "up", "--port", str(port), *args],
-            cwd=ROOT,
-            env=clean,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"dagcast up exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"dagcast up did not answer within 60 s: {log.read_text()[-3000:]}")
-        time.sleep(0.1)
+    """`dagcast up *args` with the tests' stream secret; its log is test-artifacts/dagcast-up-NAME.log."""
+    return start_dagcast_up(
+        args,
+        log=ROOT / "test-artifacts" / f"dagcast-up-{name}.log",
+        env={"DAGCAST_STREAM_SECRET": STREAM_SECRET, **(env or {})},
+        cwd=ROOT,
+    )
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -82,11 +52,7 @@ def static_server(directory: Path) -> Iterator[str]:
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_dagcast_up(proc, timeout=10)
 
 
 @pytest.fixture(scope="session")

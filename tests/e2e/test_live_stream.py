@@ -12,7 +12,8 @@ import pytest
 from httpx_sse import connect_sse
 
 from chalicelib.streamauth import TokenSigner
-from tests.e2e.conftest import DAGCAST, HEARTBEAT_SECONDS, ROOT, STREAM_SECRET
+from dagcast.local.launch import DAGCAST
+from tests.e2e.conftest import HEARTBEAT_SECONDS, ROOT, STREAM_SECRET
 from tests.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e

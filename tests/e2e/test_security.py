@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from chalicelib.gate import key_digest
-from tests.e2e.conftest import DAGCAST, ROOT, start_server, stop_server
+from dagcast.local.launch import DAGCAST
+from tests.e2e.conftest import ROOT, start_server, stop_server
 from tests.jobs import echo
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import DAGCAST, ROOT, start_server, stop_server
+from dagcast.local.launch import DAGCAST
+from tests.e2e.conftest import ROOT, start_server, stop_server
 from tests.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e

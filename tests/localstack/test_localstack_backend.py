@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from dagcast.local import localstack as ls
+from dagcast.local.launch import start_dagcast_up
 from dagcast.local.stack import function_name
 from tests.jobs import echo, sleep
 
@@ -49,37 +49,16 @@ STARTUP_SECONDS = 900
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    from tests.e2e.conftest import DAGCAST, ROOT, free_port, stop_server
+    from tests.e2e.conftest import ROOT, stop_server
 
-    port = free_port()
-    log = ROOT / "test-artifacts" / "dagcast-up-localstack.log"
-    log.parent.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGCAST_", "MOTO_"))}
-    env.update({"DAGCAST_STREAM_SECRET": STREAM_SECRET, "LOCALSTACK_ENDPOINT": ENDPOINT})
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(DAGCAST), "up", "--backend", "localstack", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"dagcast up exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(
-                f"dagcast up did not answer within {STARTUP_SECONDS} s: {log.read_text()[-3000:]}"
-            )
-        time.sleep(0.5)
+    proc, base = start_dagcast_up(
+        ["--backend", "localstack"],
+        log=ROOT / "test-artifacts" / "dagcast-up-localstack.log",
+        env={"DAGCAST_STREAM_SECRET": STREAM_SECRET, "LOCALSTACK_ENDPOINT": ENDPOINT},
+        cwd=ROOT,
+        timeout=STARTUP_SECONDS,
+        poll=0.5,
+    )
     yield base
     stop_server(proc)
 

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import zipfile
@@ -20,13 +19,8 @@ import pytest
 
 from chalicelib.config import ASL_FUNCTIONS, ASL_SUBSTITUTIONS
 from dagcast.local import localstack as ls
+from dagcast.local.launch import free_port
 from tests.unit.test_infra import ROOT, template
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
