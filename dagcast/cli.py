@@ -102,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def execution_id(text: str) -> str:
+    """An execution id as typed: not blank (a blank id would name the list endpoint)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an execution id cannot be empty (`dagcast ls` lists them)")
+    return text.strip()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dagcast",
@@ -185,7 +192,9 @@ def _parser() -> argparse.ArgumentParser:
     shown.add_argument("--json", action="store_true", help="print each event as one JSON line")
 
     trace = sub.add_parser("trace", help="watch an execution live: its DAG, progress and result")
-    trace.add_argument("id", nargs="?", help="the execution id (default: the newest execution)")
+    trace.add_argument(
+        "id", nargs="?", type=execution_id, help="the execution id (default: the newest execution)"
+    )
     api_flags(trace)
     shown = trace.add_mutually_exclusive_group()
     shown.add_argument("--plain", action="store_true", help="one line per event (the default when piped)")
@@ -198,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true", help="print the API's JSON")
 
     show = sub.add_parser("show", help="one execution: its snapshot (tasks) and its event history")
-    show.add_argument("id", help="the execution id")
+    show.add_argument("id", type=execution_id, help="the execution id")
     api_flags(show)
     show.add_argument("--since", type=int, default=0, help="events after this seq only (default 0: all)")
     show.add_argument("--json", action="store_true", help='print {"execution": …, "events": […]}')

@@ -74,7 +74,7 @@ def test_trace_plain_follows_a_running_job_to_its_end(server):
 
 
 def test_trace_json_and_a_finished_execution(server):
-    eid = submit(server, diamond(first=0.5))
+    eid = submit(server, diamond(first=3.0))  # long enough for the trace to attach while it runs
     live = dagcast("trace", eid, "--json", "--url", server)
     assert live.returncode == 0, live.stderr
     events = [json.loads(line) for line in live.stdout.splitlines()]
@@ -90,14 +90,20 @@ def test_a_failed_execution_exits_1(server):
         server,
         {
             "tasks": [
-                sleep(1, 1.0),
+                sleep(1, 3.0),  # long enough for the trace to attach while it runs, on a busy machine too
                 {"id": 2, "action": "fail", "params": {"message": "boom"}, "dependencies": [1]},
             ]
         },
     )
     done = dagcast("trace", eid, "--plain", "--url", server)
-    assert done.returncode == 1
-    assert "execution.failed" in done.stdout.splitlines()[-1] and "boom" in done.stdout
+    assert done.returncode == 1, done.stderr
+    last = done.stdout.splitlines()[-1]
+    assert "execution.failed" in last and "boom" in last, done.stdout
+    assert "substep.failed       task 2: boom" in done.stdout
+    again = dagcast("trace", eid, "--plain", "--url", server)  # attached after the end: the snapshot says why
+    assert again.returncode == 1
+    assert again.stdout.count("\n") == 1 and "snapshot: failed, 1/2 done" in again.stdout
+    assert "boom" in again.stdout, again.stdout
 
 
 def test_ls_and_show(server):

@@ -146,13 +146,19 @@ def test_an_unreachable_api_is_one_line_and_exit_2(capsys, command):
         ["show", EID, "--since", "-1"],
         ["trace", "--plain", "--json"],
         ["show"],
+        ["show", ""],
+        ["show", "  "],
+        ["trace", ""],
     ],
 )
 def test_bad_flags_exit_2_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as raised:
         cli.main(argv)
     assert raised.value.code == 2
-    assert "usage: dagcast" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "usage: dagcast" in err
+    if "" in [a.strip() for a in argv]:
+        assert "an execution id cannot be empty" in err
 
 
 def test_a_broken_config_stops_every_command_before_any_request(tmp_path, monkeypatch, capsys):
