@@ -736,7 +736,8 @@ def describe(event: Mapping[str, Any]) -> str:
     attempt = event.get("attempt")
     again = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
     if kind == "substep.started":
-        return f"task {event['taskId']}{again} {event.get('description', '')!r}"
+        said = event.get("description")
+        return f"task {event['taskId']}{again}" + (f" {said!r}" if said else "")
     if kind == "substep.completed":
         cut = " (cut; whole at " + event["resultUrl"] + ")" if event.get("resultTruncated") else ""
         return (

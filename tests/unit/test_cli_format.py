@@ -31,7 +31,7 @@ def test_retries_show_the_attempt_and_when_the_next_one_comes():
     }
     assert line(failed) == "[ 1.50s] #7 substep.failed task 3: HTTP 503 — retry in 2s"
     started = {"type": "substep.started", "taskId": 3, "description": "", "attempt": 2}
-    assert line(started) == "[ 1.50s] #7 substep.started task 3 (attempt 2) ''"
+    assert line(started) == "[ 1.50s] #7 substep.started task 3 (attempt 2)"  # no description, no ''
     timeout = {
         "type": "substep.failed",
         "taskId": 3,
