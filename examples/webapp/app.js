@@ -1,13 +1,19 @@
 // dagcast example web app: submit a job, then watch it live over Server-Sent Events.
 // Plain browser JavaScript: no framework, no build step, no dependencies. Guide: docs/webapp.md.
 //
-//   1. POST /api/v1/execute-dag → 202 {executionId, eventsUrl (carries ?token=), streamToken,
-//      streamTokenExpiresAt}; for an existing execution, POST …/{id}/stream-token gives the same.
-//   2. new EventSource(eventsUrl), one listener per event type. Each event's SSE id is its seq.
+// The page never holds the dagcast API key and never calls the dagcast REST API: its backend
+// (backend.py, which serves this page) does, with the key, and hands the page only what the
+// stream needs.
+//
+//   1. POST /jobs (the backend) → 202 {executionId, eventsUrl (carries ?token=),
+//      streamTokenExpiresAt}; for an existing execution, POST /jobs/{id}/stream-token gives the same.
+//   2. new EventSource(eventsUrl), straight at dagcast's stream, one listener per event type.
+//      Each event's SSE id is its seq.
 //   3. Apply each seq once (skip any seq already applied).
 //   4. A dropped connection: EventSource reconnects by itself with Last-Event-ID. Nothing to do.
 //   5. A refused connection (the token expired → 401, …): EventSource gives up for good. Get a
-//      fresh token from POST …/stream-token and reconnect with ?lastEventId=<last seq applied>.
+//      fresh eventsUrl from the backend (POST /jobs/{id}/stream-token) and reconnect with
+//      ?lastEventId=<last seq applied>.
 //   6. The terminal event (execution.completed / execution.failed): close. (Not closing is fine
 //      too: the browser reconnects once, the server answers 204 and EventSource stops.)
 'use strict';
@@ -27,36 +33,33 @@ const TERMINAL = new Set(['execution.completed', 'execution.failed']);
 const MAX_REFUSALS = 5; // refused (re)connects in a row before the page gives up
 
 const $ = (id) => document.getElementById(id);
-$('api').value = new URLSearchParams(location.search).get('api') || 'http://127.0.0.1:8000';
 $('job').value = JSON.stringify(EXAMPLE_JOB, null, 2);
 
 let current = null; // the watch in progress, so a new one can stop it
 
-// ------------------------------------------------------------------------------ the REST API
+// ------------------------------------------------------------------------------ the backend
 
-function apiBase() {
-  return $('api').value.trim().replace(/\/+$/, '');
-}
-
-async function callApi(path, init) {
+// The backend is this page's own origin (no CORS), and it adds the API key on its side.
+async function callBackend(path, body) {
   let response;
   try {
-    response = await fetch(apiBase() + path, init);
-  } catch (err) { // network error, or CORS refused: the browser does not say which
-    throw new Error(`${err.message}: is the API up at ${apiBase()}, and does it allow this page's origin ` +
-      `(dagcast up --cors-origin ${location.origin})?`);
+    response = await fetch(path, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+    });
+  } catch (err) { // network error
+    throw new Error(`${err.message}: is the backend (examples/webapp/backend.py) up?`);
   }
-  const body = await response.json().catch(() => ({}));
+  const answer = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const problems = (body.problems || []).map((p) => `\n  ${p.path}: ${p.message}`).join('');
-    throw new Error(`${response.status}: ${body.error || response.statusText}${problems}`);
+    const problems = (answer.problems || []).map((p) => `\n  ${p.path}: ${p.message}`).join('');
+    throw new Error(`${response.status}: ${answer.error || response.statusText}${problems}`);
   }
-  return body;
+  return answer;
 }
 
-// {eventsUrl, streamToken, streamTokenExpiresAt} for an execution (404: unknown id, or auth is off).
+// {executionId, eventsUrl, streamTokenExpiresAt} for an execution (404: unknown id, or auth is off).
 function newStreamToken(executionId) {
-  return callApi(`/api/v1/dag-executions/${encodeURIComponent(executionId)}/stream-token`, { method: 'POST' });
+  return callBackend(`/jobs/${encodeURIComponent(executionId)}/stream-token`, {});
 }
 
 $('submit-form').addEventListener('submit', async (event) => {
@@ -69,9 +72,7 @@ $('submit-form').addEventListener('submit', async (event) => {
     return showError(`The job is not valid JSON: ${err.message}`);
   }
   try {
-    const accepted = await callApi('/api/v1/execute-dag', {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(job),
-    });
+    const accepted = await callBackend('/jobs', job);
     // A job we just submitted: resume "after event 0" = replay every event from the first, so
     // the log is complete. The task table starts from the job itself.
     watch(accepted.executionId, accepted, { lastSeq: 0, tasks: job.tasks || [] });
@@ -107,7 +108,7 @@ function watch(executionId, access, { lastSeq, tasks }) {
     $('token-expiry').textContent = streamTokenExpiresAt
       ? new Date(streamTokenExpiresAt * 1000).toLocaleTimeString() // unix seconds
       : 'no token (auth is off)';
-    const url = new URL(eventsUrl, apiBase());
+    const url = new URL(eventsUrl, location.href); // absolute: dagcast's stream, another origin
     // Resume after the last event applied. (The browser's own reconnects send a Last-Event-ID
     // header instead; the server prefers it to this parameter.)
     if (lastSeq !== null) url.searchParams.set('lastEventId', String(lastSeq));
@@ -141,7 +142,8 @@ function watch(executionId, access, { lastSeq, tasks }) {
   async function reconnectWithFreshToken() {
     if (refusals > MAX_REFUSALS) {
       return stop('failed', `The stream was refused ${refusals} times in a row; giving up. ` +
-        `Check the token, the CORS origins (DAGCAST_CORS_ORIGINS) and the stream limits (429).`);
+        `Does the stream allow this page's origin (DAGCAST_CORS_ORIGINS, CorsOrigins: ${location.origin})? ` +
+        `Is the execution there (404), or are there too many streams (429)?`);
     }
     setStream('refreshing token');
     note(`stream refused — getting a fresh token, then ` +

@@ -39,7 +39,7 @@ READ_PAGE = """() => ({
   error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
   nodes: Object.fromEntries([...document.querySelectorAll('#graph .node[data-task-id]')].map(
     (n) => [n.dataset.taskId, {status: n.dataset.status, level: Number(n.dataset.level),
-      stroke: getComputedStyle(n.querySelector('.box')).stroke}])),
+      stroke: getComputedStyle(n.querySelector('.box')).stroke, x: n.getBoundingClientRect().left}])),
   edges: [...document.querySelectorAll('#graph .edge')].map((e) => [Number(e.dataset.from), Number(e.dataset.to)]),
   bars: [...document.querySelectorAll('.gantt-bar[data-task-id]')].map((b) => ({
     task: Number(b.dataset.taskId), attempt: Number(b.dataset.attempt), status: b.dataset.status,
@@ -72,6 +72,14 @@ FINISHED = (
     "['completed', 'failed', 'cancelled'].includes(document.getElementById('exec-status').dataset.status)"
 )
 CLOSED = "document.getElementById('stream').dataset.state === 'closed'"
+# The event log's entries, with whether each is shown, and the type filters' boxes and counts.
+READ_LOG = """() => ({
+  entries: [...document.querySelectorAll('#log li[data-seq]')].map((li) => ({
+    seq: Number(li.dataset.seq), type: li.dataset.type, shown: li.checkVisibility()})),
+  filters: Object.fromEntries([...document.querySelectorAll('#log-filters label[data-type]')].map(
+    (l) => [l.dataset.type, {checked: l.querySelector('input').checked, n: Number(l.querySelector('.n').textContent)}])),
+})"""
+UPDATED_FILTER = '#log-filters label[data-type="execution.updated"] input'
 BAR_WIDTH = (
     '(id) => document.querySelector(`.gantt-bar[data-task-id="${id}"]`)?.getBoundingClientRect().width ?? 0'
 )
@@ -300,13 +308,21 @@ def test_the_page_submits_a_job_and_shows_it_live(stack):
             page.wait_for_timeout(800)
             width_after = page.evaluate(f"({BAR_WIDTH})(2)")
             bar_status = page.get_attribute('.gantt-bar[data-task-id="2"]', "data-status")
+            # The log's type filters: execution.updated off while it runs (entries so far get
+            # hidden, and so do those that arrive meanwhile)…
+            page.uncheck(UPDATED_FILTER)
+            unchecked_after = max(e["seq"] for e in page.evaluate(READ_LOG)["entries"])
             try:
                 page.wait_for_function(f"({FINISHED}) && ({CLOSED})", timeout=TIMEOUT_MS)
                 page.wait_for_timeout(300)  # the last frame, and the final snapshot's read
             finally:  # keep what the page showed, also when it never finished
                 seen = page.evaluate(READ_PAGE)
                 states = page.evaluate("window.seenStates")
+                filtered = page.evaluate(READ_LOG)
                 page.screenshot(path=str(ARTIFACTS / "monitor-completed.png"))
+            # … and on again: all of them are back.
+            page.check(UPDATED_FILTER)
+            refiltered = page.evaluate(READ_LOG)
             url = page.url
 
             # The keyboard: Tab lands on a graph node, arrows move along the edges, Enter shows it.
@@ -353,6 +369,13 @@ def test_the_page_submits_a_job_and_shows_it_live(stack):
     assert running["status"] == "running"
     assert bar_status == "running"
     assert width_after > width_before > 0
+    # … and the nodes' colours, from the DOM: running, waiting and completed each their own.
+    colors = {state: _rgb(c) for state, c in running["colors"].items()}
+    assert running["nodes"]["2"]["stroke"] == colors["running"], running["nodes"]
+    assert running["nodes"]["5"]["stroke"] == colors["waiting"], running["nodes"]
+    assert running["nodes"]["1"]["status"] == "completed", running["nodes"]
+    assert running["nodes"]["1"]["stroke"] == colors["completed"], running["nodes"]
+    assert len({colors["running"], colors["waiting"], colors["completed"]}) == 3, colors
 
     # Every node went waiting → running → completed (a short task may skip the frame it ran in).
     for tid in map(str, range(1, 6)):
@@ -365,6 +388,15 @@ def test_the_page_submits_a_job_and_shows_it_live(stack):
     # The graph: levels left to right, one edge per dependency.
     assert {k: n["level"] for k, n in seen["nodes"].items()} == {"1": 0, "2": 1, "3": 1, "4": 1, "5": 2}
     assert sorted(seen["edges"]) == [[1, 2], [1, 3], [1, 4], [2, 5], [3, 5], [4, 5]]
+    # Drawn left to right: a level's nodes share a column, and each column is right of the last.
+    x_by_level: dict[int, set[float]] = {}
+    for n in seen["nodes"].values():
+        x_by_level.setdefault(n["level"], set()).add(round(n["x"], 1))
+    assert all(len(xs) == 1 for xs in x_by_level.values()), x_by_level
+    columns = [x_by_level[level].pop() for level in sorted(x_by_level)]
+    assert columns == sorted(columns) and len(set(columns)) == len(columns), columns
+    for a, b in seen["edges"]:
+        assert seen["nodes"][str(b)]["x"] > seen["nodes"][str(a)]["x"], (a, b, seen["nodes"])
     assert all(n["status"] == "completed" for n in seen["nodes"].values()), seen["nodes"]
     assert all(n["stroke"] == _rgb(seen["colors"]["completed"]) for n in seen["nodes"].values())
 
@@ -384,6 +416,20 @@ def test_the_page_submits_a_job_and_shows_it_live(stack):
     assert seen["log"][0]["type"] == "execution.created"
     assert seen["log"][-1]["type"] == "execution.completed"
     assert seen["connections"] >= 2, seen["connections"]
+
+    # The type filter: with execution.updated off, exactly those entries are hidden — also the ones
+    # that arrived after it was turned off — and its count still counts them; back on, all show.
+    entries = filtered["entries"]
+    assert [e["seq"] for e in entries] == [e["seq"] for e in seen["log"]]
+    updated = [e for e in entries if e["type"] == "execution.updated"]
+    assert updated and any(e["seq"] > unchecked_after for e in updated), (unchecked_after, updated)
+    assert all(not e["shown"] for e in updated), updated
+    assert all(e["shown"] for e in entries if e["type"] != "execution.updated"), entries
+    assert filtered["filters"]["execution.updated"] == {"checked": False, "n": len(updated)}
+    assert all(f["checked"] for t, f in filtered["filters"].items() if t != "execution.updated")
+    assert filtered["filters"]["substep.started"]["n"] == 6  # 5 tasks, one retried
+    assert all(e["shown"] for e in refiltered["entries"]), refiltered["entries"]
+    assert refiltered["filters"]["execution.updated"] == {"checked": True, "n": len(updated)}
 
     assert seen["counters"] == {"waiting": 0, "running": 0, "completed": 5, "failed": 0, "skipped": 0}
     assert seen["status"] == "completed" and seen["stream"] == "closed"
