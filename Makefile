@@ -69,13 +69,16 @@ up: install
 	$(BIN)/dagcast up
 
 # AWS: `make deploy STAGE=dev` (chalice deploy + template.yaml, wired; needs the sam and aws CLIs and
-# credentials; docs/deploy.md). `make deploy STAGE=prod DRY_RUN=1` prints the plan only.
+# credentials; docs/deploy.md). `make deploy STAGE=prod DRY_RUN=1` prints the plan only; REGION=…,
+# CORS_ORIGINS=https://app.example.com,… and (destroy) DELETE_DATA=1 pass the flags of the same names.
 STAGE ?= dev
 deploy: install
-	$(BIN)/dagcast deploy --stage $(STAGE) $(if $(DRY_RUN),--dry-run)
+	$(BIN)/dagcast deploy --stage $(STAGE) $(if $(REGION),--region $(REGION)) \
+		$(if $(CORS_ORIGINS),--cors-origins '$(CORS_ORIGINS)') $(if $(DRY_RUN),--dry-run)
 
 destroy: install
-	$(BIN)/dagcast destroy --stage $(STAGE) $(if $(DRY_RUN),--dry-run)
+	$(BIN)/dagcast destroy --stage $(STAGE) $(if $(REGION),--region $(REGION)) \
+		$(if $(DELETE_DATA),--delete-data) $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info test-artifacts

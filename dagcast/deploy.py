@@ -1,14 +1,19 @@
 """`dagcast deploy` / `dagcast destroy`: Chalice and template.yaml, in the right order.
 
 deploy:
-  1. write the stage's settings into .chalice/config.json (state machine ARN for this account and
+  1. stop if a table dagcast-S exists that the stack does not hold (`destroy` keeps it): CloudFormation
+     could not create it, so nothing is changed
+  2. write the stage's settings into .chalice/config.json (state machine ARN for this account and
      region; a new stage is made from `dev` with its names replaced, policy file included)
-  2. chalice deploy --stage S                 REST API, task Lambdas, fan-out, webhook retry
-  3. sam build + sam deploy (stack dagcast-S) table, stream, state machine, SSE function URL, the
+  3. chalice deploy --stage S                 REST API, task Lambdas, fan-out, webhook retry
+  4. the API's log retention (Chalice 1.34 puts it on a log group named after `api_handler`, not
+     the function's /aws/lambda/dagcast-S, so the stages switch it off there and it is set here)
+  5. sam build + sam deploy (stack dagcast-S) table, stream, state machine, SSE function URL, the
                                               stream → fan-out mapping, secret, KMS key, alarms —
                                               with the Lambda ARNs Chalice just deployed
-  4. read the stack's outputs; when EventsUrl changed, write DAGCAST_EVENTS_URL into the stage and
-     chalice deploy again (the API hands that URL to clients)
+  6. read the stack's outputs: the names the stage uses must be the stack's (STAGE_OUTPUTS; a
+     difference stops the deploy); when EventsUrl changed, write DAGCAST_EVENTS_URL into the stage
+     and chalice deploy again (the API hands that URL to clients)
 destroy: sam delete (the table is kept unless --delete-data), then chalice delete.
 
 Every command is printed before it runs; ``--dry-run`` prints the plan and changes nothing.
@@ -24,7 +29,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.config import ASL_FUNCTIONS
 from chalicelib.gate import new_api_key
@@ -37,7 +42,24 @@ TOOLS = {
     "aws": "install the AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html",
 }
 
-Runner = Callable[[Sequence[str]], str]
+# template.yaml output → the Chalice stage variable that must hold the same value. Both follow one
+# naming convention (dagcast-<stage>…); deploy checks it after `sam deploy` and stops on a difference.
+STAGE_OUTPUTS = {
+    "TableName": "DAGCAST_TABLE",
+    "StateMachineArn": "DAGCAST_STATE_MACHINE_ARN",
+    "StreamSecretName": "DAGCAST_STREAM_SECRET_NAME",
+    "WebhookKeyAlias": "DAGCAST_WEBHOOK_KMS_KEY",
+}
+# A stage may switch these off with "" (webhooks: docs/webhooks.md); they are checked when set.
+OPTIONAL_OUTPUTS = {"WebhookKeyAlias"}
+# Not known before the stack exists: deploy writes it into DAGCAST_EVENTS_URL.
+EVENTS_URL_OUTPUT = "EventsUrl"
+
+
+class Runner(Protocol):
+    def __call__(self, argv: Sequence[str], *, quiet: bool = False) -> str: ...
+
+
 # The AWS Lambda Web Adapter layer (template.yaml's SseFunction), published by AWS in every region.
 WEB_ADAPTER_LAYER = "arn:aws:lambda:{region}:753240598075:layer:LambdaAdapterLayerX86:25"
 
@@ -46,15 +68,26 @@ class DeployError(RuntimeError):
     pass
 
 
-def run_command(argv: Sequence[str]) -> str:
-    """Run a command, streaming its stderr; its stdout is returned (and echoed)."""
-    done = subprocess.run(list(argv), stdout=subprocess.PIPE, text=True, check=False)
-    if done.stdout:
+class CommandFailed(DeployError):
+    """A command exited non-zero; ``stderr`` is what it said when it was run ``quiet``."""
+
+    def __init__(self, message: str, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+
+def run_command(argv: Sequence[str], *, quiet: bool = False) -> str:
+    """Run a command; its stdout is returned (and echoed) and its stderr streams through. ``quiet``
+    is for a probe whose failure is an answer (describe-table of a missing table): nothing is
+    echoed and stderr is kept for the caller (CommandFailed.stderr)."""
+    done = subprocess.run(
+        list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE if quiet else None, text=True, check=False
+    )
+    if done.stdout and not quiet:
         sys.stdout.write(done.stdout)
     if done.returncode != 0:
-        raise DeployError(
-            f"{argv[0]} {argv[1] if len(argv) > 1 else ''} failed with exit code {done.returncode}"
-        )
+        command = " ".join([Path(argv[0]).name, *argv[1:2]])
+        raise CommandFailed(f"{command} failed with exit code {done.returncode}", done.stderr or "")
     return done.stdout
 
 
@@ -66,6 +99,23 @@ def _which(tool: str) -> str | None:
 
 def stack_name(stage: str) -> str:
     return f"dagcast-{stage}"
+
+
+def table_name(stage: str) -> str:
+    return f"dagcast-{stage}"
+
+
+def api_log_group(stage: str) -> str:
+    """The API Lambda is ``dagcast-<stage>`` (Chalice names the API handler after the app and stage)."""
+    return f"/aws/lambda/dagcast-{stage}"
+
+
+def log_retention(config: dict[str, Any], stage: str) -> int | None:
+    """The stage's ``log_retention_in_days`` (a new stage is made from dev), else the top level's."""
+    stages = config.get("stages", {})
+    days = stages.get(stage, stages.get("dev", {})).get("log_retention_in_days")
+    days = days or config.get("log_retention_in_days")
+    return int(days) if days else None
 
 
 def for_stage(text: str, stage: str) -> str:
@@ -111,7 +161,7 @@ class Deployer:
     root: Path
     dry_run: bool = False
     cors_origins: str = ""
-    run: Runner = run_command
+    run: Runner = field(default=run_command)
     say: Callable[[str], None] = print
     which: Callable[[str], str | None] = field(default=lambda tool: _which(tool))
     changed_files: list[Path] = field(default_factory=list)
@@ -120,11 +170,21 @@ class Deployer:
     def config_path(self) -> Path:
         return self.root / ".chalice" / "config.json"
 
-    def _cmd(self, *argv: str) -> str:
+    def _cmd(self, *argv: str, quiet: bool = False) -> str:
         self.say("$ " + " ".join(argv))
         if self.dry_run:
             return ""
-        return self.run([self.which(argv[0]) or argv[0], *argv[1:]])
+        return self.run([self.which(argv[0]) or argv[0], *argv[1:]], quiet=quiet)
+
+    def _probe(self, *argv: str, answer: str) -> str | None:
+        """Run a quiet command: its output, or None when it failed with ``answer`` in its stderr
+        (any other failure stops the deploy, with what the command said)."""
+        try:
+            return self._cmd(*argv, quiet=True)
+        except CommandFailed as exc:
+            if answer in exc.stderr:
+                return None
+            raise DeployError(f"{exc}: {exc.stderr.strip()}") from exc
 
     def _write(self, path: Path, text: str) -> None:
         if path.exists() and path.read_text() == text:
@@ -146,6 +206,44 @@ class Deployer:
         return self._cmd(
             "aws", "sts", "get-caller-identity", "--query", "Account", "--output", "text"
         ).strip()
+
+    def check_table(self) -> None:
+        """Stop before changing anything when the stage's table exists but the stack does not hold
+        it: `dagcast destroy` keeps it (DeletionPolicy: Retain), and so does the rollback of a
+        failed first deploy. CloudFormation cannot create a table whose name is taken."""
+        table, stack = table_name(self.stage), stack_name(self.stage)
+        found = self._probe(
+            "aws", "dynamodb", "describe-table", "--table-name", table, "--region", self.region,
+            "--query", "Table.TableStatus", "--output", "text",
+            answer="ResourceNotFoundException",
+        )  # fmt: skip
+        if found is None or self.dry_run:
+            return
+        status = self._probe(
+            "aws", "cloudformation", "describe-stack-resources", "--stack-name", stack,
+            "--logical-resource-id", "EventsTable", "--region", self.region,
+            "--query", "StackResources[0].ResourceStatus", "--output", "text",
+            answer="does not exist",
+        )  # fmt: skip
+        status = (status or "").strip()
+        if status not in ("", "None") and not status.startswith("DELETE"):
+            return  # the stack's own table: an update
+        delete_table = f"aws dynamodb delete-table --table-name {table} --region {self.region}"
+        if status.startswith("DELETE"):  # the stack is there, its table is not its own any more
+            raise DeployError(
+                f"the table {table} exists but the stack {stack} no longer holds it ({status}): a first "
+                "deploy failed and rolled back, which keeps the table, and leaves the stack in a state "
+                "it cannot be updated from. Nothing was changed. Delete both, then deploy again: "
+                f"`sam delete --stack-name {stack} --region {self.region} --no-prompts` and "
+                f"`{delete_table}` (empty after a failed first deploy). docs/deploy.md § 4.3."
+            )
+        raise DeployError(
+            f"the table {table} exists but no stack {stack} holds it: `dagcast destroy` keeps the table "
+            "(its events), and CloudFormation cannot create a table whose name is taken. Nothing was "
+            "changed. To deploy this stage again, delete it — export or back up what you want to keep "
+            f"first; its point-in-time backups go with it — with `{delete_table}`, or deploy under "
+            "another stage name. docs/deploy.md § Destroying."
+        )
 
     def write_stage(self, account: str) -> None:
         config = json.loads(self.config_path.read_text())
@@ -172,6 +270,27 @@ class Deployer:
     def chalice_deploy(self) -> None:
         self._cmd("chalice", "deploy", "--stage", self.stage)
 
+    def retention(self) -> int | None:
+        return log_retention(json.loads(self.config_path.read_text()), self.stage)
+
+    def api_log_retention(self) -> None:
+        """Chalice 1.34 gives the API handler's retention to /aws/lambda/dagcast-<stage>-api_handler
+        (and `chalice package` makes an invalid template of it), while the function logs to
+        /aws/lambda/dagcast-<stage>. The stages switch Chalice's off (api_handler:
+        log_retention_in_days 0) and this sets the stage's retention on the right group."""
+        days = self.retention()
+        if days is None:
+            return
+        group = api_log_group(self.stage)
+        self._probe(
+            "aws", "logs", "create-log-group", "--log-group-name", group, "--region", self.region,
+            answer="ResourceAlreadyExistsException",
+        )  # fmt: skip
+        self._cmd(
+            "aws", "logs", "put-retention-policy", "--log-group-name", group,
+            "--retention-in-days", str(days), "--region", self.region,
+        )  # fmt: skip
+
     def parameters(self) -> dict[str, str]:
         deployed = self.root / ".chalice" / "deployed" / f"{self.stage}.json"
         if self.dry_run:
@@ -186,6 +305,9 @@ class Deployer:
             **arns,
             "LambdaWebAdapterLayerArn": WEB_ADAPTER_LAYER.format(region=self.region),
         }
+        days = self.retention()
+        if days is not None:
+            params["LogRetentionInDays"] = str(days)
         if self.cors_origins:
             params["CorsOrigins"] = self.cors_origins
         return params
@@ -224,18 +346,49 @@ class Deployer:
             "json",
         )
         if self.dry_run:
-            return {"EventsUrl": "<EventsUrl output>"}
+            return {key: f"<{key} output>" for key in (*STAGE_OUTPUTS, EVENTS_URL_OUTPUT)}
         return {o["OutputKey"]: o["OutputValue"] for o in json.loads(text or "[]")}
 
+    def check_outputs(self, outputs: dict[str, str], env: dict[str, str]) -> None:
+        """The stack's names are the ones the stage uses (its environment and, by the same names,
+        its policy file); a difference stops the deploy before the second chalice deploy."""
+        stack = stack_name(self.stage)
+        missing = [key for key in (*STAGE_OUTPUTS, EVENTS_URL_OUTPUT) if key not in outputs]
+        if missing:
+            raise DeployError(
+                f"the stack {stack} has no output {', '.join(missing)}: template.yaml's Outputs must "
+                "name what dagcast/deploy.py reads (STAGE_OUTPUTS, EVENTS_URL_OUTPUT)"
+            )
+        pairs = ", ".join(f"{key} = {var}" for key, var in STAGE_OUTPUTS.items())
+        if self.dry_run:
+            self.say(f"would check that the stack's outputs are the stage's settings: {pairs}")
+            return
+        differ = [
+            f"  output {key} = {outputs[key]!r}, but {var} = {env.get(var, '')!r}"
+            for key, var in STAGE_OUTPUTS.items()
+            if outputs[key] != env.get(var, "") and not (key in OPTIONAL_OUTPUTS and not env.get(var))
+        ]
+        if differ:
+            raise DeployError(
+                f"the stack {stack} and stage {self.stage} of .chalice/config.json name things "
+                "differently:\n" + "\n".join(differ) + "\ntemplate.yaml and the stage (its "
+                f"environment_variables, and policy-{self.stage}.json, scoped by the same names) must "
+                "agree: fix the one that is wrong and deploy again. The stack is deployed; the Chalice "
+                "functions still run with the stage's values."
+            )
+
     def wire_outputs(self, outputs: dict[str, str]) -> bool:
-        """Put the SSE function URL into the stage; True when it changed (Chalice must redeploy)."""
+        """Check the stack's names against the stage, then put the SSE function URL into the stage;
+        True when it changed (Chalice must redeploy)."""
         config = json.loads(self.config_path.read_text()) if self.config_path.exists() else {}
         stage = config.get("stages", {}).get(self.stage)
         if stage is None:  # dry run of a new stage: nothing written yet
-            self.say(f"would set DAGCAST_EVENTS_URL of stage {self.stage} to {outputs['EventsUrl']}")
+            self.check_outputs(outputs, {})
+            self.say(f"would set DAGCAST_EVENTS_URL of stage {self.stage} to {outputs[EVENTS_URL_OUTPUT]}")
             return True
-        url = outputs["EventsUrl"].rstrip("/")
         env = stage["environment_variables"]
+        self.check_outputs(outputs, env)
+        url = outputs[EVENTS_URL_OUTPUT].rstrip("/")
         if env.get("DAGCAST_EVENTS_URL") == url:
             return False
         env["DAGCAST_EVENTS_URL"] = url
@@ -245,14 +398,18 @@ class Deployer:
     def deploy(self) -> None:
         self.check_tools()
         account = self.account()
+        self.check_table()
         self.write_stage(account)
         self.chalice_deploy()
+        self.api_log_retention()
         self.sam_deploy(self.parameters())
         outputs = self.outputs()
         if self.wire_outputs(outputs):
             self.chalice_deploy()
         done = "would have deployed" if self.dry_run else "deployed"
-        self.say(f"\n{done} stage {self.stage}: events at {outputs.get('EventsUrl')}; the API URL is above")
+        self.say(
+            f"\n{done} stage {self.stage}: events at {outputs.get(EVENTS_URL_OUTPUT)}; the API URL is above"
+        )
         if self.changed_files:
             names = ", ".join(str(p.relative_to(self.root)) for p in self.changed_files)
             self.say(f"commit the stage's settings: {names}")
@@ -263,11 +420,14 @@ class Deployer:
             "sam", "delete", "--stack-name", stack_name(self.stage), "--region", self.region, "--no-prompts"
         )
         self._cmd("chalice", "delete", "--stage", self.stage)
-        table = f"dagcast-{self.stage}"
+        table = table_name(self.stage)
         if delete_data:
             self._cmd("aws", "dynamodb", "delete-table", "--table-name", table, "--region", self.region)
         else:
-            self.say(f"kept the table {table} (its events); `dagcast destroy --delete-data` deletes it")
+            self.say(
+                f"kept the table {table} (its events): a new `dagcast deploy --stage {self.stage}` stops "
+                f"until it is deleted (aws dynamodb delete-table --table-name {table} --region {self.region})"
+            )
 
 
 def main(command: str, stage: str, region: str | None, dry_run: bool, delete_data: bool, cors: str) -> int:

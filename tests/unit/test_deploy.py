@@ -1,22 +1,34 @@
 """`dagcast deploy` / `destroy` offline: the order of the commands, the parameters template.yaml
-needs, the outputs wired into the Chalice stage (a fake runner stands in for chalice, sam, aws)."""
+needs, the outputs checked against and wired into the Chalice stage, a table left by `destroy`
+(FakeAws stands in for chalice, sam and aws, with an account that remembers what they made)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from cfnlint.decode import decode_str
 
-from dagcast.deploy import FUNCTION_PARAMETERS, Deployer, DeployError, function_arns
+from dagcast.deploy import (
+    FUNCTION_PARAMETERS,
+    CommandFailed,
+    Deployer,
+    DeployError,
+    function_arns,
+    run_command,
+)
+from tests.unit.test_infra import Stack, template
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
-URL = "https://abc123.lambda-url.eu-west-1.on.aws/"
+REGION = "eu-west-1"
 
 
 @pytest.fixture
@@ -32,16 +44,51 @@ def found(tool: str) -> str:
     return tool  # every tool is "installed"; FakeAws answers for them
 
 
-class FakeAws:
-    """chalice deploy writes .chalice/deployed/<stage>.json like the real one; aws answers."""
+@dataclass
+class Account:
+    """What exists in the fake AWS account, across commands and Deployer runs."""
 
-    def __init__(self, root: Path, stage: str) -> None:
+    tables: set[str] = field(default_factory=set)
+    stacks: dict[str, dict[str, str]] = field(default_factory=dict)  # stack → its parameters
+    log_groups: dict[str, int | None] = field(default_factory=dict)  # group → retention
+    rolled_back: set[str] = field(default_factory=set)  # stacks whose first deploy rolled back
+
+
+def failed(argv: Sequence[str], stderr: str) -> CommandFailed:
+    return CommandFailed(f"{argv[0]} {argv[1]} failed with exit code 254", stderr)
+
+
+class FakeAws:
+    """chalice, sam and aws as far as dagcast uses them: chalice deploy writes
+    .chalice/deployed/<stage>.json like the real one; sam deploy makes the stack (and its table,
+    which sam delete keeps: Retain); describe-stacks answers the outputs of the project's
+    template.yaml resolved for the stage and the parameters sam was given (Stack, test_infra)."""
+
+    def __init__(
+        self,
+        root: Path,
+        stage: str,
+        account: Account | None = None,
+        outputs: dict[str, str | None] | None = None,
+    ) -> None:
         self.root, self.stage = root, stage
+        self.account = account or Account()
+        self.changed_outputs = outputs or {}
         self.calls: list[list[str]] = []
 
-    def __call__(self, argv: Sequence[str]) -> str:
+    def outputs(self) -> dict[str, str]:
+        params = self.account.stacks[f"dagcast-{self.stage}"]
+        tpl = template(self.root / "template.yaml")
+        stack = Stack(self.stage, REGION, ACCOUNT, tpl=tpl, **params)
+        values: dict[str, str | None] = {key: stack.output(key) for key in tpl["Outputs"]}
+        values.update(self.changed_outputs)
+        return {k: v for k, v in values.items() if v is not None}
+
+    def __call__(self, argv: Sequence[str], *, quiet: bool = False) -> str:
         argv = list(argv)
         self.calls.append(argv)
+        arg = {k: v for k, v in itertools.pairwise(argv) if k.startswith("--")}
+        stack, table = f"dagcast-{self.stage}", f"dagcast-{self.stage}"
         if argv[:2] == ["chalice", "deploy"]:
             deployed = self.root / ".chalice" / "deployed"
             deployed.mkdir(exist_ok=True)
@@ -49,83 +96,272 @@ class FakeAws:
                 {
                     "name": fn,
                     "resource_type": "lambda_function",
-                    "lambda_arn": f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:dagcast-{self.stage}-{fn}",
+                    "lambda_arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:dagcast-{self.stage}-{fn}",
                 }
                 for fn in [*FUNCTION_PARAMETERS.values(), "webhook_retry", "api_handler"]
             ]
             (deployed / f"{self.stage}.json").write_text(json.dumps({"resources": resources}))
-        if argv[:2] == ["aws", "sts"]:
+        elif argv[:2] == ["aws", "sts"]:
             return ACCOUNT + "\n"
-        if argv[:2] == ["aws", "cloudformation"]:
-            return json.dumps([{"OutputKey": "EventsUrl", "OutputValue": URL}])
+        elif argv[:3] == ["aws", "dynamodb", "describe-table"]:
+            if arg["--table-name"] not in self.account.tables:
+                raise failed(argv, "An error occurred (ResourceNotFoundException) when calling the "
+                             f"DescribeTable operation: Requested resource not found: Table: {table} not found")  # fmt: skip
+            return "ACTIVE\n"
+        elif argv[:3] == ["aws", "dynamodb", "delete-table"]:
+            self.account.tables.discard(arg["--table-name"])
+        elif argv[:3] == ["aws", "cloudformation", "describe-stack-resources"]:
+            if arg["--stack-name"] not in self.account.stacks:
+                raise failed(argv, "An error occurred (ValidationError) when calling the DescribeStackResources "
+                             f"operation: Stack with id {stack} does not exist")  # fmt: skip
+            return (
+                "DELETE_SKIPPED\n" if arg["--stack-name"] in self.account.rolled_back else "CREATE_COMPLETE\n"
+            )
+        elif argv[:3] == ["aws", "cloudformation", "describe-stacks"]:
+            outputs = self.outputs()
+            return json.dumps([{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()])
+        elif argv[:3] == ["aws", "logs", "create-log-group"]:
+            if arg["--log-group-name"] in self.account.log_groups:
+                raise failed(argv, "An error occurred (ResourceAlreadyExistsException) when calling the "
+                             "CreateLogGroup operation: The specified log group already exists")  # fmt: skip
+            self.account.log_groups[arg["--log-group-name"]] = None
+        elif argv[:3] == ["aws", "logs", "put-retention-policy"]:
+            assert arg["--log-group-name"] in self.account.log_groups, "ResourceNotFoundException"
+            self.account.log_groups[arg["--log-group-name"]] = int(arg["--retention-in-days"])
+        elif argv[:2] == ["sam", "deploy"]:
+            if table in self.account.tables and stack not in self.account.stacks:
+                raise failed(argv, f"Resource handler returned message: {table} already exists")
+            overrides = argv[argv.index("--parameter-overrides") + 1 :]
+            self.account.stacks[stack] = dict(p.split("=", 1) for p in overrides)
+            self.account.tables.add(table)
+        elif argv[:2] == ["sam", "delete"]:
+            self.account.stacks.pop(arg["--stack-name"], None)  # the table stays: DeletionPolicy Retain
         return ""
+
+
+def deploy(project: Path, stage: str, fake: FakeAws, lines: list[str] | None = None, cors: str = "") -> None:
+    say = lines.append if lines is not None else (lambda _: None)
+    Deployer(stage, REGION, project, run=fake, say=say, which=found, cors_origins=cors).deploy()
+
+
+def stage_env(project: Path, stage: str) -> dict[str, str]:
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    env: dict[str, str] = config["stages"][stage]["environment_variables"]
+    return env
 
 
 def test_deploy_runs_chalice_then_the_template_then_chalice_with_the_stream_url(project):
     fake = FakeAws(project, "staging")
     lines: list[str] = []
-    Deployer("staging", "eu-west-1", project, run=fake, say=lines.append, which=found).deploy()
-    tools = [" ".join(c[:2]) for c in fake.calls]
+    deploy(project, "staging", fake, lines)
+    tools = [" ".join(c[:3]) for c in fake.calls]
     assert tools == [
-        "aws sts",
-        "chalice deploy",
-        "sam build",
-        "sam deploy",
-        "aws cloudformation",
-        "chalice deploy",  # again: the API now knows the SSE function URL
+        "aws sts get-caller-identity",
+        "aws dynamodb describe-table",  # no table left by an earlier destroy
+        "chalice deploy --stage",
+        "aws logs create-log-group",  # the API handler's retention
+        "aws logs put-retention-policy",
+        "sam build --template-file",
+        "sam deploy --template-file",
+        "aws cloudformation describe-stacks",
+        "chalice deploy --stage",  # again: the API now knows the SSE function URL
     ]
     sam = next(c for c in fake.calls if c[:2] == ["sam", "deploy"])
     overrides = dict(p.split("=", 1) for p in sam[sam.index("--parameter-overrides") + 1 :])
     template = decode_str((project / "template.yaml").read_text())[0]
     required = {name for name, p in template["Parameters"].items() if "Default" not in p}
     assert required <= set(overrides)  # every parameter without a default is passed
+    assert set(overrides) <= set(template["Parameters"])
     assert overrides["FanoutFunctionArn"].endswith(":function:dagcast-staging-fanout")
-    assert overrides["LambdaWebAdapterLayerArn"].startswith("arn:aws:lambda:eu-west-1:")  # the stack's region
+    assert overrides["LambdaWebAdapterLayerArn"].startswith(f"arn:aws:lambda:{REGION}:")  # the stack's region
+    assert overrides["LogRetentionInDays"] == "14"  # the stage's (made from dev)
     assert sam[sam.index("--stack-name") + 1] == "dagcast-staging"
-    config = json.loads((project / ".chalice" / "config.json").read_text())
-    env = config["stages"]["staging"]["environment_variables"]
-    assert env["DAGCAST_EVENTS_URL"] == URL.rstrip("/")
+    env = stage_env(project, "staging")
+    assert env["DAGCAST_EVENTS_URL"] == fake.outputs()["EventsUrl"].rstrip("/")
+    assert ".lambda-url.eu-west-1." in env["DAGCAST_EVENTS_URL"]
     assert (
         env["DAGCAST_STATE_MACHINE_ARN"]
-        == f"arn:aws:states:eu-west-1:{ACCOUNT}:stateMachine:dagcast-staging-dag"
+        == f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:dagcast-staging-dag"
     )
     assert (
         env["DAGCAST_TABLE"] == "dagcast-staging"
         and env["DAGCAST_STREAM_SECRET_NAME"] == "dagcast-internal/staging/stream-secret"
+        and env["DAGCAST_WEBHOOK_KMS_KEY"] == "alias/dagcast-staging-webhooks"
     )
     policy = (project / ".chalice" / "policy-staging.json").read_text()
     assert "dagcast-staging" in policy and "dagcast-dev" not in policy
     assert any("commit the stage's settings" in line for line in lines)
 
 
+@pytest.mark.parametrize(("stage", "days"), [("dev", 14), ("prod", 90)])
+def test_every_deploy_gives_the_api_log_group_the_stages_retention(project, stage, days):
+    """Chalice 1.34 would put it on /aws/lambda/dagcast-<stage>-api_handler; the API logs to
+    /aws/lambda/dagcast-<stage>. A second deploy finds the group there and sets it again."""
+    shutil.copy(ROOT / ".chalice" / "policy-prod.json", project / ".chalice" / "policy-prod.json")
+    account = Account()
+    deploy(project, stage, FakeAws(project, stage, account))
+    assert account.log_groups == {f"/aws/lambda/dagcast-{stage}": days}
+    assert account.stacks[f"dagcast-{stage}"]["LogRetentionInDays"] == str(days)  # the SSE function's
+    account.log_groups[f"/aws/lambda/dagcast-{stage}"] = None  # someone removed it
+    deploy(project, stage, FakeAws(project, stage, account))  # the group exists: no failure
+    assert account.log_groups == {f"/aws/lambda/dagcast-{stage}": days}
+
+
 def test_a_second_deploy_with_the_same_url_deploys_chalice_once(project):
-    Deployer(
-        "dev", "eu-west-1", project, run=FakeAws(project, "dev"), say=lambda _: None, which=found
-    ).deploy()
-    again = FakeAws(project, "dev")
-    Deployer("dev", "eu-west-1", project, run=again, say=lambda _: None, which=found).deploy()
+    account = Account()
+    deploy(project, "dev", FakeAws(project, "dev", account))
+    again = FakeAws(project, "dev", account)
+    deploy(project, "dev", again)
     assert [c[:2] for c in again.calls].count(["chalice", "deploy"]) == 1
+    # the stack holds the table: an update, not a leftover
+    assert ["aws", "cloudformation", "describe-stack-resources"] in [c[:3] for c in again.calls]
+
+
+@pytest.mark.parametrize(
+    ("output", "value", "variable"),
+    [
+        ("TableName", "dagcast-dev-events", "DAGCAST_TABLE"),
+        (
+            "StateMachineArn",
+            f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:dagcast-dev-workflow",
+            "DAGCAST_STATE_MACHINE_ARN",
+        ),
+        ("StreamSecretName", "dagcast/dev/stream-secret", "DAGCAST_STREAM_SECRET_NAME"),
+        ("WebhookKeyAlias", "alias/dagcast-dev-hooks", "DAGCAST_WEBHOOK_KMS_KEY"),
+    ],
+)
+def test_an_output_that_differs_from_the_stage_stops_the_deploy(project, output, value, variable):
+    fake = FakeAws(project, "dev", outputs={output: value})
+    with pytest.raises(DeployError, match=f"output {output} = '{value}', but {variable} = ") as raised:
+        deploy(project, "dev", fake)
+    assert "must agree" in str(raised.value)
+    assert [c[:2] for c in fake.calls].count(["chalice", "deploy"]) == 1  # not deployed with a wrong URL
+    assert stage_env(project, "dev")["DAGCAST_EVENTS_URL"] == ""  # nothing wired
+
+
+def test_a_stage_without_webhooks_is_not_held_to_the_key_alias(project):
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    config["stages"]["dev"]["environment_variables"]["DAGCAST_WEBHOOK_KMS_KEY"] = ""  # webhooks off
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    deploy(project, "dev", FakeAws(project, "dev"))
+    assert stage_env(project, "dev")["DAGCAST_WEBHOOK_KMS_KEY"] == ""
+
+
+@pytest.mark.parametrize("output", ["EventsUrl", "TableName"])
+def test_a_stack_without_an_output_deploy_reads_stops_it_by_name(project, output):
+    with pytest.raises(DeployError, match=f"the stack dagcast-dev has no output {output}"):
+        deploy(project, "dev", FakeAws(project, "dev", outputs={output: None}))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("TableName: !Sub dagcast-${Stage}", "TableName: !Sub dagcast-${Stage}-events", "output TableName"),
+        ("Name: !Sub dagcast-${Stage}-dag", "Name: !Sub dagcast-${Stage}-workflow", "output StateMachineArn"),
+        (
+            "Value: !Sub dagcast-internal/${Stage}/stream-secret",
+            "Value: !Sub dagcast/${Stage}/stream-secret",
+            "output StreamSecretName",
+        ),
+        (
+            "AliasName: !Sub alias/dagcast-${Stage}-webhooks",
+            "AliasName: !Sub alias/dagcast-${Stage}-hooks",
+            "output WebhookKeyAlias",
+        ),
+        ("  EventsUrl:\n", "  StreamUrl:\n", "no output EventsUrl"),
+    ],
+)
+def test_a_template_that_names_things_otherwise_than_the_stage_stops_the_deploy(project, old, new, message):
+    """The same renames, made in template.yaml: the deploy checks what the stack really made."""
+    path = project / "template.yaml"
+    assert path.read_text().count(old) == 1
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises(DeployError, match=message):
+        deploy(project, "dev", FakeAws(project, "dev"))
+
+
+def test_redeploying_after_destroy_stops_on_the_kept_table_until_it_is_deleted(project):
+    account = Account()
+    deploy(project, "dev", FakeAws(project, "dev", account))
+    lines: list[str] = []
+    Deployer(
+        "dev", REGION, project, run=FakeAws(project, "dev", account), say=lines.append, which=found
+    ).destroy()
+    assert account.tables == {"dagcast-dev"} and not account.stacks
+    assert any("a new `dagcast deploy --stage dev` stops until it is deleted" in line for line in lines)
+    before = (project / ".chalice" / "config.json").read_text()
+    again = FakeAws(project, "dev", account)
+    with pytest.raises(DeployError) as raised:
+        deploy(project, "dev", again)
+    message = str(raised.value)
+    assert "the table dagcast-dev exists but no stack dagcast-dev holds it" in message
+    assert "Nothing was changed" in message
+    assert "`aws dynamodb delete-table --table-name dagcast-dev --region eu-west-1`" in message
+    assert [c[:3] for c in again.calls] == [
+        ["aws", "sts", "get-caller-identity"],
+        ["aws", "dynamodb", "describe-table"],
+        ["aws", "cloudformation", "describe-stack-resources"],
+    ]  # before chalice, sam or any file
+    assert (project / ".chalice" / "config.json").read_text() == before
+    FakeAws(project, "dev", account)(["aws", "dynamodb", "delete-table", "--table-name", "dagcast-dev"])
+    deploy(project, "dev", FakeAws(project, "dev", account))  # what the message says works
+    assert account.tables == {"dagcast-dev"} and "dagcast-dev" in account.stacks
+
+
+def test_a_table_kept_by_a_rolled_back_first_deploy_stops_the_deploy_with_both_deletes(project):
+    account = Account(tables={"dagcast-dev"}, stacks={"dagcast-dev": {}}, rolled_back={"dagcast-dev"})
+    fake = FakeAws(project, "dev", account)
+    with pytest.raises(DeployError) as raised:
+        deploy(project, "dev", fake)
+    message = str(raised.value)
+    assert "the stack dagcast-dev no longer holds it (DELETE_SKIPPED)" in message
+    assert "`sam delete --stack-name dagcast-dev --region eu-west-1 --no-prompts`" in message
+    assert "`aws dynamodb delete-table --table-name dagcast-dev --region eu-west-1`" in message
+    assert ["chalice", "deploy"] not in [c[:2] for c in fake.calls]
+
+
+def test_a_failed_table_lookup_stops_the_deploy_with_what_aws_said(project):
+    class Denied(FakeAws):
+        def __call__(self, argv: Sequence[str], *, quiet: bool = False) -> str:
+            if list(argv[:3]) == ["aws", "dynamodb", "describe-table"]:
+                raise failed(argv, "An error occurred (AccessDeniedException): not authorized")
+            return super().__call__(argv, quiet=quiet)
+
+    with pytest.raises(DeployError, match="AccessDeniedException"):
+        deploy(project, "dev", Denied(project, "dev"))
+
+
+def test_quiet_commands_keep_their_stderr_for_the_caller(capsys):
+    assert run_command([sys.executable, "-c", "print('out')"]) == "out\n"
+    with pytest.raises(CommandFailed) as raised:
+        run_command(
+            [sys.executable, "-c", "import sys; sys.stderr.write('no such table'); sys.exit(3)"], quiet=True
+        )
+    assert raised.value.stderr == "no such table"
+    assert str(raised.value) == f"{Path(sys.executable).name} -c failed with exit code 3"
+    assert capsys.readouterr().out == "out\n"
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(project):
     before = {p: p.read_text() for p in (project / ".chalice").iterdir()}
     lines: list[str] = []
     fake = FakeAws(project, "prod")
-    Deployer("prod", "eu-west-1", project, dry_run=True, run=fake, say=lines.append, which=found).deploy()
+    Deployer("prod", REGION, project, dry_run=True, run=fake, say=lines.append, which=found).deploy()
     assert fake.calls == []
     assert {p: p.read_text() for p in (project / ".chalice").iterdir()} == before
     assert any(line.startswith("$ chalice deploy --stage prod") for line in lines)
     assert any(line.startswith("$ sam deploy") and "FanoutFunctionArn=<fanout ARN" in line for line in lines)
+    assert any(line.startswith("would check that the stack's outputs are the stage's") for line in lines)
 
 
 def test_destroy_deletes_the_stack_then_chalice_and_keeps_the_table_unless_asked(project):
     fake = FakeAws(project, "dev")
     lines: list[str] = []
-    Deployer("dev", "eu-west-1", project, run=fake, say=lines.append, which=found).destroy()
+    Deployer("dev", REGION, project, run=fake, say=lines.append, which=found).destroy()
     assert [c[:2] for c in fake.calls] == [["sam", "delete"], ["chalice", "delete"]]
     assert any("kept the table dagcast-dev" in line for line in lines)
     fake = FakeAws(project, "dev")
-    Deployer("dev", "eu-west-1", project, run=fake, say=lambda _: None, which=found).destroy(delete_data=True)
+    Deployer("dev", REGION, project, run=fake, say=lambda _: None, which=found).destroy(delete_data=True)
     assert fake.calls[-1][:3] == ["aws", "dynamodb", "delete-table"]
 
 
@@ -140,18 +376,34 @@ def test_the_cli_refuses_a_bad_stage_and_works_as_a_dry_run(capsys, monkeypatch)
     from dagcast.cli import main
 
     with pytest.raises(SystemExit):
-        main(["deploy", "--stage", "Bad_Stage", "--dry-run", "--region", "eu-west-1"])
+        main(["deploy", "--stage", "Bad_Stage", "--dry-run", "--region", REGION])
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)  # restored after the test
     monkeypatch.delenv("AWS_REGION", raising=False)
-    assert main(["deploy", "--stage", "dev", "--dry-run", "--region", "eu-west-1"]) == 0
+    assert main(["deploy", "--stage", "dev", "--dry-run", "--region", REGION]) == 0
     out = capsys.readouterr().out
     assert "$ sam deploy" in out and "would have deployed stage dev" in out
-    assert os.environ["AWS_DEFAULT_REGION"] == "eu-west-1"  # chalice deploys where the stack goes
+    assert os.environ["AWS_DEFAULT_REGION"] == REGION  # chalice deploys where the stack goes
+
+
+def test_the_dry_run_shown_in_the_docs_is_what_deploy_prints(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    from dagcast.cli import main
+
+    assert main(["deploy", "--stage", "dev", "--dry-run"]) == 0
+    printed = capsys.readouterr().out.strip()
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    shown = docs.split(
+        "AWS_REGION=eu-west-1 .venv/bin/dagcast deploy --stage dev --dry-run`\nin this repository:\n\n```\n",
+        1,
+    )[1]
+    assert shown.split("\n```", 1)[0].strip() == printed
 
 
 def test_missing_tools_are_named_with_how_to_install_them(project):
-    deployer = Deployer("dev", "eu-west-1", project, run=FakeAws(project, "dev"), which=lambda t: None)
+    deployer = Deployer("dev", REGION, project, run=FakeAws(project, "dev"), which=lambda t: None)
     with pytest.raises(DeployError, match="sam: install the AWS SAM CLI") as raised:
         deployer.deploy()
     assert "aws: install the AWS CLI" in str(raised.value)
@@ -161,19 +413,9 @@ def test_a_stage_without_api_keys_gets_one_shown_once_and_only_its_digest_stored
     from chalicelib.gate import key_digest
 
     lines: list[str] = []
-    deployer = Deployer(
-        "staging",
-        "eu-west-1",
-        project,
-        run=FakeAws(project, "staging"),
-        say=lines.append,
-        which=found,
-        cors_origins="https://app.example",
-    )
-    deployer.deploy()
-    env = json.loads((project / ".chalice" / "config.json").read_text())["stages"]["staging"][
-        "environment_variables"
-    ]
+    account = Account()
+    deploy(project, "staging", FakeAws(project, "staging", account), lines, cors="https://app.example")
+    env = stage_env(project, "staging")
     shown = [line.split("\n")[1].strip() for line in lines if line.startswith("API key of stage staging")]
     assert len(shown) == 1 and shown[0].startswith("dk_")
     assert env["DAGCAST_API_KEYS"] == key_digest(shown[0])
@@ -181,11 +423,6 @@ def test_a_stage_without_api_keys_gets_one_shown_once_and_only_its_digest_stored
     assert env["DAGCAST_CORS_ORIGINS"] == "https://app.example"
     # A second deploy keeps the key.
     again: list[str] = []
-    Deployer(
-        "staging", "eu-west-1", project, run=FakeAws(project, "staging"), say=again.append, which=found
-    ).deploy()
+    deploy(project, "staging", FakeAws(project, "staging", account), again)
     assert not [line for line in again if line.startswith("API key")]
-    env2 = json.loads((project / ".chalice" / "config.json").read_text())["stages"]["staging"][
-        "environment_variables"
-    ]
-    assert env2["DAGCAST_API_KEYS"] == env["DAGCAST_API_KEYS"]
+    assert stage_env(project, "staging")["DAGCAST_API_KEYS"] == env["DAGCAST_API_KEYS"]

@@ -1,8 +1,10 @@
 """Offline checks of the cloud artefacts: template.yaml, the Chalice config and the ASL agree
-with the code."""
+with the code, and with each other for every stage."""
 
 from __future__ import annotations
 
+import ast
+import fnmatch
 import inspect
 import json
 import os
@@ -11,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +24,173 @@ from samtranslator.translator.transform import transform
 
 from chalicelib.config import ASL_SUBSTITUTIONS
 from chalicelib.store import table_definition
+from dagcast.deploy import (
+    EVENTS_URL_OUTPUT,
+    FUNCTION_PARAMETERS,
+    STAGE_OUTPUTS,
+    WEB_ADAPTER_LAYER,
+    api_log_group,
+    log_retention,
+    stage_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def template() -> dict[str, Any]:
-    decoded, errors = decode_str((ROOT / "template.yaml").read_text())
+def template(path: Path | None = None) -> dict[str, Any]:
+    decoded, errors = decode_str((path or ROOT / "template.yaml").read_text())
     assert not errors, errors
     parsed: dict[str, Any] = json.loads(json.dumps(decoded))
     return parsed
+
+
+def chalice_config() -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return config
+
+
+STAGES = sorted(chalice_config()["stages"])
+
+
+def stage_env(stage: str) -> dict[str, str]:
+    """What every Chalice Lambda of the stage gets: the top level's variables, then the stage's."""
+    config = chalice_config()
+    return {**config["environment_variables"], **config["stages"][stage]["environment_variables"]}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+class Stack:
+    """template.yaml resolved offline for one stage, as CloudFormation would: the parameters
+    `dagcast deploy` passes (the stage, the Chalice function ARNs) and the defaults, the pseudo
+    parameters, and Ref/GetAtt of the resource types the template uses. Anything else (a new
+    resource type, a missing resource) raises, so a test that resolves it fails."""
+
+    def __init__(
+        self,
+        stage: str,
+        region: str = "REGION",
+        account: str = "ACCOUNT",
+        tpl: dict[str, Any] | None = None,
+        **parameters: str,
+    ) -> None:
+        self.tpl = tpl or template()
+        self.stage, self.region, self.account = stage, region, account
+        self.params = {n: str(p["Default"]) for n, p in self.tpl["Parameters"].items() if "Default" in p}
+        self.params["Stage"] = stage
+        self.params.update(
+            {
+                param: f"arn:aws:lambda:{region}:{account}:function:dagcast-{stage}-{fn}"
+                for param, fn in FUNCTION_PARAMETERS.items()
+            }
+        )
+        self.params.update(parameters)
+        self.pseudo = {
+            "AWS::Region": region,
+            "AWS::AccountId": account,
+            "AWS::Partition": "aws",
+            "AWS::StackName": f"dagcast-{stage}",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+
+    def resource(self, name: str) -> tuple[str, dict[str, Any]]:
+        res = self.tpl["Resources"][name]
+        return str(res["Type"]), dict(res.get("Properties", {}))
+
+    def _arn(self, service: str, rest: str) -> str:
+        return f"arn:aws:{service}:{self.region}:{self.account}:{rest}"
+
+    def ref(self, name: str) -> str:
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in self.params:
+            return self.params[name]
+        kind, props = self.resource(name)
+        if kind == "AWS::DynamoDB::Table":
+            return self.text(props["TableName"])
+        if kind == "AWS::Serverless::StateMachine":
+            return self._arn("states", "stateMachine:" + self.text(props["Name"]))
+        if kind == "AWS::Serverless::Function":
+            return self.text(props["FunctionName"])
+        if kind == "AWS::SecretsManager::Secret":
+            return self._arn("secretsmanager", f"secret:{self.text(props['Name'])}-AbCdEf")
+        if kind == "AWS::KMS::Key":
+            return f"key-id-of-{name}"
+        if kind == "AWS::KMS::Alias":
+            return self.text(props["AliasName"])
+        if kind == "AWS::SQS::Queue":
+            return f"https://sqs.{self.region}.amazonaws.com/{self.account}/{self.text(props['QueueName'])}"
+        if kind == "AWS::Logs::LogGroup":
+            return self.text(props["LogGroupName"])
+        raise KeyError(f"Ref of {kind} ({name}) is not modelled by Stack")
+
+    def getatt(self, name: str, attr: str) -> str:
+        if name.endswith("Url") and attr == "FunctionUrl":  # SAM's <Function>Url of a FunctionUrlConfig
+            kind, props = self.resource(name[: -len("Url")])
+            assert kind == "AWS::Serverless::Function" and "FunctionUrlConfig" in props, name
+            return f"https://{name.lower()}-id.lambda-url.{self.region}.on.aws/"
+        kind, props = self.resource(name)
+        if kind == "AWS::DynamoDB::Table" and attr in ("Arn", "StreamArn"):
+            arn = self._arn("dynamodb", "table/" + self.ref(name))
+            return arn if attr == "Arn" else arn + "/stream/2025-01-01T00:00:00.000"
+        if kind == "AWS::SQS::Queue" and attr in ("Arn", "QueueName"):
+            queue = self.text(props["QueueName"])
+            return self._arn("sqs", queue) if attr == "Arn" else queue
+        if kind == "AWS::KMS::Key" and attr == "Arn":
+            return self._arn("kms", "key/" + self.ref(name))
+        if kind == "AWS::Serverless::Function" and attr == "Arn":
+            return self._arn("lambda", "function:" + self.ref(name))
+        if kind == "AWS::Logs::LogGroup" and attr == "Arn":
+            return self._arn("logs", f"log-group:{self.ref(name)}:*")
+        raise KeyError(f"GetAtt {name}.{attr} ({kind}) is not modelled by Stack")
+
+    def sub(self, text: str, names: dict[str, Any]) -> str:
+        def one(match: re.Match[str]) -> str:
+            inner = match.group(1)
+            if inner.startswith("!"):
+                return "${" + inner[1:] + "}"
+            if inner in names:
+                return self.text(names[inner])
+            if "." in inner:
+                return self.getatt(*inner.split(".", 1))
+            return self.ref(inner)
+
+        return re.sub(r"\$\{([^}]+)\}", one, text)
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            [(fn, arg)] = value.items()
+            if fn == "Ref":
+                return self.ref(arg)
+            if fn == "Fn::GetAtt":
+                name, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self.getatt(name, attr)
+            if fn == "Fn::Sub":
+                text, names = (arg, {}) if isinstance(arg, str) else arg
+                return self.sub(text, names)
+            if fn == "Fn::Select":
+                return self(arg[1])[int(self(arg[0]))]
+            if fn == "Fn::Split":
+                return self.text(arg[1]).split(arg[0])
+            if fn == "Fn::Join":
+                return arg[0].join(self.text(v) for v in self(arg[1]))
+            assert not fn.startswith("Fn::"), f"{fn} is not modelled by Stack"
+        return {k: self(v) for k, v in value.items()}
+
+    def text(self, value: Any) -> str:
+        return str(self(value))
+
+    def output(self, key: str) -> str:
+        return self.text(self.tpl["Outputs"][key]["Value"])
+
+    def props(self, name: str) -> dict[str, Any]:
+        return self.resource(name)[1]
 
 
 def test_sam_translates_the_template_to_cloudformation(monkeypatch: pytest.MonkeyPatch):
@@ -47,6 +209,9 @@ def test_sam_translates_the_template_to_cloudformation(monkeypatch: pytest.Monke
     assert types["DagStateMachine"] == "AWS::StepFunctions::StateMachine"
     assert types["SseFunctionUrl"] == "AWS::Lambda::Url"
     assert out["Resources"]["SseFunctionUrl"]["Properties"]["InvokeMode"] == "RESPONSE_STREAM"
+    sse = out["Resources"]["SseFunction"]["Properties"]  # SAM keeps the layer and the log group
+    assert sse["Layers"] == [{"Ref": "LambdaWebAdapterLayerArn"}]
+    assert sse["LoggingConfig"] == {"LogGroup": {"Ref": "SseLogGroup"}}
 
 
 def test_template_passes_cfn_lint_including_the_sam_transform():
@@ -75,15 +240,166 @@ def test_template_substitutes_every_asl_placeholder():
 
 
 def test_sse_function_streams_through_the_web_adapter():
-    fn = template()["Resources"]["SseFunction"]["Properties"]
-    assert fn["FunctionUrlConfig"]["InvokeMode"] == "RESPONSE_STREAM"
-    assert fn["Environment"]["Variables"]["AWS_LWA_INVOKE_MODE"] == "response_stream"
-    assert fn["Timeout"] == 900
+    """The function URL streams only through the Lambda Web Adapter: the layer, run.sh as the
+    handler, the exec wrapper that starts the adapter, response_stream on both sides, 900 s."""
+    stack = Stack("dev")
+    fn = stack.props("SseFunction")
+    assert fn["Layers"] == [{"Ref": "LambdaWebAdapterLayerArn"}]
+    assert stack.ref("LambdaWebAdapterLayerArn") == WEB_ADAPTER_LAYER.format(region="us-east-1")
+    assert fn["Handler"] == "run.sh" and fn["Runtime"] == "python3.12"
     env = fn["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert fn["FunctionUrlConfig"]["InvokeMode"] == "RESPONSE_STREAM"
+    assert fn["Timeout"] == 900
+    assert float(stack.ref("MaxStreamSeconds")) < fn["Timeout"]  # streams end before the function does
     assert env["DAGCAST_AUTH"] == "on" and env["DAGCAST_STREAM_SECRET_NAME"] == {"Ref": "StreamSecret"}
     assert env["DAGCAST_MAX_STREAM_SECONDS"] == {"Ref": "MaxStreamSeconds"}
-    mapping = template()["Resources"]["FanoutMapping"]["Properties"]
+    # run.sh starts the app the SSE code defines, on the port the adapter proxies to
+    run_sh = (ROOT / "infra" / "sse" / "run.sh").read_text()
+    assert "chalicelib.sse_app:app_factory" in run_sh and '"${PORT:-8080}"' in run_sh
+    from chalicelib import sse_app
+
+    assert callable(sse_app.app_factory) and env["PORT"] == "8080"
+    # sam build (BuildMethod: makefile) ships run.sh, for the runtime's Python
+    makefile = (ROOT / "Makefile").read_text()
+    build = makefile[makefile.index("build-SseFunction:") :]
+    assert fn["CodeUri"] == "." and "infra/sse/run.sh" in build and "--python-version 3.12" in build
+    mapping = stack.props("FanoutMapping")
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_stack_makes_what_each_chalice_stage_names(stage: str):
+    """The names template.yaml gives each stage's resources are the ones the Chalice stage's
+    settings use (what `dagcast deploy` checks against the outputs after `sam deploy`)."""
+    stack = Stack(stage)
+    env = stage_env(stage)
+    for output, var in STAGE_OUTPUTS.items():
+        assert stack.output(output) == env[var], f"template.yaml's output {output} for {stage} is not {var}"
+    # the outputs are the resources' own names
+    assert env["DAGCAST_TABLE"] == stack.ref("EventsTable") == f"dagcast-{stage}"
+    assert env["DAGCAST_STATE_MACHINE_ARN"] == stack.ref("DagStateMachine")
+    secret = stack.ref("StreamSecret")
+    assert secret.startswith(
+        f"arn:aws:secretsmanager:REGION:ACCOUNT:secret:{env['DAGCAST_STREAM_SECRET_NAME']}-"
+    )
+    assert env["DAGCAST_WEBHOOK_KMS_KEY"] == stack.ref("WebhookKeyAlias")
+    assert stack(stack.props("WebhookKeyAlias")["TargetKeyId"]) == stack.ref("WebhookKey")
+    # the state machine ARN dagcast deploy writes for an account and region is the stack's
+    written = stage_config(chalice_config(), stage, "eu-west-1", "123456789012")
+    real = Stack(stage, "eu-west-1", "123456789012")
+    assert written["stages"][stage]["environment_variables"]["DAGCAST_STATE_MACHINE_ARN"] == real.ref(
+        "DagStateMachine"
+    )
+    # the SSE function reads the table and the secret the API writes and signs with
+    sse = {k: stack.text(v) for k, v in stack.props("SseFunction")["Environment"]["Variables"].items()}
+    assert sse["DAGCAST_TABLE"] == env["DAGCAST_TABLE"]
+    assert sse["DAGCAST_STREAM_SECRET_NAME"] == secret  # Secrets Manager takes the ARN as the name
+    assert sse["DAGCAST_AUTH"] == env["DAGCAST_AUTH"]
+    # the stream → fan-out mapping feeds the stage's fan-out
+    assert stack.text(stack.props("FanoutMapping")["FunctionName"]).endswith(
+        f":function:dagcast-{stage}-fanout"
+    )
+
+
+def allowed(policy: dict[str, Any], action: str, arn: str) -> bool:
+    return any(
+        st["Effect"] == "Allow"
+        and any(fnmatch.fnmatchcase(action, a) for a in as_list(st["Action"]))
+        and any(fnmatch.fnmatchcase(arn, r) for r in as_list(st["Resource"]))
+        for st in policy["Statement"]
+    )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_policy_reaches_the_resources_the_stack_makes(stage: str):
+    stack = Stack(stage, "eu-west-1", "123456789012")
+    policy_file = chalice_config()["stages"][stage]["iam_policy_file"]
+    policy = json.loads((ROOT / ".chalice" / policy_file).read_text())
+    table = stack.getatt("EventsTable", "Arn")
+    machine = stack.ref("DagStateMachine")
+    needs = {
+        "dynamodb:PutItem": table,
+        "dynamodb:Query": table + "/index/GSI1",
+        "dynamodb:GetRecords": stack.getatt("EventsTable", "StreamArn"),
+        "states:StartExecution": machine,
+        "states:StopExecution": machine.replace(":stateMachine:", ":execution:") + ":dag-exec_1",
+        "secretsmanager:GetSecretValue": stack.ref("StreamSecret"),
+        "sqs:SendMessage": stack.getatt("FanoutFailures", "Arn"),
+        "kms:Decrypt": stack.getatt("WebhookKey", "Arn"),
+    }
+    for action, arn in needs.items():
+        assert allowed(policy, action, arn), f"{policy_file} does not allow {action} on {arn}"
+    bus = stage_env(stage)["DAGCAST_EVENT_BUS"]  # the template makes no bus: any the stage names
+    if bus:
+        arn = bus if bus.startswith("arn:") else f"arn:aws:events:eu-west-1:123456789012:event-bus/{bus}"
+        assert allowed(policy, "events:PutEvents", arn)
+
+
+def test_every_output_deploy_reads_is_in_the_template():
+    outputs = template()["Outputs"]
+    for key in (*STAGE_OUTPUTS, EVENTS_URL_OUTPUT):
+        assert key in outputs, f"dagcast/deploy.py reads the output {key}: template.yaml has none"
+    url = Stack("dev").output(EVENTS_URL_OUTPUT)
+    assert url.startswith("https://") and ".lambda-url." in url  # the SSE function's URL
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_alarms_watch_failed_executions_the_fan_out_and_the_sse_function(stage: str):
+    stack = Stack(stage)
+    alarms = [
+        (p["Namespace"], p["MetricName"], {d["Name"]: stack.text(d["Value"]) for d in p["Dimensions"]})
+        for name, r in stack.tpl["Resources"].items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        for p in [stack.props(name)]
+    ]
+    assert ("AWS/States", "ExecutionsFailed", {"StateMachineArn": stack.ref("DagStateMachine")}) in alarms
+    assert ("AWS/Lambda", "IteratorAge", {"FunctionName": f"dagcast-{stage}-fanout"}) in alarms
+    assert ("AWS/Lambda", "Errors", {"FunctionName": f"dagcast-{stage}-sse"}) in alarms
+    assert stack.ref("SseFunction") == f"dagcast-{stage}-sse"
+    for name, r in stack.tpl["Resources"].items():
+        if r["Type"] == "AWS::CloudWatch::Alarm":
+            props = stack.props(name)
+            assert props["ComparisonOperator"] == "GreaterThanThreshold" and props["EvaluationPeriods"] >= 1
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_function_dagcast_deploys_keeps_its_logs_for_the_stages_retention(stage: str):
+    """Chalice's functions through Chalice; not the API handler, whose group Chalice 1.34 names
+    after `api_handler` instead of the function (dagcast deploy sets it: test_deploy.py); the SSE
+    function through its own log group in template.yaml."""
+    from chalice.config import Config
+
+    import app
+
+    config = chalice_config()
+    days = log_retention(config, stage)
+    assert days
+    chalice_functions = [f.name for f in app.app.pure_lambda_functions] + [
+        e.name for e in app.app.event_sources
+    ]
+    assert "fanout" in chalice_functions and "webhook_retry" in chalice_functions
+    for name in chalice_functions:
+        scoped = Config(chalice_stage=stage, function_name=name, config_from_disk=config)
+        assert scoped.log_retention_in_days == days, name
+    api = Config(chalice_stage=stage, function_name="api_handler", config_from_disk=config)
+    assert not api.log_retention_in_days  # off in Chalice, see above
+    assert api_log_group(stage) == f"/aws/lambda/{config['app_name']}-{stage}"
+    stack = Stack(stage, LogRetentionInDays=str(days))  # as dagcast deploy passes it
+    assert str(days) in [str(v) for v in stack.tpl["Parameters"]["LogRetentionInDays"]["AllowedValues"]]
+    functions = [
+        n
+        for n, r in stack.tpl["Resources"].items()
+        if r["Type"] in ("AWS::Serverless::Function", "AWS::Lambda::Function")
+    ]
+    assert functions == ["SseFunction"]
+    for name in functions:
+        group = stack.props(name)["LoggingConfig"]["LogGroup"]
+        kind, props = stack.resource(group["Ref"])
+        assert kind == "AWS::Logs::LogGroup"
+        assert stack.text(props["LogGroupName"]) == f"/aws/lambda/{stack.ref(name)}"
+        assert stack.text(props["RetentionInDays"]) == str(days)
 
 
 def test_chalice_stage_sets_the_settings_the_code_requires():
@@ -237,6 +553,119 @@ def test_the_iam_policy_grants_exactly_what_the_code_calls():
         assert granted - needed - ROLE_ACTIONS == set(), f"policy-{stage}.json grants what nothing calls"
 
 
+# The SSE function's own code: what it runs besides what it takes from other modules.
+SSE_MODULES = ("sse_app", "sse", "hub")
+# Names that mark a call to AWS: boto3, the clients the factory hands out, powertools' parameter
+# reads; and any `.client(...)` call.
+AWS_MARKERS = {"boto3", "_db", "_sfn", "_kms", "eventbridge", "get_secret", "get_parameter"}
+
+
+def _names(node: ast.AST) -> set[str]:
+    return {
+        n.id if isinstance(n, ast.Name) else n.attr
+        for n in ast.walk(node)
+        if isinstance(n, ast.Name | ast.Attribute)
+    }
+
+
+def aws_uses(node: ast.AST) -> set[str]:
+    clients = {
+        "client()"
+        for n in ast.walk(node)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "client"
+    }
+    return (_names(node) & AWS_MARKERS) | clients
+
+
+def store_methods() -> dict[str, tuple[set[str], set[str]]]:
+    """DynamoStore's methods (its base Table's too): what each calls on self, and the DynamoDB
+    operations (botocore names) it calls on self._db."""
+    methods: dict[str, tuple[set[str], set[str]]] = {}
+    for cls in ast.parse((ROOT / "chalicelib" / "store.py").read_text()).body:
+        if isinstance(cls, ast.ClassDef) and cls.name in ("Table", "DynamoStore"):
+            for fn in cls.body:
+                if not isinstance(fn, ast.FunctionDef):
+                    continue
+                calls, ops = set(), set()
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                        owner = node.func.value
+                        if isinstance(owner, ast.Name) and owner.id == "self":
+                            calls.add(node.func.attr)
+                        elif ast.unparse(owner) == "self._db":
+                            ops.add(node.func.attr)
+                methods[fn.name] = (calls, ops)
+    return methods
+
+
+def sse_actions() -> set[str]:
+    """The IAM actions code reachable from the SSE entry point (chalicelib.sse_app) needs: the
+    DynamoStore methods the SSE modules call, with the methods those call, to their DynamoDB
+    operations; and the stream secret, which Settings.from_env reads when the function is given
+    DAGCAST_STREAM_SECRET_NAME. What the derivation relies on is asserted first."""
+    import boto3
+    from botocore import xform_name
+
+    trees = {m: ast.parse((ROOT / "chalicelib" / f"{m}.py").read_text()) for m in SSE_MODULES}
+    # sse_app takes only the store from build_services (which also builds the other clients)
+    services = [
+        n
+        for n in ast.walk(trees["sse_app"])
+        if isinstance(n, ast.Call) and ast.unparse(n.func) == "build_services"
+    ]
+    assert services and all(f"{ast.unparse(n)}.store" in ast.unparse(trees["sse_app"]) for n in services)
+    assert ast.unparse(trees["sse_app"]).count("build_services()") == ast.unparse(trees["sse_app"]).count(
+        "build_services().store"
+    ), "the SSE function uses more than the store of build_services(): extend sse_actions"
+    # the SSE modules call AWS only through the store, and so does what they import from elsewhere
+    for module, tree in trees.items():
+        assert not aws_uses(tree), f"chalicelib/{module}.py calls AWS itself: extend sse_actions"
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 1 and node.module):
+                continue
+            if node.module in (*SSE_MODULES, "store", "config", "factory"):
+                continue  # derived below (store, config), or checked above (factory)
+            source = ast.parse((ROOT / "chalicelib" / f"{node.module}.py").read_text())
+            for alias in node.names:
+                defs: list[ast.AST] = [d for d in source.body if getattr(d, "name", None) == alias.name]
+                defn = defs[0] if defs else source  # a module imported whole: all of it
+                assert not aws_uses(defn), (
+                    f"chalicelib/{module}.py uses {node.module}.{alias.name}, which calls AWS: extend sse_actions"
+                )
+    methods = store_methods()
+    todo = sorted(set().union(*(_names(tree) for tree in trees.values())) & set(methods))
+    assert {"events_after", "get_meta"} <= set(todo)  # the walk works
+    reached: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo += sorted(methods[name][0] & set(methods))
+    ops = set().union(*(methods[name][1] for name in reached))
+    model = boto3.Session(region_name="us-east-1").client("dynamodb").meta.service_model
+    operations = {xform_name(op): op for op in model.operation_names}
+    needed = {f"dynamodb:{operations[op]}" for op in ops}
+    env = template()["Resources"]["SseFunction"]["Properties"]["Environment"]["Variables"]
+    config = ast.parse((ROOT / "chalicelib" / "config.py").read_text())
+    [read_secret] = [d for d in config.body if getattr(d, "name", None) == "_read_secret"]
+    if "DAGCAST_STREAM_SECRET_NAME" in env and "get_secret" in _names(read_secret):
+        needed.add("secretsmanager:GetSecretValue")
+    return needed
+
+
+def test_the_sse_function_role_grants_exactly_what_its_code_calls():
+    needed = sse_actions()
+    assert {"dynamodb:Query", "dynamodb:GetItem", "secretsmanager:GetSecretValue"} <= needed  # the scan works
+    stack = Stack("dev")
+    statements = [st for policy in stack.props("SseFunction")["Policies"] for st in policy["Statement"]]
+    granted = {a for st in statements for a in as_list(st["Action"])}
+    assert needed - granted == set(), "the SSE function's policy (template.yaml) misses what its code calls"
+    assert granted - needed == set(), "the SSE function's policy grants what its code never calls"
+    table = stack.getatt("EventsTable", "Arn")
+    resources = {stack.text(r) for st in statements for r in as_list(st["Resource"])}
+    assert {table, table + "/index/*", stack.ref("StreamSecret")} == resources
+
+
 def test_every_policy_statement_is_scoped():
     for stage in ("dev", "prod"):
         policy = json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
@@ -256,41 +685,210 @@ def test_the_prod_policy_is_the_dev_policy_for_prod_resources():
     assert (ROOT / ".chalice" / "policy-prod.json").read_text() == for_stage(dev, "prod")
 
 
-def code_env_vars() -> set[str]:
-    text = "\n".join(p.read_text() for p in CODE)
-    return set(re.findall(r"DAGCAST_[A-Z_]+", text))
+# ------------------------------------------------------------- the environment the code reads
 
 
-def test_every_environment_variable_set_is_one_the_code_reads_and_stages_are_valid(monkeypatch):
+@dataclass(frozen=True)
+class EnvRead:
+    name: str | None  # None: the name is computed (a job's own variable, say)
+    required: bool  # os.environ[...] or a Settings field without a default
+    where: str
+
+
+def _literal(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _is_environ(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "environ"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "os"
+    ) or (isinstance(node, ast.Name) and node.id == "environ")
+
+
+def _functions(tree: ast.AST) -> Iterator[tuple[str, ast.AST]]:
+    """Every node with the name of the function (or module) it is in."""
+
+    def walk(node: ast.AST, where: str) -> Iterator[tuple[str, ast.AST]]:
+        for child in ast.iter_child_nodes(node):
+            inner = child.name if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) else where
+            yield inner, child
+            yield from walk(child, inner)
+
+    yield from walk(tree, "<module>")
+
+
+def env_reads(path: Path) -> list[EnvRead]:
+    """The environment variables a module reads: os.environ[...] (required), os.environ.get,
+    os.getenv and `in os.environ` (optional: a default, or None, which the code handles), and for
+    chalicelib/config.py the _ENV table Settings.from_env reads (required where the Settings
+    field has no default). Comments and docstrings are not code: they do not count."""
     from chalicelib.config import Settings
 
-    read = code_env_vars()
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    tree = ast.parse(path.read_text())
+    reads: list[EnvRead] = []
+    rel = path.relative_to(ROOT).as_posix()
+    for where, node in _functions(tree):
+        here = f"{rel}:{where}"
+        if isinstance(node, ast.Subscript) and _is_environ(node.value):
+            reads.append(EnvRead(_literal(node.slice), True, here))
+        elif isinstance(node, ast.Call):
+            f = node.func
+            getter = isinstance(f, ast.Attribute) and (
+                (f.attr == "get" and _is_environ(f.value))
+                or (f.attr == "getenv" and isinstance(f.value, ast.Name) and f.value.id == "os")
+            )
+            if getter or (isinstance(f, ast.Name) and f.id == "getenv"):
+                reads.append(EnvRead(_literal(node.args[0]) if node.args else None, False, here))
+        elif isinstance(node, ast.Compare) and any(_is_environ(c) for c in node.comparators):
+            reads.append(EnvRead(_literal(node.left), False, here))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [ast.unparse(x) for x in node.targets] == ["_ENV"]:
+            assert isinstance(node.value, ast.Dict)
+            from_env = inspect.getsource(Settings.from_env)
+            assert "_ENV.items()" in from_env, "Settings.from_env no longer reads the _ENV table"
+            for key, value in zip(node.value.keys, node.value.values, strict=True):
+                field, var = _literal(key), _literal(value)
+                assert field in Settings.model_fields, f"_ENV names {field}, which Settings has not"
+                required = Settings.model_fields[field].is_required()
+                reads.append(EnvRead(var, required, f"{rel}:Settings.{field}"))
+    return reads
+
+
+def module_closure(entry: Path, skip: frozenset[str] = frozenset()) -> list[Path]:
+    """``entry`` and every project module it imports (at any depth, in functions too)."""
+    seen: dict[Path, None] = {}
+    todo = [entry]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen[path] = None
+        package = path.relative_to(ROOT).parent.as_posix().replace("/", ".")
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package if node.level else ""
+                module = ".".join(x for x in (base, node.module or "") if x)
+                names = [module] + ([f"{module}.{a.name}" for a in node.names] if not node.module else [])
+            for name in names:
+                target = ROOT / (name.replace(".", "/") + ".py")
+                if target.exists() and name not in skip:
+                    todo.append(target)
+    return sorted(seen)
+
+
+CHALICE_CODE = module_closure(ROOT / "app.py")
+SSE_CODE = module_closure(ROOT / "chalicelib" / "sse_app.py")
+# Set for the function, read by what runs it rather than by dagcast's code.
+READ_BY_THE_PLATFORM = {
+    "POWERTOOLS_SERVICE_NAME": "aws-lambda-powertools: the service name of its logs, metrics, traces",
+    "AWS_LAMBDA_EXEC_WRAPPER": "the Lambda runtime: /opt/bootstrap starts the Web Adapter",
+    "AWS_LWA_INVOKE_MODE": "the Lambda Web Adapter: response streaming",
+}
+# Reads of a variable whose name comes from elsewhere (a job names its LLM key's variable).
+COMPUTED_READS = {"chalicelib/kinds.py:resolve_key"}
+
+
+def run_sh_reads() -> set[str]:
+    text = (ROOT / "infra" / "sse" / "run.sh").read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    return set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", code))
+
+
+def function_environments() -> dict[str, tuple[list[Path], dict[str, Any]]]:
+    """Each function dagcast deploys: the code it runs and the environment it is given."""
     sse_env = template()["Resources"]["SseFunction"]["Properties"]["Environment"]["Variables"]
-    for name in [*config["environment_variables"], *sse_env] + [
-        n for st in config["stages"].values() for n in st["environment_variables"]
-    ]:
-        assert name in read or not name.startswith("DAGCAST_"), f"{name} is set but nothing reads it"
+    functions = {f"chalice stage {s}": (CHALICE_CODE, dict(stage_env(s))) for s in STAGES}
+    functions["SseFunction"] = (SSE_CODE, sse_env)
+    return functions
+
+
+def test_the_code_read_is_found_and_the_functions_ship_it():
+    assert ROOT / "chalicelib" / "config.py" in CHALICE_CODE and ROOT / "chalicelib" / "sse.py" in SSE_CODE
+    reads = [r for path in CHALICE_CODE for r in env_reads(path)]
+    names = {r.name for r in reads}
+    assert {"DAGCAST_TABLE", "DAGCAST_PYTHON_MODULES", "DAGCAST_LLM_KEYS"} <= names  # the walk works
+    assert [r.name for r in reads if r.required] == ["DAGCAST_TABLE"]
+    assert {r.where for r in reads if r.name is None} <= COMPUTED_READS, (
+        "a new read of a computed variable name: check it cannot be a required setting, then list it"
+    )
+    from aws_lambda_powertools.shared import constants
+
+    assert constants.SERVICE_NAME_ENV == "POWERTOOLS_SERVICE_NAME"
+
+
+def test_every_variable_the_code_requires_is_set_for_the_function_that_reads_it():
+    for function, (code, env) in function_environments().items():
+        for read in (r for path in code for r in env_reads(path)):
+            if read.required:
+                assert read.name in env, f"{function} reads {read.name} ({read.where}) but is not given it"
+
+
+def test_every_environment_variable_set_is_one_the_function_reads(monkeypatch):
+    for function, (code, env) in function_environments().items():
+        read = {r.name for path in code for r in env_reads(path)}
+        if function == "SseFunction":
+            read |= run_sh_reads()
+        for name in env:
+            assert name in read or name in READ_BY_THE_PLATFORM, (
+                f"{function} is given {name}; nothing reads it"
+            )
+
+
+def test_every_stage_and_the_sse_function_have_valid_settings(monkeypatch):
+    from chalicelib.config import Settings
+
     monkeypatch.setattr("chalicelib.config._read_secret", lambda name: "x" * 48)  # Secrets Manager
-    for stage, values in config["stages"].items():
-        env = {**config["environment_variables"], **values["environment_variables"]}
+    for stage in STAGES:
+        env = stage_env(stage)
         settings = Settings.from_env(env)  # every required setting is there and valid
         assert settings.table_name == f"dagcast-{stage}" and settings.auth and settings.webhook_kms_key
         assert settings.state_machine_arn.endswith(f":stateMachine:dagcast-{stage}-dag")
         assert env["DAGCAST_STREAM_SECRET_NAME"] == f"dagcast-internal/{stage}/stream-secret"
-    parameters = template()["Parameters"]
-
-    def resolve(value: Any) -> str:  # a parameter's default, or a resource's name for the dev stage
-        if isinstance(value, dict) and "Ref" in value:
-            return str(parameters.get(value["Ref"], {}).get("Default", "dagcast-dev"))
-        return str(value)
-
-    sse = Settings.from_env({k: resolve(v) for k, v in sse_env.items()})
+    stack = Stack("dev")
+    sse_env = stack.props("SseFunction")["Environment"]["Variables"]
+    sse = Settings.from_env({k: stack.text(v) for k, v in sse_env.items()})
     assert sse.table_name == "dagcast-dev" and sse.auth and sse.heartbeat_seconds == 15
+    assert sse.trust_proxy  # behind the function URL: the per-IP limit needs the caller's address
+
+
+# ------------------------------------------------------------------------------ the state machine
+
+
+def asl() -> dict[str, Any]:
+    definition: dict[str, Any] = json.loads((ROOT / "infra" / "statemachine" / "dag.asl.json").read_text())
+    return definition
+
+
+def placeholders(node: Any) -> set[str]:
+    """Every ${Name} in the definition: in any string, key or value, at any depth (SAM substitutes
+    them as text, wherever they are)."""
+    if isinstance(node, dict):
+        return set().union(*(placeholders(k) | placeholders(v) for k, v in node.items()))
+    if isinstance(node, list):
+        return set().union(*(placeholders(v) for v in node))
+    return set(re.findall(r"\$\{([^}]*)\}", node)) if isinstance(node, str) else set()
+
+
+def unknown_placeholders(definition: dict[str, Any]) -> set[str]:
+    return placeholders(definition) - set(ASL_SUBSTITUTIONS)
+
+
+def all_states(machine: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, state in machine["States"].items():
+        yield name, state
+        for inner in [state.get("ItemProcessor"), state.get("Iterator"), *state.get("Branches", [])]:
+            if inner:
+                yield from all_states(inner)
 
 
 def test_the_state_machine_is_well_formed():
-    definition = json.loads((ROOT / "infra" / "statemachine" / "dag.asl.json").read_text())
+    definition = asl()
 
     def check(machine: dict[str, Any], where: str) -> None:
         states = machine["States"]
@@ -308,10 +906,6 @@ def test_the_state_machine_is_well_formed():
             )
             if "ItemProcessor" in state:
                 check(state["ItemProcessor"], f"{where}{name}/")
-            resource = json.dumps(state.get("Parameters", {})) + str(state.get("Resource", ""))
-            assert "${" not in resource or re.search(
-                r"\$\{(" + "|".join(ASL_SUBSTITUTIONS) + r")\}", resource
-            )
         seen, todo = set(), [machine["StartAt"]]
         while todo:
             name = todo.pop()
@@ -321,6 +915,61 @@ def test_the_state_machine_is_well_formed():
         assert seen == set(states), f"{where}unreachable states: {set(states) - seen}"
 
     check(definition, "")
+    assert unknown_placeholders(definition) == set(), "placeholders SAM does not substitute"
+    assert placeholders(definition) == set(ASL_SUBSTITUTIONS)
+
+
+@pytest.mark.parametrize(
+    "inject",
+    [
+        lambda d: d["States"]["Init"].update(Comment="see ${Foo}"),
+        lambda d: d["States"]["Tasks"]["ItemProcessor"]["States"]["Run"]["ResultSelector"].update(
+            {"x.$": "States.Format('${Foo}')"}
+        ),
+        lambda d: d["States"]["Tasks"]["ItemSelector"].update({"${Foo}": 1}),
+        lambda d: d["States"]["Tasks"]["ItemProcessor"]["States"]["Run"]["Retry"][0]["ErrorEquals"].append(
+            "${Foo}"
+        ),
+    ],
+    ids=["comment", "nested-result-selector", "key", "list-in-a-retry"],
+)
+def test_an_unknown_placeholder_anywhere_in_the_asl_is_found(inject):
+    definition = asl()
+    inject(definition)
+    assert unknown_placeholders(definition) == {"Foo"}
+
+
+def asl_invoked_functions(definition: dict[str, Any]) -> set[str]:
+    """The substitution names of the Lambdas the ASL's Task states invoke."""
+    invoked: set[str] = set()
+    for name, state in all_states(definition):
+        if state["Type"] != "Task":
+            continue
+        resource = str(state["Resource"])
+        if resource.startswith("arn:aws:states:::lambda:invoke"):
+            target = str(state["Parameters"]["FunctionName"])
+        else:
+            assert re.fullmatch(r"\$\{\w+\}", resource), f"{name}: a task resource the role check knows not"
+            target = resource
+        match = re.fullmatch(r"\$\{(\w+)\}", target)
+        assert match, f"{name} invokes {target}, not a substitution"
+        invoked.add(match.group(1))
+    return invoked
+
+
+def test_the_state_machine_role_may_invoke_every_function_the_asl_invokes():
+    stack = Stack("dev", "eu-west-1", "123456789012")
+    props = stack.props("DagStateMachine")
+    invoked = {stack.text(props["DefinitionSubstitutions"][name]) for name in asl_invoked_functions(asl())}
+    assert len(invoked) == len(ASL_SUBSTITUTIONS)  # all four: register, run, record failure, finalize
+    grants = [
+        stack.text(r)
+        for st in props["Policies"][0]["Statement"]
+        if "lambda:InvokeFunction" in as_list(st["Action"])
+        for r in as_list(st["Resource"])
+    ]
+    for arn in invoked:
+        assert any(fnmatch.fnmatchcase(arn, g) for g in grants), f"the state machine may not invoke {arn}"
 
 
 def test_chalice_package_builds_a_deployment_within_lambda_limits(tmp_path):
@@ -357,10 +1006,22 @@ def test_chalice_package_builds_a_deployment_within_lambda_limits(tmp_path):
         "app.webhook_retry",
     }
     assert all(f["Tracing"] == "Active" for f in functions)
-    retention = {
-        r["Properties"]["RetentionInDays"] for r in sam.values() if r["Type"] == "AWS::Logs::LogGroup"
+    # one log group per function but the API handler's (dagcast deploy sets that one: Chalice would
+    # name it after api_handler, and refer to a resource ${ApiHandler} that is called APIHandler)
+    groups = {
+        r["Properties"]["LogGroupName"]["Fn::Sub"]: r["Properties"]["RetentionInDays"]
+        for r in sam.values()
+        if r["Type"] == "AWS::Logs::LogGroup"
     }
-    assert retention == {14}
+    named = {name for name, r in sam.items() if r["Type"] == "AWS::Serverless::Function"} - {"APIHandler"}
+    assert groups == {f"/aws/lambda/${{{name}}}": 14 for name in named}
+    cfn_lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent))
+    assert cfn_lint
+    lint = subprocess.run(
+        [cfn_lint, "--format", "parseable", str(out / "sam.json")], capture_output=True, text=True
+    )
+    errors = [line for line in lint.stdout.splitlines() if re.search(r":E\d{4}:", line)]
+    assert not errors and lint.returncode & 2 == 0, lint.stdout + lint.stderr
 
 
 def test_the_sse_function_ships_everything_the_chalice_functions_ship():
