@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -190,6 +191,9 @@ def final_result(services: Services, execution_id: str) -> Reply:
 
 # ------------------------------------------------------------------------------------ webhooks
 
+_EXECUTION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # as a webhook's executionId filter
+_DELIVERY_SEQ = re.compile(r"[0-9]{1,12}")  # a delivery's SK holds 12 digits
+
 
 def _dispatcher(services: Services) -> Dispatcher:
     if services.dispatcher is None:
@@ -263,8 +267,13 @@ def replay_delivery(services: Services, webhook_id: str, delivery_id: str) -> Re
     dispatcher = _dispatcher(services)
     hook = _hook(services, webhook_id)
     execution_id, _, raw_seq = delivery_id.rpartition(":")
-    if not execution_id or not raw_seq.isdigit():
-        raise HttpError(400, f"a delivery id is <executionId>:<seq>, got {delivery_id[:80]!r}")
+    # ASCII digits only: str.isdigit() also takes "²" or "٣", which int() refuses (or reads as 3)
+    if not _EXECUTION_ID.fullmatch(execution_id) or not _DELIVERY_SEQ.fullmatch(raw_seq):
+        raise HttpError(
+            400,
+            "a delivery id is <executionId>:<seq> (seq: 1 to 12 digits 0-9, as listed in deliveryId), "
+            f"got {delivery_id[:80]!r}",
+        )
     item = services.webhooks.get_delivery(webhook_id, execution_id, int(raw_seq))
     if item is None:
         raise HttpError(404, f"webhook {webhook_id} has no delivery {delivery_id!r}")

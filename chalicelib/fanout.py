@@ -5,9 +5,11 @@ For each event record (an INSERT of an ``EVT#`` item; everything else in the tab
 2. write one delivery item per matching webhook (webhooks.py) — durable before anything is sent;
 3. count it (EMF metrics).
 A record whose work fails is reported in ``batchItemFailures`` (powertools BatchProcessor), and so
-is every later record of the same execution in the batch, so the stream redelivers them in order
-while other executions go on. After the records, the webhook lanes they touched are sent right
-away (in parallel, each in order) within a time budget; failures wait for the retry function.
+is every later record of the same execution in the batch, so the stream redelivers them in order;
+the batch's other executions are processed. After the records — also when every one of them
+failed — the webhook lanes they touched are sent right away (in parallel, each in order) within a
+time budget; failures wait for the retry function. Every log line about a record carries its
+``executionId`` and ``seq``.
 """
 
 from __future__ import annotations
@@ -51,9 +53,12 @@ def is_event_record(record: DynamoDBRecord) -> bool:
     return isinstance(sk, str) and sk.startswith("EVT#")
 
 
-def _execution_of(record: DynamoDBRecord) -> str:
+def _position(record: DynamoDBRecord) -> tuple[str, int | str]:
+    """(execution id, seq) from the item's keys — known even when its data is not an event."""
     keys = (record.dynamodb.keys if record.dynamodb else None) or {}
-    return str(keys.get("PK", "")).removeprefix("EXEC#")
+    raw_seq = str(keys.get("SK", "")).removeprefix("EVT#")
+    seq = int(raw_seq) if raw_seq.isascii() and raw_seq.isdigit() else raw_seq
+    return str(keys.get("PK", "")).removeprefix("EXEC#"), seq
 
 
 @dataclass
@@ -87,52 +92,64 @@ class FanOut:
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         started = time.time()
         batch = _Batch(self.webhooks.hooks() if self.webhooks else [])
-        processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-        response: dict[str, Any] = dict(
-            process_partial_response(
-                event=event,
-                record_handler=lambda record: self._record(batch, record),
-                processor=processor,
-                context=context,
+        # When every record fails the answer must still list them all (the stream redelivers them),
+        # and the deliveries written for them must still be sent: no raise for a failed batch.
+        processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+        failed = len(event.get("Records") or [])  # a raise below fails the whole batch
+        try:
+            response: dict[str, Any] = dict(
+                process_partial_response(
+                    event=event,
+                    record_handler=lambda record: self._record(batch, record),
+                    processor=processor,
+                    context=context,
+                )
             )
-        )
-        reports: list[LaneReport] = []
-        if batch.lanes and self.dispatcher is not None:
-            lanes = [(hook, execution_id) for (_, execution_id), hook in batch.lanes.items()]
-            reports = self.dispatcher.process(lanes, started + self.inline_seconds, sole_enqueuer=True)
-        publish_metrics(batch, reports, len(response.get("batchItemFailures") or []))
-        return response
+            failed = len(response.get("batchItemFailures") or [])
+            return response
+        finally:
+            reports: list[LaneReport] = []
+            if batch.lanes and self.dispatcher is not None:
+                lanes = [(hook, execution_id) for (_, execution_id), hook in batch.lanes.items()]
+                reports = self.dispatcher.process(lanes, started + self.inline_seconds, sole_enqueuer=True)
+            publish_metrics(batch, reports, failed)
 
     def _record(self, batch: _Batch, record: DynamoDBRecord) -> dict[str, Any] | None:
         if not is_event_record(record) or record.event_name is None or record.event_name.name != "INSERT":
             return None
-        execution_id = _execution_of(record)
-        if execution_id in batch.failed:
-            raise EarlierRecordFailed(f"an earlier event of execution {execution_id} failed in this batch")
+        execution_id, seq = _position(record)
+        logger.thread_safe_append_keys(executionId=execution_id, seq=seq)
         try:
-            return self._fan_out(batch, record)
-        except MalformedRecord as exc:
-            # Retrying cannot mend it: say so loudly and let the others through.
-            logger.error(
-                "malformed event record skipped", extra={"executionId": execution_id, "error": str(exc)}
-            )
-            batch.malformed += 1
-            return None
-        except Exception:
-            batch.failed.add(execution_id)
-            raise
+            if execution_id in batch.failed:
+                logger.warning("event record held back behind a failed one of its execution")
+                raise EarlierRecordFailed(f"an earlier event of {execution_id} failed in this batch")
+            try:
+                return self._fan_out(batch, record)
+            except MalformedRecord as exc:
+                # Retrying cannot mend it: say so loudly and let the others through.
+                logger.error("malformed event record skipped", extra={"error": str(exc)})
+                batch.malformed += 1
+                return None
+            except Exception as exc:
+                batch.failed.add(execution_id)
+                logger.error(
+                    "event record failed; the stream delivers it again",
+                    extra={"error": f"{type(exc).__name__}: {exc}"[:1000]},
+                    exc_info=True,
+                )
+                raise
+        finally:
+            logger.thread_safe_remove_keys(["executionId", "seq"])
 
     def _fan_out(self, batch: _Batch, record: DynamoDBRecord) -> dict[str, Any]:
         image = record.dynamodb.new_image if record.dynamodb else None
         try:
             body = str((image or {})["data"])
             event: dict[str, Any] = json.loads(body)
-            execution_id, seq = str(event["executionId"]), int(event["seq"])
+            execution_id, _seq = str(event["executionId"]), int(event["seq"])  # both required
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedRecord(f"event record {record.event_id}: {type(exc).__name__}: {exc}") from None
-        batch.events += 1
-        batch.max_lag_ms = max(batch.max_lag_ms, now_ms() - int(event.get("timestamp") or now_ms()))
-        logger.debug("event", extra={"executionId": execution_id, "seq": seq, "type": event.get("type")})
+        logger.debug("event", extra={"type": event.get("type")})
         # Deliveries first: they are idempotent, so a bus that keeps refusing cannot cost webhooks.
         hooks = [h for h in batch.hooks if h.matches(event)]
         if hooks and self.webhooks is not None:
@@ -142,6 +159,9 @@ class FanOut:
         if self.eventbridge is not None:
             self._publish(event, body)
             batch.published += 1
+        # Counted once its work is done: a failed record is counted in RecordsFailed instead.
+        batch.events += 1
+        batch.max_lag_ms = max(batch.max_lag_ms, now_ms() - int(event.get("timestamp") or now_ms()))
         return event
 
     def _publish(self, event: dict[str, Any], body: str) -> None:

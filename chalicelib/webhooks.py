@@ -547,13 +547,17 @@ class Dispatcher:
         self, hook: Hook, execution_id: str, deadline: float, recheck: bool = True
     ) -> LaneReport:
         report = LaneReport()
+        # Every line about the lane carries these (this thread only); ``seq``: the delivery in hand.
+        logger.thread_safe_append_keys(webhookId=hook.id, executionId=execution_id)
         try:
             self._process_lane(hook, execution_id, deadline, report, recheck)
         except Exception:
             report.errors += 1
-            logger.exception("webhook lane failed", extra={"webhookId": hook.id, "executionId": execution_id})
+            logger.exception("webhook lane failed")
             # the lane's lease runs out; the retry function looks again then
             self.store.set_due(hook.id, execution_id, now_ms() + LEASE_MS)
+        finally:
+            logger.thread_safe_remove_keys(["webhookId", "executionId", "seq"])
         return report
 
     def _process_lane(
@@ -589,7 +593,7 @@ class Dispatcher:
         self, hook: Hook, execution_id: str, cursor: int, lease_end: int, deadline: float, report: LaneReport
     ) -> tuple[int, int | None, bool]:
         """(cursor, retry_at when backing off, whether the lane ran dry)."""
-        secret = self.box.open(hook)
+        secret = ""  # opened for the first delivery to send (a failure then names its seq)
         margin_ms = int((self.sender.timeout + 5) * 1000)
         while True:
             items = self.store.pending(hook.id, execution_id, cursor, 25)
@@ -603,6 +607,8 @@ class Dispatcher:
                         continue
                     if time.time() >= deadline or now_ms() > lease_end - margin_ms:
                         return cursor, None, False
+                    logger.thread_safe_append_keys(seq=int(item["seq"]))
+                    secret = secret or self.box.open(hook)
                     result = self._attempt(hook, secret, item)
                     changed.append(item)
                     if result.ok:
@@ -610,13 +616,7 @@ class Dispatcher:
                         cursor = int(item["seq"])
                         continue
                     report.failures += 1
-                    log_extra = {
-                        "webhookId": hook.id,
-                        "executionId": execution_id,
-                        "seq": item["seq"],
-                        "attempt": item["attempts"],
-                        "error": result.error,
-                    }
+                    log_extra = {"attempt": item["attempts"], "error": result.error}
                     attempts = int(item["attempts"])
                     if attempts >= self.policy.max_attempts:
                         item["status"] = DEAD

@@ -146,6 +146,13 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait for a fuller fan-out batch, like MaximumBatchingWindowInSeconds (default 0)",
     )
     up.add_argument(
+        "--fanout-max-retries",
+        type=int,
+        default=10,
+        help="retries of a failing fan-out batch before its record is given up, like MaximumRetryAttempts "
+        "(default 10; -1: without limit; the moto backend)",
+    )
+    up.add_argument(
         "--backend",
         choices=["moto", "localstack"],
         default="moto",
@@ -246,6 +253,8 @@ def _up(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     os.environ.update({k: str(v) for k, v in env.items() if v is not None})
     if not 1 <= args.fanout_batch_size <= 10_000 or not 0 <= args.fanout_batch_window <= 300:
         parser.error("--fanout-batch-size must be 1..10000 and --fanout-batch-window 0..300 seconds")
+    if not -1 <= args.fanout_max_retries <= 10_000:
+        parser.error("--fanout-max-retries must be -1..10000")
     stack_options = {
         "fanout_batch_size": args.fanout_batch_size,
         "fanout_batch_window_seconds": args.fanout_batch_window,
@@ -254,6 +263,7 @@ def _up(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from .local.localstack import cmd_up as cmd_up_localstack
 
         return cmd_up_localstack(args.host, args.port, args.verbose, stack_options)
+    stack_options["fanout_max_retry_attempts"] = args.fanout_max_retries
     return cmd_up(args.host, args.port, args.verbose, stack_options)
 
 

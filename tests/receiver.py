@@ -1,6 +1,8 @@
-"""A real webhook receiver on 127.0.0.1 for tests and benchmarks: it verifies signatures the way
-docs/webhooks.md tells users to, records what it accepted, and can misbehave on purpose
-(fail the first N requests, be slow, be down for a while)."""
+"""Real receivers for tests and benchmarks. ``Receiver``: a webhook endpoint on 127.0.0.1 that
+verifies signatures the way docs/webhooks.md tells users to, records what it accepted, and can
+misbehave on purpose (fail the first N requests, fail some events always, be slow, be down for a
+while). ``EventBus``: an EventBridge bus of the local stack's moto whose rule sends every dagcast
+event to an SQS FIFO queue, so a test reads what was published, in publish order."""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ import json
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import boto3
 
 
 def verify_signature(secret: str, header: str, body: bytes, tolerance_seconds: int = 300) -> bool:
@@ -40,8 +45,10 @@ class Receiver:
     fail_first: int = 0  # answer 500 to this many requests first
     delay_seconds: float = 0.0  # answer every request this late
     fail_always: bool = False
+    refuse_keys: set[str] = field(default_factory=set)  # answer 500 to these idempotency keys, always
     accepted: list[Received] = field(default_factory=list)
     requests: int = 0
+    attempts: list[tuple[str, float]] = field(default_factory=list)  # (idempotency key, arrival) of each
     port: int = 0
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,9 +70,15 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                key = self.headers.get("X-Dagcast-Idempotency-Key", "")
                 with receiver._lock:
                     receiver.requests += 1
-                    failing = receiver.fail_always or receiver.requests <= receiver.fail_first
+                    receiver.attempts.append((key, time.time()))
+                    failing = (
+                        receiver.fail_always
+                        or receiver.requests <= receiver.fail_first
+                        or key in receiver.refuse_keys
+                    )
                 if receiver.delay_seconds:
                     time.sleep(receiver.delay_seconds)
                 if failing:
@@ -77,7 +90,7 @@ class Receiver:
                 with receiver._lock:
                     receiver.accepted.append(
                         Received(
-                            self.headers.get("X-Dagcast-Idempotency-Key", ""),
+                            key,
                             json.loads(body),
                             dict(self.headers.items()),
                             ok,
@@ -106,3 +119,50 @@ class Receiver:
     def keys_for(self, execution_id: str) -> list[str]:
         with self._lock:
             return [r.key for r in self.accepted if r.event.get("executionId") == execution_id]
+
+    def attempts_at(self, key: str) -> list[float]:
+        """When each request for idempotency key ``key`` arrived (accepted or not)."""
+        with self._lock:
+            return [at for k, at in self.attempts if k == key]
+
+
+class EventBus:
+    """``EventBus().create()``; ``create()`` may come later: until then the bus does not exist and
+    PutEvents to it fails (ResourceNotFoundException), as in AWS."""
+
+    def __init__(self) -> None:
+        self.name = f"dagcast-test-{uuid.uuid4().hex[:12]}"
+        session = boto3.Session()
+        self.events = session.client("events")
+        self._sqs = session.client("sqs")
+        self._queue = ""
+
+    def create(self) -> EventBus:
+        self.events.create_event_bus(Name=self.name)
+        self._queue = self._sqs.create_queue(
+            QueueName=f"{self.name}.fifo",
+            Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+        )["QueueUrl"]
+        arn = self._sqs.get_queue_attributes(QueueUrl=self._queue, AttributeNames=["QueueArn"])
+        self.events.put_rule(
+            Name="all", EventBusName=self.name, EventPattern=json.dumps({"source": ["dagcast"]})
+        )
+        self.events.put_targets(
+            Rule="all",
+            EventBusName=self.name,
+            Targets=[
+                {"Id": "q", "Arn": arn["Attributes"]["QueueArn"], "SqsParameters": {"MessageGroupId": "all"}}
+            ],
+        )
+        return self
+
+    def received(self) -> list[dict[str, Any]]:
+        """The EventBridge events published since the last call, in publish order."""
+        got: list[dict[str, Any]] = []
+        while messages := self._sqs.receive_message(QueueUrl=self._queue, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            got += [json.loads(m["Body"]) for m in messages]
+            for m in messages:
+                self._sqs.delete_message(QueueUrl=self._queue, ReceiptHandle=m["ReceiptHandle"])
+        return got

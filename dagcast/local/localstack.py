@@ -66,7 +66,13 @@ LAMBDA_PYTHON_VERSION = "3.12"
 MEMORY_MB = 512
 # Timeouts as in .chalice/config.json (a test compares them).
 DEFAULT_TIMEOUT_SECONDS = 60
-TIMEOUT_SECONDS = {"run_task": 900, "record_failure": 180, "finalize": 180, "fanout": 300, "webhook_retry": 90}
+TIMEOUT_SECONDS = {
+    "run_task": 900,
+    "record_failure": 180,
+    "finalize": 180,
+    "fanout": 300,
+    "webhook_retry": 90,
+}
 # Lambda's limits for a deployment package uploaded directly.
 ZIPPED_LIMIT_BYTES = 50 * 1024 * 1024
 UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024

@@ -4,7 +4,14 @@ moto's own stream → Lambda mapping sends 1-record batches, drops what it sent 
 ``batchItemFailures``; this poller does what AWS does instead: Lambda-shaped batches per shard
 (``Records`` with ``eventSourceARN``), checkpoints with ``AFTER_SEQUENCE_NUMBER``, and when the
 handler reports failed items it redelivers from the first failed record (after a back-off), so
-nothing is skipped and nothing after a failure overtakes it.
+nothing after a failure overtakes it.
+
+Like template.yaml's mapping (``MaximumRetryAttempts``, an on-failure destination,
+``BisectBatchOnFunctionError``) it does not retry for ever: once a batch starting at the same record
+has failed ``max_retries`` + 1 times, that record (or, when the handler raised, the batch — halved
+after each raise, as the mapping bisects it) is given up: its coordinates go to ``OnFailure`` (the
+shape of AWS's on-failure message) and the shard moves on, so one record that never succeeds does
+not hold back the records behind it for ever.
 
 Like an event source mapping it waits up to ``batch_window_seconds`` to fill a batch of
 ``batch_size``, and drops records the mapping's filter would (``accept``: only event inserts reach
@@ -23,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +57,26 @@ class PollerStats:
     failures_reported: int = 0
     handler_errors: int = 0
     records_filtered: int = 0
+    records_given_up: int = 0  # after the retry limit: in OnFailure, not delivered
+
+
+class OnFailure:
+    """The mapping's on-failure destination: one message per batch given up, shaped like the SQS
+    message AWS sends (``requestContext``, ``DDBStreamBatchInfo``) plus the records' execution ids
+    and seqs; kept in ``messages`` and, with a path, appended to a JSON-lines file."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.messages: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            self.messages.append(message)
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a") as f:
+                    f.write(json.dumps(message, default=str) + "\n")
 
 
 class Checkpoints:
@@ -101,7 +129,11 @@ class StreamPoller:
         retry_seconds: float = 0.5,
         checkpoints: Checkpoints | None = None,
         accept: Callable[[Record], bool] | None = None,
+        max_retries: int = 10,
+        on_failure: OnFailure | None = None,
     ) -> None:
+        """``max_retries``: retries of a failing batch before it is given up (template.yaml's
+        ``MaximumRetryAttempts``; -1: without limit)."""
         self._streams = streams
         self._arn = stream_arn
         self.stream_arn = stream_arn
@@ -117,6 +149,10 @@ class StreamPoller:
         self._shards: list[str] | None = None
         self._shards_at = 0.0
         self._iterators: dict[str, str] = {}
+        self._max_retries = max_retries
+        self.on_failure = on_failure or OnFailure()
+        self._failing: dict[str, tuple[str, int]] = {}  # shard → (record retried from, failed attempts)
+        self._bisected: dict[str, int] = {}  # shard → batch size after the handler raised
         self.stats = PollerStats()
 
     def start(self) -> None:
@@ -178,11 +214,12 @@ class StreamPoller:
     def _collect(self, shard_id: str) -> tuple[list[Record], str | None]:
         """Up to batch_size records, waiting up to the batch window once the first one is in."""
         iterator: str | None = self._iterator(shard_id)
+        size = self._bisected.get(shard_id, self._batch_size)
         records: list[Record] = []
         first_at = 0.0
         while iterator:
             try:
-                out = self._streams.get_records(ShardIterator=iterator, Limit=self._batch_size - len(records))
+                out = self._streams.get_records(ShardIterator=iterator, Limit=size - len(records))
             except ClientError:
                 self._iterators.pop(shard_id, None)  # expired or trimmed: rebuild from the checkpoint
                 raise
@@ -192,7 +229,7 @@ class StreamPoller:
                 first_at = time.monotonic()
             records += got
             waited = time.monotonic() - first_at
-            if not records or len(records) >= self._batch_size or waited >= self._window:
+            if not records or len(records) >= size or waited >= self._window:
                 break
             self._stop.wait(min(0.05, self._window - waited))
         return records, iterator
@@ -208,29 +245,100 @@ class StreamPoller:
             return 0
         deliver = [r for r in records if self._accept is None or self._accept(r)]
         self.stats.records_filtered += len(records) - len(deliver)
-        failed: set[str] = set()
+        acked, given_up = records, []
         if deliver:
             self.stats.batches += 1
             try:
                 response = self._handler({"Records": deliver}, None) or {}
             except Exception:
-                log.exception("fan-out handler raised; redelivering the whole batch")
+                log.exception("fan-out handler raised; redelivering the batch")
                 self.stats.handler_errors += 1
-                self._stop.wait(self._retry)
-                return 0
-            failed = {str(f.get("itemIdentifier")) for f in response.get("batchItemFailures", [])}
-        acked = records
-        if failed:
-            self.stats.failures_reported += len(failed)
-            first = next((i for i, r in enumerate(records) if r["dynamodb"]["SequenceNumber"] in failed), 0)
-            acked = records[:first]
-        if not failed and next_iterator:
+                if not self._exhausted(shard_id, records[0]):
+                    self._bisected[shard_id] = max(1, len(records) // 2)  # BisectBatchOnFunctionError
+                    self._stop.wait(self._retry)
+                    return 0
+                given_up = deliver
+            else:
+                failed = {str(f.get("itemIdentifier")) for f in response.get("batchItemFailures", [])}
+                if failed:
+                    self.stats.failures_reported += len(failed)
+                    first = next((i for i, r in enumerate(records) if _sequence(r) in failed), 0)
+                    acked = records[:first]
+                    if self._exhausted(shard_id, records[first]):
+                        # give up on that record only: the rest of the batch gets another chance
+                        acked, given_up = records[: first + 1], [records[first]]
+        self._bisected.pop(shard_id, None)
+        if given_up:
+            self._give_up(shard_id, given_up, function_error=given_up is deliver)
+        if acked is records and next_iterator:
             self._iterators[shard_id] = str(next_iterator)
         if acked:
-            self.checkpoints.put(self._arn, shard_id, acked[-1]["dynamodb"]["SequenceNumber"])
-            delivered = [r for r in acked if self._accept is None or self._accept(r)]
+            self.checkpoints.put(self._arn, shard_id, _sequence(acked[-1]))
+            delivered = [r for r in acked if (self._accept is None or self._accept(r)) and r not in given_up]
             self.stats.records_delivered += len(delivered)
             self.stats.events_delivered += sum(1 for r in delivered if is_event_insert(r))
-        if failed:
+        if len(acked) < len(records) and not given_up:
             self._stop.wait(self._retry)
         return len(acked)
+
+    def _exhausted(self, shard_id: str, record: Record) -> bool:
+        """Count a failed attempt at a batch starting at ``record``; True when it was the last one
+        (``max_retries`` + 1 attempts; never with -1)."""
+        sequence = _sequence(record)
+        at, failures = self._failing.get(shard_id, ("", 0))
+        failures = failures + 1 if at == sequence else 1
+        self._failing[shard_id] = (sequence, failures)
+        return 0 <= self._max_retries < failures
+
+    def _give_up(self, shard_id: str, records: list[Record], function_error: bool) -> None:
+        _, attempts = self._failing.pop(shard_id, ("", 0))
+        self.stats.records_given_up += len(records)
+        arrivals = [_iso(r["dynamodb"].get("ApproximateCreationDateTime")) for r in records]
+        message = {
+            "version": "1.0",
+            "timestamp": _iso(datetime.now(UTC)),
+            "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": attempts},
+            "responseContext": {"functionError": "Unhandled"} if function_error else {"statusCode": 200},
+            "DDBStreamBatchInfo": {
+                "shardId": shard_id,
+                "startSequenceNumber": _sequence(records[0]),
+                "endSequenceNumber": _sequence(records[-1]),
+                "approximateArrivalOfFirstRecord": arrivals[0],
+                "approximateArrivalOfLastRecord": arrivals[-1],
+                "batchSize": len(records),
+                "streamArn": self._arn,
+            },
+            # dagcast's addition: which events they were (read them from the table, not the stream)
+            "records": [_coordinates(r) for r in records],
+        }
+        self.on_failure.send(message)
+        log.error(
+            "fan-out gave up on %d stream record(s) after %d attempts (shard %s, from %s): %s",
+            len(records),
+            attempts,
+            shard_id,
+            _sequence(records[0]),
+            json.dumps(message["records"])[:500],
+        )
+
+
+def _sequence(record: Record) -> str:
+    return str(record["dynamodb"]["SequenceNumber"])
+
+
+def _coordinates(record: Record) -> dict[str, Any]:
+    keys = record.get("dynamodb", {}).get("Keys", {})
+    pk = str(keys.get("PK", {}).get("S", ""))
+    sk = str(keys.get("SK", {}).get("S", ""))
+    raw_seq = sk.removeprefix("EVT#")
+    return {
+        "sequenceNumber": _sequence(record),
+        "executionId": pk.removeprefix("EXEC#"),
+        "seq": int(raw_seq) if sk.startswith("EVT#") and raw_seq.isascii() and raw_seq.isdigit() else None,
+    }
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value

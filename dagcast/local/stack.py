@@ -41,7 +41,7 @@ from .moto_adapter import (
     stateless_shard_iterators,
     untracked_models,
 )
-from .poller import FileCheckpoints, StreamPoller, is_event_insert
+from .poller import FileCheckpoints, OnFailure, StreamPoller, is_event_insert
 
 REGION = "us-east-1"
 APP = "dagcast"
@@ -92,6 +92,7 @@ class LocalStack:
     handlers: dict[str, Handler] = field(default_factory=dict)
     fanout_batch_size: int = 100
     fanout_batch_window_seconds: float = 0.0
+    fanout_max_retry_attempts: int = 10  # template.yaml's MaximumRetryAttempts; -1: without limit
     retry_interval_seconds: float = 0.5  # how often the webhook retry function runs here
     state_dir: str = ""  # the poller's checkpoints; a fresh temporary directory when empty
     endpoint: str = ""
@@ -181,6 +182,8 @@ class LocalStack:
             batch_window_seconds=self.fanout_batch_window_seconds,
             checkpoints=FileCheckpoints(os.path.join(self.state_dir, "stream-checkpoints.json")),
             accept=is_event_insert,
+            max_retries=self.fanout_max_retry_attempts,
+            on_failure=OnFailure(os.path.join(self.state_dir, "stream-failures.jsonl")),
         )
         self.poller.start()
         return self.poller
@@ -232,6 +235,7 @@ class LocalStack:
             "recordsDelivered": p.records_delivered,
             "eventsDelivered": p.events_delivered,
             "failuresReported": p.failures_reported,
+            "recordsGivenUp": p.records_given_up,
         }
 
     def stop(self) -> None:

@@ -41,3 +41,72 @@ def test_a_job_run_through_dagcast_up_reaches_a_registered_webhook():
     finally:
         stop_server(proc)
         receiver.stop()
+
+
+def test_replay_delete_and_refusals_over_a_real_socket(server):
+    receiver = Receiver("e2e-webhook-secret-456").start()
+    hooks_url = f"{server}/api/v1/webhooks"
+    job = {"tasks": [echo(1, "a")]}
+    webhook_id = ""
+
+    def finished(eid: str) -> None:
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server}/api/v1/dag-executions/{eid}", timeout=10).json()["status"] == "running":
+            assert time.monotonic() < deadline, f"{eid} did not finish"
+            time.sleep(0.1)
+
+    try:
+        for body, says in [
+            ({"url": "ftp://x.example/hook", "secret": receiver.secret}, "must start with"),
+            ({"url": receiver.url, "secret": "short"}, "secret"),
+            ({"url": receiver.url, "secret": receiver.secret, "types": ["nope"]}, "matches no event type"),
+        ]:
+            refused = httpx.post(hooks_url, json=body, timeout=10)
+            assert refused.status_code == 400 and says in refused.text, refused.text
+        as_text = httpx.post(hooks_url, content=b"{}", headers={"content-type": "text/plain"}, timeout=10)
+        assert as_text.status_code == 415
+        huge = httpx.post(hooks_url, json={"url": receiver.url, "secret": "x" * 20_000}, timeout=10)
+        assert huge.status_code == 413
+        created = httpx.post(
+            hooks_url,
+            json={"url": receiver.url, "secret": receiver.secret, "types": ["execution.completed"]},
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        webhook_id = created.json()["webhookId"]
+        deliveries = f"{hooks_url}/{webhook_id}/deliveries"
+
+        eid = httpx.post(f"{server}/api/v1/execute-dag", json=job, timeout=10).json()["executionId"]
+        deadline = time.monotonic() + 60
+        while not receiver.keys_for(eid):
+            assert time.monotonic() < deadline, "the execution.completed delivery did not arrive"
+            time.sleep(0.1)
+        [key] = receiver.keys_for(eid)
+        replayed = httpx.post(f"{deliveries}/{key}/replay", timeout=10)
+        assert replayed.status_code == 200, replayed.text
+        assert replayed.json()["replay"]["delivered"] is True and replayed.json()["status"] == "delivered"
+        assert receiver.keys_for(eid) == [key, key]  # sent again, with the same idempotency key
+        assert (
+            receiver.accepted[-1].headers["X-Dagcast-Attempt"] == "2" and receiver.accepted[-1].signature_ok
+        )
+        for delivery_id, status in [(f"{eid}:²", 400), ("nope", 400), (f"{eid}:999999", 404)]:
+            reply = httpx.post(f"{deliveries}/{delivery_id}/replay", timeout=10)
+            assert reply.status_code == status and "error" in reply.json(), (delivery_id, reply.text)
+        assert httpx.post(f"{hooks_url}/wh_nope/deliveries/{key}/replay", timeout=10).status_code == 404
+        assert httpx.get(f"{deliveries}?status=lost", timeout=10).status_code == 400
+
+        deleted = httpx.delete(f"{hooks_url}/{webhook_id}", timeout=10)
+        assert deleted.status_code == 200 and deleted.json() == {"webhookId": webhook_id, "deleted": True}
+        assert httpx.delete(f"{hooks_url}/{webhook_id}", timeout=10).status_code == 404
+        assert httpx.get(f"{hooks_url}/{webhook_id}", timeout=10).status_code == 404
+        assert httpx.get(deliveries, timeout=10).status_code == 404
+        webhook_id = ""
+        # nothing is sent to a deleted webhook
+        later = httpx.post(f"{server}/api/v1/execute-dag", json=job, timeout=10).json()["executionId"]
+        finished(later)
+        time.sleep(1.5)
+        assert receiver.keys_for(later) == []
+    finally:
+        if webhook_id:
+            httpx.delete(f"{hooks_url}/{webhook_id}", timeout=10)
+        receiver.stop()

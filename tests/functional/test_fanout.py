@@ -1,5 +1,6 @@
 """The fan-out handler and the local event source mapping: per-execution order under partial
-failures, EventBridge (moto: bus → rule → SQS), EMF metrics, batch windows and checkpoints."""
+failures, EventBridge (moto: bus → rule → SQS; refusals and a missing bus are moto's own), EMF
+metrics, batch windows and checkpoints."""
 
 from __future__ import annotations
 
@@ -10,16 +11,28 @@ import boto3
 import pytest
 
 from chalicelib.fanout import FanOut
+from chalicelib.store import CallCounter
+from chalicelib.webhooks import now_ms
 from dagcast.local.poller import FileCheckpoints, StreamPoller, is_event_insert
 from tests.functional.conftest import echo, run_job
+from tests.receiver import EventBus
 
 
-def record(execution_id: str, seq: int, *, data: str | None = None, sk: str | None = None) -> dict[str, Any]:
+def record(
+    execution_id: str,
+    seq: int,
+    *,
+    data: str | None = None,
+    sk: str | None = None,
+    type: str = "substep.started",
+    timestamp: int | None = None,
+) -> dict[str, Any]:
+    """A stream record of an event item, as the event source mapping hands it to the fan-out."""
     event = {
-        "type": "substep.started",
+        "type": type,
         "executionId": execution_id,
         "seq": seq,
-        "timestamp": 1_700_000_000_000,
+        "timestamp": timestamp or now_ms(),
     }
     keys = {"PK": {"S": f"EXEC#{execution_id}"}, "SK": {"S": sk or f"EVT#{seq:012d}"}}
     return {
@@ -36,41 +49,32 @@ def record(execution_id: str, seq: int, *, data: str | None = None, sk: str | No
     }
 
 
-class RefusingBus:
-    """An EventBridge client that refuses one event (the bus is throttled, say); records the rest."""
-
-    def __init__(self, refuse: tuple[str, int]) -> None:
-        self.refuse = refuse
-        self.published: list[tuple[str, int]] = []
-        self.details: list[dict[str, Any]] = []
-
-    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
-        event = json.loads(Entries[0]["Detail"])
-        key = (event["executionId"], event["seq"])
-        if key == self.refuse:
-            return {
-                "FailedEntryCount": 1,
-                "Entries": [{"ErrorCode": "ThrottlingException", "ErrorMessage": "slow"}],
-            }
-        self.published.append(key)
-        self.details.append(event)
-        return {"FailedEntryCount": 0, "Entries": [{"EventId": "x"}]}
+def published(bus: EventBus) -> list[tuple[str, int]]:
+    return [(e["detail"]["executionId"], e["detail"]["seq"]) for e in bus.received()]
 
 
-def test_a_failed_record_holds_back_its_executions_later_records_not_the_others():
-    bus = RefusingBus(refuse=("A", 2))
-    fanout = FanOut(None, None, bus, "bus", 0)  # type: ignore[arg-type]
-    batch = [record("A", 1), record("B", 1), record("A", 2), record("B", 2), record("A", 3), record("B", 3)]
+def test_a_failed_record_holds_back_its_executions_later_records_not_the_others(stack):
+    bus = EventBus().create()
+    fanout = FanOut(None, None, bus.events, bus.name, 0)
+    # EventBridge refuses an entry without a detail-type (moto as AWS: InvalidArgument): A2 fails
+    batch = [
+        record("A", 1),
+        record("B", 1),
+        record("A", 2, type=""),
+        record("B", 2),
+        record("A", 3),
+        record("B", 3),
+    ]
     batch.insert(2, record("A", 0, sk="META"))  # not an event item: skipped
     batch.insert(3, record("C", 1, data="{not json"))  # malformed: skipped, never blocks
     response = fanout.handle({"Records": batch}, None)
     failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
     assert failed == ["00002A", "00003A"]  # A2 failed and A3 must wait behind it
-    assert bus.published == [("A", 1), ("B", 1), ("B", 2), ("B", 3)]
+    assert published(bus) == [("A", 1), ("B", 1), ("B", 2), ("B", 3)]
 
 
-def test_an_event_too_large_for_eventbridge_is_published_as_a_pointer():
-    bus = RefusingBus(refuse=("none", 0))
+def test_an_event_too_large_for_eventbridge_is_published_as_a_pointer(stack):
+    bus = EventBus().create()
     big = {
         "type": "execution.created",
         "executionId": "A",
@@ -78,53 +82,63 @@ def test_an_event_too_large_for_eventbridge_is_published_as_a_pointer():
         "timestamp": 1,
         "originalRequest": "é" * 150_000,
     }
-    fanout = FanOut(None, None, bus, "bus", 0)  # type: ignore[arg-type]
+    fanout = FanOut(None, None, bus.events, bus.name, 0)
     response = fanout.handle({"Records": [record("A", 1, data=json.dumps(big))]}, None)
     assert response == {"batchItemFailures": []}
-    assert bus.details == [
+    assert [e["detail"] for e in bus.received()] == [
         {"type": "execution.created", "executionId": "A", "seq": 1, "timestamp": 1, "truncated": True}
     ]
 
 
+def test_eventbridge_is_off_when_no_bus_is_set(services, stack):
+    events = boto3.client("events")
+    calls = CallCounter()
+    events.meta.events.register("before-call.events.PutEvents", calls)
+    fanout = FanOut(None, None, events, "", 0)  # a client, but no bus: nothing is published
+    response = fanout.handle({"Records": [record("A", 1), record("A", 2)]}, None)
+    assert response == {"batchItemFailures": []}
+    assert calls.calls == 0
+    assert services.settings.event_bus == "" and services.fanout.eventbridge is None  # the local stack
+    # the counter does count: the same client with a bus set
+    bus = EventBus().create()
+    assert FanOut(None, None, events, bus.name, 0).handle({"Records": [record("A", 1)]}, None) == {
+        "batchItemFailures": []
+    }
+    assert calls.calls == 1
+
+
 def test_every_event_is_published_to_eventbridge_with_its_type(services, stack):
-    session = boto3.Session()
-    events, sqs = session.client("events"), session.client("sqs")
-    events.create_event_bus(Name="dagcast-test")
-    queue = sqs.create_queue(QueueName="dagcast-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="all", EventBusName="dagcast-test", EventPattern=json.dumps({"source": ["dagcast"]}))
-    events.put_targets(Rule="all", EventBusName="dagcast-test", Targets=[{"Id": "q", "Arn": arn}])
-    fanout = FanOut(None, None, events, "dagcast-test", 0)
+    bus = EventBus().create()
+    fanout = FanOut(None, None, bus.events, bus.name, 0)
 
     eid, written = run_job(services, {"tasks": [echo(1, "a"), echo(2, "b", [1])]})
     poller = StreamPoller(
-        session.client("dynamodbstreams"), stack.poller.stream_arn, fanout.handle, accept=is_event_insert
+        boto3.client("dynamodbstreams"), stack.poller.stream_arn, fanout.handle, accept=is_event_insert
     )
     while poller.poll_once():
         pass
-    got: list[dict[str, Any]] = []
-    while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
-        got += [json.loads(m["Body"]) for m in messages]
-        for m in messages:
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-    mine = sorted((g for g in got if g["detail"]["executionId"] == eid), key=lambda g: g["detail"]["seq"])
-    assert [g["detail"] for g in mine] == written
+    mine = [g for g in bus.received() if g["detail"]["executionId"] == eid]
+    assert [g["detail"] for g in mine] == written  # once each, in seq order
     assert [g["detail-type"] for g in mine] == [e["type"] for e in written]
     assert {g["source"] for g in mine} == {"dagcast"}
 
 
-def test_metrics_are_emitted_as_emf(monkeypatch, capsys):
+def test_metrics_are_emitted_as_emf(monkeypatch, capsys, stack):
     from chalicelib import fanout as module
 
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
-    bus = RefusingBus(refuse=("A", 9))
-    module.FanOut(None, None, bus, "bus", 0).handle({"Records": [record("A", 1), record("A", 2)]}, None)  # type: ignore[arg-type]
+    bus = EventBus().create()
+    batch = [record("A", 1), record("A", 2), record("A", 3, type=""), record("A", 4)]
+    response = module.FanOut(None, None, bus.events, bus.name, 0).handle({"Records": batch}, None)
+    assert len(response["batchItemFailures"]) == 2  # A3 refused by the bus, A4 behind it
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert lines, "no EMF line was printed"
     emf = lines[-1]
     names = {m["Name"] for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
-    assert {"EventsWritten", "EventBridgePublished", "FanoutLag"} <= names
+    assert {"EventsWritten", "EventBridgePublished", "RecordsFailed", "FanoutLag"} <= names
+    # EventsWritten counts records fanned out; a failed one counts in RecordsFailed instead
     assert emf["EventsWritten"] == [2.0] and emf["EventBridgePublished"] == [2.0]
+    assert emf["RecordsFailed"] == [2.0]
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "dagcast"
 
 
@@ -165,7 +179,11 @@ def test_a_restarted_poller_resumes_after_its_checkpoint_neither_skipping_nor_re
 
 
 class OneAtATime:
-    """A DynamoDB Streams client that hands out one record per GetRecords call."""
+    """A DynamoDB Streams client that hands out one record per GetRecords call.
+
+    A stand-in on purpose, the one in these tests: the batch window is about records that arrive
+    while a batch fills, and moto's stream returns every record already written in one call (and
+    records written from another thread would make the batch sizes depend on timing)."""
 
     def __init__(self, count: int) -> None:
         self.records = [record("W", i + 1) for i in range(count)]

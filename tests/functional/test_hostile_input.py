@@ -86,9 +86,18 @@ def test_a_task_with_one_field_replaced_is_accepted_or_refused_cleanly(client, s
         assert newest(services) == before
 
 
+@pytest.fixture(scope="module")
+def webhook_id(client) -> Iterator[str]:
+    """A registered webhook, so the delivery-id parsing behind it is reached (nothing listens at its URL)."""
+    body = {"url": "http://127.0.0.1:9/hook", "secret": "hostile-secret-0123456789"}
+    created = assert_clean(post(client, "/api/v1/webhooks", json.dumps(body)), 201)
+    yield str(created["webhookId"])
+    client.http.delete(f"/api/v1/webhooks/{created['webhookId']}")
+
+
 @HOSTILE
 @given(text=TEXT)
-def test_any_id_or_query_value_in_the_path_is_answered_cleanly(client, text):
+def test_any_id_or_query_value_in_the_path_is_answered_cleanly(client, webhook_id, text):
     q = quote(text, safe="")
     for path in (
         f"/api/v1/dag-executions/{q}",
@@ -101,6 +110,22 @@ def test_any_id_or_query_value_in_the_path_is_answered_cleanly(client, text):
         assert_clean(client.http.get(path), 200, 400, 404)
     for path in (f"/api/v1/dag-executions/{q}/cancel", f"/api/v1/dag-executions/{q}/stream-token"):
         assert_clean(client.http.post(path), 400, 404, 409)
+    for path in (
+        f"/api/v1/webhooks/{q}/deliveries/{q}/replay",
+        f"/api/v1/webhooks/{webhook_id}/deliveries/{q}/replay",
+        f"/api/v1/webhooks/{webhook_id}/deliveries/dag-exec_x:{q}/replay",
+        f"/api/v1/webhooks/{webhook_id}/deliveries/{q}:7/replay",
+    ):
+        assert_clean(client.http.post(path), 400, 404)
+    if q:  # DELETE /api/v1/webhooks/ is the collection: no such route (405 from the router)
+        assert_clean(client.http.delete(f"/api/v1/webhooks/{q}"), 404)
+
+
+@pytest.mark.parametrize("seq", ["²", "٣", "1²", "-1", "+1", " 1", "1.0", "1e3", "0x1", "1" * 13, ""])
+def test_a_delivery_seq_that_is_not_plain_digits_is_a_400(client, webhook_id, seq):
+    reply = client.http.post(f"/api/v1/webhooks/{webhook_id}/deliveries/dag-exec_x:{quote(seq)}/replay")
+    body = assert_clean(reply, 400)
+    assert "<executionId>:<seq>" in body["error"] and "digits 0-9" in body["error"]
 
 
 @pytest.mark.parametrize("depth", [100, 10_000, 200_000])

@@ -1,13 +1,26 @@
-"""The local event source mapping: Lambda-shaped batches, partial failures redelivered, in order."""
+"""The local event source mapping: Lambda-shaped batches, partial failures redelivered, in order;
+a record that keeps failing is given up after the retry limit (template.yaml's
+MaximumRetryAttempts), its coordinates recorded, and the shard goes on."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from pathlib import Path
+from typing import Any
 
 import boto3
 
-from dagcast.local.poller import StreamPoller
+from chalicelib.factory import Services
+from chalicelib.fanout import FanOut
+from chalicelib.orchestration import new_execution_id
+from chalicelib.webhooks import now_ms
+from dagcast.local.poller import Checkpoints, FileCheckpoints, OnFailure, StreamPoller, is_event_insert
+from dagcast.local.stack import LocalStack
 from tests.functional.conftest import echo, run_job
+from tests.functional.test_webhooks import SECRET, client, hooks, register, wait_for  # noqa: F401 - fixtures
+from tests.receiver import EventBus, Receiver
 
 
 def test_every_event_is_delivered_once_in_order_even_when_the_handler_fails_a_record(services, stack):
@@ -30,7 +43,7 @@ def test_every_event_is_delivered_once_in_order_even_when_the_handler_fails_a_re
                 failures.append({"itemIdentifier": record["dynamodb"]["SequenceNumber"]})
                 break
             acked.append(seq)
-        # the real handler accepts the same batch (it only logs for now)
+        # the real handler takes the same batch too: every record succeeds (no bus is set locally)
         assert app.fanout_handler(batch, None) == {"batchItemFailures": []}
         return {"batchItemFailures": failures}
 
@@ -44,3 +57,140 @@ def test_every_event_is_delivered_once_in_order_even_when_the_handler_fails_a_re
     assert failed_once == {4}
     assert acked == [e["seq"] for e in events]
     assert poller.stats.failures_reported == 1
+
+
+def caught_up(stack: LocalStack) -> Checkpoints:
+    """Checkpoints at the end of the stream as it is now, so a test's poller reads only what the test
+    writes (the session's stream holds every earlier test's records; they are acknowledged unread)."""
+    checkpoints = Checkpoints()
+    assert stack.poller is not None
+    poller = StreamPoller(
+        boto3.client("dynamodbstreams"),
+        stack.poller.stream_arn,
+        lambda batch, context: None,
+        checkpoints=checkpoints,
+    )
+    while poller.poll_once():
+        pass
+    return checkpoints
+
+
+def write_execution(services: Services, execution_id: str, types: list[str]) -> None:
+    """An execution's events through the real store: execution.created (seq 1), then ``types``."""
+    services.store.create_execution(
+        execution_id, created_at=now_ms(), original_request="poller test", tasks=[], sink_ids=[]
+    )
+    for i, kind in enumerate(types):
+        services.store.append_event(execution_id, f"poller-test#{i}", {"type": kind})
+
+
+def poll_until(poller: StreamPoller, done: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"timed out; poller stats: {poller.stats}"
+        poller.poll_once()
+
+
+def test_a_record_that_never_succeeds_is_given_up_after_the_retry_limit_and_the_rest_go_on(
+    services, stack, tmp_path
+):
+    bus = EventBus().create()
+    checkpoints = caught_up(stack)
+    poison, other = new_execution_id(), new_execution_id()
+    # EventBridge refuses an entry without a detail-type (moto as AWS): the poison's seq 2, every time
+    write_execution(services, poison, [""])
+    write_execution(services, other, ["execution.updated", "execution.updated"])
+    services.store.append_event(poison, "poller-test#after", {"type": "execution.updated"})
+    failures = tmp_path / "stream-failures.jsonl"
+    poller = StreamPoller(
+        boto3.client("dynamodbstreams"),
+        stack.poller.stream_arn,
+        FanOut(None, None, bus.events, bus.name, 0).handle,
+        batch_size=2,  # so records beyond the retried batch wait behind the failing one
+        retry_seconds=0,
+        checkpoints=checkpoints,
+        accept=is_event_insert,
+        max_retries=2,
+        on_failure=OnFailure(failures),
+    )
+    got: list[tuple[str, int]] = []
+
+    def everything_else_published() -> bool:
+        got.extend((e["detail"]["executionId"], e["detail"]["seq"]) for e in bus.received())
+        return {(poison, 3), (other, 3)} <= set(got)
+
+    poll_until(poller, everything_else_published)
+    # the poison's seq 2 never reached the bus; everything else did, each execution in seq order
+    assert sorted(set(got)) == sorted([(poison, 1), (poison, 3), (other, 1), (other, 2), (other, 3)])
+    for eid in (poison, other):  # a retried batch publishes its other records again: first arrivals
+        first_arrivals = list(dict.fromkeys(seq for e, seq in got if e == eid))
+        assert first_arrivals == sorted(first_arrivals)
+    assert poller.stats.records_given_up == 1
+    [message] = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert message == poller.on_failure.messages[0]
+    info = message["DDBStreamBatchInfo"]
+    [given_up] = message["records"]
+    assert given_up["executionId"] == poison and given_up["seq"] == 2
+    assert info["startSequenceNumber"] == info["endSequenceNumber"] == given_up["sequenceNumber"]
+    assert info["batchSize"] == 1 and info["streamArn"] == stack.poller.stream_arn and info["shardId"]
+    assert message["requestContext"] == {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 3}
+    # and the shard went on: nothing is left for the poller, nothing else was given up
+    time.sleep(0.2)
+    assert poller.poll_once() == 0 and poller.stats.records_given_up == 1
+
+
+def test_a_record_that_fails_a_few_times_then_succeeds_loses_nothing_and_keeps_order(
+    client,  # noqa: F811 - the fixture imported above
+    hooks,  # noqa: F811
+    services,
+    stack,
+):
+    bus = EventBus()  # not created yet: PutEvents fails (ResourceNotFoundException) until it is
+    receiver = Receiver(SECRET).start()
+    eid, other = new_execution_id(), new_execution_id()
+    register(client, hooks, receiver, executionId=eid)
+    checkpoints = caught_up(stack)
+    write_execution(services, eid, ["execution.updated", "execution.updated"])
+    write_execution(services, other, ["execution.updated"])
+    services.store.append_event(eid, "poller-test#after", {"type": "execution.updated"})
+    assert services.dispatcher is not None
+    poller = StreamPoller(
+        boto3.client("dynamodbstreams"),
+        stack.poller.stream_arn,
+        FanOut(services.webhooks, services.dispatcher, bus.events, bus.name, 10).handle,
+        batch_size=3,
+        retry_seconds=0,
+        checkpoints=checkpoints,
+        accept=is_event_insert,
+        max_retries=10,
+    )
+    try:
+        poll_until(poller, lambda: poller.stats.failures_reported >= 3 * 3)  # three failed attempts
+        assert poller.stats.records_delivered == 0
+        bus.create()
+        got: list[tuple[str, int]] = []
+
+        def all_published() -> bool:
+            got.extend((e["detail"]["executionId"], e["detail"]["seq"]) for e in bus.received())
+            return {(eid, 4), (other, 2)} <= set(got)
+
+        poll_until(poller, all_published)
+        assert got == [(eid, 1), (eid, 2), (eid, 3), (other, 1), (other, 2), (eid, 4)]  # stream order
+        expected = [f"{eid}:{n}" for n in range(1, 5)]
+        wait_for(lambda: receiver.keys_for(eid) == expected, what="the webhook deliveries")
+        time.sleep(1.0)  # longer than the longest back-off here: anything more would be a duplicate
+        assert receiver.keys_for(eid) == expected and receiver.keys_for(other) == []
+        assert poller.stats.records_given_up == 0 and poller.on_failure.messages == []
+    finally:
+        receiver.stop()
+
+
+def test_the_stacks_poller_gives_up_like_the_mapping_and_reports_it(stack):
+    assert stack.poller is not None and isinstance(stack.poller.checkpoints, FileCheckpoints)
+    # next to the checkpoint file, counted in /local/stats
+    assert stack.poller.on_failure.path == stack.poller.checkpoints.path.with_name("stream-failures.jsonl")
+    stats = stack.fanout_stats()
+    assert stats is not None and stats["recordsGivenUp"] == stack.poller.stats.records_given_up == 0
+    template = (Path(__file__).parents[2] / "template.yaml").read_text()
+    mapping = re.search(r"FanoutMapping:.*?MaximumRetryAttempts: (\d+)", template, re.DOTALL)
+    assert mapping and stack.fanout_max_retry_attempts == int(mapping[1])  # the mapping's retry limit

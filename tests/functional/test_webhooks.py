@@ -1,22 +1,35 @@
 """Webhooks end to end on the local stack: real receivers on 127.0.0.1 (flaky, down, slow), the
-real stream poller and fan-out handler, the retry function, signatures, dead letters and replay."""
+real stream poller and fan-out handler, the retry function, signatures, dead letters and replay;
+what the fan-out logs and counts about them."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from tests.functional.conftest import echo, fail, run_job
-from tests.receiver import Receiver
+from chalicelib import fanout, webhooks
+from chalicelib.dag import parse_job
+from chalicelib.factory import Services
+from chalicelib.fanout import FanOut
+from chalicelib.orchestration import new_execution_id
+from chalicelib.webhooks import Dispatcher, Hook, RetryPolicy, now_ms
+from tests.functional.conftest import echo, fail, run_job, wait_for_end
+from tests.functional.test_fanout import record
+from tests.receiver import EventBus, Receiver
 
 SECRET = "s3cret-s3cret-s3cret"
+SETTLE_SECONDS = 1.5  # longer than the longest back-off (1 s) plus a retry pass: catches late duplicates
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +72,66 @@ def wait_for(check, timeout: float = 60, what: str = "") -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_as(services: Services, execution_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run a job under an id chosen beforehand (a webhook can then filter on it from the start)."""
+    services.orchestrator.submit(parse_job(body), execution_id)
+    return wait_for_end(services, execution_id)
+
+
+def one_attempt(services: Services) -> Dispatcher:
+    """The stack's dispatcher (store, secrets, sender) with one attempt per delivery: dead at once."""
+    assert services.dispatcher is not None
+    d = services.dispatcher
+    return Dispatcher(d.store, d.box, d.sender, RetryPolicy(max_attempts=1))
+
+
+@contextlib.contextmanager
+def log_lines() -> Iterator[list[dict[str, Any]]]:
+    """Every line the fan-out's and the webhooks' powertools loggers write meanwhile (any thread),
+    as their own JSON formatter makes it (appended keys included), parsed; DEBUG and up."""
+    lines: list[dict[str, Any]] = []
+
+    class Collect(logging.Handler):
+        def emit(self, rec: logging.LogRecord) -> None:
+            lines.append(json.loads(self.format(rec)))
+
+    installed = []
+    for powertools_logger in (fanout.logger, webhooks.logger):
+        std = logging.getLogger(powertools_logger.service)
+        handler = Collect()
+        handler.setFormatter(powertools_logger.registered_formatter)
+        installed.append((std, handler, std.level))
+        std.addHandler(handler)
+        std.setLevel(logging.DEBUG)
+    try:
+        yield lines
+    finally:
+        for std, handler, level in installed:
+            std.removeHandler(handler)
+            std.setLevel(level)
+
+
+RECORD_LINES = {  # every line about one record or delivery: it must carry executionId and seq
+    "event",
+    "malformed event record skipped",
+    "event record failed; the stream delivers it again",
+    "event record held back behind a failed one of its execution",
+    "webhook delivery failed; will retry",
+    "webhook delivery dead after its last attempt",
+    "webhook lane failed",
+}
+
+
+def about_records(lines: list[dict[str, Any]]) -> list[tuple[str, str, str, Any]]:
+    """(level, message, executionId, seq) of the lines about records; each must name both."""
+    found = []
+    for line in lines:
+        if line["message"] in RECORD_LINES:
+            assert line.get("executionId") and isinstance(line.get("seq"), int), line
+            found.append((line["level"], line["message"], line["executionId"], line["seq"]))
+    return found
 
 
 def test_register_list_get_delete_and_the_secret_is_never_returned(client, hooks, services):
@@ -192,3 +265,236 @@ def test_an_execution_filter_and_type_filter_select_events(client, hooks, servic
     finally:
         receiver.stop()
         other.stop()
+
+
+def test_when_every_record_of_a_batch_fails_its_deliveries_are_still_sent(client, hooks, services):
+    receiver = Receiver(SECRET).start()
+    eid = new_execution_id()
+    webhook_id = register(client, hooks, receiver, executionId=eid)
+    missing = EventBus()  # never created: PutEvents fails for every record (ResourceNotFoundException)
+    assert services.dispatcher is not None
+    handler = FanOut(services.webhooks, services.dispatcher, missing.events, missing.name, 10).handle
+    try:
+        first = [record(eid, 1)]
+        assert handler({"Records": first}, None) == {
+            "batchItemFailures": [{"itemIdentifier": first[0]["dynamodb"]["SequenceNumber"]}]
+        }
+        # sent by this invocation, not left pending
+        assert receiver.keys_for(eid) == [f"{eid}:1"]
+        delivery = services.webhooks.get_delivery(webhook_id, eid, 1)
+        assert delivery is not None and delivery["status"] == "delivered"
+        batch = [record(eid, 2), record(eid, 3)]
+        failed = handler({"Records": batch}, None)["batchItemFailures"]
+        assert [f["itemIdentifier"] for f in failed] == [r["dynamodb"]["SequenceNumber"] for r in batch]
+        # seq 2's delivery went out; seq 3 was held back behind it (its delivery is written on redelivery)
+        assert receiver.keys_for(eid) == [f"{eid}:1", f"{eid}:2"]
+        assert services.webhooks.get_delivery(webhook_id, eid, 3) is None
+    finally:
+        receiver.stop()
+
+
+def test_every_log_line_about_a_record_carries_its_execution_and_seq(client, hooks, services):
+    receiver = Receiver(SECRET).start()
+    eid, malformed = new_execution_id(), new_execution_id()
+    receiver.refuse_keys = {f"{eid}:1"}
+    ok_id = register(client, hooks, receiver, executionId=eid)
+    # a webhook whose stored secret KMS cannot decrypt (InvalidCiphertextException): its lane fails
+    broken = Hook(f"wh_{uuid.uuid4().hex}", receiver.url, None, eid, b"not a KMS ciphertext", now_ms())
+    services.webhooks.put_hook(broken)
+    hooks.append(broken.id)
+    bus = EventBus().create()
+    handler = FanOut(services.webhooks, one_attempt(services), bus.events, bus.name, 10).handle
+    batch = [
+        record(eid, 1),
+        record(eid, 2, type=""),  # EventBridge refuses it
+        record(eid, 3),  # held back behind it
+        record(malformed, 1, data="{not json"),
+    ]
+    try:
+        with log_lines() as lines:
+            handler({"Records": batch}, None)
+            fanout.logger.warning("after the batch")
+            webhooks.logger.warning("after the batch")
+        mine = [x for x in about_records(lines) if x[2] in (eid, malformed)]
+        assert sorted(mine, key=str) == sorted(
+            [
+                ("DEBUG", "event", eid, 1),
+                ("DEBUG", "event", eid, 2),
+                ("ERROR", "event record failed; the stream delivers it again", eid, 2),
+                ("WARNING", "event record held back behind a failed one of its execution", eid, 3),
+                ("ERROR", "malformed event record skipped", malformed, 1),
+                ("WARNING", "webhook delivery dead after its last attempt", eid, 1),
+                ("ERROR", "webhook lane failed", eid, 1),
+            ],
+            key=str,
+        )
+        by_message = {x["message"]: x for x in lines if x.get("executionId") == eid}
+        assert by_message["webhook delivery dead after its last attempt"]["webhookId"] == ok_id
+        assert by_message["webhook lane failed"]["webhookId"] == broken.id
+        assert "InvalidCiphertextException" in by_message["webhook lane failed"]["exception"]
+        assert (
+            "EventBridge refused" in by_message["event record failed; the stream delivers it again"]["error"]
+        )
+        # the keys belong to the record: the lines after it carry none
+        after = [x for x in lines if x["message"] == "after the batch"]
+        assert len(after) == 2 and not any("executionId" in x or "seq" in x for x in after)
+    finally:
+        receiver.stop()
+
+
+def test_webhook_metrics_count_deliveries_failures_dead_letters_and_lag(
+    monkeypatch, capsys, client, hooks, services
+):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    ok, down = Receiver(SECRET).start(), Receiver(SECRET, fail_always=True).start()
+    eid = new_execution_id()
+    register(client, hooks, ok, executionId=eid)
+    register(client, hooks, down, executionId=eid)
+    bus = EventBus().create()
+    handler = FanOut(services.webhooks, one_attempt(services), bus.events, bus.name, 10).handle
+    written = now_ms()
+    batch = [record(eid, 1), record(eid, 2), record(eid, 3, type="")]  # the bus refuses seq 3
+    try:
+        capsys.readouterr()
+        assert len(handler({"Records": batch}, None)["batchItemFailures"]) == 1
+        received = now_ms()
+        counted: dict[str, list[float]] = {}
+        for line in capsys.readouterr().out.splitlines():
+            if '"_aws"' in line:
+                emf = json.loads(line)
+                for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                    value = emf[m["Name"]]
+                    counted.setdefault(m["Name"], []).extend(value if isinstance(value, list) else [value])
+        # seq 3's deliveries were written before the bus refused it, so they went out too
+        assert counted["WebhooksDelivered"] == [3.0]  # to the receiver that is up
+        assert counted["WebhookFailures"] == [3.0] and counted["WebhookDeadLetters"] == [3.0]  # down
+        lags = counted["WebhookDeliveryLag"]
+        assert len(lags) == 3 and all(0 <= lag <= received - written for lag in lags), lags
+        assert counted["EventsWritten"] == [2.0] and counted["EventBridgePublished"] == [2.0]
+        assert counted["RecordsFailed"] == [1.0]
+        assert ok.keys_for(eid) == [f"{eid}:{n}" for n in (1, 2, 3)] and down.requests == 3
+    finally:
+        ok.stop()
+        down.stop()
+
+
+def test_concurrent_executions_reach_a_failing_receiver_each_event_once_in_order(client, hooks, services):
+    flaky = Receiver(SECRET, fail_first=8).start()
+    steady = Receiver(SECRET).start()
+    receivers = {"flaky": flaky, "steady": steady}
+    for r in receivers.values():
+        register(client, hooks, r)
+    job = {"tasks": [echo(1, "a"), echo(2, "b", [1]), echo(3, "c", [1]), echo(4, "d", [2, 3])]}
+    try:
+        ids = [services.orchestrator.submit(parse_job(job)) for _ in range(3)]  # all running at once
+        expected = {eid: [f"{eid}:{e['seq']}" for e in wait_for_end(services, eid)] for eid in ids}
+
+        def exactly_once(r: Receiver) -> bool:
+            return all(r.keys_for(eid) == keys for eid, keys in expected.items())
+
+        for name, r in receivers.items():
+            wait_for(lambda r=r: exactly_once(r), what=f"the {name} receiver's deliveries")
+        time.sleep(SETTLE_SECONDS)
+        for name, r in receivers.items():
+            assert exactly_once(r), name  # nothing more arrived: no late duplicate
+            assert all(x.signature_ok for x in r.accepted), name
+        assert flaky.requests > sum(len(keys) for keys in expected.values())  # it refused the first 8
+    finally:
+        for r in receivers.values():
+            r.stop()
+
+
+def test_an_execution_filter_delivers_that_executions_events_and_no_others(client, hooks, services):
+    receiver = Receiver(SECRET).start()
+    eid, other = new_execution_id(), new_execution_id()
+    register(client, hooks, receiver, executionId=eid)
+    job = {"tasks": [echo(1, "a"), echo(2, "b", [1])]}
+    try:
+        services.orchestrator.submit(parse_job(job), other)  # runs alongside
+        events = run_as(services, eid, job)
+        wait_for_end(services, other)
+        expected = [f"{eid}:{e['seq']}" for e in events]
+        wait_for(lambda: receiver.keys_for(eid) == expected, what="the filtered execution's events")
+        time.sleep(SETTLE_SECONDS)
+        assert receiver.keys_for(eid) == expected  # all of them, once each, in order
+        assert [x.event["executionId"] for x in receiver.accepted] == [eid] * len(expected)  # no other
+    finally:
+        receiver.stop()
+
+
+def test_after_a_dead_letter_the_lane_moves_on_and_retries_back_off_exponentially(client, hooks, services):
+    eid = new_execution_id()
+    dead_key = f"{eid}:2"
+    receiver = Receiver(SECRET, refuse_keys={dead_key}).start()
+    webhook_id = register(client, hooks, receiver, executionId=eid)
+    attempts = int(os.environ["DAGCAST_WEBHOOK_MAX_ATTEMPTS"])
+    base = float(os.environ["DAGCAST_WEBHOOK_BACKOFF_SECONDS"])
+    cap = float(os.environ["DAGCAST_WEBHOOK_BACKOFF_MAX_SECONDS"])
+    seen: dict[int, tuple[int, int]] = {}  # attempts → (lastAttemptAt, nextAttemptAt) of the delivery
+    try:
+        with log_lines() as lines:
+            events = run_as(services, eid, {"tasks": [echo(1, "a"), echo(2, "b", [1])]})
+
+            def dead() -> bool:
+                item = services.webhooks.get_delivery(webhook_id, eid, 2)
+                if item is not None and "nextAttemptAt" in item:
+                    seen[int(item["attempts"])] = (int(item["lastAttemptAt"]), int(item["nextAttemptAt"]))
+                return item is not None and item["status"] == "dead"
+
+            wait_for(dead, timeout=60, what="the dead letter")
+            expected = [f"{eid}:{e['seq']}" for e in events if e["seq"] != 2]
+            wait_for(lambda: receiver.keys_for(eid) == expected, what="the events after the dead one")
+        # the lane moved on: seq 3 went out after seq 2's last attempt, and everything after it too
+        tries = receiver.attempts_at(dead_key)
+        assert len(tries) == attempts
+        assert receiver.attempts_at(f"{eid}:3")[0] > tries[-1]
+        assert receiver.attempts_at(f"{eid}:1")[-1] < tries[0]
+        # back-off: after the n-th failure the next try waits base × 2^(n-1), capped, minus ≤ 20% jitter
+        nominal = [min(cap, base * 2 ** (n - 1)) for n in range(1, attempts)]
+        for n, (last, nxt) in seen.items():
+            assert 0.8 * nominal[n - 1] * 1000 - 1 <= nxt - last <= nominal[n - 1] * 1000, (n, seen)
+        assert len(seen) >= 3 and max(seen) >= 4, seen  # observed while it grew and once capped
+        gaps = [b - a for a, b in itertools.pairwise(tries)]
+        for gap, wait in zip(gaps, nominal, strict=True):
+            # never early; late by at most a retry pass (0.2 s here) and the machine's load
+            assert 0.8 * wait - 0.002 <= gap <= wait + 1.0, (gaps, nominal)
+        assert gaps[2] > gaps[0]  # 0.8 s after the third failure, 0.2 s after the first
+        # each retry and the dead letter were logged with the delivery's coordinates
+        logged = [m for _, m, e, seq in about_records(lines) if (e, seq) == (eid, 2) and m != "event"]
+        retries = ["webhook delivery failed; will retry"] * (attempts - 1)
+        assert logged == [*retries, "webhook delivery dead after its last attempt"]
+    finally:
+        receiver.stop()
+
+
+def test_replaying_a_pending_delivery_queues_its_lane(client, hooks, services):
+    receiver = Receiver(SECRET, fail_always=True).start()
+    webhook_id = register(client, hooks, receiver, types=["execution.completed"])
+    base = f"/api/v1/webhooks/{webhook_id}/deliveries"
+    try:
+        eid, events = run_job(services, {"tasks": [echo(1, "a")]})
+        seq = events[-1]["seq"]
+
+        def backing_off() -> bool:
+            item = services.webhooks.get_delivery(webhook_id, eid, seq)
+            return (
+                item is not None
+                and item["status"] == "pending"
+                and int(item.get("nextAttemptAt", 0)) - now_ms() > 300
+            )
+
+        wait_for(backing_off, timeout=30, what="a delivery backing off")
+        before = services.webhooks.get_delivery(webhook_id, eid, seq)
+        assert before is not None
+        receiver.fail_always = False
+        reply = call(client, "post", f"{base}/{eid}:{seq}/replay")
+        assert reply.status_code == 202, reply.json_body
+        assert reply.json_body["replay"] == {"queued": True} and reply.json_body["status"] == "pending"
+        wait_for(lambda: receiver.keys_for(eid) == [f"{eid}:{seq}"], what="the queued delivery")
+        time.sleep(SETTLE_SECONDS)
+        assert receiver.keys_for(eid) == [f"{eid}:{seq}"]  # once
+        assert receiver.accepted[-1].headers["X-Dagcast-Attempt"] == str(before["attempts"] + 1)
+        page = call(client, "get", f"{base}?executionId={eid}").json_body["deliveries"]
+        assert [(d["seq"], d["status"]) for d in page] == [(seq, "delivered")]
+    finally:
+        receiver.stop()
