@@ -19,7 +19,10 @@ from tests.jobs import echo, fail, sleep
 __all__ = ["echo", "fail", "sleep"]  # task builders, re-exported for the tests here
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack (its poller and retry threads) stops after the last functional test,
+# before tests/unit runs (those threads, left running, logged tracebacks concurrently with a unit
+# test's ast.parse, which CPython 3.11 does not survive: "AST constructor recursion depth mismatch").
+@pytest.fixture(scope="package")
 def stack() -> Iterator[LocalStack]:
     # Webhook retries in fractions of a second, so the retry and dead-letter tests take seconds.
     for name, value in {
@@ -34,7 +37,7 @@ def stack() -> Iterator[LocalStack]:
     s.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def services(stack: LocalStack) -> Services:
     import app
 
