@@ -26,6 +26,7 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
+from .store import event_position
 from .webhooks import Dispatcher, Hook, LaneReport, WebhookStore, delivery_item, now_ms
 
 if TYPE_CHECKING:
@@ -56,9 +57,9 @@ def is_event_record(record: DynamoDBRecord) -> bool:
 def _position(record: DynamoDBRecord) -> tuple[str, int | str]:
     """(execution id, seq) from the item's keys — known even when its data is not an event."""
     keys = (record.dynamodb.keys if record.dynamodb else None) or {}
-    raw_seq = str(keys.get("SK", "")).removeprefix("EVT#")
-    seq = int(raw_seq) if raw_seq.isascii() and raw_seq.isdigit() else raw_seq
-    return str(keys.get("PK", "")).removeprefix("EXEC#"), seq
+    sk = str(keys.get("SK", ""))
+    execution_id, seq = event_position(str(keys.get("PK", "")), sk)
+    return execution_id, sk.removeprefix("EVT#") if seq is None else seq  # the odd key as it is, for logs
 
 
 @dataclass

@@ -89,6 +89,14 @@ def event_sk(seq: int) -> str:
     return f"EVT#{seq:0{_SEQ_WIDTH}d}"
 
 
+def event_position(pk_value: str, sk_value: str) -> tuple[str, int | None]:
+    """(execution id, seq) from an item's keys, the inverse of ``pk`` and ``event_sk``; seq is None
+    unless the sort key is ``EVT#`` and ASCII digits (str.isdigit() also takes '²', int() does not)."""
+    raw = sk_value.removeprefix("EVT#")
+    seq = int(raw) if sk_value.startswith("EVT#") and raw.isascii() and raw.isdigit() else None
+    return pk_value.removeprefix("EXEC#"), seq
+
+
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 

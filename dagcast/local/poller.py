@@ -41,6 +41,8 @@ else:
 
 from botocore.exceptions import ClientError
 
+from chalicelib.store import event_position
+
 log = logging.getLogger(__name__)
 SHARD_REFRESH_SECONDS = 5.0
 STOP_WAIT_LOG_SECONDS = 10.0  # stop(): how often it says it is still waiting for the handler
@@ -135,7 +137,6 @@ class StreamPoller:
         """``max_retries``: retries of a failing batch before it is given up (template.yaml's
         ``MaximumRetryAttempts``; -1: without limit)."""
         self._streams = streams
-        self._arn = stream_arn
         self.stream_arn = stream_arn
         self._handler = handler
         self._batch_size = batch_size
@@ -187,7 +188,7 @@ class StreamPoller:
         """One pass over every shard; returns the number of records acknowledged."""
         now = time.monotonic()
         if self._shards is None or now - self._shards_at > SHARD_REFRESH_SECONDS:
-            description = self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"]
+            description = self._streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
             self._shards = [s["ShardId"] for s in description.get("Shards", [])]
             self._shards_at = now
         return sum(self._poll_shard(shard_id) for shard_id in self._shards)
@@ -197,17 +198,17 @@ class StreamPoller:
         cached = self._iterators.get(shard_id)
         if cached:
             return cached
-        checkpoint = self.checkpoints.get(self._arn, shard_id)
+        checkpoint = self.checkpoints.get(self.stream_arn, shard_id)
         if checkpoint:
             it = self._streams.get_shard_iterator(
-                StreamArn=self._arn,
+                StreamArn=self.stream_arn,
                 ShardId=shard_id,
                 ShardIteratorType="AFTER_SEQUENCE_NUMBER",
                 SequenceNumber=checkpoint,
             )
         else:
             it = self._streams.get_shard_iterator(
-                StreamArn=self._arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+                StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
             )
         return str(it["ShardIterator"])
 
@@ -223,7 +224,7 @@ class StreamPoller:
             except ClientError:
                 self._iterators.pop(shard_id, None)  # expired or trimmed: rebuild from the checkpoint
                 raise
-            got = [dict(r, eventSourceARN=self._arn) for r in out.get("Records", [])]
+            got = [dict(r, eventSourceARN=self.stream_arn) for r in out.get("Records", [])]
             iterator = out.get("NextShardIterator")
             if got and not records:
                 first_at = time.monotonic()
@@ -273,7 +274,7 @@ class StreamPoller:
         if acked is records and next_iterator:
             self._iterators[shard_id] = str(next_iterator)
         if acked:
-            self.checkpoints.put(self._arn, shard_id, _sequence(acked[-1]))
+            self.checkpoints.put(self.stream_arn, shard_id, _sequence(acked[-1]))
             delivered = [r for r in acked if (self._accept is None or self._accept(r)) and r not in given_up]
             self.stats.records_delivered += len(delivered)
             self.stats.events_delivered += sum(1 for r in delivered if is_event_insert(r))
@@ -306,7 +307,7 @@ class StreamPoller:
                 "approximateArrivalOfFirstRecord": arrivals[0],
                 "approximateArrivalOfLastRecord": arrivals[-1],
                 "batchSize": len(records),
-                "streamArn": self._arn,
+                "streamArn": self.stream_arn,
             },
             # dagcast's addition: which events they were (read them from the table, not the stream)
             "records": [_coordinates(r) for r in records],
@@ -328,14 +329,10 @@ def _sequence(record: Record) -> str:
 
 def _coordinates(record: Record) -> dict[str, Any]:
     keys = record.get("dynamodb", {}).get("Keys", {})
-    pk = str(keys.get("PK", {}).get("S", ""))
-    sk = str(keys.get("SK", {}).get("S", ""))
-    raw_seq = sk.removeprefix("EVT#")
-    return {
-        "sequenceNumber": _sequence(record),
-        "executionId": pk.removeprefix("EXEC#"),
-        "seq": int(raw_seq) if sk.startswith("EVT#") and raw_seq.isascii() and raw_seq.isdigit() else None,
-    }
+    execution_id, seq = event_position(
+        str(keys.get("PK", {}).get("S", "")), str(keys.get("SK", {}).get("S", ""))
+    )
+    return {"sequenceNumber": _sequence(record), "executionId": execution_id, "seq": seq}
 
 
 def _iso(value: Any) -> Any:
