@@ -3,7 +3,6 @@ chalicelib/ (api: HTTP, orchestration: the state machine steps, fanout: the stre
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -12,16 +11,15 @@ from chalice.app import Chalice, Rate, Request, Response
 
 from chalicelib import api, fanout
 from chalicelib.config import SettingsError
-from chalicelib.factory import Services, build_services
+from chalicelib.factory import BuiltOnce, build_services
 
 app = Chalice(app_name="dagcast")
 # X-Ray segments around every Lambda (boto3 and httpx calls included); off outside Lambda.
 tracer = Tracer(service="dagcast")
 
 
-@functools.cache
-def services() -> Services:
-    return build_services()
+# Built on first use (the environment is read then), once, however many threads ask at the same time.
+services = BuiltOnce(build_services)
 
 
 def _json(reply: api.Reply) -> Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import boto3
@@ -56,3 +58,31 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
     )
     orchestrator = Orchestrator(store, sfn, settings.state_machine_arn)
     return Services(settings, store, orchestrator, signer, webhooks, dispatcher, fanout, Gate(settings))
+
+
+class BuiltOnce:
+    """``build()`` called once, its result kept: ``functools.cache`` for a no-argument builder, but
+    callers that arrive while it runs wait for that result instead of each building their own. In a
+    Lambda one invocation runs at a time; the local stack serves requests and runs the stream poller
+    and retry function on many threads, and a burst of first calls each built a Services (a boto3
+    session and its clients, ~15 MB apiece: 16 concurrent first POSTs took the front from 140 to
+    350 MB, for good — found by bench/soak.py)."""
+
+    def __init__(self, build: Callable[[], Services]) -> None:
+        self._build = build
+        self._value: Services | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Services:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+                value = self._value
+        return value
+
+    def cache_clear(self) -> None:
+        """Build anew on the next call (tests and the local stack, after the environment changed)."""
+        with self._lock:
+            self._value = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -111,23 +110,14 @@ def create_app(stack: Stack, settings: Settings | None = None) -> SseApp:
             return JSONResponse({"error": missing}, status_code=404)
         return HTMLResponse(html, headers={"cache-control": NO_CACHE, "x-content-type-options": "nosniff"})
 
-    # app.services() is functools.cache'd, and that is no lock: a burst of first requests (each on
-    # its own thread here) would each build a Services — a boto3 session and its clients, ~15 MB
-    # apiece — and keep one. 16 concurrent first POSTs took this process from 140 to 350 MB, for
-    # good (found by bench/soak.py). The first request builds it; the others wait for that one.
-    services_built = threading.Lock()
-
-    def handle_request(method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
-        with services_built:
-            chalice_module.services()
-        return gateway.handle_request(method, path, headers, body)
-
     async def chalice_proxy(request: Request) -> Response:
         body = await request.body()
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            out: dict[str, Any] = await run_in_threadpool(handle_request, request.method, path, headers, body)
+            out: dict[str, Any] = await run_in_threadpool(
+                gateway.handle_request, request.method, path, headers, body
+            )
         except ForbiddenError:
             return JSONResponse({"error": f"no route {request.method} {request.url.path}"}, status_code=404)
         raw = out.get("body") or b""

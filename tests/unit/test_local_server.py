@@ -33,3 +33,27 @@ def test_each_thread_sees_its_own_current_request():
     done.set()
     thread.join()
     assert seen == ["other"]
+
+
+def test_services_are_built_once_however_many_threads_ask_first():
+    """app.services: the local front's request threads, the poller and the retry function all call
+    it; concurrent first calls used to build one Services each (~15 MB apiece, kept)."""
+    from chalicelib.factory import BuiltOnce
+
+    builds: list[int] = []
+
+    def build() -> Any:
+        builds.append(1)
+        threading.Event().wait(0.2)  # slow, as a boto3 session is: the others arrive meanwhile
+        return object()
+
+    services = BuiltOnce(build)
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(services())) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and len(got) == 16 and all(g is got[0] for g in got)
+    services.cache_clear()
+    assert services() is not got[0] and len(builds) == 2
