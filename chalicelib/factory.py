@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -60,7 +61,10 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
     return Services(settings, store, orchestrator, signer, webhooks, dispatcher, fanout, Gate(settings))
 
 
-class BuiltOnce:
+T = TypeVar("T")
+
+
+class BuiltOnce(Generic[T]):
     """``build()`` called once, its result kept: ``functools.cache`` for a no-argument builder, but
     callers that arrive while it runs wait for that result instead of each building their own. In a
     Lambda one invocation runs at a time; the local stack serves requests and runs the stream poller
@@ -68,12 +72,12 @@ class BuiltOnce:
     session and its clients, ~15 MB apiece: 16 concurrent first POSTs took the front from 140 to
     350 MB, for good — found by bench/soak.py)."""
 
-    def __init__(self, build: Callable[[], Services]) -> None:
+    def __init__(self, build: Callable[[], T]) -> None:
         self._build = build
-        self._value: Services | None = None
+        self._value: T | None = None
         self._lock = threading.Lock()
 
-    def __call__(self) -> Services:
+    def __call__(self) -> T:
         value = self._value
         if value is None:
             with self._lock:

@@ -6,17 +6,12 @@ request, so importing this module has no side effects.
 
 from __future__ import annotations
 
-import functools
-
 from .config import Settings
-from .factory import build_services
+from .factory import BuiltOnce, build_services
 from .sse import create_sse_app
-from .store import DynamoStore
 
-
-@functools.cache
-def _store() -> DynamoStore:
-    return build_services().store
+# Built on the first request, once (requests run on several threads).
+_store = BuiltOnce(lambda: build_services().store)
 
 
 def create_app(settings: Settings | None = None) -> object:
