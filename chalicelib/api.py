@@ -19,6 +19,7 @@ from .factory import Services
 from .orchestration import AlreadyFinished, StartFailed, combine_sinks, execution_view
 from .store import ExecutionNotFound, StoreError
 from .webhooks import (
+    EXECUTION_ID_CHARS,
     MAX_WEBHOOKS,
     STATUSES,
     Dispatcher,
@@ -191,7 +192,7 @@ def final_result(services: Services, execution_id: str) -> Reply:
 
 # ------------------------------------------------------------------------------------ webhooks
 
-_EXECUTION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # as a webhook's executionId filter
+_EXECUTION_ID = re.compile(rf"[{EXECUTION_ID_CHARS}]{{1,128}}")  # as a webhook's executionId filter
 _DELIVERY_SEQ = re.compile(r"[0-9]{1,12}")  # a delivery's SK holds 12 digits
 
 

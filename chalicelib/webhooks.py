@@ -84,6 +84,10 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 # ---------------------------------------------------------------------------------- registrations
 
 
+# What an execution id may hold, as a webhook's executionId filter and in a delivery id.
+EXECUTION_ID_CHARS = "A-Za-z0-9_.:-"
+
+
 class InvalidWebhook(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
@@ -98,7 +102,9 @@ class WebhookSpec(BaseModel):
     url: str = Field(min_length=8, max_length=2048)
     secret: str = Field(min_length=16, max_length=256)
     types: list[str] | None = Field(default=None, min_length=1, max_length=20)
-    executionId: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    executionId: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=rf"^[{EXECUTION_ID_CHARS}]+$"
+    )
     description: str = Field(default="", max_length=500)
 
     @field_validator("types")
