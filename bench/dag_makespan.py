@@ -35,8 +35,8 @@ import statistics
 import time
 from typing import Any
 
-from chalicelib.dag import parse_job
-from chalicelib.events import TERMINAL_TYPES
+from chalicelib.domain.dag import parse_job
+from chalicelib.domain.events import TERMINAL_TYPES
 
 
 def random_dag(n: int, seed: int, max_deps: int) -> list[dict[str, Any]]:

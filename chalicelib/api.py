@@ -13,18 +13,24 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .dag import InvalidJob, parse_job
-from .events import TypeFilter
+from .domain.dag import parse_job
+from .domain.errors import (
+    AlreadyFinished,
+    ExecutionNotFound,
+    InvalidJob,
+    InvalidWebhook,
+    StartFailed,
+    StoreError,
+)
+from .domain.events import TypeFilter
 from .factory import Services
-from .orchestration import AlreadyFinished, StartFailed, combine_sinks, execution_view
-from .store import ExecutionNotFound, StoreError
+from .orchestration import combine_sinks, execution_view
 from .webhooks import (
     EXECUTION_ID_CHARS,
     MAX_WEBHOOKS,
     STATUSES,
     Dispatcher,
     Hook,
-    InvalidWebhook,
     delivery_view,
     now_ms,
     parse_spec,

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
-from . import events as ev
+from .domain import events as ev
 from .store import DynamoStore
 
 log = logging.getLogger(__name__)

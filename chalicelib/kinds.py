@@ -28,16 +28,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .templates import render_value
+# TaskFailed is part of the kind author's API (docs/jobs.md: `from chalicelib.kinds import TaskFailed`).
+from .domain.errors import TaskFailed as TaskFailed
+from .domain.templates import render_value
 
 # An attempt runs inside one run_task invocation (Lambda's limit: 900 s); 60 s are kept for
 # recording its outcome, so an attempt that times out is still recorded by the same invocation.
 MAX_TIMEOUT_SECONDS = 840
 MAX_SLEEP_SECONDS = MAX_TIMEOUT_SECONDS
-
-
-class TaskFailed(Exception):
-    """The task ran and failed; the message is shown to users as the task's error."""
 
 
 class _Params(BaseModel):

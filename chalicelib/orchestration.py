@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from . import events as ev
-from .dag import Job, RetryPolicy, dependents_of, sinks, topological_order
-from .kinds import RunContext, TaskFailed, run_kind
+from .domain import events as ev
+from .domain.dag import Job, RetryPolicy, dependents_of, sinks, topological_order
+from .domain.errors import AlreadyFinished, StartFailed, TaskFailed
+from .domain.templates import refs_in_value
+from .kinds import RunContext, run_kind
 from .store import INLINE_RESULT_CHARS, PROGRESS, DynamoStore, Item, error_code
-from .templates import refs_in_value
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions.client import SFNClient
@@ -47,16 +48,6 @@ _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix
 # Threads releasing a finished task's dependents: a 500-wide fan-out is 500 × (mark, claim,
 # SendTaskSuccess) — one after the other that would be seconds of a Lambda's time.
 _RELEASE_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="dagcast-release")
-
-
-class StartFailed(Exception):
-    """The execution was stored but Step Functions refused to start it."""
-
-
-class AlreadyFinished(Exception):
-    def __init__(self, execution_id: str, status: str) -> None:
-        super().__init__(f"execution {execution_id} has already finished ({status}); nothing to cancel")
-        self.status = status
 
 
 def new_execution_id() -> str:

@@ -39,12 +39,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import events as ev
 from .config import Settings
+from .domain import events as ev
+from .domain.errors import BadRequest, ExecutionNotFound, InvalidTypeFilter, TokenError
 from .hub import PAGE, Feed, Hub, Subscriber
 from .orchestration import build_snapshot
-from .store import DynamoStore, ExecutionNotFound
-from .streamauth import TokenError, TokenSigner
+from .store import DynamoStore
+from .streamauth import TokenSigner
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,6 @@ STREAM_HEADERS = [
     (b"cache-control", b"no-cache, no-store"),
     (b"x-accel-buffering", b"no"),
 ]
-
-
-class BadRequest(ValueError):
-    pass
 
 
 TypeFilter = ev.TypeFilter
@@ -213,7 +210,7 @@ class EventsEndpoint:
         try:
             after = resume_point(request)
             types = TypeFilter.parse(request.query_params.get("types"))
-        except (BadRequest, ev.InvalidTypeFilter) as exc:
+        except (BadRequest, InvalidTypeFilter) as exc:
             return await _error(400, str(exc), cors=cors)(scope, receive, send)
         if self.signer is not None:
             token = request.query_params.get("token")

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from . import events as ev
+from .domain import events as ev
+from .domain.errors import AppendContention, ExecutionExists, ExecutionNotFound, StoreError
 from .redact import Redactor
 
 if TYPE_CHECKING:
@@ -51,24 +52,6 @@ _CHUNK_CHARS = 100_000  # per RESULT# item: well under 400 KB even for 4-byte UT
 INLINE_RESULT_CHARS = 32_768  # larger results go to RESULT# items
 PROGRESS = "progress"  # append_event payload: execution.updated with the counters at write time
 QUEUED_PREFIX = "EVT~Q#"  # a queued event: sorts after every EVT# item, matches no EVT# prefix
-
-
-class StoreError(Exception):
-    """Base class of the store's domain errors."""
-
-
-class ExecutionNotFound(StoreError):
-    def __init__(self, execution_id: str) -> None:
-        super().__init__(f"no execution with id {execution_id!r}")
-        self.execution_id = execution_id
-
-
-class ExecutionExists(StoreError):
-    pass
-
-
-class AppendContention(StoreError):
-    """Too many concurrent writers kept taking the next seq; the caller's retry will try again."""
 
 
 def pk(execution_id: str) -> str:

@@ -15,16 +15,10 @@ import re
 import time
 from dataclasses import dataclass
 
+from .domain.errors import TokenError
+
 _PREFIX = "v1"
 _TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&\s\"]*")
-
-
-class TokenError(Exception):
-    """A stream token that does not grant access; ``status`` is 401 or 403."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,9 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import events as ev
 from .config import Settings
+from .domain import events as ev
+from .domain.errors import InvalidWebhook
 from .store import Item, Table, error_code, from_item, to_item
 
 if TYPE_CHECKING:
@@ -86,12 +87,6 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 # What an execution id may hold, as a webhook's executionId filter and in a delivery id.
 EXECUTION_ID_CHARS = "A-Za-z0-9_.:-"
-
-
-class InvalidWebhook(ValueError):
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 class WebhookSpec(BaseModel):

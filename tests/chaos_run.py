@@ -124,7 +124,7 @@ def main() -> int:
     stack = LocalStack(table_name="dagcast-chaos").start()
     try:
         import app
-        from chalicelib.dag import parse_job
+        from chalicelib.domain.dag import parse_job
         from tests.functional.conftest import wait_for_end
 
         logging.getLogger("dagcast-fanout").setLevel(logging.ERROR)

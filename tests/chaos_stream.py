@@ -55,8 +55,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from chalicelib import events as ev
 from chalicelib.config import Settings
+from chalicelib.domain import events as ev
 from tests.jobs import echo
 
 if TYPE_CHECKING:

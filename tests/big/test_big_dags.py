@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.dag import parse_job
+from chalicelib.domain.dag import parse_job
 from tests.functional.conftest import assert_gapless, wait_for_end
 from tests.jobs import echo
 

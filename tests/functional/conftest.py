@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.dag import parse_job
-from chalicelib.events import TERMINAL_TYPES
+from chalicelib.domain.dag import parse_job
+from chalicelib.domain.events import TERMINAL_TYPES
 from chalicelib.factory import Services
 from dagcast.local.stack import LocalStack
 from tests.jobs import echo, fail, sleep

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.dag import parse_job
+from chalicelib.domain.dag import parse_job
 from tests.chaos import FaultInjector
 from tests.chaos_tasks import lambda_clients as task_lambda_clients
 from tests.functional.conftest import assert_gapless, by_type, echo, fail, run_job, wait_for_end

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from chalicelib.dag import parse_job
+from chalicelib.domain.dag import parse_job
 from chalicelib.orchestration import new_execution_id
 from chalicelib.store import pk
 from tests.chaos_tasks import (

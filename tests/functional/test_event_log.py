@@ -6,7 +6,7 @@ import json
 import threading
 import uuid
 
-from chalicelib.dag import parse_job
+from chalicelib.domain.dag import parse_job
 from tests.functional.conftest import assert_gapless, echo, run_job, sleep, wait_for_end
 
 

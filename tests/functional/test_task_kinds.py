@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 import pytest
 
 import tests.plugins  # noqa: F401  (registers the python functions the jobs call)
-from chalicelib.dag import InvalidJob, parse_job
+from chalicelib.domain.dag import parse_job
+from chalicelib.domain.errors import InvalidJob
 from tests.functional.conftest import assert_gapless, by_type, echo, run_job
 from tests.jobs import task
 

@@ -19,7 +19,7 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import fanout, webhooks
-from chalicelib.dag import parse_job
+from chalicelib.domain.dag import parse_job
 from chalicelib.factory import Services
 from chalicelib.fanout import FanOut
 from chalicelib.orchestration import new_execution_id

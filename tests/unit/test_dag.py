@@ -6,15 +6,15 @@ from typing import Any
 
 import pytest
 
-from chalicelib.dag import (
+from chalicelib.domain.dag import (
     MAX_TASKS,
-    InvalidJob,
     find_cycles,
     parse_job,
     sinks,
     topological_order,
 )
-from chalicelib.templates import render_template
+from chalicelib.domain.errors import InvalidJob
+from chalicelib.domain.templates import render_template
 
 
 def task(tid: Any, action: str = "sleep", deps: list[Any] | None = None, **params: Any) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import events as ev
+from chalicelib.domain import events as ev
 
 
 def test_encode_simple_event():

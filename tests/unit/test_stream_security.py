@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
+from chalicelib.domain.errors import BadRequest, TokenError
 from chalicelib.redact import REDACTED, Redactor
-from chalicelib.sse import BadRequest, Limits, TypeFilter, resume_point
-from chalicelib.streamauth import TokenError, TokenSigner, redact_query
+from chalicelib.sse import Limits, TypeFilter, resume_point
+from chalicelib.streamauth import TokenSigner, redact_query
 
 SECRET = "s" * 32
 

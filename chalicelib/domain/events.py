@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
+from .errors import InvalidTypeFilter
+
 EXECUTION_CREATED: Final = "execution.created"
 EXECUTION_UPDATED: Final = "execution.updated"
 EXECUTION_COMPLETED: Final = "execution.completed"
@@ -40,10 +42,6 @@ ALL_TYPES: Final = (
 Event = dict[str, Any]
 # Types a client can filter on (SSE ?types=, webhooks' "types"): every stored type.
 FILTERABLE: Final = tuple(t for t in ALL_TYPES if t != HEARTBEAT)
-
-
-class InvalidTypeFilter(ValueError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .kinds import KINDS, MAX_TIMEOUT_SECONDS
+from ..kinds import KINDS, MAX_TIMEOUT_SECONDS
+from .errors import InvalidJob, Problem
 from .templates import refs_in_value
 
 MAX_TASKS = 1000
@@ -69,23 +69,6 @@ class Job(_Strict):
     maxConcurrency: int | None = Field(default=None, ge=1, le=MAX_TASKS)
     timeoutSeconds: float | None = Field(default=None, gt=0, le=MAX_EXECUTION_SECONDS)
     resultTask: int | None = None
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"path": self.path, "message": self.message}
-
-
-class InvalidJob(ValueError):
-    """A job that cannot run; ``problems`` lists every reason."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__("; ".join(f"{p.path}: {p.message}" for p in self.problems))
 
 
 def parse_job(body: object) -> Job:

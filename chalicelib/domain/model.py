@@ -1,0 +1,76 @@
+"""The words an execution's state is written in: statuses, reasons, policies, and the clock.
+
+Every status a table item, an event, an API answer or the CLI shows is a member of an enum here;
+no other module spells one as a bare string (tests/unit/test_code_shape.py looks for them). The
+enums are ``StrEnum``s so they are the strings on the wire and in DynamoDB: ``json.dumps``,
+boto3's serializer and pydantic all see a ``str``, and ``TaskStatus.COMPLETED == "completed"``.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Final
+
+
+class ExecutionStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TaskStatus(StrEnum):
+    WAITING = "waiting"  # registered, dependencies not all done (or not yet registered)
+    RUNNING = "running"
+    RETRYING = "retrying"  # an attempt failed; the next one waits in the state machine's Backoff
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not run: the execution was stopping (failFast) or past its deadline
+    CANCELLED = "cancelled"  # not run: the execution was cancelled (shown, never stored on a task)
+
+
+# A task in one of these has its final outcome; it never changes again.
+FINISHED_TASK_STATUSES: Final = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
+)
+# A task in one of these has not started its current attempt (cancel shows them as cancelled).
+NOT_STARTED_TASK_STATUSES: Final = frozenset({TaskStatus.WAITING, TaskStatus.RETRYING})
+
+
+class Reason(StrEnum):
+    """Why a task or an execution did not complete (``reason`` on events and views)."""
+
+    ERROR = "error"  # the task ran and failed
+    TIMEOUT = "timeout"  # the attempt or the execution ran out of time
+    UPSTREAM = "upstream"  # under ``continue``: a dependency did not complete
+    SKIPPED = "skipped"  # failFast: another task failed first
+    CANCELLED = "cancelled"
+    TASK_FAILED = "taskFailed"  # an execution failed because a task did
+
+
+class FailurePolicy(StrEnum):
+    FAIL_FAST = "failFast"
+    CONTINUE = "continue"
+
+
+class StepAnswer(StrEnum):
+    """``status`` of run_task's answer that the state machine's ``Retry?`` Choice reads."""
+
+    RETRY = "retry"
+
+
+class DeliveryStatus(StrEnum):
+    """A webhook delivery's state."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+DEFAULT_TIMEOUT_SECONDS: Final = 300  # a task attempt's timeoutSeconds when the job gives none
+
+
+def now_ms() -> int:
+    """Wall-clock epoch milliseconds: every timestamp stored, sent or compared."""
+    return int(time.time() * 1000)
