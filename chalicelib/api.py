@@ -23,10 +23,10 @@ from .domain.errors import (
     StoreError,
 )
 from .domain.events import TypeFilter
+from .domain.model import EXECUTION_ID_CHARS
 from .factory import Services
 from .orchestration import combine_sinks, execution_view
 from .webhooks import (
-    EXECUTION_ID_CHARS,
     MAX_WEBHOOKS,
     STATUSES,
     Dispatcher,

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .config import Settings
 from .domain import events as ev
 from .domain.errors import InvalidWebhook
+from .domain.model import EXECUTION_ID_CHARS
 from .store import Item, Table, error_code, from_item, to_item
 
 if TYPE_CHECKING:
@@ -83,10 +84,6 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 # ---------------------------------------------------------------------------------- registrations
-
-
-# What an execution id may hold, as a webhook's executionId filter and in a delivery id.
-EXECUTION_ID_CHARS = "A-Za-z0-9_.:-"
 
 
 class WebhookSpec(BaseModel):

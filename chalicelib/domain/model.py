@@ -68,6 +68,10 @@ class DeliveryStatus(StrEnum):
     DEAD = "dead"
 
 
+# What an execution id may hold (a regex character class): the id of a job, the webhook filter's
+# executionId and the replay route's check all use it.
+EXECUTION_ID_CHARS: Final = "A-Za-z0-9_.:-"
+
 DEFAULT_TIMEOUT_SECONDS: Final = 300  # a task attempt's timeoutSeconds when the job gives none
 
 
