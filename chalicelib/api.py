@@ -26,7 +26,7 @@ from .domain.events import TypeFilter
 from .domain.model import EXECUTION_ID_CHARS
 from .factory import Services
 from .orchestration import combine_sinks, execution_view
-from .webhooks import (
+from .webhooks.dispatcher import (
     MAX_WEBHOOKS,
     STATUSES,
     Dispatcher,

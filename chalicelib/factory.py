@@ -18,7 +18,7 @@ from .orchestration import Orchestrator
 from .redact import Redactor
 from .store import DynamoStore
 from .streamauth import TokenSigner
-from .webhooks import Dispatcher, RetryPolicy, SecretBox, Sender, WebhookStore
+from .webhooks.dispatcher import Dispatcher, RetryPolicy, SecretBox, Sender, WebhookStore
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=64)
 

@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from .store import event_position
-from .webhooks import Dispatcher, Hook, LaneReport, WebhookStore, delivery_item, now_ms
+from .webhooks.dispatcher import Dispatcher, Hook, LaneReport, WebhookStore, delivery_item, now_ms
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient

@@ -15,7 +15,7 @@ import boto3
 from chalicelib.factory import Services
 from chalicelib.fanout import FanOut
 from chalicelib.orchestration import new_execution_id
-from chalicelib.webhooks import now_ms
+from chalicelib.webhooks.dispatcher import now_ms
 from dagcast.local.poller import Checkpoints, FileCheckpoints, OnFailure, StreamPoller, is_event_insert
 from dagcast.local.stack import LocalStack
 from tests.functional.conftest import echo, run_job

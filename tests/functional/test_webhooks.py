@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib import fanout, webhooks
+from chalicelib import fanout
 from chalicelib.domain.dag import parse_job
 from chalicelib.factory import Services
 from chalicelib.fanout import FanOut
 from chalicelib.orchestration import new_execution_id
-from chalicelib.webhooks import Dispatcher, Hook, RetryPolicy, now_ms
+from chalicelib.webhooks import dispatcher as webhooks
+from chalicelib.webhooks.dispatcher import Dispatcher, Hook, RetryPolicy, now_ms
 from tests.functional.conftest import echo, fail, run_job, wait_for_end
 from tests.functional.test_fanout import record
 from tests.receiver import EventBus, Receiver

@@ -34,11 +34,11 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .config import Settings
-from .domain import events as ev
-from .domain.errors import InvalidWebhook
-from .domain.model import EXECUTION_ID_CHARS
-from .store import Item, Table, error_code, from_item, to_item
+from ..config import Settings
+from ..domain import events as ev
+from ..domain.errors import InvalidWebhook
+from ..domain.model import EXECUTION_ID_CHARS
+from ..store import Item, Table, error_code, from_item, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
