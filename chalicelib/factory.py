@@ -18,7 +18,10 @@ from .orchestration import Orchestrator
 from .redact import Redactor
 from .store import DynamoStore
 from .streamauth import TokenSigner
-from .webhooks.dispatcher import Dispatcher, RetryPolicy, SecretBox, Sender, WebhookStore
+from .webhooks.dispatcher import Dispatcher, RetryPolicy
+from .webhooks.secrets import SecretBox
+from .webhooks.sender import Sender
+from .webhooks.store import WebhookStore
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=64)
 

@@ -2,7 +2,7 @@
 
 For each event record (an INSERT of an ``EVT#`` item; everything else in the table is skipped):
 1. publish it to EventBridge when a bus is set (detail-type = event type);
-2. write one delivery item per matching webhook (webhooks.py) — durable before anything is sent;
+2. write one delivery item per matching webhook (chalicelib/webhooks/) — durable before anything is sent;
 3. count it (EMF metrics).
 A record whose work fails is reported in ``batchItemFailures`` (powertools BatchProcessor), and so
 is every later record of the same execution in the batch, so the stream redelivers them in order;
@@ -26,8 +26,11 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
+from .domain.model import now_ms
 from .store import event_position
-from .webhooks.dispatcher import Dispatcher, Hook, LaneReport, WebhookStore, delivery_item, now_ms
+from .webhooks.dispatcher import Dispatcher, LaneReport
+from .webhooks.models import Hook, delivery_item
+from .webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient

@@ -20,11 +20,13 @@ from chalice.test import Client
 
 from chalicelib import fanout
 from chalicelib.domain.dag import parse_job
+from chalicelib.domain.model import now_ms
 from chalicelib.factory import Services
 from chalicelib.fanout import FanOut
 from chalicelib.orchestration import new_execution_id
-from chalicelib.webhooks import dispatcher as webhooks
-from chalicelib.webhooks.dispatcher import Dispatcher, Hook, RetryPolicy, now_ms
+from chalicelib.webhooks import dispatcher
+from chalicelib.webhooks.dispatcher import Dispatcher, RetryPolicy
+from chalicelib.webhooks.models import Hook
 from tests.functional.conftest import echo, fail, run_job, wait_for_end
 from tests.functional.test_fanout import record
 from tests.receiver import EventBus, Receiver
@@ -99,7 +101,7 @@ def log_lines() -> Iterator[list[dict[str, Any]]]:
             lines.append(json.loads(self.format(rec)))
 
     installed = []
-    for powertools_logger in (fanout.logger, webhooks.logger):
+    for powertools_logger in (fanout.logger, dispatcher.logger):
         std = logging.getLogger(powertools_logger.service)
         handler = Collect()
         handler.setFormatter(powertools_logger.registered_formatter)
@@ -315,7 +317,7 @@ def test_every_log_line_about_a_record_carries_its_execution_and_seq(client, hoo
         with log_lines() as lines:
             handler({"Records": batch}, None)
             fanout.logger.warning("after the batch")
-            webhooks.logger.warning("after the batch")
+            dispatcher.logger.warning("after the batch")
         mine = [x for x in about_records(lines) if x[2] in (eid, malformed)]
         assert sorted(mine, key=str) == sorted(
             [

@@ -459,7 +459,7 @@ def test_fan_out_mapping_filters_to_event_inserts_as_the_local_poller_does():
 
 
 def test_webhook_items_expire_through_the_tables_ttl_attribute():
-    from chalicelib.webhooks.dispatcher import WebhookStore
+    from chalicelib.webhooks.store import WebhookStore
 
     ttl = template()["Resources"]["EventsTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expiresAt", "Enabled": True}
