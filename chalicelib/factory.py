@@ -18,7 +18,7 @@ from .orchestration import Orchestrator
 from .redact import Redactor
 from .store import DynamoStore
 from .streamauth import TokenSigner
-from .webhooks.dispatcher import Dispatcher, RetryPolicy
+from .webhooks.dispatcher import DeliveryBackoff, Dispatcher
 from .webhooks.secrets import SecretBox
 from .webhooks.sender import Sender
 from .webhooks.store import WebhookStore
@@ -51,7 +51,7 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
     if settings.webhook_kms_key:
         box = SecretBox(session.client("kms", config=_CLIENT_CONFIG), settings.webhook_kms_key)
         sender = Sender(settings.webhook_timeout_seconds)
-        dispatcher = Dispatcher(webhooks, box, sender, RetryPolicy.from_settings(settings))
+        dispatcher = Dispatcher(webhooks, box, sender, DeliveryBackoff.from_settings(settings))
     eventbridge = session.client("events", config=_CLIENT_CONFIG) if settings.event_bus else None
     fanout = FanOut(
         webhooks if dispatcher else None,

@@ -43,13 +43,15 @@ class LaneReport:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class DeliveryBackoff:
+    """When a failed delivery is tried again, and after how many attempts it is dead."""
+
     max_attempts: int = 12
     base_seconds: float = 2.0
     max_seconds: float = 1800.0
 
     @classmethod
-    def from_settings(cls, s: Settings) -> RetryPolicy:
+    def from_settings(cls, s: Settings) -> DeliveryBackoff:
         return cls(s.webhook_max_attempts, s.webhook_backoff_seconds, s.webhook_backoff_max_seconds)
 
     def delay_ms(self, attempts: int) -> int:
@@ -62,11 +64,11 @@ _LANES = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dagcast-webhook"
 
 
 class Dispatcher:
-    def __init__(self, store: WebhookStore, box: SecretBox, sender: Sender, policy: RetryPolicy) -> None:
+    def __init__(self, store: WebhookStore, box: SecretBox, sender: Sender, backoff: DeliveryBackoff) -> None:
         self.store = store
         self.box = box
         self.sender = sender
-        self.policy = policy
+        self.backoff = backoff
 
     def process(
         self, lanes: Iterable[tuple[Hook, str]], deadline: float, *, sole_enqueuer: bool = False
@@ -164,12 +166,12 @@ class Dispatcher:
         report.failures += 1
         log_extra = {"attempt": item["attempts"], "error": result.error}
         attempts = int(item["attempts"])
-        if attempts >= self.policy.max_attempts:
+        if attempts >= self.backoff.max_attempts:
             item["status"] = DeliveryStatus.DEAD
             report.dead += 1
             logger.warning("webhook delivery dead after its last attempt", extra=log_extra)
             return None
-        retry_at = result.at + self.policy.delay_ms(attempts)
+        retry_at = result.at + self.backoff.delay_ms(attempts)
         item["nextAttemptAt"] = retry_at
         logger.info("webhook delivery failed; will retry", extra={**log_extra, "retryAt": retry_at})
         return retry_at

@@ -25,7 +25,7 @@ from chalicelib.factory import Services
 from chalicelib.fanout import FanOut
 from chalicelib.orchestration import new_execution_id
 from chalicelib.webhooks import dispatcher
-from chalicelib.webhooks.dispatcher import Dispatcher, RetryPolicy
+from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher
 from chalicelib.webhooks.models import Hook
 from tests.functional.conftest import echo, fail, run_job, wait_for_end
 from tests.functional.test_fanout import record
@@ -87,7 +87,7 @@ def one_attempt(services: Services) -> Dispatcher:
     """The stack's dispatcher (store, secrets, sender) with one attempt per delivery: dead at once."""
     assert services.dispatcher is not None
     d = services.dispatcher
-    return Dispatcher(d.store, d.box, d.sender, RetryPolicy(max_attempts=1))
+    return Dispatcher(d.store, d.box, d.sender, DeliveryBackoff(max_attempts=1))
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chalicelib.domain.model import DeliveryStatus
-from chalicelib.webhooks.dispatcher import RetryPolicy
+from chalicelib.webhooks.dispatcher import DeliveryBackoff
 from chalicelib.webhooks.models import STATUSES, Hook, delivery_item, delivery_view
 from chalicelib.webhooks.signing import SIGNATURE_HEADER, sign
 from chalicelib.webhooks.store import delivery_sk, hook_pk, keyed_delivery
@@ -20,7 +20,7 @@ def test_the_signature_is_hmac_sha256_of_timestamp_dot_body():
 
 
 def test_the_back_off_doubles_up_to_its_cap_with_at_most_20_percent_off():
-    backoff = RetryPolicy(max_attempts=5, base_seconds=2.0, max_seconds=10.0)
+    backoff = DeliveryBackoff(max_attempts=5, base_seconds=2.0, max_seconds=10.0)
     for attempts, full_ms in ((1, 2000), (2, 4000), (3, 8000), (4, 10_000), (9, 10_000)):
         for _ in range(20):
             assert 0.8 * full_ms <= backoff.delay_ms(attempts) <= full_ms
