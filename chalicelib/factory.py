@@ -37,6 +37,13 @@ class Services:
     fanout: FanOut
     gate: Gate  # the REST API's keys, rate and CORS allow-list
 
+    def close(self) -> None:
+        """Stop what these services run in the background: the dispatcher's lane threads (after
+        the lanes in hand) and the sender's connections. For the owner that stops; a Lambda never does."""
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+            self.dispatcher.sender.close()
+
 
 def build_services(settings: Settings | None = None, session: boto3.Session | None = None) -> Services:
     settings = settings or Settings.from_env()

@@ -2,9 +2,11 @@
 what a failed attempt means (back off, or dead after the last one), the retry function's sweep, and
 replay.
 
-Lanes go in parallel on a thread pool, each strictly in order. It does not write items itself
-(store.py), build requests (sender.py) or open secrets (secrets.py); it decides, and counts what it
-did in ``LaneReport``s for the caller's metrics.
+The dispatcher owns the thread pool its lanes run on: lanes go in parallel, each strictly in
+order. The pool's threads start with the first lanes sent, never at import or construction, and
+``close()`` stops them. It does not write items itself (store.py), build requests (sender.py) or
+open secrets (secrets.py); it decides, and counts what it did in ``LaneReport``s for the caller's
+metrics.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .store import LEASE_MS, WebhookStore
 logger = Logger(service="dagcast-webhooks")
 
 _PAGE = 25  # deliveries read per query of a lane
+_LANE_THREADS = 16  # lanes sent at once by one dispatcher
 
 
 @dataclass
@@ -60,15 +63,26 @@ class DeliveryBackoff:
         return int(delay * 1000 * (1 - 0.2 * random.random()))
 
 
-_LANES = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dagcast-webhook")
-
-
 class Dispatcher:
-    def __init__(self, store: WebhookStore, box: SecretBox, sender: Sender, backoff: DeliveryBackoff) -> None:
+    def __init__(
+        self,
+        store: WebhookStore,
+        box: SecretBox,
+        sender: Sender,
+        backoff: DeliveryBackoff,
+        lane_threads: int = _LANE_THREADS,
+    ) -> None:
         self.store = store
         self.box = box
         self.sender = sender
         self.backoff = backoff
+        # A ThreadPoolExecutor starts its threads on the first submit, so building one is free.
+        self._lanes = ThreadPoolExecutor(max_workers=lane_threads, thread_name_prefix="dagcast-webhook")
+
+    def close(self) -> None:
+        """Wait for the lanes in hand, then stop the pool's threads; nothing is sent after this.
+        The sender is its creator's to close (it may serve another dispatcher)."""
+        self._lanes.shutdown(wait=True)
 
     def process(
         self, lanes: Iterable[tuple[Hook, str]], deadline: float, *, sole_enqueuer: bool = False
@@ -81,7 +95,9 @@ class Dispatcher:
         it holds them: the re-check after releasing is skipped.
         """
         recheck = not sole_enqueuer
-        return list(_LANES.map(lambda lane: self.process_lane(lane[0], lane[1], deadline, recheck), lanes))
+        return list(
+            self._lanes.map(lambda lane: self.process_lane(lane[0], lane[1], deadline, recheck), lanes)
+        )
 
     def process_lane(
         self, hook: Hook, execution_id: str, deadline: float, recheck: bool = True

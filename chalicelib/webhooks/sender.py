@@ -62,3 +62,7 @@ class Sender:
         if 200 <= r.status_code < 300:
             return Attempt(True, r.status_code, "", now_ms())
         return Attempt(False, r.status_code, f"HTTP {r.status_code}: {r.text[:300]}", now_ms())
+
+    def close(self) -> None:
+        """Close the pooled connections (the owner stops; nothing is sent after this)."""
+        self._client.close()

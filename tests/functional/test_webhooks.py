@@ -21,11 +21,11 @@ from chalice.test import Client
 from chalicelib import fanout
 from chalicelib.domain.dag import parse_job
 from chalicelib.domain.model import now_ms
-from chalicelib.factory import Services
+from chalicelib.factory import Services, build_services
 from chalicelib.fanout import FanOut
 from chalicelib.orchestration import new_execution_id
 from chalicelib.webhooks import dispatcher
-from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher
+from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher, LaneReport
 from chalicelib.webhooks.models import Hook
 from tests.functional.conftest import echo, fail, run_job, wait_for_end
 from tests.functional.test_fanout import record
@@ -501,3 +501,13 @@ def test_replaying_a_pending_delivery_queues_its_lane(client, hooks, services):
         assert [(d["seq"], d["status"]) for d in page] == [(seq, "delivered")]
     finally:
         receiver.stop()
+
+
+def test_closed_services_stop_their_lane_threads_and_send_nothing_more(services):
+    own = build_services(services.settings)
+    assert own.dispatcher is not None
+    hook = Hook(f"wh_{uuid.uuid4().hex}", "http://127.0.0.1:9/", None, None, b"unused", now_ms())
+    assert own.dispatcher.process([(hook, new_execution_id())], time.time() + 5) == [LaneReport()]
+    own.close()  # after the lanes in hand (the one above found nothing to send)
+    with pytest.raises(RuntimeError):
+        own.dispatcher.process([(hook, new_execution_id())], time.time() + 5)

@@ -1,9 +1,15 @@
-"""The pure parts of webhooks: the signature, the back-off, a delivery's shape and view."""
+"""The pure parts of webhooks: the signature, the back-off, a delivery's shape and view, and the
+dispatcher's own lane threads (no AWS: the lanes' work is replaced)."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any, cast
+
+import pytest
+
 from chalicelib.domain.model import DeliveryStatus
-from chalicelib.webhooks.dispatcher import DeliveryBackoff
+from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher, LaneReport
 from chalicelib.webhooks.models import STATUSES, Hook, delivery_item, delivery_view
 from chalicelib.webhooks.signing import SIGNATURE_HEADER, sign
 from chalicelib.webhooks.store import delivery_sk, hook_pk, keyed_delivery
@@ -53,3 +59,22 @@ def test_the_view_of_a_delivery_has_its_id_and_state_but_not_its_body():
 
 def test_the_status_filter_accepts_exactly_the_delivery_statuses():
     assert STATUSES == ("pending", "delivered", "dead") == tuple(DeliveryStatus)
+
+
+def test_a_dispatcher_starts_its_lane_threads_on_first_use_and_close_stops_them():
+    before = threading.active_count()
+    dispatcher = Dispatcher(cast(Any, None), cast(Any, None), cast(Any, None), DeliveryBackoff(), 2)
+    assert threading.active_count() == before  # building one starts nothing
+    ran_on: list[threading.Thread] = []
+
+    def lane(hook: Hook, execution_id: str, deadline: float, recheck: bool = True) -> LaneReport:
+        ran_on.append(threading.current_thread())
+        return LaneReport()
+
+    dispatcher.process_lane = lane  # type: ignore[method-assign]
+    reports = dispatcher.process([(HOOK, "a"), (HOOK, "b"), (HOOK, "c")], deadline=0)
+    assert len(reports) == 3 and threading.main_thread() not in ran_on
+    dispatcher.close()
+    assert not any(t.is_alive() for t in ran_on)
+    with pytest.raises(RuntimeError):  # nothing is sent after close
+        dispatcher.process([(HOOK, "d")], deadline=0)
