@@ -23,18 +23,11 @@ from .domain.errors import (
     StoreError,
 )
 from .domain.events import TypeFilter
-from .domain.model import EXECUTION_ID_CHARS
+from .domain.model import EXECUTION_ID_CHARS, now_ms
 from .factory import Services
 from .orchestration import combine_sinks, execution_view
-from .webhooks import (
-    MAX_WEBHOOKS,
-    STATUSES,
-    Dispatcher,
-    Hook,
-    delivery_view,
-    now_ms,
-    parse_spec,
-)
+from .webhooks.dispatcher import Dispatcher
+from .webhooks.models import MAX_WEBHOOKS, STATUSES, Hook, delivery_view, parse_spec
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,10 @@ from .orchestration import Orchestrator
 from .redact import Redactor
 from .store import DynamoStore
 from .streamauth import TokenSigner
-from .webhooks import Dispatcher, RetryPolicy, SecretBox, Sender, WebhookStore
+from .webhooks.dispatcher import DeliveryBackoff, Dispatcher
+from .webhooks.secrets import SecretBox
+from .webhooks.sender import Sender
+from .webhooks.store import WebhookStore
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=64)
 
@@ -34,6 +37,13 @@ class Services:
     fanout: FanOut
     gate: Gate  # the REST API's keys, rate and CORS allow-list
 
+    def close(self) -> None:
+        """Stop what these services run in the background: the dispatcher's lane threads (after
+        the lanes in hand) and the sender's connections. For the owner that stops; a Lambda never does."""
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+            self.dispatcher.sender.close()
+
 
 def build_services(settings: Settings | None = None, session: boto3.Session | None = None) -> Services:
     settings = settings or Settings.from_env()
@@ -48,7 +58,7 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
     if settings.webhook_kms_key:
         box = SecretBox(session.client("kms", config=_CLIENT_CONFIG), settings.webhook_kms_key)
         sender = Sender(settings.webhook_timeout_seconds)
-        dispatcher = Dispatcher(webhooks, box, sender, RetryPolicy.from_settings(settings))
+        dispatcher = Dispatcher(webhooks, box, sender, DeliveryBackoff.from_settings(settings))
     eventbridge = session.client("events", config=_CLIENT_CONFIG) if settings.event_bus else None
     fanout = FanOut(
         webhooks if dispatcher else None,

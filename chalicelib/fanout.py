@@ -1,8 +1,9 @@
 """The DynamoDB stream consumer: every stored event passes through here, in seq order per execution.
 
 For each event record (an INSERT of an ``EVT#`` item; everything else in the table is skipped):
-1. publish it to EventBridge when a bus is set (detail-type = event type);
-2. write one delivery item per matching webhook (webhooks.py) — durable before anything is sent;
+1. write one delivery item per matching webhook (chalicelib/webhooks/) — durable before anything
+   is sent, and first, so a bus that keeps refusing cannot cost webhooks;
+2. publish it to EventBridge when a bus is set (detail-type = event type);
 3. count it (EMF metrics).
 A record whose work fails is reported in ``batchItemFailures`` (powertools BatchProcessor), and so
 is every later record of the same execution in the batch, so the stream redelivers them in order;
@@ -10,6 +11,9 @@ the batch's other executions are processed. After the records — also when ever
 failed — the webhook lanes they touched are sent right away (in parallel, each in order) within a
 time budget; failures wait for the retry function. Every log line about a record carries its
 ``executionId`` and ``seq``.
+
+It does not decide how a lane is sent or retried (webhooks/dispatcher.py) nor how webhook items are
+stored (webhooks/store.py), and it never reads the event log: the records carry the events.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
+from .domain.model import now_ms
 from .store import event_position
-from .webhooks import Dispatcher, Hook, LaneReport, WebhookStore, delivery_item, now_ms
+from .webhooks.dispatcher import Dispatcher, LaneReport
+from .webhooks.models import Hook, delivery_item
+from .webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient

@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
+from chalicelib.domain.model import now_ms
 from chalicelib.fanout import FanOut
 from chalicelib.store import CallCounter
-from chalicelib.webhooks import now_ms
 from dagcast.local.poller import FileCheckpoints, StreamPoller, is_event_insert
 from tests.functional.conftest import echo, run_job
 from tests.receiver import EventBus

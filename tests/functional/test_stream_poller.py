@@ -12,10 +12,10 @@ from typing import Any
 
 import boto3
 
+from chalicelib.domain.model import now_ms
 from chalicelib.factory import Services
 from chalicelib.fanout import FanOut
 from chalicelib.orchestration import new_execution_id
-from chalicelib.webhooks import now_ms
 from dagcast.local.poller import Checkpoints, FileCheckpoints, OnFailure, StreamPoller, is_event_insert
 from dagcast.local.stack import LocalStack
 from tests.functional.conftest import echo, run_job

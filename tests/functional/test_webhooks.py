@@ -18,12 +18,15 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib import fanout, webhooks
+from chalicelib import fanout
 from chalicelib.domain.dag import parse_job
-from chalicelib.factory import Services
+from chalicelib.domain.model import now_ms
+from chalicelib.factory import Services, build_services
 from chalicelib.fanout import FanOut
 from chalicelib.orchestration import new_execution_id
-from chalicelib.webhooks import Dispatcher, Hook, RetryPolicy, now_ms
+from chalicelib.webhooks import dispatcher
+from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher, LaneReport
+from chalicelib.webhooks.models import Hook
 from tests.functional.conftest import echo, fail, run_job, wait_for_end
 from tests.functional.test_fanout import record
 from tests.receiver import EventBus, Receiver
@@ -84,7 +87,7 @@ def one_attempt(services: Services) -> Dispatcher:
     """The stack's dispatcher (store, secrets, sender) with one attempt per delivery: dead at once."""
     assert services.dispatcher is not None
     d = services.dispatcher
-    return Dispatcher(d.store, d.box, d.sender, RetryPolicy(max_attempts=1))
+    return Dispatcher(d.store, d.box, d.sender, DeliveryBackoff(max_attempts=1))
 
 
 @contextlib.contextmanager
@@ -98,7 +101,7 @@ def log_lines() -> Iterator[list[dict[str, Any]]]:
             lines.append(json.loads(self.format(rec)))
 
     installed = []
-    for powertools_logger in (fanout.logger, webhooks.logger):
+    for powertools_logger in (fanout.logger, dispatcher.logger):
         std = logging.getLogger(powertools_logger.service)
         handler = Collect()
         handler.setFormatter(powertools_logger.registered_formatter)
@@ -314,7 +317,7 @@ def test_every_log_line_about_a_record_carries_its_execution_and_seq(client, hoo
         with log_lines() as lines:
             handler({"Records": batch}, None)
             fanout.logger.warning("after the batch")
-            webhooks.logger.warning("after the batch")
+            dispatcher.logger.warning("after the batch")
         mine = [x for x in about_records(lines) if x[2] in (eid, malformed)]
         assert sorted(mine, key=str) == sorted(
             [
@@ -498,3 +501,13 @@ def test_replaying_a_pending_delivery_queues_its_lane(client, hooks, services):
         assert [(d["seq"], d["status"]) for d in page] == [(seq, "delivered")]
     finally:
         receiver.stop()
+
+
+def test_closed_services_stop_their_lane_threads_and_send_nothing_more(services):
+    own = build_services(services.settings)
+    assert own.dispatcher is not None
+    hook = Hook(f"wh_{uuid.uuid4().hex}", "http://127.0.0.1:9/", None, None, b"unused", now_ms())
+    assert own.dispatcher.process([(hook, new_execution_id())], time.time() + 5) == [LaneReport()]
+    own.close()  # after the lanes in hand (the one above found nothing to send)
+    with pytest.raises(RuntimeError):
+        own.dispatcher.process([(hook, new_execution_id())], time.time() + 5)

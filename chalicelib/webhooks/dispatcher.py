@@ -1,0 +1,238 @@
+"""Sending the lanes: who may send a (webhook, execution) lane (its lease), in what order (seq),
+what a failed attempt means (back off, or dead after the last one), the retry function's sweep, and
+replay.
+
+The dispatcher owns the thread pool its lanes run on: lanes go in parallel, each strictly in
+order. The pool's threads start with the first lanes sent, never at import or construction, and
+``close()`` stops them. It does not write items itself (store.py), build requests (sender.py) or
+open secrets (secrets.py); it decides, and counts what it did in ``LaneReport``s for the caller's
+metrics.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from ..config import Settings
+from ..domain.model import DeliveryStatus, now_ms
+from ..store import Item
+from .models import Hook, delivery_view
+from .secrets import SecretBox
+from .sender import Attempt, Sender
+from .store import LEASE_MS, WebhookStore
+
+logger = Logger(service="dagcast-webhooks")
+
+_PAGE = 25  # deliveries read per query of a lane
+_LANE_THREADS = 16  # lanes sent at once by one dispatcher
+
+
+@dataclass
+class LaneReport:
+    """What one lane's processing did, for metrics (collected in the calling thread)."""
+
+    lags_ms: list[int] = field(default_factory=list)
+    failures: int = 0
+    dead: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class DeliveryBackoff:
+    """When a failed delivery is tried again, and after how many attempts it is dead."""
+
+    max_attempts: int = 12
+    base_seconds: float = 2.0
+    max_seconds: float = 1800.0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> DeliveryBackoff:
+        return cls(s.webhook_max_attempts, s.webhook_backoff_seconds, s.webhook_backoff_max_seconds)
+
+    def delay_ms(self, attempts: int) -> int:
+        """After ``attempts`` failures: base × 2^(attempts-1), capped, with up to 20% jitter off."""
+        delay = min(self.max_seconds, self.base_seconds * 2 ** (attempts - 1))
+        return int(delay * 1000 * (1 - 0.2 * random.random()))
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: WebhookStore,
+        box: SecretBox,
+        sender: Sender,
+        backoff: DeliveryBackoff,
+        lane_threads: int = _LANE_THREADS,
+    ) -> None:
+        self.store = store
+        self.box = box
+        self.sender = sender
+        self.backoff = backoff
+        # A ThreadPoolExecutor starts its threads on the first submit, so building one is free.
+        self._lanes = ThreadPoolExecutor(max_workers=lane_threads, thread_name_prefix="dagcast-webhook")
+
+    def close(self) -> None:
+        """Wait for the lanes in hand, then stop the pool's threads; nothing is sent after this.
+        The sender is its creator's to close (it may serve another dispatcher)."""
+        self._lanes.shutdown(wait=True)
+
+    def process(
+        self, lanes: Iterable[tuple[Hook, str]], deadline: float, *, sole_enqueuer: bool = False
+    ) -> list[LaneReport]:
+        """Send what is pending in each lane (lanes in parallel, each in order) until ``deadline``.
+
+        ``sole_enqueuer``: the caller is the stream handler that just wrote these lanes' deliveries.
+        Nothing else writes deliveries, and one execution's records reach one handler invocation at
+        a time (one partition key, one shard, in order), so nothing can be added to these lanes while
+        it holds them: the re-check after releasing is skipped.
+        """
+        recheck = not sole_enqueuer
+        return list(
+            self._lanes.map(lambda lane: self.process_lane(lane[0], lane[1], deadline, recheck), lanes)
+        )
+
+    def process_lane(
+        self, hook: Hook, execution_id: str, deadline: float, recheck: bool = True
+    ) -> LaneReport:
+        report = LaneReport()
+        # Every line about the lane carries these (this thread only); ``seq``: the delivery in hand.
+        logger.thread_safe_append_keys(webhookId=hook.id, executionId=execution_id)
+        try:
+            self._process_lane(hook, execution_id, deadline, report, recheck)
+        except Exception:
+            report.errors += 1
+            logger.exception("webhook lane failed")
+            # the lane's lease runs out; the retry function looks again then
+            self.store.set_due(hook.id, execution_id, now_ms() + LEASE_MS)
+        finally:
+            logger.thread_safe_remove_keys(["webhookId", "executionId", "seq"])
+        return report
+
+    def _process_lane(
+        self, hook: Hook, execution_id: str, deadline: float, report: LaneReport, recheck: bool
+    ) -> None:
+        owner = uuid.uuid4().hex
+        while True:
+            taken, lane = self.store.acquire(hook.id, execution_id, owner, now_ms())
+            if not taken:
+                # Held: its holder looks for new deliveries after releasing, and the due entry
+                # covers a holder that dies. Backing off: the due entry says when.
+                at = max(int(lane.get("leaseUntil", 0)), int(lane.get("nextAttemptAt", 0)), now_ms())
+                self.store.set_due(hook.id, execution_id, at)
+                return
+            lease_end = int(lane["leaseUntil"])
+            cursor, retry_at, done = self._drain(
+                hook, execution_id, int(lane.get("cursor", 0)), lease_end, deadline, report
+            )
+            self.store.release(hook.id, execution_id, owner, cursor, retry_at)
+            if retry_at is not None:
+                self.store.set_due(hook.id, execution_id, retry_at)
+                return
+            if not done:  # out of time: the retry function continues
+                self.store.set_due(hook.id, execution_id, now_ms())
+                return
+            if not recheck or not self.store.pending(hook.id, execution_id, cursor, 1):
+                if lane.get("dueSet"):
+                    self.store.clear_due(hook.id, execution_id)
+                return
+            # something was enqueued while we held the lease: go again
+
+    def _drain(
+        self, hook: Hook, execution_id: str, cursor: int, lease_end: int, deadline: float, report: LaneReport
+    ) -> tuple[int, int | None, bool]:
+        """(cursor, retry_at when backing off, whether the lane ran dry)."""
+        secret = ""  # opened for the first delivery to send (a failure then names its seq)
+        margin_ms = int((self.sender.timeout + 5) * 1000)  # room for one more POST within the lease
+        while True:
+            items = self.store.pending(hook.id, execution_id, cursor, _PAGE)
+            if not items:
+                return cursor, None, True
+            changed: list[Item] = []
+            try:
+                for item in items:
+                    if item["status"] != DeliveryStatus.PENDING:
+                        cursor = int(item["seq"])
+                        continue
+                    if time.time() >= deadline or now_ms() > lease_end - margin_ms:
+                        return cursor, None, False
+                    logger.thread_safe_append_keys(seq=int(item["seq"]))
+                    secret = secret or self.box.open(hook)
+                    result = self._attempt(hook, secret, item)
+                    changed.append(item)
+                    if result.ok:
+                        report.lags_ms.append(result.at - int(item["eventTimestamp"]))
+                    elif (retry_at := self._after_failure(item, result, report)) is not None:
+                        return cursor, retry_at, False
+                    cursor = int(item["seq"])  # delivered, or dead: the lane moves on
+                if len(items) < _PAGE:  # the lane ran dry; the re-check after release sees late arrivals
+                    return cursor, None, True
+            finally:
+                self.store.save(changed)
+
+    def _after_failure(self, item: Item, result: Attempt, report: LaneReport) -> int | None:
+        """A failed attempt: when to try again, or None when that was the last (the item is dead)."""
+        report.failures += 1
+        log_extra = {"attempt": item["attempts"], "error": result.error}
+        attempts = int(item["attempts"])
+        if attempts >= self.backoff.max_attempts:
+            item["status"] = DeliveryStatus.DEAD
+            report.dead += 1
+            logger.warning("webhook delivery dead after its last attempt", extra=log_extra)
+            return None
+        retry_at = result.at + self.backoff.delay_ms(attempts)
+        item["nextAttemptAt"] = retry_at
+        logger.info("webhook delivery failed; will retry", extra={**log_extra, "retryAt": retry_at})
+        return retry_at
+
+    def _attempt(self, hook: Hook, secret: str, item: Item) -> Attempt:
+        """POST the delivery once and record the outcome on the item (saved by the caller)."""
+        attempts = int(item.get("attempts", 0)) + 1
+        result = self.sender.post(hook, secret, item, attempts)
+        item.update(attempts=attempts, lastAttemptAt=result.at, lastError=result.error or None)
+        item.pop("nextAttemptAt", None)
+        if result.status_code is not None:
+            item["lastStatusCode"] = result.status_code
+        if result.ok:
+            item.update(status=DeliveryStatus.DELIVERED, deliveredAt=result.at)
+        return result
+
+    def sweep(self, deadline: float) -> list[LaneReport]:
+        """The retry function: every lane whose due time has come, until ``deadline``."""
+        hooks = {h.id: h for h in self.store.hooks()}
+        lanes: list[tuple[Hook, str]] = []
+        for webhook_id, execution_id in self.store.due(now_ms()):
+            hook = hooks.get(webhook_id)
+            if hook is None:  # deleted: its deliveries stay (and expire); nothing more is sent
+                self.store.clear_due(webhook_id, execution_id)
+            else:
+                lanes.append((hook, execution_id))
+        return self.process(lanes, deadline)
+
+    def run_retries(self, budget_seconds: float) -> list[LaneReport]:
+        """The scheduled retry function: sweep, then sleep until the next due lane, within the budget."""
+        end = time.time() + budget_seconds
+        reports = self.sweep(max(end, time.time() + self.sender.timeout + 1))
+        while True:
+            due = [int(i["dueAt"]) for i in self.store.due_items()]
+            if not due or min(due) / 1000 > end - 1:
+                return reports
+            time.sleep(max(0.0, min(due) / 1000 - time.time()))
+            reports += self.sweep(end)
+
+    def replay(self, hook: Hook, item: Item) -> dict[str, Any]:
+        """Send a settled delivery again now (once); a pending one is retried now by its lane."""
+        if item["status"] == DeliveryStatus.PENDING:
+            self.store.retry_now(hook.id, str(item["executionId"]))
+            return {**delivery_view(item), "replay": {"queued": True}}
+        result = self._attempt(hook, self.box.open(hook), item)
+        self.store.save([item])
+        replay = {"delivered": result.ok, "statusCode": result.status_code, "error": result.error or None}
+        return {**delivery_view(item), "replay": replay}

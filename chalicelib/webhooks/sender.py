@@ -1,0 +1,68 @@
+"""One delivery attempt: the event JSON POSTed, signed, to the hook's URL; the outcome as an
+``Attempt``. 2xx is success; any other status, a timeout or a connection error is a failure.
+
+It never retries, redirects or records anything: the dispatcher decides what an outcome means for
+the delivery and its lane, and the store writes it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..domain.model import now_ms
+from .models import Hook
+from .signing import SIGNATURE_HEADER, sign
+
+
+@dataclass(frozen=True)
+class Attempt:
+    ok: bool
+    status_code: int | None  # None: no response (timeout, connection refused, ...)
+    error: str  # "" on success; what went wrong, short enough to store on the delivery
+    at: int  # epoch ms when the outcome was known
+
+
+class Sender:
+    """POSTs one delivery: the event JSON, signed; 2xx is success, anything else a failure."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self.timeout = timeout_seconds
+        # One pooled client for every lane (the dispatcher sends lanes in parallel threads).
+        # No redirects: a 3xx is the receiver's answer, not a place to send the signed body to.
+        self._client = httpx.Client(
+            timeout=timeout_seconds,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+            headers={"User-Agent": "dagcast-webhooks/1", "Content-Type": "application/json"},
+        )
+
+    def post(self, hook: Hook, secret: str, delivery: Mapping[str, Any], attempt: int) -> Attempt:
+        body = str(delivery["body"]).encode()
+        ts = int(time.time())
+        key = f"{delivery['executionId']}:{delivery['seq']}"
+        headers = {
+            "X-Dagcast-Event": str(delivery["eventType"]),
+            "X-Dagcast-Webhook-Id": hook.id,
+            "X-Dagcast-Idempotency-Key": key,
+            "X-Dagcast-Attempt": str(attempt),
+            "X-Dagcast-Timestamp": str(ts),
+            SIGNATURE_HEADER: sign(secret, ts, body),
+        }
+        try:
+            r = self._client.post(hook.url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            return Attempt(False, None, f"no response within {self.timeout:g}s", now_ms())
+        except httpx.HTTPError as exc:
+            return Attempt(False, None, f"{type(exc).__name__}: {str(exc)[:300]}", now_ms())
+        if 200 <= r.status_code < 300:
+            return Attempt(True, r.status_code, "", now_ms())
+        return Attempt(False, r.status_code, f"HTTP {r.status_code}: {r.text[:300]}", now_ms())
+
+    def close(self) -> None:
+        """Close the pooled connections (the owner stops; nothing is sent after this)."""
+        self._client.close()

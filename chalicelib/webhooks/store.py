@@ -1,0 +1,300 @@
+"""The webhook items in the events table, and their keys: registrations, deliveries, lanes and the
+retry function's due entries. Each method is one store operation.
+
+Items (one table, see docs/architecture.md):
+- ``WEBHOOKS`` / ``HOOK#<id>``: url, types, executionId, description, secret (KMS-encrypted)
+- ``HOOK#<id>`` / ``DLV#<executionId>#<seq>``: one delivery (body, status, attempts, last error)
+- ``HOOK#<id>`` / ``LANE#<executionId>``: cursor (last seq settled), lease, nextAttemptAt
+- ``WEBHOOKS#DUE`` / ``<id>#<executionId>``: a lane the retry function must look at, and when
+
+DynamoDB's error codes stop here: a lost lease race is an answer (``acquire`` → not taken), not an
+exception. It does not decide when to send or retry (dispatcher.py) nor what a delivery holds
+(models.py); it does not send anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from botocore.exceptions import ClientError
+
+from ..domain import events as ev
+from ..domain.model import now_ms
+from ..store import Item, Table, error_code, from_item, to_item
+from .models import Hook
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+else:
+    DynamoDBClient = Any
+
+LEASE_MS: Final = 60_000  # a lane's lease: a holder that dies is replaced after this long
+
+# ------------------------------------------------------------------------------------------- keys
+
+HOOKS_PK: Final = "WEBHOOKS"
+DUE_PK: Final = "WEBHOOKS#DUE"
+_SEQ_WIDTH = 12  # digits of a delivery's seq in its sort key, so the keys sort in seq order
+
+
+def hook_pk(webhook_id: str) -> str:
+    return f"HOOK#{webhook_id}"
+
+
+def delivery_sk(execution_id: str, seq: int) -> str:
+    return f"DLV#{execution_id}#{seq:0{_SEQ_WIDTH}d}"
+
+
+def deliveries_prefix(execution_id: str | None) -> str:
+    """The sort-key prefix of a hook's deliveries: all of them, or one execution's."""
+    return f"DLV#{execution_id}#" if execution_id else "DLV#"
+
+
+def lane_sk(execution_id: str) -> str:
+    return f"LANE#{execution_id}"
+
+
+def due_sk(webhook_id: str, execution_id: str) -> str:
+    return f"{webhook_id}#{execution_id}"
+
+
+def _lane_key(webhook_id: str, execution_id: str) -> dict[str, Any]:
+    return to_item({"PK": hook_pk(webhook_id), "SK": lane_sk(execution_id)})
+
+
+# ------------------------------------------------------------------------------------------ items
+
+
+def hook_item(hook: Hook) -> Item:
+    return {
+        "PK": HOOKS_PK,
+        "SK": hook_pk(hook.id),
+        "webhookId": hook.id,
+        "url": hook.url,
+        "types": list(hook.types.patterns) if hook.types else None,
+        "executionId": hook.execution_id,
+        "description": hook.description,
+        "secret": hook.sealed_secret,
+        "createdAt": hook.created_at,
+    }
+
+
+def hook_of(item: Mapping[str, Any]) -> Hook:
+    types = item.get("types")
+    return Hook(
+        id=str(item["webhookId"]),
+        url=str(item["url"]),
+        types=ev.TypeFilter(tuple(types)) if types else None,
+        execution_id=item.get("executionId"),
+        sealed_secret=bytes(item["secret"]),
+        created_at=int(item["createdAt"]),
+        description=str(item.get("description", "")),
+    )
+
+
+def keyed_delivery(delivery: Mapping[str, Any]) -> Item:
+    """A delivery (models.delivery_item) with the keys of its item."""
+    keys = {"PK": hook_pk(str(delivery["webhookId"]))}
+    keys["SK"] = delivery_sk(str(delivery["executionId"]), int(delivery["seq"]))
+    return {**keys, **delivery}
+
+
+# ------------------------------------------------------------------------------------------ store
+
+
+class WebhookStore(Table):
+    def __init__(self, client: DynamoDBClient, table_name: str, retention_days: int = 14) -> None:
+        super().__init__(client, table_name)
+        self._retention_s = retention_days * 86_400
+
+    def _expires(self) -> int:
+        return int(time.time()) + self._retention_s
+
+    # registrations
+    def put_hook(self, hook: Hook) -> None:
+        self._db.put_item(TableName=self._table, Item=to_item(hook_item(hook)))
+
+    def hooks(self) -> list[Hook]:
+        return [hook_of(i) for i in self._query_partition(HOOKS_PK, "HOOK#")]
+
+    def get_hook(self, webhook_id: str) -> Hook | None:
+        out = self._db.get_item(
+            TableName=self._table,
+            Key=to_item({"PK": HOOKS_PK, "SK": hook_pk(webhook_id)}),
+            ConsistentRead=True,
+        )
+        return hook_of(from_item(out["Item"])) if "Item" in out else None
+
+    def delete_hook(self, webhook_id: str) -> bool:
+        out = self._db.delete_item(
+            TableName=self._table,
+            Key=to_item({"PK": HOOKS_PK, "SK": hook_pk(webhook_id)}),
+            ReturnValues="ALL_OLD",
+        )
+        return "Attributes" in out
+
+    # deliveries
+    def enqueue(self, deliveries: list[Item]) -> None:
+        """Write new deliveries (models.delivery_item); ones already there (a redelivered stream
+        batch) are kept as they are."""
+        keyed = [keyed_delivery(d) for d in deliveries]
+        keys = [to_item({"PK": d["PK"], "SK": d["SK"]}) for d in keyed]
+        existing = {(from_item(i)["PK"], from_item(i)["SK"]) for i in self._batch_get(keys)}
+        fresh = [d for d in keyed if (d["PK"], d["SK"]) not in existing]
+        expires = self._expires()
+        self._batch_write([{"PutRequest": {"Item": to_item({**d, "expiresAt": expires})}} for d in fresh])
+
+    def save(self, deliveries: list[Item]) -> None:
+        """Write back deliveries read from the store (keys included); an attribute set to None is
+        removed."""
+        self._batch_write([{"PutRequest": {"Item": to_item(d)}} for d in deliveries])
+
+    def pending(self, webhook_id: str, execution_id: str, after_seq: int, limit: int) -> list[Item]:
+        out = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :p AND SK BETWEEN :a AND :b",
+            ExpressionAttributeValues=to_item(
+                {
+                    ":p": hook_pk(webhook_id),
+                    ":a": delivery_sk(execution_id, after_seq + 1),
+                    ":b": delivery_sk(execution_id, 10**_SEQ_WIDTH - 1),
+                }
+            ),
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        return [from_item(i) for i in out.get("Items", [])]
+
+    def get_delivery(self, webhook_id: str, execution_id: str, seq: int) -> Item | None:
+        out = self._db.get_item(
+            TableName=self._table,
+            Key=to_item({"PK": hook_pk(webhook_id), "SK": delivery_sk(execution_id, seq)}),
+            ConsistentRead=True,
+        )
+        return from_item(out["Item"]) if "Item" in out else None
+
+    def deliveries(
+        self, webhook_id: str, execution_id: str | None, status: str | None, limit: int, start: str | None
+    ) -> tuple[list[Item], str | None]:
+        """Deliveries by execution then seq; ``start`` is the last SK of the previous page."""
+        values: dict[str, Any] = {":p": hook_pk(webhook_id), ":s": deliveries_prefix(execution_id)}
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :p AND begins_with(SK, :s)",
+            "ConsistentRead": True,
+        }
+        if status:
+            kwargs["FilterExpression"] = "#st = :st"
+            kwargs["ExpressionAttributeNames"] = {"#st": "status"}
+            values[":st"] = status
+        kwargs["ExpressionAttributeValues"] = to_item(values)
+        if start:
+            kwargs["ExclusiveStartKey"] = to_item({"PK": hook_pk(webhook_id), "SK": start})
+        found: list[Item] = []
+        while True:
+            # A filtered page may match few items: read full pages then; unfiltered, just what is left.
+            kwargs["Limit"] = 100 if status else limit - len(found)
+            out = self._db.query(**kwargs)
+            for raw in out.get("Items", []):
+                if len(found) == limit:
+                    return found, str(found[-1]["SK"])
+                found.append(from_item(raw))
+            if "LastEvaluatedKey" not in out:
+                return found, None
+            if len(found) == limit:
+                return found, str(found[-1]["SK"])
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+    # lanes
+    def acquire(self, webhook_id: str, execution_id: str, owner: str, now: int) -> tuple[bool, Item]:
+        """Take the lane's lease unless it is held or backing off; (taken, the lane as it is now)."""
+        try:
+            out = self._db.update_item(
+                TableName=self._table,
+                Key=_lane_key(webhook_id, execution_id),
+                UpdateExpression="SET holder = :o, leaseUntil = :l, expiresAt = :x",
+                ConditionExpression=(
+                    "(attribute_not_exists(leaseUntil) OR leaseUntil < :now) AND "
+                    "(attribute_not_exists(nextAttemptAt) OR nextAttemptAt <= :now)"
+                ),
+                ExpressionAttributeValues=to_item(
+                    {":o": owner, ":l": now + LEASE_MS, ":now": now, ":x": self._expires()}
+                ),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return True, from_item(out["Attributes"])
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False, from_item(exc.response.get("Item") or {})  # type: ignore[arg-type]
+
+    def release(
+        self, webhook_id: str, execution_id: str, owner: str, cursor: int, retry_at: int | None
+    ) -> None:
+        """Give the lease back with the cursor reached (and when to try again, when backing off);
+        a no-op for an owner whose lease was taken over."""
+        values: dict[str, Any] = {":c": cursor, ":o": owner}
+        if retry_at is None:
+            update = "SET #c = :c REMOVE holder, leaseUntil, nextAttemptAt"
+        else:
+            update = "SET #c = :c, nextAttemptAt = :n REMOVE holder, leaseUntil"
+            values[":n"] = retry_at
+        self._update_if(
+            Key=_lane_key(webhook_id, execution_id),
+            UpdateExpression=update,
+            ConditionExpression="holder = :o",
+            ExpressionAttributeNames={"#c": "cursor"},
+            ExpressionAttributeValues=to_item(values),
+        )
+
+    def retry_now(self, webhook_id: str, execution_id: str) -> None:
+        self._update_if(
+            Key=_lane_key(webhook_id, execution_id),
+            UpdateExpression="REMOVE nextAttemptAt",
+            ConditionExpression="attribute_exists(PK)",
+        )
+        self.set_due(webhook_id, execution_id, now_ms())
+
+    # the retry function's due entries
+    def set_due(self, webhook_id: str, execution_id: str, at: int) -> None:
+        """Tell the retry function to look at the lane at ``at``; the lane remembers it has an entry."""
+        self._db.update_item(
+            TableName=self._table,
+            Key=_lane_key(webhook_id, execution_id),
+            UpdateExpression="SET dueSet = :t, expiresAt = :x",
+            ExpressionAttributeValues=to_item({":t": True, ":x": self._expires()}),
+        )
+        self._db.put_item(
+            TableName=self._table,
+            Item=to_item(
+                {
+                    "PK": DUE_PK,
+                    "SK": due_sk(webhook_id, execution_id),
+                    "webhookId": webhook_id,
+                    "executionId": execution_id,
+                    "dueAt": at,
+                    "expiresAt": self._expires(),
+                }
+            ),
+        )
+
+    def clear_due(self, webhook_id: str, execution_id: str) -> None:
+        self._db.delete_item(
+            TableName=self._table, Key=to_item({"PK": DUE_PK, "SK": due_sk(webhook_id, execution_id)})
+        )
+        self._db.update_item(
+            TableName=self._table,
+            Key=_lane_key(webhook_id, execution_id),
+            UpdateExpression="REMOVE dueSet",
+        )
+
+    def due_items(self) -> list[Item]:
+        return list(self._query_partition(DUE_PK))
+
+    def due(self, now: int) -> list[tuple[str, str]]:
+        return [
+            (str(i["webhookId"]), str(i["executionId"])) for i in self.due_items() if int(i["dueAt"]) <= now
+        ]
