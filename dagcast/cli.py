@@ -268,7 +268,7 @@ def _up(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _serve(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | None = None) -> Any:
-    from .local.process import StackProcess
+    from .local.moto.process import StackProcess
     from .local.server import http_server
 
     os.environ.setdefault("DAGCAST_PUBLIC_URL", f"http://{host}:{port}")

@@ -49,7 +49,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.config import ASL_FUNCTIONS, render_definition
 from chalicelib.store import error_code, table_definition
 
-from .stack import APP, FANOUT, REGION, RETRY, STAGE, function_name, scheduled_event
+from .lambdas import APP, FANOUT, REGION, RETRY, STAGE, function_name, scheduled_event
 
 DEFAULT_ENDPOINT = "http://localhost:4566"
 ENDPOINT_VARIABLE = "LOCALSTACK_ENDPOINT"

@@ -64,7 +64,7 @@ def monitor_index_html(directory: Path = MONITOR_DIR) -> str | None:
 
 
 class Stack(Protocol):
-    """What the front needs of a stack (stack.LocalStack, process.StackProcess, LocalStackBackend)."""
+    """What the front needs of a stack (MotoStack, StackProcess, LocalStackBackend)."""
 
     endpoint: str
     state_machine_arn: str
