@@ -132,9 +132,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from dagcast.local.stack import LocalStack
+    from dagcast.local.moto.stack import MotoStack
 
-    stack = LocalStack(table_name="dagcast-bench").start()
+    stack = MotoStack(table_name="dagcast-bench").start()
     try:
         import boto3
 

@@ -54,9 +54,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from dagcast.local.stack import LocalStack
+    from dagcast.local.moto.stack import MotoStack
 
-    stack = LocalStack(
+    stack = MotoStack(
         table_name="dagcast-bench-fanout",
         fanout_batch_size=args.batch_size,
         fanout_batch_window_seconds=args.batch_window,

@@ -260,7 +260,7 @@ def _up(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         "fanout_batch_window_seconds": args.fanout_batch_window,
     }
     if args.backend == "localstack":
-        from .local.localstack import cmd_up as cmd_up_localstack
+        from .local.localstack.backend import cmd_up as cmd_up_localstack
 
         return cmd_up_localstack(args.host, args.port, args.verbose, stack_options)
     stack_options["fanout_max_retry_attempts"] = args.fanout_max_retries
@@ -268,7 +268,7 @@ def _up(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _serve(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | None = None) -> Any:
-    from .local.process import StackProcess
+    from .local.moto.process import StackProcess
     from .local.server import http_server
 
     os.environ.setdefault("DAGCAST_PUBLIC_URL", f"http://{host}:{port}")

@@ -119,9 +119,9 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
-    from dagcast.local.stack import LocalStack
+    from dagcast.local.moto.stack import MotoStack
 
-    stack = LocalStack(table_name="dagcast-chaos").start()
+    stack = MotoStack(table_name="dagcast-chaos").start()
     try:
         import app
         from chalicelib.domain.dag import parse_job

@@ -6,7 +6,7 @@ execution's seqs 1..N, each exactly once, in order; the fan-out must see each ev
     python -m tests.chaos_stream [--clients 200] [--tasks 360] [--width 3] [--server-restarts 3]
                                  [--poller-restarts 2] [--server-cuts 12] [--seed 1]
 
-What runs, in this process, on a started ``LocalStack`` (moto as AWS, the real handlers, the real
+What runs, in this process, on a started ``MotoStack`` (moto as AWS, the real handlers, the real
 state machine, the stack's stream poller) — all but the clients, which get a process of their own
 (``_watch``: among moto's threads their event loop spent its time waiting for the GIL):
 
@@ -63,10 +63,10 @@ if TYPE_CHECKING:
     import uvicorn
 
     from chalicelib.store import DynamoStore
-    from dagcast.local.stack import LocalStack
+    from dagcast.local.moto.stack import MotoStack
 
 Log = Callable[[str], None]
-FANOUT = "fanout"  # the stack's name of the fan-out function (dagcast.local.stack.FANOUT)
+FANOUT = "fanout"  # the stack's name of the fan-out function (dagcast.local.lambdas.FANOUT)
 
 
 # --- the job -------------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ class FanoutRecorder:
             return list(self.delivered.get(execution_id, []))
 
 
-def restart_poller(stack: LocalStack, handler: Callable[[dict[str, Any], Any], Any] | None = None) -> float:
+def restart_poller(stack: MotoStack, handler: Callable[[dict[str, Any], Any], Any] | None = None) -> float:
     """Stop the stack's stream poller and start a new one (it resumes after its file checkpoint),
     optionally with another fan-out handler. Returns the seconds it took."""
     t0 = time.monotonic()
@@ -192,7 +192,7 @@ def restart_poller(stack: LocalStack, handler: Callable[[dict[str, Any], Any], A
 
 
 @contextlib.contextmanager
-def recorded_fanout(stack: LocalStack) -> Iterator[FanoutRecorder]:
+def recorded_fanout(stack: MotoStack) -> Iterator[FanoutRecorder]:
     real = stack.handlers[FANOUT]
     recorder = FanoutRecorder(real)
     restart_poller(stack, recorder)
@@ -219,7 +219,7 @@ def _is_event_stream(connection: Any) -> bool:
 class SseServer:
     """The real front (REST API + SSE) under uvicorn in a thread; restartable on the same port."""
 
-    def __init__(self, stack: LocalStack, settings: Settings, port: int = 0, grace_seconds: int = 1) -> None:
+    def __init__(self, stack: MotoStack, settings: Settings, port: int = 0, grace_seconds: int = 1) -> None:
         self.stack = stack
         self.settings = settings
         self.port = port
@@ -863,7 +863,7 @@ def _fail_fast_on_missing_sniffio() -> None:
 
 
 def run_stream_chaos(
-    stack: LocalStack, config: StreamChaosConfig, log: Log | None = None
+    stack: MotoStack, config: StreamChaosConfig, log: Log | None = None
 ) -> StreamChaosReport:
     """Serve, submit, watch with ``config.clients`` clients under faults; see the module docstring."""
     import app
@@ -1013,7 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
 
-    from dagcast.local.stack import LocalStack
+    from dagcast.local.moto.stack import MotoStack
 
     config = StreamChaosConfig(
         clients=args.clients,
@@ -1033,7 +1033,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{config.poller_restarts} poller restarts, seed {config.seed}",
         flush=True,
     )
-    stack = LocalStack(table_name="dagcast-chaos-stream").start()
+    stack = MotoStack(table_name="dagcast-chaos-stream").start()
     try:
         logging.getLogger("dagcast-fanout").setLevel(logging.ERROR)
         report = run_stream_chaos(stack, config, log=lambda line: print(line, flush=True))

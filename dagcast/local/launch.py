@@ -10,7 +10,8 @@ your own integration tests::
         stop_dagcast_up(proc)
 
 The child gets this process's environment without its ``AWS_*``, ``DAGCAST_*`` and ``MOTO_*``
-variables (so a developer's shell cannot point it somewhere else), plus ``env``.
+variables (so a developer's shell cannot point it somewhere else), plus ``env``. It configures
+nothing else: the child is an ordinary ``dagcast up``, with either backend, and stops with SIGTERM.
 """
 
 from __future__ import annotations

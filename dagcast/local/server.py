@@ -5,6 +5,10 @@ REST requests go through Chalice's own ``LocalGateway`` (the same API-Gateway ev
 The SSE route is the ASGI app from chalicelib/sse.py that AWS runs behind the Lambda Web Adapter.
 The monitor page (monitor/ at the repository root, docs/monitor.md) is served at ``/``, its files
 under ``/monitor/``; every other path goes to the REST API.
+
+It serves both backends the same way (a ``Stack`` is all it needs) and provisions nothing: the
+AWS side is the moto stack's (moto/) or LocalStack's (localstack/). AWS does not run this module:
+there API Gateway fronts the Lambdas and the SSE function has its own URL.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from starlette.types import Scope
 from chalicelib.config import Settings
 from chalicelib.factory import build_services
 from chalicelib.sse import EventsEndpoint, SseApp, cors_middleware
+from chalicelib.store import CallCounter
 from chalicelib.streamauth import redact_query
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
@@ -64,7 +69,7 @@ def monitor_index_html(directory: Path = MONITOR_DIR) -> str | None:
 
 
 class Stack(Protocol):
-    """What the front needs of a stack (stack.LocalStack, process.StackProcess, LocalStackBackend)."""
+    """What the front needs of a stack (MotoStack, StackProcess, LocalStackBackend)."""
 
     endpoint: str
     state_machine_arn: str
@@ -76,47 +81,28 @@ def thread_local_requests(chalice_app: Any) -> None:
     """Make the Chalice app's ``current_request`` one per thread, as `chalice local` does
     (``chalice.local.create_local_server``). It is a plain attribute of the app object, and REST
     requests run here concurrently, each on a worker thread: without this, a request could read
-    another's body, headers or query string — a POST /execute-dag then started another client's
-    job (found by bench/soak.py: a job with a failing task ended `completed`)."""
+    another's body, headers or query string, and a POST /execute-dag would then start another
+    client's job."""
     if not isinstance(chalice_app, LocalChalice):
         chalice_app.__class__ = type("ThreadLocalChalice", (LocalChalice, type(chalice_app)), {})
 
 
-def create_app(stack: Stack, settings: Settings | None = None) -> SseApp:
-    import app as chalice_module  # after the stack has set the environment
+class ChaliceProxy:
+    """Every path the front does not serve itself, through Chalice's ``LocalGateway``."""
 
-    settings = settings or Settings.from_env()
-    chalice_app = chalice_module.app
-    thread_local_requests(chalice_app)
-    gateway = LocalGateway(
-        chalice_app, Config.create(chalice_app=chalice_app, app_name="dagcast", lambda_timeout=900)
-    )
-    # The stream has its own client, so its DynamoDB reads can be counted apart from the Lambdas'.
-    sse_store = build_services(settings).store
-    sse_reads = sse_store.instrument()
-    sse = EventsEndpoint(settings, lambda: sse_store)
+    def __init__(self, chalice_app: Any) -> None:
+        thread_local_requests(chalice_app)
+        self._gateway = LocalGateway(
+            chalice_app, Config.create(chalice_app=chalice_app, app_name="dagcast", lambda_timeout=900)
+        )
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True, "endpoint": stack.endpoint, "stateMachine": stack.state_machine_arn})
-
-    async def stats(request: Request) -> Response:
-        fanout = await run_in_threadpool(stack.fanout_stats)
-        return JSONResponse({"sse": sse.stats(), "sseDynamodbReads": sse_reads.calls, "fanout": fanout})
-
-    async def monitor(request: Request) -> Response:
-        html = await run_in_threadpool(monitor_index_html)
-        if html is None:
-            missing = f"the monitor page is not installed ({MONITOR_DIR} is missing); see docs/monitor.md"
-            return JSONResponse({"error": missing}, status_code=404)
-        return HTMLResponse(html, headers={"cache-control": NO_CACHE, "x-content-type-options": "nosniff"})
-
-    async def chalice_proxy(request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         body = await request.body()
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             out: dict[str, Any] = await run_in_threadpool(
-                gateway.handle_request, request.method, path, headers, body
+                self._gateway.handle_request, request.method, path, headers, body
             )
         except ForbiddenError:
             return JSONResponse({"error": f"no route {request.method} {request.url.path}"}, status_code=404)
@@ -131,20 +117,60 @@ def create_app(stack: Stack, settings: Settings | None = None) -> SseApp:
                 response.headers.append(key, str(value))
         return response
 
-    async def to_monitor_dir(request: Request) -> Response:
-        return RedirectResponse(f"{MONITOR_PREFIX}/" + (f"?{request.url.query}" if request.url.query else ""))
 
-    routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/local/stats", stats, methods=["GET"]),
-        Route("/", monitor, methods=["GET", "HEAD"]),
-    ]
+async def monitor_page(request: Request) -> Response:
+    html = await run_in_threadpool(monitor_index_html)
+    if html is None:
+        missing = f"the monitor page is not installed ({MONITOR_DIR} is missing); see docs/monitor.md"
+        return JSONResponse({"error": missing}, status_code=404)
+    return HTMLResponse(html, headers={"cache-control": NO_CACHE, "x-content-type-options": "nosniff"})
+
+
+async def to_monitor_dir(request: Request) -> Response:
+    return RedirectResponse(f"{MONITOR_PREFIX}/" + (f"?{request.url.query}" if request.url.query else ""))
+
+
+def monitor_routes() -> list[BaseRoute]:
+    """The monitor page at ``/``, its files under /monitor/ (when monitor/ is there)."""
+    routes: list[BaseRoute] = [Route("/", monitor_page, methods=["GET", "HEAD"])]
     if MONITOR_DIR.is_dir():
         routes += [
             Route(MONITOR_PREFIX, to_monitor_dir, methods=["GET", "HEAD"]),
             Mount(MONITOR_PREFIX, MonitorFiles(directory=MONITOR_DIR, html=True)),
         ]
-    routes.append(Route("/{path:path}", chalice_proxy, methods=METHODS))
+    return routes
+
+
+def stack_routes(stack: Stack, sse: EventsEndpoint, sse_reads: CallCounter) -> list[BaseRoute]:
+    """``/healthz`` and ``/local/stats``: the stack's endpoint, the stream's and fan-out's counters."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True, "endpoint": stack.endpoint, "stateMachine": stack.state_machine_arn})
+
+    async def stats(request: Request) -> Response:
+        fanout = await run_in_threadpool(stack.fanout_stats)
+        return JSONResponse({"sse": sse.stats(), "sseDynamodbReads": sse_reads.calls, "fanout": fanout})
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/local/stats", stats, methods=["GET"]),
+    ]
+
+
+def create_app(stack: Stack, settings: Settings | None = None) -> SseApp:
+    import app as chalice_module  # after the stack has set the environment
+
+    settings = settings or Settings.from_env()
+    proxy = ChaliceProxy(chalice_module.app)
+    # The stream has its own client, so its DynamoDB reads can be counted apart from the Lambdas'.
+    sse_store = build_services(settings).store
+    sse_reads = sse_store.instrument()
+    sse = EventsEndpoint(settings, lambda: sse_store)
+    routes = [
+        *stack_routes(stack, sse, sse_reads),
+        *monitor_routes(),
+        Route("/{path:path}", proxy.handle, methods=METHODS),
+    ]
     rest = Starlette(routes=routes, middleware=cors_middleware(settings))
     return SseApp(sse, rest)
 

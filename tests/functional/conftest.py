@@ -13,7 +13,7 @@ import pytest
 from chalicelib.domain.dag import parse_job
 from chalicelib.domain.events import TERMINAL_TYPES
 from chalicelib.factory import Services
-from dagcast.local.stack import LocalStack
+from dagcast.local.moto.stack import MotoStack
 from tests.jobs import echo, fail, sleep
 
 __all__ = ["echo", "fail", "sleep"]  # task builders, re-exported for the tests here
@@ -23,7 +23,7 @@ __all__ = ["echo", "fail", "sleep"]  # task builders, re-exported for the tests 
 # before tests/unit runs (those threads, left running, logged tracebacks concurrently with a unit
 # test's ast.parse, which CPython 3.11 does not survive: "AST constructor recursion depth mismatch").
 @pytest.fixture(scope="package")
-def stack() -> Iterator[LocalStack]:
+def stack() -> Iterator[MotoStack]:
     # Webhook retries in fractions of a second, so the retry and dead-letter tests take seconds.
     for name, value in {
         "DAGCAST_WEBHOOK_BACKOFF_SECONDS": "0.2",
@@ -32,13 +32,13 @@ def stack() -> Iterator[LocalStack]:
         "DAGCAST_WEBHOOK_TIMEOUT_SECONDS": "2",
     }.items():
         os.environ.setdefault(name, value)
-    s = LocalStack(table_name="dagcast-functional", retry_interval_seconds=0.2).start()
+    s = MotoStack(table_name="dagcast-functional", retry_interval_seconds=0.2).start()
     yield s
     s.stop()
 
 
 @pytest.fixture(scope="package")
-def services(stack: LocalStack) -> Services:
+def services(stack: MotoStack) -> Services:
     import app
 
     app.services.cache_clear()

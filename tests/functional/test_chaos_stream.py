@@ -224,7 +224,7 @@ def test_a_poller_restarted_while_its_handler_is_busy_repeats_nothing(tmp_path, 
     slow webhook); the poller started next read the checkpoint from before that batch and delivered
     it again. Now stop() returns only once the thread is done (here it would have given up after
     0.1 s; the handler takes 1 s)."""
-    from dagcast.local import poller as module
+    from dagcast.local.moto import poller as module
 
     monkeypatch.setattr(module, "STOP_WAIT_LOG_SECONDS", 0.1)
     stream, delivered, busy = _Stream(10), list[int](), threading.Event()

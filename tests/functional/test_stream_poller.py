@@ -16,8 +16,8 @@ from chalicelib.domain.model import now_ms
 from chalicelib.factory import Services
 from chalicelib.fanout import FanOut
 from chalicelib.orchestration import new_execution_id
-from dagcast.local.poller import Checkpoints, FileCheckpoints, OnFailure, StreamPoller, is_event_insert
-from dagcast.local.stack import LocalStack
+from dagcast.local.moto.poller import Checkpoints, FileCheckpoints, OnFailure, StreamPoller, is_event_insert
+from dagcast.local.moto.stack import MotoStack
 from tests.functional.conftest import echo, run_job
 from tests.functional.test_webhooks import SECRET, client, hooks, register, wait_for  # noqa: F401 - fixtures
 from tests.receiver import EventBus, Receiver
@@ -59,7 +59,7 @@ def test_every_event_is_delivered_once_in_order_even_when_the_handler_fails_a_re
     assert poller.stats.failures_reported == 1
 
 
-def caught_up(stack: LocalStack) -> Checkpoints:
+def caught_up(stack: MotoStack) -> Checkpoints:
     """Checkpoints at the end of the stream as it is now, so a test's poller reads only what the test
     writes (the session's stream holds every earlier test's records; they are acknowledged unread)."""
     checkpoints = Checkpoints()

@@ -18,18 +18,20 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from dagcast.local import localstack as ls
+from dagcast.local.lambdas import function_name
 from dagcast.local.launch import start_dagcast_up
-from dagcast.local.stack import function_name
+from dagcast.local.localstack import connection, provision
+from dagcast.local.localstack.backend import LocalStackBackend
+from dagcast.local.localstack.errors import LocalStackError
 from tests.jobs import echo, sleep
 
-ENDPOINT = ls.endpoint_from_env()
+ENDPOINT = connection.endpoint_from_env()
 
 
 def _localstack_problem() -> str | None:
     try:
-        ls.check_health(ENDPOINT, timeout=2)
-    except ls.LocalStackError as exc:
+        connection.check_health(ENDPOINT, timeout=2)
+    except LocalStackError as exc:
         return str(exc)
     return None
 
@@ -83,15 +85,15 @@ def read_events(url: str, timeout: float = 300) -> list[dict[str, Any]]:
 def test_the_stack_is_in_localstack(server):
     health = httpx.get(f"{server}/healthz", timeout=5).json()
     assert health["endpoint"] == ENDPOINT
-    assert health["stateMachine"] == ls.state_machine_arn("000000000000")
-    session = ls.localstack_session(ENDPOINT)
+    assert health["stateMachine"] == provision.state_machine_arn("000000000000")
+    session = connection.localstack_session(ENDPOINT)
     names = {f["FunctionName"] for f in session.client("lambda").list_functions()["Functions"]}
-    assert {function_name(n) for n in ls.lambda_handlers()} <= names
+    assert {function_name(n) for n in provision.lambda_handlers()} <= names
     assert TABLE in session.client("dynamodb").list_tables()["TableNames"]
     mappings = session.client("lambda").list_event_source_mappings(FunctionName=function_name("fanout"))
     [mapping] = mappings["EventSourceMappings"]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert mapping["FilterCriteria"]["Filters"] == [{"Pattern": ls.FANOUT_FILTER_PATTERN}]
+    assert mapping["FilterCriteria"]["Filters"] == [{"Pattern": provision.FANOUT_FILTER_PATTERN}]
 
 
 def test_a_job_runs_in_localstack_and_streams_gapless_to_completion(server):
@@ -120,9 +122,9 @@ def test_up_again_updates_rather_than_fails(server, monkeypatch):
     """A second provisioning against the same LocalStack (what a second `up` does) finds everything."""
     for name in [k for k in os.environ if k.startswith("DAGCAST_")]:
         monkeypatch.delenv(name)  # the functions get what `up` gave them, not this process's settings
-    backend = ls.LocalStackBackend(endpoint=ENDPOINT, stream_secret=STREAM_SECRET).provision()
-    assert backend.state_machine_arn == ls.state_machine_arn(backend.account)
-    assert backend.account == "000000000000"
+    again = LocalStackBackend(endpoint=ENDPOINT, stream_secret=STREAM_SECRET).provision()
+    assert again.state_machine_arn == provision.state_machine_arn(again.account)
+    assert again.account == "000000000000"
 
 
 if __name__ == "__main__":  # pragma: no cover

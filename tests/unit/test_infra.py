@@ -443,7 +443,7 @@ def test_the_map_runs_tasks_as_child_executions_the_role_may_start():
 
 
 def test_fan_out_mapping_filters_to_event_inserts_as_the_local_poller_does():
-    from dagcast.local.poller import is_event_insert
+    from dagcast.local.moto.poller import is_event_insert
 
     mapping = template()["Resources"]["FanoutMapping"]["Properties"]
     [pattern] = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from chalicelib.config import ASL_FUNCTIONS, ASL_SUBSTITUTIONS
-from dagcast.local import localstack as ls
 from dagcast.local.launch import free_port
+from dagcast.local.localstack import backend, connection, package, provision
+from dagcast.local.localstack.errors import LocalStackError
 from tests.unit.test_infra import ROOT, template
 
 
@@ -50,16 +51,17 @@ def fake_health() -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def test_the_endpoint_comes_from_localstack_endpoint():
-    assert ls.endpoint_from_env({}) == "http://localhost:4566"
+    assert connection.endpoint_from_env({}) == "http://localhost:4566"
     assert (
-        ls.endpoint_from_env({"LOCALSTACK_ENDPOINT": "http://ls.internal:4566/"}) == "http://ls.internal:4566"
+        connection.endpoint_from_env({"LOCALSTACK_ENDPOINT": "http://ls.internal:4566/"})
+        == "http://ls.internal:4566"
     )
 
 
 def test_when_nothing_answers_the_error_names_the_endpoint_and_how_to_start_localstack():
     endpoint = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(ls.LocalStackError) as caught:
-        ls.check_health(endpoint, timeout=2)
+    with pytest.raises(LocalStackError) as caught:
+        connection.check_health(endpoint, timeout=2)
     message = str(caught.value)
     assert f"no LocalStack answers at {endpoint}" in message
     assert f"GET {endpoint}/_localstack/health" in message
@@ -70,20 +72,23 @@ def test_when_nothing_answers_the_error_names_the_endpoint_and_how_to_start_loca
 def test_a_localstack_without_a_needed_service_is_refused_by_name(fake_health):
     endpoint, answer = fake_health
     answer.update(
-        {"version": "2026.9.0", "services": {s: "available" for s in ls.REQUIRED_SERVICES if s != "lambda"}}
+        {
+            "version": "2026.9.0",
+            "services": {s: "available" for s in connection.REQUIRED_SERVICES if s != "lambda"},
+        }
     )
     answer["services"]["stepfunctions"] = "disabled"
-    with pytest.raises(ls.LocalStackError, match=r"lambda \(missing\), stepfunctions \(disabled\)"):
-        ls.check_health(endpoint)
+    with pytest.raises(LocalStackError, match=r"lambda \(missing\), stepfunctions \(disabled\)"):
+        connection.check_health(endpoint)
     answer["services"].update({"lambda": "running", "stepfunctions": "available"})
-    assert ls.check_health(endpoint)["version"] == "2026.9.0"
+    assert connection.check_health(endpoint)["version"] == "2026.9.0"
 
 
 def test_something_else_on_the_port_is_not_taken_for_localstack(fake_health):
     endpoint, answer = fake_health
     answer["hello"] = "world"
-    with pytest.raises(ls.LocalStackError, match="is not a LocalStack"):
-        ls.check_health(endpoint)
+    with pytest.raises(LocalStackError, match="is not a LocalStack"):
+        connection.check_health(endpoint)
 
 
 def test_up_with_the_localstack_backend_exits_2_when_none_answers(monkeypatch, capsys):
@@ -101,7 +106,7 @@ def test_up_with_the_localstack_backend_exits_2_when_none_answers(monkeypatch, c
 
 def test_the_fanout_mapping_is_template_yamls():
     mapping = template()["Resources"]["FanoutMapping"]["Properties"]
-    sent = ls.event_source_mapping_arguments(
+    sent = provision.event_source_mapping_arguments(
         "arn:stream", "dagcast-local-fanout", "arn:queue", mapping["BatchSize"], 0.2
     )
     assert sent["FilterCriteria"] == mapping["FilterCriteria"]
@@ -124,13 +129,13 @@ def test_the_fanout_mapping_is_template_yamls():
 
 def test_the_table_gets_template_yamls_ttl():
     ttl = template()["Resources"]["EventsTable"]["Properties"]["TimeToLiveSpecification"]
-    assert ttl == {"AttributeName": ls.TTL_ATTRIBUTE, "Enabled": True}
+    assert ttl == {"AttributeName": provision.TTL_ATTRIBUTE, "Enabled": True}
 
 
 def test_the_functions_are_the_chalice_apps_with_its_timeouts():
     import app
 
-    handlers = ls.lambda_handlers()
+    handlers = provision.lambda_handlers()
     assert set(handlers) == {
         "register_task",
         "run_task",
@@ -148,17 +153,17 @@ def test_the_functions_are_the_chalice_apps_with_its_timeouts():
     per_function = config["stages"]["dev"]["lambda_functions"]
     for name in handlers:
         want = per_function.get(name, {}).get("lambda_timeout", config["lambda_timeout"])
-        made = ls.function_configuration(name, handlers[name], "arn:role", {})
+        made = provision.function_configuration(name, handlers[name], "arn:role", {})
         assert made["Timeout"] == want, name
         assert made["FunctionName"] == f"dagcast-local-{name}"
         assert made["Runtime"] == "python3.12" and made["Handler"] == handlers[name]
 
 
 def test_the_functions_environment():
-    arn = ls.state_machine_arn("000000000000")
+    arn = provision.state_machine_arn("000000000000")
     assert arn == "arn:aws:states:us-east-1:000000000000:stateMachine:dagcast-local-dag"
     inherited = {"DAGCAST_PLUGINS": "my.kinds", "DAGCAST_TABLE": "other", "HOME": "/root"}
-    env = ls.function_environment("dagcast-local", arn, "s" * 32, "arn:key", inherited)
+    env = provision.function_environment("dagcast-local", arn, "s" * 32, "arn:key", inherited)
     assert env["DAGCAST_TABLE"] == "dagcast-local"
     assert env["DAGCAST_STATE_MACHINE_ARN"] == arn
     assert env["DAGCAST_STREAM_SECRET"] == "s" * 32
@@ -168,7 +173,7 @@ def test_the_functions_environment():
     # LocalStack injects its own AWS_ENDPOINT_URL into the Lambdas; a value here would replace it.
     assert "AWS_ENDPOINT_URL" not in env
     assert (
-        ls.function_environment("t", arn, "s", "k", {}, "http://ls:4566")["AWS_ENDPOINT_URL"]
+        provision.function_environment("t", arn, "s", "k", {}, "http://ls:4566")["AWS_ENDPOINT_URL"]
         == "http://ls:4566"
     )
     assert len(json.dumps(env)) < 4096  # Lambda's limit for all variables together
@@ -176,7 +181,7 @@ def test_the_functions_environment():
 
 def test_the_localstack_client_session_talks_to_the_endpoint_whatever_the_environment(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://elsewhere:1")
-    session = ls.localstack_session("http://127.0.0.1:4566")
+    session = connection.localstack_session("http://127.0.0.1:4566")
     for service in ("dynamodb", "lambda", "stepfunctions", "kms", "iam", "sqs", "sts"):
         assert session.client(service).meta.endpoint_url == "http://127.0.0.1:4566", service
     assert session.client("dynamodb").meta.region_name == "us-east-1"
@@ -187,7 +192,7 @@ def test_the_localstack_client_session_talks_to_the_endpoint_whatever_the_enviro
 
 @pytest.fixture(scope="module")
 def lambda_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ls.build_lambda_zip(build_dir=tmp_path_factory.mktemp("zips"))
+    return package.build_lambda_zip(build_dir=tmp_path_factory.mktemp("zips"))
 
 
 def requirement_names() -> list[str]:
@@ -226,14 +231,16 @@ def test_the_zip_is_reused_while_nothing_changed(lambda_zip: Path, monkeypatch):
         raise AssertionError("pip ran although a zip for these sources was built")
 
     monkeypatch.setattr(subprocess, "run", no_pip)
-    assert ls.build_lambda_zip(build_dir=lambda_zip.parent) == lambda_zip
-    sources = ls.lambda_sources(ROOT)
+    assert package.build_lambda_zip(build_dir=lambda_zip.parent) == lambda_zip
+    sources = package.lambda_sources(ROOT)
     requirements = (ROOT / "requirements.txt").read_bytes()
-    key = ls.zip_cache_key(sources, requirements)
+    key = package.zip_cache_key(sources, requirements)
     assert lambda_zip.name == f"dagcast-lambda-{key[:20]}.zip"
-    changed = [(n, c + b"\n# edited\n") if n == "chalicelib/dag.py" else (n, c) for n, c in sources]
-    assert ls.zip_cache_key(changed, requirements) != key
-    assert ls.zip_cache_key(sources, requirements + b"\nrequests==2\n") != key
+    edited = "chalicelib/domain/dag.py"
+    assert edited in dict(sources)  # an edit to a file the zip does not hold would prove nothing
+    changed = [(n, c + b"\n# edited\n") if n == edited else (n, c) for n, c in sources]
+    assert package.zip_cache_key(changed, requirements) != key
+    assert package.zip_cache_key(sources, requirements + b"\nrequests==2\n") != key
 
 
 def python312() -> str | None:
@@ -294,13 +301,15 @@ def test_provisioning_creates_everything_then_updates_it_in_place(monkeypatch, t
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    package = tmp_path / "tiny.zip"
-    package.write_bytes(_tiny_zip())
-    monkeypatch.setattr(ls, "check_health", lambda endpoint, timeout=5.0: {"version": "moto", "services": {}})
-    monkeypatch.setattr(ls, "build_lambda_zip", lambda root=None, build_dir=None: package)
+    tiny = tmp_path / "tiny.zip"
+    tiny.write_bytes(_tiny_zip())
+    monkeypatch.setattr(
+        backend, "check_health", lambda endpoint, timeout=5.0: {"version": "moto", "services": {}}
+    )
+    monkeypatch.setattr(backend, "build_lambda_zip", lambda root=None, build_dir=None: tiny)
     region = "eu-west-2"  # apart from the functional tests' moto stack in us-east-1
     try:
-        first = ls.LocalStackBackend(
+        first = backend.LocalStackBackend(
             endpoint=f"http://{host}:{port}",
             table_name="dagcast-ls-unit",
             region=region,
@@ -310,7 +319,7 @@ def test_provisioning_creates_everything_then_updates_it_in_place(monkeypatch, t
         account = first.account
         assert first.state_machine_arn == f"arn:aws:states:{region}:{account}:stateMachine:dagcast-local-dag"
         awslambda = session.client("lambda")
-        for name, handler in ls.lambda_handlers().items():
+        for name, handler in provision.lambda_handlers().items():
             config = awslambda.get_function(FunctionName=f"dagcast-local-{name}")["Configuration"]
             assert config["Handler"] == handler and config["Runtime"] == "python3.12"
             env = config["Environment"]["Variables"]
@@ -331,7 +340,7 @@ def test_provisioning_creates_everything_then_updates_it_in_place(monkeypatch, t
         ]
         assert mapping["UUID"] == first.mapping_uuid and mapping["EventSourceArn"] == first.stream_arn
 
-        again = ls.LocalStackBackend(
+        again = backend.LocalStackBackend(
             endpoint=f"http://{host}:{port}",
             table_name="dagcast-ls-unit",
             region=region,

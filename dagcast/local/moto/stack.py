@@ -1,11 +1,12 @@
 """Provision and run the embedded local stack: moto's server as AWS, in this process.
 
-``LocalStack.start()`` starts moto's server on 127.0.0.1 (a free port), turns on its Step
-Functions interpreter, runs the task Lambdas in-process (invoker.py), creates the table, the
-functions and the real state machine definition, serves this process's boto3 calls from moto's
-backends directly (other processes use the server: ``local_environment``), and starts the stream
-poller. Nothing here needs an AWS account,
-Docker or a network beyond loopback.
+``MotoStack.start()`` starts moto's server on 127.0.0.1 (a free port), turns on its Step
+Functions interpreter, runs the task Lambdas in-process (invoker.py), applies dagcast's patches
+to moto (patches/), creates the table, the functions and the real state machine definition,
+serves this process's boto3 calls from moto's backends directly (other processes use the server:
+``local_environment``), and starts the stream poller and the webhook retry schedule. Nothing here
+needs an AWS account, Docker or a network beyond loopback; nothing here serves dagcast's own HTTP
+API (dagcast/local/server.py does).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import os
 import secrets
 import tempfile
 import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,48 +30,15 @@ from moto.server import ThreadedMotoServer
 from chalicelib.config import ASL_FUNCTIONS, render_definition
 from chalicelib.store import table_definition
 
-from .moto_adapter import (
-    Handler,
-    InProcessInvoker,
-    dispatch_in_process,
-    fix_state_machine_copy,
-    lock_free_backend_lookup,
-    scope_queries_to_partition,
-    serialize_dynamodb,
-    stateless_shard_iterators,
-    untracked_models,
-)
+from ..lambdas import APP, FANOUT, REGION, RETRY, STAGE, function_name, scheduled_event
+from .invoker import Handler, InProcessInvoker
+from .patches import apply_all
+from .patches.in_process_dispatch import dispatch_in_process
 from .poller import FileCheckpoints, OnFailure, StreamPoller, is_event_insert
-
-REGION = "us-east-1"
-APP = "dagcast"
-STAGE = "local"
-
-FANOUT = "fanout"
-RETRY = "webhook_retry"  # the scheduled webhook retry function (every minute in AWS)
-
-
-def scheduled_event(region: str = REGION, account: str = "123456789012") -> dict[str, Any]:
-    """What EventBridge Scheduler hands a Chalice @app.schedule function."""
-    return {
-        "version": "0",
-        "id": secrets.token_hex(8),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": account,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "region": region,
-        "resources": [],
-        "detail": {},
-    }
-
-
-def function_name(name: str) -> str:
-    """Chalice's naming: <app>-<stage>-<function>."""
-    return f"{APP}-{STAGE}-{name}"
 
 
 def local_environment(endpoint: str, port: int) -> dict[str, str]:
+    """The environment that points a process's boto3 (and moto's interpreter) at the stack."""
     return {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -87,7 +54,9 @@ def local_environment(endpoint: str, port: int) -> dict[str, str]:
 
 
 @dataclass
-class LocalStack:
+class MotoStack:
+    """moto's server, the resources in it and the threads around it (poller, retry schedule)."""
+
     table_name: str = "dagcast-local"
     handlers: dict[str, Handler] = field(default_factory=dict)
     fanout_batch_size: int = 100
@@ -102,10 +71,29 @@ class LocalStack:
     poller: StreamPoller | None = None
     _retry_stop: threading.Event = field(default_factory=threading.Event)
     _retry_thread: threading.Thread | None = None
+    _role_arn: str = ""
 
-    def start(self) -> LocalStack:
+    def start(self) -> MotoStack:
         if not self.handlers:
             self.handlers = default_handlers()
+        self._start_server()
+        self._invoker = InProcessInvoker({function_name(n): h for n, h in self.handlers.items()})
+        self._invoker.install()
+        apply_all()
+        session = boto3.Session(region_name=REGION)
+        stream_arn = self._provision(session)
+        self._export_settings(session)
+        self.state_dir = self.state_dir or tempfile.mkdtemp(prefix="dagcast-state-")
+        if self.handlers.get(FANOUT) is not None:
+            self.start_poller(stream_arn)
+        retry = self.handlers.get(RETRY)
+        if retry is not None:
+            self._retry_thread = threading.Thread(target=self._run_retries, args=(retry,), daemon=True)
+            self._retry_thread.start()
+        return self
+
+    def _start_server(self) -> None:
+        """moto's server on a free loopback port, its Step Functions interpreter on."""
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
@@ -118,15 +106,9 @@ class LocalStack:
         httpx.post(
             f"{self.endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}
         ).raise_for_status()
-        self._invoker = InProcessInvoker({function_name(n): h for n, h in self.handlers.items()})
-        self._invoker.install()
-        fix_state_machine_copy()
-        scope_queries_to_partition()
-        serialize_dynamodb()
-        lock_free_backend_lookup()
-        stateless_shard_iterators()
-        untracked_models()
-        session = boto3.Session(region_name=REGION)
+
+    def _provision(self, session: boto3.Session) -> str:
+        """The functions, the table and the state machine; the table's stream ARN."""
         arns = self._create_functions(session)
         stream_arn = self._create_table(session)
         sfn = session.client("stepfunctions")
@@ -136,6 +118,10 @@ class LocalStack:
             roleArn=self._role_arn,
             type="STANDARD",
         )["stateMachineArn"]
+        return stream_arn
+
+    def _export_settings(self, session: boto3.Session) -> None:
+        """dagcast's settings for the handlers in this process (and, shared, for the front)."""
         os.environ["DAGCAST_TABLE"] = self.table_name
         # Stream tokens are signed with a fresh random secret unless one is given.
         os.environ.setdefault("DAGCAST_STREAM_SECRET", secrets.token_urlsafe(32))
@@ -149,15 +135,6 @@ class LocalStack:
         os.environ.setdefault("DAGCAST_WEBHOOK_SWEEP_SECONDS", "0")  # one pass per tick (below)
         # EMF metric lines would flood the console; set it to false to see them.
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-        self.state_dir = self.state_dir or tempfile.mkdtemp(prefix="dagcast-state-")
-        fanout = self.handlers.get(FANOUT)
-        if fanout is not None:
-            self.start_poller(stream_arn)
-        retry = self.handlers.get(RETRY)
-        if retry is not None:
-            self._retry_thread = threading.Thread(target=self._run_retries, args=(retry,), daemon=True)
-            self._retry_thread.start()
-        return self
 
     def shared_environment(self) -> dict[str, str]:
         """What another process (``dagcast up``'s HTTP front) needs to reach this stack's resources."""
@@ -281,7 +258,7 @@ class LocalStack:
 def _placeholder_zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("app.py", "# handlers run in-process; see dagcast/local/moto_adapter.py\n")
+        zf.writestr("app.py", "# handlers run in-process; see dagcast/local/moto/invoker.py\n")
     return buf.getvalue()
 
 

@@ -18,6 +18,10 @@ Like an event source mapping it waits up to ``batch_window_seconds`` to fill a b
 the fan-out in AWS, template.yaml's FilterCriteria). Checkpoints go to a ``Checkpoints`` store after
 every acknowledged batch; with a ``FileCheckpoints`` a restarted poller resumes after the last
 acknowledged record, so it neither skips nor repeats.
+
+It is the moto stack's stand-in only: with the LocalStack backend, LocalStack's own mapping
+delivers the records, and in AWS template.yaml's does. It does not emulate shard splits' parent
+ordering or the mapping's concurrency per shard (one batch at a time, shard after shard).
 """
 
 from __future__ import annotations
@@ -163,7 +167,7 @@ class StreamPoller:
     def stop(self) -> None:
         """Stop after the batch in hand; return only once the thread has exited. A batch's handler
         call can outlast any fixed wait (webhooks delivered inline take up to 10 s), and returning
-        while it runs let a restarted poller (``LocalStack.start_poller``) read the checkpoint from
+        while it runs would let a restarted poller (``MotoStack.start_poller``) read the checkpoint from
         before that batch and deliver it a second time — ahead of the first delivery, even."""
         self._stop.set()
         if self._thread is None:

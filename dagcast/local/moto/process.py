@@ -1,10 +1,11 @@
-"""The local stack in a child process, for `dagcast up`.
+"""The moto stack in a child process, for `dagcast up`.
 
 moto's server, the in-process Lambdas and the stream poller are CPU-heavy Python; in the same
 process as the HTTP front they would compete with its event loop for the GIL and delay every SSE
-stream. So `dagcast up` runs them in a child process (``LocalStack`` there, unchanged) and keeps
+stream. So `dagcast up` runs them in a child process (``MotoStack`` there, unchanged) and keeps
 only the REST API and the SSE app in the parent, which talks to moto over loopback like any AWS
-client. The two share nothing but the environment and a pipe for stats.
+client. The two share nothing but the environment and a pipe for stats; the child serves no
+HTTP of its own beyond moto's server.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .stack import LocalStack, local_environment
+from .stack import MotoStack, local_environment
 
 
 def _child_main(conn: Connection, table_name: str, verbose: bool, options: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.WARNING)
-    stack = LocalStack(table_name=table_name, **options)
+    stack = MotoStack(table_name=table_name, **options)
     try:
         stack.start()
     except Exception as exc:
@@ -52,7 +53,7 @@ def _child_main(conn: Connection, table_name: str, verbose: bool, options: dict[
 
 class StackProcess:
     def __init__(self, table_name: str = "dagcast-local", verbose: bool = False, **options: Any) -> None:
-        """``options``: LocalStack fields (fanout_batch_size, fanout_batch_window_seconds, ...)."""
+        """``options``: MotoStack fields (fanout_batch_size, fanout_batch_window_seconds, ...)."""
         self.table_name = table_name
         self.verbose = verbose
         self.options = options

@@ -1,0 +1,29 @@
+"""dagcast's patches to moto internals, one module per internal touched.
+
+moto is pinned exactly in pyproject.toml; each module here has a pin test in
+tests/functional/moto_patches/ named after it, which fails with a message saying what changed
+when a moto upgrade breaks the internal it relies on. The in-process Lambda invoker is a patch
+too, but one with state (the handlers): it lives in moto/invoker.py.
+
+``apply_all`` applies the lasting patches (each is idempotent). ``dispatch_in_process`` is a
+switch the stack turns on at start and off at stop, so it is not among them.
+"""
+
+from __future__ import annotations
+
+from .backend_lookup import lock_free_backend_lookup
+from .item_locking import serialize_dynamodb
+from .model_tracking import untracked_models
+from .partition_queries import scope_queries_to_partition
+from .shard_iterators import stateless_shard_iterators
+from .state_machine_copy import fix_state_machine_copy
+
+
+def apply_all() -> None:
+    """Apply every lasting patch to moto's classes (for every backend in this process)."""
+    fix_state_machine_copy()
+    scope_queries_to_partition()
+    serialize_dynamodb()
+    lock_free_backend_lookup()
+    stateless_shard_iterators()
+    untracked_models()
