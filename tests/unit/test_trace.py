@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from dagcast.trace import (
+from dagcast.cli.render.live import (
     TraceModel,
     describe,
     duration,

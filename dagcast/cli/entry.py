@@ -29,7 +29,7 @@ import httpx
 
 from chalicelib.gate import key_digest, new_api_key
 
-from .client import (
+from ..client import (
     Api,
     ApiError,
     CliError,
@@ -42,9 +42,7 @@ from .client import (
     resolve_target,
     stream_access,
 )
-from .trace import TraceModel, describe, duration, format_event, json_line, render, short
-
-__all__ = ["format_event", "main"]
+from .render.live import TraceModel, describe, duration, format_event, json_line, render, short
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -60,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command in ("deploy", "destroy"):
-        from .deploy import main as cloud_main
+        from ..deploy import main as cloud_main
 
         if not re.fullmatch(r"[a-z0-9-]{1,20}", args.stage):
             parser.error("--stage must be 1-20 characters of a-z, 0-9 and -")
@@ -260,7 +258,7 @@ def _up(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         "fanout_batch_window_seconds": args.fanout_batch_window,
     }
     if args.backend == "localstack":
-        from .local.localstack import cmd_up as cmd_up_localstack
+        from ..local.localstack import cmd_up as cmd_up_localstack
 
         return cmd_up_localstack(args.host, args.port, args.verbose, stack_options)
     stack_options["fanout_max_retry_attempts"] = args.fanout_max_retries
@@ -268,8 +266,8 @@ def _up(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _serve(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | None = None) -> Any:
-    from .local.process import StackProcess
-    from .local.server import http_server
+    from ..local.process import StackProcess
+    from ..local.server import http_server
 
     os.environ.setdefault("DAGCAST_PUBLIC_URL", f"http://{host}:{port}")
     # Stream tokens are signed with a fresh random secret unless one is given.
@@ -279,7 +277,7 @@ def _serve(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | 
 
 
 def cmd_up(host: str, port: int, verbose: bool, stack_options: dict[str, Any] | None = None) -> int:
-    from .local.server import print_banner
+    from ..local.server import print_banner
 
     stack, server = _serve(host, port, verbose, stack_options)
     print_banner(host, port, f"dagcast local stack (moto at {stack.endpoint})")
@@ -675,7 +673,3 @@ def _task_style(status: str) -> str:
         "skipped": "yellow",
         "cancelled": "yellow",
     }.get(status, "dim")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
