@@ -28,7 +28,9 @@ from urllib.parse import quote
 import httpx
 from httpx_sse import SSEError, connect_sse
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"  # where `dagcast up` serves by default
 TERMINAL_TYPES = frozenset({"execution.completed", "execution.failed"})
 
 

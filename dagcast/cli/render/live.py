@@ -1,388 +1,36 @@
-"""What ``dagcast trace`` shows: an execution's events → a model of its state → a view.
+"""The live view of ``dagcast trace``: a ``TraceModel`` → a rich renderable, redrawn several times a second.
 
-``TraceModel`` is pure — events in, state out; no I/O and no clock (every time is passed in, in
-the server's milliseconds since the epoch) — so a known event sequence always gives the same
-state. Three views read it or the events:
-
-- ``render(model, now_ms, width)``: the live terminal view (rich): the DAG as a list layered by
-  dependency level, each task's state (waiting, running with a spinner and elapsed time, completed
-  with its duration, failed with its error, skipped/cancelled/timed out with the reason), a
-  progress bar and counters, and the final result or error at the end;
-- ``format_event(event, elapsed)``: one plain line per event (when stdout is not a terminal);
-- ``json_line(event)``: one JSON line per event (``--json``).
+``render(model, now_ms, width)`` draws the execution at server time ``now_ms``: a header (id,
+status, request, elapsed), a progress bar with counters and the connection's state, the DAG as a
+list layered by dependency level — each task's state (waiting, running with a spinner and elapsed
+time, completed with its duration, failed with its error, skipped/cancelled/timed out with the
+reason) — and the final result or error once the execution has ended. It reads the clock only as
+``now_ms``, so a render at a fixed time is fixed (the snapshot tests rely on it). Too many tasks
+for the terminal are summed up per level rather than scrolled.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
-TERMINAL_TYPES = frozenset({"execution.completed", "execution.failed"})
-FINISHED_TASK = frozenset({"completed", "failed", "skipped", "cancelled"})
-FINISHED_EXECUTION = frozenset({"completed", "failed", "cancelled"})
-# rich's "dots" spinner; the frame is picked from the clock, so a render at a fixed time is fixed.
-SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-SPINNER_FRAME_MS = 80
-ICONS = {
-    "waiting": ("·", "dim"),
-    "completed": ("✔", "green"),
-    "failed": ("✘", "bold red"),
-    "skipped": ("⊘", "yellow"),
-    "cancelled": ("⊘", "yellow"),
-    "retrying": ("↻", "magenta"),
-}
-STATUS_STYLES = {
-    "running": "bold cyan",
-    "completed": "bold green",
-    "failed": "bold red",
-    "cancelled": "bold yellow",
-}
-RESULT_LINES = 12  # the final result panel shows at most this many lines …
-RESULT_CHARS = 1_200  # … and characters
+from chalicelib.domain.model import ExecutionStatus, Reason, TaskStatus
 
+from .model import Counters, TaskState, TraceModel
+from .palette import COLOUR, ICON, SPINNER, SPINNER_FRAME_MS, STOPPED, execution_style, task_icon
+from .text import duration, ids, short
 
-# ------------------------------------------------------------------------------------------- model
-
-
-@dataclass
-class TaskState:
-    task_id: int
-    description: str = ""
-    action: str = ""
-    dependencies: tuple[int, ...] = ()
-    status: str = "waiting"  # waiting | running | retrying | completed | failed | skipped | cancelled
-    attempt: int = 1
-    started_at: int | None = None  # the first attempt's start (ms)
-    attempt_started_at: int | None = None  # the current attempt's start (ms)
-    finished_at: int | None = None
-    duration_ms: int | None = None
-    error: str | None = None
-    reason: str | None = None  # error | timeout | skipped | upstream | cancelled
-    retry_at: int | None = None  # when the next attempt starts (retrying)
-    upstream: tuple[int, ...] = ()
-    has_result: bool = False
-    result: Any = None
-    result_truncated: bool = False
-    result_url: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED_TASK
-
-
-class Counters(NamedTuple):
-    total: int
-    completed: int
-    failed: int
-    skipped: int  # skipped and cancelled, as the API counts them
-    running: int  # running and retrying
-    waiting: int
-
-    @property
-    def finished(self) -> int:
-        return self.completed + self.failed + self.skipped
-
-
-@dataclass
-class TraceModel:
-    """An execution's state, from its SSE snapshot and events (applied idempotently by seq)."""
-
-    execution_id: str = ""
-    status: str = ""  # "" until the first snapshot or event; then running | completed | failed | cancelled
-    original_request: str = ""
-    created_at: int | None = None
-    finished_at: int | None = None
-    duration_ms: int | None = None
-    total: int = 0
-    reported: dict[str, int] = field(default_factory=dict)  # the counters of the last execution.* event
-    tasks: dict[int, TaskState] = field(default_factory=dict)
-    structure_known: bool = False  # a snapshot gave every task and its dependencies
-    seq: int = 0  # the last event applied
-    has_final_result: bool = False
-    final_result: Any = None
-    final_truncated: bool = False
-    final_bytes: int | None = None
-    final_url: str | None = None
-    error: str | None = None
-    reason: str | None = None
-    terminal_seen: bool = False
-    last_heard: int | None = None  # server time (ms) of the last message, heartbeats included
-    clock_offset: int | None = None  # local clock − server clock (ms), estimated from receipts
-    connection: str = "connecting"  # connecting | live | reconnecting … | ended
-    applied: int = 0
-    ignored: int = 0
-
-    # ---------------------------------------------------------------- applying events
-
-    def apply(self, event: Mapping[str, Any], received_ms: int | None = None) -> bool:
-        """Apply one SSE message; False if it changed nothing (a heartbeat, or a seq already seen)."""
-        kind = str(event.get("type", ""))
-        stamp = event.get("timestamp")
-        if isinstance(stamp, int):
-            if received_ms is not None:
-                sample = received_ms - stamp
-                self.clock_offset = sample if self.clock_offset is None else min(self.clock_offset, sample)
-            self.last_heard = stamp if self.last_heard is None else max(self.last_heard, stamp)
-        if not self.execution_id and event.get("executionId"):
-            self.execution_id = str(event["executionId"])
-        if kind == "heartbeat":
-            return False
-        if event.get("snapshot"):
-            self._apply_snapshot(event)
-            self.applied += 1
-            return True
-        seq = event.get("seq")
-        if not isinstance(seq, int) or seq <= self.seq:
-            self.ignored += 1
-            return False
-        self.seq = seq
-        self.applied += 1
-        at = stamp if isinstance(stamp, int) else None
-        if kind == "execution.created":
-            self.total = int(event.get("totalTasks", self.total))
-            self.original_request = str(event.get("originalRequest", self.original_request))
-            if self.created_at is None:
-                self.created_at = at
-            self.status = self.status or "running"
-        elif kind == "substep.started":
-            task = self._task(event)
-            task.status = "running"
-            task.attempt = int(event.get("attempt", task.attempt))
-            task.attempt_started_at = at
-            task.started_at = task.started_at if task.started_at is not None else at
-            task.retry_at = None
-            self.status = self.status or "running"
-        elif kind == "substep.completed":
-            task = self._task(event)
-            task.status = "completed"
-            task.attempt = int(event.get("attempt", task.attempt))
-            task.finished_at = at
-            task.duration_ms = _int(event.get("durationMs"))
-            task.retry_at = None
-            task.error = None
-            _result_into(task, event)
-        elif kind == "substep.failed":
-            self._apply_failed(self._task(event), event, at)
-        elif kind == "execution.updated":
-            self._report(event)
-            self.status = str(event.get("status", self.status or "running"))
-        elif kind in TERMINAL_TYPES:
-            self._report(event)
-            self.terminal_seen = True
-            self.status = str(event.get("status", "completed" if kind == "execution.completed" else "failed"))
-            self.duration_ms = _int(event.get("durationMs"))
-            self.finished_at = at
-            if kind == "execution.completed":
-                self._final_result_from(event)
-            else:
-                self.error = event.get("error")
-                self.reason = event.get("reason")
-        return True
-
-    def _apply_failed(self, task: TaskState, event: Mapping[str, Any], at: int | None) -> None:
-        reason = str(event.get("reason", "error"))
-        task.reason = reason
-        task.error = str(event.get("error", ""))
-        if "attempt" in event:
-            task.attempt = int(event["attempt"])
-        if event.get("willRetry"):
-            task.status = "retrying"
-            wait = event.get("retryInSeconds")
-            task.retry_at = (
-                at + int(wait * 1000) if at is not None and isinstance(wait, int | float) else None
-            )
-            return
-        task.retry_at = None
-        task.finished_at = at
-        task.duration_ms = _int(event.get("durationMs"))
-        task.upstream = tuple(int(u) for u in event.get("upstreamTaskIds", ()))
-        if reason == "skipped" or (reason == "timeout" and task.error.startswith("not started")):
-            task.status = "skipped"
-        elif reason == "cancelled":
-            task.status = "cancelled"
-        else:  # error, timeout (it ran), upstream
-            task.status = "failed"
-
-    def _apply_snapshot(self, snap: Mapping[str, Any]) -> None:
-        seq = snap.get("seq")
-        if isinstance(seq, int):
-            self.seq = max(self.seq, seq)
-        self.execution_id = str(snap.get("executionId", self.execution_id))
-        self.status = str(snap.get("status", self.status))
-        self.original_request = str(snap.get("originalRequest", self.original_request))
-        self.created_at = _int(snap.get("createdAt")) or self.created_at
-        self.finished_at = _int(snap.get("finishedAt"))
-        self.duration_ms = _int(snap.get("durationMs"))
-        self.error = snap.get("error")
-        self.reason = snap.get("reason")
-        self._report(snap)
-        self._final_result_from(snap)
-        if "tasks" in snap:
-            self.tasks = {}
-            for view in snap["tasks"]:
-                task = task_from_view(view)
-                self.tasks[task.task_id] = task
-            self.structure_known = True
-            self.total = max(self.total, len(self.tasks))
-
-    def _report(self, event: Mapping[str, Any]) -> None:
-        for key in ("totalTasks", "completedTasks", "failedTasks", "skippedTasks", "runningTasks"):
-            if isinstance(event.get(key), int):
-                self.reported[key] = int(event[key])
-        if "totalTasks" in self.reported:
-            self.total = self.reported["totalTasks"]
-
-    def _final_result_from(self, event: Mapping[str, Any]) -> None:
-        if "finalResult" in event:
-            self.has_final_result = True
-            self.final_result = event["finalResult"]
-            self.final_truncated = bool(event.get("finalResultTruncated"))
-            self.final_bytes = _int(event.get("finalResultBytes"))
-            self.final_url = event.get("finalResultUrl")
-
-    def _task(self, event: Mapping[str, Any]) -> TaskState:
-        task_id = int(event["taskId"])
-        task = self.tasks.get(task_id)
-        if task is None:  # no snapshot told us about it (dependencies unknown)
-            task = self.tasks[task_id] = TaskState(task_id)
-        if event.get("description") and not task.description:
-            task.description = str(event["description"])
-        return task
-
-    # ---------------------------------------------------------------- reading the state
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED_EXECUTION
-
-    def counters(self) -> Counters:
-        """From the tasks when every task is known, else from the last reported counters."""
-        total = max(self.total, len(self.tasks))
-        if self.tasks and len(self.tasks) >= total:
-            by = [t.status for t in self.tasks.values()]
-            completed, failed = by.count("completed"), by.count("failed")
-            skipped = by.count("skipped") + by.count("cancelled")
-            running = by.count("running") + by.count("retrying")
-            return Counters(
-                total, completed, failed, skipped, running, total - completed - failed - skipped - running
-            )
-        # Not every task is known (no snapshot): what the tasks seen say, or the last counters the
-        # server reported if they say more; the tasks not seen yet are waiting.
-        by = [t.status for t in self.tasks.values()]
-        r = self.reported
-        completed = max(r.get("completedTasks", 0), by.count("completed"))
-        failed = max(r.get("failedTasks", 0), by.count("failed"))
-        skipped = max(r.get("skippedTasks", 0), by.count("skipped") + by.count("cancelled"))
-        running = by.count("running") + by.count("retrying") if by else r.get("runningTasks", 0)
-        waiting = max(0, total - completed - failed - skipped - running)
-        return Counters(total, completed, failed, skipped, running, waiting)
-
-    def levels(self) -> list[list[int]]:
-        """Task ids by dependency level: 0 = no dependencies, n = 1 + the deepest dependency's level."""
-        ids = sorted(self.tasks)
-        deps = {t: [d for d in self.tasks[t].dependencies if d in self.tasks] for t in ids}
-        children: dict[int, list[int]] = {t: [] for t in ids}
-        pending = {t: len(set(deps[t])) for t in ids}
-        for t in ids:
-            for d in set(deps[t]):
-                children[d].append(t)
-        level = {t: 0 for t in ids if pending[t] == 0}
-        queue = [t for t in ids if pending[t] == 0]
-        for t in queue:  # Kahn: a task is placed once all its dependencies are
-            for c in children[t]:
-                level[c] = max(level.get(c, 0), level[t] + 1)
-                pending[c] -= 1
-                if pending[c] == 0:
-                    queue.append(c)
-        deepest = max(level.values(), default=-1)
-        out: list[list[int]] = [[] for _ in range(deepest + 1)]
-        for t in ids:
-            if t in level and pending[t] == 0:
-                out[level[t]].append(t)
-        leftover = [t for t in ids if pending[t] != 0]  # only on a cycle, which jobs cannot have
-        if leftover:
-            out.append(leftover)
-        return out
-
-    def server_now(self, local_ms: int) -> int:
-        """The server's clock now, by the offset seen on receipts (local clock if none yet)."""
-        return local_ms - (self.clock_offset or 0)
-
-    def exit_code(self) -> int:
-        return 0 if self.status == "completed" else 1
-
-
-def task_from_view(view: Mapping[str, Any]) -> TaskState:
-    """A task of the snapshot (GET /api/v1/dag-executions/{id}, the SSE snapshot)."""
-    task = TaskState(
-        task_id=int(view["taskId"]),
-        description=str(view.get("description", "")),
-        action=str(view.get("action", "")),
-        dependencies=tuple(int(d) for d in view.get("dependencies", ())),
-        status=str(view.get("status", "waiting")),
-        attempt=int(view.get("attempt", 1)),
-        started_at=_int(view.get("startedAt")),
-        finished_at=_int(view.get("finishedAt")),
-        duration_ms=_int(view.get("durationMs")),
-        error=view.get("error"),
-        reason=view.get("reason"),
-        upstream=tuple(int(u) for u in view.get("upstreamTaskIds", ())),
-    )
-    task.attempt_started_at = task.started_at if task.attempt == 1 else None
-    _result_into(task, view)
-    return task
-
-
-def _result_into(task: TaskState, fields: Mapping[str, Any]) -> None:
-    if "result" in fields:
-        task.has_result = True
-        task.result = fields["result"]
-        task.result_truncated = bool(fields.get("resultTruncated"))
-        task.result_url = fields.get("resultUrl")
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-# ------------------------------------------------------------------------------------- formatting
-
-
-def duration(ms: float | None) -> str:
-    """340ms, 1.26s, 12.3s, 2m05s, 1h02m."""
-    if ms is None:
-        return ""
-    ms = max(0.0, float(ms))
-    if ms < 1000:
-        return f"{ms:.0f}ms"
-    if ms < 10_000:
-        return f"{ms / 1000:.2f}s"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f}s"
-    seconds = int(ms // 1000)
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def short(value: Any, limit: int = 80) -> str:
-    """One line: strings as they are, anything else as JSON; newlines shown as ⏎; cut with …."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    text = text.replace("\r\n", "\n").replace("\n", " ⏎ ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def ids(values: Iterable[int]) -> str:
-    return ", ".join(str(v) for v in values)
-
-
-# ---------------------------------------------------------------------------- the rich live view
+RESULT_LINES: Final = 12  # the final result panel shows at most this many lines …
+RESULT_CHARS: Final = 1_200  # … and characters
+# What a task that had not finished shows once the execution has: it was still running (a cancel
+# does not stop a running task), or it never ran.
+INTERRUPTED: Final = "interrupted"
+NOT_RUN: Final = "not run"
 
 
 def render(
@@ -404,9 +52,9 @@ def _header(model: TraceModel, now_ms: int, width: int) -> list[Text]:
     left = Text()
     left.append(model.execution_id or "execution", style="bold")
     left.append("  ")
-    left.append(status, style=STATUS_STYLES.get(status, "dim"))
-    if model.reason and model.finished and model.reason not in ("taskFailed", "cancelled"):
-        left.append(f" ({model.reason})", style=STATUS_STYLES.get(status, ""))
+    left.append(status, style=execution_style(status))
+    if model.reason and model.finished and model.reason not in (Reason.TASK_FAILED, Reason.CANCELLED):
+        left.append(f" ({model.reason})", style=execution_style(status))
     if model.original_request:
         left.append("  ")
         left.append(short(model.original_request, 60), style="italic")
@@ -417,24 +65,27 @@ def _header(model: TraceModel, now_ms: int, width: int) -> list[Text]:
     else:
         took = ""
     first = _spread(left, Text(took, style="dim"), width)
-
     c = model.counters()
-    bar_width = max(10, min(40, width - 30))
-    bar = _bar(c, bar_width)
+    bar = _bar(c, max(10, min(40, width - 30)))
     pct = f"{100 * c.finished // c.total}%" if c.total else "0%"
     bar.append(f"  {c.finished}/{c.total} tasks  {pct:>4}")
+    return [first, bar, _spread(_counts(c), _connection(model, now_ms), width)]
+
+
+def _counts(c: Counters) -> Text:
+    """``✔ 3 completed  ⠋ 1 running …``: running counts retrying tasks, skipped the cancelled."""
     counts = Text()
-    for label, value, icon, style in (
-        ("completed", c.completed, "✔", "green"),
-        ("running", c.running, SPINNER[0], "cyan"),
-        ("waiting", c.waiting, "·", "dim"),
-        ("failed", c.failed, "✘", "red"),
-        ("skipped", c.skipped, "⊘", "yellow"),
+    for status, value in (
+        (TaskStatus.COMPLETED, c.completed),
+        (TaskStatus.RUNNING, c.running),
+        (TaskStatus.WAITING, c.waiting),
+        (TaskStatus.FAILED, c.failed),
+        (TaskStatus.SKIPPED, c.skipped),
     ):
         if counts:
             counts.append("  ")
-        counts.append(f"{icon} {value} {label}", style=style if value else "dim")
-    return [first, bar, _spread(counts, _connection(model, now_ms), width)]
+        counts.append(f"{ICON[status]} {value} {status}", style=COLOUR[status] if value else "dim")
+    return counts
 
 
 def _bar(c: Counters, width: int) -> Text:
@@ -445,10 +96,14 @@ def _bar(c: Counters, width: int) -> Text:
         return bar.append("─" * width, style="dim")
     used = 0
     done = 0
-    for count, style in ((c.completed, "green"), (c.failed, "red"), (c.skipped, "yellow")):
+    for count, status in (
+        (c.completed, TaskStatus.COMPLETED),
+        (c.failed, TaskStatus.FAILED),
+        (c.skipped, TaskStatus.SKIPPED),
+    ):
         done += count
         upto = round(width * done / c.total)
-        bar.append("━" * (upto - used), style=style)
+        bar.append("━" * (upto - used), style=COLOUR[status])
         used = upto
     return bar.append("─" * (width - used), style="dim")
 
@@ -503,7 +158,7 @@ def _task_rows(model: TraceModel, now_ms: int, width: int, max_rows: int | None)
 def _collapsed(model: TraceModel, levels: list[list[int]], now_ms: int, max_rows: int) -> list[_Row]:
     """Too many tasks to list: the ones that are running, retrying or failed, then per level one
     line summing up the rest (runs of uneventful levels merged into one line)."""
-    interesting = {"running", "retrying", "failed"}
+    interesting = {TaskStatus.RUNNING, TaskStatus.RETRYING, TaskStatus.FAILED}
     budget = max(1, max_rows // 2)  # rows for single tasks; the rest for the summaries
     rows: list[_Row] = []
     pending: list[int] = []  # tasks of uneventful levels not written yet
@@ -549,11 +204,19 @@ def _summary_row(model: TraceModel, tids: list[int], label: str, more: bool) -> 
         status = model.tasks[t].status
         by[status] = by.get(status, 0) + 1
     detail = Text()
-    for status in ("completed", "running", "retrying", "waiting", "failed", "skipped", "cancelled"):
+    for status in (
+        TaskStatus.COMPLETED,
+        TaskStatus.RUNNING,
+        TaskStatus.RETRYING,
+        TaskStatus.WAITING,
+        TaskStatus.FAILED,
+        TaskStatus.SKIPPED,
+        TaskStatus.CANCELLED,
+    ):
         if by.get(status):
             if detail:
                 detail.append("  ")
-            icon, style = ICONS.get(status, (SPINNER[0], "cyan"))
+            icon, style = task_icon(status)
             detail.append(f"{icon} {by[status]} {status}", style=style)
     what = f"{len(tids)} {'more' if more else 'tasks'}"
     return _Row(label, Text("…", "dim"), "", what, "", "", detail)
@@ -562,70 +225,107 @@ def _summary_row(model: TraceModel, tids: list[int], label: str, more: bool) -> 
 def _row(model: TraceModel, task: TaskState, now_ms: int, level: str) -> _Row:
     status = task.status
     if model.finished and not task.finished:  # cancelled (or the state machine failed) meanwhile
-        status = "interrupted" if status in ("running", "retrying") else "not run"
-    icon_char, style = ICONS.get(status, ("⊘", "yellow"))
-    if status == "running":
-        icon_char, style = SPINNER[(now_ms // SPINNER_FRAME_MS) % len(SPINNER)], "bold cyan"
-    icon = Text(icon_char, style=style)
+        status = INTERRUPTED if status in (TaskStatus.RUNNING, TaskStatus.RETRYING) else NOT_RUN
+    icon_char, style = task_icon(status)
+    if status == TaskStatus.RUNNING:
+        icon_char = SPINNER[(now_ms // SPINNER_FRAME_MS) % len(SPINNER)]
+        style = f"bold {COLOUR[TaskStatus.RUNNING]}"
     deps = f"← {ids(task.dependencies)}" if task.dependencies else ""
-    time_text = ""
+    time_text, detail = _DETAIL.get(status, _waiting)(model, task, now_ms)
+    description = task.description or task.action
+    return _Row(level, Text(icon_char, style=style), str(task.task_id), description, deps, time_text, detail)
+
+
+# The time column and the detail of a task's row, by the status it is shown in.
+_Detail = Callable[[TraceModel, TaskState, int], tuple[str, Text]]
+
+
+def _completed(model: TraceModel, task: TaskState, now_ms: int) -> tuple[str, Text]:
     detail = Text()
-    if status == "completed":
-        time_text = duration(task.duration_ms)
-        if task.has_result:
-            detail.append("→ ", style="dim")
-            detail.append(short(task.result, 200))
-            if task.result_truncated:
-                detail.append(" (cut)", style="dim")
-        if task.attempt > 1:
-            detail.append(f" (attempt {task.attempt})", style="dim")
-    elif status == "running":
-        since = task.attempt_started_at if task.attempt_started_at is not None else task.started_at
-        time_text = duration(now_ms - since) if since is not None else ""
-        detail.append("running", style="cyan")
-        if task.attempt > 1:
-            detail.append(f" (attempt {task.attempt})", style="cyan")
-    elif status == "retrying":
-        time_text = duration(now_ms - task.started_at) if task.started_at is not None else ""
-        label = "timed out" if task.reason == "timeout" else "failed"
-        detail.append(f"attempt {task.attempt} {label}: ", style="magenta")
-        detail.append(short(task.error or "", 120))
-        if task.retry_at is not None and task.retry_at > now_ms:
-            detail.append(f" · retry in {duration(task.retry_at - now_ms)}", style="magenta")
-        else:
-            detail.append(" · retrying", style="magenta")
-    elif status == "failed":
-        time_text = duration(task.duration_ms)
-        if task.reason == "upstream":
-            detail.append("not run: ", style="red")
-        elif task.reason == "timeout":
-            detail.append("timed out: ", style="red")
-        else:
-            detail.append("failed: ", style="red")
-        detail.append(short(task.error or "", 200))
-        if task.attempt > 1 and task.reason != "upstream":
-            detail.append(f" (attempt {task.attempt})", style="dim")
-    elif status in ("skipped", "cancelled"):
-        time_text = duration(task.duration_ms)
-        why = (task.error or "").removeprefix("not started: ")
-        detail.append(status, style="yellow")
-        if why:
-            detail.append(": " + short(why, 200))
-    elif status in ("interrupted", "not run"):
-        time_text = duration(task.duration_ms)
-        ended = "was cancelled" if model.status == "cancelled" else model.status
-        # a running task is not stopped by a cancel: it may still finish (the snapshot will say)
-        said = "still running when" if status == "interrupted" else "not run:"
-        detail.append(f"{said} the execution {ended}", style="yellow")
-    else:  # waiting
-        open_deps = [d for d in task.dependencies if d in model.tasks and not model.tasks[d].finished]
-        if open_deps:
-            detail.append(f"waiting for {ids(open_deps)}", style="dim")
-        elif model.structure_known:
-            detail.append("waiting" if not task.dependencies else "ready", style="dim")
-        else:
-            detail.append("waiting", style="dim")
-    return _Row(level, icon, str(task.task_id), task.description or task.action, deps, time_text, detail)
+    if task.has_result:
+        detail.append("→ ", style="dim")
+        detail.append(short(task.result, 200))
+        if task.result_truncated:
+            detail.append(" (cut)", style="dim")
+    if task.attempt > 1:
+        detail.append(f" (attempt {task.attempt})", style="dim")
+    return duration(task.duration_ms), detail
+
+
+def _running(model: TraceModel, task: TaskState, now_ms: int) -> tuple[str, Text]:
+    since = task.attempt_started_at if task.attempt_started_at is not None else task.started_at
+    style = COLOUR[TaskStatus.RUNNING]
+    detail = Text().append(TaskStatus.RUNNING, style=style)
+    if task.attempt > 1:
+        detail.append(f" (attempt {task.attempt})", style=style)
+    return (duration(now_ms - since) if since is not None else ""), detail
+
+
+def _retrying(model: TraceModel, task: TaskState, now_ms: int) -> tuple[str, Text]:
+    style = COLOUR[TaskStatus.RETRYING]
+    label = "timed out" if task.reason == Reason.TIMEOUT else TaskStatus.FAILED
+    detail = Text().append(f"attempt {task.attempt} {label}: ", style=style)
+    detail.append(short(task.error or "", 120))
+    if task.retry_at is not None and task.retry_at > now_ms:
+        detail.append(f" · retry in {duration(task.retry_at - now_ms)}", style=style)
+    else:
+        detail.append(" · retrying", style=style)
+    return (duration(now_ms - task.started_at) if task.started_at is not None else ""), detail
+
+
+def _failed(model: TraceModel, task: TaskState, now_ms: int) -> tuple[str, Text]:
+    if task.reason == Reason.UPSTREAM:
+        said = "not run: "
+    elif task.reason == Reason.TIMEOUT:
+        said = "timed out: "
+    else:
+        said = "failed: "
+    detail = Text().append(said, style=COLOUR[TaskStatus.FAILED])
+    detail.append(short(task.error or "", 200))
+    if task.attempt > 1 and task.reason != Reason.UPSTREAM:
+        detail.append(f" (attempt {task.attempt})", style="dim")
+    return duration(task.duration_ms), detail
+
+
+def _not_started(model: TraceModel, task: TaskState, now_ms: int) -> tuple[str, Text]:
+    """Skipped or cancelled: the status, and why (the error without its "not started: ")."""
+    why = (task.error or "").removeprefix("not started: ")
+    detail = Text().append(task.status, style=COLOUR[task.status])
+    if why:
+        detail.append(": " + short(why, 200))
+    return duration(task.duration_ms), detail
+
+
+def _stopped(model: TraceModel, task: TaskState, now_ms: int) -> tuple[str, Text]:
+    """The execution ended before the task did (interrupted) or before it started (not run)."""
+    ended = "was cancelled" if model.status == ExecutionStatus.CANCELLED else model.status
+    # a running task is not stopped by a cancel: it may still finish (the snapshot will say)
+    running = task.status in (TaskStatus.RUNNING, TaskStatus.RETRYING)
+    said = "still running when" if running else "not run:"
+    return duration(task.duration_ms), Text().append(f"{said} the execution {ended}", style=STOPPED[1])
+
+
+def _waiting(model: TraceModel, task: TaskState, now_ms: int) -> tuple[str, Text]:
+    """Waiting (or a status this CLI does not know): for which dependencies, if any."""
+    style = COLOUR[TaskStatus.WAITING]
+    open_deps = [d for d in task.dependencies if d in model.tasks and not model.tasks[d].finished]
+    if open_deps:
+        return "", Text().append(f"waiting for {ids(open_deps)}", style=style)
+    if model.structure_known:
+        return "", Text().append(TaskStatus.WAITING if not task.dependencies else "ready", style=style)
+    return "", Text().append(TaskStatus.WAITING, style=style)
+
+
+_DETAIL: Final[dict[str, _Detail]] = {
+    TaskStatus.COMPLETED: _completed,
+    TaskStatus.RUNNING: _running,
+    TaskStatus.RETRYING: _retrying,
+    TaskStatus.FAILED: _failed,
+    TaskStatus.SKIPPED: _not_started,
+    TaskStatus.CANCELLED: _not_started,
+    INTERRUPTED: _stopped,
+    NOT_RUN: _stopped,
+}
 
 
 def _layout(rows: list[_Row], width: int) -> list[Text]:
@@ -669,20 +369,21 @@ def _fit(text: str, width: int, style: str = "") -> Text:
 
 
 def _outcome(model: TraceModel, api_url: str) -> RenderableType:
-    if model.status == "completed":
+    if model.status == ExecutionStatus.COMPLETED:
         body = Text(result_text(model.final_result) if model.has_final_result else "(no result)")
         if model.final_truncated:
             size = f"{model.final_bytes:,} bytes" if model.final_bytes else "more"
             body.append(f"\n… cut here; the whole result ({size}): ", style="dim")
             body.append(f"{api_url}{model.final_url or ''}", style="dim underline")
-        return Panel(body, title="result", title_align="left", border_style="green")
-    if model.status == "cancelled":
-        title = "cancelled"
-    else:
-        title = "failed" if model.reason in (None, "taskFailed") else f"failed ({model.reason})"
-    return Panel(
-        Text(model.error or "(no error message)"), title=title, title_align="left", border_style="red"
-    )
+        return Panel(body, title="result", title_align="left", border_style=COLOUR[ExecutionStatus.COMPLETED])
+    if model.status == ExecutionStatus.CANCELLED:
+        title = f"{ExecutionStatus.CANCELLED}"
+    elif model.reason in (None, Reason.TASK_FAILED):
+        title = f"{ExecutionStatus.FAILED}"
+    else:  # not because a task failed (the execution timed out, …): say why
+        title = f"{ExecutionStatus.FAILED} ({model.reason})"
+    body = Text(model.error or "(no error message)")
+    return Panel(body, title=title, title_align="left", border_style=COLOUR[ExecutionStatus.FAILED])
 
 
 def result_text(value: Any, max_lines: int = RESULT_LINES, max_chars: int = RESULT_CHARS) -> str:
@@ -705,63 +406,3 @@ def result_text(value: Any, max_lines: int = RESULT_LINES, max_chars: int = RESU
     elif len(kept) == 1 and len(lines[0]) > max_chars and not kept[0].endswith("…"):
         kept[0] = lines[0][:max_chars] + "…"
     return "\n".join(kept)
-
-
-# --------------------------------------------------------------------------- plain and JSON lines
-
-
-def format_event(event: Mapping[str, Any], elapsed: float) -> str:
-    """One plain line: ``[  1.50s]    #7 substep.completed    task 2 in 40 ms → ok``."""
-    seq = event.get("seq", "")
-    head = f"[{elapsed:6.2f}s] {('#' + str(seq)) if seq != '' else '':>5} {event['type']:<20}"
-    detail = describe(event)
-    return f"{head} {detail}" if detail else head
-
-
-def describe(event: Mapping[str, Any]) -> str:
-    """What an event says, in a few words (the plain line without its time, seq and type)."""
-    kind = event["type"]
-    if event.get("snapshot"):
-        line = (
-            f"snapshot: {event['status']}, {event['completedTasks']}/{event['totalTasks']} done, "
-            f"{len(event.get('tasks', []))} tasks"
-        )
-        if event["status"] == "completed" and "durationMs" in event:
-            line += f"; in {event['durationMs']} ms → {short(event.get('finalResult'), 200)}"
-        elif event["status"] in ("failed", "cancelled") and event.get("error"):
-            line += f"; {event['error']}"
-        return line
-    if kind == "execution.created":
-        return f"{event['totalTasks']} tasks — {event.get('originalRequest', '')!r}"
-    attempt = event.get("attempt")
-    again = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
-    if kind == "substep.started":
-        said = event.get("description")
-        return f"task {event['taskId']}{again}" + (f" {said!r}" if said else "")
-    if kind == "substep.completed":
-        cut = " (cut; whole at " + event["resultUrl"] + ")" if event.get("resultTruncated") else ""
-        return (
-            f"task {event['taskId']}{again} in {event['durationMs']} ms → {short(event.get('result'))}{cut}"
-        )
-    if kind == "substep.failed":
-        reason = event.get("reason", "error")
-        label = "" if reason == "error" else f" [{reason}]"
-        retry = f" — retry in {event.get('retryInSeconds', 0)}s" if event.get("willRetry") else ""
-        return f"task {event['taskId']}{again}{label}: {event['error']}{retry}"
-    if kind == "execution.updated":
-        skipped = f", {event['skippedTasks']} skipped" if event.get("skippedTasks") else ""
-        return (
-            f"{event['status']}: {event['completedTasks']} completed, {event['failedTasks']} failed"
-            f"{skipped}, {event.get('runningTasks', 0)} running, {event['waitingTasks']} waiting"
-        )
-    if kind == "execution.completed":
-        return f"in {event['durationMs']} ms → {short(event.get('finalResult'), 200)}"
-    if kind == "execution.failed":
-        why = "cancelled" if event.get("status") == "cancelled" else event.get("reason", "taskFailed")
-        label = "" if why == "taskFailed" else f"[{why}] "
-        return f"{label}in {event['durationMs']} ms: {event['error']}"
-    return ""
-
-
-def json_line(event: Mapping[str, Any]) -> str:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
