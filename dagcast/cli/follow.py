@@ -18,7 +18,7 @@ import httpx
 from chalicelib.domain.events import HEARTBEAT
 from chalicelib.domain.model import now_ms
 
-from ..client import Api, CliError, EventStream, Notice, StreamAccess
+from ..client import Api, CliError, EventStream, Notice, NoticeKind, StreamAccess
 from .command import EXIT_INTERRUPTED
 from .render.lines import format_event, json_line
 from .render.live import render
@@ -70,13 +70,13 @@ def _tell(model: TraceModel, lock: threading.Lock, n: Notice, mode: str) -> None
     """A connection notice: a few words in the live view; the whole message on stderr otherwise
     (stdout carries the events alone)."""
     with lock:
-        if n.kind == "connected":
+        if n.kind == NoticeKind.CONNECTED:
             model.connection = "live"
-        elif n.kind == "token":
+        elif n.kind == NoticeKind.TOKEN:
             model.connection = "↻ fresh stream token"
         else:
             model.connection = "↻ reconnecting" + (f" (attempt {n.attempt})" if n.attempt else "…")
-    if mode != RICH and not (n.kind == "connected" and n.message == "connected"):
+    if mode != RICH and not (n.kind == NoticeKind.CONNECTED and n.message == "connected"):
         print(f"dagcast: {n.message}", file=sys.stderr, flush=True)
 
 
