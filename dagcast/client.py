@@ -21,15 +21,20 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from httpx_sse import SSEError, connect_sse
+from httpx_sse import EventSource, SSEError, connect_sse
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL_TYPES = frozenset({"execution.completed", "execution.failed"})
+from chalicelib.domain.events import HEARTBEAT, TERMINAL_TYPES
+from chalicelib.domain.model import ExecutionStatus
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"  # where `dagcast up` serves by default
 
 
 CONFIG_KEYS = ("url", "eventsUrl", "apiKey")
@@ -256,14 +261,34 @@ class StreamError(CliError):
     pass
 
 
+class NoticeKind(StrEnum):
+    CONNECTED = "connected"  # a stream is open (the first, or a resumed one)
+    ENDED = "ended"  # the server closed a stream; it is resumed
+    DROPPED = "dropped"  # a connection failed; it is retried after a wait
+    TOKEN = "token"  # the token was refused; a fresh one is in use
+
+
 @dataclass(frozen=True)
 class Notice:
     """Something about the connection worth telling the user (not an event)."""
 
-    kind: str  # connected | ended | dropped | token
+    kind: str  # a NoticeKind
     message: str
     delay: float = 0.0
     attempt: int = 0
+
+
+@dataclass
+class _Connection:
+    """What one connection came to; ``EventStream.__iter__`` decides from it how to go on."""
+
+    opened: bool = False  # the server answered 200: a stream
+    delivered: bool = False  # it delivered an event not seen before
+    ended: bool = False  # the server closed it by itself
+    done: bool = False  # the stream is over (terminal event, stop_at, 204, final snapshot)
+    refreshed: bool = False  # the token was refused and a fresh one is in hand: connect again now
+    problem: str = ""  # why it stopped, for the notice
+    wait: float | None = None  # Retry-After, when the server said how long
 
 
 class EventStream:
@@ -307,107 +332,138 @@ class EventStream:
         self.connects = 0
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        failures = 0
-        refreshed = False
+        failures = 0  # in a row: a connection that delivers an event starts the count again
+        refreshed = False  # a fresh token was fetched and no stream has opened since
         while True:
-            delivered = False
-            ended = False  # the server closed a 200 stream by itself
-            final_snapshot = False
-            wait: float | None = None
-            problem = ""
-            try:
-                headers = {"Last-Event-ID": str(self.last_seq)} if self.last_seq is not None else {}
-                params = {"token": self.token} if self.token else {}
-                with connect_sse(self.client, "GET", self.url, params=params, headers=headers) as source:
-                    response = source.response
-                    self.connects += 1
-                    if response.status_code == 204:
-                        return
-                    if response.status_code == 401 and self.refresh_token is not None and not refreshed:
-                        response.read()
-                        self.token = self.refresh_token()
-                        refreshed = True
-                        self.notify(
-                            Notice("token", "the stream token was refused (expired?); got a fresh one")
-                        )
-                        continue
-                    if response.status_code == 429 or response.status_code >= 500:
-                        response.read()
-                        problem = f"{response.status_code}: {error_message(response)}"
-                        retry_after = response.headers.get("retry-after", "")
-                        wait = float(retry_after) if retry_after.isdigit() else None
-                    elif response.status_code != 200:
-                        response.read()
-                        raise StreamError(
-                            f"the event stream answered {response.status_code}: {error_message(response)}"
-                        )
-                    else:
-                        refreshed = False
-                        if self.connects > 1:
-                            where = f" after #{self.last_seq}" if self.last_seq is not None else ""
-                            self.notify(Notice("connected", f"reconnected; resuming{where}"))
-                        else:
-                            self.notify(Notice("connected", "connected"))
-                        for sse in source.iter_sse():
-                            if sse.retry is not None:
-                                self.retry_ms = sse.retry
-                            if not sse.data:
-                                continue
-                            event = json.loads(sse.data)
-                            if not isinstance(event, dict):
-                                raise StreamError("the event stream sent something that is not an event")
-                            if event.get("type") == "heartbeat":
-                                yield event
-                                continue
-                            seq = event.get("seq")
-                            if not isinstance(seq, int):
-                                raise StreamError("the event stream sent an event without a seq")
-                            if (
-                                not event.get("snapshot")
-                                and self.last_seq is not None
-                                and seq <= self.last_seq
-                            ):
-                                continue  # seen already (a replay overlapping what we had)
-                            self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)
-                            delivered = True
-                            failures = 0
-                            yield event
-                            if event.get("type") in TERMINAL_TYPES:
-                                return
-                            if event.get("snapshot") and event.get("status") != "running":
-                                final_snapshot = True
-                            if self.stop_at is not None and seq >= self.stop_at:
-                                return
-                        if final_snapshot:  # a finished execution: its final snapshot, then the end
-                            return
-                        problem = "the server ended the stream"
-                        ended = True
-            except SSEError as exc:
-                raise StreamError(f"{self.url} is not an event stream ({exc})") from None
-            except ValueError as exc:  # a data line that is not JSON
-                raise StreamError(f"the event stream sent something that is not JSON: {exc}") from None
-            except httpx.TimeoutException:
-                problem = "no data for too long (read timeout)"
-            except httpx.HTTPError as exc:
-                problem = _why(exc)
-            if delivered:
-                self.notify(Notice("ended", f"{problem}; resuming after #{self.last_seq}"))
+            connection = _Connection()
+            yield from self._connect(connection, may_refresh=not refreshed)
+            if connection.done:
+                return
+            if connection.refreshed:
+                refreshed = True
                 continue
-            if ended:  # quiet, then closed (max stream time): not a failure; wait as a browser would
-                delay = self.retry_ms / 1000
+            if connection.opened:
+                refreshed = False
+            if connection.delivered:
+                failures = 0
                 self.notify(
-                    Notice("ended", f"{problem}; resuming after #{self.last_seq} in {delay:g}s", delay)
+                    Notice(NoticeKind.ENDED, f"{connection.problem}; resuming after #{self.last_seq}")
                 )
-                self.sleep(delay)
-                continue
-            failures += 1
-            if failures > self.max_attempts:
-                raise StreamError(f"lost the event stream after {self.max_attempts} attempts: {problem}")
-            delay = wait if wait is not None else min(30.0, self.retry_ms / 1000 * 2 ** (failures - 1))
+            elif connection.ended:
+                self._wait_after_end(connection.problem)
+            else:
+                failures += 1
+                self._wait_after_failure(connection, failures)
+
+    def _connect(self, connection: _Connection, may_refresh: bool) -> Iterator[dict[str, Any]]:
+        """One connection: yields its new events and records in ``connection`` how it ended. What
+        retrying cannot fix (not a stream, not JSON, a 4xx) raises StreamError."""
+        headers = {"Last-Event-ID": str(self.last_seq)} if self.last_seq is not None else {}
+        params = {"token": self.token} if self.token else {}
+        try:
+            with connect_sse(self.client, "GET", self.url, params=params, headers=headers) as source:
+                self.connects += 1
+                if self._refused(source.response, connection, may_refresh):
+                    return
+                connection.opened = True
+                self._say_connected()
+                yield from self._read(source, connection)
+        except SSEError as exc:
+            raise StreamError(f"{self.url} is not an event stream ({exc})") from None
+        except ValueError as exc:  # a data line that is not JSON
+            raise StreamError(f"the event stream sent something that is not JSON: {exc}") from None
+        except httpx.TimeoutException:
+            connection.problem = "no data for too long (read timeout)"
+        except httpx.HTTPError as exc:
+            connection.problem = _why(exc)
+
+    def _refused(self, response: httpx.Response, connection: _Connection, may_refresh: bool) -> bool:
+        """True when the answer is not a stream to read: the end (204), a refused token replaced,
+        or a failure worth retrying (429, 5xx); any other status raises StreamError."""
+        status = response.status_code
+        if status == 200:
+            return False
+        if status == 204:
+            connection.done = True
+            return True
+        response.read()
+        if status == 401 and self.refresh_token is not None and may_refresh:
+            self.token = self.refresh_token()
+            connection.refreshed = True
+            self.notify(Notice(NoticeKind.TOKEN, "the stream token was refused (expired?); got a fresh one"))
+            return True
+        if status == 429 or status >= 500:
+            connection.problem = f"{status}: {error_message(response)}"
+            retry_after = response.headers.get("retry-after", "")
+            connection.wait = float(retry_after) if retry_after.isdigit() else None
+            return True
+        raise StreamError(f"the event stream answered {status}: {error_message(response)}")
+
+    def _say_connected(self) -> None:
+        if self.connects > 1:
             where = f" after #{self.last_seq}" if self.last_seq is not None else ""
-            self.notify(
-                Notice(
-                    "dropped", f"{problem}; reconnecting{where} in {delay:g}s", delay=delay, attempt=failures
-                )
-            )
-            self.sleep(delay)
+            self.notify(Notice(NoticeKind.CONNECTED, f"reconnected; resuming{where}"))
+        else:
+            self.notify(Notice(NoticeKind.CONNECTED, "connected"))
+
+    def _read(self, source: EventSource, connection: _Connection) -> Iterator[dict[str, Any]]:
+        """The events of an open stream not seen yet, heartbeats included, until the end or the
+        server closes it."""
+        final_snapshot = False
+        for sse in source.iter_sse():
+            if sse.retry is not None:
+                self.retry_ms = sse.retry
+            if not sse.data:
+                continue
+            event = _event(sse.data)
+            if event.get("type") == HEARTBEAT:
+                yield event
+                continue
+            seq = event["seq"]
+            if not event.get("snapshot") and self.last_seq is not None and seq <= self.last_seq:
+                continue  # seen already (a replay overlapping what we had)
+            self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)
+            connection.delivered = True
+            yield event
+            if event.get("type") in TERMINAL_TYPES or (self.stop_at is not None and seq >= self.stop_at):
+                connection.done = True
+                return
+            if event.get("snapshot") and event.get("status") != ExecutionStatus.RUNNING:
+                final_snapshot = True
+        if final_snapshot:  # a finished execution: its final snapshot, then the end
+            connection.done = True
+            return
+        connection.problem = "the server ended the stream"
+        connection.ended = True
+
+    def _wait_after_end(self, problem: str) -> None:
+        """Quiet, then closed (max stream time): not a failure; wait as a browser would."""
+        delay = self.retry_ms / 1000
+        self.notify(
+            Notice(NoticeKind.ENDED, f"{problem}; resuming after #{self.last_seq} in {delay:g}s", delay)
+        )
+        self.sleep(delay)
+
+    def _wait_after_failure(self, connection: _Connection, failures: int) -> None:
+        """``Retry-After`` if the server said, else ``retry:`` doubled per failure in a row (≤ 30 s);
+        StreamError after ``max_attempts`` failures in a row."""
+        problem = connection.problem
+        if failures > self.max_attempts:
+            raise StreamError(f"lost the event stream after {self.max_attempts} attempts: {problem}")
+        wait = connection.wait
+        delay = wait if wait is not None else min(30.0, self.retry_ms / 1000 * 2 ** (failures - 1))
+        where = f" after #{self.last_seq}" if self.last_seq is not None else ""
+        message = f"{problem}; reconnecting{where} in {delay:g}s"
+        self.notify(Notice(NoticeKind.DROPPED, message, delay=delay, attempt=failures))
+        self.sleep(delay)
+
+
+def _event(data: str) -> dict[str, Any]:
+    """An SSE data line as an event: a JSON object with an int ``seq`` unless it is a heartbeat.
+    Not JSON raises ValueError (``_connect`` words it); anything else StreamError."""
+    event = json.loads(data)
+    if not isinstance(event, dict):
+        raise StreamError("the event stream sent something that is not an event")
+    if event.get("type") != HEARTBEAT and not isinstance(event.get("seq"), int):
+        raise StreamError("the event stream sent an event without a seq")
+    return event

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagcast.cli import format_event
+from dagcast.cli.render.lines import format_event
 
 
 def line(event: dict[str, Any], elapsed: float = 1.5) -> str:

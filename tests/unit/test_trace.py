@@ -15,16 +15,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from dagcast.trace import (
-    TraceModel,
-    describe,
-    duration,
-    format_event,
-    json_line,
-    render,
-    result_text,
-    short,
-)
+from dagcast.cli.render.lines import describe, format_event, json_line
+from dagcast.cli.render.live import render, result_text
+from dagcast.cli.render.model import TraceModel
+from dagcast.cli.render.text import duration, short
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 T0 = 1_795_657_000_000  # the execution's createdAt (ms); every time below is relative to it

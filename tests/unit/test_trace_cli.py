@@ -321,9 +321,7 @@ def sse(events: list[dict[str, Any]]) -> httpx.Response:
 def fake(monkeypatch) -> FakeApi:
     api = FakeApi()
     real = httpx.Client
-    monkeypatch.setattr(
-        "dagcast.cli.httpx.Client", lambda **kw: real(transport=httpx.MockTransport(api), **kw)
-    )
+    monkeypatch.setattr(httpx, "Client", lambda **kw: real(transport=httpx.MockTransport(api), **kw))
     return api
 
 
