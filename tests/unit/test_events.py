@@ -111,3 +111,94 @@ def test_a_cancelled_executions_snapshot_shows_tasks_that_will_never_run_as_canc
     assert counts == {"completedTasks": 1, "runningTasks": 1, "skippedTasks": 2, "waitingTasks": 0}
     running = build_snapshot({**meta, "status": "running"}, tasks, 9)
     assert [t["status"] for t in running["tasks"]][2:] == ["waiting", "retrying"]
+
+
+# ------------------------------------------------------------------ the builders' JSON, byte for byte
+
+META = {
+    "totalTasks": 5,
+    "status": "running",
+    "completed": {1, 2},
+    "failed": {3},
+    "running": {4},
+    "skipped": set(),
+}
+CUT = '"' + "x" * 20_000 + '"'  # a result whose JSON is over EVENT_RESULT_BYTES
+CUT_FIELDS = '"' + "x" * 16_383 + '","{k}Truncated":true,"{k}Bytes":20002,"{k}Url":"/r"'
+
+# Each builder, every optional field present and absent: key order, absent vs null, as stored today.
+WIRE = {
+    "execution.created": (
+        lambda: ev.execution_created(3, "Write a report é\n"),
+        '{"type":"execution.created","totalTasks":3,"originalRequest":"Write a report é\\n"}',
+    ),
+    "substep.started": (
+        lambda: ev.substep_started(7, "fetch", 2),
+        '{"type":"substep.started","subStepId":"7","taskId":7,"description":"fetch","attempt":2}',
+    ),
+    "substep.completed": (
+        lambda: ev.substep_completed(7, 120, ev.preview('{"a": [1, null]}', "/r"), attempt=2),
+        '{"type":"substep.completed","subStepId":"7","taskId":7,"durationMs":120,"attempt":2,'
+        '"result":{"a":[1,null]}}',
+    ),
+    "substep.completed null": (
+        lambda: ev.substep_completed(7, 120, ev.preview("null", "/r")),
+        '{"type":"substep.completed","subStepId":"7","taskId":7,"durationMs":120,"attempt":1,"result":null}',
+    ),
+    "substep.completed cut": (
+        lambda: ev.substep_completed(7, 120, ev.preview(CUT, "/r")),
+        '{"type":"substep.completed","subStepId":"7","taskId":7,"durationMs":120,"attempt":1,"result":"\\'
+        + CUT_FIELDS.format(k="result")
+        + "}",
+    ),
+    "substep.failed": (
+        lambda: ev.substep_failed(4, "boom"),
+        '{"type":"substep.failed","subStepId":"4","taskId":4,"error":"boom","reason":"error","willRetry":false}',
+    ),
+    "substep.failed retried": (
+        lambda: ev.substep_failed(4, "boom", 98, attempt=1, reason="error", retry_in_seconds=2),
+        '{"type":"substep.failed","subStepId":"4","taskId":4,"error":"boom","reason":"error","willRetry":true,'
+        '"attempt":1,"retryInSeconds":2,"durationMs":98}',
+    ),
+    "substep.failed upstream": (
+        lambda: ev.substep_failed(4, "upstream task 2 did not complete", upstream=[2, 3]),
+        '{"type":"substep.failed","subStepId":"4","taskId":4,"error":"upstream task 2 did not complete",'
+        '"reason":"upstream","willRetry":false,"upstreamTaskIds":[2,3]}',
+    ),
+    "substep.failed skipped": (
+        lambda: ev.substep_failed(4, "not started", duration_ms=5, upstream=[], reason="skipped"),
+        '{"type":"substep.failed","subStepId":"4","taskId":4,"error":"not started","reason":"skipped",'
+        '"willRetry":false,"durationMs":5}',
+    ),
+    "execution.updated": (
+        lambda: ev.execution_updated(META),
+        '{"type":"execution.updated","status":"running","totalTasks":5,"completedTasks":2,"failedTasks":1,'
+        '"skippedTasks":0,"runningTasks":1,"waitingTasks":1}',
+    ),
+    "execution.completed": (
+        lambda: ev.execution_completed(META, 4300, ev.preview('"ok"', "/r")),
+        '{"type":"execution.completed","status":"completed","completedTasks":2,"failedTasks":1,"totalTasks":5,'
+        '"durationMs":4300,"finalResult":"ok"}',
+    ),
+    "execution.completed cut": (
+        lambda: ev.execution_completed(META, 4300, ev.preview(CUT, "/r")),
+        '{"type":"execution.completed","status":"completed","completedTasks":2,"failedTasks":1,"totalTasks":5,'
+        '"durationMs":4300,"finalResult":"\\' + CUT_FIELDS.format(k="finalResult") + "}",
+    ),
+    "execution.failed": (
+        lambda: ev.execution_failed(META, 1500, "task 1 failed: boom"),
+        '{"type":"execution.failed","status":"failed","reason":"taskFailed","completedTasks":2,"failedTasks":1,'
+        '"skippedTasks":0,"totalTasks":5,"durationMs":1500,"error":"task 1 failed: boom"}',
+    ),
+    "execution.failed cancelled": (
+        lambda: ev.execution_failed(META, 1500, "cancelled by request", "cancelled", "cancelled"),
+        '{"type":"execution.failed","status":"cancelled","reason":"cancelled","completedTasks":2,"failedTasks":1,'
+        '"skippedTasks":0,"totalTasks":5,"durationMs":1500,"error":"cancelled by request"}',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", WIRE)
+def test_every_builder_writes_the_same_json_as_stored_and_sent_before(case):
+    build, wire = WIRE[case]
+    assert ev.dumps(build()) == wire
