@@ -29,7 +29,7 @@ from chalicelib.domain.events import (
     SUBSTEP_STARTED,
     EventType,
 )
-from chalicelib.domain.wire import dumps
+from chalicelib.domain.wire import WireModel, dumps
 
 
 def test_counters_from_sets():
@@ -181,7 +181,7 @@ def test_every_builder_writes_the_same_json_as_stored_and_sent_before(case):
     assert dumps(build()) == wire
 
 
-MODEL_OF = {
+MODEL_OF: dict[EventType, type[WireModel]] = {
     EXECUTION_CREATED: ev.ExecutionCreated,
     EXECUTION_UPDATED: ev.ExecutionUpdated,
     EXECUTION_COMPLETED: ev.ExecutionCompleted,
@@ -301,13 +301,14 @@ def test_every_event_the_trace_tests_and_their_snapshots_are_made_of_is_one_the_
     from tests.unit import test_trace as trace_tests
 
     seen: list[dict[str, Any]] = []
-    apply = trace_tests.TraceModel.apply
+    trace_model = vars(trace_tests)["TraceModel"]  # the class the trace tests feed, wherever it lives
+    apply = trace_model.apply
 
-    def recording(self: Any, message: dict[str, Any], *args: Any, **kwargs: Any) -> bool:
+    def recording(self: Any, message: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         seen.append(copy.deepcopy(message))
         return apply(self, message, *args, **kwargs)
 
-    monkeypatch.setattr(trace_tests.TraceModel, "apply", recording)
+    monkeypatch.setattr(trace_model, "apply", recording)
     tests = [t for name, t in inspect.getmembers(trace_tests, inspect.isfunction) if name.startswith("test_")]
     for test in tests:
         test(**_first_parameters(test))
