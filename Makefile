@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck unit functional e2e big chaos soak demo up bench deploy destroy clean build-SseFunction
+.PHONY: install test lint typecheck unit functional e2e big chaos soak demo up bench schema deploy destroy clean build-SseFunction
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dagcast needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
@@ -63,6 +63,12 @@ bench: install
 	$(BIN)/python -m bench.sse_fanout
 	$(BIN)/python -m bench.dag_makespan
 	$(BIN)/python -m bench.fanout
+
+# docs/events.schema.json from the event models (chalicelib/domain/events.py): run it after changing
+# an event; tests/unit/test_event_schema.py fails while the committed file differs from the models.
+schema: install
+	$(BIN)/python -m chalicelib.domain.schema > docs/events.schema.json.tmp
+	mv docs/events.schema.json.tmp docs/events.schema.json
 
 # The local stack in the foreground on 127.0.0.1:8000.
 up: install

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..kinds import KINDS, MAX_TIMEOUT_SECONDS
 from .errors import InvalidJob, Problem
+from .model import DEFAULT_TIMEOUT_SECONDS, FailurePolicy
 from .templates import refs_in_value
 
 MAX_TASKS = 1000
@@ -49,7 +50,7 @@ class Task(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     dependencies: list[int] = Field(default_factory=list, max_length=MAX_TASKS)
     retries: RetryPolicy = RetryPolicy(count=0)
-    timeoutSeconds: float = Field(default=300, gt=0, le=MAX_TIMEOUT_SECONDS)
+    timeoutSeconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=MAX_TIMEOUT_SECONDS)
 
     @field_validator("retries", mode="before")
     @classmethod
@@ -65,7 +66,8 @@ class Task(_Strict):
 class Job(_Strict):
     originalRequest: str = Field(default="", max_length=100_000)
     tasks: list[Task] = Field(min_length=1, max_length=MAX_TASKS)
-    failurePolicy: Literal["failFast", "continue"] = "failFast"
+    # Not strict: a JSON body holds the policy as a string, which names the member.
+    failurePolicy: FailurePolicy = Field(default=FailurePolicy.FAIL_FAST, strict=False)
     maxConcurrency: int | None = Field(default=None, ge=1, le=MAX_TASKS)
     timeoutSeconds: float | None = Field(default=None, gt=0, le=MAX_EXECUTION_SECONDS)
     resultTask: int | None = None

@@ -1,43 +1,56 @@
-"""Event names, payload builders and the Server-Sent Events wire format.
+"""Event names, one model per event type, and the builders every producer makes events with.
 
 Payload fields follow the system dagcast replaces (camelCase, ``subStepId`` as a string and
-``taskId`` as a number). ``seq`` and ``timestamp`` are added by the store when the event is
-appended, because only the store knows the next sequence number.
+``taskId`` as a number). ``executionId``, ``timestamp`` and ``seq`` are added by the store when the
+event is appended, because only the store knows the next sequence number.
 
-Pure: no I/O here. The SSE encoder is tested byte for byte.
+Each model declares its fields in the order they go on the wire (``wire.WireModel``); a builder
+returns the model's ``wire()`` dict, so the JSON stored and sent is what the model says
+(tests/unit/test_events.py holds it byte for byte). docs/events.schema.json is generated from these
+models (``make schema``); docs/compatibility.md says how they may change. How an event is framed
+for SSE is ``wire``'s business.
+
+Pure: no I/O here.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import Discriminator, Tag, TypeAdapter
 
 from .errors import InvalidTypeFilter
+from .model import ExecutionStatus, FailurePolicy, Reason, TaskStatus
+from .wire import SetByStore, Sometimes, WireModel
 
-EXECUTION_CREATED: Final = "execution.created"
-EXECUTION_UPDATED: Final = "execution.updated"
-EXECUTION_COMPLETED: Final = "execution.completed"
-EXECUTION_FAILED: Final = "execution.failed"
-SUBSTEP_STARTED: Final = "substep.started"
-SUBSTEP_COMPLETED: Final = "substep.completed"
-SUBSTEP_FAILED: Final = "substep.failed"
-HEARTBEAT: Final = "heartbeat"
+
+class EventType(StrEnum):
+    EXECUTION_CREATED = "execution.created"
+    EXECUTION_UPDATED = "execution.updated"
+    EXECUTION_COMPLETED = "execution.completed"
+    EXECUTION_FAILED = "execution.failed"
+    SUBSTEP_STARTED = "substep.started"
+    SUBSTEP_COMPLETED = "substep.completed"
+    SUBSTEP_FAILED = "substep.failed"
+    HEARTBEAT = "heartbeat"
+
+
+EXECUTION_CREATED: Final = EventType.EXECUTION_CREATED
+EXECUTION_UPDATED: Final = EventType.EXECUTION_UPDATED
+EXECUTION_COMPLETED: Final = EventType.EXECUTION_COMPLETED
+EXECUTION_FAILED: Final = EventType.EXECUTION_FAILED
+SUBSTEP_STARTED: Final = EventType.SUBSTEP_STARTED
+SUBSTEP_COMPLETED: Final = EventType.SUBSTEP_COMPLETED
+SUBSTEP_FAILED: Final = EventType.SUBSTEP_FAILED
+HEARTBEAT: Final = EventType.HEARTBEAT
 
 TERMINAL_TYPES: Final = frozenset({EXECUTION_COMPLETED, EXECUTION_FAILED})
-ALL_TYPES: Final = (
-    EXECUTION_CREATED,
-    EXECUTION_UPDATED,
-    EXECUTION_COMPLETED,
-    EXECUTION_FAILED,
-    SUBSTEP_STARTED,
-    SUBSTEP_COMPLETED,
-    SUBSTEP_FAILED,
-    HEARTBEAT,
-)
+ALL_TYPES: Final = tuple(EventType)
 
 Event = dict[str, Any]
 # Types a client can filter on (SSE ?types=, webhooks' "types"): every stored type.
@@ -74,22 +87,231 @@ class TypeFilter:
         return any(fnmatch.fnmatchcase(event_type, p) for p in self.patterns)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+# ------------------------------------------------------------------------------------- the models
+
+
+class ExecutionCreated(WireModel):
+    """The job was accepted (always seq 1)."""
+
+    type: Literal[EventType.EXECUTION_CREATED] = EventType.EXECUTION_CREATED
+    totalTasks: int
+    originalRequest: str
+    executionId: SetByStore[str] = None
+    timestamp: SetByStore[int] = None
+    seq: SetByStore[int] = None
+
+
+class SubstepStarted(WireModel):
+    """An attempt of a task begins (1, 2, … with retries)."""
+
+    type: Literal[EventType.SUBSTEP_STARTED] = EventType.SUBSTEP_STARTED
+    subStepId: str
+    taskId: int
+    description: str
+    attempt: int
+    executionId: SetByStore[str] = None
+    timestamp: SetByStore[int] = None
+    seq: SetByStore[int] = None
+
+
+class SubstepCompleted(WireModel):
+    """A task succeeded. A result whose JSON is too long is cut: ``result`` is the start of that JSON
+    text, with ``resultTruncated``, ``resultBytes`` and ``resultUrl``."""
+
+    type: Literal[EventType.SUBSTEP_COMPLETED] = EventType.SUBSTEP_COMPLETED
+    subStepId: str
+    taskId: int
+    durationMs: int
+    attempt: int
+    result: Any
+    resultTruncated: Sometimes[bool] = None
+    resultBytes: Sometimes[int] = None
+    resultUrl: Sometimes[str] = None
+    executionId: SetByStore[str] = None
+    timestamp: SetByStore[int] = None
+    seq: SetByStore[int] = None
+
+
+class SubstepFailed(WireModel):
+    """An attempt failed (``willRetry: true``, then ``retryInSeconds``), or the task failed or will
+    never run (``willRetry: false``). ``attempt`` and ``durationMs`` when it ran."""
+
+    type: Literal[EventType.SUBSTEP_FAILED] = EventType.SUBSTEP_FAILED
+    subStepId: str
+    taskId: int
+    error: str
+    reason: Reason
+    willRetry: bool
+    attempt: Sometimes[int] = None
+    retryInSeconds: Sometimes[int] = None
+    durationMs: Sometimes[int] = None
+    upstreamTaskIds: Sometimes[list[int]] = None
+    executionId: SetByStore[str] = None
+    timestamp: SetByStore[int] = None
+    seq: SetByStore[int] = None
+
+
+class ExecutionUpdated(WireModel):
+    """The counters, after every task that finishes (not after a retried attempt)."""
+
+    type: Literal[EventType.EXECUTION_UPDATED] = EventType.EXECUTION_UPDATED
+    status: ExecutionStatus
+    totalTasks: int
+    completedTasks: int
+    failedTasks: int
+    skippedTasks: int
+    runningTasks: int
+    waitingTasks: int
+    snapshot: Sometimes[Literal[False]] = None  # never sent: only the snapshot carries it (true)
+    executionId: SetByStore[str] = None
+    timestamp: SetByStore[int] = None
+    seq: SetByStore[int] = None
+
+
+class ExecutionCompleted(WireModel):
+    """The last event of a successful run; a long final result is cut like ``substep.completed``'s."""
+
+    type: Literal[EventType.EXECUTION_COMPLETED] = EventType.EXECUTION_COMPLETED
+    status: Literal[ExecutionStatus.COMPLETED] = ExecutionStatus.COMPLETED
+    completedTasks: int
+    failedTasks: int
+    totalTasks: int
+    durationMs: int
+    finalResult: Any
+    finalResultTruncated: Sometimes[bool] = None
+    finalResultBytes: Sometimes[int] = None
+    finalResultUrl: Sometimes[str] = None
+    executionId: SetByStore[str] = None
+    timestamp: SetByStore[int] = None
+    seq: SetByStore[int] = None
+
+
+# Why an execution failed. "startFailed" (Step Functions refused to start it) and "internal" (the
+# state machine itself failed) have no Reason member to name them.
+ExecutionFailureReason = Literal[
+    Reason.TASK_FAILED, Reason.TIMEOUT, Reason.CANCELLED, "startFailed", "internal"
+]
+
+
+class ExecutionFailed(WireModel):
+    """The last event of a failed or cancelled run."""
+
+    type: Literal[EventType.EXECUTION_FAILED] = EventType.EXECUTION_FAILED
+    status: Literal[ExecutionStatus.FAILED, ExecutionStatus.CANCELLED]
+    reason: ExecutionFailureReason
+    completedTasks: int
+    failedTasks: int
+    skippedTasks: int
+    totalTasks: int
+    durationMs: int
+    error: str
+    executionId: SetByStore[str] = None
+    timestamp: SetByStore[int] = None
+    seq: SetByStore[int] = None
+
+
+class Heartbeat(WireModel):
+    """The stream was idle for the heartbeat interval; never stored, so no ``seq`` (and no SSE id)."""
+
+    type: Literal[EventType.HEARTBEAT] = EventType.HEARTBEAT
+    executionId: str
+    timestamp: int
+
+
+class TaskView(WireModel):
+    """A task as the snapshot and ``GET …/tasks`` show it."""
+
+    taskId: int
+    subStepId: str
+    description: str
+    action: str
+    dependencies: list[int]
+    status: TaskStatus
+    attempt: Sometimes[int] = None
+    startedAt: Sometimes[int] = None
+    finishedAt: Sometimes[int] = None
+    durationMs: Sometimes[int] = None
+    error: Sometimes[str] = None
+    reason: Sometimes[Reason] = None
+    upstreamTaskIds: Sometimes[list[int]] = None
+    result: Any = None  # once completed (and it may be null)
+    resultTruncated: Sometimes[bool] = None
+    resultBytes: Sometimes[int] = None
+    resultUrl: Sometimes[str] = None
+
+
+class ExecutionSnapshot(WireModel):
+    """The first message of a fresh SSE connection: the execution's view and every task, as of
+    ``seq`` (also its SSE id). An ``execution.updated`` with ``snapshot: true``."""
+
+    executionId: str
+    status: ExecutionStatus
+    originalRequest: str
+    createdAt: int
+    totalTasks: int
+    completedTasks: int
+    failedTasks: int
+    skippedTasks: int
+    runningTasks: int
+    waitingTasks: int
+    finishedAt: Sometimes[int] = None
+    durationMs: Sometimes[int] = None
+    error: Sometimes[str] = None
+    reason: Sometimes[ExecutionFailureReason] = None
+    failurePolicy: Sometimes[FailurePolicy] = None
+    maxConcurrency: Sometimes[int] = None
+    finalResult: Any = None  # once completed (and it may be null)
+    finalResultTruncated: Sometimes[bool] = None
+    finalResultBytes: Sometimes[int] = None
+    finalResultUrl: Sometimes[str] = None
+    seq: int
+    tasks: list[TaskView]
+    type: Literal[EventType.EXECUTION_UPDATED] = EventType.EXECUTION_UPDATED
+    snapshot: Literal[True] = True
+    timestamp: int
+
+
+def _kind(event: Any) -> str:
+    """The union's tag: the type, and ``snapshot`` for the snapshot form of ``execution.updated``."""
+    if isinstance(event, Mapping):
+        kind, snapshot = event.get("type"), event.get("snapshot")
+    else:
+        kind, snapshot = getattr(event, "type", None), getattr(event, "snapshot", None)
+    return "snapshot" if kind == EXECUTION_UPDATED and snapshot else str(kind)
+
+
+AnyEvent = Annotated[
+    Annotated[ExecutionCreated, Tag(EXECUTION_CREATED)]
+    | Annotated[ExecutionUpdated, Tag(EXECUTION_UPDATED)]
+    | Annotated[ExecutionSnapshot, Tag("snapshot")]
+    | Annotated[ExecutionCompleted, Tag(EXECUTION_COMPLETED)]
+    | Annotated[ExecutionFailed, Tag(EXECUTION_FAILED)]
+    | Annotated[SubstepStarted, Tag(SUBSTEP_STARTED)]
+    | Annotated[SubstepCompleted, Tag(SUBSTEP_COMPLETED)]
+    | Annotated[SubstepFailed, Tag(SUBSTEP_FAILED)]
+    | Annotated[Heartbeat, Tag(HEARTBEAT)],
+    Discriminator(_kind),
+]
+EVENTS: Final[TypeAdapter[AnyEvent]] = TypeAdapter(AnyEvent)
+
+
+def parse_event(event: Mapping[str, Any]) -> WireModel:
+    """The model of an event as stored or sent (pydantic's ValidationError when it is none)."""
+    parsed: WireModel = EVENTS.validate_python(event)
+    return parsed
+
+
+# ----------------------------------------------------------------------------------- the builders
 
 
 def execution_created(total_tasks: int, original_request: str) -> Event:
-    return {"type": EXECUTION_CREATED, "totalTasks": total_tasks, "originalRequest": original_request}
+    return ExecutionCreated(totalTasks=total_tasks, originalRequest=original_request).wire()
 
 
 def substep_started(task_id: int, description: str, attempt: int = 1) -> Event:
-    return {
-        "type": SUBSTEP_STARTED,
-        "subStepId": str(task_id),
-        "taskId": task_id,
-        "description": description,
-        "attempt": attempt,
-    }
+    return SubstepStarted(
+        subStepId=str(task_id), taskId=task_id, description=description, attempt=attempt
+    ).wire()
 
 
 EVENT_RESULT_BYTES: Final = 16_384  # results longer than this (as JSON) are cut in events
@@ -109,14 +331,9 @@ def preview(result_json: str, url: str) -> dict[str, Any]:
 
 def substep_completed(task_id: int, duration_ms: int, result: Mapping[str, Any], attempt: int = 1) -> Event:
     """``result``: the fields from ``preview`` (the result itself, or its truncated form)."""
-    return {
-        "type": SUBSTEP_COMPLETED,
-        "subStepId": str(task_id),
-        "taskId": task_id,
-        "durationMs": duration_ms,
-        "attempt": attempt,
-        **result,
-    }
+    return SubstepCompleted(
+        subStepId=str(task_id), taskId=task_id, durationMs=duration_ms, attempt=attempt, **result
+    ).wire()
 
 
 def substep_failed(
@@ -129,25 +346,20 @@ def substep_failed(
     reason: str | None = None,
     retry_in_seconds: int | None = None,
 ) -> Event:
-    """``reason``: error | timeout | upstream | skipped | cancelled. A failed attempt that will be
-    retried carries ``willRetry: true`` and ``retryInSeconds``; the task is not failed yet."""
-    event: Event = {
-        "type": SUBSTEP_FAILED,
-        "subStepId": str(task_id),
-        "taskId": task_id,
-        "error": error,
-        "reason": reason or ("upstream" if upstream else "error"),
-        "willRetry": retry_in_seconds is not None,
-    }
-    if attempt is not None:
-        event["attempt"] = attempt
-    if retry_in_seconds is not None:
-        event["retryInSeconds"] = retry_in_seconds
-    if duration_ms is not None:
-        event["durationMs"] = duration_ms
-    if upstream:
-        event["upstreamTaskIds"] = upstream
-    return event
+    """``reason``: a ``Reason``; upstream when ``upstream`` lists tasks, else error by default. A
+    failed attempt that will be retried carries ``willRetry: true`` and ``retryInSeconds``; the task
+    is not failed yet."""
+    return SubstepFailed(
+        subStepId=str(task_id),
+        taskId=task_id,
+        error=error,
+        reason=reason or (Reason.UPSTREAM if upstream else Reason.ERROR),
+        willRetry=retry_in_seconds is not None,
+        attempt=attempt,
+        retryInSeconds=retry_in_seconds,
+        durationMs=duration_ms,
+        upstreamTaskIds=upstream or None,
+    ).wire()
 
 
 def counters(meta: Mapping[str, Any]) -> dict[str, int]:
@@ -168,87 +380,41 @@ def counters(meta: Mapping[str, Any]) -> dict[str, int]:
 
 
 def execution_updated(meta: Mapping[str, Any]) -> Event:
-    return {"type": EXECUTION_UPDATED, "status": meta["status"], **counters(meta)}
+    return ExecutionUpdated(status=meta["status"], **counters(meta)).wire()
 
 
 def execution_completed(meta: Mapping[str, Any], duration_ms: int, final_result: Mapping[str, Any]) -> Event:
     """``final_result``: ``preview`` fields, renamed finalResult…"""
     c = counters(meta)
-    return {
-        "type": EXECUTION_COMPLETED,
-        "status": "completed",
-        "completedTasks": c["completedTasks"],
-        "failedTasks": c["failedTasks"],
-        "totalTasks": c["totalTasks"],
-        "durationMs": duration_ms,
+    return ExecutionCompleted(
+        completedTasks=c["completedTasks"],
+        failedTasks=c["failedTasks"],
+        totalTasks=c["totalTasks"],
+        durationMs=duration_ms,
         **{"final" + k[0].upper() + k[1:]: v for k, v in final_result.items()},
-    }
+    ).wire()
 
 
 def execution_failed(
-    meta: Mapping[str, Any], duration_ms: int, error: str, status: str = "failed", reason: str = "taskFailed"
+    meta: Mapping[str, Any],
+    duration_ms: int,
+    error: str,
+    status: str = ExecutionStatus.FAILED,
+    reason: str = Reason.TASK_FAILED,
 ) -> Event:
-    """``status``: failed | cancelled; ``reason``: taskFailed | timeout | cancelled | startFailed."""
+    """``status``: failed | cancelled; ``reason``: see ``ExecutionFailureReason``."""
     c = counters(meta)
-    return {
-        "type": EXECUTION_FAILED,
-        "status": status,
-        "reason": reason,
-        "completedTasks": c["completedTasks"],
-        "failedTasks": c["failedTasks"],
-        "skippedTasks": c["skippedTasks"],
-        "totalTasks": c["totalTasks"],
-        "durationMs": duration_ms,
-        "error": error,
-    }
+    return ExecutionFailed(
+        status=status,
+        reason=reason,
+        completedTasks=c["completedTasks"],
+        failedTasks=c["failedTasks"],
+        skippedTasks=c["skippedTasks"],
+        totalTasks=c["totalTasks"],
+        durationMs=duration_ms,
+        error=error,
+    ).wire()
 
 
-class Encoded(NamedTuple):
-    """A stored event ready for the wire: encoded once, written to any number of streams."""
-
-    seq: int
-    type: str
-    frame: bytes
-
-
-def encode_event(event: Mapping[str, Any]) -> Encoded:
-    seq, kind = int(event["seq"]), str(event["type"])
-    return Encoded(seq, kind, encode_sse(dumps(event), event=kind, id=seq))
-
-
-def dumps(payload: Mapping[str, Any]) -> str:
-    """Compact JSON, UTF-8 kept as is; the one serialisation used for storage and the wire."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-
-
-def encode_sse(
-    data: str, *, event: str | None = None, id: int | str | None = None, retry_ms: int | None = None
-) -> bytes:
-    """One SSE message, as the WHATWG HTML spec parses it.
-
-    ``data`` may contain newlines; each line becomes its own ``data:`` field so the client joins
-    them back with ``\\n``. CR and CRLF are normalised first because a bare CR would end a line
-    on the client and corrupt the payload. ``event`` and ``id`` must be single-line.
-    """
-    lines: list[str] = []
-    if event is not None:
-        _single_line("event", event)
-        lines.append(f"event: {event}")
-    if id is not None:
-        _single_line("id", str(id))
-        lines.append(f"id: {id}")
-    if retry_ms is not None:
-        lines.append(f"retry: {int(retry_ms)}")
-    for line in data.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        lines.append(f"data: {line}")
-    return ("\n".join(lines) + "\n\n").encode("utf-8")
-
-
-def encode_retry(retry_ms: int) -> bytes:
-    """A message with only ``retry:``: sets the client's reconnection delay, dispatches nothing."""
-    return f"retry: {int(retry_ms)}\n\n".encode()
-
-
-def _single_line(field: str, value: str) -> None:
-    if "\n" in value or "\r" in value or "\0" in value:
-        raise ValueError(f"SSE {field} must be a single line without NUL: {value!r}")
+def heartbeat(execution_id: str, timestamp: int) -> Event:
+    return Heartbeat(executionId=execution_id, timestamp=timestamp).wire()

@@ -19,6 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
+from chalicelib.domain.events import (
+    EXECUTION_COMPLETED,
+    EXECUTION_CREATED,
+    EXECUTION_FAILED,
+    EXECUTION_UPDATED,
+    SUBSTEP_STARTED,
+)
 from tests.e2e.conftest import ROOT, start_server, static_server, stop_server
 from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _require_browser
 from tests.e2e.test_live_stream import submit
@@ -79,7 +86,7 @@ READ_LOG = """() => ({
   filters: Object.fromEntries([...document.querySelectorAll('#log-filters label[data-type]')].map(
     (l) => [l.dataset.type, {checked: l.querySelector('input').checked, n: Number(l.querySelector('.n').textContent)}])),
 })"""
-UPDATED_FILTER = '#log-filters label[data-type="execution.updated"] input'
+UPDATED_FILTER = f'#log-filters label[data-type="{EXECUTION_UPDATED}"] input'
 BAR_WIDTH = (
     '(id) => document.querySelector(`.gantt-bar[data-task-id="${id}"]`)?.getBoundingClientRect().width ?? 0'
 )
@@ -270,7 +277,7 @@ def test_a_failed_job_shows_failed_and_skipped_tasks_also_after_a_reload(stack):
         assert seen["result"] == "failed (taskFailed): task 2 (fail 2) failed: boom"
         final = _final_seq(stack, execution_id)
         assert [e["seq"] for e in seen["log"]] == list(range(1, final + 1))
-        assert seen["log"][-1]["type"] == "execution.failed"
+        assert seen["log"][-1]["type"] == EXECUTION_FAILED
 
 
 def test_the_page_submits_a_job_and_shows_it_live(stack):
@@ -413,23 +420,23 @@ def test_the_page_submits_a_job_and_shows_it_live(stack):
     # although the server cut the stream every 2 s.
     final = _final_seq(stack, execution_id)
     assert [e["seq"] for e in seen["log"]] == list(range(1, final + 1)), seen["log"]
-    assert seen["log"][0]["type"] == "execution.created"
-    assert seen["log"][-1]["type"] == "execution.completed"
+    assert seen["log"][0]["type"] == EXECUTION_CREATED
+    assert seen["log"][-1]["type"] == EXECUTION_COMPLETED
     assert seen["connections"] >= 2, seen["connections"]
 
     # The type filter: with execution.updated off, exactly those entries are hidden — also the ones
     # that arrived after it was turned off — and its count still counts them; back on, all show.
     entries = filtered["entries"]
     assert [e["seq"] for e in entries] == [e["seq"] for e in seen["log"]]
-    updated = [e for e in entries if e["type"] == "execution.updated"]
+    updated = [e for e in entries if e["type"] == EXECUTION_UPDATED]
     assert updated and any(e["seq"] > unchecked_after for e in updated), (unchecked_after, updated)
     assert all(not e["shown"] for e in updated), updated
-    assert all(e["shown"] for e in entries if e["type"] != "execution.updated"), entries
-    assert filtered["filters"]["execution.updated"] == {"checked": False, "n": len(updated)}
-    assert all(f["checked"] for t, f in filtered["filters"].items() if t != "execution.updated")
-    assert filtered["filters"]["substep.started"]["n"] == 6  # 5 tasks, one retried
+    assert all(e["shown"] for e in entries if e["type"] != EXECUTION_UPDATED), entries
+    assert filtered["filters"][EXECUTION_UPDATED] == {"checked": False, "n": len(updated)}
+    assert all(f["checked"] for t, f in filtered["filters"].items() if t != EXECUTION_UPDATED)
+    assert filtered["filters"][SUBSTEP_STARTED]["n"] == 6  # 5 tasks, one retried
     assert all(e["shown"] for e in refiltered["entries"]), refiltered["entries"]
-    assert refiltered["filters"]["execution.updated"] == {"checked": True, "n": len(updated)}
+    assert refiltered["filters"][EXECUTION_UPDATED] == {"checked": True, "n": len(updated)}
 
     assert seen["counters"] == {"waiting": 0, "running": 0, "completed": 5, "failed": 0, "skipped": 0}
     assert seen["status"] == "completed" and seen["stream"] == "closed"

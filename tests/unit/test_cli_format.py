@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.domain.events import (
+    EXECUTION_FAILED,
+    EXECUTION_UPDATED,
+    SUBSTEP_COMPLETED,
+    SUBSTEP_FAILED,
+    SUBSTEP_STARTED,
+)
 from dagcast.cli.render.lines import format_event
 
 
@@ -12,16 +19,16 @@ def line(event: dict[str, Any], elapsed: float = 1.5) -> str:
 
 
 def test_first_attempts_read_as_before():
-    assert line({"type": "substep.started", "taskId": 2, "description": "Fetch", "attempt": 1}) == (
+    assert line({"type": SUBSTEP_STARTED, "taskId": 2, "description": "Fetch", "attempt": 1}) == (
         "[ 1.50s] #7 substep.started task 2 'Fetch'"
     )
-    done = {"type": "substep.completed", "taskId": 2, "durationMs": 40, "result": "ok", "attempt": 1}
+    done = {"type": SUBSTEP_COMPLETED, "taskId": 2, "durationMs": 40, "result": "ok", "attempt": 1}
     assert line(done) == "[ 1.50s] #7 substep.completed task 2 in 40 ms → ok"
 
 
 def test_retries_show_the_attempt_and_when_the_next_one_comes():
     failed = {
-        "type": "substep.failed",
+        "type": SUBSTEP_FAILED,
         "taskId": 3,
         "error": "HTTP 503",
         "reason": "error",
@@ -30,10 +37,10 @@ def test_retries_show_the_attempt_and_when_the_next_one_comes():
         "retryInSeconds": 2,
     }
     assert line(failed) == "[ 1.50s] #7 substep.failed task 3: HTTP 503 — retry in 2s"
-    started = {"type": "substep.started", "taskId": 3, "description": "", "attempt": 2}
+    started = {"type": SUBSTEP_STARTED, "taskId": 3, "description": "", "attempt": 2}
     assert line(started) == "[ 1.50s] #7 substep.started task 3 (attempt 2)"  # no description, no ''
     timeout = {
-        "type": "substep.failed",
+        "type": SUBSTEP_FAILED,
         "taskId": 3,
         "error": "timed out after 5s",
         "reason": "timeout",
@@ -44,14 +51,14 @@ def test_retries_show_the_attempt_and_when_the_next_one_comes():
 
 def test_skipped_tasks_cut_results_and_cancels_say_so():
     skipped = {
-        "type": "substep.failed",
+        "type": SUBSTEP_FAILED,
         "taskId": 4,
         "error": "not started: task 3 failed",
         "reason": "skipped",
     }
     assert line(skipped) == "[ 1.50s] #7 substep.failed task 4 [skipped]: not started: task 3 failed"
     cut = {
-        "type": "substep.completed",
+        "type": SUBSTEP_COMPLETED,
         "taskId": 5,
         "durationMs": 9,
         "result": "x" * 100,
@@ -60,7 +67,7 @@ def test_skipped_tasks_cut_results_and_cancels_say_so():
     }
     assert line(cut).endswith("…" + " (cut; whole at /api/v1/dag-executions/e/tasks/5/result)")
     updated = {
-        "type": "execution.updated",
+        "type": EXECUTION_UPDATED,
         "status": "running",
         "completedTasks": 1,
         "failedTasks": 1,
@@ -72,7 +79,7 @@ def test_skipped_tasks_cut_results_and_cancels_say_so():
         "[ 1.50s] #7 execution.updated running: 1 completed, 1 failed, 2 skipped, 1 running, 0 waiting"
     )
     cancelled = {
-        "type": "execution.failed",
+        "type": EXECUTION_FAILED,
         "status": "cancelled",
         "reason": "cancelled",
         "durationMs": 800,
@@ -80,7 +87,7 @@ def test_skipped_tasks_cut_results_and_cancels_say_so():
     }
     assert line(cancelled) == "[ 1.50s] #7 execution.failed [cancelled] in 800 ms: cancelled by request"
     timed_out = {
-        "type": "execution.failed",
+        "type": EXECUTION_FAILED,
         "status": "failed",
         "reason": "timeout",
         "durationMs": 5000,
@@ -91,7 +98,7 @@ def test_skipped_tasks_cut_results_and_cancels_say_so():
         == "[ 1.50s] #7 execution.failed [timeout] in 5000 ms: the execution timed out after 5s"
     )
     failed = {
-        "type": "execution.failed",
+        "type": EXECUTION_FAILED,
         "status": "failed",
         "reason": "taskFailed",
         "durationMs": 90,

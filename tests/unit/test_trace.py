@@ -15,6 +15,16 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from chalicelib.domain.events import (
+    EXECUTION_COMPLETED,
+    EXECUTION_CREATED,
+    EXECUTION_FAILED,
+    EXECUTION_UPDATED,
+    HEARTBEAT,
+    SUBSTEP_COMPLETED,
+    SUBSTEP_FAILED,
+    SUBSTEP_STARTED,
+)
 from dagcast.cli.render.lines import describe, format_event, json_line
 from dagcast.cli.render.live import render, result_text
 from dagcast.cli.render.model import TraceModel
@@ -44,7 +54,7 @@ def snapshot(
     tasks: list[dict[str, Any]], request: str, seq: int = 1, at: int = 40, **extra: Any
 ) -> dict[str, Any]:
     return {
-        "type": "execution.updated",
+        "type": EXECUTION_UPDATED,
         "snapshot": True,
         "executionId": EID,
         "status": "running",
@@ -79,13 +89,13 @@ class Log:
 
     def started(self, at: int, tid: int, description: str, attempt: int = 1) -> None:
         self.add(
-            at, "substep.started", subStepId=str(tid), taskId=tid, description=description, attempt=attempt
+            at, SUBSTEP_STARTED, subStepId=str(tid), taskId=tid, description=description, attempt=attempt
         )
 
     def completed(self, at: int, tid: int, ms: int, result: Any, attempt: int = 1) -> None:
         self.add(
             at,
-            "substep.completed",
+            SUBSTEP_COMPLETED,
             subStepId=str(tid),
             taskId=tid,
             durationMs=ms,
@@ -96,7 +106,7 @@ class Log:
     def failed(self, at: int, tid: int, error: str, reason: str = "error", **fields: Any) -> None:
         self.add(
             at,
-            "substep.failed",
+            SUBSTEP_FAILED,
             subStepId=str(tid),
             taskId=tid,
             error=error,
@@ -110,7 +120,7 @@ class Log:
     ) -> None:
         self.add(
             at,
-            "execution.updated",
+            EXECUTION_UPDATED,
             status="running",
             totalTasks=total,
             completedTasks=completed,
@@ -174,7 +184,7 @@ def diamond() -> tuple[dict[str, Any], Log]:
     log.updated(4_270, 4, 4)
     log.add(
         4_300,
-        "execution.completed",
+        EXECUTION_COMPLETED,
         status="completed",
         totalTasks=4,
         completedTasks=4,
@@ -236,7 +246,7 @@ def test_a_failure_under_continue_fails_its_dependents_as_upstream():
     log.updated(1_440, 4, 2, failed=2)
     log.add(
         1_500,
-        "execution.failed",
+        EXECUTION_FAILED,
         status="failed",
         reason="taskFailed",
         totalTasks=4,
@@ -276,7 +286,7 @@ def test_a_failure_under_fail_fast_skips_what_had_not_started():
     log.updated(2_240, 4, 1, failed=1, skipped=2)
     log.add(
         2_300,
-        "execution.failed",
+        EXECUTION_FAILED,
         status="failed",
         reason="taskFailed",
         totalTasks=4,
@@ -317,7 +327,7 @@ def test_a_retry_shows_the_failed_attempt_the_backoff_and_the_next_attempt():
     log.updated(3_510, 2, 2)
     log.add(
         3_600,
-        "execution.completed",
+        EXECUTION_COMPLETED,
         status="completed",
         totalTasks=2,
         completedTasks=2,
@@ -334,7 +344,6 @@ def test_a_timeout_fails_the_task_that_ran_and_skips_the_one_that_never_started(
     snap = snapshot(
         [task(1, "sleep 1"), task(2, "sleep 10"), task(3, "echo 3", [2], "echo")],
         "deadline",
-        timeoutSeconds="5",
     )
     log = Log()
     log.started(100, 1, "sleep 1")
@@ -347,7 +356,7 @@ def test_a_timeout_fails_the_task_that_ran_and_skips_the_one_that_never_started(
     log.updated(5_110, 3, 1, failed=1, skipped=1)
     log.add(
         5_200,
-        "execution.failed",
+        EXECUTION_FAILED,
         status="failed",
         reason="timeout",
         totalTasks=3,
@@ -370,7 +379,7 @@ def test_a_cancelled_execution_shows_what_was_still_running_and_what_never_ran()
     log.started(100, 1, "sleep 30")
     log.add(
         1_500,
-        "execution.failed",
+        EXECUTION_FAILED,
         status="cancelled",
         reason="cancelled",
         totalTasks=2,
@@ -465,7 +474,7 @@ def test_without_a_snapshot_tasks_appear_as_their_events_come():
     model = TraceModel(EID)
     model.apply(
         {
-            "type": "execution.created",
+            "type": EXECUTION_CREATED,
             "executionId": EID,
             "timestamp": T0,
             "seq": 1,
@@ -485,7 +494,7 @@ def test_without_a_snapshot_tasks_appear_as_their_events_come():
 def test_heartbeats_only_say_the_stream_is_alive():
     snap, log = diamond()
     model = model_of(snap, *log.events[:2])
-    assert model.apply({"type": "heartbeat", "executionId": EID, "timestamp": T0 + 30_000}) is False
+    assert model.apply({"type": HEARTBEAT, "executionId": EID, "timestamp": T0 + 30_000}) is False
     assert model.seq == 3 and model.last_heard == T0 + 30_000
     assert "● live" in frame(model, 30_100) and "quiet" not in frame(model, 30_100)
     assert "● live · quiet for 25.0s" in frame(model, 55_000)
@@ -493,8 +502,10 @@ def test_heartbeats_only_say_the_stream_is_alive():
 
 def test_the_server_clock_is_estimated_from_receipts():
     model = TraceModel()
-    model.apply({"type": "heartbeat", "timestamp": 10_000}, received_ms=70_150)  # our clock is 60 s ahead
-    model.apply({"type": "heartbeat", "timestamp": 11_000}, received_ms=71_050)
+    model.apply(
+        {"type": HEARTBEAT, "executionId": EID, "timestamp": 10_000}, received_ms=70_150
+    )  # our clock is 60 s ahead
+    model.apply({"type": HEARTBEAT, "executionId": EID, "timestamp": 11_000}, received_ms=71_050)
     assert model.clock_offset == 60_050
     assert model.server_now(80_000) == 19_950
 
@@ -536,7 +547,7 @@ def test_a_cut_final_result_links_to_the_whole_one():
     model = model_of(
         snap,
         {
-            "type": "execution.completed",
+            "type": EXECUTION_COMPLETED,
             "executionId": EID,
             "seq": 2,
             "timestamp": T0 + 900,
@@ -573,8 +584,8 @@ def test_the_snapshot_line_of_a_finished_execution_says_how_it_ended():
     assert describe(done) == "snapshot: completed, 0/0 done, 0 tasks; in 1234 ms → ok"
     failed = {**snapshot([], "r", seq=9), "status": "failed", "error": "task 1 failed: boom"}
     assert describe(failed).endswith("; task 1 failed: boom")
-    assert describe({"type": "heartbeat"}) == ""
-    assert format_event({"type": "heartbeat"}, 1).split() == ["[", "1.00s]", "heartbeat"]
+    assert describe({"type": HEARTBEAT}) == ""
+    assert format_event({"type": HEARTBEAT}, 1).split() == ["[", "1.00s]", "heartbeat"]
 
 
 def test_json_lines_are_the_events_as_sent():

@@ -11,6 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
+from chalicelib.domain.events import (
+    EXECUTION_COMPLETED,
+    EXECUTION_CREATED,
+    EXECUTION_UPDATED,
+    SUBSTEP_COMPLETED,
+    SUBSTEP_STARTED,
+)
 from dagcast import cli
 from dagcast.client import Api, CliError, Target, load_config, resolve_target, stream_access
 
@@ -207,14 +214,14 @@ EXECUTION: dict[str, Any] = {
 }
 HISTORY: list[dict[str, Any]] = [
     {
-        "type": "execution.created",
+        "type": EXECUTION_CREATED,
         "seq": 1,
         "timestamp": 1_795_657_000_000,
         "totalTasks": 2,
         "originalRequest": "two steps",
     },
     {
-        "type": "substep.started",
+        "type": SUBSTEP_STARTED,
         "seq": 2,
         "timestamp": 1_795_657_000_100,
         "taskId": 1,
@@ -222,7 +229,7 @@ HISTORY: list[dict[str, Any]] = [
         "attempt": 1,
     },
     {
-        "type": "substep.completed",
+        "type": SUBSTEP_COMPLETED,
         "seq": 3,
         "timestamp": 1_795_657_001_100,
         "taskId": 1,
@@ -231,7 +238,7 @@ HISTORY: list[dict[str, Any]] = [
         "result": "slept 1s",
     },
     {
-        "type": "execution.updated",
+        "type": EXECUTION_UPDATED,
         "seq": 4,
         "timestamp": 1_795_657_001_110,
         "status": "running",
@@ -242,7 +249,7 @@ HISTORY: list[dict[str, Any]] = [
         "waitingTasks": 1,
     },
     {
-        "type": "substep.started",
+        "type": SUBSTEP_STARTED,
         "seq": 5,
         "timestamp": 1_795_657_001_120,
         "taskId": 2,
@@ -250,7 +257,7 @@ HISTORY: list[dict[str, Any]] = [
         "attempt": 1,
     },
     {
-        "type": "substep.completed",
+        "type": SUBSTEP_COMPLETED,
         "seq": 6,
         "timestamp": 1_795_657_001_150,
         "taskId": 2,
@@ -259,7 +266,7 @@ HISTORY: list[dict[str, Any]] = [
         "result": "done",
     },
     {
-        "type": "execution.updated",
+        "type": EXECUTION_UPDATED,
         "seq": 7,
         "timestamp": 1_795_657_001_160,
         "status": "running",
@@ -270,7 +277,7 @@ HISTORY: list[dict[str, Any]] = [
         "waitingTasks": 0,
     },
     {
-        "type": "execution.completed",
+        "type": EXECUTION_COMPLETED,
         "seq": 8,
         "timestamp": 1_795_657_001_200,
         "status": "completed",
@@ -304,7 +311,7 @@ class FakeApi:
         if path == f"/api/v1/dag-executions/{EID}/events":
             after = request.headers.get("last-event-id")
             if after is None:
-                body = {**EXECUTION, "tasks": TASKS, "type": "execution.updated", "snapshot": True}
+                body = {**EXECUTION, "tasks": TASKS, "type": EXECUTION_UPDATED, "snapshot": True}
                 return sse([body])
             if int(after) >= 8:
                 return httpx.Response(204)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chalicelib.domain.events import EXECUTION_COMPLETED, EXECUTION_UPDATED, HEARTBEAT, SUBSTEP_STARTED
 from dagcast.client import Api, EventStream, Notice, StreamAccess, StreamError
 
 URL = "http://sse.test/api/v1/dag-executions/e1/events"
@@ -25,15 +26,15 @@ def frame(event: dict[str, Any], *, retry: int | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
-def ev(seq: int, kind: str = "substep.started", **fields: Any) -> dict[str, Any]:
+def ev(seq: int, kind: str = SUBSTEP_STARTED, **fields: Any) -> dict[str, Any]:
     return {"type": kind, "seq": seq, "executionId": "e1", "timestamp": 1000 + seq, "taskId": 1, **fields}
 
 
 def snap(seq: int, status: str = "running") -> dict[str, Any]:
-    return {"type": "execution.updated", "snapshot": True, "seq": seq, "status": status, "tasks": []}
+    return {"type": EXECUTION_UPDATED, "snapshot": True, "seq": seq, "status": status, "tasks": []}
 
 
-DONE = {"type": "execution.completed", "status": "completed", "durationMs": 5, "finalResult": "ok"}
+DONE = {"type": EXECUTION_COMPLETED, "status": "completed", "durationMs": 5, "finalResult": "ok"}
 
 
 def sse(*chunks: bytes, then: Exception | None = None) -> httpx.Response:
@@ -207,7 +208,7 @@ def test_history_after_a_seq_stops_at_stop_at_without_waiting_for_more():
 
 
 def test_heartbeats_are_passed_on_but_never_move_the_resume_point():
-    beat = {"type": "heartbeat", "executionId": "e1", "timestamp": 5}
+    beat = {"type": HEARTBEAT, "executionId": "e1", "timestamp": 5}
     server = Server(
         sse(frame(snap(1)), frame(beat), then=httpx.ReadError("reset")),
         sse(frame(beat), frame({**ev(2), **DONE})),
@@ -215,10 +216,10 @@ def test_heartbeats_are_passed_on_but_never_move_the_resume_point():
     events, sleeps, _ = follow(server)
     assert sleeps == []
     assert [e["type"] for e in events] == [
-        "execution.updated",
-        "heartbeat",
-        "heartbeat",
-        "execution.completed",
+        EXECUTION_UPDATED,
+        HEARTBEAT,
+        HEARTBEAT,
+        EXECUTION_COMPLETED,
     ]
     assert server.last_event_ids() == [None, "1"]
 
