@@ -26,7 +26,7 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from .store import event_position
+from .persistence.keys import event_position
 from .webhooks import Dispatcher, Hook, LaneReport, WebhookStore, delivery_item, now_ms
 
 if TYPE_CHECKING:

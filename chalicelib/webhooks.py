@@ -38,7 +38,7 @@ from .config import Settings
 from .domain import events as ev
 from .domain.errors import InvalidWebhook
 from .domain.model import EXECUTION_ID_CHARS
-from .store import Item, Table, error_code, from_item, to_item
+from .persistence.table import Item, Table, error_code, from_item, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

@@ -47,7 +47,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import ASL_FUNCTIONS, render_definition
-from chalicelib.store import error_code, table_definition
+from chalicelib.persistence.keys import table_definition
+from chalicelib.persistence.table import error_code
 
 from .stack import APP, FANOUT, REGION, RETRY, STAGE, function_name, scheduled_event
 

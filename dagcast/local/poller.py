@@ -41,7 +41,7 @@ else:
 
 from botocore.exceptions import ClientError
 
-from chalicelib.store import event_position
+from chalicelib.persistence.keys import event_position
 
 log = logging.getLogger(__name__)
 SHARD_REFRESH_SECONDS = 5.0

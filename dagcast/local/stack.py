@@ -28,7 +28,7 @@ import httpx
 from moto.server import ThreadedMotoServer
 
 from chalicelib.config import ASL_FUNCTIONS, render_definition
-from chalicelib.store import table_definition
+from chalicelib.persistence.keys import table_definition
 
 from .moto_adapter import (
     Handler,

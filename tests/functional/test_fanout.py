@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from chalicelib.fanout import FanOut
-from chalicelib.store import CallCounter
+from chalicelib.persistence.table import CallCounter
 from chalicelib.webhooks import now_ms
 from dagcast.local.poller import FileCheckpoints, StreamPoller, is_event_insert
 from tests.functional.conftest import echo, run_job

@@ -48,7 +48,7 @@ def test_queries_read_only_their_partition_and_answer_as_before(stack):
     """moto_adapter.scope_queries_to_partition: same answers, without listing the whole table."""
     from moto.dynamodb.models.table import Table
 
-    from chalicelib.store import to_item
+    from chalicelib.persistence.table import to_item
 
     assert getattr(Table, "_dagcast_scoped", False), "scope_queries_to_partition was not applied"
     wrapped = getattr(Table.query, "__wrapped__", None)
@@ -125,7 +125,7 @@ def test_this_process_reaches_moto_in_process_and_other_processes_over_http(stac
 
     from moto.core.models import botocore_stubber
 
-    from chalicelib.store import to_item
+    from chalicelib.persistence.table import to_item
 
     assert botocore_stubber.enabled, "dispatch_in_process was not applied"
     assert "AWS_ENDPOINT_URL" not in os.environ, "this process's boto3 must not be pointed at the server"
@@ -147,7 +147,7 @@ def test_shard_iterators_are_not_kept_and_read_as_before(stack):
     from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator, dynamodbstreams_backends
 
-    from chalicelib.store import to_item
+    from chalicelib.persistence.table import to_item
 
     assert getattr(DynamoDBStreamsBackend, "_dagcast_stateless", False), (
         "stateless_shard_iterators was not applied"
@@ -214,7 +214,7 @@ def test_moto_no_longer_keeps_every_model_object_it_made(stack):
     from moto.core.common_models import BaseModel
     from moto.dynamodb.models.dynamo_type import Item
 
-    from chalicelib.store import to_item
+    from chalicelib.persistence.table import to_item
 
     assert getattr(BaseModel, "_dagcast_untracked", False), "untracked_models was not applied"
     db = boto3.client("dynamodb")
