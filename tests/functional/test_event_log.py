@@ -183,6 +183,62 @@ def test_nobody_puts_directly_while_events_are_queued(services):
     assert services.store.event_log._queued(eid, 10) == []
 
 
+class _FailingRelease:
+    """The event log's client, whose DeleteItem (only the lease release calls it) fails with ``code``."""
+
+    def __init__(self, client, code: str) -> None:
+        self._client, self._code = client, code
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def delete_item(self, **_):
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": self._code, "Message": "refused"}}, "DeleteItem")
+
+
+def _lease(services, eid: str):
+    from chalicelib.persistence.table import from_item, to_item
+
+    out = services.store._db.get_item(
+        TableName=services.settings.table_name,
+        Key=to_item({"PK": f"QUEUE#{eid}", "SK": "LEASE"}),
+        ConsistentRead=True,
+    )
+    return from_item(out["Item"]) if "Item" in out else None
+
+
+def test_a_lease_release_that_fails_leaves_the_lease_to_expire(services, monkeypatch, caplog):
+    """Releasing the append lease is an optimisation: a throttled release must not fail the append
+    whose events it wrote; it is logged, and the lease expires. The events are all written."""
+    import logging
+
+    eid = _new_execution(services)
+    log = services.store.event_log
+    monkeypatch.setattr(log, "_db", _FailingRelease(log._db, "ThrottlingException"))
+    log._enqueue(eid, "queued#1", {"type": "execution.updated", "key": "queued#1"}, None)
+    with caplog.at_level(logging.WARNING, logger="chalicelib.persistence.eventlog"):
+        seq = services.store.append_event(eid, "later#1", {"type": "execution.updated", "key": "later#1"})
+    assert seq == 3
+    assert _types(services, eid) == [(1, "execution.created"), (2, "queued#1"), (3, "later#1")]
+    assert "could not release the append lease" in caplog.text
+    assert _lease(services, eid) is not None  # left to expire
+
+
+def test_a_lease_release_refused_because_the_lease_is_someone_elses_is_silent(services, monkeypatch, caplog):
+    import logging
+
+    eid = _new_execution(services)
+    log = services.store.event_log
+    monkeypatch.setattr(log, "_db", _FailingRelease(log._db, "ConditionalCheckFailedException"))
+    log._enqueue(eid, "queued#1", {"type": "execution.updated", "key": "queued#1"}, None)
+    with caplog.at_level(logging.WARNING, logger="chalicelib.persistence.eventlog"):
+        seq = services.store.append_event(eid, "later#1", {"type": "execution.updated", "key": "later#1"})
+    assert seq == 3
+    assert not [r for r in caplog.records if r.name == "chalicelib.persistence.eventlog"]
+
+
 def test_a_queued_event_survives_a_dead_lease_holder_and_the_terminal_event_waits_for_it(services):
     import time
 
