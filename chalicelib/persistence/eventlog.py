@@ -67,21 +67,17 @@ def _coalesced_run(items: list[Item], start: int) -> list[Item]:
     """``items[start]`` and, if it is a progress event, the progress events right after it: they
     become one event, because each would read the same counters now (every task they stand for
     recorded its counters before queueing)."""
-    run = [items[start]]
-    while run[0]["payload"] == PROGRESS and start + len(run) < len(items):
-        if items[start + len(run)]["payload"] != PROGRESS:
-            break
-        run.append(items[start + len(run)])
-    return run
+    end = start + 1
+    while items[start]["payload"] == PROGRESS and end < len(items) and items[end]["payload"] == PROGRESS:
+        end += 1
+    return items[start:end]
 
 
 class EventLog(Table):
+    """The event logs of every execution in one table: appends and reads, by execution id."""
+
     def __init__(
-        self,
-        client: DynamoDBClient,
-        table_name: str,
-        redactor: Redactor,
-        read_meta: Callable[[str], Item],
+        self, client: DynamoDBClient, table_name: str, redactor: Redactor, read_meta: Callable[[str], Item]
     ) -> None:
         super().__init__(client, table_name)
         self._redactor = redactor

@@ -54,6 +54,8 @@ RUNNING_IDS: Final = "running"
 
 
 class DynamoStore(Table):
+    """Executions, their tasks and results, and (through ``event_log``) their event logs."""
+
     def __init__(self, client: DynamoDBClient, table_name: str, redactor: Redactor | None = None) -> None:
         super().__init__(client, table_name)
         self.redactor = redactor or Redactor()
