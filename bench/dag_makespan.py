@@ -139,7 +139,7 @@ def main() -> None:
         import boto3
 
         import app
-        from chalicelib.store import DynamoStore
+        from chalicelib.persistence.executions import DynamoStore
 
         app.services.cache_clear()
         services = app.services()

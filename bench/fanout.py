@@ -67,7 +67,7 @@ def main() -> None:
 
         import app
         from chalicelib import api
-        from chalicelib.store import DynamoStore
+        from chalicelib.persistence.executions import DynamoStore
         from tests.receiver import Receiver
 
         logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)

@@ -38,7 +38,7 @@ from typing import Any
 import boto3
 import httpx
 
-from chalicelib.store import DynamoStore
+from chalicelib.persistence.executions import DynamoStore
 from chalicelib.streamauth import TokenSigner
 from dagcast.local.launch import free_port
 

@@ -15,8 +15,8 @@ from .fanout import FanOut
 from .gate import Gate
 from .kinds import load_plugins
 from .orchestration import Orchestrator
+from .persistence.executions import DynamoStore
 from .redact import Redactor
-from .store import DynamoStore
 from .streamauth import TokenSigner
 from .webhooks.dispatcher import DeliveryBackoff, Dispatcher
 from .webhooks.secrets import SecretBox

@@ -31,7 +31,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from .domain.model import now_ms
-from .store import event_position
+from .persistence.keys import EVENT_PREFIX, event_position, is_event_sk
 from .webhooks.dispatcher import Dispatcher, LaneReport
 from .webhooks.models import Hook, delivery_item
 from .webhooks.store import WebhookStore
@@ -58,7 +58,7 @@ class MalformedRecord(ValueError):
 def is_event_record(record: DynamoDBRecord) -> bool:
     keys = record.dynamodb.keys if record.dynamodb else None
     sk = (keys or {}).get("SK")
-    return isinstance(sk, str) and sk.startswith("EVT#")
+    return is_event_sk(sk)
 
 
 def _position(record: DynamoDBRecord) -> tuple[str, int | str]:
@@ -66,7 +66,9 @@ def _position(record: DynamoDBRecord) -> tuple[str, int | str]:
     keys = (record.dynamodb.keys if record.dynamodb else None) or {}
     sk = str(keys.get("SK", ""))
     execution_id, seq = event_position(str(keys.get("PK", "")), sk)
-    return execution_id, sk.removeprefix("EVT#") if seq is None else seq  # the odd key as it is, for logs
+    return execution_id, sk.removeprefix(
+        EVENT_PREFIX
+    ) if seq is None else seq  # the odd key as it is, for logs
 
 
 @dataclass

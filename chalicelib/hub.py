@@ -27,7 +27,7 @@ from collections.abc import Callable
 from starlette.concurrency import run_in_threadpool
 
 from .domain import events as ev
-from .store import DynamoStore
+from .persistence.executions import DynamoStore
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,9 @@ from .domain.dag import Job, RetryPolicy, dependents_of, sinks, topological_orde
 from .domain.errors import AlreadyFinished, StartFailed, TaskFailed
 from .domain.templates import refs_in_value
 from .kinds import RunContext, run_kind
-from .store import INLINE_RESULT_CHARS, PROGRESS, DynamoStore, Item, error_code
+from .persistence.eventlog import PROGRESS
+from .persistence.executions import INLINE_RESULT_CHARS, DynamoStore
+from .persistence.table import Item, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions.client import SFNClient

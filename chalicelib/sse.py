@@ -44,7 +44,7 @@ from .domain import events as ev
 from .domain.errors import BadRequest, ExecutionNotFound, InvalidTypeFilter, TokenError
 from .hub import PAGE, Feed, Hub, Subscriber
 from .orchestration import build_snapshot
-from .store import DynamoStore
+from .persistence.executions import DynamoStore
 from .streamauth import TokenSigner
 
 log = logging.getLogger(__name__)

@@ -62,7 +62,7 @@ from tests.jobs import echo
 if TYPE_CHECKING:
     import uvicorn
 
-    from chalicelib.store import DynamoStore
+    from chalicelib.persistence.executions import DynamoStore
     from dagcast.local.moto.stack import MotoStack
 
 Log = Callable[[str], None]

@@ -4,7 +4,7 @@ No AWS calls of its own (a kind's submission check may read a parameter). A job 
 when every problem is absent; when it is not, *every* problem is reported with the path of the
 offending field (``tasks[2].params.seconds``) so that one round trip is enough to fix a job.
 
-Deliberately not here: what each kind does (see ``kinds``) and storing them (see ``store``).
+Deliberately not here: what each kind does (see ``kinds``) and storing them (see ``persistence``).
 """
 
 from __future__ import annotations

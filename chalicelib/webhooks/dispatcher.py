@@ -23,7 +23,7 @@ from aws_lambda_powertools import Logger
 
 from ..config import Settings
 from ..domain.model import DeliveryStatus, now_ms
-from ..store import Item
+from ..persistence.table import Item
 from .models import Hook, delivery_view
 from .secrets import SecretBox
 from .sender import Attempt, Sender

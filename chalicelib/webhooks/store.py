@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from ..domain import events as ev
 from ..domain.model import now_ms
-from ..store import Item, Table, error_code, from_item, to_item
+from ..persistence.table import Item, Table, error_code, from_item, to_item
 from .models import Hook
 
 if TYPE_CHECKING:

@@ -30,8 +30,8 @@ from starlette.types import Scope
 
 from chalicelib.config import Settings
 from chalicelib.factory import build_services
+from chalicelib.persistence.table import CallCounter
 from chalicelib.sse import EventsEndpoint, SseApp, cors_middleware
-from chalicelib.store import CallCounter
 from chalicelib.streamauth import redact_query
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from chalicelib.domain.dag import parse_job
 from chalicelib.orchestration import new_execution_id
-from chalicelib.store import pk
+from chalicelib.persistence.keys import pk
 from tests.chaos_tasks import (
     RUN_LAMBDA_RETRIES,
     Answer,

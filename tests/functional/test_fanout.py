@@ -12,7 +12,7 @@ import pytest
 
 from chalicelib.domain.model import now_ms
 from chalicelib.fanout import FanOut
-from chalicelib.store import CallCounter
+from chalicelib.persistence.table import CallCounter
 from dagcast.local.moto.poller import FileCheckpoints, StreamPoller, is_event_insert
 from tests.functional.conftest import echo, run_job
 from tests.receiver import EventBus

@@ -23,7 +23,7 @@ from cfnlint.decode import decode_str
 from samtranslator.translator.transform import transform
 
 from chalicelib.config import ASL_SUBSTITUTIONS
-from chalicelib.store import table_definition
+from chalicelib.persistence.keys import table_definition
 from dagcast.deploy import (
     EVENTS_URL_OUTPUT,
     FUNCTION_PARAMETERS,
@@ -482,7 +482,7 @@ def test_the_stage_can_encrypt_webhook_secrets_and_publish_events():
 
 # ---------------------------------------------------------------- offline deployment validation
 
-CODE = [ROOT / "app.py", *sorted((ROOT / "chalicelib").glob("*.py"))]
+CODE = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]
 # Called by AWS on the function role's behalf, not by dagcast's code.
 ROLE_ACTIONS = {
     "logs:CreateLogGroup",
@@ -577,25 +577,53 @@ def aws_uses(node: ast.AST) -> set[str]:
     return (_names(node) & AWS_MARKERS) | clients
 
 
+# DynamoStore's classes by module of chalicelib/persistence: the store, its base, its event log.
+STORE_CLASSES = {"executions": "DynamoStore", "table": "Table", "eventlog": "EventLog"}
+
+
 def store_methods() -> dict[str, tuple[set[str], set[str]]]:
-    """DynamoStore's methods (its base Table's too): what each calls on self, and the DynamoDB
-    operations (botocore names) it calls on self._db."""
+    """DynamoStore's methods, its base Table's and its EventLog's: what each calls on self (on
+    self.event_log, the EventLog the store passes the log's calls to; through self._read_meta, the
+    store's get_meta), and the DynamoDB operations (botocore names) it calls on self._db. Methods
+    are keyed by name: a name both DynamoStore and EventLog define is a pass-through."""
+    classes: dict[str, ast.ClassDef] = {}
+    for module, name in STORE_CLASSES.items():
+        tree = ast.parse((ROOT / "chalicelib" / "persistence" / f"{module}.py").read_text())
+        [classes[name]] = [c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == name]
+    assert "read_meta=self.get_meta" in ast.unparse(classes["DynamoStore"]), "the EventLog's read_meta"
     methods: dict[str, tuple[set[str], set[str]]] = {}
-    for cls in ast.parse((ROOT / "chalicelib" / "store.py").read_text()).body:
-        if isinstance(cls, ast.ClassDef) and cls.name in ("Table", "DynamoStore"):
-            for fn in cls.body:
-                if not isinstance(fn, ast.FunctionDef):
-                    continue
-                calls, ops = set(), set()
-                for node in ast.walk(fn):
-                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-                        owner = node.func.value
-                        if isinstance(owner, ast.Name) and owner.id == "self":
-                            calls.add(node.func.attr)
-                        elif ast.unparse(owner) == "self._db":
-                            ops.add(node.func.attr)
-                methods[fn.name] = (calls, ops)
+    for cls in classes.values():
+        for fn in cls.body:
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            calls, ops = methods.setdefault(fn.name, (set(), set()))
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                    owner = ast.unparse(node.func.value)
+                    if owner in ("self", "self.event_log"):
+                        calls.add(node.func.attr)
+                    elif owner == "self._db":
+                        ops.add(node.func.attr)
+                elif isinstance(node, ast.Call) and ast.unparse(node.func) == "self._read_meta":
+                    calls.add("get_meta")
+    log_methods = {d.name for d in classes["EventLog"].body if isinstance(d, ast.FunctionDef)} - {"__init__"}
+    for fn in classes["DynamoStore"].body:
+        if isinstance(fn, ast.FunctionDef) and fn.name in log_methods:
+            assert ast.unparse(fn).count("self.event_log.") == 1, f"{fn.name} is not a pass-through"
     return methods
+
+
+def _imported(module: str, name: str) -> ast.AST:
+    """What ``from .<module> import <name>`` in chalicelib/ brings in: the definition of ``name``,
+    or a whole module (``name`` a submodule of a package, or defined by an assignment)."""
+    path = ROOT / "chalicelib" / module.replace(".", "/")
+    if (path / f"{name}.py").exists():
+        return ast.parse((path / f"{name}.py").read_text())
+    source = ast.parse(
+        (path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py").read_text()
+    )
+    defs: list[ast.AST] = [d for d in source.body if getattr(d, "name", None) == name]
+    return defs[0] if defs else source
 
 
 def sse_actions() -> set[str]:
@@ -623,12 +651,10 @@ def sse_actions() -> set[str]:
         for node in ast.walk(tree):
             if not (isinstance(node, ast.ImportFrom) and node.level == 1 and node.module):
                 continue
-            if node.module in (*SSE_MODULES, "store", "config", "factory"):
-                continue  # derived below (store, config), or checked above (factory)
-            source = ast.parse((ROOT / "chalicelib" / f"{node.module}.py").read_text())
+            if node.module in (*SSE_MODULES, "persistence.executions", "config", "factory"):
+                continue  # derived below (the store, config), or checked above (factory)
             for alias in node.names:
-                defs: list[ast.AST] = [d for d in source.body if getattr(d, "name", None) == alias.name]
-                defn = defs[0] if defs else source  # a module imported whole: all of it
+                defn = _imported(node.module, alias.name)
                 assert not aws_uses(defn), (
                     f"chalicelib/{module}.py uses {node.module}.{alias.name}, which calls AWS: extend sse_actions"
                 )
@@ -766,19 +792,20 @@ def module_closure(entry: Path, skip: frozenset[str] = frozenset()) -> list[Path
         if path in seen:
             continue
         seen[path] = None
-        package = path.relative_to(ROOT).parent.as_posix().replace("/", ".")
+        package = path.relative_to(ROOT).parent.as_posix().split("/")
         for node in ast.walk(ast.parse(path.read_text())):
             names: list[str] = []
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
-                base = package if node.level else ""
+                base = ".".join(package[: len(package) + 1 - node.level]) if node.level else ""
                 module = ".".join(x for x in (base, node.module or "") if x)
-                names = [module] + ([f"{module}.{a.name}" for a in node.names] if not node.module else [])
+                names = [module, *(f"{module}.{a.name}" for a in node.names)]  # a.name: maybe a module
             for name in names:
-                target = ROOT / (name.replace(".", "/") + ".py")
-                if target.exists() and name not in skip:
-                    todo.append(target)
+                stem = ROOT / name.replace(".", "/")
+                for target in (stem.parent / f"{stem.name}.py", stem / "__init__.py"):
+                    if target.exists() and name not in skip:
+                        todo.append(target)
     return sorted(seen)
 
 

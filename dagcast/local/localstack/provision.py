@@ -1,6 +1,6 @@
 """Creating dagcast's resources in LocalStack, each created or brought up to date.
 
-- the events table (``chalicelib.store.table_definition``) with its stream and TTL on
+- the events table (``chalicelib.persistence.keys.table_definition``) with its stream and TTL on
   ``expiresAt``;
 - an IAM role, a KMS key (alias ``alias/dagcast-local-webhooks``) for webhook secrets and the
   fan-out's on-failure SQS queue;
@@ -27,7 +27,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.store import error_code, table_definition
+from chalicelib.persistence.keys import table_definition
+from chalicelib.persistence.table import error_code
 
 from ..lambdas import APP, FANOUT, REGION, STAGE, function_name
 from .errors import LocalStackError

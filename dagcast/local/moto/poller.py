@@ -45,7 +45,7 @@ else:
 
 from botocore.exceptions import ClientError
 
-from chalicelib.store import event_position
+from chalicelib.persistence.keys import event_position, is_event_sk
 
 log = logging.getLogger(__name__)
 SHARD_REFRESH_SECONDS = 5.0
@@ -119,7 +119,7 @@ class FileCheckpoints(Checkpoints):
 def is_event_insert(record: Record) -> bool:
     """The event source mapping's filter: only new event items reach the fan-out."""
     sk = record.get("dynamodb", {}).get("Keys", {}).get("SK", {}).get("S", "")
-    return record.get("eventName") == "INSERT" and str(sk).startswith("EVT#")
+    return record.get("eventName") == "INSERT" and is_event_sk(sk)
 
 
 class StreamPoller:

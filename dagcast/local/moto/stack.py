@@ -28,7 +28,7 @@ import httpx
 from moto.server import ThreadedMotoServer
 
 from chalicelib.config import ASL_FUNCTIONS, render_definition
-from chalicelib.store import table_definition
+from chalicelib.persistence.keys import table_definition
 
 from ..lambdas import APP, FANOUT, REGION, RETRY, STAGE, function_name, scheduled_event
 from .invoker import Handler, InProcessInvoker

@@ -13,7 +13,7 @@ def test_this_process_reaches_moto_in_process_and_other_processes_over_http(stac
 
     from moto.core.models import botocore_stubber
 
-    from chalicelib.store import to_item
+    from chalicelib.persistence.table import to_item
 
     assert botocore_stubber.enabled, "dispatch_in_process was not applied"
     assert "AWS_ENDPOINT_URL" not in os.environ, "this process's boto3 must not be pointed at the server"

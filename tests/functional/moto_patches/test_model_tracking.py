@@ -14,7 +14,7 @@ def test_moto_no_longer_keeps_every_model_object_it_made(stack):
     from moto.core.common_models import BaseModel
     from moto.dynamodb.models.dynamo_type import Item
 
-    from chalicelib.store import to_item
+    from chalicelib.persistence.table import to_item
 
     assert getattr(BaseModel, "_dagcast_untracked", False), "untracked_models was not applied"
     db = boto3.client("dynamodb")

@@ -13,7 +13,7 @@ def test_queries_read_only_their_partition_and_answer_as_before(stack):
     """scope_queries_to_partition: same answers, without listing the whole table."""
     from moto.dynamodb.models.table import Table
 
-    from chalicelib.store import to_item
+    from chalicelib.persistence.table import to_item
 
     assert getattr(Table, "_dagcast_scoped", False), "scope_queries_to_partition was not applied"
     wrapped = getattr(Table.query, "__wrapped__", None)

@@ -17,7 +17,7 @@ def test_shard_iterators_are_not_kept_and_read_as_before(stack):
     from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator, dynamodbstreams_backends
 
-    from chalicelib.store import to_item
+    from chalicelib.persistence.table import to_item
 
     assert getattr(DynamoDBStreamsBackend, "_dagcast_stateless", False), (
         "stateless_shard_iterators was not applied"

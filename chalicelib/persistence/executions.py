@@ -1,0 +1,471 @@
+"""The execution repository: an execution's META item, its task items and their results.
+
+``DynamoStore`` is what the rest of dagcast calls to keep an execution's state: create it, count
+its tasks (number *sets*, ``ADD completed :ids``, so that a retried Lambda that records the same
+task twice cannot count it twice), move tasks through their statuses with conditional updates,
+hand out its concurrency slots, store large results in chunks. Its event log is an ``EventLog``
+(``eventlog.py``); ``append_event`` and the log reads are passed on to it.
+
+It decides no transition (the orchestration does) and builds no event body; a ``ClientError``
+becomes a domain error here or in the ``EventLog``, nowhere above them. It is handed its boto3
+client; it never creates one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from botocore.exceptions import ClientError
+
+from ..domain import events as ev
+from ..domain.errors import ExecutionExists, ExecutionNotFound, StoreError
+from ..domain.model import ExecutionStatus, TaskStatus
+from ..redact import Redactor
+from .eventlog import EventLog, Payload
+from .keys import (
+    EXECUTIONS_INDEX,
+    EXECUTIONS_INDEX_PK,
+    EXECUTIONS_INDEX_SK,
+    EXECUTIONS_PARTITION,
+    META_SK,
+    TASK_PREFIX,
+    executions_index_sk,
+    pk,
+    result_sk,
+    task_sk,
+)
+from .table import CONDITION_FAILED, CallCounter, Item, Table, error_code, from_item, to_item
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+else:
+    DynamoDBClient = Any
+
+INLINE_RESULT_CHARS: Final = 32_768  # larger results go to RESULT# items
+_CHUNK_CHARS = 100_000  # per RESULT# item: well under 400 KB even for 4-byte UTF-8 characters
+
+# META's counters: number sets of task ids (their sizes are the counts events and views show).
+COMPLETED_IDS: Final = "completed"
+FAILED_IDS: Final = "failed"
+SKIPPED_IDS: Final = "skipped"  # skipped and cancelled tasks
+RUNNING_IDS: Final = "running"
+
+
+class DynamoStore(Table):
+    """Executions, their tasks and results, and (through ``event_log``) their event logs."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str, redactor: Redactor | None = None) -> None:
+        super().__init__(client, table_name)
+        self.redactor = redactor or Redactor()
+        self.event_log = EventLog(client, table_name, self.redactor, read_meta=self.get_meta)
+
+    def instrument(self) -> CallCounter:
+        """Count this store's DynamoDB calls (benchmarks and /local/stats)."""
+        counter = CallCounter()
+        self._db.meta.events.register("before-call.dynamodb", counter)
+        return counter
+
+    # ------------------------------------------------------------------ executions
+
+    def create_execution(
+        self,
+        execution_id: str,
+        *,
+        created_at: int,
+        original_request: str,
+        tasks: list[Item],
+        sink_ids: list[int],
+        **fields: Any,
+    ) -> None:
+        """Write the task items, then the META item, then ``execution.created``.
+
+        META goes last: until it exists the execution is invisible (404), so a crash halfway
+        leaves nothing a client can see.
+        """
+        for start in range(0, len(tasks), 25):
+            requests = [
+                {"PutRequest": {"Item": to_item({"PK": pk(execution_id), "SK": task_sk(t["taskId"]), **t})}}
+                for t in tasks[start : start + 25]
+            ]
+            self._batch_write(requests)
+        meta = {
+            "PK": pk(execution_id),
+            "SK": META_SK,
+            "executionId": execution_id,
+            "status": ExecutionStatus.RUNNING,
+            "totalTasks": len(tasks),
+            "originalRequest": original_request,
+            "createdAt": created_at,
+            "sinks": sink_ids,
+            **fields,
+            EXECUTIONS_INDEX_PK: EXECUTIONS_PARTITION,
+            EXECUTIONS_INDEX_SK: executions_index_sk(created_at, execution_id),
+        }
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=to_item(meta),
+                ConditionExpression="attribute_not_exists(PK)",
+            )
+        except ClientError as exc:
+            if error_code(exc) != CONDITION_FAILED:
+                raise
+            if not self._is_own_meta(execution_id, meta):
+                raise ExecutionExists(f"execution {execution_id} already exists") from exc
+            # Our own write: it landed and its answer was lost, then botocore retried it.
+        self.append_event(
+            execution_id, ev.EXECUTION_CREATED, ev.execution_created(len(tasks), original_request), created_at
+        )
+
+    def _is_own_meta(self, execution_id: str, meta: Item) -> bool:
+        try:
+            stored = self.get_meta(execution_id)
+        except ExecutionNotFound:
+            return False
+        return all(stored.get(k) == meta[k] for k in (EXECUTIONS_INDEX_SK, "originalRequest", "totalTasks"))
+
+    def get_meta(self, execution_id: str) -> Item:
+        out = self._db.get_item(TableName=self._table, Key=self._meta_key(execution_id), ConsistentRead=True)
+        if "Item" not in out:
+            raise ExecutionNotFound(execution_id)
+        return from_item(out["Item"])
+
+    def list_executions(self, limit: int = 20) -> list[Item]:
+        out = self._db.query(
+            TableName=self._table,
+            IndexName=EXECUTIONS_INDEX,
+            KeyConditionExpression=f"{EXECUTIONS_INDEX_PK} = :p",
+            ExpressionAttributeValues=to_item({":p": EXECUTIONS_PARTITION}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [from_item(i) for i in out.get("Items", [])]
+
+    def set_execution_fields(self, execution_id: str, **fields: Any) -> None:
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": v for i, v in enumerate(fields.values())}
+        self._db.update_item(
+            TableName=self._table,
+            Key=self._meta_key(execution_id),
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+        )
+
+    def finish_execution(self, execution_id: str, status: str, finished_at: int, **fields: Any) -> bool:
+        """Move the execution from running to its final status; False if it was already final."""
+        names = {"#s": "status", "#fa": "finishedAt", **{f"#f{i}": k for i, k in enumerate(fields)}}
+        values = {
+            ":s": status,
+            ":fa": finished_at,
+            ":running": ExecutionStatus.RUNNING,
+            **{f":v{i}": v for i, v in enumerate(fields.values())},
+        }
+        sets = ["#s = :s", "#fa = :fa", *(f"#f{i} = :v{i}" for i in range(len(fields)))]
+        return (
+            self._update_if(
+                Key=self._meta_key(execution_id),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="#s = :running",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(values),
+            )
+            is not None
+        )
+
+    def record_task_running(self, execution_id: str, task_id: int) -> None:
+        """Count the task as running, unless it has already been counted as finished: a duplicate
+        run that started the attempt just before another run finished it must not put it back
+        into ``running`` (it would stay there if that duplicate then died, and the counters in
+        between would be wrong: ``waitingTasks`` going back up)."""
+        self._update_if(
+            Key=self._meta_key(execution_id),
+            UpdateExpression=f"ADD {RUNNING_IDS} :t",
+            ConditionExpression=(
+                f"attribute_exists(PK) AND NOT contains({COMPLETED_IDS}, :id)"
+                f" AND NOT contains({FAILED_IDS}, :id) AND NOT contains({SKIPPED_IDS}, :id)"
+            ),
+            ExpressionAttributeValues=to_item({":t": {task_id}, ":id": task_id}),
+        )
+
+    def record_task_done(
+        self, execution_id: str, task_id: int, status: str, error: str | None = None, stop: bool = False
+    ) -> None:
+        """Count a finished task (idempotently: the counters are sets of task ids).
+
+        ``stop`` (a failFast failure): from now on no task starts (``stopping``)."""
+        if status == TaskStatus.COMPLETED:
+            self._update_meta(
+                execution_id, f"ADD {COMPLETED_IDS} :t DELETE {RUNNING_IDS} :t", {":t": {task_id}}
+            )
+            return
+        counter = SKIPPED_IDS if status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED) else FAILED_IDS
+        expression = (
+            f"ADD {counter} :t DELETE {RUNNING_IDS} :t SET firstError = if_not_exists(firstError, :e)"
+        )
+        if stop:
+            expression += ", stopping = :y"
+        values: dict[str, Any] = {":t": {task_id}, ":e": error or "task failed"}
+        if stop:
+            values[":y"] = True
+        self._update_meta(execution_id, expression, values)
+
+    def set_stopping(self, execution_id: str, reason: str) -> None:
+        self._update_meta(
+            execution_id,
+            "SET stopping = :y, stopReason = if_not_exists(stopReason, :r)",
+            {":y": True, ":r": reason},
+        )
+
+    # --- the per-execution concurrency limit: ``holding`` = tasks with a slot, ``queued`` = ready
+    # tasks waiting for one. Both are sets, so every step is idempotent.
+
+    def acquire_slot(self, execution_id: str, task_id: int, limit: int, from_queue: bool = False) -> bool:
+        # Holding already counts as acquired: a retried call whose first answer was lost succeeds.
+        free = "(attribute_not_exists(holding) OR size(holding) < :lim)"
+        condition = f"contains(holding, :id) OR {free}"
+        expression = "ADD holding :t"
+        if from_queue:
+            condition = f"contains(holding, :id) OR ({free} AND contains(queued, :id))"
+            expression += " DELETE queued :t"
+        return (
+            self._update_if(
+                Key=self._meta_key(execution_id),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=to_item({":t": {task_id}, ":id": task_id, ":lim": limit}),
+            )
+            is not None
+        )
+
+    def queue_for_slot(self, execution_id: str, task_id: int) -> None:
+        self._update_meta(execution_id, "ADD queued :t", {":t": {task_id}})
+
+    def release_slot(self, execution_id: str, task_id: int) -> None:
+        self._update_meta(execution_id, "DELETE holding :t", {":t": {task_id}})
+
+    def _update_meta(self, execution_id: str, expression: str, values: Mapping[str, Any]) -> None:
+        """Update META, reading nothing back: it holds every counter set, O(tasks) to return."""
+        self._db.update_item(
+            TableName=self._table,
+            Key=self._meta_key(execution_id),
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues=to_item(values),
+        )
+
+    @staticmethod
+    def _meta_key(execution_id: str) -> dict[str, Any]:
+        return to_item({"PK": pk(execution_id), "SK": META_SK})
+
+    # ------------------------------------------------------------------ tasks
+
+    def get_task(self, execution_id: str, task_id: int) -> Item:
+        out = self._db.get_item(
+            TableName=self._table, Key=self._task_key(execution_id, task_id), ConsistentRead=True
+        )
+        if "Item" not in out:
+            raise StoreError(f"execution {execution_id} has no task {task_id}")
+        return from_item(out["Item"])
+
+    def get_tasks(self, execution_id: str) -> list[Item]:
+        return list(self._query_prefix(execution_id, TASK_PREFIX))
+
+    def get_results(self, execution_id: str, task_ids: Iterable[int]) -> dict[int, Any]:
+        """Results of finished tasks (``resultJson`` decoded), keyed by task id."""
+        out: dict[int, Any] = {}
+        for task in self._get_items(execution_id, [task_sk(t) for t in task_ids]):
+            text = self.result_json(execution_id, task)
+            if text is not None:
+                out[int(task["taskId"])] = json.loads(text)
+        return out
+
+    def _get_items(self, execution_id: str, sort_keys: list[str]) -> list[Item]:
+        """Items of one execution by sort key (consistent); missing ones are left out."""
+        keys = [to_item({"PK": pk(execution_id), "SK": sk}) for sk in sort_keys]
+        return [from_item(i) for i in self._batch_get(keys)]
+
+    def set_token(self, execution_id: str, task_id: int, token: str) -> Item:
+        out = self._db.update_item(
+            TableName=self._table,
+            Key=self._task_key(execution_id, task_id),
+            UpdateExpression="SET #t = :t",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeNames={"#t": "token"},
+            ExpressionAttributeValues=to_item({":t": token}),
+            ReturnValues="ALL_NEW",
+        )
+        return from_item(out["Attributes"])
+
+    def mark_dependency_done(self, execution_id: str, task_id: int, dependency: int, failed: bool) -> Item:
+        expression = "ADD doneDeps :d, failedDeps :d" if failed else "ADD doneDeps :d"
+        out = self._db.update_item(
+            TableName=self._table,
+            Key=self._task_key(execution_id, task_id),
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues=to_item({":d": {dependency}}),
+            ReturnValues="ALL_NEW",
+        )
+        return from_item(out["Attributes"])
+
+    def mark_released(self, execution_id: str, task_id: int, token: str) -> None:
+        """Remember which callback token was sent (so later callers skip a needless resend)."""
+        self._db.update_item(
+            TableName=self._table,
+            Key=self._task_key(execution_id, task_id),
+            UpdateExpression="SET released = :t",
+            ExpressionAttributeValues=to_item({":t": token}),
+        )
+
+    def start_task(self, execution_id: str, task_id: int, attempt: int, started_at: int) -> Item | None:
+        """Start attempt ``attempt`` (keeping the first start time); None if the task has finished
+        or is at another attempt (a stale duplicate invocation)."""
+        return self._update_unfinished_task(
+            execution_id,
+            task_id,
+            "SET #s = :running, startedAt = if_not_exists(startedAt, :now), attemptStartedAt = :now",
+            {"#s": "status", "#a": "attempt"},
+            {":running": TaskStatus.RUNNING, ":now": started_at, ":n": attempt},
+            "#a = :n",
+        )
+
+    def retry_task(self, execution_id: str, task_id: int, attempt: int, error: str) -> Item | None:
+        """Attempt ``attempt`` failed and will be retried: running → retrying, attempt + 1."""
+        return self._update_unfinished_task(
+            execution_id,
+            task_id,
+            "SET #s = :retrying, #a = :next, lastError = :e",
+            {"#s": "status", "#a": "attempt"},
+            {
+                ":retrying": TaskStatus.RETRYING,
+                ":running": TaskStatus.RUNNING,
+                ":n": attempt,
+                ":next": attempt + 1,
+                ":e": error,
+            },
+            "#s = :running AND #a = :n",
+        )
+
+    def finish_task(
+        self, execution_id: str, task_id: int, status: str, attempt: int | None = None, **fields: Any
+    ) -> Item | None:
+        """An unfinished task → completed/failed/skipped/cancelled; None if it had finished (or, with
+        ``attempt``, if it is at another attempt)."""
+        names = {"#s": "status", **{f"#f{i}": k for i, k in enumerate(fields)}}
+        values = {":s": status, **{f":v{i}": v for i, v in enumerate(fields.values())}}
+        sets = ["#s = :s", *(f"#f{i} = :v{i}" for i in range(len(fields)))]
+        extra = None
+        if attempt is not None:
+            names["#a"] = "attempt"
+            values[":n"] = attempt
+            extra = "#a = :n"
+        return self._update_unfinished_task(
+            execution_id, task_id, "SET " + ", ".join(sets), names, values, extra
+        )
+
+    def _update_unfinished_task(
+        self,
+        execution_id: str,
+        task_id: int,
+        expression: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        extra_condition: str | None = None,
+    ) -> Item | None:
+        """Apply ``expression`` if the task has not finished; None if it has."""
+        condition = "#s IN (:waiting, :running, :retrying)"
+        if extra_condition:
+            condition += f" AND {extra_condition}"
+        values = {
+            ":waiting": TaskStatus.WAITING,
+            ":running": TaskStatus.RUNNING,
+            ":retrying": TaskStatus.RETRYING,
+            **values,
+        }
+        out = self._update_if(
+            Key=self._task_key(execution_id, task_id),
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+            ReturnValues="ALL_NEW",
+        )
+        return None if out is None else from_item(out["Attributes"])
+
+    @staticmethod
+    def _task_key(execution_id: str, task_id: int) -> dict[str, Any]:
+        return to_item({"PK": pk(execution_id), "SK": task_sk(task_id)})
+
+    def _query_prefix(self, execution_id: str, prefix: str) -> Iterator[Item]:
+        return self._query_partition(pk(execution_id), prefix)
+
+    # ------------------------------------------------------------------ results
+
+    def put_result_chunks(self, execution_id: str, task_id: int, text: str, run: str) -> int:
+        """Store a large result as ``RESULT#<task>#<run>#<n>`` items (DynamoDB items stop at 400 KB);
+        the task item's ``resultRun`` names the run whose chunks are the result."""
+        chunks = [text[i : i + _CHUNK_CHARS] for i in range(0, len(text), _CHUNK_CHARS)]
+        for n, chunk in enumerate(chunks):
+            self._db.put_item(
+                TableName=self._table,
+                Item=to_item({"PK": pk(execution_id), "SK": result_sk(task_id, n, run), "data": chunk}),
+            )
+        return len(chunks)
+
+    def delete_result_chunks(self, execution_id: str, task_id: int, run: str, chunks: int) -> None:
+        """Delete a run's chunks that did not become the task's result."""
+        self._batch_write(
+            [
+                {
+                    "DeleteRequest": {
+                        "Key": to_item({"PK": pk(execution_id), "SK": result_sk(task_id, n, run)})
+                    }
+                }
+                for n in range(chunks)
+            ]
+        )
+
+    def result_json(self, execution_id: str, task: Item) -> str | None:
+        """The task's full result as JSON text (inline or chunked); None if it has none."""
+        if "resultJson" in task:
+            return str(task["resultJson"])
+        chunks = int(task.get("resultChunks", 0))
+        if not chunks:
+            return None
+        run = str(task.get("resultRun", ""))
+        parts = []
+        for n in range(chunks):
+            out = self._db.get_item(
+                TableName=self._table,
+                Key=to_item({"PK": pk(execution_id), "SK": result_sk(int(task["taskId"]), n, run)}),
+                ConsistentRead=True,
+            )
+            parts.append(str(from_item(out["Item"])["data"]))
+        return "".join(parts)
+
+    # ------------------------------------------------------------------ the event log
+
+    def append_event(
+        self,
+        execution_id: str,
+        key: str,
+        payload: Payload,
+        timestamp: int | None = None,
+        wait: bool = True,
+    ) -> int | None:
+        """``EventLog.append_event``: one event under an idempotency key; its seq (0 if refused)."""
+        return self.event_log.append_event(execution_id, key, payload, timestamp, wait)
+
+    def last_seq(self, execution_id: str) -> int:
+        return self.event_log.last_seq(execution_id)
+
+    def last_event(self, execution_id: str) -> Item | None:
+        """The newest event item (``seq``, ``type``, ``data``), or None before the first."""
+        return self.event_log.last_event(execution_id)
+
+    def events_after(self, execution_id: str, after_seq: int, limit: int = 500) -> list[ev.Event]:
+        """Events with seq > after_seq in order (at most ``limit``)."""
+        return self.event_log.events_after(execution_id, after_seq, limit)

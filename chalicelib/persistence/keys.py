@@ -1,0 +1,124 @@
+"""Where each item lives in the one table: its key layout, and the table's schema.
+
+Key layout (``PK`` / ``SK``, all strings)::
+
+    EXEC#<id>  META             the execution: status, totals, counters as number sets
+    EXEC#<id>  TASK#<taskId>    one task: status, dependencies, callback token, result or error
+    EXEC#<id>  RESULT#<t>#<run>#<n>  one chunk of a large task result (``run``: the task's
+                                resultRun, so that two runs of one attempt never mix chunks)
+    EXEC#<id>  EVT#<seq>        one event, stored exactly as clients receive it (``data``)
+    EXEC#<id>  EVT~Q#<ticket>   an event waiting in the append queue (under contention only)
+    EXEC#<id>  KEY#<eventKey>   idempotency marker: the seq that event key was given
+    QUEUE#<id> TICKET | LEASE   the append queue's counter, and who drains it right now
+
+META also carries ``GSI1PK`` = ``EXECUTIONS`` and ``GSI1SK`` = ``<createdAt>#<id>``, so that the
+index ``GSI1`` lists executions newest first.
+
+Pure functions and constants only: no client, no I/O, no marshalling (``table.py``). The webhook
+items share the table under their own keys, which ``chalicelib.webhooks`` defines.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+EXECUTION_PREFIX: Final = "EXEC#"
+META_SK: Final = "META"
+TASK_PREFIX: Final = "TASK#"
+RESULT_PREFIX: Final = "RESULT#"
+EVENT_PREFIX: Final = "EVT#"
+# A queued event: sorts after every EVT# item (``~`` > ``#``) and matches no EVT# prefix, so that
+# one query finds the tail and the queue together, and no stream consumer takes it for an event.
+QUEUED_PREFIX: Final = "EVT~Q#"
+MARKER_PREFIX: Final = "KEY#"
+QUEUE_PREFIX: Final = "QUEUE#"
+TICKET_SK: Final = "TICKET"
+LEASE_SK: Final = "LEASE"
+
+EXECUTIONS_INDEX: Final = "GSI1"  # recent executions: GSI1PK = EXECUTIONS_PARTITION, newest GSI1SK first
+EXECUTIONS_INDEX_PK: Final = "GSI1PK"
+EXECUTIONS_INDEX_SK: Final = "GSI1SK"
+EXECUTIONS_PARTITION: Final = "EXECUTIONS"
+
+_SEQ_WIDTH = 12
+_TASK_WIDTH = 16
+# The greatest sort keys an event and a queued event can have: upper bounds of BETWEEN queries.
+LAST_EVENT_SK: Final = EVENT_PREFIX + "9" * _SEQ_WIDTH
+LAST_QUEUED_SK: Final = QUEUED_PREFIX + "9" * _SEQ_WIDTH
+
+
+def pk(execution_id: str) -> str:
+    return f"{EXECUTION_PREFIX}{execution_id}"
+
+
+def task_sk(task_id: int) -> str:
+    return f"{TASK_PREFIX}{task_id:0{_TASK_WIDTH}d}"
+
+
+def result_sk(task_id: int, chunk: int, run: str = "") -> str:
+    """``run`` empty: chunks of a task item that has ``resultChunks`` but no ``resultRun``; tables
+    may hold such items, and they are read the same way."""
+    prefix = f"{RESULT_PREFIX}{task_id:0{_TASK_WIDTH}d}#"
+    return f"{prefix}{run}#{chunk:04d}" if run else f"{prefix}{chunk:04d}"
+
+
+def event_sk(seq: int) -> str:
+    return f"{EVENT_PREFIX}{seq:0{_SEQ_WIDTH}d}"
+
+
+def queued_sk(ticket: int) -> str:
+    return f"{QUEUED_PREFIX}{ticket:0{_SEQ_WIDTH}d}"
+
+
+def marker_sk(event_key: str) -> str:
+    return f"{MARKER_PREFIX}{event_key}"
+
+
+def queue_pk(execution_id: str) -> str:
+    return f"{QUEUE_PREFIX}{execution_id}"
+
+
+def executions_index_sk(created_at: int, execution_id: str) -> str:
+    return f"{created_at:015d}#{execution_id}"
+
+
+def is_event_sk(sort_key: object) -> bool:
+    """Whether a sort key is an event item's (``EVT#…``); a queued event's (``EVT~Q#…``) is not."""
+    return isinstance(sort_key, str) and sort_key.startswith(EVENT_PREFIX)
+
+
+def event_position(pk_value: str, sk_value: str) -> tuple[str, int | None]:
+    """(execution id, seq) from an item's keys, the inverse of ``pk`` and ``event_sk``; seq is None
+    unless the sort key is ``EVT#`` and ASCII digits (str.isdigit() also takes '²', int() does not)."""
+    raw = sk_value.removeprefix(EVENT_PREFIX)
+    seq = int(raw) if is_event_sk(sk_value) and raw.isascii() and raw.isdigit() else None
+    return pk_value.removeprefix(EXECUTION_PREFIX), seq
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """CreateTable arguments; template.yaml declares the same table for AWS (a test compares them)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+            {"AttributeName": EXECUTIONS_INDEX_PK, "AttributeType": "S"},
+            {"AttributeName": EXECUTIONS_INDEX_SK, "AttributeType": "S"},
+        ],
+        "KeySchema": [
+            {"AttributeName": "PK", "KeyType": "HASH"},
+            {"AttributeName": "SK", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": EXECUTIONS_INDEX,
+                "KeySchema": [
+                    {"AttributeName": EXECUTIONS_INDEX_PK, "KeyType": "HASH"},
+                    {"AttributeName": EXECUTIONS_INDEX_SK, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    }
