@@ -78,9 +78,8 @@ class BuiltOnce(Generic[T]):
     """``build()`` called once, its result kept: ``functools.cache`` for a no-argument builder, but
     callers that arrive while it runs wait for that result instead of each building their own. In a
     Lambda one invocation runs at a time; the local stack serves requests and runs the stream poller
-    and retry function on many threads, and a burst of first calls each built a Services (a boto3
-    session and its clients, ~15 MB apiece: 16 concurrent first POSTs took the front from 140 to
-    350 MB, for good — found by bench/soak.py)."""
+    and retry function on many threads, and each Services is a boto3 session with its clients
+    (~15 MB): a burst of first calls must not build one apiece and keep them all."""
 
     def __init__(self, build: Callable[[], T]) -> None:
         self._build = build
@@ -95,6 +94,10 @@ class BuiltOnce(Generic[T]):
                     self._value = self._build()
                 value = self._value
         return value
+
+    def built(self) -> T | None:
+        """The value if it has been built, without building it (for an owner that closes it)."""
+        return self._value
 
     def cache_clear(self) -> None:
         """Build anew on the next call (tests and the local stack, after the environment changed)."""

@@ -176,8 +176,15 @@
           Object.assign(task, { status, error: e.error, reason: e.reason, durationMs: e.durationMs });
         }
         break;
-      default: // execution.updated, execution.completed, execution.failed
+      case 'execution.updated':
+      case 'execution.completed':
+      case 'execution.failed':
         applyExecution(e);
+        break;
+      default:
+        // A type this page does not know yet (docs/compatibility.md: clients ignore them); it is
+        // still listed in the event log above.
+        break;
     }
     if (task) v.dirty.add(task.id);
     if (type === 'execution.completed' || type === 'execution.failed') finish(v);

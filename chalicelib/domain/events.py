@@ -186,10 +186,9 @@ class ExecutionCompleted(WireModel):
     seq: SetByStore[int] = None
 
 
-# Why an execution failed. "startFailed" (Step Functions refused to start it) and "internal" (the
-# state machine itself failed) have no Reason member to name them.
+# Why an execution failed or was cancelled.
 ExecutionFailureReason = Literal[
-    Reason.TASK_FAILED, Reason.TIMEOUT, Reason.CANCELLED, "startFailed", "internal"
+    Reason.TASK_FAILED, Reason.TIMEOUT, Reason.CANCELLED, Reason.START_FAILED, Reason.INTERNAL
 ]
 
 

@@ -30,6 +30,9 @@ class TaskStatus(StrEnum):
     CANCELLED = "cancelled"  # not run: the execution was cancelled (shown, never stored on a task)
 
 
+# An execution in one of these has ended; nothing is appended after its terminal event.
+FINISHED_EXECUTION_STATUSES: Final = frozenset(ExecutionStatus) - {ExecutionStatus.RUNNING}
+
 # A task in one of these has its final outcome; it never changes again.
 FINISHED_TASK_STATUSES: Final = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
@@ -47,6 +50,8 @@ class Reason(StrEnum):
     SKIPPED = "skipped"  # failFast: another task failed first
     CANCELLED = "cancelled"
     TASK_FAILED = "taskFailed"  # an execution failed because a task did
+    START_FAILED = "startFailed"  # Step Functions refused to start the execution
+    INTERNAL = "internal"  # the state machine itself failed (a Lambda that kept crashing, …)
 
 
 class FailurePolicy(StrEnum):

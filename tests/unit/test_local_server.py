@@ -57,3 +57,16 @@ def test_services_are_built_once_however_many_threads_ask_first():
     assert len(builds) == 1 and len(got) == 16 and all(g is got[0] for g in got)
     services.cache_clear()
     assert services() is not got[0] and len(builds) == 2
+
+
+def test_built_tells_whether_services_were_built_without_building_them():
+    """The moto stack closes the app's services when it stops, and must not build them to do so."""
+    from chalicelib.factory import BuiltOnce
+
+    builds: list[int] = []
+    services = BuiltOnce(lambda: builds.append(1) or object())
+    assert services.built() is None and builds == []
+    value = services()
+    assert services.built() is value and builds == [1]
+    services.cache_clear()
+    assert services.built() is None

@@ -22,9 +22,14 @@ from chalicelib.domain.events import (
     SUBSTEP_STARTED,
     TERMINAL_TYPES,
 )
-from chalicelib.domain.model import FINISHED_TASK_STATUSES, ExecutionStatus, Reason, TaskStatus
+from chalicelib.domain.model import (
+    FINISHED_EXECUTION_STATUSES,
+    FINISHED_TASK_STATUSES,
+    ExecutionStatus,
+    Reason,
+    TaskStatus,
+)
 
-FINISHED_EXECUTION: Final = frozenset(ExecutionStatus) - {ExecutionStatus.RUNNING}
 REPORTED_COUNTERS: Final = ("totalTasks", "completedTasks", "failedTasks", "skippedTasks", "runningTasks")
 
 
@@ -254,7 +259,7 @@ class TraceModel:
 
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED_EXECUTION
+        return self.status in FINISHED_EXECUTION_STATUSES
 
     def counters(self) -> Counters:
         """From the tasks when every task is known, else from the last reported counters."""

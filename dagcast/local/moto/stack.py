@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import secrets
+import sys
 import tempfile
 import threading
 import zipfile
@@ -226,6 +227,7 @@ class MotoStack:
         if self._server is not None:
             self._server.stop()
         dispatch_in_process(False)
+        _close_app_services()
 
     def _create_functions(self, session: boto3.Session) -> dict[str, str]:
         iam = session.client("iam")
@@ -260,6 +262,17 @@ def _placeholder_zip() -> bytes:
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("app.py", "# handlers run in-process; see dagcast/local/moto/invoker.py\n")
     return buf.getvalue()
+
+
+def _close_app_services() -> None:
+    """Stop the Chalice app's services with the stack: the webhook dispatcher's lane threads and
+    the sender's connections belong to the stack's lifetime, not the process's. The next call of
+    ``app.services()`` builds fresh ones."""
+    app = sys.modules.get("app")  # only when the stack ran the app's handlers
+    if app is None or (services := app.services.built()) is None:
+        return
+    services.close()
+    app.services.cache_clear()
 
 
 def default_handlers() -> dict[str, Handler]:
