@@ -14,7 +14,7 @@ from .config import Settings
 from .fanout import FanOut
 from .gate import Gate
 from .kinds import load_plugins
-from .orchestration import Orchestrator
+from .orchestration.engine import Orchestrator
 from .redact import Redactor
 from .store import DynamoStore
 from .streamauth import TokenSigner

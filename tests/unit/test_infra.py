@@ -482,7 +482,7 @@ def test_the_stage_can_encrypt_webhook_secrets_and_publish_events():
 
 # ---------------------------------------------------------------- offline deployment validation
 
-CODE = [ROOT / "app.py", *sorted((ROOT / "chalicelib").glob("*.py"))]
+CODE = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]
 # Called by AWS on the function role's behalf, not by dagcast's code.
 ROLE_ACTIONS = {
     "logs:CreateLogGroup",
@@ -598,6 +598,18 @@ def store_methods() -> dict[str, tuple[set[str], set[str]]]:
     return methods
 
 
+def _imported(module: str, name: str) -> ast.AST:
+    """What ``from .module import name`` in chalicelib brings in: a submodule of a package whole,
+    else the definition named (or the whole module if it has none by that name)."""
+    base = ROOT / "chalicelib" / module.replace(".", "/")
+    if (base / f"{name}.py").exists():
+        return ast.parse((base / f"{name}.py").read_text())
+    path = base.with_suffix(".py") if base.with_suffix(".py").exists() else base / "__init__.py"
+    source = ast.parse(path.read_text())
+    defs: list[ast.AST] = [d for d in source.body if getattr(d, "name", None) == name]
+    return defs[0] if defs else source
+
+
 def sse_actions() -> set[str]:
     """The IAM actions code reachable from the SSE entry point (chalicelib.sse_app) needs: the
     DynamoStore methods the SSE modules call, with the methods those call, to their DynamoDB
@@ -625,10 +637,8 @@ def sse_actions() -> set[str]:
                 continue
             if node.module in (*SSE_MODULES, "store", "config", "factory"):
                 continue  # derived below (store, config), or checked above (factory)
-            source = ast.parse((ROOT / "chalicelib" / f"{node.module}.py").read_text())
             for alias in node.names:
-                defs: list[ast.AST] = [d for d in source.body if getattr(d, "name", None) == alias.name]
-                defn = defs[0] if defs else source  # a module imported whole: all of it
+                defn = _imported(node.module, alias.name)
                 assert not aws_uses(defn), (
                     f"chalicelib/{module}.py uses {node.module}.{alias.name}, which calls AWS: extend sse_actions"
                 )

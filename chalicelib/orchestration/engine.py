@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from .domain import events as ev
-from .domain.dag import Job, RetryPolicy, dependents_of, sinks, topological_order
-from .domain.errors import AlreadyFinished, StartFailed, TaskFailed
-from .domain.templates import refs_in_value
-from .kinds import RunContext, run_kind
-from .store import INLINE_RESULT_CHARS, PROGRESS, DynamoStore, Item, error_code
+from ..domain import events as ev
+from ..domain.dag import Job, RetryPolicy, dependents_of, sinks, topological_order
+from ..domain.errors import AlreadyFinished, StartFailed, TaskFailed
+from ..domain.templates import refs_in_value
+from ..kinds import RunContext, run_kind
+from ..store import INLINE_RESULT_CHARS, PROGRESS, DynamoStore, Item, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions.client import SFNClient
