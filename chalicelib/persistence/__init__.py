@@ -1,0 +1,1 @@
+"""Adapters that keep dagcast's state in AWS: DynamoDB and Step Functions."""
