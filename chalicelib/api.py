@@ -25,7 +25,7 @@ from .domain.errors import (
 from .domain.events import TypeFilter
 from .domain.model import EXECUTION_ID_CHARS
 from .factory import Services
-from .orchestration.engine import combine_sinks, execution_view
+from .orchestration.views import combine_sinks, execution_view
 from .webhooks import (
     MAX_WEBHOOKS,
     STATUSES,

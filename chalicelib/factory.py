@@ -15,6 +15,7 @@ from .fanout import FanOut
 from .gate import Gate
 from .kinds import load_plugins
 from .orchestration.engine import Orchestrator
+from .persistence.sfn import StepFunctions
 from .redact import Redactor
 from .store import DynamoStore
 from .streamauth import TokenSigner
@@ -57,7 +58,7 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
         settings.event_bus,
         settings.webhook_inline_seconds,
     )
-    orchestrator = Orchestrator(store, sfn, settings.state_machine_arn)
+    orchestrator = Orchestrator(store, StepFunctions(sfn), settings.state_machine_arn)
     return Services(settings, store, orchestrator, signer, webhooks, dispatcher, fanout, Gate(settings))
 
 

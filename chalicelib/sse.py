@@ -43,7 +43,7 @@ from .config import Settings
 from .domain import events as ev
 from .domain.errors import BadRequest, ExecutionNotFound, InvalidTypeFilter, TokenError
 from .hub import PAGE, Feed, Hub, Subscriber
-from .orchestration.engine import build_snapshot
+from .orchestration.views import build_snapshot
 from .store import DynamoStore
 from .streamauth import TokenSigner
 

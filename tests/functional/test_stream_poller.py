@@ -14,7 +14,7 @@ import boto3
 
 from chalicelib.factory import Services
 from chalicelib.fanout import FanOut
-from chalicelib.orchestration.engine import new_execution_id
+from chalicelib.orchestration.submission import new_execution_id
 from chalicelib.webhooks import now_ms
 from dagcast.local.poller import Checkpoints, FileCheckpoints, OnFailure, StreamPoller, is_event_insert
 from dagcast.local.stack import LocalStack

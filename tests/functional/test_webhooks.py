@@ -22,7 +22,7 @@ from chalicelib import fanout, webhooks
 from chalicelib.domain.dag import parse_job
 from chalicelib.factory import Services
 from chalicelib.fanout import FanOut
-from chalicelib.orchestration.engine import new_execution_id
+from chalicelib.orchestration.submission import new_execution_id
 from chalicelib.webhooks import Dispatcher, Hook, RetryPolicy, now_ms
 from tests.functional.conftest import echo, fail, run_job, wait_for_end
 from tests.functional.test_fanout import record

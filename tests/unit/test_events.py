@@ -88,7 +88,7 @@ def test_encode_event_uses_type_and_seq():
 
 
 def test_a_cancelled_executions_snapshot_shows_tasks_that_will_never_run_as_cancelled():
-    from chalicelib.orchestration.engine import build_snapshot
+    from chalicelib.orchestration.views import build_snapshot
 
     meta = {
         "executionId": "dag-exec_x",
