@@ -25,7 +25,7 @@ from .domain.errors import (
 from .domain.events import TypeFilter
 from .domain.model import EXECUTION_ID_CHARS, now_ms
 from .factory import Services
-from .orchestration import combine_sinks, execution_view
+from .orchestration.views import combine_sinks, execution_view
 from .webhooks.dispatcher import Dispatcher
 from .webhooks.models import MAX_WEBHOOKS, STATUSES, Hook, delivery_view, parse_spec
 

@@ -14,8 +14,9 @@ from .config import Settings
 from .fanout import FanOut
 from .gate import Gate
 from .kinds import load_plugins
-from .orchestration import Orchestrator
+from .orchestration.engine import Orchestrator
 from .persistence.executions import DynamoStore
+from .persistence.sfn import StepFunctions
 from .redact import Redactor
 from .streamauth import TokenSigner
 from .webhooks.dispatcher import DeliveryBackoff, Dispatcher
@@ -67,7 +68,7 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
         settings.event_bus,
         settings.webhook_inline_seconds,
     )
-    orchestrator = Orchestrator(store, sfn, settings.state_machine_arn)
+    orchestrator = Orchestrator(store, StepFunctions(sfn), settings.state_machine_arn)
     return Services(settings, store, orchestrator, signer, webhooks, dispatcher, fanout, Gate(settings))
 
 

@@ -43,7 +43,7 @@ from .config import Settings
 from .domain import events as ev
 from .domain.errors import BadRequest, ExecutionNotFound, InvalidTypeFilter, TokenError
 from .hub import PAGE, Feed, Hub, Subscriber
-from .orchestration import build_snapshot
+from .orchestration.views import build_snapshot
 from .persistence.executions import DynamoStore
 from .streamauth import TokenSigner
 

@@ -57,6 +57,7 @@ from typing import Any, Literal
 
 from chalicelib.config import ASL_PATH
 from chalicelib.kinds import TaskFailed, register_function
+from chalicelib.persistence.sfn import StepFunctions
 from tests.chaos import register_settled
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -141,7 +142,9 @@ def lambda_clients() -> list[Any]:
     import app
 
     s = app.services()
-    return [s.store._db, s.orchestrator._sfn]
+    state_machine = s.orchestrator._state_machine
+    assert isinstance(state_machine, StepFunctions)
+    return [s.store._db, state_machine._sfn]
 
 
 def _watch(clients: Sequence[Any]) -> None:

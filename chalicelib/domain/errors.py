@@ -88,6 +88,10 @@ class StartFailed(DagcastError):
     """The execution was stored but Step Functions refused to start it."""
 
 
+class StopFailed(DagcastError):
+    """Step Functions did not stop an execution (it had ended, is unknown, or the call failed)."""
+
+
 class AlreadyFinished(DagcastError):
     def __init__(self, execution_id: str, status: str) -> None:
         super().__init__(f"execution {execution_id} has already finished ({status}); nothing to cancel")

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from chalicelib.domain.dag import parse_job
-from chalicelib.orchestration import new_execution_id
+from chalicelib.orchestration.submission import new_execution_id
 from chalicelib.persistence.keys import pk
 from tests.chaos_tasks import (
     RUN_LAMBDA_RETRIES,

@@ -116,12 +116,12 @@ def test_a_run_lambda_that_keeps_crashing_fails_the_task_and_its_dependents(serv
 def test_secrets_are_redacted_before_anything_is_stored(services, monkeypatch):
     """A task result with secret-looking keys: the table, the API snapshot and every event see
     [REDACTED], never the value."""
-    from chalicelib import orchestration
+    from chalicelib.orchestration import attempt
 
     def leaky(action, params, inputs, results, ctx):
         return {"api_key": "sk-live-123", "rows": [{"password": "hunter2", "name": "ada"}], "total_tokens": 3}
 
-    monkeypatch.setattr(orchestration, "run_kind", leaky)
+    monkeypatch.setattr(attempt, "run_kind", leaky)
     eid, events = run_job(services, {"tasks": [echo(1, "ignored")]})
     text = json.dumps(events) + json.dumps(services.orchestrator.snapshot(eid))
     assert "sk-live-123" not in text and "hunter2" not in text

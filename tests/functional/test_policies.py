@@ -13,7 +13,8 @@ import boto3
 import tests.plugins  # registers tests.flaky; its call counter is read below
 from chalicelib import api
 from chalicelib.domain.dag import parse_job
-from chalicelib.orchestration import Orchestrator
+from chalicelib.orchestration.engine import Orchestrator
+from chalicelib.persistence.sfn import StepFunctions
 from tests.functional.conftest import assert_gapless, by_type, echo, fail, run_job, sleep, wait_for_end
 from tests.jobs import task
 
@@ -161,7 +162,7 @@ def test_cancel_stops_the_execution_is_idempotent_and_409_when_finished(services
         assert time.monotonic() < deadline
         time.sleep(0.05)
     stops: list[dict[str, Any]] = []
-    hook = services.orchestrator._sfn.meta.events
+    hook = services.orchestrator._state_machine._sfn.meta.events
     hook.register("provide-client-params.sfn.StopExecution", lambda params, **_: stops.append(params))
     assert api.respond(lambda: api.cancel_execution(services, eid)) == (
         200,
@@ -258,7 +259,7 @@ def test_state_transitions_per_task(services):
         type="STANDARD",
     )["stateMachineArn"]
     n = 6
-    orchestrator = Orchestrator(services.store, sfn, inline_arn)
+    orchestrator = Orchestrator(services.store, StepFunctions(sfn), inline_arn)
     eid = orchestrator.submit(parse_job({"tasks": [echo(i, "x") for i in range(n)]}))
     events = wait_for_end(services, eid)
     assert events[-1]["type"] == "execution.completed"

@@ -15,7 +15,7 @@ import boto3
 from chalicelib.domain.model import now_ms
 from chalicelib.factory import Services
 from chalicelib.fanout import FanOut
-from chalicelib.orchestration import new_execution_id
+from chalicelib.orchestration.submission import new_execution_id
 from dagcast.local.moto.poller import Checkpoints, FileCheckpoints, OnFailure, StreamPoller, is_event_insert
 from dagcast.local.moto.stack import MotoStack
 from tests.functional.conftest import echo, run_job

@@ -23,7 +23,7 @@ from chalicelib.domain.dag import parse_job
 from chalicelib.domain.model import now_ms
 from chalicelib.factory import Services, build_services
 from chalicelib.fanout import FanOut
-from chalicelib.orchestration import new_execution_id
+from chalicelib.orchestration.submission import new_execution_id
 from chalicelib.webhooks import dispatcher
 from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher, LaneReport
 from chalicelib.webhooks.models import Hook

@@ -59,7 +59,7 @@ def test_substep_payloads_use_the_field_names_of_the_system_we_replace():
 
 
 def test_a_cancelled_executions_snapshot_shows_tasks_that_will_never_run_as_cancelled():
-    from chalicelib.orchestration import build_snapshot
+    from chalicelib.orchestration.views import build_snapshot
 
     meta = {
         "executionId": "dag-exec_x",

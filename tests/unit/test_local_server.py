@@ -64,7 +64,12 @@ def test_built_tells_whether_services_were_built_without_building_them():
     from chalicelib.factory import BuiltOnce
 
     builds: list[int] = []
-    services = BuiltOnce(lambda: builds.append(1) or object())
+
+    def build() -> object:
+        builds.append(1)
+        return object()
+
+    services = BuiltOnce(build)
     assert services.built() is None and builds == []
     value = services()
     assert services.built() is value and builds == [1]

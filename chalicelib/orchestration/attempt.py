@@ -1,0 +1,261 @@
+"""One attempt of a task: whether it may start at all, running its kind in a thread under the
+attempt's timeout, recording the result, and on failure the retry decision.
+
+Every transition is conditional on the attempt number (the store's ``start_task``, ``retry_task``,
+``finish_task``), so a late or duplicate invocation changes nothing that another one recorded.
+Not here: counting the finished task, its events and releasing its dependents (engine.py and
+release.py), nor what a kind does (chalicelib/kinds.py).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ..domain import events as ev
+from ..domain.dag import RetryPolicy
+from ..domain.errors import TaskFailed
+from ..domain.model import DEFAULT_TIMEOUT_SECONDS, ExecutionStatus, Reason, StepAnswer, TaskStatus
+from ..domain.templates import refs_in_value
+from ..kinds import RunContext, run_kind
+from ..persistence.executions import INLINE_RESULT_CHARS
+from ..persistence.table import Item
+from .ports import OrchestrationStore
+from .views import result_url
+
+log = logging.getLogger(__name__)
+
+MAX_RESULT_BYTES = 4_000_000  # under Lambda's 6 MB response limit, so the API can return it
+
+# Threads running task kinds, shared by every runner in the process: a timed-out attempt's thread
+# is abandoned (it runs on, its result ignored), so no runner could shut a pool of its own down,
+# and a pool per runner would keep idle threads for each Orchestrator the tests and the local
+# stack build. The executor starts its threads on first use, not at import.
+_TASK_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="dagcast-task")
+
+
+def retry_outcome(task_id: int, attempt: int, wait_seconds: int) -> dict[str, Any]:
+    """What run returns to the state machine for another attempt (Retry? → Backoff → NextAttempt)."""
+    return {
+        "taskId": task_id,
+        "status": StepAnswer.RETRY,
+        "attempt": attempt + 1,
+        "waitSeconds": wait_seconds,
+    }
+
+
+def retry_asked(task: Item, attempt: int) -> dict[str, Any] | None:
+    """The retry outcome if attempt ``attempt`` has already failed with retries left (the task is
+    ``retrying``, at the next attempt), else None."""
+    if task["status"] == TaskStatus.RETRYING and int(task["attempt"]) == attempt + 1:
+        policy = RetryPolicy.model_validate_json(str(task["retriesJson"]))
+        return retry_outcome(int(task["taskId"]), attempt, policy.wait_seconds(attempt))
+    return None
+
+
+class NotStarted(NamedTuple):
+    """How a task that must not run is recorded instead."""
+
+    status: TaskStatus
+    reason: Reason
+    error: str
+
+
+class _Result(NamedTuple):
+    text: str  # the redacted result as JSON
+    size: int  # its UTF-8 bytes
+
+
+class _Failure(NamedTuple):
+    error: str
+    reason: Reason
+
+
+class _Timeout(TaskFailed):
+    """An attempt ran out of time."""
+
+
+class AttemptRunner:
+    def __init__(self, store: OrchestrationStore, clock: Callable[[], int]) -> None:
+        self._store = store
+        self._now = clock
+
+    def why_not_start(self, meta: Item, task: Item) -> NotStarted | None:
+        """How to record the task instead of running it (now), or None if it may run."""
+        if meta["status"] != ExecutionStatus.RUNNING:
+            return NotStarted(TaskStatus.CANCELLED, Reason.CANCELLED, f"the execution is {meta['status']}")
+        deadline = meta.get("deadlineAt")
+        if deadline is not None and self._now() >= int(deadline):
+            self._store.set_stopping(str(meta["executionId"]), Reason.TIMEOUT)
+            return NotStarted(
+                TaskStatus.SKIPPED,
+                Reason.TIMEOUT,
+                f"not started: the execution timed out after {meta.get('timeoutSeconds')}s",
+            )
+        if meta.get("stopping") and task["status"] in (TaskStatus.WAITING, TaskStatus.RETRYING):
+            return NotStarted(
+                TaskStatus.SKIPPED,
+                Reason.SKIPPED,
+                "not started: " + str(meta.get("firstError", "the execution is stopping")),
+            )
+        if task.get("failedDeps"):
+            upstream = sorted(task["failedDeps"])
+            names = ", ".join(str(u) for u in upstream)
+            return NotStarted(
+                TaskStatus.FAILED,
+                Reason.UPSTREAM,
+                f"upstream task{'s' if len(upstream) > 1 else ''} {names} did not complete",
+            )
+        return None
+
+    def run(self, execution_id: str, task: Item, attempt: int, meta: Item) -> dict[str, Any] | None:
+        """Run attempt ``attempt``; a ``retry`` outcome, or None once the task has finished."""
+        started = self._start(execution_id, int(task["taskId"]), attempt)
+        if started is None:  # finished meanwhile, or another attempt (a stale duplicate invocation)
+            return None
+        deadline = meta.get("deadlineAt")
+        outcome = self._execute(execution_id, started, attempt, self._time_budget(started, deadline))
+        if isinstance(outcome, _Failure):
+            return self._after_failure(execution_id, started, attempt, deadline, outcome)
+        self._record_result(execution_id, started, attempt, outcome)
+        return None
+
+    def finish(
+        self,
+        execution_id: str,
+        task_id: int,
+        status: TaskStatus,
+        upstream: list[int] | None = None,
+        attempt: int | None = None,
+        started: Item | None = None,
+        **fields: Any,
+    ) -> Item:
+        """Record the task's final status; the task as stored after (whoever finished it).
+
+        ``started``: the task as this invocation started it (saves reading it again)."""
+        now = self._now()
+        current = started if started is not None else self._store.get_task(execution_id, task_id)
+        if current.get("startedAt") is not None:
+            fields["durationMs"] = now - int(current["startedAt"])
+        if upstream:
+            fields["upstreamTaskIds"] = upstream
+        done = self._store.finish_task(execution_id, task_id, status, attempt, finishedAt=now, **fields)
+        return done if done is not None else self._store.get_task(execution_id, task_id)
+
+    def _start(self, execution_id: str, task_id: int, attempt: int) -> Item | None:
+        """Mark the attempt running, counted and announced; the task as started, or None."""
+        started = self._store.start_task(execution_id, task_id, attempt, self._now())
+        if started is not None:
+            self._store.record_task_running(execution_id, task_id)
+            self._store.append_event(
+                execution_id,
+                f"substep.started#{task_id}#{attempt}",
+                ev.substep_started(task_id, started.get("description", ""), attempt),
+                wait=False,
+            )
+        return started
+
+    def _time_budget(self, started: Item, deadline: Any) -> float:
+        """The attempt's timeoutSeconds, cut to what is left before the execution's deadline."""
+        timeout = float(started.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS))
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, (int(deadline) - self._now()) / 1000))
+        return timeout
+
+    def _execute(self, execution_id: str, started: Item, attempt: int, timeout: float) -> _Result | _Failure:
+        """Run the kind: its result as redacted JSON within MAX_RESULT_BYTES, or why it failed."""
+        try:
+            result = self._run_with_timeout(execution_id, started, attempt, timeout)
+            text = json.dumps(self._store.redactor.apply(result), ensure_ascii=False)
+            size = len(text.encode())
+            if size > MAX_RESULT_BYTES:
+                raise TaskFailed(f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}")
+        except TaskFailed as exc:
+            return _Failure(str(exc), Reason.TIMEOUT if isinstance(exc, _Timeout) else Reason.ERROR)
+        except Exception as exc:  # user-level failure of the kind: the task fails, not the run
+            log.exception("task %s of %s raised", started["taskId"], execution_id)
+            return _Failure(f"{type(exc).__name__}: {exc}", Reason.ERROR)
+        return _Result(text, size)
+
+    def _run_with_timeout(self, execution_id: str, task: Item, attempt: int, timeout: float) -> Any:
+        params = json.loads(task["paramsJson"])
+        deps = [int(d) for d in task.get("dependencies", [])]
+        wanted = set(deps) | {ref for _, ref in refs_in_value(params)}
+        results = self._store.get_results(execution_id, sorted(wanted))
+        inputs = {d: results.get(d) for d in deps}
+        ctx = RunContext(execution_id, int(task["taskId"]), attempt, time.monotonic() + timeout)
+        future = _TASK_POOL.submit(run_kind, str(task["action"]), params, inputs, results, ctx)
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise _Timeout(f"timed out after {timeout:g}s (timeoutSeconds)") from None
+
+    def _record_result(self, execution_id: str, started: Item, attempt: int, result: _Result) -> None:
+        task_id = int(started["taskId"])
+        fields: dict[str, Any] = {"resultBytes": result.size}
+        if len(result.text) <= INLINE_RESULT_CHARS:
+            fields["resultJson"] = result.text
+        else:
+            # Chunks under this run's own id: another invocation running the same attempt (a
+            # duplicate delivery, a retried Run still going) writes its — possibly different —
+            # result beside them, never over the chunks of the result that was recorded.
+            fields["resultRun"] = uuid.uuid4().hex[:16]
+            fields["resultChunks"] = self._store.put_result_chunks(
+                execution_id, task_id, result.text, fields["resultRun"]
+            )
+            fields["resultPreview"] = json.dumps(ev.preview(result.text, result_url(execution_id, task_id)))
+        done = self.finish(
+            execution_id, task_id, TaskStatus.COMPLETED, attempt=attempt, started=started, **fields
+        )
+        if "resultRun" in fields and done.get("resultRun") != fields["resultRun"]:
+            # another invocation finished the task first: our chunks are nobody's
+            self._store.delete_result_chunks(
+                execution_id, task_id, fields["resultRun"], fields["resultChunks"]
+            )
+
+    def _after_failure(
+        self, execution_id: str, started: Item, attempt: int, deadline: Any, failure: _Failure
+    ) -> dict[str, Any] | None:
+        """Retry while the policy has attempts left and the execution goes on (a ``retry``
+        outcome); else the task fails (None)."""
+        task_id = int(started["taskId"])
+        if failure.reason == Reason.TIMEOUT and deadline is not None and self._now() >= int(deadline):
+            self._store.set_stopping(execution_id, Reason.TIMEOUT)
+        policy = RetryPolicy.model_validate_json(str(started.get("retriesJson", '{"count": 0}')))
+        fresh = self._store.get_meta(execution_id)
+        if (
+            attempt <= policy.count
+            and fresh["status"] == ExecutionStatus.RUNNING
+            and not fresh.get("stopping")
+        ):
+            wait = policy.wait_seconds(attempt)
+            if self._store.retry_task(execution_id, task_id, attempt, failure.error) is not None:
+                self._store.append_event(
+                    execution_id,
+                    f"substep.failed#{task_id}#{attempt}",
+                    ev.substep_failed(
+                        task_id,
+                        failure.error,
+                        self._now() - int(started["attemptStartedAt"]),
+                        attempt=attempt,
+                        reason=failure.reason,
+                        retry_in_seconds=wait,
+                    ),
+                    wait=False,
+                )
+            return retry_outcome(task_id, attempt, wait)
+        self.finish(
+            execution_id,
+            task_id,
+            TaskStatus.FAILED,
+            attempt=attempt,
+            started=started,
+            error=failure.error,
+            reason=failure.reason,
+        )
+        return None

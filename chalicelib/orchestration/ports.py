@@ -1,0 +1,136 @@
+"""What orchestration needs from the outside world, as Protocols: the execution store and Step
+Functions.
+
+The engine, the attempt runner and the releaser are written against these. The DynamoDB store and
+the Step Functions adapter (chalicelib/persistence/sfn.py) satisfy them structurally, without
+importing this module; mypy checks that where the factory hands them over. A Protocol names calls
+and what they promise, not how the state is laid out: keys, items and ClientError codes stay in the
+adapters. Deliberately no implementation here, in-memory or otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from ..domain import events as ev
+from ..persistence.table import Item
+from ..redact import Redactor
+
+
+class ExecutionRecords(Protocol):
+    """The execution as a whole (its META): creation, status, counters, the stopping flag."""
+
+    def create_execution(
+        self,
+        execution_id: str,
+        *,
+        created_at: int,
+        original_request: str,
+        tasks: list[Item],
+        sink_ids: list[int],
+        **fields: Any,
+    ) -> None: ...
+
+    def get_meta(self, execution_id: str) -> Item: ...
+
+    def set_execution_fields(self, execution_id: str, **fields: Any) -> None: ...
+
+    def finish_execution(self, execution_id: str, status: str, finished_at: int, **fields: Any) -> bool:
+        """running → ``status``; False if the execution had already finished."""
+        ...
+
+    def record_task_running(self, execution_id: str, task_id: int) -> None: ...
+
+    def record_task_done(
+        self, execution_id: str, task_id: int, status: str, error: str | None = None, stop: bool = False
+    ) -> None:
+        """Count a finished task (idempotently); ``stop``: no task starts from now on."""
+        ...
+
+    def set_stopping(self, execution_id: str, reason: str) -> None: ...
+
+
+class ConcurrencySlots(Protocol):
+    """maxConcurrency: tasks holding a slot, and ready tasks queued for one."""
+
+    def acquire_slot(self, execution_id: str, task_id: int, limit: int, from_queue: bool = False) -> bool: ...
+
+    def queue_for_slot(self, execution_id: str, task_id: int) -> None: ...
+
+    def release_slot(self, execution_id: str, task_id: int) -> None: ...
+
+
+class TaskRecords(Protocol):
+    """One task: its callback token, its dependencies done, its attempt's transitions.
+
+    The transitions (``start_task``, ``retry_task``, ``finish_task``) are conditional: None means
+    the task had finished or was at another attempt, and nothing was written."""
+
+    def get_task(self, execution_id: str, task_id: int) -> Item: ...
+
+    def get_tasks(self, execution_id: str) -> list[Item]: ...
+
+    def set_token(self, execution_id: str, task_id: int, token: str) -> Item: ...
+
+    def mark_dependency_done(
+        self, execution_id: str, task_id: int, dependency: int, failed: bool
+    ) -> Item: ...
+
+    def mark_released(self, execution_id: str, task_id: int, token: str) -> None: ...
+
+    def start_task(self, execution_id: str, task_id: int, attempt: int, started_at: int) -> Item | None: ...
+
+    def retry_task(self, execution_id: str, task_id: int, attempt: int, error: str) -> Item | None: ...
+
+    def finish_task(
+        self, execution_id: str, task_id: int, status: str, attempt: int | None = None, **fields: Any
+    ) -> Item | None: ...
+
+
+class ResultRecords(Protocol):
+    """Task results: read by dependents and the final result, large ones stored in chunks."""
+
+    @property
+    def redactor(self) -> Redactor: ...
+
+    def get_results(self, execution_id: str, task_ids: Iterable[int]) -> dict[int, Any]: ...
+
+    def put_result_chunks(self, execution_id: str, task_id: int, text: str, run: str) -> int: ...
+
+    def delete_result_chunks(self, execution_id: str, task_id: int, run: str, chunks: int) -> None: ...
+
+
+class EventLog(Protocol):
+    """The execution's gapless event log; appends are idempotent per key."""
+
+    def append_event(
+        self,
+        execution_id: str,
+        key: str,
+        payload: ev.Event | Callable[[], ev.Event] | str,
+        timestamp: int | None = None,
+        wait: bool = True,
+    ) -> int | None: ...
+
+    def last_seq(self, execution_id: str) -> int: ...
+
+
+class OrchestrationStore(ExecutionRecords, ConcurrencySlots, TaskRecords, ResultRecords, EventLog, Protocol):
+    """Everything orchestration reads and writes: one table behind it, so one object."""
+
+
+class StateMachine(Protocol):
+    """The calls orchestration makes to Step Functions, with its failures as domain outcomes."""
+
+    def start_execution(self, state_machine_arn: str, name: str, input: str) -> str:
+        """Start an execution; its ARN. Raises StartFailed when Step Functions refuses."""
+        ...
+
+    def send_task_success(self, token: str, output: str) -> bool:
+        """Hand ``output`` to the state waiting on ``token``; False if the token is gone."""
+        ...
+
+    def stop_execution(self, execution_arn: str, error: str, cause: str) -> None:
+        """Stop an execution. Raises StopFailed when Step Functions did not."""
+        ...

@@ -1,0 +1,61 @@
+"""What a submitted job becomes: the execution's id, its task items, its META fields and the state
+machine's input.
+
+Pure: the engine writes what these return (Orchestrator.submit) and starts the state machine. The
+job is already validated (chalicelib/domain/dag.py); nothing here checks it again.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from ..domain.dag import Job, dependents_of, sinks, topological_order
+from ..domain.model import TaskStatus
+from ..persistence.table import Item
+
+
+def new_execution_id() -> str:
+    return f"dag-exec_{uuid.uuid4().hex}"
+
+
+def task_items(job: Job) -> list[Item]:
+    """One item per task, waiting at attempt 1, with its dependents (who to release when it ends)."""
+    dependents = dependents_of(job)
+    return [
+        {
+            "taskId": t.id,
+            "description": t.description,
+            "action": t.action,
+            "paramsJson": json.dumps(t.params, ensure_ascii=False),
+            "dependencies": list(t.dependencies),
+            "dependents": dependents[t.id],
+            "status": TaskStatus.WAITING,
+            "attempt": 1,
+            "retriesJson": t.retry_policy.model_dump_json(),
+            "timeoutSeconds": f"{t.timeoutSeconds:g}",
+        }
+        for t in job.tasks
+    ]
+
+
+def execution_fields(job: Job, created_at: int) -> dict[str, Any]:
+    """The job's policies as META fields; the deadline is absolute, counted from ``created_at``."""
+    fields: dict[str, Any] = {"failurePolicy": job.failurePolicy}
+    if job.maxConcurrency is not None:
+        fields["maxConcurrency"] = job.maxConcurrency
+    if job.timeoutSeconds is not None:
+        fields["deadlineAt"] = created_at + int(job.timeoutSeconds * 1000)
+        fields["timeoutSeconds"] = f"{job.timeoutSeconds:g}"
+    return fields
+
+
+def sink_ids(job: Job) -> list[int]:
+    """The tasks whose results make the final result: the result task if the job names one."""
+    return [job.resultTask] if job.resultTask is not None else sinks(job)
+
+
+def state_machine_input(execution_id: str, job: Job) -> str:
+    """The state machine's input: the Map runs one iteration per task, in topological order."""
+    return json.dumps({"executionId": execution_id, "taskIds": topological_order(job)})

@@ -1,0 +1,115 @@
+"""The read side: an execution, its tasks and its outcome as the API, the snapshot and the terminal
+event show them, built from the stored items.
+
+Pure functions of the items passed in: nothing here reads the store or writes anything, so the
+REST API, the SSE endpoint and the engine all build the same view from the same items.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from ..domain import events as ev
+from ..domain.model import NOT_STARTED_TASK_STATUSES, ExecutionStatus, Reason, TaskStatus
+from ..persistence.table import Item
+
+
+def result_url(execution_id: str, task_id: int | None = None) -> str:
+    """Where the API serves the execution's final result, or one task's."""
+    base = f"/api/v1/dag-executions/{execution_id}"
+    return f"{base}/tasks/{task_id}/result" if task_id is not None else f"{base}/result"
+
+
+def combine_sinks(results: Mapping[int, Any], sinks: list[int]) -> Any:
+    """The final result: the one sink's (or result task's) result, else one entry per sink."""
+    return results[sinks[0]] if len(sinks) == 1 else {str(k): v for k, v in sorted(results.items())}
+
+
+def task_view(task: Item, execution_id: str) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "taskId": task["taskId"],
+        "subStepId": str(task["taskId"]),
+        "description": task.get("description", ""),
+        "action": task["action"],
+        "dependencies": task.get("dependencies", []),
+        "status": task["status"],
+    }
+    for key in ("attempt", "startedAt", "finishedAt", "durationMs", "error", "reason", "upstreamTaskIds"):
+        if key in task:
+            view[key] = task[key]
+    if "resultPreview" in task:
+        view.update(json.loads(task["resultPreview"]))
+    elif "resultJson" in task:
+        view.update(ev.preview(task["resultJson"], result_url(execution_id, int(task["taskId"]))))
+    return view
+
+
+def execution_view(meta: Item) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "executionId": meta["executionId"],
+        "status": meta["status"],
+        "originalRequest": meta.get("originalRequest", ""),
+        "createdAt": meta["createdAt"],
+        **ev.counters(meta),
+    }
+    for key in ("finishedAt", "durationMs", "error", "reason", "failurePolicy", "maxConcurrency"):
+        if key in meta:
+            view[key] = meta[key]
+    if "finalResultJson" in meta:
+        view["finalResult"] = json.loads(meta["finalResultJson"])
+    elif "finalResultPreview" in meta:
+        view.update(
+            {"final" + k[0].upper() + k[1:]: v for k, v in json.loads(meta["finalResultPreview"]).items()}
+        )
+    return view
+
+
+def terminal_event(meta: Item) -> ev.Event:
+    """execution.completed or execution.failed for a finished execution's META."""
+    if meta["status"] == ExecutionStatus.COMPLETED:
+        if "finalResultJson" in meta:
+            shown = ev.preview(str(meta["finalResultJson"]), result_url(str(meta["executionId"])))
+        else:
+            shown = json.loads(meta["finalResultPreview"])
+        return ev.execution_completed(meta, int(meta["durationMs"]), shown)
+    return ev.execution_failed(
+        meta,
+        int(meta["durationMs"]),
+        str(meta["error"]),
+        str(meta["status"]),
+        str(meta.get("reason", Reason.TASK_FAILED)),
+    )
+
+
+def build_snapshot(meta: Item, tasks: list[Item], seq: int) -> dict[str, Any]:
+    """The execution as one document: its view, ``seq`` (the last event) and every task."""
+    view = {
+        **execution_view(meta),
+        "seq": seq,
+        "tasks": [
+            task_view(t, str(meta["executionId"])) for t in sorted(tasks, key=lambda t: int(t["taskId"]))
+        ],
+    }
+    if meta["status"] == ExecutionStatus.CANCELLED:
+        # Tasks that have not started will never run: Step Functions stops at once
+        # (StopExecution), so nothing records them; the snapshot shows them as what they are.
+        for task in view["tasks"]:
+            if task["status"] in NOT_STARTED_TASK_STATUSES:
+                task.update(
+                    status=TaskStatus.CANCELLED,
+                    reason=Reason.CANCELLED,
+                    error="not run: the execution was cancelled",
+                )
+        # Counted from the tasks as shown (skippedTasks counts skipped and cancelled, docs/api.md).
+        shown = Counter(str(t["status"]) for t in view["tasks"])
+        view.update(
+            completedTasks=shown[TaskStatus.COMPLETED],
+            failedTasks=shown[TaskStatus.FAILED],
+            skippedTasks=shown[TaskStatus.SKIPPED] + shown[TaskStatus.CANCELLED],
+            runningTasks=shown[TaskStatus.RUNNING],
+            waitingTasks=0,
+        )
+    return view
