@@ -17,7 +17,7 @@ from .kinds import load_plugins
 from .orchestration import Orchestrator
 from .redact import Redactor
 from .store import DynamoStore
-from .streamauth import TokenSigner
+from .stream.auth import TokenSigner
 from .webhooks import Dispatcher, RetryPolicy, SecretBox, Sender, WebhookStore
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=64)

@@ -7,8 +7,8 @@ from starlette.requests import Request
 
 from chalicelib.domain.errors import BadRequest, TokenError
 from chalicelib.redact import REDACTED, Redactor
-from chalicelib.sse import Limits, TypeFilter, resume_point
-from chalicelib.streamauth import TokenSigner, redact_query
+from chalicelib.stream.auth import TokenSigner, redact_query
+from chalicelib.stream.endpoint import Limits, TypeFilter, resume_point
 
 SECRET = "s" * 32
 

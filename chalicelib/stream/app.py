@@ -6,9 +6,9 @@ request, so importing this module has no side effects.
 
 from __future__ import annotations
 
-from .config import Settings
-from .factory import BuiltOnce, build_services
-from .sse import create_sse_app
+from ..config import Settings
+from ..factory import BuiltOnce, build_services
+from .endpoint import create_sse_app
 
 # Built on the first request, once (requests run on several threads).
 _store = BuiltOnce(lambda: build_services().store)
@@ -19,5 +19,5 @@ def create_app(settings: Settings | None = None) -> object:
 
 
 def app_factory() -> object:
-    """``uvicorn --factory chalicelib.sse_app:app_factory``."""
+    """``uvicorn --factory chalicelib.stream.app:app_factory``."""
     return create_app()

@@ -39,13 +39,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .config import Settings
-from .domain import events as ev
-from .domain.errors import BadRequest, ExecutionNotFound, InvalidTypeFilter, TokenError
+from ..config import Settings
+from ..domain import events as ev
+from ..domain.errors import BadRequest, ExecutionNotFound, InvalidTypeFilter, TokenError
+from ..orchestration import build_snapshot
+from ..store import DynamoStore
+from .auth import TokenSigner
 from .hub import PAGE, Feed, Hub, Subscriber
-from .orchestration import build_snapshot
-from .store import DynamoStore
-from .streamauth import TokenSigner
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from .domain.errors import TokenError
+from ..domain.errors import TokenError
 
 _PREFIX = "v1"
 _TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&\s\"]*")

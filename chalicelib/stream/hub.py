@@ -26,8 +26,8 @@ from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
-from .domain import events as ev
-from .store import DynamoStore
+from ..domain import events as ev
+from ..store import DynamoStore
 
 log = logging.getLogger(__name__)
 
