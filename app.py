@@ -9,9 +9,10 @@ from typing import Any
 from aws_lambda_powertools import Tracer
 from chalice.app import Chalice, Rate, Request, Response
 
-from chalicelib import api, fanout
+from chalicelib import fanout
 from chalicelib.config import SettingsError
 from chalicelib.factory import BuiltOnce, build_services
+from chalicelib.http import api
 
 app = Chalice(app_name="dagcast")
 # X-Ray segments around every Lambda (boto3 and httpx calls included); off outside Lambda.
@@ -47,7 +48,7 @@ def _base_url() -> str:
 
 @app.middleware("http")
 def front_gate(request: Request, get_response: Callable[[Request], Response]) -> Response:
-    """API keys, the per-client rate and the CORS allow-list for every route (chalicelib/gate.py).
+    """API keys, the per-client rate and the CORS allow-list for every route (chalicelib/http/gate.py).
     Preflights (OPTIONS) pass: API Gateway answers them itself in AWS."""
     try:
         gate = services().gate

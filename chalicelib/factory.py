@@ -12,7 +12,7 @@ from botocore.config import Config
 
 from .config import Settings
 from .fanout import FanOut
-from .gate import Gate
+from .http.gate import Gate
 from .kinds import load_plugins
 from .orchestration import Orchestrator
 from .redact import Redactor

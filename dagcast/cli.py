@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from chalicelib.gate import key_digest, new_api_key
+from chalicelib.http.gate import key_digest, new_api_key
 
 from .client import (
     Api,

@@ -9,7 +9,7 @@ import logging
 import time
 import warnings
 
-from chalicelib import api
+from chalicelib.http import api
 from tests.functional.conftest import run_job
 from tests.functional.test_task_kinds import server  # noqa: F401 - the local HTTP server fixture
 from tests.jobs import task

@@ -1,4 +1,4 @@
-"""The REST API's gate in isolation (chalicelib/gate.py): key parsing, digests, the token bucket,
+"""The REST API's gate in isolation (chalicelib/http/gate.py): key parsing, digests, the token bucket,
 the CORS allow-list; the settings that configure it. Over real sockets: tests/e2e/test_security.py."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from chalicelib.config import Settings, SettingsError
-from chalicelib.gate import Gate, RateLimiter, key_digest, new_api_key, presented_key
+from chalicelib.http.gate import Gate, RateLimiter, key_digest, new_api_key, presented_key
 
 BASE = {"DAGCAST_TABLE": "dagcast-test", "DAGCAST_AUTH": "off"}
 

@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .domain.dag import parse_job
-from .domain.errors import (
+from ..domain.dag import parse_job
+from ..domain.errors import (
     AlreadyFinished,
     ExecutionNotFound,
     InvalidJob,
@@ -22,11 +22,11 @@ from .domain.errors import (
     StartFailed,
     StoreError,
 )
-from .domain.events import TypeFilter
-from .domain.model import EXECUTION_ID_CHARS
-from .factory import Services
-from .orchestration import combine_sinks, execution_view
-from .webhooks import (
+from ..domain.events import TypeFilter
+from ..domain.model import EXECUTION_ID_CHARS
+from ..factory import Services
+from ..orchestration import combine_sinks, execution_view
+from ..webhooks import (
     MAX_WEBHOOKS,
     STATUSES,
     Dispatcher,

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.config import Settings
+from ..config import Settings
 
 KEY_PREFIX = "dk_"
 MAX_TRACKED_CLIENTS = 10_000  # token buckets kept (least recently seen dropped first)
