@@ -41,7 +41,8 @@ from starlette.types import Receive, Scope, Send
 
 from ..config import Settings
 from ..domain import events as ev
-from ..domain.errors import BadRequest, ExecutionNotFound, InvalidTypeFilter, TokenError
+from ..domain.errors import BadRequest, DagcastError, MethodNotAllowed, NoRoute, TooManyStreams
+from ..http.errors import answer_for
 from ..orchestration import build_snapshot
 from ..store import DynamoStore
 from .auth import TokenSigner
@@ -81,6 +82,11 @@ def resume_point(request: Request) -> int | None:
     return None
 
 
+# A stream refused for the limits may try again this much later (Retry-After): streams end all
+# the time (terminal events, max_stream_seconds), so a slot is soon free.
+RETRY_AFTER_SECONDS = 5
+
+
 class Limits:
     """Concurrent streams per client IP and per execution, in this process."""
 
@@ -90,14 +96,19 @@ class Limits:
         self.by_ip: dict[str, int] = {}
         self.by_execution: dict[str, int] = {}
 
-    def acquire(self, ip: str, execution_id: str) -> str | None:
+    def acquire(self, ip: str, execution_id: str) -> None:
+        """Count one more stream, or raise TooManyStreams when either limit is reached."""
         if self.by_ip.get(ip, 0) >= self.per_ip:
-            return f"too many concurrent streams from {ip} (limit {self.per_ip})"
+            raise TooManyStreams(
+                f"too many concurrent streams from {ip} (limit {self.per_ip})", RETRY_AFTER_SECONDS
+            )
         if self.by_execution.get(execution_id, 0) >= self.per_execution:
-            return f"too many concurrent streams for this execution (limit {self.per_execution})"
+            raise TooManyStreams(
+                f"too many concurrent streams for this execution (limit {self.per_execution})",
+                RETRY_AFTER_SECONDS,
+            )
         self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
         self.by_execution[execution_id] = self.by_execution.get(execution_id, 0) + 1
-        return None
 
     def release(self, ip: str, execution_id: str) -> None:
         for table, key in ((self.by_ip, ip), (self.by_execution, execution_id)):
@@ -119,13 +130,13 @@ def snapshot_event(store: DynamoStore, execution_id: str) -> tuple[dict[str, Any
     return body, (str(tail["type"]) if tail else None)
 
 
-def _error(
-    status: int,
-    message: str,
-    headers: dict[str, str] | None = None,
-    cors: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
-) -> Response:
-    response = JSONResponse({"error": message}, status_code=status, headers=headers)
+def error_response(exc: DagcastError, cors: list[tuple[bytes, bytes]] = ()) -> Response:  # type: ignore[assignment]
+    """The answer the error map gives to ``exc``; an error it does not map is raised again (the
+    server answers 500 and logs it, as for any crash)."""
+    answer = answer_for(exc)
+    if answer is None:
+        raise exc
+    response = JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
     response.raw_headers.extend(cors)
     return response
 
@@ -201,31 +212,23 @@ class EventsEndpoint:
                 {"type": "http.response.start", "status": status, "headers": preflight + cors if cors else []}
             )
             return await send({"type": "http.response.body", "body": b""})
-        if scope["method"] not in ("GET", "HEAD"):
-            return await _error(405, "use GET (text/event-stream)", {"Allow": "GET"}, cors)(
-                scope, receive, send
-            )
-        request = Request(scope)
-        execution_id = str(scope["path_params"]["execution_id"])
         try:
+            if scope["method"] not in ("GET", "HEAD"):
+                raise MethodNotAllowed("use GET (text/event-stream)", allow="GET")
+            request = Request(scope)
+            execution_id = str(scope["path_params"]["execution_id"])
             after = resume_point(request)
             types = TypeFilter.parse(request.query_params.get("types"))
-        except (BadRequest, InvalidTypeFilter) as exc:
-            return await _error(400, str(exc), cors=cors)(scope, receive, send)
-        if self.signer is not None:
-            token = request.query_params.get("token")
-            auth = request.headers.get("authorization", "")
-            if not token and auth.lower().startswith("bearer "):
-                token = auth[7:].strip()
-            try:
+            if self.signer is not None:
+                token = request.query_params.get("token")
+                auth = request.headers.get("authorization", "")
+                if not token and auth.lower().startswith("bearer "):
+                    token = auth[7:].strip()
                 self.signer.verify(token, execution_id)
-            except TokenError as exc:
-                headers = {"WWW-Authenticate": 'Bearer realm="dagcast"'} if exc.status == 401 else None
-                return await _error(exc.status, str(exc), headers, cors)(scope, receive, send)
-        ip = self.client_ip(request)
-        refused = self.limits.acquire(ip, execution_id)
-        if refused:
-            return await _error(429, refused, {"Retry-After": "5"}, cors)(scope, receive, send)
+            ip = self.client_ip(request)
+            self.limits.acquire(ip, execution_id)
+        except DagcastError as exc:
+            return await error_response(exc, cors)(scope, receive, send)
         del request  # nothing of the request is kept for the life of the stream
         try:
             await self._serve(scope, receive, send, cors, execution_id, after, types)
@@ -279,8 +282,8 @@ class EventsEndpoint:
                     done.raw_headers.extend(cors)
                     return await done(scope, receive, send)
                 start = after
-        except ExecutionNotFound as exc:
-            return await _error(404, str(exc), cors=cors)(scope, receive, send)
+        except DagcastError as exc:  # ExecutionNotFound
+            return await error_response(exc, cors)(scope, receive, send)
 
         await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS + cors})
         sub: Subscriber | None = None
@@ -558,7 +561,7 @@ class SseApp:
 
 def create_sse_app(settings: Settings, store_factory: Callable[[], DynamoStore]) -> SseApp:
     async def not_found(request: Request) -> Response:
-        return _error(404, f"no route {request.method} {request.url.path}")
+        return error_response(NoRoute(request.method, request.url.path))
 
     fallback = Starlette(routes=[Route("/{path:path}", not_found, methods=["GET", "POST", "OPTIONS"])])
     return SseApp(EventsEndpoint(settings, store_factory), fallback)
