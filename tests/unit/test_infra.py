@@ -812,6 +812,8 @@ def module_closure(entry: Path, skip: frozenset[str] = frozenset()) -> list[Path
             elif isinstance(node, ast.ImportFrom):
                 module = imported_module(path, node)
                 names = [module] + [f"{module}.{a.name}" for a in node.names]  # a name may be a module
+            # importing a module runs its packages' __init__ first
+            names += [".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 1)]
             for name in names:
                 target = module_file(name) if name else None
                 if target is not None and name not in skip:
