@@ -117,7 +117,7 @@ def _stream_access(services: Services, execution_id: str, base_url: str) -> dict
 
 def stream_token(services: Services, execution_id: str, base_url: str) -> Reply:
     """A fresh stream token for a known execution (for reconnects after the first one expired)."""
-    services.store.get_meta(execution_id)  # 404 if unknown
+    services.store.get_meta(execution_id)  # ExecutionNotFound if unknown
     if services.signer is None:
         raise StreamTokensOff()
     return 200, _stream_access(services, execution_id, base_url)

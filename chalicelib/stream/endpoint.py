@@ -298,10 +298,10 @@ class EventsEndpoint:
 
     async def _opening(self, request: StreamRequest) -> _Opening | None:
         """Where the stream starts (None: the resume point is the terminal event, answer 204)."""
-        feed = self.hub.feeds.get(request.execution_id) if self.hub is not None else None
         if request.after is None:
             start, snapshot, tail_type = await self.snapshots.get(request.execution_id)
             return _Opening(start, snapshot, tail_type in ev.TERMINAL_TYPES)
+        feed = self.hub.feeds.get(request.execution_id) if self.hub is not None else None
         tail_seq, tail_type = await log_tail(lambda: self.store, feed, request.execution_id, request.after)
         finished = tail_type in ev.TERMINAL_TYPES
         if finished and request.after >= tail_seq:
