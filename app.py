@@ -1,5 +1,6 @@
 """dagcast's Chalice app: the REST API and the task Lambdas. Thin on purpose — the logic is in
-chalicelib/ (api: HTTP, orchestration: the state machine steps, fanout: the stream consumer)."""
+chalicelib/ (http: the REST handlers, the gate and the error map; orchestration: the state machine
+steps; fanout: the stream consumer)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 from aws_lambda_powertools import Tracer
 from chalice.app import Chalice, Rate, Request, Response
 
-from chalicelib import api, fanout
+from chalicelib import fanout
 from chalicelib.config import SettingsError
+from chalicelib.domain.errors import DagcastError
 from chalicelib.factory import BuiltOnce, build_services
+from chalicelib.http import api, errors
 
 app = Chalice(app_name="dagcast")
 # X-Ray segments around every Lambda (boto3 and httpx calls included); off outside Lambda.
@@ -47,25 +50,29 @@ def _base_url() -> str:
 
 @app.middleware("http")
 def front_gate(request: Request, get_response: Callable[[Request], Response]) -> Response:
-    """API keys, the per-client rate and the CORS allow-list for every route (chalicelib/gate.py).
+    """API keys, the per-client rate and the CORS allow-list for every route (chalicelib/http/gate.py).
     Preflights (OPTIONS) pass: API Gateway answers them itself in AWS."""
     try:
         gate = services().gate
     except SettingsError:
-        return get_response(request)  # the route answers with what is wrong in the settings
-    refused = None
-    if request.method != "OPTIONS":
-        identity = (request.context or {}).get("identity") or {}
-        refused = gate.check(request.headers, str(identity.get("sourceIp") or "unknown"))
-    if refused is None:
-        response = get_response(request)
-    else:
-        status, message, headers = refused
+        return get_response(request)  # the route fails too (500); its log says what is wrong
+    try:
+        if request.method != "OPTIONS":
+            identity = (request.context or {}).get("identity") or {}
+            gate.check(request.headers, str(identity.get("sourceIp") or "unknown"))
+    except DagcastError as exc:
+        answer = errors.answer_for(exc) or errors.INTERNAL_ERROR
         response = Response(
-            body={"error": message},
-            status_code=status,
-            headers={"Content-Type": "application/json", "Access-Control-Allow-Origin": "*", **headers},
+            body=answer.body,
+            status_code=answer.status,
+            headers={
+                "Content-Type": "application/json",
+                "Access-Control-Allow-Origin": "*",
+                **answer.headers,
+            },
         )
+    else:
+        response = get_response(request)
     gate.cors(request.headers.get("origin"), response.headers)
     return response
 

@@ -66,7 +66,7 @@ def main() -> None:
         import boto3
 
         import app
-        from chalicelib import api
+        from chalicelib.http import api
         from chalicelib.persistence.executions import DynamoStore
         from tests.receiver import Receiver
 

@@ -39,7 +39,7 @@ import boto3
 import httpx
 
 from chalicelib.persistence.executions import DynamoStore
-from chalicelib.streamauth import TokenSigner
+from chalicelib.stream.auth import TokenSigner
 from dagcast.local.launch import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

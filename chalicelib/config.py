@@ -90,7 +90,7 @@ class Settings(BaseModel):
     stream_secret_name: str = ""
     token_ttl_seconds: int = Field(default=3600, ge=10)
     cors_origins: tuple[str, ...] = ()
-    # --- the REST API's gate (chalicelib/gate.py, docs/security.md) ---
+    # --- the REST API's gate (chalicelib/http/gate.py, docs/security.md) ---
     # SHA-256 digests (hex) of the API keys; empty: the API is open.
     api_keys: tuple[str, ...] = ()
     # Requests/s per client IP, sustained; 0 (the default; the local stack): no limit. The stages in

@@ -12,13 +12,13 @@ from botocore.config import Config
 
 from .config import Settings
 from .fanout import FanOut
-from .gate import Gate
+from .http.gate import Gate
 from .kinds import load_plugins
 from .orchestration.engine import Orchestrator
 from .persistence.executions import DynamoStore
 from .persistence.sfn import StepFunctions
 from .redact import Redactor
-from .streamauth import TokenSigner
+from .stream.auth import TokenSigner
 from .webhooks.dispatcher import DeliveryBackoff, Dispatcher
 from .webhooks.secrets import SecretBox
 from .webhooks.sender import Sender

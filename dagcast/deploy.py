@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chalicelib.config import ASL_FUNCTIONS
-from chalicelib.gate import new_api_key
+from chalicelib.http.gate import new_api_key
 
 # template.yaml parameter → the Chalice function whose ARN it takes
 FUNCTION_PARAMETERS = {**ASL_FUNCTIONS, "FanoutFunctionArn": "fanout"}

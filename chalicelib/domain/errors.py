@@ -49,15 +49,128 @@ class InvalidTypeFilter(DagcastError, ValueError):
 
 
 class BadRequest(DagcastError, ValueError):
-    """A request parameter that cannot be read (a resume point that is not a seq, …)."""
+    """A request body or parameter that cannot be read (a resume point that is not a seq, a body
+    that is not JSON, a limit out of range, …)."""
+
+
+class BodyTooLarge(DagcastError, ValueError):
+    """A request body over the route's size limit."""
+
+
+class MethodNotAllowed(DagcastError):
+    """A route asked with a method it does not answer; ``allow`` lists the ones it does."""
+
+    def __init__(self, message: str, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class NoRoute(DagcastError):
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(f"no route {method} {path}")
+
+
+# who is asking: stream tokens (one execution's events) and API keys (the REST API)
 
 
 class TokenError(DagcastError):
-    """A stream token that does not grant access; ``status`` is 401 or 403."""
+    """A stream token that does not grant streaming the execution asked for."""
 
-    def __init__(self, status: int, message: str) -> None:
+
+class TokenInvalid(TokenError):
+    """No token, or one that is malformed, forged or expired: who is asking is not known."""
+
+
+class TokenForAnotherExecution(TokenError):
+    """A valid token, scoped to another execution: known, but not allowed this one."""
+
+    def __init__(self) -> None:
+        super().__init__("the stream token was issued for another execution")
+
+
+class ApiKeyMissing(DagcastError):
+    def __init__(self) -> None:
+        super().__init__("an API key is required: send 'Authorization: Bearer <key>' (or 'X-Api-Key: <key>')")
+
+
+class ApiKeyInvalid(DagcastError):
+    def __init__(self) -> None:
+        super().__init__("the API key is not valid for this API (check DAGCAST_API_KEY)")
+
+
+# how often: the caller may try again after ``retry_after`` seconds
+
+
+class Throttled(DagcastError):
+    def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
-        self.status = status
+        self.retry_after = retry_after
+
+
+class RateLimited(Throttled):
+    """More REST requests from one client than its rate allows."""
+
+    def __init__(self, client: str, rate: float, burst: int, retry_after: int) -> None:
+        super().__init__(
+            f"too many requests from {client}: slow down (limit {rate:g}/s, bursts of {burst}); retry "
+            "after the Retry-After seconds",
+            retry_after,
+        )
+
+
+class TooManyStreams(Throttled):
+    """More concurrent streams from one client, or for one execution, than this process allows."""
+
+
+# what a request names that does not exist (ExecutionNotFound: the store's, below), or is turned off
+
+
+class TaskNotFound(DagcastError):
+    def __init__(self, execution_id: str, task_id: int) -> None:
+        super().__init__(f"execution {execution_id} has no task {task_id}")
+
+
+class NoTaskResult(DagcastError):
+    """The task exists but has no result (yet, or ever: it failed, was skipped, …)."""
+
+    def __init__(self, task_id: int, task_status: str) -> None:
+        super().__init__(f"task {task_id} has no result (status: {task_status})")
+        self.task_status = task_status
+
+
+class NoFinalResult(DagcastError):
+    """The execution has not completed (yet, or ever), so it has no final result."""
+
+    def __init__(self, execution_status: str) -> None:
+        super().__init__(f"no final result (status: {execution_status})")
+        self.execution_status = execution_status
+
+
+class WebhookNotFound(DagcastError):
+    def __init__(self, webhook_id: str) -> None:
+        super().__init__(f"no webhook with id {webhook_id!r}")
+
+
+class DeliveryNotFound(DagcastError):
+    def __init__(self, webhook_id: str, delivery_id: str) -> None:
+        super().__init__(f"webhook {webhook_id} has no delivery {delivery_id!r}")
+
+
+class TooManyWebhooks(DagcastError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"there are already {limit} webhooks (the limit); delete one first")
+
+
+class StreamTokensOff(DagcastError):
+    def __init__(self) -> None:
+        super().__init__("stream tokens are not used: auth is off (DAGCAST_AUTH=off)")
+
+
+class WebhooksOff(DagcastError):
+    def __init__(self) -> None:
+        super().__init__(
+            "webhooks are off: set DAGCAST_WEBHOOK_KMS_KEY (the KMS key that encrypts their secrets)"
+        )
 
 
 # --- the store ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chalicelib.gate import new_api_key
+from chalicelib.http.gate import new_api_key
 
 from .command import Subcommands
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from chalicelib.gate import key_digest
+from chalicelib.http.gate import key_digest
 
 from ..client import DEFAULT_HOST, DEFAULT_PORT, CliError
 from .command import Subcommands

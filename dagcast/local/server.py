@@ -31,8 +31,9 @@ from starlette.types import Scope
 from chalicelib.config import Settings
 from chalicelib.factory import build_services
 from chalicelib.persistence.table import CallCounter
-from chalicelib.sse import EventsEndpoint, SseApp, cors_middleware
-from chalicelib.streamauth import redact_query
+from chalicelib.stream.app import SseApp, cors_middleware
+from chalicelib.stream.auth import redact_query
+from chalicelib.stream.endpoint import EventsEndpoint
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 # The monitor page: static files, no build step, at the repository root (the package is installed

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from chalicelib.streamauth import TokenSigner
+from chalicelib.stream.auth import TokenSigner
 from dagcast.local.launch import DAGCAST
 from tests.e2e.conftest import HEARTBEAT_SECONDS, ROOT, STREAM_SECRET
 from tests.jobs import echo, sleep

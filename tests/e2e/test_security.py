@@ -1,4 +1,4 @@
-"""The REST API's gate over real sockets (chalicelib/gate.py, docs/security.md): every route asks for
+"""The REST API's gate over real sockets (chalicelib/http/gate.py, docs/security.md): every route asks for
 an API key when keys are configured, the CORS allow-list holds on REST answers, the per-client rate
 limit answers 429 with Retry-After, and the CLI carries the key. (The SSE endpoint's stream tokens:
 tests/e2e/test_sse_contract.py and tests/unit/test_stream_security.py.)"""
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chalicelib.gate import key_digest
+from chalicelib.http.gate import key_digest
 from dagcast.local.launch import DAGCAST
 from tests.e2e.conftest import ROOT, start_server, stop_server
 from tests.jobs import echo

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from chalicelib.streamauth import TokenSigner
+from chalicelib.stream.auth import TokenSigner
 from tests.e2e.conftest import ROOT, STREAM_SECRET, start_server, stop_server
 from tests.e2e.test_live_stream import read_stream, submit
 from tests.jobs import echo, sleep

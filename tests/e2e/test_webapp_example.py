@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chalicelib.gate import new_api_key
+from chalicelib.http.gate import new_api_key
 from dagcast.local.launch import free_port
 from tests.e2e.conftest import ROOT, start_server, stop_server
 from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _require_browser

@@ -16,7 +16,7 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its test cli
     from starlette.testclient import TestClient
 
 from chalicelib.config import Settings
-from chalicelib.sse import create_sse_app
+from chalicelib.stream.app import create_sse_app
 from tests.functional.conftest import echo, run_job
 from tests.strategies import HEADER, HOSTILE, TEXT
 

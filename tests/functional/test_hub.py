@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from chalicelib.hub import Hub
+from chalicelib.stream.hub import Hub
 
 
 def _execution(services) -> str:

@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 
 import tests.plugins  # registers tests.flaky; its call counter is read below
-from chalicelib import api
 from chalicelib.domain.dag import parse_job
+from chalicelib.http import api
 from chalicelib.orchestration.engine import Orchestrator
 from chalicelib.persistence.sfn import StepFunctions
 from tests.functional.conftest import assert_gapless, by_type, echo, fail, run_job, sleep, wait_for_end

@@ -9,7 +9,7 @@ import logging
 import time
 import warnings
 
-from chalicelib import api
+from chalicelib.http import api
 from tests.functional.conftest import run_job
 from tests.functional.test_task_kinds import server  # noqa: F401 - the local HTTP server fixture
 from tests.jobs import task
@@ -24,7 +24,7 @@ SECRET = "hunter2-do-not-leak"
 
 def test_a_secret_in_a_request_or_a_result_never_leaks(services, server, caplog, capfd):  # noqa: F811
     from chalicelib.config import Settings
-    from chalicelib.sse import create_sse_app
+    from chalicelib.stream.app import create_sse_app
 
     # dagcast's own loggers at DEBUG, everything else at INFO (Lambda's level; botocore's DEBUG
     # wire dumps are not something a deployment turns on)

@@ -410,7 +410,7 @@ def test_missing_tools_are_named_with_how_to_install_them(project):
 
 
 def test_a_stage_without_api_keys_gets_one_shown_once_and_only_its_digest_stored(project):
-    from chalicelib.gate import key_digest
+    from chalicelib.http.gate import key_digest
 
     lines: list[str] = []
     account = Account()

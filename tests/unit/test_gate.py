@@ -1,4 +1,4 @@
-"""The REST API's gate in isolation (chalicelib/gate.py): key parsing, digests, the token bucket,
+"""The REST API's gate in isolation (chalicelib/http/gate.py): key parsing, digests, the token bucket,
 the CORS allow-list; the settings that configure it. Over real sockets: tests/e2e/test_security.py."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from chalicelib.config import Settings, SettingsError
-from chalicelib.gate import Gate, RateLimiter, key_digest, new_api_key, presented_key
+from chalicelib.domain.errors import ApiKeyInvalid, ApiKeyMissing, RateLimited
+from chalicelib.http.errors import ErrorAnswer, answer_for
+from chalicelib.http.gate import Gate, RateLimiter, key_digest, new_api_key, presented_key
 
 BASE = {"DAGCAST_TABLE": "dagcast-test", "DAGCAST_AUTH": "off"}
 
@@ -36,16 +38,28 @@ def test_only_digests_are_configured_and_a_pasted_key_is_refused_without_echoing
     assert key not in str(refused.value) and "dagcast api-key" in str(refused.value)
 
 
+def refusal(gate: Gate, headers: dict[str, str], client_ip: str) -> tuple[Exception, ErrorAnswer]:
+    """What the gate raises for a request, and how the error map answers it."""
+    with pytest.raises(Exception) as refused:
+        gate.check(headers, client_ip)
+    answer = answer_for(refused.value)
+    assert answer is not None, refused.value
+    return refused.value, answer
+
+
 def test_the_gate_checks_keys_in_constant_time_against_every_digest():
     one, two = new_api_key(), new_api_key()
     gate = Gate(settings(DAGCAST_API_KEYS=f"{one[1]},{two[1]}"))
-    assert gate.check({"authorization": f"Bearer {one[0]}"}, "1.2.3.4") is None
-    assert gate.check({"x-api-key": two[0]}, "1.2.3.4") is None
-    missing = gate.check({}, "1.2.3.4")
-    assert missing is not None and missing[0] == 401 and "WWW-Authenticate" in missing[2]
-    wrong = gate.check({"x-api-key": one[0] + "x"}, "1.2.3.4")
-    assert wrong is not None and wrong[0] == 401 and "not valid" in wrong[1]
-    assert Gate(settings()).check({}, "1.2.3.4") is None  # no digests: open
+    gate.check({"authorization": f"Bearer {one[0]}"}, "1.2.3.4")  # passes: raises nothing
+    gate.check({"x-api-key": two[0]}, "1.2.3.4")
+    missing, answer = refusal(gate, {}, "1.2.3.4")
+    assert (
+        isinstance(missing, ApiKeyMissing) and answer.status == 401 and "WWW-Authenticate" in answer.headers
+    )
+    wrong, answer = refusal(gate, {"x-api-key": one[0] + "x"}, "1.2.3.4")
+    assert isinstance(wrong, ApiKeyInvalid) and answer.status == 401 and "not valid" in answer.body["error"]
+    assert "WWW-Authenticate" in answer.headers
+    Gate(settings()).check({}, "1.2.3.4")  # no digests: open
 
 
 class Clock:
@@ -70,10 +84,10 @@ def test_the_bucket_allows_a_burst_then_the_rate_per_client():
 
 def test_the_gate_refuses_with_429_and_retry_after():
     gate = Gate(settings(DAGCAST_API_RATE="0.5", DAGCAST_API_BURST="1"))
-    assert gate.check({}, "9.9.9.9") is None
-    refused = gate.check({}, "9.9.9.9")
-    assert refused is not None and refused[0] == 429 and refused[2]["Retry-After"] == "2"
-    assert "9.9.9.9" in refused[1]
+    gate.check({}, "9.9.9.9")
+    refused, answer = refusal(gate, {}, "9.9.9.9")
+    assert isinstance(refused, RateLimited) and answer.status == 429 and answer.headers["Retry-After"] == "2"
+    assert "9.9.9.9" in answer.body["error"]
     assert Gate(settings()).limiter is None  # 0: no limit
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import importlib
 import inspect
 import json
 import os
@@ -257,8 +258,8 @@ def test_sse_function_streams_through_the_web_adapter():
     assert env["DAGCAST_MAX_STREAM_SECONDS"] == {"Ref": "MaxStreamSeconds"}
     # run.sh starts the app the SSE code defines, on the port the adapter proxies to
     run_sh = (ROOT / "infra" / "sse" / "run.sh").read_text()
-    assert "chalicelib.sse_app:app_factory" in run_sh and '"${PORT:-8080}"' in run_sh
-    from chalicelib import sse_app
+    assert f"{SSE_ENTRY}:app_factory" in run_sh and '"${PORT:-8080}"' in run_sh
+    sse_app = importlib.import_module(SSE_ENTRY)
 
     assert callable(sse_app.app_factory) and env["PORT"] == "8080"
     # sam build (BuildMethod: makefile) ships run.sh, for the runtime's Python
@@ -553,8 +554,33 @@ def test_the_iam_policy_grants_exactly_what_the_code_calls():
         assert granted - needed - ROLE_ACTIONS == set(), f"policy-{stage}.json grants what nothing calls"
 
 
-# The SSE function's own code: what it runs besides what it takes from other modules.
-SSE_MODULES = ("sse_app", "sse", "hub")
+# The SSE function's entry point (what infra/sse/run.sh starts) and its own code: every module of
+# the stream package, besides what it takes from other modules.
+SSE_ENTRY = "chalicelib.stream.app"
+SSE_MODULES = tuple(
+    "chalicelib.stream" + ("" if p.stem == "__init__" else f".{p.stem}")
+    for p in sorted((ROOT / "chalicelib" / "stream").glob("*.py"))
+)
+# Modules the SSE code imports from that sse_actions derives (the store, the settings) or checks by
+# itself (the factory: only build_services().store is taken from it).
+SSE_DERIVED = ("chalicelib.persistence.executions", "chalicelib.config", "chalicelib.factory")
+
+
+def module_file(dotted: str) -> Path | None:
+    """The file of a project module or package (``chalicelib.domain`` → its __init__.py)."""
+    base = ROOT / dotted.replace(".", "/")
+    return next((f for f in (base.with_suffix(".py"), base / "__init__.py") if f.exists()), None)
+
+
+def imported_module(path: Path, node: ast.ImportFrom) -> str:
+    """The dotted module a ``from … import`` in ``path`` reads from, relative imports resolved."""
+    if not node.level:
+        return node.module or ""
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join((*base, node.module) if node.module else base)
+
+
 # Names that mark a call to AWS: boto3, the clients the factory hands out, powertools' parameter
 # reads; and any `.client(...)` call.
 AWS_MARKERS = {"boto3", "_db", "_sfn", "_kms", "eventbridge", "get_secret", "get_parameter"}
@@ -627,37 +653,52 @@ def _imported(module: str, name: str) -> ast.AST:
 
 
 def sse_actions() -> set[str]:
-    """The IAM actions code reachable from the SSE entry point (chalicelib.sse_app) needs: the
+    """The IAM actions code reachable from the SSE entry point (SSE_ENTRY) needs: the
     DynamoStore methods the SSE modules call, with the methods those call, to their DynamoDB
     operations; and the stream secret, which Settings.from_env reads when the function is given
     DAGCAST_STREAM_SECRET_NAME. What the derivation relies on is asserted first."""
     import boto3
     from botocore import xform_name
 
-    trees = {m: ast.parse((ROOT / "chalicelib" / f"{m}.py").read_text()) for m in SSE_MODULES}
-    # sse_app takes only the store from build_services (which also builds the other clients)
+    files = {m: module_file(m) for m in SSE_MODULES}
+    trees = {m: ast.parse(f.read_text()) for m, f in files.items() if f is not None}
+    assert SSE_ENTRY in trees and "chalicelib.stream.endpoint" in trees  # the walk works
+    entry = ast.unparse(trees[SSE_ENTRY])
+    # the entry point takes only the store from build_services (which also builds the other clients)
     services = [
         n
-        for n in ast.walk(trees["sse_app"])
+        for n in ast.walk(trees[SSE_ENTRY])
         if isinstance(n, ast.Call) and ast.unparse(n.func) == "build_services"
     ]
-    assert services and all(f"{ast.unparse(n)}.store" in ast.unparse(trees["sse_app"]) for n in services)
-    assert ast.unparse(trees["sse_app"]).count("build_services()") == ast.unparse(trees["sse_app"]).count(
-        "build_services().store"
-    ), "the SSE function uses more than the store of build_services(): extend sse_actions"
+    assert services and all(f"{ast.unparse(n)}.store" in entry for n in services)
+    assert entry.count("build_services()") == entry.count("build_services().store"), (
+        "the SSE function uses more than the store of build_services(): extend sse_actions"
+    )
+    assert not any("build_services" in ast.unparse(t) for m, t in trees.items() if m != SSE_ENTRY), (
+        "another SSE module builds services: extend sse_actions"
+    )
     # the SSE modules call AWS only through the store, and so does what they import from elsewhere
+    checked = 0
     for module, tree in trees.items():
-        assert not aws_uses(tree), f"chalicelib/{module}.py calls AWS itself: extend sse_actions"
+        assert not aws_uses(tree), f"{module} calls AWS itself: extend sse_actions"
         for node in ast.walk(tree):
-            if not (isinstance(node, ast.ImportFrom) and node.level == 1 and node.module):
+            if not isinstance(node, ast.ImportFrom):
                 continue
-            if node.module in (*SSE_MODULES, "persistence.executions", "config", "factory"):
-                continue  # derived below (the store, config), or checked above (factory)
+            source_module = imported_module(files[module], node)  # type: ignore[arg-type]
+            if source_module in (*SSE_MODULES, *SSE_DERIVED) or not source_module.startswith("chalicelib"):
+                continue  # the SSE modules (checked themselves), derived below, or not the project's
             for alias in node.names:
-                defn = _imported(node.module, alias.name)
+                whole = module_file(f"{source_module}.{alias.name}")  # a module imported from a package
+                source_file = whole or module_file(source_module)
+                assert source_file is not None, f"{module} imports {source_module}, which is not found"
+                source = ast.parse(source_file.read_text())
+                defs: list[ast.AST] = [d for d in source.body if getattr(d, "name", None) == alias.name]
+                defn = source if whole else defs[0] if defs else source  # a module imported whole: all of it
                 assert not aws_uses(defn), (
-                    f"chalicelib/{module}.py uses {node.module}.{alias.name}, which calls AWS: extend sse_actions"
+                    f"{module} uses {source_module}.{alias.name}, which calls AWS: extend sse_actions"
                 )
+                checked += 1
+    assert checked >= 3  # the walk follows the imports (the events, the errors, the snapshot view)
     methods = store_methods()
     todo = sorted(set().union(*(_names(tree) for tree in trees.values())) & set(methods))
     assert {"events_after", "get_meta"} <= set(todo)  # the walk works
@@ -792,25 +833,24 @@ def module_closure(entry: Path, skip: frozenset[str] = frozenset()) -> list[Path
         if path in seen:
             continue
         seen[path] = None
-        package = path.relative_to(ROOT).parent.as_posix().split("/")
         for node in ast.walk(ast.parse(path.read_text())):
             names: list[str] = []
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
-                base = ".".join(package[: len(package) + 1 - node.level]) if node.level else ""
-                module = ".".join(x for x in (base, node.module or "") if x)
-                names = [module, *(f"{module}.{a.name}" for a in node.names)]  # a.name: maybe a module
+                module = imported_module(path, node)
+                names = [module] + [f"{module}.{a.name}" for a in node.names]  # a name may be a module
+            # importing a module runs its packages' __init__ first
+            names += [".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 1)]
             for name in names:
-                stem = ROOT / name.replace(".", "/")
-                for target in (stem.parent / f"{stem.name}.py", stem / "__init__.py"):
-                    if target.exists() and name not in skip:
-                        todo.append(target)
+                target = module_file(name) if name else None
+                if target is not None and name not in skip:
+                    todo.append(target)
     return sorted(seen)
 
 
 CHALICE_CODE = module_closure(ROOT / "app.py")
-SSE_CODE = module_closure(ROOT / "chalicelib" / "sse_app.py")
+SSE_CODE = module_closure(module_file(SSE_ENTRY))  # type: ignore[arg-type]
 # Set for the function, read by what runs it rather than by dagcast's code.
 READ_BY_THE_PLATFORM = {
     "POWERTOOLS_SERVICE_NAME": "aws-lambda-powertools: the service name of its logs, metrics, traces",
@@ -836,7 +876,10 @@ def function_environments() -> dict[str, tuple[list[Path], dict[str, Any]]]:
 
 
 def test_the_code_read_is_found_and_the_functions_ship_it():
-    assert ROOT / "chalicelib" / "config.py" in CHALICE_CODE and ROOT / "chalicelib" / "sse.py" in SSE_CODE
+    assert (
+        ROOT / "chalicelib" / "config.py" in CHALICE_CODE
+        and module_file("chalicelib.stream.endpoint") in SSE_CODE
+    )
     reads = [r for path in CHALICE_CODE for r in env_reads(path)]
     names = {r.name for r in reads}
     assert {"DAGCAST_TABLE", "DAGCAST_PYTHON_MODULES", "DAGCAST_LLM_KEYS"} <= names  # the walk works

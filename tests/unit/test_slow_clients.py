@@ -9,7 +9,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from chalicelib.config import Settings
-from chalicelib.sse import EventsEndpoint, _Stream
+from chalicelib.stream.endpoint import EventsEndpoint, _Stream
 
 
 def test_a_write_blocked_longer_than_the_send_timeout_is_abandoned():

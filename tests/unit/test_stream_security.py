@@ -5,19 +5,33 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from chalicelib.domain.errors import BadRequest, TokenError
+from chalicelib.domain.errors import (
+    BadRequest,
+    TokenError,
+    TokenForAnotherExecution,
+    TokenInvalid,
+    TooManyStreams,
+)
 from chalicelib.domain.events import (
     EXECUTION_FAILED,
     EXECUTION_UPDATED,
     HEARTBEAT,
     SUBSTEP_COMPLETED,
     SUBSTEP_STARTED,
+    TypeFilter,
 )
+from chalicelib.http.errors import answer_for
 from chalicelib.redact import REDACTED, Redactor
-from chalicelib.sse import Limits, TypeFilter, resume_point
-from chalicelib.streamauth import TokenSigner, redact_query
+from chalicelib.stream.auth import TokenSigner, redact_query
+from chalicelib.stream.endpoint import Limits, resume_point
 
 SECRET = "s" * 32
+
+
+def status(exc: Exception) -> int:
+    answer = answer_for(exc)
+    assert answer is not None, exc
+    return answer.status
 
 
 def test_a_token_grants_its_execution_until_it_expires():
@@ -25,19 +39,21 @@ def test_a_token_grants_its_execution_until_it_expires():
     issued = signer.issue("dag-exec_a", now=1000)
     assert issued.expires_at == 1060
     signer.verify(issued.token, "dag-exec_a", now=1059)
-    with pytest.raises(TokenError) as expired:
+    with pytest.raises(TokenInvalid) as expired:
         signer.verify(issued.token, "dag-exec_a", now=1060)
-    assert expired.value.status == 401 and "expired" in str(expired.value)
-    with pytest.raises(TokenError) as other:
+    assert status(expired.value) == 401 and "expired" in str(expired.value)
+    answer = answer_for(expired.value)
+    assert answer is not None and answer.headers == {"WWW-Authenticate": 'Bearer realm="dagcast"'}
+    with pytest.raises(TokenForAnotherExecution) as other:
         signer.verify(issued.token, "dag-exec_b", now=1000)
-    assert other.value.status == 403
+    assert status(other.value) == 403 and isinstance(other.value, TokenError)
 
 
 @pytest.mark.parametrize("token", [None, "", "garbage", "v1.a.b", "v2.x.y"])
 def test_missing_or_malformed_tokens_are_401(token):
-    with pytest.raises(TokenError) as info:
+    with pytest.raises(TokenInvalid) as info:
         TokenSigner(SECRET).verify(token, "dag-exec_a")
-    assert info.value.status == 401
+    assert status(info.value) == 401
 
 
 def test_a_tampered_token_is_401():
@@ -48,7 +64,7 @@ def test_a_tampered_token_is_401():
     flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
     other_payload = signer.issue("dag-exec_b").token.split(".")[1]  # a's signature on b's claims
     for bad in (forged, f"{version}.{payload}.{flipped}", f"{version}.{other_payload}.{signature}"):
-        with pytest.raises(TokenError, match="signature"):
+        with pytest.raises(TokenInvalid, match="signature"):
             signer.verify(bad, "dag-exec_a")
 
 
@@ -127,13 +143,17 @@ def test_bad_type_filters_name_the_valid_types(bad):
 
 def test_limits_per_ip_and_per_execution():
     limits = Limits(per_ip=2, per_execution=3)
-    assert limits.acquire("a", "e1") is None
-    assert limits.acquire("a", "e1") is None
-    assert "from a" in (limits.acquire("a", "e1") or "")
-    assert limits.acquire("b", "e1") is None
-    assert "this execution" in (limits.acquire("c", "e1") or "")
+    limits.acquire("a", "e1")
+    limits.acquire("a", "e1")
+    with pytest.raises(TooManyStreams, match="from a") as per_ip:
+        limits.acquire("a", "e1")
+    answer = answer_for(per_ip.value)
+    assert answer is not None and answer.status == 429 and answer.headers == {"Retry-After": "5"}
+    limits.acquire("b", "e1")
+    with pytest.raises(TooManyStreams, match="this execution"):
+        limits.acquire("c", "e1")
     limits.release("a", "e1")
-    assert limits.acquire("c", "e1") is None
+    limits.acquire("c", "e1")
     for ip in ("a", "b", "c"):
         limits.release(ip, "e1")
     assert limits.by_ip == {} and limits.by_execution == {}

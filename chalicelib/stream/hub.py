@@ -26,8 +26,9 @@ from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
-from .domain import events as ev
-from .persistence.executions import DynamoStore
+from ..domain import events as ev
+from ..domain import wire
+from ..persistence.executions import DynamoStore
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,13 @@ class Subscriber:
     __slots__ = ("buffer", "closed", "limit", "overflowed", "ready")
 
     def __init__(self, limit: int) -> None:
-        self.buffer: deque[ev.Encoded] = deque()
+        self.buffer: deque[wire.Encoded] = deque()
         self.limit = limit
         self.ready = asyncio.Event()
         self.overflowed = False
         self.closed = False
 
-    def offer(self, event: ev.Encoded) -> None:
+    def offer(self, event: wire.Encoded) -> None:
         if self.overflowed or self.closed:
             return
         if len(self.buffer) >= self.limit:
@@ -68,7 +69,7 @@ class Feed:
         self.hub = hub
         self.execution_id = execution_id
         self.last_seq = start_seq
-        self.recent: deque[ev.Encoded] = deque(maxlen=RECENT_EVENTS)
+        self.recent: deque[wire.Encoded] = deque(maxlen=RECENT_EVENTS)
         self.subscribers: set[Subscriber] = set()
         self.terminal_seq: int | None = None
         self.snapshot: tuple[int, bytes, str | None] | None = None  # (seq, encoded frame, tail type)
@@ -78,7 +79,7 @@ class Feed:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"feed-{self.execution_id}")
 
-    def backlog(self, after_seq: int) -> list[ev.Encoded] | None:
+    def backlog(self, after_seq: int) -> list[wire.Encoded] | None:
         """Events after ``after_seq`` up to ``last_seq`` from memory, or None if not all are here."""
         if after_seq >= self.last_seq:
             return []
@@ -106,7 +107,7 @@ class Feed:
                 self.polls += 1
                 self.hub.polls += 1
                 for stored in batch:
-                    event = ev.encode_event(stored)  # once, for every subscriber
+                    event = wire.encode_event(stored)  # once, for every subscriber
                     if event.seq <= self.last_seq:
                         continue
                     self.last_seq = event.seq

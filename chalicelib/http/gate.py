@@ -8,9 +8,11 @@ nothing; ``dagcast api-key`` makes a key and its digest. No digests configured: 
 (the local stack's default; a deployed stage should always set them).
 
 Rate: a token bucket per client IP in this process (``DAGCAST_API_RATE`` requests/s sustained,
-``DAGCAST_API_BURST`` at once); over it → 429 with Retry-After. In AWS each Lambda instance keeps
-its own buckets, so this bounds one client's share of an instance; API Gateway's stage throttling
-is the account-wide limit (docs/security.md).
+``DAGCAST_API_BURST`` at once); over it → ``RateLimited`` (429 with Retry-After). In AWS each Lambda
+instance keeps its own buckets, so this bounds one client's share of an instance; API Gateway's
+stage throttling is the account-wide limit (docs/security.md).
+
+A refused request raises a domain error; http/errors.py decides its status and headers.
 
 CORS: with ``DAGCAST_CORS_ORIGINS`` set, an answer carries ``Access-Control-Allow-Origin`` only for
 an origin on the list (echoed, with ``Vary: Origin``); without it, any origin may read (``*``) —
@@ -29,7 +31,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.config import Settings
+from ..config import Settings
+from ..domain.errors import ApiKeyInvalid, ApiKeyMissing, RateLimited
 
 KEY_PREFIX = "dk_"
 MAX_TRACKED_CLIENTS = 10_000  # token buckets kept (least recently seen dropped first)
@@ -91,32 +94,21 @@ class Gate:
     def keys_required(self) -> bool:
         return bool(self.digests)
 
-    def check(self, headers: Mapping[str, str], client_ip: str) -> tuple[int, str, dict[str, str]] | None:
-        """None if the request may go on, else (status, error message, headers)."""
+    def check(self, headers: Mapping[str, str], client_ip: str) -> None:
+        """Raise RateLimited, ApiKeyMissing or ApiKeyInvalid unless the request may go on
+        (http/errors.py says how each is answered)."""
         if self.limiter is not None:
             wait = self.limiter.take(client_ip)
             if wait > 0:
-                return (
-                    429,
-                    f"too many requests from {client_ip}: slow down (limit "
-                    f"{self.limiter.rate:g}/s, bursts of {self.limiter.burst}); retry after the "
-                    "Retry-After seconds",
-                    {"Retry-After": str(max(1, math.ceil(wait)))},
-                )
+                raise RateLimited(client_ip, self.limiter.rate, self.limiter.burst, max(1, math.ceil(wait)))
         if not self.digests:
-            return None
-        challenge = {"WWW-Authenticate": 'Bearer realm="dagcast"'}
+            return
         key = presented_key(headers)
         if key is None:
-            return (
-                401,
-                "an API key is required: send 'Authorization: Bearer <key>' (or 'X-Api-Key: <key>')",
-                challenge,
-            )
+            raise ApiKeyMissing()
         digest = key_digest(key)
         if not any(hmac.compare_digest(digest, d) for d in self.digests):
-            return 401, "the API key is not valid for this API (check DAGCAST_API_KEY)", challenge
-        return None
+            raise ApiKeyInvalid()
 
     def cors(self, origin: str | None, response_headers: dict[str, Any]) -> None:
         """Apply the allow-list to an answer's CORS headers (in place)."""

@@ -1,7 +1,8 @@
 """REST handlers, independent of Chalice: (request data) → (status, JSON body).
 
-All mapping of domain errors to HTTP statuses lives in ``respond``. Clients get a JSON body
-``{"error": "...", ...}`` that says what to fix — never a stack trace.
+A handler raises domain errors for what it refuses; ``respond`` turns them into answers through
+the one error map (http/errors.py). Clients get a JSON body ``{"error": "...", ...}`` that says
+what to fix — never a stack trace.
 """
 
 from __future__ import annotations
@@ -13,21 +14,27 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .domain.dag import parse_job
-from .domain.errors import (
-    AlreadyFinished,
-    ExecutionNotFound,
-    InvalidJob,
-    InvalidWebhook,
-    StartFailed,
+from ..domain.dag import parse_job
+from ..domain.errors import (
+    BadRequest,
+    BodyTooLarge,
+    DeliveryNotFound,
+    NoFinalResult,
+    NoTaskResult,
     StoreError,
+    StreamTokensOff,
+    TaskNotFound,
+    TooManyWebhooks,
+    WebhookNotFound,
+    WebhooksOff,
 )
-from .domain.events import TypeFilter
-from .domain.model import EXECUTION_ID_CHARS, now_ms
-from .factory import Services
-from .orchestration.views import combine_sinks, execution_view
-from .webhooks.dispatcher import Dispatcher
-from .webhooks.models import MAX_WEBHOOKS, STATUSES, Hook, delivery_view, parse_spec
+from ..domain.events import TypeFilter
+from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, ExecutionStatus, now_ms
+from ..factory import Services
+from ..orchestration.views import combine_sinks, execution_view
+from ..webhooks.dispatcher import Dispatcher
+from ..webhooks.models import MAX_WEBHOOKS, Hook, delivery_view, parse_spec
+from .errors import INTERNAL_ERROR, answer_for
 
 log = logging.getLogger(__name__)
 
@@ -37,50 +44,31 @@ MAX_LIST_LIMIT = 100
 Reply = tuple[int, dict[str, Any]]
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": message, **extra}
-
-
 def respond(handler: Callable[[], Reply]) -> Reply:
+    """The handler's reply, or the answer the error map gives to what it raised."""
     try:
         return handler()
-    except HttpError as exc:
-        return exc.status, exc.body
-    except InvalidJob as exc:
-        count = len(exc.problems)
-        return 400, {
-            "error": f"the job is invalid ({count} problem{'s' if count != 1 else ''}); nothing was started",
-            "problems": [p.as_dict() for p in exc.problems],
-        }
-    except InvalidWebhook as exc:
-        return 400, {"error": "the webhook is invalid; nothing was saved", "problems": exc.problems}
-    except ExecutionNotFound as exc:
-        return 404, {"error": str(exc)}
-    except StartFailed as exc:
-        return 503, {"error": str(exc)}
-    except AlreadyFinished as exc:
-        return 409, {"error": str(exc), "status": exc.status}
-    except Exception:
-        log.exception("unhandled error")
-        return 500, {"error": "internal error; the request was not completed"}
+    except Exception as exc:
+        answer = answer_for(exc)
+        if answer is None:
+            log.exception("unhandled error")
+            answer = INTERNAL_ERROR
+        return answer.status, answer.body
 
 
 def _json_body(raw_body: bytes | None, example: str, limit: int = MAX_BODY_BYTES) -> Any:
     if not raw_body:
-        raise HttpError(400, f"the body is empty; send JSON: {example}")
+        raise BadRequest(f"the body is empty; send JSON: {example}")
     if len(raw_body) > limit:
-        raise HttpError(413, f"the body is larger than {limit} bytes")
+        raise BodyTooLarge(f"the body is larger than {limit} bytes")
     try:
         body = json.loads(raw_body)
     except RecursionError:
-        raise HttpError(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HttpError(400, f"the body is not valid JSON: {exc}") from None
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
     if _depth(body) > MAX_JSON_DEPTH:
-        raise HttpError(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+        raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
     return body
 
 
@@ -103,7 +91,7 @@ def execute_dag(services: Services, raw_body: bytes | None, base_url: str) -> Re
     api = services.settings.public_url or base_url
     return 202, {
         "executionId": execution_id,
-        "status": "running",
+        "status": ExecutionStatus.RUNNING,
         "statusUrl": f"{api}/api/v1/dag-executions/{execution_id}",
         **_stream_access(services, execution_id, base_url),
     }
@@ -124,9 +112,9 @@ def _stream_access(services: Services, execution_id: str, base_url: str) -> dict
 
 def stream_token(services: Services, execution_id: str, base_url: str) -> Reply:
     """A fresh stream token for a known execution (for reconnects after the first one expired)."""
-    services.store.get_meta(execution_id)  # 404 if unknown
+    services.store.get_meta(execution_id)  # ExecutionNotFound if unknown
     if services.signer is None:
-        raise HttpError(404, "stream tokens are not used: auth is off (DAGCAST_AUTH=off)")
+        raise StreamTokensOff()
     return 200, _stream_access(services, execution_id, base_url)
 
 
@@ -138,11 +126,11 @@ def _limit(raw: str) -> int:
     try:
         limit = int(raw)
     except ValueError:
-        raise HttpError(
-            400, f"limit must be an integer between 1 and {MAX_LIST_LIMIT}, got {raw[:40]!r}"
+        raise BadRequest(
+            f"limit must be an integer between 1 and {MAX_LIST_LIMIT}, got {raw[:40]!r}"
         ) from None
     if not 1 <= limit <= MAX_LIST_LIMIT:
-        raise HttpError(400, f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
+        raise BadRequest(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
     return limit
 
 
@@ -161,29 +149,23 @@ def task_result(services: Services, execution_id: str, raw_task_id: str) -> Repl
     try:
         task_id = int(raw_task_id)
     except ValueError:
-        raise HttpError(400, f"the task id must be an integer, got {raw_task_id!r}") from None
-    services.store.get_meta(execution_id)  # 404 for an unknown execution
+        raise BadRequest(f"the task id must be an integer, got {raw_task_id!r}") from None
+    services.store.get_meta(execution_id)  # ExecutionNotFound for an unknown execution
     try:
         task = services.store.get_task(execution_id, task_id)
     except StoreError:
-        raise HttpError(404, f"execution {execution_id} has no task {task_id}") from None
+        raise TaskNotFound(execution_id, task_id) from None
     text = services.store.result_json(execution_id, task)
     if text is None:
-        raise HttpError(
-            404, f"task {task_id} has no result (status: {task['status']})", taskStatus=task["status"]
-        )
+        raise NoTaskResult(task_id, task["status"])
     return 200, {"executionId": execution_id, "taskId": task_id, "result": json.loads(text)}
 
 
 def final_result(services: Services, execution_id: str) -> Reply:
     """The execution's full final result (the result task's, or one per sink task)."""
     meta = services.store.get_meta(execution_id)
-    if meta["status"] != "completed":
-        raise HttpError(
-            404,
-            f"no final result (status: {meta['status']})",
-            executionStatus=meta["status"],
-        )
+    if meta["status"] != ExecutionStatus.COMPLETED:
+        raise NoFinalResult(meta["status"])
     sinks = [int(s) for s in meta["sinks"]]
     final = combine_sinks(services.store.get_results(execution_id, sinks), sinks)
     return 200, {"executionId": execution_id, "finalResult": final}
@@ -193,20 +175,19 @@ def final_result(services: Services, execution_id: str) -> Reply:
 
 _EXECUTION_ID = re.compile(rf"[{EXECUTION_ID_CHARS}]{{1,128}}")  # as a webhook's executionId filter
 _DELIVERY_SEQ = re.compile(r"[0-9]{1,12}")  # a delivery's SK holds 12 digits
+_DELIVERY_STATUSES = tuple(DeliveryStatus)  # a tuple: `"x" in DeliveryStatus` raises on Python 3.11
 
 
 def _dispatcher(services: Services) -> Dispatcher:
     if services.dispatcher is None:
-        raise HttpError(
-            503, "webhooks are off: set DAGCAST_WEBHOOK_KMS_KEY (the KMS key that encrypts their secrets)"
-        )
+        raise WebhooksOff()
     return services.dispatcher
 
 
 def _hook(services: Services, webhook_id: str) -> Hook:
     hook = services.webhooks.get_hook(webhook_id)
     if hook is None:
-        raise HttpError(404, f"no webhook with id {webhook_id!r}")
+        raise WebhookNotFound(webhook_id)
     return hook
 
 
@@ -219,7 +200,7 @@ def create_webhook(services: Services, raw_body: bytes | None) -> Reply:
         services.settings,
     )
     if len(services.webhooks.hooks()) >= MAX_WEBHOOKS:
-        raise HttpError(409, f"there are already {MAX_WEBHOOKS} webhooks (the limit); delete one first")
+        raise TooManyWebhooks(MAX_WEBHOOKS)
     webhook_id = f"wh_{uuid.uuid4().hex}"
     hook = Hook(
         id=webhook_id,
@@ -245,7 +226,7 @@ def get_webhook(services: Services, webhook_id: str) -> Reply:
 
 def delete_webhook(services: Services, webhook_id: str) -> Reply:
     if not services.webhooks.delete_hook(webhook_id):
-        raise HttpError(404, f"no webhook with id {webhook_id!r}")
+        raise WebhookNotFound(webhook_id)
     return 200, {"webhookId": webhook_id, "deleted": True}
 
 
@@ -254,11 +235,11 @@ def list_deliveries(services: Services, webhook_id: str, query: Mapping[str, str
     query = query or {}
     limit = _limit(query.get("limit", "50"))
     status = query.get("status")
-    if status is not None and status not in STATUSES:
-        raise HttpError(400, f"status must be one of {', '.join(STATUSES)}, got {status[:40]!r}")
+    if status is not None and status not in _DELIVERY_STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(_DELIVERY_STATUSES)}, got {status[:40]!r}")
     start = query.get("after")
     if start is not None and not start.startswith("DLV#"):
-        raise HttpError(400, "after must be the nextAfter value of the previous page")
+        raise BadRequest("after must be the nextAfter value of the previous page")
     items, after = services.webhooks.deliveries(webhook_id, query.get("executionId"), status, limit, start)
     return 200, {"deliveries": [delivery_view(i) for i in items], "nextAfter": after}
 
@@ -269,13 +250,12 @@ def replay_delivery(services: Services, webhook_id: str, delivery_id: str) -> Re
     execution_id, _, raw_seq = delivery_id.rpartition(":")
     # ASCII digits only: str.isdigit() also takes "²" or "٣", which int() refuses (or reads as 3)
     if not _EXECUTION_ID.fullmatch(execution_id) or not _DELIVERY_SEQ.fullmatch(raw_seq):
-        raise HttpError(
-            400,
+        raise BadRequest(
             "a delivery id is <executionId>:<seq> (seq: 1 to 12 digits 0-9, as listed in deliveryId), "
-            f"got {delivery_id[:80]!r}",
+            f"got {delivery_id[:80]!r}"
         )
     item = services.webhooks.get_delivery(webhook_id, execution_id, int(raw_seq))
     if item is None:
-        raise HttpError(404, f"webhook {webhook_id} has no delivery {delivery_id!r}")
+        raise DeliveryNotFound(webhook_id, delivery_id)
     view = dispatcher.replay(hook, item)
     return (202 if view["replay"].get("queued") else 200), view

@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from .domain.errors import TokenError
+from ..domain.errors import TokenForAnotherExecution, TokenInvalid
 
 _PREFIX = "v1"
 _TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&\s\"]*")
@@ -52,32 +52,31 @@ class TokenSigner:
         return IssuedToken(f"{_PREFIX}.{payload}.{_sign(self._secret, payload)}", expires)
 
     def verify(self, token: str | None, execution_id: str, now: float | None = None) -> None:
-        """Raise TokenError unless ``token`` grants streaming ``execution_id`` now."""
+        """Raise TokenInvalid (no valid token) or TokenForAnotherExecution unless ``token`` grants
+        streaming ``execution_id`` now."""
         if not token:
-            raise TokenError(
-                401,
+            raise TokenInvalid(
                 "a stream token is required: pass ?token=<streamToken> (or Authorization: Bearer) "
                 "as returned by POST /api/v1/execute-dag",
             )
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != _PREFIX:
-            raise TokenError(401, "the stream token is malformed")
+            raise TokenInvalid("the stream token is malformed")
         payload, signature = parts[1], parts[2]
         if not hmac.compare_digest(_sign(self._secret, payload), signature):
-            raise TokenError(401, "the stream token's signature is invalid")
+            raise TokenInvalid("the stream token's signature is invalid")
         try:
             claims = json.loads(_unb64(payload))
             scoped, expires = str(claims["x"]), int(claims["exp"])
         except (ValueError, KeyError, TypeError):
-            raise TokenError(401, "the stream token is malformed") from None
+            raise TokenInvalid("the stream token is malformed") from None
         if (time.time() if now is None else now) >= expires:
-            raise TokenError(
-                401,
+            raise TokenInvalid(
                 f"the stream token expired at {expires} (unix time); get a new one from "
                 f"POST /api/v1/dag-executions/{execution_id}/stream-token",
             )
         if scoped != execution_id:
-            raise TokenError(403, "the stream token was issued for another execution")
+            raise TokenForAnotherExecution()
 
 
 def redact_query(text: str) -> str:
