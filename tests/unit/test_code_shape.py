@@ -143,6 +143,12 @@ def _has_other_words(collection: ast.Tuple | ast.List | ast.Set) -> bool:
     return any(w not in STATUSES and w not in REASONS for w in words)
 
 
+def _names_an_attribute(name: str) -> bool:
+    """A constant that names an item attribute, not a status: META's number sets of task ids are
+    named after the status their ids are in (``COMPLETED_IDS = "completed"``)."""
+    return name.endswith("_IDS")
+
+
 class _StatusLiterals(ast.NodeVisitor):
     """Finds string constants used as values, with what they are the value of (for reasons)."""
 
@@ -195,11 +201,14 @@ class _StatusLiterals(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Assign(self, node: ast.Assign) -> None:
-        self._value(node.value, " ".join(_name_of(t) for t in node.targets))
+        names = [_name_of(t) for t in node.targets]
+        if not all(_names_an_attribute(n) for n in names):
+            self._value(node.value, " ".join(names))
         self.generic_visit(node)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
-        self._value(node.value, _name_of(node.target))
+        if not _names_an_attribute(_name_of(node.target)):
+            self._value(node.value, _name_of(node.target))
         self.generic_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
@@ -281,6 +290,7 @@ def f(task, meta, status="waiting"):
     match status:
         case "pending":
             pass
+COMPLETED_IDS = "completed"
 """
 
 

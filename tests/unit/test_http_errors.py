@@ -21,6 +21,7 @@ NOT_ANSWERED = {
     domain.ExecutionExists,
     domain.AppendContention,
     domain.TaskFailed,
+    domain.StopFailed,  # cancel logs it: the execution is cancelled in the table either way
     domain.TokenError,  # a base: verify raises one of its two subclasses
 }
 
