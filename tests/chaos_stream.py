@@ -57,6 +57,7 @@ import httpx
 
 from chalicelib.config import Settings
 from chalicelib.domain import events as ev
+from dagcast.local.lambdas import FANOUT
 from tests.jobs import echo
 
 if TYPE_CHECKING:
@@ -66,7 +67,6 @@ if TYPE_CHECKING:
     from dagcast.local.moto.stack import MotoStack
 
 Log = Callable[[str], None]
-FANOUT = "fanout"  # the stack's name of the fan-out function (dagcast.local.lambdas.FANOUT)
 
 
 # --- the job -------------------------------------------------------------------------------------

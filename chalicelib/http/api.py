@@ -34,6 +34,7 @@ from ..factory import Services
 from ..orchestration.views import combine_sinks, execution_view
 from ..webhooks.dispatcher import Dispatcher
 from ..webhooks.models import MAX_WEBHOOKS, Hook, delivery_view, parse_spec
+from ..webhooks.store import deliveries_prefix
 from .errors import INTERNAL_ERROR, answer_for
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ def list_deliveries(services: Services, webhook_id: str, query: Mapping[str, str
     if status is not None and status not in _DELIVERY_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(_DELIVERY_STATUSES)}, got {status[:40]!r}")
     start = query.get("after")
-    if start is not None and not start.startswith("DLV#"):
+    if start is not None and not start.startswith(deliveries_prefix(None)):
         raise BadRequest("after must be the nextAfter value of the previous page")
     items, after = services.webhooks.deliveries(webhook_id, query.get("executionId"), status, limit, start)
     return 200, {"deliveries": [delivery_view(i) for i in items], "nextAfter": after}

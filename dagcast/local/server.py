@@ -2,7 +2,8 @@
 
 REST requests go through Chalice's own ``LocalGateway`` (the same API-Gateway event translation
 ``chalice local`` uses), so the routes in app.py run exactly as they would behind API Gateway.
-The SSE route is the ASGI app from chalicelib/sse.py that AWS runs behind the Lambda Web Adapter.
+The SSE route is the ASGI app from chalicelib/stream/app.py that AWS runs behind the Lambda Web
+Adapter.
 The monitor page (monitor/ at the repository root, docs/monitor.md) is served at ``/``, its files
 under ``/monitor/``; every other path goes to the REST API.
 

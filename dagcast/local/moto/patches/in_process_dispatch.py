@@ -23,7 +23,3 @@ def dispatch_in_process(enabled: bool = True) -> None:
     ``boto3.client()`` builds a fresh one."""
     core_models.botocore_stubber.enabled = enabled
     boto3.DEFAULT_SESSION = None
-
-
-def dispatching_in_process() -> bool:
-    return bool(core_models.botocore_stubber.enabled)
