@@ -22,7 +22,7 @@ import pytest
 from tests.e2e.conftest import ROOT, start_server, static_server, stop_server
 from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _require_browser
 from tests.e2e.test_live_stream import submit
-from tests.jobs import echo, fail, sleep, task
+from tests.support.jobs import echo, fail, sleep, task
 
 pytestmark = pytest.mark.e2e
 MONITOR = ROOT / "monitor"
@@ -100,8 +100,8 @@ def stack(static_origin: str) -> Iterator[str]:
         str(MAX_STREAM_SECONDS),
         "--cors-origin",
         static_origin,
-        # tests.plugins registers tests.flaky (a python task that fails, then succeeds on a retry)
-        env={"DAGCAST_RETRY_MS": "300", "DAGCAST_PLUGINS": "tests.plugins", "PYTHONPATH": str(ROOT)},
+        # tests.support.plugins registers tests.flaky (a python task that fails, then succeeds on a retry)
+        env={"DAGCAST_RETRY_MS": "300", "DAGCAST_PLUGINS": "tests.support.plugins", "PYTHONPATH": str(ROOT)},
     )
     yield base
     stop_server(proc)

@@ -20,7 +20,7 @@ import pytest
 
 from dagcast.local.launch import DAGCAST
 from tests.e2e.conftest import ROOT, start_server, stop_server
-from tests.jobs import echo, sleep
+from tests.support.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
 

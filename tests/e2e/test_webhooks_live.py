@@ -8,8 +8,8 @@ import time
 import httpx
 
 from tests.e2e.conftest import start_server, stop_server
-from tests.jobs import echo
-from tests.receiver import Receiver
+from tests.support.jobs import echo
+from tests.support.receiver import Receiver
 
 
 def test_a_job_run_through_dagcast_up_reaches_a_registered_webhook():

@@ -14,7 +14,7 @@ from chalicelib.domain.dag import parse_job
 from chalicelib.domain.events import TERMINAL_TYPES
 from chalicelib.factory import Services
 from dagcast.local.stack import LocalStack
-from tests.jobs import echo, fail, sleep
+from tests.support.jobs import echo, fail, sleep
 
 __all__ = ["echo", "fail", "sleep"]  # task builders, re-exported for the tests here
 

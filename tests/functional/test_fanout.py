@@ -15,7 +15,7 @@ from chalicelib.store import CallCounter
 from chalicelib.webhooks import now_ms
 from dagcast.local.poller import FileCheckpoints, StreamPoller, is_event_insert
 from tests.functional.conftest import echo, run_job
-from tests.receiver import EventBus
+from tests.support.receiver import EventBus
 
 
 def record(

@@ -20,7 +20,7 @@ from dagcast.local.poller import Checkpoints, FileCheckpoints, OnFailure, Stream
 from dagcast.local.stack import LocalStack
 from tests.functional.conftest import echo, run_job
 from tests.functional.test_webhooks import SECRET, client, hooks, register, wait_for  # noqa: F401 - fixtures
-from tests.receiver import EventBus, Receiver
+from tests.support.receiver import EventBus, Receiver
 
 
 def test_every_event_is_delivered_once_in_order_even_when_the_handler_fails_a_record(services, stack):

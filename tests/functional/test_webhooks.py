@@ -26,7 +26,7 @@ from chalicelib.orchestration import new_execution_id
 from chalicelib.webhooks import Dispatcher, Hook, RetryPolicy, now_ms
 from tests.functional.conftest import echo, fail, run_job, wait_for_end
 from tests.functional.test_fanout import record
-from tests.receiver import EventBus, Receiver
+from tests.support.receiver import EventBus, Receiver
 
 SECRET = "s3cret-s3cret-s3cret"
 SETTLE_SECONDS = 1.5  # longer than the longest back-off (1 s) plus a retry pass: catches late duplicates

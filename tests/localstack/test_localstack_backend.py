@@ -21,7 +21,7 @@ from httpx_sse import connect_sse
 from dagcast.local import localstack as ls
 from dagcast.local.launch import start_dagcast_up
 from dagcast.local.stack import function_name
-from tests.jobs import echo, sleep
+from tests.support.jobs import echo, sleep
 
 ENDPOINT = ls.endpoint_from_env()
 

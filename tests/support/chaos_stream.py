@@ -3,7 +3,7 @@ their connections are cut at random points — by the clients, by the server, by
 server — and the stream poller is restarted mid-execution. Every client must end with the
 execution's seqs 1..N, each exactly once, in order; the fan-out must see each event exactly once.
 
-    python -m tests.chaos_stream [--clients 200] [--tasks 360] [--width 3] [--server-restarts 3]
+    python -m tests.support.chaos_stream [--clients 200] [--tasks 360] [--width 3] [--server-restarts 3]
                                  [--poller-restarts 2] [--server-cuts 12] [--seed 1]
 
 What runs, in this process, on a started ``LocalStack`` (moto as AWS, the real handlers, the real
@@ -57,7 +57,7 @@ import httpx
 
 from chalicelib.config import Settings
 from chalicelib.domain import events as ev
-from tests.jobs import echo
+from tests.support.jobs import echo
 
 if TYPE_CHECKING:
     import uvicorn
