@@ -78,7 +78,7 @@ def test_the_zip_is_reused_while_nothing_changed(lambda_zip: Path, monkeypatch):
     requirements = (ROOT / "requirements.txt").read_bytes()
     key = ls.zip_cache_key(sources, requirements)
     assert lambda_zip.name == f"dagcast-lambda-{key[:20]}.zip"
-    changed = [(n, c + b"\n# edited\n") if n == "chalicelib/dag.py" else (n, c) for n, c in sources]
+    changed = [(n, c + b"\n# edited\n") if n == "chalicelib/domain/dag.py" else (n, c) for n, c in sources]
     assert ls.zip_cache_key(changed, requirements) != key
     assert ls.zip_cache_key(sources, requirements + b"\nrequests==2\n") != key
 
