@@ -2,7 +2,8 @@
 
 Needs a running LocalStack (Docker, and LOCALSTACK_AUTH_TOKEN for current images) at
 $LOCALSTACK_ENDPOINT (default http://localhost:4566); every test here is skipped, saying so, when
-none answers. What can be checked without one is in tests/unit/test_localstack.py.
+none answers. What can be checked without one is in tests/unit/test_localstack.py,
+tests/functional/test_localstack_provision.py and tests/e2e/test_localstack_health.py.
 """
 
 from __future__ import annotations
