@@ -57,6 +57,7 @@ import httpx
 
 from chalicelib.config import Settings
 from chalicelib.domain import events as ev
+from tests.support.fanout import fanned_out
 from tests.support.jobs import echo
 
 if TYPE_CHECKING:
@@ -968,11 +969,14 @@ def run_stream_chaos(
             if terminal not in ev.TERMINAL_TYPES:
                 stored_problems.append(f"the execution did not end (last event: {terminal})")
             n = len(log_events)
-            # the fan-out may trail the clients: wait for it, then a little longer (a repeat shows up)
+            # The fan-out may trail the clients: wait until the poller has acknowledged every record
+            # in the stream (no poller restart is due any more). A repeat would be a redelivery of
+            # a record not yet acknowledged: by then it has happened, or it never will.
             until = time.monotonic() + 60
-            while len(fanout.seqs(execution_id)) < n and time.monotonic() < until:
+            while not (len(fanout.seqs(execution_id)) >= n and fanned_out(stack)):
+                if time.monotonic() > until:
+                    break
                 time.sleep(0.1)
-            time.sleep(0.5)
             fanout_seqs = fanout.seqs(execution_id)
     finally:
         with contextlib.suppress(Exception):
