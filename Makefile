@@ -43,8 +43,8 @@ big: install
 # execution while the SSE server and the stream poller restart. Each prints faults injected, events
 # checked, lost and duplicated (minutes; the short versions are in `make test`).
 chaos: install
-	$(BIN)/python -m tests.chaos_run
-	$(BIN)/python -m tests.chaos_stream
+	$(BIN)/python -m tests.support.chaos_run
+	$(BIN)/python -m tests.support.chaos_stream
 
 # Soak: 50 executions in flight and 100 SSE clients for 10 minutes on `dagcast up`; prints RSS and
 # CPU of the server and of the stack (moto + stream poller) over time, events lost, p99 latency,

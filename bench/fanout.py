@@ -68,7 +68,7 @@ def main() -> None:
         import app
         from chalicelib.http import api
         from chalicelib.persistence.executions import DynamoStore
-        from tests.receiver import Receiver
+        from tests.support.receiver import Receiver
 
         logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)
         logging.getLogger("dagcast-webhooks").setLevel(logging.ERROR)

@@ -15,7 +15,7 @@ import pytest
 
 from chalicelib.domain.dag import parse_job
 from tests.functional.conftest import assert_gapless, wait_for_end
-from tests.jobs import echo
+from tests.support.jobs import echo
 
 pytestmark = pytest.mark.big
 

@@ -55,7 +55,9 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
     stop_dagcast_up(proc, timeout=10)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the server stops after the last e2e test instead of running on through the
+# functional and unit tests, and its teardown is not run inside a unit test's (guarded) teardown.
+@pytest.fixture(scope="package")
 def server() -> Iterator[str]:
     proc, base = start_server("main", "--heartbeat-seconds", str(HEARTBEAT_SECONDS))
     yield base

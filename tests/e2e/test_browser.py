@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.conftest import ROOT, start_server, static_server, stop_server
 from tests.e2e.test_live_stream import submit
-from tests.jobs import echo, sleep
+from tests.support.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -14,7 +14,7 @@ from httpx_sse import connect_sse
 from chalicelib.stream.auth import TokenSigner
 from dagcast.local.launch import DAGCAST
 from tests.e2e.conftest import HEARTBEAT_SECONDS, ROOT, STREAM_SECRET
-from tests.jobs import echo, sleep
+from tests.support.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
 

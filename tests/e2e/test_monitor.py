@@ -29,7 +29,7 @@ from chalicelib.domain.events import (
 from tests.e2e.conftest import ROOT, start_server, static_server, stop_server
 from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _require_browser
 from tests.e2e.test_live_stream import submit
-from tests.jobs import echo, fail, sleep, task
+from tests.support.jobs import echo, fail, sleep, task
 
 pytestmark = pytest.mark.e2e
 MONITOR = ROOT / "monitor"
@@ -79,6 +79,12 @@ FINISHED = (
     "['completed', 'failed', 'cancelled'].includes(document.getElementById('exec-status').dataset.status)"
 )
 CLOSED = "document.getElementById('stream').dataset.state === 'closed'"
+# After the end the page reads the execution once more (finish() in monitor/monitor.js), marks its
+# model settled and draws the changes; drawn, nothing is left dirty.
+SETTLED = (
+    "(() => { const v = window.DagcastMonitor.view(); return Boolean(v?.settled && v.dirty.size === 0); })()"
+)
+NEXT_FRAME = "() => new Promise((drawn) => requestAnimationFrame(() => drawn(true)))"
 # The event log's entries, with whether each is shown, and the type filters' boxes and counts.
 READ_LOG = """() => ({
   entries: [...document.querySelectorAll('#log li[data-seq]')].map((li) => ({
@@ -90,6 +96,12 @@ UPDATED_FILTER = f'#log-filters label[data-type="{EXECUTION_UPDATED}"] input'
 BAR_WIDTH = (
     '(id) => document.querySelector(`.gantt-bar[data-task-id="${id}"]`)?.getBoundingClientRect().width ?? 0'
 )
+
+
+def wait_until_settled(page: Any) -> None:
+    """Until the page has read the final snapshot and drawn what it changed."""
+    page.wait_for_function(SETTLED, timeout=TIMEOUT_MS)
+    page.evaluate(NEXT_FRAME)  # the frame the last flush was scheduled for has been drawn
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +119,8 @@ def stack(static_origin: str) -> Iterator[str]:
         str(MAX_STREAM_SECONDS),
         "--cors-origin",
         static_origin,
-        # tests.plugins registers tests.flaky (a python task that fails, then succeeds on a retry)
-        env={"DAGCAST_RETRY_MS": "300", "DAGCAST_PLUGINS": "tests.plugins", "PYTHONPATH": str(ROOT)},
+        # tests.support.plugins registers tests.flaky (a python task that fails, then succeeds on a retry)
+        env={"DAGCAST_RETRY_MS": "300", "DAGCAST_PLUGINS": "tests.support.plugins", "PYTHONPATH": str(ROOT)},
     )
     yield base
     stop_server(proc)
@@ -248,14 +260,14 @@ def test_a_failed_job_shows_failed_and_skipped_tasks_also_after_a_reload(stack):
             page.goto(f"{stack}/?id={execution_id}")
             try:
                 page.wait_for_function(f"({FINISHED}) && ({CLOSED})", timeout=TIMEOUT_MS)
-                page.wait_for_timeout(300)
+                wait_until_settled(page)
             finally:
                 live = page.evaluate(READ_PAGE)
                 page.screenshot(path=str(ARTIFACTS / "monitor-failed.png"))
             # Opened again once it has finished: the same picture, from the replayed history.
             page.reload()
             page.wait_for_function(f"({FINISHED}) && ({CLOSED})", timeout=TIMEOUT_MS)
-            page.wait_for_timeout(300)
+            wait_until_settled(page)
             again = page.evaluate(READ_PAGE)
         finally:
             browser.close()
@@ -321,7 +333,7 @@ def test_the_page_submits_a_job_and_shows_it_live(stack):
             unchecked_after = max(e["seq"] for e in page.evaluate(READ_LOG)["entries"])
             try:
                 page.wait_for_function(f"({FINISHED}) && ({CLOSED})", timeout=TIMEOUT_MS)
-                page.wait_for_timeout(300)  # the last frame, and the final snapshot's read
+                wait_until_settled(page)  # the final snapshot's read, and the last frame
             finally:  # keep what the page showed, also when it never finished
                 seen = page.evaluate(READ_PAGE)
                 states = page.evaluate("window.seenStates")

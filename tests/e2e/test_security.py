@@ -19,7 +19,7 @@ import pytest
 from chalicelib.http.gate import key_digest
 from dagcast.local.launch import DAGCAST
 from tests.e2e.conftest import ROOT, start_server, stop_server
-from tests.jobs import echo
+from tests.support.jobs import echo
 
 pytestmark = pytest.mark.e2e
 KEY = "dk_e2e-key-" + "k" * 30

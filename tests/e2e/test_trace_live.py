@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from chalicelib.domain.model import TaskStatus
 from dagcast.local.launch import DAGCAST
 from tests.e2e.conftest import ROOT, start_server, stop_server
-from tests.jobs import echo, sleep
+from tests.support.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
 
@@ -130,9 +131,19 @@ def test_ls_and_show(server):
     assert [e["seq"] for e in body["events"]] == list(range(4, len(history) + 1))
 
 
+def wait_until_running(base: str, eid: str, task_id: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        execution = httpx.get(f"{base}/api/v1/dag-executions/{eid}", timeout=10).json()
+        if any(t["taskId"] == task_id and t["status"] == TaskStatus.RUNNING for t in execution["tasks"]):
+            return
+        assert time.monotonic() < deadline, f"task {task_id} of {eid} did not start: {execution}"
+        time.sleep(0.05)
+
+
 def test_show_a_running_execution_stops_at_what_has_happened(server):
     eid = submit(server, {"tasks": [sleep(1, 6.0)]})
-    time.sleep(1.0)
+    wait_until_running(server, eid, 1)
     started = time.monotonic()
     shown = dagcast("show", eid, "--url", server, "--json")
     assert shown.returncode == 0, shown.stderr

@@ -26,7 +26,7 @@ from chalicelib.http.gate import new_api_key
 from dagcast.local.launch import free_port
 from tests.e2e.conftest import ROOT, start_server, stop_server
 from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _require_browser
-from tests.jobs import echo, sleep
+from tests.support.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
 BACKEND = ROOT / "examples" / "webapp" / "backend.py"

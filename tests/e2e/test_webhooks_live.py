@@ -7,9 +7,26 @@ import time
 
 import httpx
 
+from chalicelib.domain.model import DeliveryStatus
 from tests.e2e.conftest import start_server, stop_server
-from tests.jobs import echo
-from tests.receiver import Receiver
+from tests.support.jobs import echo
+from tests.support.receiver import Receiver
+
+
+def none_pending(deliveries_url: str, execution_id: str) -> bool:
+    """Whether none of the webhook's deliveries of the execution is pending (each was delivered or is
+    dead): no retry will send one again."""
+    query = {"executionId": execution_id, "status": DeliveryStatus.PENDING, "limit": "1"}
+    page = httpx.get(deliveries_url, params=query, timeout=10)
+    assert page.status_code == 200, page.text
+    return not page.json()["deliveries"]
+
+
+def wait_until(check, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
 
 
 def test_a_job_run_through_dagcast_up_reaches_a_registered_webhook():
@@ -22,21 +39,22 @@ def test_a_job_run_through_dagcast_up_reaches_a_registered_webhook():
         assert created.status_code == 201, created.text
         job = {"tasks": [echo(1, "a"), echo(2, "b", [1])]}
         eid = httpx.post(f"{base}/api/v1/execute-dag", json=job, timeout=10).json()["executionId"]
+        deliveries = f"{base}/api/v1/webhooks/{created.json()['webhookId']}/deliveries"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             keys = receiver.keys_for(eid)
             if keys and receiver.accepted[-1].event["type"] in ("execution.completed", "execution.failed"):
                 break
             time.sleep(0.1)
-        time.sleep(0.5)  # anything after the terminal event would be a duplicate: catch it
+        # The terminal event came, so the fan-out has been through all of the execution's events
+        # (the stream keeps their order); once none is pending, none will be sent again.
+        wait_until(lambda: none_pending(deliveries, eid), "the deliveries to finish")
         keys = receiver.keys_for(eid)
         # every event once, in order, from the first to the terminal one
         assert keys == [f"{eid}:{n}" for n in range(1, len(keys) + 1)]
         assert receiver.accepted[-1].event["type"] == "execution.completed"
         assert all(r.signature_ok for r in receiver.accepted)
-        page = httpx.get(
-            f"{base}/api/v1/webhooks/{created.json()['webhookId']}/deliveries", timeout=10
-        ).json()
+        page = httpx.get(deliveries, timeout=10).json()
         assert [d["deliveryId"] for d in page["deliveries"] if d["executionId"] == eid] == keys
     finally:
         stop_server(proc)
@@ -45,9 +63,10 @@ def test_a_job_run_through_dagcast_up_reaches_a_registered_webhook():
 
 def test_replay_delete_and_refusals_over_a_real_socket(server):
     receiver = Receiver("e2e-webhook-secret-456").start()
+    control = Receiver("e2e-webhook-secret-789").start()
     hooks_url = f"{server}/api/v1/webhooks"
     job = {"tasks": [echo(1, "a")]}
-    webhook_id = ""
+    webhook_id = control_id = ""
 
     def finished(eid: str) -> None:
         deadline = time.monotonic() + 60
@@ -101,12 +120,20 @@ def test_replay_delete_and_refusals_over_a_real_socket(server):
         assert httpx.get(f"{hooks_url}/{webhook_id}", timeout=10).status_code == 404
         assert httpx.get(deliveries, timeout=10).status_code == 404
         webhook_id = ""
-        # nothing is sent to a deleted webhook
+        # nothing is sent to a deleted webhook: checked once another webhook has the execution's
+        # terminal event, when the fan-out has been through all of its events
+        control_id = httpx.post(
+            hooks_url,
+            json={"url": control.url, "secret": control.secret, "types": ["execution.completed"]},
+            timeout=10,
+        ).json()["webhookId"]
         later = httpx.post(f"{server}/api/v1/execute-dag", json=job, timeout=10).json()["executionId"]
         finished(later)
-        time.sleep(1.5)
+        wait_until(lambda: control.keys_for(later) != [], "the other webhook's delivery")
         assert receiver.keys_for(later) == []
     finally:
-        if webhook_id:
-            httpx.delete(f"{hooks_url}/{webhook_id}", timeout=10)
+        for hook in (webhook_id, control_id):
+            if hook:
+                httpx.delete(f"{hooks_url}/{hook}", timeout=10)
         receiver.stop()
+        control.stop()

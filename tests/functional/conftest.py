@@ -8,13 +8,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
 from chalicelib.domain.dag import parse_job
 from chalicelib.domain.events import TERMINAL_TYPES
 from chalicelib.factory import Services
 from dagcast.local.moto.stack import MotoStack
-from tests.jobs import echo, fail, sleep
+from tests.support.jobs import echo, fail, sleep
 
 __all__ = ["echo", "fail", "sleep"]  # task builders, re-exported for the tests here
 
@@ -46,15 +47,33 @@ def services(stack: MotoStack) -> Services:
 
 
 def wait_for_end(services: Services, execution_id: str, timeout: float = 60) -> list[dict[str, Any]]:
+    """The execution's events up to its terminal one, read once nothing more can be written: when
+    its state machine execution has stopped too. Until then a step may still run (a cancelled
+    execution's task finishing, then Finalize); an event it wrote after the terminal one would be a
+    bug, and is returned for the caller's checks to find."""
     deadline = time.monotonic() + timeout
     events: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
+    while True:
         events += services.store.events_after(execution_id, events[-1]["seq"] if events else 0)
         if events and events[-1]["type"] in TERMINAL_TYPES:
-            time.sleep(0.3)  # anything written after the terminal event would be a bug: catch it
-            return events + services.store.events_after(execution_id, events[-1]["seq"])
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{execution_id} did not finish in {timeout}s; events so far: {events}")
         time.sleep(0.05)
-    raise AssertionError(f"{execution_id} did not finish in {timeout}s; events so far: {events}")
+    wait_until_stopped(services, execution_id, deadline)
+    return events + services.store.events_after(execution_id, events[-1]["seq"])
+
+
+def wait_until_stopped(services: Services, execution_id: str, deadline: float) -> None:
+    """Until the execution's Step Functions execution is no longer RUNNING (none was started: at once)."""
+    arn = services.store.get_meta(execution_id).get("stateMachineExecutionArn")
+    if not arn:
+        return
+    sfn = boto3.client("stepfunctions")
+    while (status := sfn.describe_execution(executionArn=str(arn))["status"]) == "RUNNING":
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{execution_id} ended, but its state machine execution is still {status}")
+        time.sleep(0.05)
 
 
 def run_job(

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from chalicelib.domain.dag import parse_job
-from tests.chaos import FaultInjector
-from tests.chaos_tasks import lambda_clients as task_lambda_clients
 from tests.functional.conftest import assert_gapless, by_type, echo, fail, run_job, wait_for_end
+from tests.support.chaos import FaultInjector
+from tests.support.chaos_tasks import lambda_clients as task_lambda_clients
 
 
 def lambda_clients(services: Any) -> list[Any]:

@@ -2,7 +2,7 @@
 a ~300-event execution while they cut their own connections at random points, the server aborts
 random streams and is restarted on the same port, and the stream poller is restarted — every client
 still ends with seq 1..N exactly once, in order, and the fan-out sees each event once.
-The long run is `python -m tests.chaos_stream` (200 clients, ~1,000 events)."""
+The long run is `python -m tests.support.chaos_stream` (200 clients, ~1,000 events)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from chalicelib.config import Settings
-from tests.chaos_stream import (
+from tests.support.chaos_stream import (
     ClientResult,
     SseParser,
     SseServer,

@@ -1,5 +1,5 @@
 """Chaos of the task Lambda itself (issue 8), inside `make test`: ``run_task`` crashes, times out or
-is delivered twice (tests/chaos_tasks.py) while real jobs run through the real state machine. The
+is delivered twice (tests/support/chaos_tasks.py) while real jobs run through the real state machine. The
 log stays gapless with each event once, every task completes once and never before its
 dependencies, its result is stored once, and the execution ends as AWS would end it: Step
 Functions retries a failed ``Run`` twice (the ASL), then Catch → ``record_failure`` fails the task
@@ -23,7 +23,8 @@ from typing import Any
 from chalicelib.domain.dag import parse_job
 from chalicelib.orchestration.submission import new_execution_id
 from chalicelib.persistence.keys import pk
-from tests.chaos_tasks import (
+from tests.functional.conftest import assert_gapless, by_type, echo, sleep, wait_for_end
+from tests.support.chaos_tasks import (
     RUN_LAMBDA_RETRIES,
     Answer,
     FaultyHandler,
@@ -33,8 +34,7 @@ from tests.chaos_tasks import (
     timing_out,
     twice,
 )
-from tests.functional.conftest import assert_gapless, by_type, echo, sleep, wait_for_end
-from tests.jobs import task
+from tests.support.jobs import task
 
 Wrap = Callable[[Any], FaultyHandler]  # the real handler → the wrapper for one execution
 

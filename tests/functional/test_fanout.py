@@ -15,7 +15,7 @@ from chalicelib.fanout import FanOut
 from chalicelib.persistence.table import CallCounter
 from dagcast.local.moto.poller import FileCheckpoints, StreamPoller, is_event_insert
 from tests.functional.conftest import echo, run_job
-from tests.receiver import EventBus
+from tests.support.receiver import EventBus
 
 
 def record(

@@ -15,8 +15,8 @@ from chalice.test import Client
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.jobs import echo
-from tests.strategies import HOSTILE, TEXT
+from tests.support.jobs import echo
+from tests.support.strategies import HOSTILE, TEXT
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

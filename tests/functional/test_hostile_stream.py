@@ -18,7 +18,7 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its test cli
 from chalicelib.config import Settings
 from chalicelib.stream.app import create_sse_app
 from tests.functional.conftest import echo, run_job
-from tests.strategies import HEADER, HOSTILE, TEXT
+from tests.support.strategies import HEADER, HOSTILE, TEXT
 
 
 @pytest.fixture(scope="module")

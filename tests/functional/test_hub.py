@@ -34,6 +34,15 @@ async def _collect(sub, want: int, timeout: float = 10) -> list[int]:
     return got
 
 
+async def _running(feed: Any, timeout: float = 10) -> None:
+    """Until the feed has polled the store once."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout
+    while feed.polls == 0:
+        assert loop.time() < until, "the feed never polled"
+        await asyncio.sleep(0.01)
+
+
 def test_every_subscriber_gets_every_event_from_one_poller(services):
     eid = _execution(services)
 
@@ -41,7 +50,7 @@ def test_every_subscriber_gets_every_event_from_one_poller(services):
         hub = Hub(lambda: services.store, active_seconds=0.05, idle_seconds=0.2, buffer_size=100)
         subs = [hub.subscribe(eid, 1)[1] for _ in range(50)]
         feed = hub.feeds[eid]
-        await asyncio.sleep(0.3)
+        await _running(feed)
         polls_before = feed.polls
         await asyncio.to_thread(_append, services, eid, 10)
         results = await asyncio.gather(*(_collect(s, 10) for s in subs))
@@ -58,10 +67,10 @@ def test_a_full_buffer_cuts_that_subscriber_only(services):
 
     async def scenario() -> Any:
         hub = Hub(lambda: services.store, active_seconds=0.05, idle_seconds=0.2, buffer_size=5)
-        _feed, slow = hub.subscribe(eid, 1)
+        feed, slow = hub.subscribe(eid, 1)
         _, fast = hub.subscribe(eid, 1)
         collector = asyncio.create_task(_collect(fast, 12))
-        await asyncio.sleep(0.2)
+        await _running(feed)
         # paced so that no poll (every 50 ms) brings more than a buffer's worth: the fast reader
         # keeps up, the one that never reads overflows
         await asyncio.to_thread(_append, services, eid, 12, 0, 0.1)
@@ -82,7 +91,10 @@ def test_polling_backs_off_when_idle_and_the_feed_stops_without_subscribers(serv
         await asyncio.sleep(5)
         idle_polls = feed.polls
         hub.unsubscribe(feed, sub)
-        await asyncio.sleep(6)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 6  # it lingers 5 s (hub.LINGER_SECONDS), then stops at its next poll
+        while eid in hub.feeds and loop.time() < until:
+            await asyncio.sleep(0.05)
         return idle_polls, eid in hub.feeds
 
     idle_polls, still_there = asyncio.run(scenario())

@@ -10,13 +10,13 @@ from typing import Any
 
 import boto3
 
-import tests.plugins  # registers tests.flaky; its call counter is read below
+import tests.support.plugins  # registers tests.flaky; its call counter is read below
 from chalicelib.domain.dag import parse_job
 from chalicelib.http import api
 from chalicelib.orchestration.engine import Orchestrator
 from chalicelib.persistence.sfn import StepFunctions
 from tests.functional.conftest import assert_gapless, by_type, echo, fail, run_job, sleep, wait_for_end
-from tests.jobs import task
+from tests.support.jobs import task
 
 
 def _shape(events: list[dict[str, Any]], *fields: str) -> list[tuple[Any, ...]]:
@@ -49,7 +49,7 @@ def test_retries_are_events_with_attempt_numbers_and_nothing_is_duplicated(servi
     failed = [e for e in events if e["type"] == "substep.failed"]
     assert [f["error"] for f in failed] == [f"attempt 1 of {key} failed", f"attempt 2 of {key} failed"]
     assert all(f["retryInSeconds"] == 0 and f["reason"] == "error" for f in failed)
-    assert tests.plugins.calls[key] == 3  # one call per attempt: no attempt ran twice
+    assert tests.support.plugins.calls[key] == 3  # one call per attempt: no attempt ran twice
     assert events[-1]["finalResult"] == f"{key} succeeded on call 3"
     snap = services.orchestrator.snapshot(eid)
     assert snap["tasks"][0]["attempt"] == 3 and snap["tasks"][0]["status"] == "completed"

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.functional.conftest import assert_gapless, run_job
-from tests.jobs import echo, fail
+from tests.support.jobs import echo, fail
 
 
 @st.composite

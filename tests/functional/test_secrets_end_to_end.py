@@ -12,8 +12,8 @@ import warnings
 from chalicelib.http import api
 from tests.functional.conftest import run_job
 from tests.functional.test_task_kinds import server  # noqa: F401 - the local HTTP server fixture
-from tests.jobs import task
-from tests.receiver import Receiver
+from tests.support.jobs import task
+from tests.support.receiver import Receiver
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -19,8 +19,16 @@ from chalicelib.orchestration.submission import new_execution_id
 from dagcast.local.moto.poller import Checkpoints, FileCheckpoints, OnFailure, StreamPoller, is_event_insert
 from dagcast.local.moto.stack import MotoStack
 from tests.functional.conftest import echo, run_job
-from tests.functional.test_webhooks import SECRET, client, hooks, register, wait_for  # noqa: F401 - fixtures
-from tests.receiver import EventBus, Receiver
+from tests.functional.test_webhooks import (  # noqa: F401 - client and hooks are fixtures
+    SECRET,
+    client,
+    hooks,
+    register,
+    settled,
+    wait_for,
+)
+from tests.support.fanout import fanned_out
+from tests.support.receiver import EventBus, Receiver
 
 
 def test_every_event_is_delivered_once_in_order_even_when_the_handler_fails_a_record(services, stack):
@@ -134,8 +142,9 @@ def test_a_record_that_never_succeeds_is_given_up_after_the_retry_limit_and_the_
     assert info["startSequenceNumber"] == info["endSequenceNumber"] == given_up["sequenceNumber"]
     assert info["batchSize"] == 1 and info["streamArn"] == stack.poller.stream_arn and info["shardId"]
     assert message["requestContext"] == {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 3}
-    # and the shard went on: nothing is left for the poller, nothing else was given up
-    time.sleep(0.2)
+    # and the shard went on: once the stack's own fan-out has been through these records too (what
+    # it writes in return would be in the stream by then), nothing is left for the poller
+    wait_for(lambda: fanned_out(stack), what="the stack's fan-out")
     assert poller.poll_once() == 0 and poller.stats.records_given_up == 1
 
 
@@ -148,7 +157,7 @@ def test_a_record_that_fails_a_few_times_then_succeeds_loses_nothing_and_keeps_o
     bus = EventBus()  # not created yet: PutEvents fails (ResourceNotFoundException) until it is
     receiver = Receiver(SECRET).start()
     eid, other = new_execution_id(), new_execution_id()
-    register(client, hooks, receiver, executionId=eid)
+    webhook_id = register(client, hooks, receiver, executionId=eid)
     checkpoints = caught_up(stack)
     write_execution(services, eid, ["execution.updated", "execution.updated"])
     write_execution(services, other, ["execution.updated"])
@@ -178,7 +187,8 @@ def test_a_record_that_fails_a_few_times_then_succeeds_loses_nothing_and_keeps_o
         assert got == [(eid, 1), (eid, 2), (eid, 3), (other, 1), (other, 2), (eid, 4)]  # stream order
         expected = [f"{eid}:{n}" for n in range(1, 5)]
         wait_for(lambda: receiver.keys_for(eid) == expected, what="the webhook deliveries")
-        time.sleep(1.0)  # longer than the longest back-off here: anything more would be a duplicate
+        # nothing pending, the stack's own fan-out of the records through: a duplicate would be here
+        wait_for(lambda: settled(stack, client, webhook_id, eid, other), what="the deliveries")
         assert receiver.keys_for(eid) == expected and receiver.keys_for(other) == []
         assert poller.stats.records_given_up == 0 and poller.on_failure.messages == []
     finally:

@@ -10,11 +10,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-import tests.plugins  # noqa: F401  (registers the python functions the jobs call)
+import tests.support.plugins  # noqa: F401  (registers the python functions the jobs call)
 from chalicelib.domain.dag import parse_job
 from chalicelib.domain.errors import InvalidJob
 from tests.functional.conftest import assert_gapless, by_type, echo, run_job
-from tests.jobs import task
+from tests.support.jobs import task
 
 API_KEY = "sk-test-not-a-real-key-123"
 
@@ -132,11 +132,11 @@ def test_http_connection_refused_is_a_task_failure(services):
 
 
 def test_python_registered_and_dotted_functions(services, monkeypatch):
-    monkeypatch.setenv("DAGCAST_PYTHON_MODULES", "tests.plugins")
+    monkeypatch.setenv("DAGCAST_PYTHON_MODULES", "tests.support.plugins")
     body = {
         "tasks": [
-            task(1, "python", {"function": "tests.plugins:double", "args": {"value": 21}}),
-            task(2, "python", {"function": "tests.plugins.double", "args": {"value": 1}}),
+            task(1, "python", {"function": "tests.support.plugins:double", "args": {"value": 21}}),
+            task(2, "python", {"function": "tests.support.plugins.double", "args": {"value": 1}}),
             task(3, "python", {"function": "tests.sum_inputs", "args": {"offset": 100}}, [1, 2]),
         ]
     }

@@ -20,7 +20,7 @@ from chalice.test import Client
 
 from chalicelib import fanout
 from chalicelib.domain.dag import parse_job
-from chalicelib.domain.model import now_ms
+from chalicelib.domain.model import DeliveryStatus, now_ms
 from chalicelib.factory import Services, build_services
 from chalicelib.fanout import FanOut
 from chalicelib.orchestration.submission import new_execution_id
@@ -29,10 +29,10 @@ from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher, LaneRepo
 from chalicelib.webhooks.models import Hook
 from tests.functional.conftest import echo, fail, run_job, wait_for_end
 from tests.functional.test_fanout import record
-from tests.receiver import EventBus, Receiver
+from tests.support.fanout import fanned_out
+from tests.support.receiver import EventBus, Receiver
 
 SECRET = "s3cret-s3cret-s3cret"
-SETTLE_SECONDS = 1.5  # longer than the longest back-off (1 s) plus a retry pass: catches late duplicates
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,21 @@ def wait_for(check, timeout: float = 60, what: str = "") -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def settled(stack: Any, client: Client, webhook_id: str, *execution_ids: str) -> bool:
+    """Whether nothing more can reach the webhook for these executions: the fan-out has been through
+    every event written so far, and none of the webhook's deliveries of them is pending (each was
+    delivered or is dead), so no retry will send one again. A late duplicate would have come by now."""
+    if not fanned_out(stack):
+        return False
+    for eid in execution_ids:
+        query = f"executionId={eid}&status={DeliveryStatus.PENDING}&limit=1"
+        reply = call(client, "get", f"/api/v1/webhooks/{webhook_id}/deliveries?{query}")
+        assert reply.status_code == 200, reply.json_body
+        if reply.json_body["deliveries"]:
+            return False
+    return True
 
 
 def run_as(services: Services, execution_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -253,16 +268,19 @@ def test_the_last_failure_leaves_a_dead_letter_that_replay_delivers(client, hook
         receiver.stop()
 
 
-def test_an_execution_filter_and_type_filter_select_events(client, hooks, services):
+def test_an_execution_filter_and_type_filter_select_events(client, hooks, services, stack):
     receiver = Receiver(SECRET).start()
-    register(client, hooks, receiver, types=["substep.completed"])
+    webhook_id = register(client, hooks, receiver, types=["substep.completed"])
     other = Receiver(SECRET).start()
-    register(client, hooks, other, executionId="dag-exec_someone-else")
+    other_id = register(client, hooks, other, executionId="dag-exec_someone-else")
     try:
         eid, events = run_job(services, {"tasks": [echo(1, "a"), echo(2, "b", [1])]})
         expected = [f"{eid}:{e['seq']}" for e in events if e["type"] == "substep.completed"]
         wait_for(lambda: receiver.keys_for(eid) == expected, what="the completed substeps")
-        time.sleep(0.5)
+        wait_for(
+            lambda: settled(stack, client, webhook_id, eid) and settled(stack, client, other_id, eid),
+            what="the fan-out of every event and the deliveries",
+        )
         assert receiver.keys_for(eid) == expected
         assert other.requests == 0
     finally:
@@ -381,12 +399,13 @@ def test_webhook_metrics_count_deliveries_failures_dead_letters_and_lag(
         down.stop()
 
 
-def test_concurrent_executions_reach_a_failing_receiver_each_event_once_in_order(client, hooks, services):
+def test_concurrent_executions_reach_a_failing_receiver_each_event_once_in_order(
+    client, hooks, services, stack
+):
     flaky = Receiver(SECRET, fail_first=8).start()
     steady = Receiver(SECRET).start()
     receivers = {"flaky": flaky, "steady": steady}
-    for r in receivers.values():
-        register(client, hooks, r)
+    webhook_ids = {name: register(client, hooks, r) for name, r in receivers.items()}
     job = {"tasks": [echo(1, "a"), echo(2, "b", [1]), echo(3, "c", [1]), echo(4, "d", [2, 3])]}
     try:
         ids = [services.orchestrator.submit(parse_job(job)) for _ in range(3)]  # all running at once
@@ -397,7 +416,8 @@ def test_concurrent_executions_reach_a_failing_receiver_each_event_once_in_order
 
         for name, r in receivers.items():
             wait_for(lambda r=r: exactly_once(r), what=f"the {name} receiver's deliveries")
-        time.sleep(SETTLE_SECONDS)
+        for name, webhook_id in webhook_ids.items():
+            wait_for(lambda w=webhook_id: settled(stack, client, w, *ids), what=f"the {name} deliveries")
         for name, r in receivers.items():
             assert exactly_once(r), name  # nothing more arrived: no late duplicate
             assert all(x.signature_ok for x in r.accepted), name
@@ -407,10 +427,10 @@ def test_concurrent_executions_reach_a_failing_receiver_each_event_once_in_order
             r.stop()
 
 
-def test_an_execution_filter_delivers_that_executions_events_and_no_others(client, hooks, services):
+def test_an_execution_filter_delivers_that_executions_events_and_no_others(client, hooks, services, stack):
     receiver = Receiver(SECRET).start()
     eid, other = new_execution_id(), new_execution_id()
-    register(client, hooks, receiver, executionId=eid)
+    webhook_id = register(client, hooks, receiver, executionId=eid)
     job = {"tasks": [echo(1, "a"), echo(2, "b", [1])]}
     try:
         services.orchestrator.submit(parse_job(job), other)  # runs alongside
@@ -418,7 +438,7 @@ def test_an_execution_filter_delivers_that_executions_events_and_no_others(clien
         wait_for_end(services, other)
         expected = [f"{eid}:{e['seq']}" for e in events]
         wait_for(lambda: receiver.keys_for(eid) == expected, what="the filtered execution's events")
-        time.sleep(SETTLE_SECONDS)
+        wait_for(lambda: settled(stack, client, webhook_id, eid, other), what="the fan-out and deliveries")
         assert receiver.keys_for(eid) == expected  # all of them, once each, in order
         assert [x.event["executionId"] for x in receiver.accepted] == [eid] * len(expected)  # no other
     finally:
@@ -470,7 +490,7 @@ def test_after_a_dead_letter_the_lane_moves_on_and_retries_back_off_exponentiall
         receiver.stop()
 
 
-def test_replaying_a_pending_delivery_queues_its_lane(client, hooks, services):
+def test_replaying_a_pending_delivery_queues_its_lane(client, hooks, services, stack):
     receiver = Receiver(SECRET, fail_always=True).start()
     webhook_id = register(client, hooks, receiver, types=["execution.completed"])
     base = f"/api/v1/webhooks/{webhook_id}/deliveries"
@@ -494,7 +514,7 @@ def test_replaying_a_pending_delivery_queues_its_lane(client, hooks, services):
         assert reply.status_code == 202, reply.json_body
         assert reply.json_body["replay"] == {"queued": True} and reply.json_body["status"] == "pending"
         wait_for(lambda: receiver.keys_for(eid) == [f"{eid}:{seq}"], what="the queued delivery")
-        time.sleep(SETTLE_SECONDS)
+        wait_for(lambda: settled(stack, client, webhook_id, eid), what="the lane to finish")
         assert receiver.keys_for(eid) == [f"{eid}:{seq}"]  # once
         assert receiver.accepted[-1].headers["X-Dagcast-Attempt"] == str(before["attempts"] + 1)
         page = call(client, "get", f"{base}?executionId={eid}").json_body["deliveries"]

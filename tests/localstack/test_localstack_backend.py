@@ -2,7 +2,8 @@
 
 Needs a running LocalStack (Docker, and LOCALSTACK_AUTH_TOKEN for current images) at
 $LOCALSTACK_ENDPOINT (default http://localhost:4566); every test here is skipped, saying so, when
-none answers. What can be checked without one is in tests/unit/test_localstack.py.
+none answers. What can be checked without one is in tests/unit/test_localstack.py,
+tests/functional/test_localstack_provision.py and tests/e2e/test_localstack_health.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dagcast.local.launch import start_dagcast_up
 from dagcast.local.localstack import connection, provision
 from dagcast.local.localstack.backend import LocalStackBackend
 from dagcast.local.localstack.errors import LocalStackError
-from tests.jobs import echo, sleep
+from tests.support.jobs import echo, sleep
 
 ENDPOINT = connection.endpoint_from_env()
 

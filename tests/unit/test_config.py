@@ -57,20 +57,6 @@ def test_auth_is_on_by_default_and_needs_a_secret():
     assert Settings.from_env({"DAGCAST_TABLE": "tbl", "DAGCAST_STREAM_SECRET": "x" * 16}).auth is True
 
 
-def test_the_stream_secret_can_come_from_secrets_manager(monkeypatch):
-    import boto3
-    from moto import mock_aws
-
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        sm = boto3.client("secretsmanager", region_name="us-east-1")
-        sm.create_secret(Name="dagcast/test/stream-secret", SecretString="s" * 48)
-        env = {"DAGCAST_TABLE": "tbl", "DAGCAST_STREAM_SECRET_NAME": "dagcast/test/stream-secret"}
-        assert Settings.from_env(env).stream_secret == "s" * 48
-        with pytest.raises(SettingsError, match="cannot read DAGCAST_STREAM_SECRET_NAME='dagcast/nope'"):
-            Settings.from_env({**env, "DAGCAST_STREAM_SECRET_NAME": "dagcast/nope"})
-
-
 @pytest.mark.parametrize(
     "ref", [{"env": "DAGCAST_STREAM_SECRET"}, {"secret": "dagcast-internal/dev/stream-secret"}]
 )

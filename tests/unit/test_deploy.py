@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +21,8 @@ from dagcast.deploy import (
     Deployer,
     DeployError,
     function_arns,
-    run_command,
 )
-from tests.unit.test_infra import Stack, template
+from tests.support.cloudformation import Stack, template
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
@@ -329,17 +327,6 @@ def test_a_failed_table_lookup_stops_the_deploy_with_what_aws_said(project):
 
     with pytest.raises(DeployError, match="AccessDeniedException"):
         deploy(project, "dev", Denied(project, "dev"))
-
-
-def test_quiet_commands_keep_their_stderr_for_the_caller(capsys):
-    assert run_command([sys.executable, "-c", "print('out')"]) == "out\n"
-    with pytest.raises(CommandFailed) as raised:
-        run_command(
-            [sys.executable, "-c", "import sys; sys.stderr.write('no such table'); sys.exit(3)"], quiet=True
-        )
-    assert raised.value.stderr == "no such table"
-    assert str(raised.value) == f"{Path(sys.executable).name} -c failed with exit code 3"
-    assert capsys.readouterr().out == "out\n"
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(project):

@@ -4,7 +4,6 @@ print for a scripted API — including the errors, which are one line, never a s
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -129,20 +128,6 @@ def test_where_the_stream_is_taken_from():
 
 
 # ------------------------------------------------------------------------------- the commands
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.mark.parametrize("command", [["ls"], ["show", EID], ["trace", EID], ["trace"]])
-def test_an_unreachable_api_is_one_line_and_exit_2(capsys, command):
-    url = f"http://127.0.0.1:{closed_port()}"
-    assert cli.main([*command, "--url", url]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"dagcast: no dagcast API answers at {url}") and "Traceback" not in err
 
 
 @pytest.mark.parametrize(

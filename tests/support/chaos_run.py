@@ -1,10 +1,10 @@
 """`make chaos`: the long chaos run — random DAGs through the real state machine on the local stack
 while DynamoDB calls of the Lambdas fail at random (throttled, 5xx, or applied with the answer
-lost; tests/chaos.py), and while the task Lambda crashes, times out or runs twice
-(tests/chaos_tasks.py). Prints what was injected and checked; exits 1 if any event was lost or
+lost; tests/support/chaos.py), and while the task Lambda crashes, times out or runs twice
+(tests/support/chaos_tasks.py). Prints what was injected and checked; exits 1 if any event was lost or
 duplicated, a task ran before its dependencies, or an execution did not end as its policy says.
 
-    python -m tests.chaos_run [--rounds 4] [--tasks 12] [--rate 0.15] [--seed 1]
+    python -m tests.support.chaos_run [--rounds 4] [--tasks 12] [--rate 0.15] [--seed 1]
 
 The short version of this runs in `make test` (tests/functional/test_chaos.py).
 """
@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.chaos import FaultInjector
-from tests.chaos_tasks import crashing, lambda_clients, timing_out, twice
-from tests.jobs import echo, fail
+from tests.support.chaos import FaultInjector
+from tests.support.chaos_tasks import crashing, lambda_clients, timing_out, twice
+from tests.support.jobs import echo, fail
 
 MODES = ("throttle", "5xx", "lost")
 
@@ -145,7 +145,7 @@ def main() -> int:
                     eid = services.orchestrator.submit(parse_job(job))
                     events = wait_for_end(services, eid, timeout=300)
                 tally.record(mode, r, job, events, sum(faults.injected.values()), time.monotonic() - t0)
-        # The task Lambda itself: crashes, Lambda timeouts, duplicate invocations (tests/chaos_tasks.py).
+        # The task Lambda itself: crashes, Lambda timeouts, duplicate invocations (tests/support/chaos_tasks.py).
 
         wrappers: dict[str, Callable[[Any, random.Random], Any]] = {
             "crash": lambda real, r: crashing(real, args.task_rate, r, when="any"),

@@ -3,7 +3,7 @@ their connections are cut at random points — by the clients, by the server, by
 server — and the stream poller is restarted mid-execution. Every client must end with the
 execution's seqs 1..N, each exactly once, in order; the fan-out must see each event exactly once.
 
-    python -m tests.chaos_stream [--clients 200] [--tasks 360] [--width 3] [--server-restarts 3]
+    python -m tests.support.chaos_stream [--clients 200] [--tasks 360] [--width 3] [--server-restarts 3]
                                  [--poller-restarts 2] [--server-cuts 12] [--seed 1]
 
 What runs, in this process, on a started ``MotoStack`` (moto as AWS, the real handlers, the real
@@ -58,7 +58,8 @@ import httpx
 from chalicelib.config import Settings
 from chalicelib.domain import events as ev
 from dagcast.local.lambdas import FANOUT
-from tests.jobs import echo
+from tests.support.fanout import fanned_out
+from tests.support.jobs import echo
 
 if TYPE_CHECKING:
     import uvicorn
@@ -968,11 +969,14 @@ def run_stream_chaos(
             if terminal not in ev.TERMINAL_TYPES:
                 stored_problems.append(f"the execution did not end (last event: {terminal})")
             n = len(log_events)
-            # the fan-out may trail the clients: wait for it, then a little longer (a repeat shows up)
+            # The fan-out may trail the clients: wait until the poller has acknowledged every record
+            # in the stream (no poller restart is due any more). A repeat would be a redelivery of
+            # a record not yet acknowledged: by then it has happened, or it never will.
             until = time.monotonic() + 60
-            while len(fanout.seqs(execution_id)) < n and time.monotonic() < until:
+            while not (len(fanout.seqs(execution_id)) >= n and fanned_out(stack)):
+                if time.monotonic() > until:
+                    break
                 time.sleep(0.1)
-            time.sleep(0.5)
             fanout_seqs = fanout.seqs(execution_id)
     finally:
         with contextlib.suppress(Exception):

@@ -8,6 +8,8 @@ import pytest
 
 from dagcast.local.launch import start_dagcast_up
 
+pytestmark = pytest.mark.e2e
+
 
 def test_a_stack_that_exits_at_once_is_reported_with_its_log(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "up.log"

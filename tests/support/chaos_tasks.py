@@ -58,7 +58,7 @@ from typing import Any, Literal
 from chalicelib.config import ASL_PATH
 from chalicelib.kinds import TaskFailed, register_function
 from chalicelib.persistence.sfn import StepFunctions
-from tests.chaos import register_settled
+from tests.support.chaos import register_settled
 
 Handler = Callable[[dict[str, Any], Any], Any]
 When = Literal["before", "during", "after", "any"]  # crashing

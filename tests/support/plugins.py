@@ -29,5 +29,5 @@ def flaky(inputs: dict[int, Any], key: str, failures: int) -> str:
 
 
 def double(inputs: dict[int, Any], value: int) -> int:
-    """Not registered: reachable only as ``tests.plugins:double`` when DAGCAST_PYTHON_MODULES allows."""
+    """Not registered: reachable only as ``tests.support.plugins:double`` when DAGCAST_PYTHON_MODULES allows."""
     return value * 2
