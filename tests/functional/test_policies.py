@@ -115,10 +115,19 @@ def test_the_execution_timeout_stops_running_and_skips_the_rest(services):
 
 
 def test_fail_fast_lets_running_tasks_finish_and_skips_the_rest(services):
+    key = uuid.uuid4().hex
     body = {
         "tasks": [
-            fail(1, "boom"),
-            sleep(2, 1.0),  # running when 1 fails: finishes
+            # fails once task 2 is running (on a loaded machine a plain fail could end first)
+            {
+                **task(
+                    1,
+                    "python",
+                    {"function": "tests.fail_once_started", "args": {"key": key, "message": "boom"}},
+                ),
+                "description": "fail 1",
+            },
+            task(2, "python", {"function": "tests.started_then_sleep", "args": {"key": key, "seconds": 1.0}}),
             echo(3, "after {{2}}", [2]),  # not started: skipped
             echo(4, "after {{1}}", [1]),  # not started: skipped
         ]

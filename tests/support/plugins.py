@@ -28,6 +28,32 @@ def flaky(inputs: dict[int, Any], key: str, failures: int) -> str:
     return f"{key} succeeded on call {n}"
 
 
+# Gates between tasks of one job, by key: a task that must not end before another has started
+# waits on the other's signal instead of racing it (the stack runs task Lambdas in this process).
+_started: dict[str, threading.Event] = {}
+
+
+def _gate(key: str) -> threading.Event:
+    with _lock:
+        return _started.setdefault(key, threading.Event())
+
+
+@register_function("tests.started_then_sleep")
+def started_then_sleep(inputs: dict[int, Any], key: str, seconds: float) -> str:
+    """Signals ``key`` as it starts, then sleeps: a task known to be running."""
+    _gate(key).set()
+    threading.Event().wait(seconds)
+    return f"slept {seconds:g}s"
+
+
+@register_function("tests.fail_once_started")
+def fail_once_started(inputs: dict[int, Any], key: str, message: str) -> str:
+    """Fails with ``message`` once ``key`` has started (at most 60 s later)."""
+    if not _gate(key).wait(60):
+        raise TaskFailed(f"{key} never started")
+    raise TaskFailed(message)
+
+
 def double(inputs: dict[int, Any], value: int) -> int:
     """Not registered: reachable only as ``tests.support.plugins:double`` when DAGCAST_PYTHON_MODULES allows."""
     return value * 2
