@@ -30,11 +30,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from chalicelib.config import Settings
+from chalicelib.domain.errors import NoRoute
 from chalicelib.factory import build_services
 from chalicelib.persistence.table import CallCounter
 from chalicelib.stream.app import SseApp, cors_middleware
 from chalicelib.stream.auth import redact_query
-from chalicelib.stream.endpoint import EventsEndpoint
+from chalicelib.stream.endpoint import EventsEndpoint, error_response
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 # The monitor page: static files, no build step, at the repository root (the package is installed
@@ -107,7 +108,7 @@ class ChaliceProxy:
                 self._gateway.handle_request, request.method, path, headers, body
             )
         except ForbiddenError:
-            return JSONResponse({"error": f"no route {request.method} {request.url.path}"}, status_code=404)
+            return error_response(NoRoute(request.method, request.url.path))
         raw = out.get("body") or b""
         if out.get("isBase64Encoded"):
             raw = base64.b64decode(raw)

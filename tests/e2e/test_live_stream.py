@@ -198,7 +198,8 @@ def test_unknown_ids_are_404_json(server):
         reply = httpx.get(server + path)
         assert reply.status_code == 404
         assert reply.json() == {"error": "no execution with id 'dag-exec_missing'"}
-    assert httpx.get(server + "/api/v2/nothing").status_code == 404
+    unknown = httpx.get(server + "/api/v2/nothing")
+    assert (unknown.status_code, unknown.json()) == (404, {"error": "no route GET /api/v2/nothing"})
 
 
 def test_a_bad_job_is_400_listing_every_problem(server):
