@@ -1,6 +1,6 @@
 // dagcast monitor: a live view of one execution (graph, timeline, event log, counters, result)
-// and the list of recent ones. Plain browser JavaScript, no build step, no dependencies; the
-// stream handling is stream.js, the graph layout layout.js. Guide: docs/monitor.md.
+// and the list of recent ones. Plain browser JavaScript, no build step, no dependencies; the REST
+// calls are stream.js, the stream loop watch.js, the graph layout layout.js. Guide: docs/monitor.md.
 //
 // Opening an execution: GET …/{id} for its tasks and dependencies (the graph's shape), then the
 // event stream from the first event (?lastEventId=0), so the log and the timeline are complete
@@ -12,7 +12,8 @@
 'use strict';
 
 (function () {
-  const { callApi, executionPath, watchExecution, EVENT_TYPES } = window.DagcastStream;
+  const { callApi, executionPath, streamToken, watchExecution } = window.DagcastStream;
+  const { EVENT_TYPES } = window.DagcastWatch;
   const { layout } = window.DagcastLayout;
 
   const EXAMPLE_JOB = {
@@ -96,7 +97,7 @@
     let access = accepted;
     if (!access) {
       try {
-        access = await callApi(API, `${executionPath(executionId)}/stream-token`, { method: 'POST' });
+        access = await streamToken(API, executionId);
       } catch (err) {
         if (gen !== generation) return;
         if (err.status !== 404) return showError(`Could not get a stream token: ${err.message}`);
@@ -108,14 +109,13 @@
     resetCount('connections');
     resetCount('refreshes');
     const shown = view;
-    watch = watchExecution({
+    watch = watchExecution(API, {
+      executionId,
       access,
       lastSeq: 0, // the whole history, then live
-      refresh: async () => {
-        const fresh = await callApi(API, `${executionPath(executionId)}/stream-token`, { method: 'POST' });
+      onToken: (fresh) => { // a fresh token from POST …/stream-token, after a refusal
         count('refreshes');
         showTokenExpiry(fresh);
-        return fresh;
       },
       onEvent: (type, e) => { if (view === shown) onEvent(type, e); },
       onState: (state) => { if (view === shown) setStream(state); },

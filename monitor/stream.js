@@ -1,15 +1,12 @@
-// dagcast monitor: the REST calls and the event stream of one execution (window.DagcastStream).
-// The same loop as examples/webapp/app.js and docs/webapp.md ("Plain JavaScript"): apply each seq
-// once, let EventSource reconnect by itself after a drop (it sends Last-Event-ID), get a fresh
-// token and resume with ?lastEventId= after a refusal (401: the token expired), stop at the end.
+// dagcast monitor: the REST calls, with the API key when the API wants one, and the event stream of
+// one execution through them (window.DagcastStream). The stream loop itself — each seq once, the
+// browser's own reconnects after a drop, a fresh token and ?lastEventId= after a refusal, the end —
+// is watch.js (window.DagcastWatch), shared with examples/webapp and loaded before this file.
 // A classic script (not an ES module) so that the page also works opened from a file:// URL.
 'use strict';
 
 (function () {
-  const EVENT_TYPES = ['execution.created', 'execution.updated', 'execution.completed', 'execution.failed',
-    'substep.started', 'substep.completed', 'substep.failed'];
-  const TERMINAL = new Set(['execution.completed', 'execution.failed']);
-  const MAX_REFUSALS = 5; // refused (re)connects in a row before giving up
+  if (!window.DagcastWatch) throw new Error('stream.js needs watch.js, loaded before it');
 
   class ApiError extends Error {
     constructor(message, status, body) {
@@ -56,101 +53,16 @@
 
   const executionPath = (id) => `/api/v1/dag-executions/${encodeURIComponent(id)}`;
 
-  // Follows one execution. lastSeq: null = start from a snapshot, 0 = the whole history, N = after N.
-  //   access:     {eventsUrl, streamTokenExpiresAt?} (the 202's or POST …/stream-token's answer)
-  //   onEvent(type, payload): once per seq, in order; the snapshot too (payload.snapshot)
-  //   onState(state):         connecting | open | reconnecting | refreshing token | closed | failed
-  //   onHeartbeat(payload), onNote(text), onGiveUp(message), onConnect()
-  //   refresh():              a promise of a fresh access (POST …/stream-token)
-  // Returns {stop()}.
-  function watchExecution({ access, lastSeq = null, refresh, onEvent, onState, onHeartbeat, onNote, onGiveUp, onConnect }) {
-    let es = null;
-    let finished = false;
-    let refusals = 0;
-    let timer = null;
-    const state = (s) => onState && onState(s);
-    const note = (text) => onNote && onNote(text);
+  // POST …/stream-token: a fresh {eventsUrl, streamTokenExpiresAt} for one execution (404: unknown
+  // id, or auth is off).
+  const streamToken = (base, id) => callApi(base, `${executionPath(id)}/stream-token`, { method: 'POST' });
 
-    function connect({ eventsUrl }) {
-      const url = new URL(eventsUrl, location.href);
-      // Resume after the last event applied. (The browser's own reconnects send a Last-Event-ID
-      // header instead; the server prefers it to this parameter.)
-      if (lastSeq !== null) url.searchParams.set('lastEventId', String(lastSeq));
-      const source = new EventSource(url);
-      es = source;
-      state('connecting');
-      source.onopen = () => {
-        if (source !== es) return;
-        refusals = 0;
-        state('open');
-        if (onConnect) onConnect();
-      };
-      source.onerror = () => {
-        if (finished || source !== es) return;
-        if (source.readyState === EventSource.CONNECTING) {
-          state('reconnecting'); // a drop: the browser retries after `retry:` ms, with Last-Event-ID
-          return;
-        }
-        // CLOSED: refused (401 token expired or bad, 403, 404, 429) or blocked by CORS.
-        source.close();
-        refusals += 1;
-        reconnectWithFreshToken();
-      };
-      for (const type of EVENT_TYPES) {
-        source.addEventListener(type, (message) => {
-          if (source === es && !finished) receive(type, JSON.parse(message.data));
-        });
-      }
-      source.addEventListener('heartbeat', (message) => {
-        if (source === es && !finished && onHeartbeat) onHeartbeat(JSON.parse(message.data));
-      });
-    }
-
-    function reconnectWithFreshToken() {
-      if (refusals > MAX_REFUSALS) {
-        return stop('failed', `The stream was refused ${refusals} times in a row; giving up. Check the ` +
-          'token, the CORS origins of the stream (DAGCAST_CORS_ORIGINS / CorsOrigins) and the stream limits (429).');
-      }
-      state('refreshing token');
-      note(`stream refused — getting a fresh token, then ` +
-        (lastSeq === null ? 'starting from a snapshot' : `resuming after #${lastSeq}`));
-      const wait = refusals === 1 ? 0 : Math.min(1000 * 2 ** (refusals - 2), 15000); // 0, 1, 2, 4, 8 s
-      timer = setTimeout(async () => {
-        if (finished) return;
-        try {
-          const fresh = await refresh();
-          if (!finished) connect(fresh);
-        } catch (err) {
-          if (!finished) stop('failed', `Could not get a new stream token: ${err.message}`);
-        }
-      }, wait);
-    }
-
-    function receive(type, data) {
-      if (data.snapshot) { // a connect without a resume point: the state as of event #seq
-        lastSeq = Math.max(lastSeq ?? 0, data.seq);
-        onEvent(type, data);
-        if (data.status !== 'running') stop('closed'); // finished already: no terminal event follows
-        return;
-      }
-      if (lastSeq !== null && data.seq <= lastSeq) return; // applied already: each seq once
-      lastSeq = data.seq;
-      onEvent(type, data);
-      if (TERMINAL.has(type)) stop('closed');
-    }
-
-    function stop(final, error) {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      if (es) es.close();
-      state(final);
-      if (error && onGiveUp) onGiveUp(error);
-    }
-
-    connect(access);
-    return { stop: () => stop('closed'), lastSeq: () => lastSeq };
+  // Follows one execution through the API at `base`: the shared loop (watch.js, DagcastWatch.watch),
+  // with fresh tokens from the REST API (with the key). The options are DagcastWatch.watch's but
+  // getToken. Returns {stop(), lastSeq()}.
+  function watchExecution(base, options) {
+    return window.DagcastWatch.watch({ ...options, getToken: (id) => streamToken(base, id) });
   }
 
-  window.DagcastStream = { EVENT_TYPES, TERMINAL, ApiError, callApi, executionPath, watchExecution };
+  window.DagcastStream = { ApiError, callApi, executionPath, streamToken, watchExecution };
 })();

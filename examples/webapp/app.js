@@ -7,15 +7,13 @@
 //
 //   1. POST /jobs (the backend) → 202 {executionId, eventsUrl (carries ?token=),
 //      streamTokenExpiresAt}; for an existing execution, POST /jobs/{id}/stream-token gives the same.
-//   2. new EventSource(eventsUrl), straight at dagcast's stream, one listener per event type.
-//      Each event's SSE id is its seq.
-//   3. Apply each seq once (skip any seq already applied).
-//   4. A dropped connection: EventSource reconnects by itself with Last-Event-ID. Nothing to do.
-//   5. A refused connection (the token expired → 401, …): EventSource gives up for good. Get a
-//      fresh eventsUrl from the backend (POST /jobs/{id}/stream-token) and reconnect with
-//      ?lastEventId=<last seq applied>.
-//   6. The terminal event (execution.completed / execution.failed): close. (Not closing is fine
-//      too: the browser reconnects once, the server answers 204 and EventSource stops.)
+//   2. DagcastWatch.watch (watch.js, loaded before this file: the monitor's monitor/watch.js, which
+//      backend.py serves as /watch.js) follows the stream: new EventSource(eventsUrl) straight at
+//      dagcast's stream, each seq applied once, EventSource's own reconnects after a drop, and
+//      after a refusal (the token expired → 401, …) a fresh eventsUrl from the backend
+//      (getToken: POST /jobs/{id}/stream-token) and a resume with ?lastEventId=<last seq applied>;
+//      it stops at the terminal event (execution.completed / execution.failed).
+//   3. This file is the page around it: the forms, and what each event changes in the view.
 'use strict';
 
 const EXAMPLE_JOB = {
@@ -27,11 +25,6 @@ const EXAMPLE_JOB = {
       dependencies: [1, 2] },
   ],
 };
-const EVENT_TYPES = ['execution.created', 'execution.updated', 'execution.completed', 'execution.failed',
-  'substep.started', 'substep.completed', 'substep.failed', 'heartbeat'];
-const TERMINAL = new Set(['execution.completed', 'execution.failed']);
-const MAX_REFUSALS = 5; // refused (re)connects in a row before the page gives up
-
 const $ = (id) => document.getElementById(id);
 $('job').value = JSON.stringify(EXAMPLE_JOB, null, 2);
 
@@ -100,99 +93,36 @@ function watch(executionId, access, { lastSeq, tasks }) {
   if (current) current.stop();
   resetView(executionId);
   for (const t of tasks) setTask(t.id, { description: t.description, action: t.action, status: 'waiting' });
-  let es = null;
-  let finished = false;
-  let refusals = 0;
-
-  function connect({ eventsUrl, streamTokenExpiresAt }) {
-    $('token-expiry').textContent = streamTokenExpiresAt
-      ? new Date(streamTokenExpiresAt * 1000).toLocaleTimeString() // unix seconds
-      : 'no token (auth is off)';
-    const url = new URL(eventsUrl, location.href); // absolute: dagcast's stream, another origin
-    // Resume after the last event applied. (The browser's own reconnects send a Last-Event-ID
-    // header instead; the server prefers it to this parameter.)
-    if (lastSeq !== null) url.searchParams.set('lastEventId', String(lastSeq));
-    const source = new EventSource(url);
-    es = source;
-    setStream('connecting');
-    source.onopen = () => {
-      refusals = 0;
-      count('connections');
-      setStream('open');
-    };
-    source.onerror = () => {
-      if (finished || source !== es) return;
-      if (source.readyState === EventSource.CONNECTING) {
-        setStream('reconnecting'); // a drop: the browser retries after `retry:` ms, with Last-Event-ID
-        return;
-      }
-      // CLOSED: the server refused the connection — 401 (token expired, or bad), 403, 404, 429 —
-      // or CORS blocked it. EventSource does not say which, and does not retry.
-      source.close();
-      refusals += 1;
-      reconnectWithFreshToken();
-    };
-    for (const type of EVENT_TYPES) {
-      source.addEventListener(type, (message) => {
-        if (source === es && !finished) onEvent(type, JSON.parse(message.data));
-      });
-    }
-  }
-
-  async function reconnectWithFreshToken() {
-    if (refusals > MAX_REFUSALS) {
-      return stop('failed', `The stream was refused ${refusals} times in a row; giving up. ` +
-        `Does the stream allow this page's origin (DAGCAST_CORS_ORIGINS, CorsOrigins: ${location.origin})? ` +
-        `Is the execution there (404), or are there too many streams (429)?`);
-    }
-    setStream('refreshing token');
-    note(`stream refused — getting a fresh token, then ` +
-      (lastSeq === null ? 'starting from a snapshot' : `resuming after #${lastSeq}`));
-    const wait = refusals === 1 ? 0 : Math.min(1000 * 2 ** (refusals - 2), 15000); // 0, 1, 2, 4, 8 s
-    await new Promise((resolve) => setTimeout(resolve, wait));
-    if (finished) return;
-    try {
-      const fresh = await newStreamToken(executionId);
-      if (finished) return; // stopped meanwhile (another watch started)
+  showTokenExpiry(access);
+  current = DagcastWatch.watch({
+    executionId,
+    access,
+    lastSeq,
+    getToken: newStreamToken, // a refused stream (the token expired, …): a fresh one from the backend
+    onEvent,
+    onHeartbeat: (data) => { $('heartbeat').textContent = new Date(data.timestamp).toLocaleTimeString(); },
+    onState: setStream,
+    onConnect: () => count('connections'),
+    onToken: (fresh) => {
       count('refreshes');
-      connect(fresh);
-    } catch (err) {
-      if (!finished) stop('failed', `Could not get a new stream token: ${err.message}`);
-    }
-  }
+      showTokenExpiry(fresh);
+    },
+    onNote: note,
+    onGiveUp: showError,
+  });
+}
 
-  function onEvent(type, data) {
-    if (type === 'heartbeat') { // no id, no seq: only says the connection is alive
-      $('heartbeat').textContent = new Date(data.timestamp).toLocaleTimeString();
-      return;
-    }
-    if (data.snapshot) { // the first message of a connect without a resume point
-      lastSeq = Math.max(lastSeq ?? 0, data.seq); // its id is the seq it is up to date with
-      $('last-seq').textContent = `#${data.seq}`;
-      for (const t of data.tasks) setTask(t.taskId, t);
-      showExecution(data);
-      note(`snapshot as of #${data.seq}: ${data.status}, ${data.completedTasks}/${data.totalTasks} tasks done`);
-      // Already finished: no terminal event will follow (the server just ends the stream).
-      if (data.status !== 'running') stop('closed');
-      return;
-    }
-    if (lastSeq !== null && data.seq <= lastSeq) return; // applied already: each seq once
-    lastSeq = data.seq;
-    $('last-seq').textContent = `#${data.seq}`;
-    logEvent(type, data);
-    apply(type, data);
-    if (TERMINAL.has(type)) stop('closed');
+// Once per seq, in order (DagcastWatch skips the ones applied already).
+function onEvent(type, data) {
+  $('last-seq').textContent = `#${data.seq}`;
+  if (data.snapshot) { // the first message of a connect without a resume point
+    for (const t of data.tasks) setTask(t.taskId, t);
+    showExecution(data);
+    note(`snapshot as of #${data.seq}: ${data.status}, ${data.completedTasks}/${data.totalTasks} tasks done`);
+    return; // a finished execution's snapshot: DagcastWatch stops there (no terminal event follows)
   }
-
-  function stop(state, error) {
-    finished = true;
-    if (es) es.close();
-    setStream(state);
-    if (error) showError(error);
-  }
-
-  connect(access);
-  current = { stop: () => stop('closed') };
+  logEvent(type, data);
+  apply(type, data);
 }
 
 function apply(type, e) {
@@ -227,6 +157,12 @@ function resetView(executionId) {
     $(id).textContent = '0';
   }
   setStatus('submitted', 'submitted');
+}
+
+function showTokenExpiry({ streamTokenExpiresAt }) {
+  $('token-expiry').textContent = streamTokenExpiresAt
+    ? new Date(streamTokenExpiresAt * 1000).toLocaleTimeString() // unix seconds
+    : 'no token (auth is off)';
 }
 
 function showExecution(e) {
