@@ -29,7 +29,7 @@ from chalicelib.domain.events import (
 from tests.e2e.conftest import ROOT, start_server, static_server, stop_server
 from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _require_browser
 from tests.e2e.test_live_stream import submit
-from tests.support.jobs import echo, fail, sleep, task
+from tests.support.jobs import echo, sleep, task
 
 pytestmark = pytest.mark.e2e
 MONITOR = ROOT / "monitor"
@@ -247,9 +247,18 @@ def test_a_failed_job_shows_failed_and_skipped_tasks_also_after_a_reload(stack):
     _require_browser()
     from playwright.sync_api import sync_playwright
 
+    key = uuid.uuid4().hex
+    # Task 2 fails once task 3 is running (a plain fail could end before 3 starts on a loaded
+    # machine, and failFast would then skip 3): running tasks finish, the rest are skipped.
+    failing = task(
+        2, "python", {"function": "tests.fail_once_started", "args": {"key": key, "message": "boom"}}, [1]
+    )
+    running = task(
+        3, "python", {"function": "tests.started_then_sleep", "args": {"key": key, "seconds": 2}}, [1]
+    )
     job = {
         "originalRequest": "A failing branch",
-        "tasks": [sleep(1, 0.5), fail(2, "boom", [1]), sleep(3, 2, [1]), echo(4, "never", [2, 3])],
+        "tasks": [sleep(1, 0.5), {**failing, "description": "fail 2"}, running, echo(4, "never", [2, 3])],
     }
     execution_id = submit(stack, job)["executionId"]
     ARTIFACTS.mkdir(exist_ok=True)
