@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck unit functional e2e big chaos soak demo up bench schema deploy destroy clean build-SseFunction
+.PHONY: install test lint typecheck unit functional e2e big chaos soak demo up bench schema deploy destroy clean build-SseFunction build-SseManagedFunction
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dagcast needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
@@ -76,11 +76,15 @@ up: install
 
 # AWS: `make deploy STAGE=dev` (chalice deploy + template.yaml, wired; needs the sam and aws CLIs and
 # credentials; docs/deploy.md). `make deploy STAGE=prod DRY_RUN=1` prints the plan only; REGION=…,
-# CORS_ORIGINS=https://app.example.com,… and (destroy) DELETE_DATA=1 pass the flags of the same names.
+# CORS_ORIGINS=https://app.example.com,… and (destroy) DELETE_DATA=1 pass the flags of the same names;
+# SSE_PROFILE=managed-instances SSE_SUBNETS=subnet-…,subnet-… SSE_SECURITY_GROUPS=sg-… pick the SSE
+# profile (the other --sse-* flags: call `dagcast deploy` itself).
 STAGE ?= dev
 deploy: install
 	$(BIN)/dagcast deploy --stage $(STAGE) $(if $(REGION),--region $(REGION)) \
-		$(if $(CORS_ORIGINS),--cors-origins '$(CORS_ORIGINS)') $(if $(DRY_RUN),--dry-run)
+		$(if $(CORS_ORIGINS),--cors-origins '$(CORS_ORIGINS)') $(if $(DRY_RUN),--dry-run) \
+		$(if $(SSE_PROFILE),--sse-profile $(SSE_PROFILE)) $(if $(SSE_SUBNETS),--sse-subnets $(SSE_SUBNETS)) \
+		$(if $(SSE_SECURITY_GROUPS),--sse-security-groups $(SSE_SECURITY_GROUPS))
 
 destroy: install
 	$(BIN)/dagcast destroy --stage $(STAGE) $(if $(REGION),--region $(REGION)) \
@@ -94,5 +98,13 @@ clean:
 build-SseFunction:
 	python3 -m pip install --quiet --target "$(ARTIFACTS_DIR)" -r infra/sse/requirements.txt \
 		--platform manylinux2014_x86_64 --implementation cp --python-version 3.12 --only-binary=:all:
+	cp -r chalicelib "$(ARTIFACTS_DIR)/chalicelib"
+	cp infra/sse/run.sh "$(ARTIFACTS_DIR)/run.sh"
+
+# The managed-instances profile's SSE function (template.yaml SseManagedFunction): the same bundle
+# for its runtime, Python 3.13 (Managed Instances run 3.13 and later).
+build-SseManagedFunction:
+	python3 -m pip install --quiet --target "$(ARTIFACTS_DIR)" -r infra/sse/requirements.txt \
+		--platform manylinux2014_x86_64 --implementation cp --python-version 3.13 --only-binary=:all:
 	cp -r chalicelib "$(ARTIFACTS_DIR)/chalicelib"
 	cp infra/sse/run.sh "$(ARTIFACTS_DIR)/run.sh"

@@ -10,7 +10,8 @@ deploy:
      the function's /aws/lambda/dagcast-S, so the stages switch it off there and it is set here)
   5. sam build + sam deploy (stack dagcast-S) table, stream, state machine, SSE function URL, the
                                               stream → fan-out mapping, secret, KMS key, alarms —
-                                              with the Lambda ARNs Chalice just deployed
+                                              with the Lambda ARNs Chalice just deployed and the
+                                              SSE profile's parameters (dagcast/sse_profiles.py)
   6. read the stack's outputs: the names the stage uses must be the stack's (STAGE_OUTPUTS; a
      difference stops the deploy); when EventsUrl changed, write DAGCAST_EVENTS_URL into the stage
      and chalice deploy again (the API hands that URL to clients)
@@ -33,6 +34,8 @@ from typing import Any, Protocol
 
 from chalicelib.config import ASL_FUNCTIONS
 from chalicelib.http.gate import new_api_key
+
+from .sse_profiles import SseProfile
 
 # template.yaml parameter → the Chalice function whose ARN it takes
 FUNCTION_PARAMETERS = {**ASL_FUNCTIONS, "FanoutFunctionArn": "fanout"}
@@ -161,6 +164,7 @@ class Deployer:
     root: Path
     dry_run: bool = False
     cors_origins: str = ""
+    sse: SseProfile = field(default_factory=SseProfile)
     run: Runner = field(default=run_command)
     say: Callable[[str], None] = print
     which: Callable[[str], str | None] = field(default=lambda tool: _which(tool))
@@ -310,7 +314,7 @@ class Deployer:
             params["LogRetentionInDays"] = str(days)
         if self.cors_origins:
             params["CorsOrigins"] = self.cors_origins
-        return params
+        return params | self.sse.parameters()
 
     def sam_deploy(self, params: dict[str, str]) -> None:
         self._cmd("sam", "build", "--template-file", "template.yaml")
@@ -430,7 +434,15 @@ class Deployer:
             )
 
 
-def main(command: str, stage: str, region: str | None, dry_run: bool, delete_data: bool, cors: str) -> int:
+def main(
+    command: str,
+    stage: str,
+    region: str | None,
+    dry_run: bool,
+    delete_data: bool,
+    cors: str,
+    sse: SseProfile | None = None,
+) -> int:
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     if not region:
         print("dagcast: no region: pass --region or set AWS_REGION", file=sys.stderr)
@@ -444,7 +456,7 @@ def main(command: str, stage: str, region: str | None, dry_run: bool, delete_dat
         return 2
     # chalice and sam read the region from the environment: the same region for both halves
     os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
-    deployer = Deployer(stage, region, root, dry_run=dry_run, cors_origins=cors)
+    deployer = Deployer(stage, region, root, dry_run=dry_run, cors_origins=cors, sse=sse or SseProfile())
     try:
         if command == "deploy":
             deployer.deploy()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from ..sse_profiles import ON_DEMAND, PROFILES, VPC_ENDPOINTS, SseProfile
 from .command import Subcommands
 
 # A stage names AWS resources (dagcast-<stage>, its table, its stack), whose names allow no more.
@@ -27,8 +28,51 @@ def add_deploy_and_destroy(sub: Subcommands) -> None:
         cloud.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
         if name == "deploy":
             cloud.add_argument("--cors-origins", default="", help="web origins that may read streams (CSV)")
+            add_sse_profile(cloud)
         else:
             cloud.add_argument("--delete-data", action="store_true", help="also delete the events table")
+
+
+def add_sse_profile(cloud: argparse.ArgumentParser) -> None:
+    sse = cloud.add_argument_group("SSE profile", "how the SSE function runs (docs/deploy.md § SSE profiles)")
+    sse.add_argument(
+        "--sse-profile",
+        choices=PROFILES,
+        default=ON_DEMAND,
+        help="on-demand (default): one viewer per Lambda, capped by reserved concurrency; "
+        "managed-instances: many viewers per environment on instances in your VPC",
+    )
+    sse.add_argument("--sse-reserved-concurrency", type=int, help="on-demand: most viewers at once (100)")
+    sse.add_argument("--sse-subnets", default="", help="managed-instances (required): subnet ids (CSV)")
+    sse.add_argument("--sse-security-groups", default="", help="managed-instances (required): ids (CSV)")
+    sse.add_argument("--sse-concurrency", type=int, help="managed-instances: viewers per environment (64)")
+    sse.add_argument("--sse-max-vcpus", type=int, help="managed-instances: the capacity's ceiling (16)")
+    sse.add_argument(
+        "--sse-vpc-endpoints",
+        choices=VPC_ENDPOINTS,
+        help="managed-instances: the DynamoDB and Secrets Manager endpoints exist (default) or are made",
+    )
+    sse.add_argument("--sse-vpc-id", default="", help="with --sse-vpc-endpoints create: the subnets' VPC")
+    sse.add_argument("--sse-route-tables", default="", help="with --sse-vpc-endpoints create: ids (CSV)")
+
+
+def sse_profile(parser: argparse.ArgumentParser, args: argparse.Namespace) -> SseProfile:
+    """The flags as a profile; a wrong or missing one is a usage error (exit 2)."""
+    profile = SseProfile(
+        profile=args.sse_profile,
+        reserved_concurrency=args.sse_reserved_concurrency,
+        subnets=args.sse_subnets,
+        security_groups=args.sse_security_groups,
+        per_environment_concurrency=args.sse_concurrency,
+        max_vcpus=args.sse_max_vcpus,
+        vpc_endpoints=args.sse_vpc_endpoints,
+        vpc_id=args.sse_vpc_id,
+        route_tables=args.sse_route_tables,
+    )
+    problems = profile.problems()
+    if problems:
+        parser.error("; ".join(problems))
+    return profile
 
 
 def cloud_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -36,6 +80,7 @@ def cloud_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
     if not re.fullmatch(STAGE_PATTERN, args.stage):
         parser.error("--stage must be 1-20 characters of a-z, 0-9 and -")
+    sse = sse_profile(parser, args) if args.command == "deploy" else None
     return cloud_main(
         args.command,
         args.stage,
@@ -43,4 +88,5 @@ def cloud_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         args.dry_run,
         getattr(args, "delete_data", False),
         getattr(args, "cors_origins", ""),
+        sse,
     )

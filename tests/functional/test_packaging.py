@@ -23,6 +23,33 @@ def test_template_passes_cfn_lint_including_the_sam_transform():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# A managed-instances stage's values, made the template's defaults: cfn-lint checks the resources
+# that profile makes with the ids it is given (the endpoints too), not only the on-demand defaults.
+MANAGED_DEFAULTS = {
+    "SseProfile": "managed-instances",
+    "SseSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+    "SseSecurityGroupIds": "sg-0123456789abcdef0",
+    "SseVpcEndpoints": "create",
+    "SseVpcId": "vpc-0123456789abcdef0",
+    "SseRouteTableIds": "rtb-0123456789abcdef0",
+}
+
+
+def test_the_managed_instances_profile_passes_cfn_lint(tmp_path):
+    text = (ROOT / "template.yaml").read_text()
+    text = text.replace("  ignore_checks: [W1030]", "  ignore_checks: []")  # its values are real here
+    for name, value in MANAGED_DEFAULTS.items():
+        text, n = re.subn(
+            rf"(\n  {name}:\n    Type: [^\n]+\n    Default: )[^\n]*", rf'\g<1>"{value}"', text, count=1
+        )
+        assert n == 1, name
+    (tmp_path / "template.yaml").write_text(text)
+    cfn_lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent))
+    assert cfn_lint
+    result = subprocess.run([cfn_lint, str(tmp_path / "template.yaml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_chalice_package_builds_a_deployment_within_lambda_limits(tmp_path):
     out = tmp_path / "package"
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}

@@ -25,8 +25,10 @@ def template(path: Path | None = None) -> dict[str, Any]:
 class Stack:
     """template.yaml resolved offline for one stage, as CloudFormation would: the parameters
     `dagcast deploy` passes (the stage, the Chalice function ARNs) and the defaults, the pseudo
-    parameters, and Ref/GetAtt of the resource types the template uses. Anything else (a new
-    resource type, a missing resource) raises, so a test that resolves it fails."""
+    parameters, the Conditions (a resource whose condition is false is not in the stack: a Ref or
+    GetAtt of it raises, and Fn::If takes the branch its condition picks), and Ref/GetAtt of the
+    resource types the template uses. Anything else (a new resource type, a missing resource)
+    raises, so a test that resolves it fails."""
 
     def __init__(
         self,
@@ -55,8 +57,37 @@ class Stack:
             "AWS::URLSuffix": "amazonaws.com",
         }
 
+    def condition(self, name: str) -> bool:
+        return bool(self._holds(self.tpl["Conditions"][name]))
+
+    def _holds(self, expr: Any) -> Any:
+        """A condition's value: Fn::Equals / And / Or / Not / Condition over resolved values."""
+        [(fn, arg)] = expr.items()
+        if fn == "Condition":
+            return self.condition(arg)
+        if fn == "Fn::Equals":
+            return self(arg[0]) == self(arg[1])
+        if fn == "Fn::And":
+            return all(self._holds(c) for c in arg)
+        if fn == "Fn::Or":
+            return any(self._holds(c) for c in arg)
+        if fn == "Fn::Not":
+            return not self._holds(arg[0])
+        raise KeyError(f"{fn} in a condition is not modelled by Stack")
+
+    def exists(self, name: str) -> bool:
+        """The resource is in the stack: it has no Condition, or its condition holds."""
+        cond = self.tpl["Resources"][name].get("Condition")
+        return cond is None or self.condition(cond)
+
+    def resources(self) -> dict[str, str]:
+        """The resources the stack holds for these parameters: name → type."""
+        return {n: str(r["Type"]) for n, r in self.tpl["Resources"].items() if self.exists(n)}
+
     def resource(self, name: str) -> tuple[str, dict[str, Any]]:
         res = self.tpl["Resources"][name]
+        if not self.exists(name):
+            raise KeyError(f"{name} is not in the stack: its condition {res['Condition']} is false")
         return str(res["Type"]), dict(res.get("Properties", {}))
 
     def _arn(self, service: str, rest: str) -> str:
@@ -68,6 +99,12 @@ class Stack:
         if name in self.params:
             return self.params[name]
         kind, props = self.resource(name)
+        if kind == "AWS::Lambda::CapacityProvider":
+            return self.text(props["CapacityProviderName"])
+        if kind == "AWS::EC2::VPCEndpoint":
+            return f"vpce-of-{name}"
+        if kind == "AWS::EC2::SecurityGroup":
+            return f"sg-of-{name}"
         if kind == "AWS::DynamoDB::Table":
             return self.text(props["TableName"])
         if kind == "AWS::Serverless::StateMachine":
@@ -102,6 +139,10 @@ class Stack:
             return self._arn("kms", "key/" + self.ref(name))
         if kind == "AWS::Serverless::Function" and attr == "Arn":
             return self._arn("lambda", "function:" + self.ref(name))
+        if kind == "AWS::Lambda::CapacityProvider" and attr == "Arn":
+            return self._arn("lambda", "capacity-provider:" + self.ref(name))
+        if kind == "AWS::IAM::Role" and attr == "Arn":
+            return f"arn:aws:iam::{self.account}:role/{self.stage}-{name}"
         if kind == "AWS::Logs::LogGroup" and attr == "Arn":
             return self._arn("logs", f"log-group:{self.ref(name)}:*")
         raise KeyError(f"GetAtt {name}.{attr} ({kind}) is not modelled by Stack")
@@ -127,7 +168,9 @@ class Stack:
         if len(value) == 1:
             [(fn, arg)] = value.items()
             if fn == "Ref":
-                return self.ref(arg)
+                return self.listed(arg)
+            if fn == "Fn::If":
+                return self(arg[1] if self.condition(arg[0]) else arg[2])
             if fn == "Fn::GetAtt":
                 name, attr = arg if isinstance(arg, list) else arg.split(".", 1)
                 return self.getatt(name, attr)
@@ -142,6 +185,13 @@ class Stack:
                 return arg[0].join(self.text(v) for v in self(arg[1]))
             assert not fn.startswith("Fn::"), f"{fn} is not modelled by Stack"
         return {k: self(v) for k, v in value.items()}
+
+    def listed(self, name: str) -> Any:
+        """A Ref: a CommaDelimitedList parameter is a list (empty when its value is), the rest ref()."""
+        spec = self.tpl["Parameters"].get(name, {})
+        if spec.get("Type") == "CommaDelimitedList":
+            return [v for v in self.params[name].split(",") if v] if self.params[name] else [""]
+        return self.ref(name)
 
     def text(self, value: Any) -> str:
         return str(self(value))

@@ -27,7 +27,14 @@ from dagcast.deploy import (
     log_retention,
     stage_config,
 )
+from dagcast.sse_profiles import MANAGED_INSTANCES, SseProfile
 from tests.support.cloudformation import ROOT, Stack, template
+
+# a stage of each SSE profile, as `dagcast deploy` passes them
+SSE_PROFILES = (
+    SseProfile(),
+    SseProfile(MANAGED_INSTANCES, subnets="subnet-0a,subnet-0b", security_groups="sg-0a"),
+)
 
 
 def chalice_config() -> dict[str, Any]:
@@ -53,7 +60,8 @@ def test_sam_translates_the_template_to_cloudformation(monkeypatch: pytest.Monke
     tpl = template()
     # `sam package` replaces local paths with S3 URIs before the transform runs
     tpl["Resources"]["DagStateMachine"]["Properties"]["DefinitionUri"] = "s3://bucket/dag.asl.json"
-    tpl["Resources"]["SseFunction"]["Properties"]["CodeUri"] = "s3://bucket/sse.zip"
+    for name in ("SseFunction", "SseManagedFunction"):  # one per SSE profile (test_sse_profiles.py)
+        tpl["Resources"][name]["Properties"]["CodeUri"] = "s3://bucket/sse.zip"
 
     class NoManagedPolicies:
         def load(self) -> dict[str, str]:
@@ -241,12 +249,14 @@ def test_every_function_dagcast_deploys_keeps_its_logs_for_the_stages_retention(
         for n, r in stack.tpl["Resources"].items()
         if r["Type"] in ("AWS::Serverless::Function", "AWS::Lambda::Function")
     ]
-    assert functions == ["SseFunction"]
-    for name in functions:
+    assert functions == ["SseFunction", "SseManagedFunction"]  # one per SSE profile, one at a time
+    for name, profile in zip(functions, SSE_PROFILES, strict=True):
+        stack = Stack(stage, tpl=template(), LogRetentionInDays=str(days), **profile.parameters())
         group = stack.props(name)["LoggingConfig"]["LogGroup"]
         kind, props = stack.resource(group["Ref"])
         assert kind == "AWS::Logs::LogGroup"
-        assert stack.text(props["LogGroupName"]) == f"/aws/lambda/{stack.ref(name)}"
+        # one group for both profiles, named for the on-demand function: a switch keeps the logs
+        assert stack.text(props["LogGroupName"]) == f"/aws/lambda/dagcast-{stage}-sse"
         assert stack.text(props["RetentionInDays"]) == str(days)
 
 
