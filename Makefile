@@ -61,6 +61,7 @@ demo: install
 # events through the stream handler to 10 webhook endpoints (events/s, lag write → receipt).
 bench: install
 	$(BIN)/python -m bench.sse_fanout
+	$(BIN)/python -m bench.sse_gzip
 	$(BIN)/python -m bench.dag_makespan
 	$(BIN)/python -m bench.fanout
 

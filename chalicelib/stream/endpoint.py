@@ -11,6 +11,8 @@ Lambda cannot stream by itself). Per connection:
    last seq) or, when resuming, every stored event after the resume point;
 3. live events (``id: <seq>``; filtered by ``types``, ids stay the real seq), a ``heartbeat`` (no id)
    after ``heartbeat_seconds`` of silence;
+   with ``Accept-Encoding: gzip`` (compression.py) every message of 2. and 3. goes out
+   compressed and flushed, so each still reaches the client the moment it is written;
 4. the end: right after the terminal event, after ``max_stream_seconds`` (the client reconnects with
    Last-Event-ID and loses nothing), when the client is too slow (its buffer overflowed, or one write
    blocked for ``send_timeout_seconds``), or at once when the client disconnects.
@@ -57,6 +59,7 @@ from ..domain.model import now_ms
 from ..http.errors import answer_for
 from ..persistence.executions import DynamoStore
 from .auth import TokenSigner
+from .compression import GZIP_HEADERS, GzipStream, accepts_gzip
 from .hub import Hub, Subscriber
 from .sources import HubSource, PollSource, ReplaySource, Snapshots, Source, log_tail
 
@@ -107,6 +110,7 @@ class StreamRequest:
     types: TypeFilter | None  # None: every type
     token: str | None  # the stream token: ?token= or Authorization: Bearer
     client_ip: str
+    gzip: bool = False  # Accept-Encoding allows gzip: the stream is compressed (compression.py)
 
     @classmethod
     def parse(cls, scope: Scope, trust_proxy: bool) -> StreamRequest:
@@ -118,6 +122,7 @@ class StreamRequest:
             types=TypeFilter.parse(request.query_params.get("types")),
             token=_token(request),
             client_ip=_client_ip(request, trust_proxy),
+            gzip=accepts_gzip(",".join(request.headers.getlist("accept-encoding"))),
         )
 
 
@@ -197,10 +202,13 @@ class _Opening:
 class _Stream:
     """One open stream: what the ticker and the disconnect watcher need to know about it."""
 
-    __slots__ = ("closed", "ready", "stalled", "sub", "task", "wake_at", "writing_since")
+    __slots__ = ("closed", "gzip", "ready", "stalled", "sub", "task", "wake_at", "writing_since")
 
-    def __init__(self, task: asyncio.Task[Any], sub: Subscriber | None = None) -> None:
+    def __init__(
+        self, task: asyncio.Task[Any], sub: Subscriber | None = None, gzip: GzipStream | None = None
+    ) -> None:
         self.task = task
+        self.gzip = gzip  # every write goes through it when the client asked for gzip
         self.sub = sub
         self.ready = sub.ready if sub is not None else None  # set by the ticker when a wake is due
         self.closed = asyncio.Event()  # the client disconnected
@@ -294,7 +302,10 @@ class EventsEndpoint:
             done = Response(status_code=204)
             done.raw_headers.extend(cors)
             return await done(scope, receive, send)
-        await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS + cors})
+        encoding = GZIP_HEADERS if request.gzip else []
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS + encoding + cors}
+        )
         await self._stream(request, opening, receive, send)
 
     async def _opening(self, request: StreamRequest) -> _Opening | None:
@@ -325,7 +336,11 @@ class EventsEndpoint:
         source = self._source(request.execution_id, opening)
         task = asyncio.current_task()
         assert task is not None
-        st = _Stream(task, source.subscriber if isinstance(source, HubSource) else None)
+        st = _Stream(
+            task,
+            source.subscriber if isinstance(source, HubSource) else None,
+            GzipStream() if request.gzip else None,
+        )
         watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(receive, st))
         self.open_streams += 1
         self._track(st)
@@ -346,8 +361,9 @@ class EventsEndpoint:
             watcher.cancel()
             if isinstance(source, HubSource):
                 source.leave()  # frees its buffer at once, even if the feed has ended
+            end = st.gzip.finish() if st.gzip is not None else b""  # the gzip trailer
             with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await send({"type": "http.response.body", "body": end, "more_body": False})
 
     async def _watch_disconnect(self, receive: Receive, st: _Stream) -> None:
         while True:
@@ -362,6 +378,8 @@ class EventsEndpoint:
         # No per-write timeout object (this runs per event per client): the ticker cancels a
         # write that has been blocked for send_timeout_seconds (a client that does not read).
         st.writing_since = asyncio.get_running_loop().time()
+        if st.gzip is not None:  # compressed and flushed: the client decodes all of it at once
+            chunk = st.gzip.encode(chunk)
         try:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except asyncio.CancelledError:

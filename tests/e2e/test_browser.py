@@ -1,6 +1,7 @@
 """A real browser's EventSource (Debian's headless Chromium, driven by Playwright) watches an
 execution while the server cuts the stream every second: it must end with every event exactly once,
-in order, and in the CLOSED state after the server's 204."""
+in order, and in the CLOSED state after the server's 204. And it receives a gzip stream (Chromium
+asks for one) live, event by event."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import ROOT, start_server, static_server, stop_server
 from tests.e2e.test_live_stream import submit
+from tests.support.gate import gates
 from tests.support.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
@@ -92,3 +95,54 @@ def test_eventsource_gets_every_event_once_across_cuts_and_closes_on_204(page_se
     assert received[-1]["type"] == "execution.completed"
     assert len(received) == 1 + 5 * 3 + 1  # created, (started, completed, updated) × 5, completed
     assert opens >= 3, f"the server should have cut the stream several times (opens: {opens})"
+
+
+@pytest.fixture(scope="module")
+def plain_server(page_server: str) -> Iterator[str]:
+    """Streams are not cut: one connection, so the events arrive over one gzip stream."""
+    proc, base = start_server("browser-gzip", "--cors-origin", page_server)
+    yield base
+    stop_server(proc)
+
+
+def test_eventsource_receives_a_gzip_stream_live_event_by_event(page_server, plain_server):
+    """Chromium's EventSource asks for gzip; each event must reach the page while the job's next
+    task is still held at a gate, i.e. the server flushed it through the compressor at once."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with gates() as gate:
+        accepted = submit(plain_server, {"tasks": [gate.task(1, 1), gate.task(2, 2, [1]), echo(3, "c", [2])]})
+        events_url = str(httpx.URL(accepted["eventsUrl"]).copy_merge_params({"since": "0"}))
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                streams: list[Any] = []
+                page.on("response", lambda r: streams.append(r) if "/events" in r.url else None)
+                page.goto(f"{page_server}/watch.html?" + str(httpx.QueryParams({"events": events_url})))
+                seen = "() => window.received.map(r => r.type + ':' + r.seq)"
+                page.wait_for_function(f"({seen})().includes('substep.started:2')", timeout=30_000)
+                assert gate.wait_arrived(1) and not gate.is_open(1)
+                early = page.evaluate(seen)
+                gate.release(1)
+                page.wait_for_function(f"({seen})().includes('substep.completed:3')", timeout=30_000)
+                assert gate.wait_arrived(2) and not gate.is_open(2)
+                middle = page.evaluate(seen)
+                gate.release(2)
+                page.wait_for_function("window.es.readyState === 2", timeout=30_000)
+                received = page.evaluate("window.received")
+                opens = page.evaluate("window.opens")
+                first = streams[0]
+                request_headers, response_headers = first.request.all_headers(), first.all_headers()
+                page.screenshot(path=str(ARTIFACTS / "browser-eventsource-gzip.png"))
+            finally:
+                browser.close()
+    assert "gzip" in request_headers["accept-encoding"]
+    assert response_headers["content-encoding"] == "gzip"
+    assert early == ["execution.created:1", "substep.started:2"]
+    assert middle[:2] == early and "substep.completed:3" in middle and "substep.completed:5" not in middle
+    seqs = [r["seq"] for r in received]
+    assert seqs == list(range(1, len(seqs) + 1)) and received[-1]["type"] == "execution.completed"
+    assert len(received) == 1 + 3 * 3 + 1
+    assert opens == 1  # one gzip stream carried it all; the reconnect after the end got 204

@@ -61,9 +61,11 @@ def test_sse_clients_lose_and_repeat_nothing_through_cuts_and_restarts(stack, se
 
 
 def resume(http: httpx.Client, base: str, eid: str, token: str, last: str) -> Any:
-    """GET the stream as a client resuming after ``last`` (a context manager: the open response)."""
+    """GET the stream as a client resuming after ``last`` (a context manager: the open response).
+    Its raw bytes are parsed, so it asks for them uncompressed (httpx asks for gzip by default)."""
     url = f"{base}/api/v1/dag-executions/{eid}/events"
-    return http.stream("GET", url, params={"token": token}, headers={"Last-Event-ID": last})
+    headers = {"Last-Event-ID": last, "Accept-Encoding": "identity"}
+    return http.stream("GET", url, params={"token": token}, headers=headers)
 
 
 def test_a_client_that_has_the_terminal_event_gets_204_even_before_the_feed_has_caught_up(stack, services):

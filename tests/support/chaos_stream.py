@@ -458,6 +458,7 @@ class ChaosClient:
     async def _connect_once(self) -> str:
         s = self.shared
         headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
+        headers["Accept-Encoding"] = "identity"  # the raw bytes are parsed and cut (httpx asks for gzip)
         params = {"since": "0"}
         if self.bearer:
             headers["Authorization"] = f"Bearer {self.token}"
