@@ -1,12 +1,12 @@
 """What the reads of one DynamoDB client cost, in read capacity units (RCU).
 
-Two figures for every read: the one DynamoDB *reports* (``ReturnConsumedCapacity: TOTAL``, which
-the meter adds to each read it sees) and the one *computed* from the items returned by DynamoDB's
-billing rules (``item_size``, ``read_units``). In AWS the reported figure is what is billed and the
-computed one should agree with it; moto reports a constant (1 per Query, 0.5 per GetItem, whatever
-the size or consistency), so locally only the computed figure means anything. ``ReadMeter.rcu`` is
-the reported figure when the client talks to AWS (its endpoint is ``*.amazonaws.com`` — moto's
-in-process mock looks like AWS too: see docs/sse.md), else the computed one.
+Two figures for every read: the one *computed* from the items returned by DynamoDB's billing
+rules (``item_size``, ``read_units``) — ``rcu``, the same rule in AWS and locally, so numbers
+measured locally and in AWS compare — and the one DynamoDB *reports* (``ReturnConsumedCapacity:
+TOTAL``, which the meter adds to each read it sees) — ``rcuReported``. In AWS the reported figure
+is the bill, and the computed one should match it (a difference means the rules below are off).
+moto reports a constant (1 per Query, 0.5 per GetItem, whatever the size or consistency), and the
+in-process mock cannot be told from AWS by its endpoint, so the computed figure is the one counted.
 
 The billing rules (AWS, "DynamoDB item sizes and formats" and "read and write operations"):
 
@@ -102,8 +102,7 @@ class ReadMeter:
     ``attach(client)`` hooks it into the client's event system; ``record`` is the accounting,
     callable without a client. Thread-safe: the stream's reads run on worker threads."""
 
-    def __init__(self, trust_reported: bool = False) -> None:
-        self.trust_reported = trust_reported
+    def __init__(self) -> None:
         self.reads = {"consistent": 0, "eventual": 0}
         self.computed = {"consistent": 0.0, "eventual": 0.0}
         self.reported = 0.0
@@ -130,9 +129,7 @@ class ReadMeter:
 
     @property
     def rcu(self) -> float:
-        """The figure to use: reported (AWS) or computed (an emulator), see the module docstring."""
-        if self.trust_reported and self.unreported == 0:
-            return self.reported
+        """The RCU computed from the items read (the module docstring says why not the reported)."""
         return self.computed["consistent"] + self.computed["eventual"]
 
     def attach(self, client: Any) -> None:
@@ -141,8 +138,6 @@ class ReadMeter:
             if id(client) in self._clients:
                 return
             self._clients.add(id(client))
-        endpoint = str(getattr(client.meta, "endpoint_url", "") or "")
-        self.trust_reported = endpoint.startswith("https://") and endpoint.endswith(".amazonaws.com")
         for operation in _READS:
             client.meta.events.register(f"provide-client-params.dynamodb.{operation}", self._ask)
             client.meta.events.register(f"after-call.dynamodb.{operation}", self._answered)
@@ -171,9 +166,8 @@ class ReadMeter:
                 "eventualReads": self.reads["eventual"],
                 "items": self.items,
                 "rcu": round(self.rcu, 3),
-                "rcuSource": "reported" if self.trust_reported and self.unreported == 0 else "computed",
-                "rcuComputed": round(self.computed["consistent"] + self.computed["eventual"], 3),
-                "rcuComputedConsistent": round(self.computed["consistent"], 3),
-                "rcuComputedEventual": round(self.computed["eventual"], 3),
-                "rcuReported": round(self.reported, 3),
+                "rcuConsistent": round(self.computed["consistent"], 3),
+                "rcuEventual": round(self.computed["eventual"], 3),
+                "rcuReported": round(self.reported, 3),  # what DynamoDB said (moto: a constant)
+                "unreportedReads": self.unreported,
             }
