@@ -26,6 +26,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 
@@ -44,10 +45,16 @@ LINGER_SECONDS = 5.0
 IDLE_AFTER_SECONDS = 3.0  # the hold of a Hub built without one (the managed-instances profile's)
 
 
-class Clock:
-    """The feed's time and sleep: the event loop's. A test hands the hub a virtual one instead, to
+class Clock(Protocol):
+    """The feed's time and sleep: the event loop's (``LoopClock``), or a test's virtual clock, to
     count polls over a window without waiting for it."""
 
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class LoopClock:
     def now(self) -> float:
         return asyncio.get_running_loop().time()
 
@@ -188,7 +195,7 @@ class Hub:
         self.idle = max(idle_seconds, active_seconds)
         self.schedule = PollSchedule(self.active, self.idle, backoff, hold_seconds)
         self.eventual = eventual_reads
-        self.clock = clock or Clock()
+        self.clock: Clock = clock or LoopClock()
         self.buffer_size = buffer_size
         self.feeds: dict[str, Feed] = {}
         self.polls = 0

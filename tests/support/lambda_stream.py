@@ -73,7 +73,10 @@ async def open_stream(
         elif message.get("body"):
             stream.chunks.append(bytes(message["body"]))
 
-    stream = LambdaStream(asyncio.get_running_loop().create_task(app(scope, receive, send)))
+    async def run() -> None:
+        await app(scope, receive, send)
+
+    stream = LambdaStream(asyncio.get_running_loop().create_task(run()))
     stream.task.add_done_callback(lambda _: stream.started.set())
     await stream.started.wait()
     return stream
