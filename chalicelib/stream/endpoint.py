@@ -13,7 +13,8 @@ Lambda cannot stream by itself). Per connection:
    after ``heartbeat_seconds`` of silence;
 4. the end: right after the terminal event, after ``max_stream_seconds`` (the client reconnects with
    Last-Event-ID and loses nothing), when the client is too slow (its buffer overflowed, or one write
-   blocked for ``send_timeout_seconds``), or at once when the client disconnects.
+   blocked for ``send_timeout_seconds``), or at once when the client disconnects — where the server
+   is told: Lambda never tells (docs/sse.md, "What a closed tab costs").
 
 The request is read once into a ``StreamRequest``. Events come from sources.py: the hub (hub.py:
 one poller per execution for all its clients) or, with the hub off, a poller per connection (kept
