@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -34,6 +34,10 @@ _ENV = {
     "poll_seconds": "DAGCAST_POLL_SECONDS",
     "idle_poll_seconds": "DAGCAST_IDLE_POLL_SECONDS",
     "max_stream_seconds": "DAGCAST_MAX_STREAM_SECONDS",
+    "sse_profile": "DAGCAST_SSE_PROFILE",
+    "poll_backoff": "DAGCAST_POLL_BACKOFF",
+    "poll_hold_seconds": "DAGCAST_POLL_HOLD_SECONDS",
+    "eventual_reads": "DAGCAST_SSE_EVENTUAL_READS",
     "retry_ms": "DAGCAST_RETRY_MS",
     "subscriber_buffer": "DAGCAST_SUBSCRIBER_BUFFER",
     "send_timeout_seconds": "DAGCAST_SEND_TIMEOUT_SECONDS",
@@ -65,6 +69,28 @@ _ENV = {
 }
 _LISTS = {"cors_origins", "api_keys", "redact_keys", "plugins", "webhook_allowed_hosts"}
 
+SseProfile = Literal["on-demand", "managed-instances"]
+# What an SSE process is, and the stream settings that fit it unless set one by one (docs/sse.md,
+# "What a viewer costs"). managed-instances: one process serves many viewers (Lambda Managed
+# Instances, and the local stack), the hub shares each execution's polls among them — the settings
+# as they always were. on-demand: one viewer per process (a standard Lambda environment serves one
+# request at a time), so every poll is paid per viewer: back off from the first empty poll, and end
+# streams sooner, because a closed tab gives no signal and keeps polling until its stream ends.
+SSE_PROFILES: dict[str, dict[str, float]] = {
+    "managed-instances": {
+        "poll_seconds": 0.05,
+        "idle_poll_seconds": 2.0,
+        "poll_hold_seconds": 3.0,
+        "max_stream_seconds": 840.0,
+    },
+    "on-demand": {
+        "poll_seconds": 0.2,
+        "idle_poll_seconds": 2.0,
+        "poll_hold_seconds": 0.0,
+        "max_stream_seconds": 120.0,
+    },
+}
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -76,9 +102,16 @@ class Settings(BaseModel):
     events_url: str = ""
     # --- the SSE stream (docs/sse.md) ---
     heartbeat_seconds: float = Field(default=15.0, gt=0)
-    poll_seconds: float = Field(default=0.05, gt=0)  # while an execution is active
-    idle_poll_seconds: float = Field(default=2.0, gt=0)  # ceiling of the back-off when idle
+    # Unset: on-demand inside a Lambda (AWS_LAMBDA_FUNCTION_NAME is set), else managed-instances.
+    # The four settings below it default to the profile's values (SSE_PROFILES).
+    sse_profile: SseProfile = "managed-instances"
+    poll_seconds: float = Field(default=0.05, gt=0)  # between polls while events come
+    idle_poll_seconds: float = Field(default=2.0, gt=0)  # ceiling of the back-off when quiet
+    poll_hold_seconds: float = Field(default=3.0, ge=0)  # stay at poll_seconds this long after an event
     max_stream_seconds: float = Field(default=840.0, gt=0)  # under Lambda's 900 s limit
+    poll_backoff: float = Field(default=2.0, ge=1)  # the interval's growth per empty poll
+    # The feed's polls read eventually consistent (half the RCU); a gap is read again consistently.
+    eventual_reads: bool = True
     retry_ms: int = Field(default=2000, ge=0)  # the reconnection delay sent to clients (retry:)
     subscriber_buffer: int = Field(default=1000, ge=1)  # events queued per client before it is cut
     send_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -127,6 +160,14 @@ class Settings(BaseModel):
                 )
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            profile = SSE_PROFILES.get(str(values.get("sse_profile", "managed-instances")), {})
+            values = {**profile, **values}
+        return values
+
     @model_validator(mode="after")
     def _secret_when_auth(self) -> Settings:
         if self.auth and len(self.stream_secret) < 16:
@@ -143,6 +184,8 @@ class Settings(BaseModel):
                 values[field] = (
                     tuple(x.strip() for x in raw.split(",") if x.strip()) if field in _LISTS else raw
                 )
+        if "sse_profile" not in values and env.get("AWS_LAMBDA_FUNCTION_NAME"):
+            values["sse_profile"] = "on-demand"  # a standard Lambda environment: one viewer at a time
         if not values.get("stream_secret") and values.get("stream_secret_name"):
             values["stream_secret"] = _read_secret(str(values["stream_secret_name"]))
         try:

@@ -482,15 +482,18 @@ class EventLog(Table):
         """The newest event item (``seq``, ``type``, ``data``), or None before the first."""
         return self._tail(execution_id)
 
-    def events_after(self, execution_id: str, after_seq: int, limit: int = 500) -> list[ev.Event]:
-        """Events with seq > after_seq in order (at most ``limit``)."""
+    def events_after(
+        self, execution_id: str, after_seq: int, limit: int = 500, consistent: bool = True
+    ) -> list[ev.Event]:
+        """Events with seq > after_seq in order (at most ``limit``); an eventually consistent read
+        (half the RCU) may miss the newest ones, or more: chalicelib/stream/polling.py checks it."""
         out = self._db.query(
             TableName=self._table,
             KeyConditionExpression="PK = :p AND SK BETWEEN :lo AND :hi",
             ExpressionAttributeValues=to_item(
                 {":p": pk(execution_id), ":lo": event_sk(after_seq + 1), ":hi": LAST_EVENT_SK}
             ),
-            ConsistentRead=True,
+            ConsistentRead=consistent,
             Limit=limit,
         )
         return [json.loads(from_item(i)["data"]) for i in out.get("Items", [])]

@@ -23,6 +23,7 @@ from ..domain import events as ev
 from ..domain.errors import ExecutionExists, ExecutionNotFound, StoreError
 from ..domain.model import ExecutionStatus, TaskStatus
 from ..redact import Redactor
+from .capacity import ReadMeter
 from .eventlog import EventLog, Payload
 from .keys import (
     EXECUTIONS_INDEX,
@@ -60,6 +61,10 @@ class DynamoStore(Table):
         super().__init__(client, table_name)
         self.redactor = redactor or Redactor()
         self.event_log = EventLog(client, table_name, self.redactor, read_meta=self.get_meta)
+
+    def meter_reads(self, meter: ReadMeter) -> None:
+        """Count this store's reads and their RCU in ``meter`` (the SSE endpoint's stats)."""
+        meter.attach(self._db)
 
     def instrument(self) -> CallCounter:
         """Count this store's DynamoDB calls (benchmarks and /local/stats)."""
@@ -466,6 +471,8 @@ class DynamoStore(Table):
         """The newest event item (``seq``, ``type``, ``data``), or None before the first."""
         return self.event_log.last_event(execution_id)
 
-    def events_after(self, execution_id: str, after_seq: int, limit: int = 500) -> list[ev.Event]:
-        """Events with seq > after_seq in order (at most ``limit``)."""
-        return self.event_log.events_after(execution_id, after_seq, limit)
+    def events_after(
+        self, execution_id: str, after_seq: int, limit: int = 500, consistent: bool = True
+    ) -> list[ev.Event]:
+        """Events with seq > after_seq in order (at most ``limit``; ``EventLog.events_after``)."""
+        return self.event_log.events_after(execution_id, after_seq, limit, consistent)

@@ -15,7 +15,8 @@ Lambda cannot stream by itself). Per connection:
    compressed and flushed, so each still reaches the client the moment it is written;
 4. the end: right after the terminal event, after ``max_stream_seconds`` (the client reconnects with
    Last-Event-ID and loses nothing), when the client is too slow (its buffer overflowed, or one write
-   blocked for ``send_timeout_seconds``), or at once when the client disconnects.
+   blocked for ``send_timeout_seconds``), or at once when the client disconnects — where the server
+   is told: Lambda never tells (docs/sse.md, "What a closed tab costs").
 
 The request is read once into a ``StreamRequest``. Events come from sources.py: the hub (hub.py:
 one poller per execution for all its clients) or, with the hub off, a poller per connection (kept
@@ -57,10 +58,11 @@ from ..domain.errors import BadRequest, DagcastError, MethodNotAllowed, TooManyS
 from ..domain.events import TypeFilter
 from ..domain.model import now_ms
 from ..http.errors import answer_for
+from ..persistence.capacity import ReadMeter
 from ..persistence.executions import DynamoStore
 from .auth import TokenSigner
 from .compression import GZIP_HEADERS, GzipStream, accepts_gzip
-from .hub import Hub, Subscriber
+from .hub import Subscriber, hub_for, metered
 from .sources import HubSource, PollSource, ReplaySource, Snapshots, Source, log_tail
 
 log = logging.getLogger(__name__)
@@ -197,6 +199,7 @@ class _Opening:
     start: int
     snapshot: bytes | None
     finished: bool  # the terminal event is stored: replay from the table, then end
+    tail: int | None = None  # the log's last seq as read (a consistent read) when resuming
 
 
 class _Stream:
@@ -222,13 +225,11 @@ class EventsEndpoint:
 
     def __init__(self, settings: Settings, store_factory: Callable[[], DynamoStore]) -> None:
         self.settings = settings
+        self.reads = ReadMeter()  # the stream's DynamoDB reads and their RCU (stats())
+        store_factory = metered(store_factory, self.reads)
         self._store_factory = store_factory
         self._store: DynamoStore | None = None
-        self.hub = (
-            Hub(store_factory, settings.poll_seconds, settings.idle_poll_seconds, settings.subscriber_buffer)
-            if settings.hub
-            else None
-        )
+        self.hub = hub_for(settings, store_factory) if settings.hub else None
         self.signer = (
             TokenSigner(settings.stream_secret, settings.token_ttl_seconds) if settings.auth else None
         )
@@ -318,13 +319,13 @@ class EventsEndpoint:
         finished = tail_type in ev.TERMINAL_TYPES
         if finished and request.after >= tail_seq:
             return None
-        return _Opening(request.after, None, finished)
+        return _Opening(request.after, None, finished, tail_seq)
 
     def _source(self, execution_id: str, opening: _Opening) -> Source:
         if opening.finished:
             return ReplaySource(self.store, execution_id, opening.start)
         if self.hub is not None:
-            feed, sub = self.hub.subscribe(execution_id, opening.start)
+            feed, sub = self.hub.subscribe(execution_id, opening.start, opening.tail)
             return HubSource(self.store, execution_id, opening.start, feed, sub)
         return PollSource(self.store, execution_id, opening.start, self.settings.poll_seconds, self._polled)
 
@@ -454,4 +455,5 @@ class EventsEndpoint:
             "openStreams": self.open_streams,
             "hub": self.hub.stats() if self.hub is not None else None,
             "directPolls": self.direct_polls,
+            "reads": self.reads.stats(),
         }

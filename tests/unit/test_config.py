@@ -67,3 +67,47 @@ def test_dagcasts_own_secrets_are_never_task_keys_whatever_the_allow_list(monkey
     monkeypatch.setenv("DAGCAST_STREAM_SECRET", "x" * 32)
     with pytest.raises(LookupError, match="reserved for dagcast's own secrets"):
         resolve_key(KeyRef.model_validate(ref))
+
+
+_STREAM = ("poll_seconds", "idle_poll_seconds", "poll_hold_seconds", "max_stream_seconds")
+
+
+def _stream_settings(s: Settings) -> tuple[float, ...]:
+    return tuple(getattr(s, name) for name in _STREAM)
+
+
+def test_the_sse_profile_chooses_the_stream_defaults():
+    base = {"DAGCAST_TABLE": "tbl", "DAGCAST_AUTH": "off"}
+    managed = Settings.from_env(base)
+    assert managed.sse_profile == "managed-instances"  # the local stack: one process, many viewers
+    assert _stream_settings(managed) == (0.05, 2.0, 3.0, 840.0)  # as they always were
+    on_demand = Settings.from_env({**base, "DAGCAST_SSE_PROFILE": "on-demand"})
+    assert _stream_settings(on_demand) == (0.2, 2.0, 0.0, 120.0)
+    assert on_demand.eventual_reads and managed.eventual_reads
+    assert on_demand.poll_backoff == managed.poll_backoff == 2.0
+
+
+def test_a_setting_given_wins_over_its_profiles_default():
+    s = Settings.from_env(
+        {
+            "DAGCAST_TABLE": "tbl",
+            "DAGCAST_AUTH": "off",
+            "DAGCAST_SSE_PROFILE": "on-demand",
+            "DAGCAST_MAX_STREAM_SECONDS": "300",
+            "DAGCAST_SSE_EVENTUAL_READS": "off",
+        }
+    )
+    assert s.max_stream_seconds == 300.0 and s.poll_seconds == 0.2 and not s.eventual_reads
+
+
+def test_inside_a_lambda_the_profile_is_on_demand_unless_set():
+    base = {"DAGCAST_TABLE": "tbl", "DAGCAST_AUTH": "off", "AWS_LAMBDA_FUNCTION_NAME": "dagcast-dev-sse"}
+    assert Settings.from_env(base).sse_profile == "on-demand"
+    assert Settings.from_env(base).max_stream_seconds == 120.0
+    told = Settings.from_env({**base, "DAGCAST_SSE_PROFILE": "managed-instances"})
+    assert told.sse_profile == "managed-instances" and told.max_stream_seconds == 840.0
+
+
+def test_an_unknown_profile_is_refused_naming_the_variable():
+    with pytest.raises(SettingsError, match="DAGCAST_SSE_PROFILE"):
+        Settings.from_env({"DAGCAST_TABLE": "tbl", "DAGCAST_AUTH": "off", "DAGCAST_SSE_PROFILE": "lambda"})
