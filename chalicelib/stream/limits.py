@@ -30,9 +30,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ..config import Settings
 from ..domain.errors import TooManyStreams
+from ..persistence.executions import DynamoStore
 from ..persistence.keys import client_streams_pk, execution_streams_pk
 from ..persistence.streamleases import StreamSlots
-from ..persistence.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class StreamLeases:
 
     def __init__(
         self,
-        table: Callable[[], Table],
+        table: Callable[[], DynamoStore],
         per_ip: int,
         per_execution: int,
         lease_seconds: float,
@@ -216,7 +216,7 @@ class StreamLimits:
         self.leases = leases
 
     @classmethod
-    def from_settings(cls, settings: Settings, table: Callable[[], Table]) -> StreamLimits:
+    def from_settings(cls, settings: Settings, table: Callable[[], DynamoStore]) -> StreamLimits:
         per_ip, per_execution = settings.max_streams_per_ip, settings.max_streams_per_execution
         leases = (
             StreamLeases(table, per_ip, per_execution, settings.stream_lease_seconds)

@@ -30,9 +30,9 @@ def slots(services) -> StreamSlots:
 def test_the_cap_plus_first_is_refused_and_a_release_frees_a_slot(slots):
     scope = _scope()
     taken = [slots.take(scope, 3, f"h{i}", NOW + 60_000, NOW) for i in range(3)]
-    assert sorted(taken) == [0, 1, 2]  # type: ignore[type-var]
+    assert sorted(taken) == [0, 1, 2]
     assert slots.take(scope, 3, "h3", NOW + 60_000, NOW) is None
-    slots.release(scope, taken[1], "h1")  # type: ignore[arg-type]
+    slots.release(scope, taken[1], "h1")
     assert slots.take(scope, 3, "h3", NOW + 60_000, NOW) == taken[1]
 
 
@@ -41,7 +41,7 @@ def test_racing_admissions_never_overshoot_the_cap(slots):
     scope = _scope()
     start = threading.Barrier(32)
 
-    def admit(i: int) -> int | None:
+    def admit(i):
         start.wait()
         return slots.take(scope, 5, f"h{i}", NOW + 60_000, NOW)
 
@@ -130,7 +130,9 @@ def test_a_stream_whose_slot_was_taken_over_is_told_to_end(services):
         b.take("10.0.0.2", eid)
         await asyncio.wait_for(ended.wait(), 5)  # A's keeper renews every 0.2 s
         await a.release(admission)
-        return admission.lost, len(StreamSlots.beside(services.store).live_slots(execution_streams_pk(eid), NOW))
+        return admission.lost, len(
+            StreamSlots.beside(services.store).live_slots(execution_streams_pk(eid), NOW)
+        )
 
     lost, live = asyncio.run(scenario())
     assert lost is True
