@@ -52,6 +52,9 @@ _ENV = {
     "api_burst": "DAGCAST_API_BURST",
     "max_streams_per_ip": "DAGCAST_MAX_STREAMS_PER_IP",
     "max_streams_per_execution": "DAGCAST_MAX_STREAMS_PER_EXECUTION",
+    "stream_leases": "DAGCAST_STREAM_LEASES",
+    "stream_lease_seconds": "DAGCAST_STREAM_LEASE_SECONDS",
+    "sse_disconnect": "DAGCAST_SSE_DISCONNECT",
     "trust_proxy": "DAGCAST_TRUST_PROXY",
     "redact_keys": "DAGCAST_REDACT_KEYS",
     "plugins": "DAGCAST_PLUGINS",
@@ -130,8 +133,21 @@ class Settings(BaseModel):
     # .chalice/config.json set it.
     api_rate: float = Field(default=0.0, ge=0)
     api_burst: int = Field(default=100, ge=1)  # requests per client IP at once
+    # Concurrent streams per client IP and per execution (docs/sse.md#limits). Counted in this
+    # process always; across processes too with stream_leases (a slot item per open stream, see
+    # persistence/streamleases.py) — what makes them hold in Lambda, where each stream is a process.
+    # A stream whose client vanished keeps its slot until max_stream_seconds (no disconnect signal
+    # reaches a Lambda), so the per-IP cap leaves room for a client's abandoned reconnects.
     max_streams_per_ip: int = Field(default=50, ge=1)
     max_streams_per_execution: int = Field(default=5000, ge=1)
+    # Off by default: one process (the local stack) counts exactly without them; template.yaml
+    # turns them on for the SSE function.
+    stream_leases: bool = False
+    # How long a slot outlives a process that died without releasing it; renewed every third of it.
+    stream_lease_seconds: float = Field(default=60.0, ge=0.5)
+    # Watch for the client's disconnect (ends its stream at once). In Lambda no disconnect reaches
+    # the function whatever this says; off, the local server behaves the same way.
+    sse_disconnect: bool = True
     trust_proxy: bool = False
     redact_keys: tuple[str, ...] = ()
     # Modules imported at start-up: they register task kinds and python functions (docs/jobs.md).

@@ -10,6 +10,8 @@ Key layout (``PK`` / ``SK``, all strings)::
     EXEC#<id>  EVT~Q#<ticket>   an event waiting in the append queue (under contention only)
     EXEC#<id>  KEY#<eventKey>   idempotency marker: the seq that event key was given
     QUEUE#<id> TICKET | LEASE   the append queue's counter, and who drains it right now
+    STREAMS#EXEC#<id>    SLOT#<n>  one open stream of that execution: holder, leaseUntil, expiresAt
+    STREAMS#CLIENT#<ip>  SLOT#<n>  one open stream from that client (persistence/streamleases.py)
 
 META also carries ``GSI1PK`` = ``EXECUTIONS`` and ``GSI1SK`` = ``<createdAt>#<id>``, so that the
 index ``GSI1`` lists executions newest first.
@@ -34,6 +36,12 @@ MARKER_PREFIX: Final = "KEY#"
 QUEUE_PREFIX: Final = "QUEUE#"
 TICKET_SK: Final = "TICKET"
 LEASE_SK: Final = "LEASE"
+# Stream slots live in partitions of their own, never in the execution's: admitting a viewer
+# reads and writes no item of the partition the orchestrator and the streams poll.
+STREAMS_PREFIX: Final = "STREAMS#"
+SLOT_PREFIX: Final = "SLOT#"
+# DynamoDB's TTL attribute of the table (template.yaml's TimeToLiveSpecification): epoch seconds.
+TTL_ATTRIBUTE: Final = "expiresAt"
 
 EXECUTIONS_INDEX: Final = "GSI1"  # recent executions: GSI1PK = EXECUTIONS_PARTITION, newest GSI1SK first
 EXECUTIONS_INDEX_PK: Final = "GSI1PK"
@@ -42,6 +50,7 @@ EXECUTIONS_PARTITION: Final = "EXECUTIONS"
 
 _SEQ_WIDTH = 12
 _TASK_WIDTH = 16
+_SLOT_WIDTH = 6
 # The greatest sort keys an event and a queued event can have: upper bounds of BETWEEN queries.
 LAST_EVENT_SK: Final = EVENT_PREFIX + "9" * _SEQ_WIDTH
 LAST_QUEUED_SK: Final = QUEUED_PREFIX + "9" * _SEQ_WIDTH
@@ -76,6 +85,24 @@ def marker_sk(event_key: str) -> str:
 
 def queue_pk(execution_id: str) -> str:
     return f"{QUEUE_PREFIX}{execution_id}"
+
+
+def execution_streams_pk(execution_id: str) -> str:
+    return f"{STREAMS_PREFIX}EXEC#{execution_id}"
+
+
+def client_streams_pk(client: str) -> str:
+    return f"{STREAMS_PREFIX}CLIENT#{client}"
+
+
+def slot_sk(slot: int) -> str:
+    return f"{SLOT_PREFIX}{slot:0{_SLOT_WIDTH}d}"
+
+
+def slot_number(sk_value: str) -> int | None:
+    """The inverse of ``slot_sk`` (None for any other sort key)."""
+    raw = sk_value.removeprefix(SLOT_PREFIX)
+    return int(raw) if sk_value.startswith(SLOT_PREFIX) and raw.isascii() and raw.isdigit() else None
 
 
 def executions_index_sk(created_at: int, execution_id: str) -> str:

@@ -7,6 +7,7 @@ it, and the store (its AWS client) is built on the first request that needs it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from starlette.applications import Starlette
@@ -15,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
 from ..domain.errors import NoRoute
@@ -33,8 +34,9 @@ class SseApp:
     def __init__(self, endpoint: EventsEndpoint, fallback: ASGIApp) -> None:
         self.endpoint = endpoint
         self.fallback = fallback
+        events: ASGIApp = endpoint if endpoint.settings.sse_disconnect else NoDisconnect(endpoint)
         self.router = Router(
-            routes=[Route(EVENTS_PATH, endpoint), Route(f"{EVENTS_PATH}/", endpoint)],
+            routes=[Route(EVENTS_PATH, events), Route(f"{EVENTS_PATH}/", events)],
             redirect_slashes=False,  # both spellings are served, neither is redirected
             default=fallback,
         )
@@ -43,6 +45,25 @@ class SseApp:
         if scope["type"] == "http":
             return await self.router(scope, receive, send)
         await self.fallback(scope, receive, send)
+
+
+class NoDisconnect:
+    """The events route as a Lambda serves it (``DAGCAST_SSE_DISCONNECT=off``): the client's
+    disconnect never reaches the app — the Web Adapter gets no signal when a viewer goes away — so
+    a stream whose client left runs on until its end (terminal event, ``max_stream_seconds``),
+    holding its slot. Locally this shows what an abandoned stream costs in AWS."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def without_disconnect() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                await asyncio.Event().wait()  # never set: the stream is cancelled at its end
+            return message
+
+        await self.app(scope, without_disconnect, send)
 
 
 def create_sse_app(settings: Settings, store_factory: Callable[[], DynamoStore]) -> SseApp:

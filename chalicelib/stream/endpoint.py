@@ -4,7 +4,7 @@ An ASGI app that runs under uvicorn locally and behind the Lambda Web Adapter in
 Lambda cannot stream by itself). Per connection:
 
 1. checks: resume point (400), ``types`` filter (400), stream token (401/403), concurrent-stream
-   limits per client IP and per execution (429 + Retry-After), the execution exists (404), and a
+   limits per client IP and per execution (limits.py: 429 + Retry-After), the execution exists (404), and a
    resume point already at the terminal event (204 — a browser's EventSource then stops for good);
    each refusal is a domain error answered through the one error map (chalicelib/http/errors.py);
 2. ``retry:``, then either a snapshot (an ``execution.updated`` with ``"snapshot": true``, id = the
@@ -54,7 +54,7 @@ from starlette.types import Receive, Scope, Send
 from ..config import Settings
 from ..domain import events as ev
 from ..domain import wire
-from ..domain.errors import BadRequest, DagcastError, MethodNotAllowed, TooManyStreams
+from ..domain.errors import BadRequest, DagcastError, MethodNotAllowed
 from ..domain.events import TypeFilter
 from ..domain.model import now_ms
 from ..http.errors import answer_for
@@ -63,6 +63,7 @@ from ..persistence.executions import DynamoStore
 from .auth import TokenSigner
 from .compression import GZIP_HEADERS, GzipStream, accepts_gzip
 from .hub import Subscriber, hub_for, metered
+from .limits import StreamLimits
 from .sources import HubSource, PollSource, ReplaySource, Snapshots, Source, log_tail
 
 log = logging.getLogger(__name__)
@@ -144,43 +145,6 @@ def _client_ip(request: Request, trust_proxy: bool) -> str:
     return request.client.host if request.client else "unknown"
 
 
-# A stream refused for the limits may try again this much later (Retry-After): streams end all
-# the time (terminal events, max_stream_seconds), so a slot is soon free.
-RETRY_AFTER_SECONDS = 5
-
-
-class Limits:
-    """Concurrent streams per client IP and per execution, in this process."""
-
-    def __init__(self, per_ip: int, per_execution: int) -> None:
-        self.per_ip = per_ip
-        self.per_execution = per_execution
-        self.by_ip: dict[str, int] = {}
-        self.by_execution: dict[str, int] = {}
-
-    def acquire(self, ip: str, execution_id: str) -> None:
-        """Count one more stream, or raise TooManyStreams when either limit is reached."""
-        if self.by_ip.get(ip, 0) >= self.per_ip:
-            raise TooManyStreams(
-                f"too many concurrent streams from {ip} (limit {self.per_ip})", RETRY_AFTER_SECONDS
-            )
-        if self.by_execution.get(execution_id, 0) >= self.per_execution:
-            raise TooManyStreams(
-                f"too many concurrent streams for this execution (limit {self.per_execution})",
-                RETRY_AFTER_SECONDS,
-            )
-        self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
-        self.by_execution[execution_id] = self.by_execution.get(execution_id, 0) + 1
-
-    def release(self, ip: str, execution_id: str) -> None:
-        for table, key in ((self.by_ip, ip), (self.by_execution, execution_id)):
-            left = table.get(key, 0) - 1
-            if left > 0:
-                table[key] = left
-            else:
-                table.pop(key, None)
-
-
 def error_response(exc: DagcastError, cors: Headers | None = None) -> Response:
     """The answer the error map gives to ``exc``; an error it does not map is raised again (the
     server answers 500 and logs it, as for any crash)."""
@@ -233,7 +197,7 @@ class EventsEndpoint:
         self.signer = (
             TokenSigner(settings.stream_secret, settings.token_ttl_seconds) if settings.auth else None
         )
-        self.limits = Limits(settings.max_streams_per_ip, settings.max_streams_per_execution)
+        self.limits = StreamLimits.from_settings(settings, lambda: self.store)
         self.snapshots = Snapshots(lambda: self.store, self.hub, settings.retry_ms)
         self.direct_polls = 0
         self.open_streams = 0
@@ -260,14 +224,23 @@ class EventsEndpoint:
         cors = self.cors_headers(origin)  # added to every answer, streamed or not
         if scope["method"] == "OPTIONS":
             return await self._preflight(send, cors)
+        task = asyncio.current_task()
+        assert task is not None
         try:
             request = self._admit(scope)
+            # A slot is taken last, so a refused request holds none; a stream whose slot was
+            # taken over (limits.py) is ended through its task, so the caps hold.
+            admission = await self.limits.acquire(request.client_ip, request.execution_id, task.cancel)
         except DagcastError as exc:
             return await error_response(exc, cors)(scope, receive, send)
         try:
             await self._serve(request, cors, scope, receive, send)
+        except asyncio.CancelledError:
+            if not admission.lost:
+                raise
+            task.uncancel()  # the client resumes with Last-Event-ID (and may be refused: 429)
         finally:
-            self.limits.release(request.client_ip, request.execution_id)
+            await self.limits.release(admission)
 
     async def _preflight(self, send: Send, cors: Headers) -> None:
         """204 with the route's CORS answer for an allowed origin, else 400 with nothing."""
@@ -282,14 +255,13 @@ class EventsEndpoint:
         await send({"type": "http.response.body", "body": b""})
 
     def _admit(self, scope: Scope) -> StreamRequest:
-        """The request, read and checked: method, resume point, types, token, then the limits (a
-        slot is taken last, so a refused request holds none)."""
+        """The request, read and checked: method, resume point, types, token (the limits come
+        after, in ``__call__``)."""
         if scope["method"] not in ("GET", "HEAD"):
             raise MethodNotAllowed("use GET (text/event-stream)", allow="GET")
         request = StreamRequest.parse(scope, self.settings.trust_proxy)
         if self.signer is not None:
             self.signer.verify(request.token, request.execution_id)
-        self.limits.acquire(request.client_ip, request.execution_id)
         return request
 
     async def _serve(
@@ -456,4 +428,5 @@ class EventsEndpoint:
             "hub": self.hub.stats() if self.hub is not None else None,
             "directPolls": self.direct_polls,
             "reads": self.reads.stats(),
+            "leases": self.limits.stats(),
         }

@@ -18,7 +18,12 @@ import pytest
 from samtranslator.translator.transform import transform
 
 from chalicelib.config import ASL_SUBSTITUTIONS
-from chalicelib.persistence.keys import table_definition
+from chalicelib.persistence.keys import (
+    STREAMS_PREFIX,
+    client_streams_pk,
+    execution_streams_pk,
+    table_definition,
+)
 from dagcast.deploy import (
     EVENTS_URL_OUTPUT,
     STAGE_OUTPUTS,
@@ -108,9 +113,11 @@ def test_sse_function_streams_through_the_web_adapter():
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert fn["FunctionUrlConfig"]["InvokeMode"] == "RESPONSE_STREAM"
     assert fn["Timeout"] == 900
-    assert float(stack.ref("MaxStreamSeconds")) < fn["Timeout"]  # streams end before the function does
+    # streams end before the function does; on-demand ones much sooner (no disconnect signal)
+    assert float(stack.ref("OnDemandMaxStreamSeconds")) < float(stack.ref("MaxStreamSeconds")) < fn["Timeout"]
     assert env["DAGCAST_AUTH"] == "on" and env["DAGCAST_STREAM_SECRET_NAME"] == {"Ref": "StreamSecret"}
-    assert env["DAGCAST_MAX_STREAM_SECONDS"] == {"Ref": "MaxStreamSeconds"}
+    assert env["DAGCAST_SSE_PROFILE"] == "on-demand"
+    assert env["DAGCAST_MAX_STREAM_SECONDS"] == {"Ref": "OnDemandMaxStreamSeconds"}
     # run.sh starts the app the SSE code defines, on the port the adapter proxies to
     run_sh = (ROOT / "infra" / "sse" / "run.sh").read_text()
     assert f"{SSE_ENTRY}:app_factory" in run_sh and '"${PORT:-8080}"' in run_sh
@@ -420,7 +427,12 @@ SSE_MODULES = tuple(
 )
 # Modules the SSE code imports from that sse_actions derives (the store, the settings) or checks by
 # itself (the factory: only build_services().store is taken from it).
-SSE_DERIVED = ("chalicelib.persistence.executions", "chalicelib.config", "chalicelib.factory")
+SSE_DERIVED = (
+    "chalicelib.persistence.executions",
+    "chalicelib.config",
+    "chalicelib.factory",
+    "chalicelib.persistence.streamleases",  # the stream slots: slot_actions
+)
 
 
 def module_file(dotted: str) -> Path | None:
@@ -509,6 +521,23 @@ def _imported(module: str, name: str) -> ast.AST:
     return defs[0] if defs else source
 
 
+def slot_operations(methods: dict[str, tuple[set[str], set[str]]]) -> set[str]:
+    """The DynamoDB operations (botocore names) of StreamSlots (the stream leases of
+    chalicelib/stream/limits.py): its own calls on self._db and those of the Table helpers it calls."""
+    tree = ast.parse((ROOT / "chalicelib" / "persistence" / "streamleases.py").read_text())
+    [cls] = [c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "StreamSlots"]
+    ops: set[str] = set()
+    for node in ast.walk(cls):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner, attr = ast.unparse(node.func.value), node.func.attr
+            if owner == "self._db":
+                ops.add(attr)
+            elif owner == "self" and attr in methods:
+                ops |= methods[attr][1]
+    assert {"put_item", "update_item", "delete_item", "query"} <= ops  # the walk works
+    return ops
+
+
 def sse_actions() -> set[str]:
     """The IAM actions code reachable from the SSE entry point (SSE_ENTRY) needs: the
     DynamoStore methods the SSE modules call, with the methods those call, to their DynamoDB
@@ -565,7 +594,7 @@ def sse_actions() -> set[str]:
         if name not in reached:
             reached.add(name)
             todo += sorted(methods[name][0] & set(methods))
-    ops = set().union(*(methods[name][1] for name in reached))
+    ops = set().union(*(methods[name][1] for name in reached), slot_operations(methods))
     model = get_session().get_service_model("dynamodb")  # read from disk: no client, no call
     operations = {xform_name(op): op for op in model.operation_names}
     needed = {f"dynamodb:{operations[op]}" for op in ops}
@@ -588,6 +617,32 @@ def test_the_sse_function_role_grants_exactly_what_its_code_calls():
     table = stack.getatt("EventsTable", "Arn")
     resources = {stack.text(r) for st in statements for r in as_list(st["Resource"])}
     assert {table, table + "/index/*", stack.ref("StreamSecret")} == resources
+
+
+def test_the_sse_function_counts_streams_in_the_table_and_writes_only_their_slots():
+    """Each stream is its own environment: the caps hold only when counted in the table (the
+    leases on), and the function's writes are held to the slots' partitions."""
+    stack = Stack("dev")
+    fn = stack.props("SseFunction")
+    assert fn["Environment"]["Variables"]["DAGCAST_STREAM_LEASES"] == "on"
+    writes = [
+        st
+        for policy in fn["Policies"]
+        for st in policy["Statement"]
+        if set(as_list(st["Action"])) & {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    ]
+    assert len(writes) == 1
+    assert writes[0]["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [STREAMS_PREFIX + "*"]}
+    }
+    assert execution_streams_pk("e").startswith(STREAMS_PREFIX)
+    assert client_streams_pk("1.2.3.4").startswith(STREAMS_PREFIX)
+    # the managed-instances profile runs several environments too: the same leases, the same grant
+    managed = template()["Resources"]["SseManagedFunction"]["Properties"]
+    assert managed["Environment"]["Variables"]["DAGCAST_STREAM_LEASES"] == "on"
+    assert [st for policy in managed["Policies"] for st in policy["Statement"]] == [
+        st for policy in fn["Policies"] for st in policy["Statement"]
+    ]
 
 
 def test_every_policy_statement_is_scoped():

@@ -173,6 +173,15 @@ def test_both_sse_functions_are_one_function_but_for_what_the_profile_changes():
     assert on_demand.pop("ReservedConcurrentExecutions") == {"Ref": "SseReservedConcurrency"}
     for key in ("CapacityProviderConfig", "PublishToLatestPublished"):
         managed.pop(key)
+    # The profile's own settings: its name, and the stream lifetime that suits it.
+    env_od, env_mi = (dict(f.pop("Environment")["Variables"]) for f in (on_demand, managed))
+    assert (env_od.pop("DAGCAST_SSE_PROFILE"), env_mi.pop("DAGCAST_SSE_PROFILE")) == (
+        "on-demand",
+        "managed-instances",
+    )
+    assert env_od.pop("DAGCAST_MAX_STREAM_SECONDS") == {"Ref": "OnDemandMaxStreamSeconds"}
+    assert env_mi.pop("DAGCAST_MAX_STREAM_SECONDS") == {"Ref": "MaxStreamSeconds"}
+    assert env_od == env_mi
     differ = {k for k in on_demand.keys() | managed.keys() if on_demand.get(k) != managed.get(k)}
     assert differ == {"FunctionName", "Runtime", "MemorySize"}
     assert managed["FunctionName"] == {"Fn::Sub": "dagcast-${Stage}-sse-mi"}  # its own name: see the template

@@ -23,7 +23,8 @@ from chalicelib.domain.events import (
 from chalicelib.http.errors import answer_for
 from chalicelib.redact import REDACTED, Redactor
 from chalicelib.stream.auth import TokenSigner, redact_query
-from chalicelib.stream.endpoint import Limits, resume_point
+from chalicelib.stream.endpoint import resume_point
+from chalicelib.stream.limits import Limits
 
 SECRET = "s" * 32
 

@@ -1,0 +1,239 @@
+"""The concurrent-stream caps hold across SSE server processes, as in on-demand Lambda.
+
+Several uvicorn processes of the SSE app (``chalicelib.stream.app:app_factory``, what
+infra/sse/run.sh starts) share one moto server, each serving one stream like a Lambda environment,
+with stream leases on and disconnect detection off (``DAGCAST_SSE_DISCONNECT=off``: no disconnect
+reaches a Lambda). Clients are told apart by ``X-Forwarded-For``, as behind the function URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from chalicelib.domain import events as ev
+from chalicelib.persistence.executions import DynamoStore
+from chalicelib.persistence.keys import table_definition
+from dagcast.local.launch import free_port
+from tests.e2e.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+TABLE = "dagcast-caps"
+AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+}
+LOGS = ROOT / "test-artifacts"
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGCAST_", "MOTO_"))}
+
+
+def _wait_until_answering(proc: subprocess.Popen[bytes], url: str, log: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}: {(LOGS / log).read_text()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(url, timeout=1)
+            return
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{url} did not answer: {(LOGS / log).read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def _spawn(args: list[str], env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
+    LOGS.mkdir(exist_ok=True)
+    with (LOGS / log).open("w") as out:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[DynamoStore]:
+    """A moto server of its own (a process) with the table; the store the test writes through."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = _spawn(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        {**_clean_env(), **AWS},
+        "caps-moto.log",
+    )
+    try:
+        _wait_until_answering(proc, f"{endpoint}/moto-api/", "caps-moto.log")
+        client = boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        ).client("dynamodb", endpoint_url=endpoint)
+        client.create_table(**table_definition(TABLE))
+        store = DynamoStore(client, TABLE)
+        store.endpoint = endpoint  # type: ignore[attr-defined]
+        yield store
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
+def sse_processes(store: DynamoStore, count: int, **settings: Any) -> Iterator[list[tuple[Any, str]]]:
+    """``count`` SSE server processes (uvicorn, one app each) on the shared table: (process, base)."""
+    env = {
+        **_clean_env(),
+        **AWS,
+        "PYTHONPATH": str(ROOT),
+        "AWS_ENDPOINT_URL": store.endpoint,  # type: ignore[attr-defined]
+        "DAGCAST_TABLE": TABLE,
+        "DAGCAST_AUTH": "off",
+        "DAGCAST_TRUST_PROXY": "on",
+        "DAGCAST_STREAM_LEASES": "on",
+        "DAGCAST_SSE_DISCONNECT": "off",
+        "DAGCAST_HEARTBEAT_SECONDS": "0.5",
+        **{f"DAGCAST_{k.upper()}": str(v) for k, v in settings.items()},
+    }
+    started: list[tuple[Any, str]] = []
+    try:
+        for n in range(count):
+            port = free_port()
+            args = [sys.executable, "-m", "uvicorn", "--factory", "chalicelib.stream.app:app_factory"]
+            args += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+            started.append((_spawn(args, env, f"caps-sse-{n}.log"), f"http://127.0.0.1:{port}"))
+        for n, (proc, base) in enumerate(started):
+            _wait_until_answering(proc, f"{base}/", f"caps-sse-{n}.log")  # any answer (a 404) will do
+        yield started
+    finally:
+        for proc, _ in started:
+            _stop(proc)
+
+
+def new_execution(store: DynamoStore) -> str:
+    eid = f"dag-exec_caps{uuid.uuid4().hex[:12]}"
+    store.create_execution(eid, created_at=1, original_request="", tasks=[], sink_ids=[])
+    return eid
+
+
+def finish(store: DynamoStore, eid: str) -> None:
+    store.append_event(
+        eid, "execution.terminal", ev.execution_completed(store.get_meta(eid), 1, ev.preview('"ok"', "/r"))
+    )
+
+
+class Reply:
+    """The head of one events request over a raw socket, the socket kept open (a held stream)."""
+
+    def __init__(self, base: str, eid: str, ip: str) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=20)
+        request = (
+            f"GET /api/v1/dag-executions/{eid}/events HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {ip}\r\n\r\n"
+        )
+        self.sock.sendall(request.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(65536)
+            assert chunk, f"{base} closed without an answer"
+            data += chunk
+        head, self.rest = data.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        if self.status != 200:
+            self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def admitted(base: str, eid: str, ip: str, timeout: float = 20) -> tuple[Reply, float]:
+    """Ask until a stream is admitted (the slot frees asynchronously): the reply, and when."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = Reply(base, eid, ip)
+        if reply.status == 200:
+            return reply, time.monotonic()
+        assert reply.status == 429 and time.monotonic() < deadline, f"still refused after {timeout} s"
+        time.sleep(0.2)  # the refusal's Retry-After is 5 s; a test need not wait that long
+
+
+def test_the_caps_hold_across_processes_and_a_slot_frees_when_its_stream_ends(moto):
+    with sse_processes(moto, 4, max_streams_per_execution=2, max_streams_per_ip=2) as procs:
+        (_, p0), (_, p1), (_, p2), (_, p3) = procs
+        e1, e2, e3 = new_execution(moto), new_execution(moto), new_execution(moto)
+        held = [Reply(p0, e1, "10.0.0.1"), Reply(p1, e1, "10.0.0.2")]
+        assert [r.status for r in held] == [200, 200]
+        third = Reply(p2, e1, "10.0.0.3")  # the execution's third stream, on a third process
+        assert third.status == 429 and third.headers["retry-after"] == "5"
+        held.append(Reply(p2, e2, "10.0.0.1"))  # the client's second stream, on another process
+        assert held[-1].status == 200
+        over = Reply(p3, e3, "10.0.0.1")  # the client's third
+        assert over.status == 429 and over.headers["retry-after"] == "5"
+        # Each process holds at most one stream: only the shared count could refuse these two.
+        finish(moto, e2)  # ends the client's stream on p2 the normal way: its slot is released
+        reply, _ = admitted(p3, e3, "10.0.0.1")
+        held.append(reply)
+        for r in held:
+            r.close()
+
+
+def test_an_abandoned_stream_keeps_its_slot_until_its_lifetime_ends(moto):
+    """No disconnect reaches the process: the stream runs on, renewing its lease, and its slot is
+    free only when ``max_stream_seconds`` ends it. (Time is the behaviour under test.)"""
+    lifetime, lease = 6.0, 1.5
+    with sse_processes(
+        moto, 2, max_streams_per_execution=1, max_stream_seconds=lifetime, stream_lease_seconds=lease
+    ) as procs:
+        (_, p0), (_, p1) = procs
+        eid = new_execution(moto)
+        viewer = Reply(p0, eid, "10.0.1.1")
+        opened = time.monotonic()
+        assert viewer.status == 200
+        viewer.close()  # the tab is closed; the process is not told
+        time.sleep(2 * lease)  # past the lease it took: only its renewals can keep the slot
+        refused = Reply(p1, eid, "10.0.1.2")
+        assert refused.status == 429
+        refused_at = time.monotonic()
+        late, freed_at = admitted(p1, eid, "10.0.1.2")
+        late.close()
+        assert refused_at - opened < lifetime  # (else the check above proved nothing)
+        assert freed_at - opened >= lifetime - 0.5  # freed by the stream's end, not before
+
+
+def test_a_dead_process_leaves_its_slot_until_the_lease_expires(moto):
+    lease = 4.0
+    with sse_processes(moto, 2, max_streams_per_execution=1, stream_lease_seconds=lease) as procs:
+        (doomed, p0), (_, p1) = procs
+        eid = new_execution(moto)
+        viewer = Reply(p0, eid, "10.0.2.1")
+        assert viewer.status == 200
+        doomed.send_signal(signal.SIGKILL)  # no release: a crashed or killed environment
+        doomed.wait(timeout=10)
+        killed = time.monotonic()
+        assert Reply(p1, eid, "10.0.2.2").status == 429
+        late, freed_at = admitted(p1, eid, "10.0.2.2")
+        viewer.close()
+        late.close()
+        assert freed_at - killed <= lease + 5  # within the lease (and the checks' pace)
