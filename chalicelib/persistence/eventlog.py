@@ -17,7 +17,6 @@ import json
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from ..domain.errors import AppendContention
 from ..domain.model import now_ms
 from ..domain.wire import dumps
 from ..redact import Redactor
+from .appendlease import AppendLease
 from .keys import (
     EVENT_PREFIX,
     LAST_EVENT_SK,
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 PROGRESS = "progress"  # append_event payload: execution.updated with the counters at write time
 Payload = ev.Event | Callable[[], ev.Event] | str
 
-_LEASE_MS = 10_000
 _LEASE_MARGIN_S = 3  # a drain stops a chunk this long before its lease would run out
 _CHUNK = 100  # queued events drained per chunk (one BatchGetItem of markers each)
 _WAIT_S = 120  # how long a waiting writer watches for its queued event before giving up
@@ -83,6 +82,7 @@ class EventLog(Table):
         super().__init__(client, table_name)
         self._redactor = redactor
         self._read_meta = read_meta  # the execution's META item, for PROGRESS events
+        self._lease = AppendLease(client, table_name)
 
     def append_event(
         self,
@@ -281,53 +281,37 @@ class EventLog(Table):
         writer that found the lease taken is then either seen here or by the next holder."""
         written: dict[str, int] = {}
         while True:
-            holder = self._acquire_lease(execution_id)
-            if holder is None:
+            taken = self._lease.acquire(execution_id)
+            if taken is None:
                 return written
             try:
-                written.update(self._drain(execution_id, holder))
+                if taken.took_over:
+                    self._mark_recent(execution_id)
+                written.update(self._drain(execution_id, taken.holder))
             finally:
-                self._release_lease(execution_id, holder)
+                self._lease.release(execution_id, taken.holder)
             if not self._queued(execution_id, 1):
                 return written
 
-    def _acquire_lease(self, execution_id: str) -> str | None:
-        holder = uuid.uuid4().hex
-        now = now_ms()
-        acquired = self._update_if(
-            Key=to_item({"PK": queue_pk(execution_id), "SK": LEASE_SK}),
-            UpdateExpression="SET holder = :h, expires = :e",
-            ConditionExpression="attribute_not_exists(holder) OR expires < :now",
-            ExpressionAttributeValues=to_item({":h": holder, ":e": now + _LEASE_MS, ":now": now}),
+    def _mark_recent(self, execution_id: str) -> None:
+        """Mark the newest events. A holder whose lease ran out may have died (or stalled) after
+        writing a chunk and before marking it, leaving events below the tail unmarked; the
+        duplicate check needs them marked before anything is written above them. Its unmarked
+        events are among the last chunk it wrote, plus at most the one put it had under way."""
+        out = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :p AND SK BETWEEN :lo AND :hi",
+            ExpressionAttributeValues=to_item(
+                {":p": pk(execution_id), ":lo": EVENT_PREFIX, ":hi": LAST_EVENT_SK}
+            ),
+            ProjectionExpression="idemKey, seq",
+            ScanIndexForward=False,
+            Limit=_CHUNK + 1,
+            ConsistentRead=True,
         )
-        return holder if acquired is not None else None
-
-    def _renew_lease(self, execution_id: str, holder: str) -> float | None:
-        """Extend our lease; the time (time.time()) until which it is ours, or None if it is not."""
-        until = time.time() + _LEASE_MS / 1000
-        renewed = self._update_if(
-            Key=to_item({"PK": queue_pk(execution_id), "SK": LEASE_SK}),
-            UpdateExpression="SET expires = :e",
-            ConditionExpression="holder = :h",
-            ExpressionAttributeValues=to_item({":h": holder, ":e": int(until * 1000)}),
+        self._put_markers(
+            execution_id, {str(i["idemKey"]): int(i["seq"]) for i in map(from_item, out["Items"])}
         )
-        return until if renewed is not None else None
-
-    def _release_lease(self, execution_id: str, holder: str) -> None:
-        try:
-            self._db.delete_item(
-                TableName=self._table,
-                Key=to_item({"PK": queue_pk(execution_id), "SK": LEASE_SK}),
-                ConditionExpression="holder = :h",
-                ExpressionAttributeValues=to_item({":h": holder}),
-            )
-        except ClientError as exc:
-            if error_code(exc) == CONDITION_FAILED:
-                return  # the lease ran out and someone else holds it now: not ours to release
-            # Releasing is an optimisation: it lets the next writer drain at once. Left alone, the
-            # lease expires _LEASE_MS after its last renewal and the next writer takes it over, so a
-            # throttled or failed release must not fail an append whose events are written.
-            log.warning("could not release the append lease of %s (%s); it will expire", execution_id, exc)
 
     def _drain(self, execution_id: str, holder: str) -> dict[str, int]:
         """Append queued events in queue order, mark and dequeue them; their seqs by key.
@@ -344,7 +328,7 @@ class EventLog(Table):
         written: dict[str, int] = {}
         tail: Item | None = None
         while True:
-            lease_until = self._renew_lease(execution_id, holder)
+            lease_until = self._lease.renew(execution_id, holder)
             if lease_until is None:
                 return written
             items = self._queued(execution_id, _CHUNK)
@@ -384,7 +368,11 @@ class EventLog(Table):
                 self._put_markers(execution_id, chunk)
                 marked.update(chunk)
                 chunk = {}
-                seq, tail = self._append_contended(execution_id, key, payload, item.get("timestamp"))
+                seq, tail = self._append_contended(
+                    execution_id, key, payload, item.get("timestamp"), lease_until
+                )
+                if seq is None:  # the lease is running out: the item stays queued for the next holder
+                    break
                 if tail is not None:
                     marked.setdefault(str(tail["idemKey"]), int(tail["seq"]))
             elif seq and seq == (int(tail["seq"]) + 1 if tail else 1):
@@ -404,14 +392,17 @@ class EventLog(Table):
         return marked
 
     def _append_contended(
-        self, execution_id: str, key: str, payload: ev.Event | str, timestamp: int | None
-    ) -> tuple[int, Item | None]:
+        self, execution_id: str, key: str, payload: ev.Event | str, timestamp: int | None, lease_until: float
+    ) -> tuple[int | None, Item | None]:
         """One drained event through the full protocol, after its put lost a race: its seq, and the
-        new tail (marked)."""
-        seq = self._try_append(execution_id, key, payload, timestamp, 50)
-        while seq is None:
-            seq = self._try_append(execution_id, key, payload, timestamp, 50)
-        return seq, self._marked_tail(execution_id)
+        new tail (marked); None if the lease ran low first. A drainer never writes once another
+        may hold the lease: events that the next holder has written but not yet marked would not
+        be seen as taken."""
+        while time.time() < lease_until - _LEASE_MARGIN_S:
+            seq = self._try_append(execution_id, key, payload, timestamp, 1)
+            if seq is not None:
+                return seq, self._marked_tail(execution_id)
+        return None, None
 
     def _marked_tail(self, execution_id: str) -> Item | None:
         """The tail, read from the table, with its marker written (helping its writer): every

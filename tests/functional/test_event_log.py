@@ -216,9 +216,9 @@ def test_a_lease_release_that_fails_leaves_the_lease_to_expire(services, monkeyp
 
     eid = _new_execution(services)
     log = services.store.event_log
-    monkeypatch.setattr(log, "_db", _FailingRelease(log._db, "ThrottlingException"))
+    monkeypatch.setattr(log._lease, "_db", _FailingRelease(log._lease._db, "ThrottlingException"))
     log._enqueue(eid, "queued#1", {"type": "execution.updated", "key": "queued#1"}, None)
-    with caplog.at_level(logging.WARNING, logger="chalicelib.persistence.eventlog"):
+    with caplog.at_level(logging.WARNING, logger="chalicelib.persistence.appendlease"):
         seq = services.store.append_event(eid, "later#1", {"type": "execution.updated", "key": "later#1"})
     assert seq == 3
     assert _types(services, eid) == [(1, "execution.created"), (2, "queued#1"), (3, "later#1")]
@@ -231,12 +231,12 @@ def test_a_lease_release_refused_because_the_lease_is_someone_elses_is_silent(se
 
     eid = _new_execution(services)
     log = services.store.event_log
-    monkeypatch.setattr(log, "_db", _FailingRelease(log._db, "ConditionalCheckFailedException"))
+    monkeypatch.setattr(log._lease, "_db", _FailingRelease(log._lease._db, "ConditionalCheckFailedException"))
     log._enqueue(eid, "queued#1", {"type": "execution.updated", "key": "queued#1"}, None)
-    with caplog.at_level(logging.WARNING, logger="chalicelib.persistence.eventlog"):
+    with caplog.at_level(logging.WARNING, logger="chalicelib.persistence.appendlease"):
         seq = services.store.append_event(eid, "later#1", {"type": "execution.updated", "key": "later#1"})
     assert seq == 3
-    assert not [r for r in caplog.records if r.name == "chalicelib.persistence.eventlog"]
+    assert not [r for r in caplog.records if r.name == "chalicelib.persistence.appendlease"]
 
 
 def test_a_queued_event_survives_a_dead_lease_holder_and_the_terminal_event_waits_for_it(services):
@@ -280,3 +280,27 @@ def test_queued_progress_events_in_a_row_become_one(services):
     # every coalesced key is marked: appending one again writes nothing
     again = services.store.append_event(eid, "execution.updated#3", PROGRESS)
     assert again == 2
+
+
+def test_a_drainer_whose_lease_ran_out_before_it_marked_its_chunk_leaves_nothing_to_write_twice(services):
+    """A drainer writes a chunk's events, then their markers. One that died (or stalled past its
+    lease) in between leaves events below the tail unmarked, and the duplicate check reads markers:
+    whoever takes the expired lease over marks the newest events first, so a retried append of one
+    of them finds its seq (the chaos test of crashing task Lambdas once wrote a substep.completed
+    twice this way on a loaded machine)."""
+    log = services.store.event_log
+    eid = _new_execution(services)
+    _hold_lease(services, eid, 0.5)
+    chunk = {
+        "a#1": {"type": "execution.updated", "key": "a#1"},
+        "b#1": {"type": "execution.updated", "key": "b#1"},
+    }
+    for key, body in chunk.items():  # the dead holder's chunk: queued, written, not yet marked
+        log._enqueue(eid, key, body, None)
+    assert log._put_event(eid, "a#1", chunk["a#1"], None, 2) == 2
+    assert log._put_event(eid, "b#1", chunk["b#1"], None, 3) == 3
+    # the retried append of a#1 waits for the lease, takes it over, and finds a#1 already written
+    assert services.store.append_event(eid, "a#1", chunk["a#1"]) == 2
+    assert _types(services, eid) == [(1, "execution.created"), (2, "a#1"), (3, "b#1")]
+    assert services.store.append_event(eid, "c#1", {"type": "execution.updated", "key": "c#1"}) == 4
+    assert not log._queued(eid, 10)

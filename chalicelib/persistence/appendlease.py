@@ -1,0 +1,81 @@
+"""The append lease: who drains an execution's event queue right now, and until when.
+
+One ``QUEUE#<id> / LEASE`` item per execution: a holder id and an expiry. Taking it is a
+conditional write (free, or expired); renewing and releasing are conditional on still being the
+holder. The lease is what keeps two drainers from writing at once: a drainer writes only while its
+lease lasts (eventlog.py stops a chunk ``_LEASE_MARGIN_S`` before it would run out), and whoever
+takes over an *expired* lease is told so, because the previous holder may have died between
+writing its events and writing their markers.
+
+It does not drain anything itself (eventlog.py does) and knows nothing of events.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any, NamedTuple
+
+from botocore.exceptions import ClientError
+
+from ..domain.model import now_ms
+from .keys import LEASE_SK, queue_pk
+from .table import CONDITION_FAILED, Table, error_code, to_item
+
+log = logging.getLogger(__name__)
+
+LEASE_MS = 10_000
+
+
+class Taken(NamedTuple):
+    holder: str
+    took_over: bool  # the lease had a holder whose time ran out (not released): it may have died mid-chunk
+
+
+class AppendLease(Table):
+    def acquire(self, execution_id: str) -> Taken | None:
+        """The lease, if it is free or expired; None if someone holds it."""
+        holder = uuid.uuid4().hex
+        now = now_ms()
+        answer = self._update_if(
+            Key=self._key(execution_id),
+            UpdateExpression="SET holder = :h, expires = :e",
+            ConditionExpression="attribute_not_exists(holder) OR expires < :now",
+            ExpressionAttributeValues=to_item({":h": holder, ":e": now + LEASE_MS, ":now": now}),
+            ReturnValues="UPDATED_OLD",
+        )
+        if answer is None:
+            return None
+        return Taken(holder, "holder" in answer.get("Attributes", {}))
+
+    def renew(self, execution_id: str, holder: str) -> float | None:
+        """Extend our lease; the time (time.time()) until which it is ours, or None if it is not."""
+        until = time.time() + LEASE_MS / 1000
+        renewed = self._update_if(
+            Key=self._key(execution_id),
+            UpdateExpression="SET expires = :e",
+            ConditionExpression="holder = :h",
+            ExpressionAttributeValues=to_item({":h": holder, ":e": int(until * 1000)}),
+        )
+        return until if renewed is not None else None
+
+    def release(self, execution_id: str, holder: str) -> None:
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key=self._key(execution_id),
+                ConditionExpression="holder = :h",
+                ExpressionAttributeValues=to_item({":h": holder}),
+            )
+        except ClientError as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return  # the lease ran out and someone else holds it now: not ours to release
+            # Releasing is an optimisation: it lets the next writer drain at once. Left alone, the
+            # lease expires LEASE_MS after its last renewal and the next writer takes it over, so a
+            # throttled or failed release must not fail an append whose events are written.
+            log.warning("could not release the append lease of %s (%s); it will expire", execution_id, exc)
+
+    @staticmethod
+    def _key(execution_id: str) -> dict[str, Any]:
+        return to_item({"PK": queue_pk(execution_id), "SK": LEASE_SK})
