@@ -15,6 +15,9 @@ deploy:
   6. read the stack's outputs: the names the stage uses must be the stack's (STAGE_OUTPUTS; a
      difference stops the deploy); when EventsUrl changed, write DAGCAST_EVENTS_URL into the stage
      and chalice deploy again (the API hands that URL to clients)
+  7. aws apigateway update-stage             the REST API's stage throttling, after the last chalice
+                                              deploy (dagcast/throttle.py: the REST rate limit that
+                                              holds across Lambda instances)
 destroy: sam delete (the table is kept unless --delete-data), then chalice delete.
 
 Every command is printed before it runs; ``--dry-run`` prints the plan and changes nothing.
@@ -35,6 +38,7 @@ from typing import Any, Protocol
 from chalicelib.config import ASL_FUNCTIONS
 from chalicelib.http.gate import new_api_key
 
+from . import throttle as gateway
 from .sse_profiles import SseProfile
 
 # template.yaml parameter → the Chalice function whose ARN it takes
@@ -165,10 +169,13 @@ class Deployer:
     dry_run: bool = False
     cors_origins: str = ""
     sse: SseProfile = field(default_factory=SseProfile)
+    api_throttle: dict[str, float] = field(default_factory=dict)  # flags: rate and/or burst for the stage
     run: Runner = field(default=run_command)
     say: Callable[[str], None] = print
     which: Callable[[str], str | None] = field(default=lambda tool: _which(tool))
     changed_files: list[Path] = field(default_factory=list)
+    # the stage's REST throttle, checked by write_stage before anything is deployed
+    throttle: gateway.StageThrottle | None = field(default=None, init=False)
 
     @property
     def config_path(self) -> Path:
@@ -255,6 +262,10 @@ class Deployer:
         env = new["stages"][self.stage]["environment_variables"]
         if self.cors_origins:  # the REST API's allow-list; the function URL gets it from SAM
             env["DAGCAST_CORS_ORIGINS"] = self.cors_origins
+        try:  # checked before anything is deployed; the flags' values are kept in the stage
+            self.throttle = gateway.apply(new, self.stage, self.api_throttle)
+        except gateway.ThrottleError as exc:
+            raise DeployError(str(exc)) from exc
         if not env.get("DAGCAST_API_KEYS"):
             if self.dry_run:
                 self.say(f"would make an API key for stage {self.stage} (its digest → DAGCAST_API_KEYS)")
@@ -294,6 +305,16 @@ class Deployer:
             "aws", "logs", "put-retention-policy", "--log-group-name", group,
             "--retention-in-days", str(days), "--region", self.region,
         )  # fmt: skip
+
+    def api_throttling(self) -> None:
+        """The REST API's stage throttling (dagcast/throttle.py), after the last chalice deploy and
+        on every deploy: ``replace`` is idempotent, and resets a throttle changed by hand."""
+        assert self.throttle is not None, "write_stage runs first"
+        try:
+            argv = gateway.update_stage(self.root, self.stage, self.region, self.throttle, self.dry_run)
+        except gateway.ThrottleError as exc:
+            raise DeployError(str(exc)) from exc
+        self._cmd(*argv)
 
     def parameters(self) -> dict[str, str]:
         deployed = self.root / ".chalice" / "deployed" / f"{self.stage}.json"
@@ -410,6 +431,7 @@ class Deployer:
         outputs = self.outputs()
         if self.wire_outputs(outputs):
             self.chalice_deploy()
+        self.api_throttling()
         done = "would have deployed" if self.dry_run else "deployed"
         self.say(
             f"\n{done} stage {self.stage}: events at {outputs.get(EVENTS_URL_OUTPUT)}; the API URL is above"
@@ -442,6 +464,7 @@ def main(
     delete_data: bool,
     cors: str,
     sse: SseProfile | None = None,
+    api_throttle: dict[str, float] | None = None,
 ) -> int:
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     if not region:
@@ -456,7 +479,10 @@ def main(
         return 2
     # chalice and sam read the region from the environment: the same region for both halves
     os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
-    deployer = Deployer(stage, region, root, dry_run=dry_run, cors_origins=cors, sse=sse or SseProfile())
+    deployer = Deployer(
+        stage, region, root, dry_run=dry_run, cors_origins=cors, sse=sse or SseProfile(),
+        api_throttle=api_throttle or {},
+    )  # fmt: skip
     try:
         if command == "deploy":
             deployer.deploy()

@@ -61,6 +61,7 @@ from ..http.errors import answer_for
 from ..persistence.capacity import ReadMeter
 from ..persistence.executions import DynamoStore
 from .auth import TokenSigner
+from .client_ip import client_ip
 from .compression import GZIP_HEADERS, GzipStream, accepts_gzip
 from .hub import Subscriber, hub_for, metered
 from .limits import StreamLimits
@@ -138,11 +139,8 @@ def _token(request: Request) -> str | None:
 
 
 def _client_ip(request: Request, trust_proxy: bool) -> str:
-    if trust_proxy:  # behind the function URL: the caller is the first X-Forwarded-For address
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else "unknown"
+    """Behind the function URL: the Web Adapter's request context, else X-Forwarded-For (client_ip.py)."""
+    return client_ip(request.headers, request.client.host if request.client else None, trust_proxy)
 
 
 def error_response(exc: DagcastError, cors: Headers | None = None) -> Response:

@@ -28,9 +28,31 @@ def add_deploy_and_destroy(sub: Subcommands) -> None:
         cloud.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
         if name == "deploy":
             cloud.add_argument("--cors-origins", default="", help="web origins that may read streams (CSV)")
+            add_api_throttle(cloud)
             add_sse_profile(cloud)
         else:
             cloud.add_argument("--delete-data", action="store_true", help="also delete the events table")
+
+
+def add_api_throttle(cloud: argparse.ArgumentParser) -> None:
+    rest = cloud.add_argument_group(
+        "REST rate limit",
+        "API Gateway stage throttling, all clients together; kept in the stage's dagcast_api_throttle "
+        "in .chalice/config.json (docs/deploy.md § The REST rate limit)",
+    )
+    rest.add_argument("--api-stage-rate", type=float, help="requests/s, steady (the stage's, else 100)")
+    rest.add_argument("--api-stage-burst", type=int, help="requests at once (the stage's, else 200)")
+
+
+def api_throttle(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, float]:
+    """The flags given, as the stage's setting takes them; a value API Gateway would refuse every
+    request with is a usage error (exit 2)."""
+    given = {"rate": args.api_stage_rate, "burst": args.api_stage_burst}
+    if (args.api_stage_rate is not None and not args.api_stage_rate > 0) or (
+        args.api_stage_burst is not None and args.api_stage_burst < 1
+    ):
+        parser.error("--api-stage-rate must be > 0 and --api-stage-burst ≥ 1")
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def add_sse_profile(cloud: argparse.ArgumentParser) -> None:
@@ -80,7 +102,8 @@ def cloud_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
     if not re.fullmatch(STAGE_PATTERN, args.stage):
         parser.error("--stage must be 1-20 characters of a-z, 0-9 and -")
-    sse = sse_profile(parser, args) if args.command == "deploy" else None
+    deploying = args.command == "deploy"
+    sse = sse_profile(parser, args) if deploying else None
     return cloud_main(
         args.command,
         args.stage,
@@ -89,4 +112,5 @@ def cloud_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         getattr(args, "delete_data", False),
         getattr(args, "cors_origins", ""),
         sse,
+        api_throttle(parser, args) if deploying else None,
     )

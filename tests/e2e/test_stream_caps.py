@@ -3,12 +3,14 @@
 Several uvicorn processes of the SSE app (``chalicelib.stream.app:app_factory``, what
 infra/sse/run.sh starts) share one moto server, each serving one stream like a Lambda environment,
 with stream leases on and disconnect detection off (``DAGCAST_SSE_DISCONNECT=off``: no disconnect
-reaches a Lambda). Clients are told apart by ``X-Forwarded-For``, as behind the function URL.
+reaches a Lambda). Clients are told apart by ``X-Forwarded-For``, or by the request context the Web
+Adapter writes (``x-amzn-request-context``) where a test sends one, as behind the function URL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -144,11 +146,13 @@ def finish(store: DynamoStore, eid: str) -> None:
 class Reply:
     """The head of one events request over a raw socket, the socket kept open (a held stream)."""
 
-    def __init__(self, base: str, eid: str, ip: str) -> None:
+    def __init__(self, base: str, eid: str, ip: str, context: str = "") -> None:
         host, port = base.removeprefix("http://").split(":")
         self.sock = socket.create_connection((host, int(port)), timeout=20)
+        extra = f"X-Amzn-Request-Context: {context}\r\n" if context else ""
         request = (
-            f"GET /api/v1/dag-executions/{eid}/events HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {ip}\r\n\r\n"
+            f"GET /api/v1/dag-executions/{eid}/events HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {ip}\r\n"
+            f"{extra}\r\n"
         )
         self.sock.sendall(request.encode())
         data = b""
@@ -237,3 +241,19 @@ def test_a_dead_process_leaves_its_slot_until_the_lease_expires(moto):
         viewer.close()
         late.close()
         assert freed_at - killed <= lease + 5  # within the lease (and the checks' pace)
+
+
+def test_behind_the_adapter_a_client_cannot_take_more_streams_by_forging_forwarded_for(moto):
+    """The Web Adapter's request context names the client (chalicelib/stream/client_ip.py): two
+    streams from one source address, each claiming another X-Forwarded-For, are one client's."""
+    context = json.dumps({"http": {"method": "GET", "sourceIp": "203.0.113.9"}})
+    with sse_processes(moto, 2, max_streams_per_ip=1) as procs:
+        (_, p0), (_, p1) = procs
+        first = Reply(p0, new_execution(moto), "10.0.4.1", context)
+        assert first.status == 200
+        forged = Reply(p1, new_execution(moto), "10.0.4.2", context)  # another process, another XFF
+        assert forged.status == 429 and forged.headers["retry-after"] == "5"
+        other = Reply(p1, new_execution(moto), "10.0.4.1", json.dumps({"http": {"sourceIp": "203.0.113.10"}}))
+        assert other.status == 200  # another source address is another client
+        for r in (first, other):
+            r.close()

@@ -50,6 +50,8 @@ class Account:
     stacks: dict[str, dict[str, str]] = field(default_factory=dict)  # stack → its parameters
     log_groups: dict[str, int | None] = field(default_factory=dict)  # group → retention
     rolled_back: set[str] = field(default_factory=set)  # stacks whose first deploy rolled back
+    # (REST API id, API Gateway stage) → its method settings: patch path → value
+    api_stages: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
 
 def failed(argv: Sequence[str], stderr: str) -> CommandFailed:
@@ -98,6 +100,14 @@ class FakeAws:
                 }
                 for fn in [*FUNCTION_PARAMETERS.values(), "webhook_retry", "api_handler"]
             ]
+            resources.append(  # as Chalice records it (deploy/planner.py: rest_api_id, rest_api_url)
+                {
+                    "name": "rest_api",
+                    "resource_type": "rest_api",
+                    "rest_api_id": rest_api_id(self.stage),
+                    "rest_api_url": f"https://{rest_api_id(self.stage)}.execute-api.{REGION}.amazonaws.com/api/",
+                }
+            )
             (deployed / f"{self.stage}.json").write_text(json.dumps({"resources": resources}))
         elif argv[:2] == ["aws", "sts"]:
             return ACCOUNT + "\n"
@@ -126,6 +136,16 @@ class FakeAws:
         elif argv[:3] == ["aws", "logs", "put-retention-policy"]:
             assert arg["--log-group-name"] in self.account.log_groups, "ResourceNotFoundException"
             self.account.log_groups[arg["--log-group-name"]] = int(arg["--retention-in-days"])
+        elif argv[:3] == ["aws", "apigateway", "update-stage"]:
+            assert arg["--rest-api-id"] == rest_api_id(self.stage), (
+                "NotFoundException: Invalid API identifier"
+            )
+            settings = self.account.api_stages.setdefault((arg["--rest-api-id"], arg["--stage-name"]), {})
+            for operation in argv[argv.index("--patch-operations") + 1 :]:
+                patch = dict(part.split("=", 1) for part in operation.split(","))
+                # API Gateway refuses a path it does not know (BadRequestException)
+                assert patch["op"] == "replace" and patch["path"] in THROTTLE_PATHS, patch
+                settings[patch["path"]] = patch["value"]
         elif argv[:2] == ["sam", "deploy"]:
             if table in self.account.tables and stack not in self.account.stacks:
                 raise failed(argv, f"Resource handler returned message: {table} already exists")
@@ -137,9 +157,38 @@ class FakeAws:
         return ""
 
 
-def deploy(project: Path, stage: str, fake: FakeAws, lines: list[str] | None = None, cors: str = "") -> None:
+def rest_api_id(stage: str) -> str:
+    return f"{stage[:6]}api1234"
+
+
+THROTTLE_PATHS = {"/*/*/throttling/rateLimit", "/*/*/throttling/burstLimit"}
+
+
+def deploy(
+    project: Path,
+    stage: str,
+    fake: FakeAws,
+    lines: list[str] | None = None,
+    cors: str = "",
+    api_throttle: dict[str, float] | None = None,
+) -> None:
     say = lines.append if lines is not None else (lambda _: None)
-    Deployer(stage, REGION, project, run=fake, say=say, which=found, cors_origins=cors).deploy()
+    Deployer(
+        stage,
+        REGION,
+        project,
+        run=fake,
+        say=say,
+        which=found,
+        cors_origins=cors,
+        api_throttle=api_throttle or {},
+    ).deploy()
+
+
+def throttle(account: Account, stage: str) -> dict[str, str]:
+    """The REST API's stage throttling as API Gateway holds it (Chalice's stage is ``api``)."""
+    settings = account.api_stages.get((rest_api_id(stage), "api"), {})
+    return {path.rsplit("/", 1)[1]: value for path, value in settings.items()}
 
 
 def stage_env(project: Path, stage: str) -> dict[str, str]:
@@ -163,7 +212,9 @@ def test_deploy_runs_chalice_then_the_template_then_chalice_with_the_stream_url(
         "sam deploy --template-file",
         "aws cloudformation describe-stacks",
         "chalice deploy --stage",  # again: the API now knows the SSE function URL
+        "aws apigateway update-stage",  # the REST rate limit, after the last chalice deploy
     ]
+    assert throttle(fake.account, "staging") == {"rateLimit": "100", "burstLimit": "200"}  # the top level's
     sam = next(c for c in fake.calls if c[:2] == ["sam", "deploy"])
     overrides = dict(p.split("=", 1) for p in sam[sam.index("--parameter-overrides") + 1 :])
     template = decode_str((project / "template.yaml").read_text())[0]
@@ -413,3 +464,87 @@ def test_a_stage_without_api_keys_gets_one_shown_once_and_only_its_digest_stored
     deploy(project, "staging", FakeAws(project, "staging", account), again)
     assert not [line for line in again if line.startswith("API key")]
     assert stage_env(project, "staging")["DAGCAST_API_KEYS"] == env["DAGCAST_API_KEYS"]
+
+
+def test_every_deploy_sets_the_rest_apis_stage_throttling_and_keeps_the_flags_in_the_stage(project):
+    """The per-process bucket (gate.py) counts per Lambda instance; API Gateway's stage throttle
+    counts in front of all of them. The flags are written into the stage, so the next deploy
+    without them sets the same; a throttle changed by hand is set back."""
+    account = Account()
+    deploy(project, "dev", FakeAws(project, "dev", account), api_throttle={"rate": 12.5})
+    assert throttle(account, "dev") == {"rateLimit": "12.5", "burstLimit": "200"}
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    assert config["stages"]["dev"]["dagcast_api_throttle"] == {"rate": 12.5}
+    assert config["dagcast_api_throttle"] == {"rate": 100, "burst": 200}  # other stages keep theirs
+    account.api_stages[(rest_api_id("dev"), "api")]["/*/*/throttling/burstLimit"] = "5000"  # by hand
+    again = FakeAws(project, "dev", account)
+    deploy(project, "dev", again)
+    assert throttle(account, "dev") == {"rateLimit": "12.5", "burstLimit": "200"}
+    assert [c[:3] for c in again.calls][-1] == ["aws", "apigateway", "update-stage"]
+
+
+def test_a_stage_of_its_own_gets_its_own_throttle(project):
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    config["stages"]["prod"]["dagcast_api_throttle"] = {"rate": 400, "burst": 800}
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    shutil.copy(ROOT / ".chalice" / "policy-prod.json", project / ".chalice" / "policy-prod.json")
+    account = Account()
+    deploy(project, "prod", FakeAws(project, "prod", account))
+    deploy(project, "dev", FakeAws(project, "dev", account))
+    assert throttle(account, "prod") == {"rateLimit": "400", "burstLimit": "800"}
+    assert throttle(account, "dev") == {"rateLimit": "100", "burstLimit": "200"}
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"rate": 0, "burst": 10}, {"rate": 10, "burst": 0}, {"rate": "10", "burst": 10}, {"rate": 10}, {}],
+)
+def test_a_throttle_api_gateway_would_refuse_every_request_with_stops_the_deploy_first(project, setting):
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    config["dagcast_api_throttle"] = setting
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    before = (project / ".chalice" / "config.json").read_text()
+    fake = FakeAws(project, "dev")
+    with pytest.raises(DeployError, match=r"dagcast_api_throttle in \.chalice/config\.json is"):
+        deploy(project, "dev", fake)
+    assert ["chalice", "deploy"] not in [c[:2] for c in fake.calls]
+    assert (project / ".chalice" / "config.json").read_text() == before
+
+
+def test_a_chalice_deployment_without_a_rest_api_is_a_clear_error(project):
+    class NoApi(FakeAws):
+        def __call__(self, argv: Sequence[str], *, quiet: bool = False) -> str:
+            out = super().__call__(argv, quiet=quiet)
+            if list(argv[:2]) == ["chalice", "deploy"]:
+                path = self.root / ".chalice" / "deployed" / f"{self.stage}.json"
+                deployed = json.loads(path.read_text())
+                deployed["resources"] = [r for r in deployed["resources"] if r["resource_type"] != "rest_api"]
+                path.write_text(json.dumps(deployed))
+            return out
+
+    with pytest.raises(DeployError, match="chalice deployed no REST API for stage dev"):
+        deploy(project, "dev", NoApi(project, "dev"))
+
+
+def test_the_dry_run_shows_the_throttle_it_would_set(project):
+    lines: list[str] = []
+    Deployer(
+        "dev", REGION, project, dry_run=True, run=FakeAws(project, "dev"), say=lines.append, which=found,
+        api_throttle={"burst": 50},
+    ).deploy()  # fmt: skip
+    assert (
+        "$ aws apigateway update-stage --rest-api-id <rest_api_id from .chalice/deployed/dev.json> "
+        "--stage-name api --region eu-west-1 --patch-operations "
+        "op=replace,path=/*/*/throttling/rateLimit,value=100 op=replace,path=/*/*/throttling/burstLimit,value=50"
+    ) in lines
+
+
+@pytest.mark.parametrize(
+    "flag", [["--api-stage-rate", "0"], ["--api-stage-rate", "nan"], ["--api-stage-burst", "0"]]
+)
+def test_the_cli_refuses_a_throttle_that_would_refuse_every_request(flag):
+    from dagcast.cli import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(["deploy", "--stage", "dev", "--dry-run", "--region", REGION, *flag])
+    assert raised.value.code == 2
