@@ -66,7 +66,6 @@ VIEWER_COUNTS = (1_000, 10_000)
 LATENCY_GOAL_MS = 500.0
 WAKE_DELIVERY_SECONDS = 3.0  # after the wake-up burst: its events' delivery (> the back-off's 2 s ceiling)
 ON_DEMAND_QUIET_GOAL, ON_DEMAND_EVENTS_GOAL = 0.5, 5.0  # RCU/s per viewer
-PYTHON_RUNTIME_CONCURRENCY = 16  # per vCPU: the Python runtime's own default (a process per request)
 
 # Prices: AWS list prices, us-east-1, as published in 2025 and pinned here on 2026-12-05. NOT
 # fetched by this run (no network here): check them before quoting a figure.
@@ -395,11 +394,12 @@ def managed_report(r: ShapeResult, d: Deployment) -> float:
         bound,
         {n: math.ceil(n / c) for n in VIEWER_COUNTS},
     )
-    low = PYTHON_RUNTIME_CONCURRENCY * d.mi_vcpus_per_environment
+    # The Python runtime's own model (a process per concurrent request, 16 per vCPU) shares nothing;
+    # the Web Adapter replaces it and hands the environment's streams to one uvicorn (docs/cost.md).
     print_projection(
-        f"events flowing, at {low} per environment (the Python runtime's own default; sensitivity)",
-        events,
-        {n: math.ceil(n / low) for n in VIEWER_COUNTS},
+        "if nothing were shared (a process per stream, the Python runtime's own model), bound",
+        bound,
+        {n: n for n in VIEWER_COUNTS},
     )
     per_instance = c * MI_INSTANCE_VCPUS // d.mi_vcpus_per_environment
     instance = MI_INSTANCE_HOURLY * (1 + MI_MANAGEMENT_FEE) / per_instance
