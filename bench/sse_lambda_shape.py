@@ -154,6 +154,7 @@ class ShapeResult:
     received: list[int]  # per viewer, of the events phase's events
     written: int  # events written in the events phase
     wake_ms: list[float]  # the wake-up burst's receipts
+    append_ms: list[float]  # how long the events phase's appends took (moto here)
     item_bytes: list[int] = field(default_factory=list)
 
     def phase(self, name: str) -> Phase:
@@ -182,16 +183,18 @@ def _event(n: int, rng: random.Random) -> dict[str, Any]:
 
 def write_events(
     store: DynamoStore, eid: str, first: int, count: int | None, stop: threading.Event
-) -> list[int]:
+) -> list[tuple[int, float]]:
     """Events ``first``, ``first + 1``, … at 10/s (a thread; slower if a put is late, never a burst),
-    ``count`` of them or until ``stop``: their timestamps (ms, taken just before each put)."""
+    ``count`` of them or until ``stop``: their timestamps (ms, taken just before each append) and
+    how long each append took (ms: part of its write→client latency, DynamoDB's share)."""
     rng, due, written = random.Random(17 + first), time.monotonic(), []
     n = 0
     while count is None or n < count:
         if stop.wait(max(0.0, due - time.monotonic())):
             break
-        written.append(now_ms())
-        store.append_event(eid, f"bench-{first + n}", _event(first + n, rng), timestamp=written[-1])
+        stamp, began = now_ms(), time.perf_counter()
+        store.append_event(eid, f"bench-{first + n}", _event(first + n, rng), timestamp=stamp)
+        written.append((stamp, (time.perf_counter() - began) * 1000))
         n += 1
         due = max(due + 1 / EVENTS_PER_SECOND, time.monotonic())  # late: never a catch-up burst
     return written
@@ -247,7 +250,8 @@ async def measure(store: DynamoStore, shape: str, bases: list[str], per_base: in
             before, started, window = await partition_reads(client, bases, eid), time.monotonic(), now_ms()
             await asyncio.sleep(args.events_seconds)
             stop.set()
-            written = await writer
+            appends = await writer
+            written = [ts for ts, _ in appends]
             flowing, ended = await partition_reads(client, bases, eid), time.monotonic()
             await asyncio.sleep(args.quiet_seconds)
             quiet, done = await partition_reads(client, bases, eid), time.monotonic()
@@ -274,6 +278,7 @@ async def measure(store: DynamoStore, shape: str, bases: list[str], per_base: in
         [len(per_viewer) for per_viewer in measured],
         sum(1 for ts in written if ts >= window),
         [ms for v in viewers for ts, ms in v.receipts if ts >= woken],
+        [ms for ts, ms in appends if ts >= window],
         event_item_sizes(store.endpoint, eid),  # type: ignore[attr-defined]
     )
 
@@ -309,6 +314,10 @@ def print_shape(r: ShapeResult, unit: str, per: int) -> None:
         f"  write→client latency while events flow, {len(r.latencies_ms)} receipts: p50 {r.percentile(0.5):.0f} ms, "
         f"p99 {r.percentile(0.99):.0f} ms, max {max(r.latencies_ms, default=math.nan):.0f} ms; "
         f"events per viewer {got} of {r.written} written ({r.written / r.phase('events').seconds:.1f}/s)"
+    )
+    print(
+        f"    of which the append itself (moto, on this machine): p50 {percentile(r.append_ms, 0.5):.0f} ms, "
+        f"p99 {percentile(r.append_ms, 0.99):.0f} ms"
     )
     print(
         f"  wake-up after the quiet phase ({EVENTS_PER_SECOND} events in 1 s, {len(r.wake_ms)} receipts): "
