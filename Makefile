@@ -58,10 +58,14 @@ demo: install
 
 # Benchmarks print numbers (they assert nothing): SSE fan-out to many clients, hub vs no hub;
 # a random 200-task DAG's makespan against its critical path, and against wave scheduling;
-# events through the stream handler to 10 webhook endpoints (events/s, lag write → receipt).
+# events through the stream handler to 10 webhook endpoints (events/s, lag write → receipt);
+# SSE in Lambda's shape: K processes with one viewer each (on-demand) and one process with K viewers
+# (managed-instances) on one emitting execution — its partition's RCU/s, latency, the projection to
+# 10,000 viewers, $ per viewer-hour and the issue-17 goals (docs/cost.md; about 2 minutes).
 bench: install
 	$(BIN)/python -m bench.sse_fanout
 	$(BIN)/python -m bench.sse_gzip
+	$(BIN)/python -m bench.sse_lambda_shape
 	$(BIN)/python -m bench.dag_makespan
 	$(BIN)/python -m bench.fanout
 

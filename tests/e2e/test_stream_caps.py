@@ -11,124 +11,34 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
-import httpx
 import pytest
 
 from chalicelib.domain import events as ev
 from chalicelib.persistence.executions import DynamoStore
-from chalicelib.persistence.keys import table_definition
-from dagcast.local.launch import free_port
-from tests.e2e.conftest import ROOT
+from tests.support import sse_servers as servers
+from tests.support.sse_servers import moto_table
 
 pytestmark = pytest.mark.e2e
 TABLE = "dagcast-caps"
-AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-}
-LOGS = ROOT / "test-artifacts"
-
-
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGCAST_", "MOTO_"))}
-
-
-def _wait_until_answering(proc: subprocess.Popen[bytes], url: str, log: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}: {(LOGS / log).read_text()[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            httpx.get(url, timeout=1)
-            return
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"{url} did not answer: {(LOGS / log).read_text()[-3000:]}")
-        time.sleep(0.1)
-
-
-def _spawn(args: list[str], env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
-    LOGS.mkdir(exist_ok=True)
-    with (LOGS / log).open("w") as out:
-        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[DynamoStore]:
     """A moto server of its own (a process) with the table; the store the test writes through."""
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    proc = _spawn(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        {**_clean_env(), **AWS},
-        "caps-moto.log",
-    )
-    try:
-        _wait_until_answering(proc, f"{endpoint}/moto-api/", "caps-moto.log")
-        client = boto3.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-        ).client("dynamodb", endpoint_url=endpoint)
-        client.create_table(**table_definition(TABLE))
-        store = DynamoStore(client, TABLE)
-        store.endpoint = endpoint  # type: ignore[attr-defined]
+    with moto_table(TABLE, "caps-moto.log") as store:
         yield store
-    finally:
-        _stop(proc)
 
 
-@contextlib.contextmanager
-def sse_processes(store: DynamoStore, count: int, **settings: Any) -> Iterator[list[tuple[Any, str]]]:
+def sse_processes(store: DynamoStore, count: int, **settings: Any) -> Any:
     """``count`` SSE server processes (uvicorn, one app each) on the shared table: (process, base)."""
-    env = {
-        **_clean_env(),
-        **AWS,
-        "PYTHONPATH": str(ROOT),
-        "AWS_ENDPOINT_URL": store.endpoint,  # type: ignore[attr-defined]
-        "DAGCAST_TABLE": TABLE,
-        "DAGCAST_AUTH": "off",
-        "DAGCAST_TRUST_PROXY": "on",
-        "DAGCAST_STREAM_LEASES": "on",
-        "DAGCAST_SSE_DISCONNECT": "off",
-        "DAGCAST_HEARTBEAT_SECONDS": "0.5",
-        **{f"DAGCAST_{k.upper()}": str(v) for k, v in settings.items()},
-    }
-    started: list[tuple[Any, str]] = []
-    try:
-        for n in range(count):
-            port = free_port()
-            args = [sys.executable, "-m", "uvicorn", "--factory", "chalicelib.stream.app:app_factory"]
-            args += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-            started.append((_spawn(args, env, f"caps-sse-{n}.log"), f"http://127.0.0.1:{port}"))
-        for n, (proc, base) in enumerate(started):
-            _wait_until_answering(proc, f"{base}/", f"caps-sse-{n}.log")  # any answer (a 404) will do
-        yield started
-    finally:
-        for proc, _ in started:
-            _stop(proc)
+    return servers.sse_processes(store, count, log="caps-sse", **settings)
 
 
 def new_execution(store: DynamoStore) -> str:
