@@ -83,12 +83,7 @@ def run_backend(name: str, api: str, key: str | None, port: int | None = None) -
             time.sleep(0.1)
         yield origin
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_server(proc)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import httpx
 
 from chalicelib.persistence.executions import DynamoStore
 from chalicelib.persistence.keys import table_definition
-from dagcast.local.launch import free_port
+from dagcast.local.launch import free_port, stop_dagcast_up
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "test-artifacts"
@@ -64,13 +64,7 @@ def spawn(args: list[str], env: dict[str, str], log: str) -> subprocess.Popen[by
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    stop_dagcast_up(proc, timeout=10)  # SIGTERM, then SIGKILL: the same for any child server
 
 
 @contextlib.contextmanager
