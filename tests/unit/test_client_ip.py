@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from starlette.types import Scope
 
 from chalicelib.domain.errors import TooManyStreams
 from chalicelib.stream.client_ip import REQUEST_CONTEXT_HEADER, client_ip, context_source_ip
 from chalicelib.stream.endpoint import StreamRequest
 from chalicelib.stream.limits import Limits
+from tests.support.asgi import events_scope
 
 
 def function_url_context(source_ip: str) -> str:
@@ -39,20 +39,8 @@ def function_url_context(source_ip: str) -> str:
     )
 
 
-def scope(*headers: tuple[str, str]) -> Scope:
-    return {
-        "type": "http",
-        "method": "GET",
-        "path": "/api/v1/dag-executions/e/events",
-        "query_string": b"",
-        "headers": [(k.encode(), v.encode()) for k, v in headers],
-        "path_params": {"execution_id": "e"},
-        "client": ("127.0.0.1", 40000),  # the adapter, on localhost
-    }
-
-
 def ip_of(*headers: tuple[str, str], trust_proxy: bool = True) -> str:
-    return StreamRequest.parse(scope(*headers), trust_proxy=trust_proxy).client_ip
+    return StreamRequest.parse(events_scope(*headers), trust_proxy=trust_proxy).client_ip
 
 
 def test_behind_the_adapter_a_spoofed_forwarded_for_does_not_move_a_client_to_another_bucket() -> None:

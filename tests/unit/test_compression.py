@@ -8,12 +8,12 @@ import gzip
 import zlib
 
 import pytest
-from starlette.types import Scope
 
 from chalicelib.domain import events as ev
 from chalicelib.domain import wire
 from chalicelib.stream.compression import GZIP_HEADERS, GzipStream, accepts_gzip
 from chalicelib.stream.endpoint import StreamRequest
+from tests.support.asgi import events_scope
 
 
 @pytest.mark.parametrize(
@@ -57,24 +57,12 @@ def test_accept_encoding(header: str | None, gzip_ok: bool) -> None:
     assert accepts_gzip(header) is gzip_ok
 
 
-def _scope(*headers: tuple[str, str]) -> Scope:
-    return {
-        "type": "http",
-        "method": "GET",
-        "path": "/api/v1/dag-executions/e/events",
-        "query_string": b"",
-        "headers": [(k.encode(), v.encode()) for k, v in headers],
-        "path_params": {"execution_id": "e"},
-        "client": ("127.0.0.1", 5),
-    }
-
-
 def test_the_request_reads_every_accept_encoding_field() -> None:
-    assert not StreamRequest.parse(_scope(), trust_proxy=False).gzip
-    assert StreamRequest.parse(_scope(("accept-encoding", "gzip")), trust_proxy=False).gzip
-    assert not StreamRequest.parse(_scope(("accept-encoding", "identity")), trust_proxy=False).gzip
+    assert not StreamRequest.parse(events_scope(), trust_proxy=False).gzip
+    assert StreamRequest.parse(events_scope(("accept-encoding", "gzip")), trust_proxy=False).gzip
+    assert not StreamRequest.parse(events_scope(("accept-encoding", "identity")), trust_proxy=False).gzip
     # two header fields are one list (RFC 9110 §5.3): the second refuses what the first allowed
-    both = _scope(("accept-encoding", "gzip"), ("accept-encoding", "gzip;q=0"))
+    both = events_scope(("accept-encoding", "gzip"), ("accept-encoding", "gzip;q=0"))
     assert not StreamRequest.parse(both, trust_proxy=False).gzip
 
 
