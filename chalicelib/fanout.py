@@ -66,9 +66,8 @@ def _position(record: DynamoDBRecord) -> tuple[str, int | str]:
     keys = (record.dynamodb.keys if record.dynamodb else None) or {}
     sk = str(keys.get("SK", ""))
     execution_id, seq = event_position(str(keys.get("PK", "")), sk)
-    return execution_id, sk.removeprefix(
-        EVENT_PREFIX
-    ) if seq is None else seq  # the odd key as it is, for logs
+    odd_key = sk.removeprefix(EVENT_PREFIX)  # logged as it is when the key is not an event's
+    return execution_id, odd_key if seq is None else seq
 
 
 @dataclass

@@ -382,6 +382,11 @@ def execution_updated(meta: Mapping[str, Any]) -> Event:
     return ExecutionUpdated(status=meta["status"], **counters(meta)).wire()
 
 
+def final_fields(preview_fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``preview`` fields named as an execution's final result: result → finalResult, …"""
+    return {"final" + k[0].upper() + k[1:]: v for k, v in preview_fields.items()}
+
+
 def execution_completed(meta: Mapping[str, Any], duration_ms: int, final_result: Mapping[str, Any]) -> Event:
     """``final_result``: ``preview`` fields, renamed finalResult…"""
     c = counters(meta)
@@ -390,7 +395,7 @@ def execution_completed(meta: Mapping[str, Any], duration_ms: int, final_result:
         failedTasks=c["failedTasks"],
         totalTasks=c["totalTasks"],
         durationMs=duration_ms,
-        **{"final" + k[0].upper() + k[1:]: v for k, v in final_result.items()},
+        **final_fields(final_result),
     ).wire()
 
 

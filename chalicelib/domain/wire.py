@@ -61,6 +61,7 @@ class WireModel(BaseModel):
 
     model_config = ConfigDict(frozen=True, json_schema_extra=_wire_schema)
     _left_out_when_none: ClassVar[frozenset[str]] = frozenset()
+    _sent_defaults: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -70,12 +71,15 @@ class WireModel(BaseModel):
             for name, field in cls.model_fields.items()
             if any(isinstance(m, _LeftOutWhenNone) for m in field.metadata)
         )
+        # A constant such as ``type`` is sent although it came from its default.
+        cls._sent_defaults = frozenset(
+            name
+            for name, field in cls.model_fields.items()
+            if field.default is not None and not field.is_required()
+        )
 
     def model_post_init(self, context: Any) -> None:
-        # A constant such as ``type`` is sent although it came from its default.
-        for name, field in type(self).model_fields.items():
-            if field.default is not None and not field.is_required():
-                self.__pydantic_fields_set__.add(name)
+        self.__pydantic_fields_set__.update(self._sent_defaults)
 
     def wire(self) -> dict[str, Any]:
         dumped = self.model_dump(exclude_unset=True)

@@ -61,9 +61,7 @@ def execution_view(meta: Item) -> dict[str, Any]:
     if "finalResultJson" in meta:
         view["finalResult"] = json.loads(meta["finalResultJson"])
     elif "finalResultPreview" in meta:
-        view.update(
-            {"final" + k[0].upper() + k[1:]: v for k, v in json.loads(meta["finalResultPreview"]).items()}
-        )
+        view.update(ev.final_fields(json.loads(meta["finalResultPreview"])))
     return view
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
@@ -39,7 +40,7 @@ class AppendLease(Table):
         holder = uuid.uuid4().hex
         now = now_ms()
         answer = self._update_if(
-            Key=self._key(execution_id),
+            Key=self.key(execution_id),
             UpdateExpression="SET holder = :h, expires = :e",
             ConditionExpression="attribute_not_exists(holder) OR expires < :now",
             ExpressionAttributeValues=to_item({":h": holder, ":e": now + LEASE_MS, ":now": now}),
@@ -53,7 +54,7 @@ class AppendLease(Table):
         """Extend our lease; the time (time.time()) until which it is ours, or None if it is not."""
         until = time.time() + LEASE_MS / 1000
         renewed = self._update_if(
-            Key=self._key(execution_id),
+            Key=self.key(execution_id),
             UpdateExpression="SET expires = :e",
             ConditionExpression="holder = :h",
             ExpressionAttributeValues=to_item({":h": holder, ":e": int(until * 1000)}),
@@ -64,7 +65,7 @@ class AppendLease(Table):
         try:
             self._db.delete_item(
                 TableName=self._table,
-                Key=self._key(execution_id),
+                Key=self.key(execution_id),
                 ConditionExpression="holder = :h",
                 ExpressionAttributeValues=to_item({":h": holder}),
             )
@@ -77,5 +78,12 @@ class AppendLease(Table):
             log.warning("could not release the append lease of %s (%s); it will expire", execution_id, exc)
 
     @staticmethod
-    def _key(execution_id: str) -> dict[str, Any]:
+    def key(execution_id: str) -> dict[str, Any]:
+        """The lease item's key (a waiter reads it alongside its marker, in one BatchGetItem)."""
         return to_item({"PK": queue_pk(execution_id), "SK": LEASE_SK})
+
+    @staticmethod
+    def is_free(lease: Mapping[str, Any] | None) -> bool:
+        """Whether a lease item read from the table may be taken: no holder, or its time ran out
+        (the condition ``acquire`` writes with)."""
+        return lease is None or "holder" not in lease or int(lease["expires"]) < now_ms()

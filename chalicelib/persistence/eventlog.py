@@ -142,7 +142,7 @@ class EventLog(Table):
         """Wait for a queued event to be written, draining the queue whenever no live lease holder
         does; its seq. ``AppendContention`` if it is still unwritten after ``_WAIT_S``."""
         marker_key = to_item({"PK": pk(execution_id), "SK": marker_sk(key)})
-        lease_key = to_item({"PK": queue_pk(execution_id), "SK": LEASE_SK})
+        lease_key = self._lease.key(execution_id)
         pause = 0.05
         deadline = time.monotonic() + _WAIT_S
         while time.monotonic() < deadline:
@@ -150,8 +150,7 @@ class EventLog(Table):
             found = {str(i["SK"]): i for i in map(from_item, self._batch_get([marker_key, lease_key]))}
             if marker_sk(key) in found:
                 return int(found[marker_sk(key)]["seq"])
-            lease = found.get(LEASE_SK)
-            if lease is None or "holder" not in lease or int(lease["expires"]) < time.time() * 1000:
+            if AppendLease.is_free(found.get(LEASE_SK)):
                 written = self._drain_while_free(execution_id)
                 if key in written:
                     return written[key]

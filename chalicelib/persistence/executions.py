@@ -89,12 +89,12 @@ class DynamoStore(Table):
         META goes last: until it exists the execution is invisible (404), so a crash halfway
         leaves nothing a client can see.
         """
-        for start in range(0, len(tasks), 25):
-            requests = [
+        self._batch_write(
+            [
                 {"PutRequest": {"Item": to_item({"PK": pk(execution_id), "SK": task_sk(t["taskId"]), **t})}}
-                for t in tasks[start : start + 25]
+                for t in tasks
             ]
-            self._batch_write(requests)
+        )
         meta = {
             "PK": pk(execution_id),
             "SK": META_SK,

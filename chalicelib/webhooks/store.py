@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from ..domain import events as ev
 from ..domain.model import now_ms
-from ..persistence.table import Item, Table, error_code, from_item, to_item
+from ..persistence.table import CONDITION_FAILED, Item, Table, error_code, from_item, to_item
 from .models import Hook
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class WebhookStore(Table):
         batch) are kept as they are."""
         keyed = [keyed_delivery(d) for d in deliveries]
         keys = [to_item({"PK": d["PK"], "SK": d["SK"]}) for d in keyed]
-        existing = {(from_item(i)["PK"], from_item(i)["SK"]) for i in self._batch_get(keys)}
+        existing = {(d["PK"], d["SK"]) for d in map(from_item, self._batch_get(keys))}
         fresh = [d for d in keyed if (d["PK"], d["SK"]) not in existing]
         expires = self._expires()
         self._batch_write([{"PutRequest": {"Item": to_item({**d, "expiresAt": expires})}} for d in fresh])
@@ -227,7 +227,7 @@ class WebhookStore(Table):
             )
             return True, from_item(out["Attributes"])
         except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != CONDITION_FAILED:
                 raise
             return False, from_item(exc.response.get("Item") or {})  # type: ignore[arg-type]
 
