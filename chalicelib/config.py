@@ -94,6 +94,8 @@ SSE_PROFILES: dict[str, dict[str, float]] = {
     },
 }
 
+_DEFAULT_PROFILE = SSE_PROFILES["managed-instances"]  # the fields' defaults: one copy of the values
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -108,10 +110,14 @@ class Settings(BaseModel):
     # Unset: on-demand inside a Lambda (AWS_LAMBDA_FUNCTION_NAME is set), else managed-instances.
     # The four settings below it default to the profile's values (SSE_PROFILES).
     sse_profile: SseProfile = "managed-instances"
-    poll_seconds: float = Field(default=0.05, gt=0)  # between polls while events come
-    idle_poll_seconds: float = Field(default=2.0, gt=0)  # ceiling of the back-off when quiet
-    poll_hold_seconds: float = Field(default=3.0, ge=0)  # stay at poll_seconds this long after an event
-    max_stream_seconds: float = Field(default=840.0, gt=0)  # under Lambda's 900 s limit
+    # between polls while events come
+    poll_seconds: float = Field(default=_DEFAULT_PROFILE["poll_seconds"], gt=0)
+    # the ceiling of the back-off when quiet
+    idle_poll_seconds: float = Field(default=_DEFAULT_PROFILE["idle_poll_seconds"], gt=0)
+    # stay at poll_seconds this long after an event
+    poll_hold_seconds: float = Field(default=_DEFAULT_PROFILE["poll_hold_seconds"], ge=0)
+    # under Lambda's 900 s limit
+    max_stream_seconds: float = Field(default=_DEFAULT_PROFILE["max_stream_seconds"], gt=0)
     poll_backoff: float = Field(default=2.0, ge=1)  # the interval's growth per empty poll
     # The feed's polls read eventually consistent (half the RCU); a gap is read again consistently.
     eventual_reads: bool = True

@@ -30,7 +30,7 @@ from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 
-from ..config import Settings
+from ..config import SSE_PROFILES, Settings
 from ..domain import events as ev
 from ..domain import wire
 from ..persistence.capacity import ReadMeter
@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 PAGE = 500
 RECENT_EVENTS = 5000  # per feed: recent events kept for replay to new subscribers
 LINGER_SECONDS = 5.0
-IDLE_AFTER_SECONDS = 3.0  # the hold of a Hub built without one (the managed-instances profile's)
+# The hold of a Hub built without one: the managed-instances profile's.
+IDLE_AFTER_SECONDS = SSE_PROFILES["managed-instances"]["poll_hold_seconds"]
 
 
 class Clock(Protocol):
@@ -191,9 +192,7 @@ class Hub:
     ) -> None:
         self._store_factory = store_factory
         self._store: DynamoStore | None = None
-        self.active = active_seconds
-        self.idle = max(idle_seconds, active_seconds)
-        self.schedule = PollSchedule(self.active, self.idle, backoff, hold_seconds)
+        self.schedule = PollSchedule(active_seconds, max(idle_seconds, active_seconds), backoff, hold_seconds)
         self.eventual = eventual_reads
         self.clock: Clock = clock or LoopClock()
         self.buffer_size = buffer_size

@@ -170,8 +170,8 @@ class HubSource(Source):
         self, store: DynamoStore, execution_id: str, after: int, feed: Feed, sub: Subscriber
     ) -> None:
         self._store, self._id, self._last = store, execution_id, after
-        self._joined = feed
-        self._feed: Feed | None = feed  # until the first get() has taken the backlog from it
+        self._feed = feed
+        self._backlog_taken = False  # the first get() takes the backlog from the feed
         self._sub = sub
         self._upto = after  # seqs up to this one are read from the table before the buffer is served
 
@@ -181,7 +181,7 @@ class HubSource(Source):
 
     def leave(self) -> None:
         """Unsubscribe from the feed: frees the buffer at once, even if the feed has ended."""
-        Hub.unsubscribe(self._joined, self._sub)
+        Hub.unsubscribe(self._feed, self._sub)
 
     async def _page(self) -> list[wire.Encoded]:
         limit = min(PAGE, self._upto - self._last)
@@ -193,8 +193,9 @@ class HubSource(Source):
 
     async def get(self, timeout: float | None) -> list[wire.Encoded] | None:
         out: list[wire.Encoded] = []
-        if self._feed is not None:
-            feed, self._feed = self._feed, None
+        if not self._backlog_taken:
+            self._backlog_taken = True
+            feed = self._feed
             backlog = feed.backlog(self._last)
             if backlog is None:
                 self._upto = feed.last_seq  # from the table; what follows is in our buffer
