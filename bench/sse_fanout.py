@@ -40,7 +40,7 @@ import httpx
 
 from chalicelib.persistence.executions import DynamoStore
 from chalicelib.stream.auth import TokenSigner
-from dagcast.local.launch import free_port
+from dagcast.local.launch import clean_environment, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-" + "x" * 20
@@ -180,8 +180,7 @@ def _payload(task_id: int) -> dict[str, Any]:
 
 def run_mode(label: str, clients: int, rate: float, seconds: float, hub: bool) -> dict[str, Any]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGCAST_", "MOTO_"))}
-    env["DAGCAST_STREAM_SECRET"] = SECRET
+    env = {**clean_environment(), "DAGCAST_STREAM_SECRET": SECRET}
     args = [
         str(Path(sys.executable).parent / "dagcast"),
         "up",

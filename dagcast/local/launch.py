@@ -16,12 +16,13 @@ nothing else: the child is an ordinary ``dagcast up``, with either backend, and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -50,8 +51,7 @@ def start_dagcast_up(
     answer within ``timeout`` seconds (and kills it)."""
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGCAST_", "MOTO_"))}
-    clean.update(env or {})
+    clean = {**clean_environment(), **(env or {})}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [str(DAGCAST), "up", "--port", str(port), *args],
@@ -61,19 +61,40 @@ def start_dagcast_up(
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
+    wait_until_answering(
+        proc, f"{base}/healthz", log, "dagcast up", timeout, poll, ready=lambda r: r.status_code == 200
+    )
+    return proc, base
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without its AWS, dagcast and moto settings: a child server
+    configures itself from its own arguments, not from whatever the caller happened to set."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGCAST_", "MOTO_"))}
+
+
+def wait_until_answering(
+    proc: subprocess.Popen[bytes],
+    url: str,
+    log: Path,
+    name: str,
+    timeout: float = 60,
+    poll: float = 0.1,
+    ready: Callable[[httpx.Response], bool] = lambda _: True,
+) -> None:
+    """Poll ``url`` until an answer is ``ready``. Raises RuntimeError with the log's tail if the
+    process exits, or kills it if nothing is ready within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"dagcast up exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
+            raise RuntimeError(f"{name} exited with {proc.returncode}: {log.read_text()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if ready(httpx.get(url, timeout=1)):
+                return
         if time.monotonic() > deadline:
             proc.kill()
             proc.wait(timeout=10)
-            raise RuntimeError(f"dagcast up did not answer within {timeout:g} s: {log.read_text()[-3000:]}")
+            raise RuntimeError(f"{name} did not answer within {timeout:g} s: {log.read_text()[-3000:]}")
         time.sleep(poll)
 
 

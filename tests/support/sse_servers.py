@@ -12,20 +12,17 @@ the function URL). Logs go to test-artifacts/.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 
 from chalicelib.persistence.executions import DynamoStore
 from chalicelib.persistence.keys import table_definition
-from dagcast.local.launch import free_port, stop_dagcast_up
+from dagcast.local.launch import clean_environment, free_port, stop_dagcast_up, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "test-artifacts"
@@ -37,24 +34,6 @@ AWS = {
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
 }
 SSE_APP = "chalicelib.stream.app:app_factory"  # what infra/sse/run.sh starts
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGCAST_", "MOTO_"))}
-
-
-def wait_until_answering(proc: subprocess.Popen[bytes], url: str, log: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}: {(LOGS / log).read_text()[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            httpx.get(url, timeout=1)
-            return
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"{url} did not answer: {(LOGS / log).read_text()[-3000:]}")
-        time.sleep(0.1)
 
 
 def spawn(args: list[str], env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
@@ -74,11 +53,11 @@ def moto_table(table: str, log: str = "moto.log") -> Iterator[DynamoStore]:
     endpoint = f"http://127.0.0.1:{port}"
     proc = spawn(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        {**clean_env(), **AWS},
+        {**clean_environment(), **AWS},
         log,
     )
     try:
-        wait_until_answering(proc, f"{endpoint}/moto-api/", log)
+        wait_until_answering(proc, f"{endpoint}/moto-api/", LOGS / log, endpoint)
         client = boto3.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
         ).client("dynamodb", endpoint_url=endpoint)
@@ -99,7 +78,7 @@ def sse_processes(
     from ``moto_table``): (process, base URL). ``settings``: more DAGCAST_* settings
     (``max_stream_seconds=6`` → DAGCAST_MAX_STREAM_SECONDS)."""
     env = {
-        **clean_env(),
+        **clean_environment(),
         **AWS,
         "PYTHONPATH": str(ROOT),
         "AWS_ENDPOINT_URL": store.endpoint,  # type: ignore[attr-defined]
@@ -120,7 +99,9 @@ def sse_processes(
             args += ["--timeout-graceful-shutdown", "1"]  # open streams do not hold the shutdown
             started.append((spawn(args, env, f"{log}-{n}.log"), f"http://127.0.0.1:{port}"))
         for n, (proc, base) in enumerate(started):
-            wait_until_answering(proc, f"{base}/", f"{log}-{n}.log")  # any answer (a 404) will do
+            wait_until_answering(
+                proc, f"{base}/", LOGS / f"{log}-{n}.log", base
+            )  # any answer (a 404) will do
         yield started
     finally:
         stop_all([proc for proc, _ in started])
