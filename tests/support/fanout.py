@@ -8,6 +8,8 @@ from typing import Any
 
 import boto3
 
+from dagcast.local.moto.poller import iterator_start
+
 
 def fanned_out(stack: Any) -> bool:
     """Whether the stack's stream poller has acknowledged every record in the stream so far: each
@@ -16,12 +18,7 @@ def fanned_out(stack: Any) -> bool:
     poller = stack.poller
     streams = boto3.client("dynamodbstreams")
     for shard in streams.describe_stream(StreamArn=poller.stream_arn)["StreamDescription"]["Shards"]:
-        checkpoint = poller.checkpoints.get(poller.stream_arn, shard["ShardId"])
-        start: dict[str, Any] = (
-            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": checkpoint}
-            if checkpoint
-            else {"ShardIteratorType": "TRIM_HORIZON"}
-        )
+        start = iterator_start(poller.checkpoints.get(poller.stream_arn, shard["ShardId"]))
         iterator = streams.get_shard_iterator(StreamArn=poller.stream_arn, ShardId=shard["ShardId"], **start)
         if streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1)["Records"]:
             return False

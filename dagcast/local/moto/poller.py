@@ -116,6 +116,13 @@ class FileCheckpoints(Checkpoints):
         os.replace(tmp, self.path)
 
 
+def iterator_start(checkpoint: str | None) -> dict[str, Any]:
+    """Where a shard is read from: after its checkpoint, or from the oldest record kept."""
+    if checkpoint:
+        return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": checkpoint}
+    return {"ShardIteratorType": "TRIM_HORIZON"}
+
+
 def is_event_insert(record: Record) -> bool:
     """The event source mapping's filter: only new event items reach the fan-out."""
     sk = record.get("dynamodb", {}).get("Keys", {}).get("SK", {}).get("S", "")
@@ -203,17 +210,9 @@ class StreamPoller:
         if cached:
             return cached
         checkpoint = self.checkpoints.get(self.stream_arn, shard_id)
-        if checkpoint:
-            it = self._streams.get_shard_iterator(
-                StreamArn=self.stream_arn,
-                ShardId=shard_id,
-                ShardIteratorType="AFTER_SEQUENCE_NUMBER",
-                SequenceNumber=checkpoint,
-            )
-        else:
-            it = self._streams.get_shard_iterator(
-                StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-            )
+        it = self._streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=shard_id, **iterator_start(checkpoint)
+        )
         return str(it["ShardIterator"])
 
     def _collect(self, shard_id: str) -> tuple[list[Record], str | None]:
