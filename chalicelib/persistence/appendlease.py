@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from ..domain.model import now_ms
 from .keys import LEASE_SK, queue_pk
-from .table import CONDITION_FAILED, Table, error_code, to_item
+from .table import Table, to_item
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +62,14 @@ class AppendLease(Table):
         return until if renewed is not None else None
 
     def release(self, execution_id: str, holder: str) -> None:
+        """Give the lease back; a no-op when it ran out and someone else holds it now."""
         try:
-            self._db.delete_item(
-                TableName=self._table,
+            self._delete_if(
                 Key=self.key(execution_id),
                 ConditionExpression="holder = :h",
                 ExpressionAttributeValues=to_item({":h": holder}),
             )
         except ClientError as exc:
-            if error_code(exc) == CONDITION_FAILED:
-                return  # the lease ran out and someone else holds it now: not ours to release
             # Releasing is an optimisation: it lets the next writer drain at once. Left alone, the
             # lease expires LEASE_MS after its last renewal and the next writer takes it over, so a
             # throttled or failed release must not fail an append whose events are written.

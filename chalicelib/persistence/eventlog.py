@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from ..domain import events as ev
 from ..domain.errors import AppendContention
 from ..domain.model import now_ms
@@ -42,7 +40,7 @@ from .keys import (
     queue_pk,
     queued_sk,
 )
-from .table import CONDITION_FAILED, Item, Table, error_code, from_item, to_item
+from .table import Item, Table, from_item, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -215,26 +213,17 @@ class EventLog(Table):
         body["executionId"] = execution_id
         body["timestamp"] = timestamp if timestamp is not None else now_ms()
         body["seq"] = seq
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=to_item(
-                    {
-                        "PK": pk(execution_id),
-                        "SK": event_sk(seq),
-                        "seq": seq,
-                        "type": body["type"],
-                        "idemKey": key,
-                        "data": dumps(body),
-                    }
-                ),
-                ConditionExpression="attribute_not_exists(PK)",
-            )
-        except ClientError as exc:
-            if error_code(exc) != CONDITION_FAILED:
-                raise
-            return None
-        return seq
+        item = {
+            "PK": pk(execution_id),
+            "SK": event_sk(seq),
+            "seq": seq,
+            "type": body["type"],
+            "idemKey": key,
+            "data": dumps(body),
+        }
+        return (
+            seq if self._put_if(Item=to_item(item), ConditionExpression="attribute_not_exists(PK)") else None
+        )
 
     # The append queue: EVT~Q#<ticket> items in the execution's partition, sorting just after its
     # EVT# items, so that one query (``_top``) tells a writer the tail *and* whether anything is

@@ -17,8 +17,6 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from botocore.exceptions import ClientError
-
 from ..domain import events as ev
 from ..domain.errors import ExecutionExists, ExecutionNotFound, StoreError
 from ..domain.model import ExecutionStatus, TaskStatus
@@ -37,7 +35,7 @@ from .keys import (
     result_sk,
     task_sk,
 )
-from .table import CONDITION_FAILED, CallCounter, Item, Table, error_code, from_item, to_item
+from .table import CallCounter, Item, Table, from_item, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -108,18 +106,11 @@ class DynamoStore(Table):
             EXECUTIONS_INDEX_PK: EXECUTIONS_PARTITION,
             EXECUTIONS_INDEX_SK: executions_index_sk(created_at, execution_id),
         }
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=to_item(meta),
-                ConditionExpression="attribute_not_exists(PK)",
-            )
-        except ClientError as exc:
-            if error_code(exc) != CONDITION_FAILED:
-                raise
-            if not self._is_own_meta(execution_id, meta):
-                raise ExecutionExists(f"execution {execution_id} already exists") from exc
-            # Our own write: it landed and its answer was lost, then botocore retried it.
+        written = self._put_if(Item=to_item(meta), ConditionExpression="attribute_not_exists(PK)")
+        # Refused: someone else's execution, or our own write that landed, lost its answer and
+        # was retried by botocore.
+        if not written and not self._is_own_meta(execution_id, meta):
+            raise ExecutionExists(f"execution {execution_id} already exists")
         self.append_event(
             execution_id, ev.EXECUTION_CREATED, ev.execution_created(len(tasks), original_request), created_at
         )

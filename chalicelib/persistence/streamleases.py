@@ -31,10 +31,8 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from .keys import SLOT_PREFIX, TTL_ATTRIBUTE, slot_number, slot_sk
-from .table import CONDITION_FAILED, Table, error_code, to_item
+from .table import Table, to_item
 
 # Tries to take a slot while racing other admissions for the free ones; after that the stream is
 # refused (429, Retry-After) like a full scope: a burst that fills the scope is about to be full.
@@ -85,18 +83,11 @@ class StreamSlots(Table):
     def _claim(self, scope: str, slot: int, holder: str, until: int, now: int) -> bool:
         item = {"PK": scope, "SK": slot_sk(slot), "holder": holder, "leaseUntil": until}
         item[TTL_ATTRIBUTE] = _ttl(until)
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=to_item(item),
-                ConditionExpression="attribute_not_exists(PK) OR leaseUntil < :now",
-                ExpressionAttributeValues=to_item({":now": now}),
-            )
-        except ClientError as exc:
-            if error_code(exc) == CONDITION_FAILED:
-                return False
-            raise
-        return True
+        return self._put_if(
+            Item=to_item(item),
+            ConditionExpression="attribute_not_exists(PK) OR leaseUntil < :now",
+            ExpressionAttributeValues=to_item({":now": now}),
+        )
 
     def renew(self, scope: str, slot: int, holder: str, until: int) -> bool:
         """Move the lease on to ``until``; False when the slot has another holder (ours expired
@@ -112,16 +103,11 @@ class StreamSlots(Table):
 
     def release(self, scope: str, slot: int, holder: str) -> None:
         """Free the slot; a no-op when somebody else holds it now."""
-        try:
-            self._db.delete_item(
-                TableName=self._table,
-                Key=to_item({"PK": scope, "SK": slot_sk(slot)}),
-                ConditionExpression="holder = :h",
-                ExpressionAttributeValues=to_item({":h": holder}),
-            )
-        except ClientError as exc:
-            if error_code(exc) != CONDITION_FAILED:
-                raise
+        self._delete_if(
+            Key=to_item({"PK": scope, "SK": slot_sk(slot)}),
+            ConditionExpression="holder = :h",
+            ExpressionAttributeValues=to_item({":h": holder}),
+        )
 
 
 def _free_slot(live: set[int], cap: int) -> int:

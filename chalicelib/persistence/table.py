@@ -85,6 +85,26 @@ class Table:
                 return None
             raise
 
+    def _put_if(self, **kwargs: Any) -> bool:
+        """PutItem with a ConditionExpression; False when the condition fails."""
+        try:
+            self._db.put_item(TableName=self._table, **kwargs)
+        except ClientError as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return False
+            raise
+        return True
+
+    def _delete_if(self, **kwargs: Any) -> bool:
+        """DeleteItem with a ConditionExpression; False when the condition fails."""
+        try:
+            self._db.delete_item(TableName=self._table, **kwargs)
+        except ClientError as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return False
+            raise
+        return True
+
     def _query_partition(self, partition: str, prefix: str = "") -> Iterator[Item]:
         """Every item of ``partition`` whose sort key starts with ``prefix`` (consistent, all pages)."""
         values = {":p": partition, ":s": prefix} if prefix else {":p": partition}
