@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
-from typing import Any
 
 from .keys import SLOT_PREFIX, TTL_ATTRIBUTE, slot_number, slot_sk
 from .table import Table, to_item
@@ -51,22 +49,12 @@ class StreamSlots(Table):
 
     def live_slots(self, scope: str, now: int) -> set[int]:
         """Numbers of the slots in ``scope`` with an unexpired lease (eventually consistent)."""
-        return {n for sk, until in self._slots(scope) if until >= now and (n := slot_number(sk)) is not None}
-
-    def _slots(self, scope: str) -> Iterator[tuple[str, int]]:
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "PK = :p AND begins_with(SK, :s)",
-            "ExpressionAttributeValues": to_item({":p": scope, ":s": SLOT_PREFIX}),
-            "ProjectionExpression": "SK, leaseUntil",
+        slots = self._query_partition(scope, SLOT_PREFIX, consistent=False, projection="SK, leaseUntil")
+        return {
+            n
+            for slot in slots
+            if int(slot.get("leaseUntil", 0)) >= now and (n := slot_number(str(slot["SK"]))) is not None
         }
-        while True:
-            out = self._db.query(**kwargs)
-            for item in out.get("Items", []):
-                yield item["SK"]["S"], int(item.get("leaseUntil", {}).get("N", "0"))
-            if "LastEvaluatedKey" not in out:
-                return
-            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
     def take(self, scope: str, cap: int, holder: str, until: int, now: int) -> int | None:
         """A slot of ``scope`` leased to ``holder`` until ``until`` (epoch ms), or None when

@@ -105,15 +105,20 @@ class Table:
             raise
         return True
 
-    def _query_partition(self, partition: str, prefix: str = "") -> Iterator[Item]:
-        """Every item of ``partition`` whose sort key starts with ``prefix`` (consistent, all pages)."""
+    def _query_partition(
+        self, partition: str, prefix: str = "", *, consistent: bool = True, projection: str | None = None
+    ) -> Iterator[Item]:
+        """Every item of ``partition`` whose sort key starts with ``prefix`` (all pages; only the
+        ``projection`` attributes when given)."""
         values = {":p": partition, ":s": prefix} if prefix else {":p": partition}
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "PK = :p AND begins_with(SK, :s)" if prefix else "PK = :p",
             "ExpressionAttributeValues": to_item(values),
-            "ConsistentRead": True,
+            "ConsistentRead": consistent,
         }
+        if projection is not None:
+            kwargs["ProjectionExpression"] = projection
         while True:
             out = self._db.query(**kwargs)
             for item in out.get("Items", []):

@@ -284,7 +284,7 @@ class EventsEndpoint:
         if request.after is None:
             start, snapshot, tail_type = await self.snapshots.get(request.execution_id)
             return _Opening(start, snapshot, tail_type in ev.TERMINAL_TYPES)
-        feed = self.hub.feeds.get(request.execution_id) if self.hub is not None else None
+        feed = self.snapshots.feed(request.execution_id)
         tail_seq, tail_type = await log_tail(lambda: self.store, feed, request.execution_id, request.after)
         finished = tail_type in ev.TERMINAL_TYPES
         if finished and request.after >= tail_seq:

@@ -53,17 +53,18 @@ class Snapshots:
 
     async def get(self, execution_id: str) -> Snapshot:
         """From the feed's cache while no event has come since it was read, else read (shared)."""
-        feed = self._feed(execution_id)
+        feed = self.feed(execution_id)
         cached = feed.snapshot if feed is not None else None
         if cached is not None and feed is not None and cached[0] == feed.last_seq:
             return cached
         snapshot = await self._shared(execution_id)
-        feed = self._feed(execution_id)
+        feed = self.feed(execution_id)
         if feed is not None and snapshot[0] == feed.last_seq:
             feed.snapshot = snapshot  # connections arriving before the next event share it
         return snapshot
 
-    def _feed(self, execution_id: str) -> Feed | None:
+    def feed(self, execution_id: str) -> Feed | None:
+        """The hub's feed of the execution in this process, if it has one."""
         return self._hub.feeds.get(execution_id) if self._hub is not None else None
 
     async def _shared(self, execution_id: str) -> Snapshot:
