@@ -66,6 +66,7 @@ bench: install
 	$(BIN)/python -m bench.sse_fanout
 	$(BIN)/python -m bench.sse_gzip
 	$(BIN)/python -m bench.sse_lambda_shape
+	$(BIN)/python -m bench.event_previews
 	$(BIN)/python -m bench.dag_makespan
 	$(BIN)/python -m bench.fanout
 

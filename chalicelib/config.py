@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .domain.events import MIN_EVENT_PREVIEW_CHARS, RESULT_PREVIEW_CHARS
+
 ASL_PATH = Path(__file__).resolve().parent.parent / "infra" / "statemachine" / "dag.asl.json"
 # ASL substitution → the Chalice lambda_function whose ARN it takes (template.yaml passes the same).
 ASL_FUNCTIONS = {
@@ -57,6 +59,7 @@ _ENV = {
     "sse_disconnect": "DAGCAST_SSE_DISCONNECT",
     "trust_proxy": "DAGCAST_TRUST_PROXY",
     "redact_keys": "DAGCAST_REDACT_KEYS",
+    "event_preview_chars": "DAGCAST_EVENT_PREVIEW_CHARS",
     "plugins": "DAGCAST_PLUGINS",
     "event_bus": "DAGCAST_EVENT_BUS",
     "webhook_kms_key": "DAGCAST_WEBHOOK_KMS_KEY",
@@ -156,6 +159,11 @@ class Settings(BaseModel):
     sse_disconnect: bool = True
     trust_proxy: bool = False
     redact_keys: tuple[str, ...] = ()
+    # How much of a result's JSON an event carries (task views always carry up to 16,384). Every
+    # viewer reads every event, so a stage with many viewers cuts them short (docs/sse.md).
+    event_preview_chars: int = Field(
+        default=RESULT_PREVIEW_CHARS, ge=MIN_EVENT_PREVIEW_CHARS, le=RESULT_PREVIEW_CHARS
+    )
     # Modules imported at start-up: they register task kinds and python functions (docs/jobs.md).
     plugins: tuple[str, ...] = ()
     # --- fan-out (docs/webhooks.md) ---

@@ -54,8 +54,10 @@ class Orchestrator:
         state_machine: StateMachine,
         state_machine_arn: str,
         clock: Callable[[], int] = now_ms,
+        event_preview_chars: int = ev.RESULT_PREVIEW_CHARS,
     ) -> None:
         self._store = store
+        self._preview_chars = event_preview_chars
         self._state_machine = state_machine
         self._arn = state_machine_arn
         self._now = clock
@@ -169,7 +171,9 @@ class Orchestrator:
             else:
                 self._complete(execution_id, meta, now)
             meta = self._store.get_meta(execution_id)
-        self._store.append_event(execution_id, "execution.terminal", terminal_event(meta))
+        self._store.append_event(
+            execution_id, "execution.terminal", terminal_event(meta, self._preview_chars)
+        )
         return {"executionId": execution_id, "status": meta["status"]}
 
     def cancel(self, execution_id: str) -> dict[str, Any]:
@@ -197,7 +201,9 @@ class Orchestrator:
                 # Already stopped or gone, or the call failed: the execution is cancelled either
                 # way, and every step the state machine still runs sees that and ends its task.
                 log.info("%s", exc)
-        self._store.append_event(execution_id, "execution.terminal", terminal_event(meta))
+        self._store.append_event(
+            execution_id, "execution.terminal", terminal_event(meta, self._preview_chars)
+        )
         return {"executionId": execution_id, "status": ExecutionStatus.CANCELLED}
 
     # ------------------------------------------------------------------ reads
@@ -243,10 +249,12 @@ class Orchestrator:
     def _record_completed(self, execution_id: str, task: Item) -> None:
         task_id = int(task["taskId"])
         self._store.record_task_done(execution_id, task_id, TaskStatus.COMPLETED)
-        if "resultPreview" in task:
-            shown = json.loads(task["resultPreview"])
-        else:  # inline (≤ 32 KB), but events carry at most EVENT_RESULT_BYTES of it
-            shown = ev.preview(str(task["resultJson"]), result_url(execution_id, task_id))
+        if "resultPreview" in task:  # cut at RESULT_PREVIEW_CHARS when stored; events may cut shorter
+            shown = ev.cut_preview(json.loads(task["resultPreview"]), self._preview_chars)
+        else:  # inline (≤ 32 KB), but events carry at most event_preview_chars of it
+            shown = ev.preview(
+                str(task["resultJson"]), result_url(execution_id, task_id), self._preview_chars
+            )
         self._store.append_event(
             execution_id,
             f"substep.completed#{task_id}",

@@ -65,13 +65,15 @@ def execution_view(meta: Item) -> dict[str, Any]:
     return view
 
 
-def terminal_event(meta: Item) -> ev.Event:
-    """execution.completed or execution.failed for a finished execution's META."""
+def terminal_event(meta: Item, preview_chars: int = ev.RESULT_PREVIEW_CHARS) -> ev.Event:
+    """execution.completed or execution.failed for a finished execution's META, its final
+    result cut at ``preview_chars``."""
     if meta["status"] == ExecutionStatus.COMPLETED:
         if "finalResultJson" in meta:
-            shown = ev.preview(str(meta["finalResultJson"]), result_url(str(meta["executionId"])))
+            url = result_url(str(meta["executionId"]))
+            shown = ev.preview(str(meta["finalResultJson"]), url, preview_chars)
         else:
-            shown = json.loads(meta["finalResultPreview"])
+            shown = ev.cut_preview(json.loads(meta["finalResultPreview"]), preview_chars)
         return ev.execution_completed(meta, int(meta["durationMs"]), shown)
     return ev.execution_failed(
         meta,

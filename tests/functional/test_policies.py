@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import boto3
+import pytest
 
 import tests.support.plugins  # registers tests.flaky; its call counter is read below
 from chalicelib.domain.dag import parse_job
@@ -248,6 +249,41 @@ def test_a_mid_sized_result_is_cut_the_same_way_in_events_and_snapshots(services
         assert shown["resultTruncated"] is True and shown["resultUrl"] == url
         assert len(shown["result"]) == 16_384 and shown["resultBytes"] == len(json.dumps(mid))
     assert api.respond(lambda: api.task_result(services, eid, "1"))[1]["result"] == mid
+
+
+@pytest.fixture
+def short_event_previews(services, monkeypatch):
+    """The task Lambdas built with DAGCAST_EVENT_PREVIEW_CHARS=1024 (a stage with many viewers),
+    then as before."""
+    import app
+
+    monkeypatch.setenv("DAGCAST_EVENT_PREVIEW_CHARS", "1024")
+    app.services.cache_clear()
+    yield app.services()
+    monkeypatch.undo()
+    app.services.cache_clear()
+
+
+def test_a_stage_may_cut_events_shorter_while_views_keep_16384_characters(short_event_previews):
+    """Every viewer reads every event: a stage's event preview bounds what a stream reads; the
+    snapshot, the task views and the result routes are unchanged."""
+    services = short_event_previews
+    mid, big = "m" * 20_000, "b" * 50_000  # inline in the task item; in RESULT# items
+    body = {"tasks": [echo(1, mid), echo(2, big), echo(3, "{{2}}", [2])], "resultTask": 3}
+    eid, events = run_job(services, body)
+    done = by_type(events, "substep.completed")
+    for task_id, text in ((1, mid), (2, big), (3, big)):
+        assert done[task_id]["resultTruncated"] is True and len(done[task_id]["result"]) == 1024
+        assert done[task_id]["resultBytes"] == len(json.dumps(text))
+        assert done[task_id]["result"] == json.dumps(text)[:1024]
+    final = events[-1]
+    assert final["finalResultTruncated"] is True and len(final["finalResult"]) == 1024
+    assert all(len(json.dumps(e)) < 2_000 for e in events)
+    snapshot = services.orchestrator.snapshot(eid)
+    assert all(len(t["result"]) == 16_384 for t in snapshot["tasks"])
+    assert api.respond(lambda: api.task_result(services, eid, "2"))[1]["result"] == big
+    _, small = run_job(services, {"tasks": [echo(1, "s" * 900)]})
+    assert by_type(small, "substep.completed")[1]["result"] == "s" * 900  # under the cut: whole
 
 
 def test_state_transitions_per_task(services):

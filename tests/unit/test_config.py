@@ -111,3 +111,12 @@ def test_inside_a_lambda_the_profile_is_on_demand_unless_set():
 def test_an_unknown_profile_is_refused_naming_the_variable():
     with pytest.raises(SettingsError, match="DAGCAST_SSE_PROFILE"):
         Settings.from_env({"DAGCAST_TABLE": "tbl", "DAGCAST_AUTH": "off", "DAGCAST_SSE_PROFILE": "lambda"})
+
+
+def test_the_event_preview_is_16384_characters_unless_a_stage_cuts_it_shorter():
+    base = {"DAGCAST_TABLE": "tbl", "DAGCAST_AUTH": "off"}
+    assert Settings.from_env(base).event_preview_chars == 16_384
+    assert Settings.from_env({**base, "DAGCAST_EVENT_PREVIEW_CHARS": "1024"}).event_preview_chars == 1024
+    for outside in ("255", "16385"):  # longer than views would break v1's "whole up to 16,384"
+        with pytest.raises(SettingsError, match="DAGCAST_EVENT_PREVIEW_CHARS"):
+            Settings.from_env({**base, "DAGCAST_EVENT_PREVIEW_CHARS": outside})

@@ -94,7 +94,7 @@ META = {
     "running": {4},
     "skipped": set(),
 }
-CUT = '"' + "x" * 20_000 + '"'  # a result whose JSON is over EVENT_RESULT_BYTES
+CUT = '"' + "x" * 20_000 + '"'  # a result whose JSON is over RESULT_PREVIEW_CHARS
 CUT_FIELDS = '"' + "x" * 16_383 + '","{k}Truncated":true,"{k}Bytes":20002,"{k}Url":"/r"'
 
 # Each builder, every optional field present and absent: key order, absent vs null, as stored before
@@ -316,3 +316,19 @@ def test_every_event_the_trace_tests_and_their_snapshots_are_made_of_is_one_the_
     assert {str(e["type"]) for e in seen} == set(EventType)
     for event in seen:
         assert_sent_as_modelled(event)
+
+
+def test_a_shorter_event_preview_cuts_at_its_length_and_keeps_the_size_and_link():
+    whole = json.dumps("é" * 2_000, ensure_ascii=False)  # 2,002 characters, 4,002 bytes
+    cut = ev.preview(whole, "/r", limit=256)
+    assert cut == {"result": whole[:256], "resultTruncated": True, "resultBytes": 4_002, "resultUrl": "/r"}
+    assert ev.preview(whole, "/r", limit=2_002) == {"result": "é" * 2_000}  # at the limit: whole
+
+
+def test_a_stored_preview_is_cut_again_only_when_longer_than_the_events_length():
+    stored = ev.preview(CUT, "/r")  # cut at RESULT_PREVIEW_CHARS, as a task item keeps it
+    assert len(stored["result"]) == ev.RESULT_PREVIEW_CHARS
+    shorter = ev.cut_preview(stored, 1_024)
+    assert shorter == {**stored, "result": CUT[:1_024]}
+    assert ev.cut_preview(stored, ev.RESULT_PREVIEW_CHARS) == stored
+    assert ev.cut_preview({"result": {"a": 1}}, 256) == {"result": {"a": 1}}  # whole results: untouched
