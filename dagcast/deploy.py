@@ -4,7 +4,8 @@ deploy:
   1. stop if a table dagcast-S exists that the stack does not hold (`destroy` keeps it): CloudFormation
      could not create it, so nothing is changed
   2. write the stage's settings into .chalice/config.json (state machine ARN for this account and
-     region; a new stage is made from `dev` with its names replaced, policy file included)
+     region; a new stage is made from `dev` with its names replaced) and each function's policy
+     file (dagcast/iam.py)
   3. chalice deploy --stage S                 REST API, task Lambdas, fan-out, webhook retry
   4. the API's log retention (Chalice 1.34 puts it on a log group named after `api_handler`, not
      the function's /aws/lambda/dagcast-S, so the stages switch it off there and it is set here)
@@ -38,6 +39,7 @@ from typing import Any, Protocol
 from chalicelib.config import ASL_FUNCTIONS
 from chalicelib.http.gate import new_api_key
 
+from . import iam
 from . import throttle as gateway
 from .sse_profiles import SseProfile
 
@@ -130,7 +132,7 @@ def for_stage(text: str, stage: str) -> str:
     for old, new in (
         ("dagcast-dev", f"dagcast-{stage}"),
         ("dagcast-internal/dev/", f"dagcast-internal/{stage}/"),
-        ("policy-dev.json", f"policy-{stage}.json"),
+        ("policy-dev-", f"policy-{stage}-"),
     ):
         text = text.replace(old, new)
     return text
@@ -275,11 +277,11 @@ class Deployer:
                     f"API key of stage {self.stage} (shown once; keep it in your secret store; callers send "
                     f"'Authorization: Bearer <key>', the CLI reads $DAGCAST_API_KEY):\n  {key}"
                 )
-        policy = self.root / ".chalice" / f"policy-{self.stage}.json"
-        if not policy.exists():
-            self._write(
-                policy, for_stage((self.root / ".chalice" / "policy-dev.json").read_text(), self.stage)
-            )
+        # each function's role, from dagcast/iam.py for the stage's names (an event bus or KMS key
+        # set or cleared in the stage changes them): every deploy writes what differs
+        iam.with_policy_files(new, self.stage)
+        for name, text in iam.render(new, self.stage).items():
+            self._write(self.root / ".chalice" / name, text)
         self._write(self.config_path, json.dumps(new, indent=2) + "\n")
 
     def chalice_deploy(self) -> None:
@@ -376,7 +378,7 @@ class Deployer:
 
     def check_outputs(self, outputs: dict[str, str], env: dict[str, str]) -> None:
         """The stack's names are the ones the stage uses (its environment and, by the same names,
-        its policy file); a difference stops the deploy before the second chalice deploy."""
+        its policy files); a difference stops the deploy before the second chalice deploy."""
         stack = stack_name(self.stage)
         missing = [key for key in (*STAGE_OUTPUTS, EVENTS_URL_OUTPUT) if key not in outputs]
         if missing:
@@ -397,7 +399,7 @@ class Deployer:
             raise DeployError(
                 f"the stack {stack} and stage {self.stage} of .chalice/config.json name things "
                 "differently:\n" + "\n".join(differ) + "\ntemplate.yaml and the stage (its "
-                f"environment_variables, and policy-{self.stage}.json, scoped by the same names) must "
+                f"environment_variables, and policy-{self.stage}-*.json, scoped by the same names) must "
                 "agree: fix the one that is wrong and deploy again. The stack is deployed; the Chalice "
                 "functions still run with the stage's values."
             )

@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cfnlint.decode import decode_str
@@ -32,8 +33,9 @@ REGION = "eu-west-1"
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / ".chalice").mkdir()
-    for name in ("config.json", "policy-dev.json"):
-        shutil.copy(ROOT / ".chalice" / name, tmp_path / ".chalice" / name)
+    shutil.copy(ROOT / ".chalice" / "config.json", tmp_path / ".chalice" / "config.json")
+    for policy in (ROOT / ".chalice").glob("policy-dev-*.json"):
+        shutil.copy(policy, tmp_path / ".chalice" / policy.name)
     shutil.copy(ROOT / "template.yaml", tmp_path / "template.yaml")
     return tmp_path
 
@@ -191,6 +193,12 @@ def throttle(account: Account, stage: str) -> dict[str, str]:
     return {path.rsplit("/", 1)[1]: value for path, value in settings.items()}
 
 
+def stage_config_of(project: Path, stage: str) -> dict[str, Any]:
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    stage_config: dict[str, Any] = config["stages"][stage]
+    return stage_config
+
+
 def stage_env(project: Path, stage: str) -> dict[str, str]:
     config = json.loads((project / ".chalice" / "config.json").read_text())
     env: dict[str, str] = config["stages"][stage]["environment_variables"]
@@ -237,8 +245,13 @@ def test_deploy_runs_chalice_then_the_template_then_chalice_with_the_stream_url(
         and env["DAGCAST_STREAM_SECRET_NAME"] == "dagcast-internal/staging/stream-secret"
         and env["DAGCAST_WEBHOOK_KMS_KEY"] == "alias/dagcast-staging-webhooks"
     )
-    policy = (project / ".chalice" / "policy-staging.json").read_text()
-    assert "dagcast-staging" in policy and "dagcast-dev" not in policy
+    policies = sorted((project / ".chalice").glob("policy-staging-*.json"))
+    assert len(policies) == 7  # one per function
+    for path in policies:
+        assert "dagcast-staging" in path.read_text() and "dagcast-dev" not in path.read_text()
+    assert stage_config_of(project, "staging")["lambda_functions"]["run_task"]["iam_policy_file"] == (
+        "policy-staging-run_task.json"
+    )
     assert any("commit the stage's settings" in line for line in lines)
 
 
@@ -246,7 +259,6 @@ def test_deploy_runs_chalice_then_the_template_then_chalice_with_the_stream_url(
 def test_every_deploy_gives_the_api_log_group_the_stages_retention(project, stage, days):
     """Chalice 1.34 would put it on /aws/lambda/dagcast-<stage>-api_handler; the API logs to
     /aws/lambda/dagcast-<stage>. A second deploy finds the group there and sets it again."""
-    shutil.copy(ROOT / ".chalice" / "policy-prod.json", project / ".chalice" / "policy-prod.json")
     account = Account()
     deploy(project, stage, FakeAws(project, stage, account))
     assert account.log_groups == {f"/aws/lambda/dagcast-{stage}": days}
@@ -487,7 +499,6 @@ def test_a_stage_of_its_own_gets_its_own_throttle(project):
     config = json.loads((project / ".chalice" / "config.json").read_text())
     config["stages"]["prod"]["dagcast_api_throttle"] = {"rate": 400, "burst": 800}
     (project / ".chalice" / "config.json").write_text(json.dumps(config))
-    shutil.copy(ROOT / ".chalice" / "policy-prod.json", project / ".chalice" / "policy-prod.json")
     account = Account()
     deploy(project, "prod", FakeAws(project, "prod", account))
     deploy(project, "dev", FakeAws(project, "dev", account))

@@ -166,40 +166,6 @@ def test_the_stack_makes_what_each_chalice_stage_names(stage: str):
     )
 
 
-def allowed(policy: dict[str, Any], action: str, arn: str) -> bool:
-    return any(
-        st["Effect"] == "Allow"
-        and any(fnmatch.fnmatchcase(action, a) for a in as_list(st["Action"]))
-        and any(fnmatch.fnmatchcase(arn, r) for r in as_list(st["Resource"]))
-        for st in policy["Statement"]
-    )
-
-
-@pytest.mark.parametrize("stage", STAGES)
-def test_each_stage_policy_reaches_the_resources_the_stack_makes(stage: str):
-    stack = Stack(stage, "eu-west-1", "123456789012")
-    policy_file = chalice_config()["stages"][stage]["iam_policy_file"]
-    policy = json.loads((ROOT / ".chalice" / policy_file).read_text())
-    table = stack.getatt("EventsTable", "Arn")
-    machine = stack.ref("DagStateMachine")
-    needs = {
-        "dynamodb:PutItem": table,
-        "dynamodb:Query": table + "/index/GSI1",
-        "dynamodb:GetRecords": stack.getatt("EventsTable", "StreamArn"),
-        "states:StartExecution": machine,
-        "states:StopExecution": machine.replace(":stateMachine:", ":execution:") + ":dag-exec_1",
-        "secretsmanager:GetSecretValue": stack.ref("StreamSecret"),
-        "sqs:SendMessage": stack.getatt("FanoutFailures", "Arn"),
-        "kms:Decrypt": stack.getatt("WebhookKey", "Arn"),
-    }
-    for action, arn in needs.items():
-        assert allowed(policy, action, arn), f"{policy_file} does not allow {action} on {arn}"
-    bus = stage_env(stage)["DAGCAST_EVENT_BUS"]  # the template makes no bus: any the stage names
-    if bus:
-        arn = bus if bus.startswith("arn:") else f"arn:aws:events:eu-west-1:123456789012:event-bus/{bus}"
-        assert allowed(policy, "events:PutEvents", arn)
-
-
 def test_every_output_deploy_reads_is_in_the_template():
     outputs = template()["Outputs"]
     for key in (*STAGE_OUTPUTS, EVENTS_URL_OUTPUT):
@@ -267,16 +233,6 @@ def test_every_function_dagcast_deploys_keeps_its_logs_for_the_stages_retention(
         assert stack.text(props["RetentionInDays"]) == str(days)
 
 
-def test_chalice_stage_sets_the_settings_the_code_requires():
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    env = config["stages"]["dev"]["environment_variables"]
-    assert {"DAGCAST_TABLE", "DAGCAST_STATE_MACHINE_ARN"} <= set(env)
-    policy = json.loads((ROOT / ".chalice" / config["stages"]["dev"]["iam_policy_file"]).read_text())
-    for statement in policy["Statement"]:
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        assert "*" not in actions and not any(a.endswith(":*") for a in actions), statement
-
-
 def test_lambda_requirements_stay_lean():
     shipped = [
         line.split("==")[0].split("[")[0]
@@ -331,92 +287,7 @@ def test_webhook_items_expire_through_the_tables_ttl_attribute():
     assert "expiresAt" in inspect.getsource(WebhookStore.enqueue)
 
 
-def test_the_stage_can_encrypt_webhook_secrets_and_publish_events():
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    stage = config["stages"]["dev"]
-    assert {"DAGCAST_WEBHOOK_KMS_KEY", "DAGCAST_EVENT_BUS"} <= set(stage["environment_variables"])
-    policy = json.loads((ROOT / ".chalice" / stage["iam_policy_file"]).read_text())
-    granted = {
-        a
-        for s in policy["Statement"]
-        for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
-    }
-    assert {"kms:Encrypt", "kms:Decrypt", "events:PutEvents"} <= granted
-    assert "WebhookKeyArn" in template()["Outputs"]
-
-
 # ---------------------------------------------------------------- offline deployment validation
-
-CODE = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]
-# Called by AWS on the function role's behalf, not by dagcast's code.
-ROLE_ACTIONS = {
-    "logs:CreateLogGroup",
-    "logs:CreateLogStream",
-    "logs:PutLogEvents",
-    "xray:PutTraceSegments",
-    "xray:PutTelemetryRecords",
-    # the event source mapping reads the stream and writes its on-failure queue as the fan-out
-    "dynamodb:DescribeStream",
-    "dynamodb:GetRecords",
-    "dynamodb:GetShardIterator",
-    "dynamodb:ListStreams",
-    "sqs:SendMessage",
-}
-
-
-def code_actions() -> set[str]:
-    """The IAM actions dagcast's own code needs: boto3 calls on the services it uses, found in the
-    source as ``.<operation>(`` (botocore's own operation names), plus powertools' parameter reads."""
-    from botocore import xform_name
-    from botocore.session import get_session
-
-    text = "\n".join(p.read_text() for p in CODE)
-    session = get_session()  # botocore's service models, read from disk: no client, no call
-    found: set[str] = set()
-    # service → (IAM prefix, how the code names its client); factory.py builds them all
-    for service, (prefix, receiver) in {
-        "dynamodb": ("dynamodb", r"self\._db"),
-        "stepfunctions": ("states", r"self\._sfn"),
-        "kms": ("kms", r"self\._kms"),
-        "events": ("events", r"self\.eventbridge"),
-        "lambda": ("lambda", r"boto3\.client\(\"lambda\"[^)]*\)"),
-    }.items():
-        assert re.search(receiver + r"\.\w+\(", text), (
-            f"no {service} call found: has the client been renamed?"
-        )
-        model = session.get_service_model(service)
-        for op in model.operation_names:
-            if re.search(rf"{receiver}\.{xform_name(op)}\(", text):
-                found.add(f"{prefix}:{'InvokeFunction' if op == 'Invoke' else op}")
-    if "parameters.get_parameter(" in text:
-        found.add("ssm:GetParameter")
-    if "parameters.get_secret(" in text:
-        found.add("secretsmanager:GetSecretValue")
-    return found
-
-
-def policy_actions(stage: str) -> set[str]:
-    policy = json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
-    return {
-        a
-        for st in policy["Statement"]
-        for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
-    }
-
-
-def test_the_iam_policy_grants_exactly_what_the_code_calls():
-    needed = code_actions()
-    assert {
-        "dynamodb:PutItem",
-        "states:StartExecution",
-        "kms:Decrypt",
-        "events:PutEvents",
-    } <= needed  # the scan works
-    for stage in ("dev", "prod"):
-        granted = policy_actions(stage)
-        assert needed - granted == set(), f"policy-{stage}.json misses what the code calls"
-        assert granted - needed - ROLE_ACTIONS == set(), f"policy-{stage}.json grants what nothing calls"
-
 
 # The SSE function's entry point (what infra/sse/run.sh starts) and its own code: every module of
 # the stream package, besides what it takes from other modules.
@@ -645,25 +516,6 @@ def test_the_sse_function_counts_streams_in_the_table_and_writes_only_their_slot
     ]
 
 
-def test_every_policy_statement_is_scoped():
-    for stage in ("dev", "prod"):
-        policy = json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
-        for st in policy["Statement"]:
-            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
-            if resources == ["*"]:  # only where AWS offers no resource-level permission
-                assert st["Sid"] in {"ReleaseTasks", "XRay"}, st
-            for r in resources:
-                if stage == "prod":
-                    assert "dagcast-dev" not in r, st
-
-
-def test_the_prod_policy_is_the_dev_policy_for_prod_resources():
-    from dagcast.deploy import for_stage
-
-    dev = (ROOT / ".chalice" / "policy-dev.json").read_text()
-    assert (ROOT / ".chalice" / "policy-prod.json").read_text() == for_stage(dev, "prod")
-
-
 # ------------------------------------------------------------- the environment the code reads
 
 
@@ -782,7 +634,18 @@ def run_sh_reads() -> set[str]:
 def function_environments() -> dict[str, tuple[list[Path], dict[str, Any]]]:
     """Each function dagcast deploys: the code it runs and the environment it is given."""
     sse_env = template()["Resources"]["SseFunction"]["Properties"]["Environment"]["Variables"]
-    functions = {f"chalice stage {s}": (CHALICE_CODE, dict(stage_env(s))) for s in STAGES}
+    from chalice.config import Config
+
+    functions = {
+        f"chalice stage {s}, {fn}": (
+            CHALICE_CODE,
+            Config(
+                chalice_stage=s, function_name=fn, config_from_disk=chalice_config()
+            ).environment_variables,
+        )
+        for s in STAGES
+        for fn in chalice_config()["stages"][s]["lambda_functions"]
+    }
     functions["SseFunction"] = (SSE_CODE, sse_env)
     return functions
 

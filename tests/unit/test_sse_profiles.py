@@ -397,8 +397,7 @@ def test_destroy_takes_no_profile(capsys):
 def test_deploy_hands_the_profile_to_sam(tmp_path):
     lines: list[str] = []
     (tmp_path / ".chalice").mkdir()
-    for name in ("config.json", "policy-dev.json"):
-        (tmp_path / ".chalice" / name).write_text((ROOT / ".chalice" / name).read_text())
+    (tmp_path / ".chalice" / "config.json").write_text((ROOT / ".chalice" / "config.json").read_text())
     deployer = Deployer("dev", "eu-west-1", tmp_path, dry_run=True, sse=MANAGED_STAGE, say=lines.append)
     params = deployer.parameters()
     assert {k: v for k, v in params.items() if k.startswith("Sse")} == MANAGED_STAGE.parameters()
