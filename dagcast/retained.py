@@ -54,7 +54,7 @@ def kept(outputs: dict[str, str], stage: str, region: str) -> list[Kept]:
 
 def report(items: list[Kept], stage: str) -> str:
     """What destroy says it kept: each thing by name, why, and the command that deletes it."""
-    lines = [f"kept (DeletionPolicy: Retain), so the stage's data is not lost with the stack {stage}:"]
+    lines = [f"kept (DeletionPolicy: Retain), the stage's data outlives the stack dagcast-{stage}:"]
     for item in items:
         lines.append(f"  {item.what} {item.name} — {item.why}")
         lines.append(f"    delete it: {' '.join(item.delete)}")
