@@ -19,7 +19,8 @@ deploy:
   7. aws apigateway update-stage             the REST API's stage throttling, after the last chalice
                                               deploy (dagcast/throttle.py: the REST rate limit that
                                               holds across Lambda instances)
-destroy: sam delete (the table is kept unless --delete-data), then chalice delete.
+destroy: sam delete, then chalice delete. The table and the webhook key are kept (dagcast/retained.py
+says which, by name, and how to delete them) unless --delete-data.
 
 Every command is printed before it runs; ``--dry-run`` prints the plan and changes nothing.
 """
@@ -39,7 +40,7 @@ from typing import Any, Protocol
 from chalicelib.config import ASL_FUNCTIONS
 from chalicelib.http.gate import new_api_key
 
-from . import iam
+from . import alarms, iam, retained
 from . import throttle as gateway
 from .sse_profiles import SseProfile
 
@@ -172,12 +173,14 @@ class Deployer:
     cors_origins: str = ""
     sse: SseProfile = field(default_factory=SseProfile)
     api_throttle: dict[str, float] = field(default_factory=dict)  # flags: rate and/or burst for the stage
+    alarm_flags: dict[str, str] = field(default_factory=dict)  # flags: email and/or topic (dagcast/alarms.py)
     run: Runner = field(default=run_command)
     say: Callable[[str], None] = print
     which: Callable[[str], str | None] = field(default=lambda tool: _which(tool))
     changed_files: list[Path] = field(default_factory=list)
     # the stage's REST throttle, checked by write_stage before anything is deployed
     throttle: gateway.StageThrottle | None = field(default=None, init=False)
+    alarm_parameters: dict[str, str] = field(default_factory=dict, init=False)
 
     @property
     def config_path(self) -> Path:
@@ -266,7 +269,8 @@ class Deployer:
             env["DAGCAST_CORS_ORIGINS"] = self.cors_origins
         try:  # checked before anything is deployed; the flags' values are kept in the stage
             self.throttle = gateway.apply(new, self.stage, self.api_throttle)
-        except gateway.ThrottleError as exc:
+            self.alarm_parameters = alarms.apply(new, self.stage, self.alarm_flags)
+        except (gateway.ThrottleError, alarms.AlarmSettingError) as exc:
             raise DeployError(str(exc)) from exc
         if not env.get("DAGCAST_API_KEYS"):
             if self.dry_run:
@@ -337,7 +341,7 @@ class Deployer:
             params["LogRetentionInDays"] = str(days)
         if self.cors_origins:
             params["CorsOrigins"] = self.cors_origins
-        return params | self.sse.parameters()
+        return params | self.sse.parameters() | self.alarm_parameters
 
     def sam_deploy(self, params: dict[str, str]) -> None:
         self._cmd("sam", "build", "--template-file", "template.yaml")
@@ -358,20 +362,14 @@ class Deployer:
             *(f"{k}={v}" for k, v in params.items()),
         )
 
+    def _describe_outputs(self) -> tuple[str, ...]:
+        return (
+            "aws", "cloudformation", "describe-stacks", "--stack-name", stack_name(self.stage),
+            "--region", self.region, "--query", "Stacks[0].Outputs", "--output", "json",
+        )  # fmt: skip
+
     def outputs(self) -> dict[str, str]:
-        text = self._cmd(
-            "aws",
-            "cloudformation",
-            "describe-stacks",
-            "--stack-name",
-            stack_name(self.stage),
-            "--region",
-            self.region,
-            "--query",
-            "Stacks[0].Outputs",
-            "--output",
-            "json",
-        )
+        text = self._cmd(*self._describe_outputs())
         if self.dry_run:
             return {key: f"<{key} output>" for key in (*STAGE_OUTPUTS, EVENTS_URL_OUTPUT)}
         return {o["OutputKey"]: o["OutputValue"] for o in json.loads(text or "[]")}
@@ -444,18 +442,21 @@ class Deployer:
 
     def destroy(self, delete_data: bool = False) -> None:
         self.check_tools()
+        # what the stack keeps, named by its outputs: read before it is gone
+        text = self._probe(*self._describe_outputs(), answer="does not exist")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in json.loads(text or "[]")}
+        if self.dry_run:
+            outputs = {key: f"<{key} output>" for key in retained.KEPT_OUTPUTS}
+        kept = retained.kept(outputs, self.stage, self.region)
         self._cmd(
             "sam", "delete", "--stack-name", stack_name(self.stage), "--region", self.region, "--no-prompts"
         )
         self._cmd("chalice", "delete", "--stage", self.stage)
-        table = table_name(self.stage)
         if delete_data:
-            self._cmd("aws", "dynamodb", "delete-table", "--table-name", table, "--region", self.region)
+            for item in kept:  # the table first
+                self._cmd(*item.delete)
         else:
-            self.say(
-                f"kept the table {table} (its events): a new `dagcast deploy --stage {self.stage}` stops "
-                f"until it is deleted (aws dynamodb delete-table --table-name {table} --region {self.region})"
-            )
+            self.say(retained.report(kept, self.stage))
 
 
 def main(
@@ -467,6 +468,7 @@ def main(
     cors: str,
     sse: SseProfile | None = None,
     api_throttle: dict[str, float] | None = None,
+    alarm_flags: dict[str, str] | None = None,
 ) -> int:
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     if not region:
@@ -483,7 +485,7 @@ def main(
     os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
     deployer = Deployer(
         stage, region, root, dry_run=dry_run, cors_origins=cors, sse=sse or SseProfile(),
-        api_throttle=api_throttle or {},
+        api_throttle=api_throttle or {}, alarm_flags=alarm_flags or {},
     )  # fmt: skip
     try:
         if command == "deploy":

@@ -6,6 +6,10 @@ definition or of tasks: callers pass ARNs, names, tokens and JSON text. Only fai
 a meaning to are translated; any other error of ``send_task_success`` (throttling past the
 client's own retries, access denied) propagates as it is, so the step fails and Step Functions
 retries it.
+
+Each stop it makes is counted (``ExecutionsStopped``, an EMF line): template.yaml's
+ExecutionsAbortedAlarm subtracts them from Step Functions' ``ExecutionsAborted``, so a cancel does
+not page and a stop from anywhere else does.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from botocore.exceptions import ClientError
 
 from ..domain.errors import StartFailed, StopFailed
@@ -27,6 +33,19 @@ log = logging.getLogger(__name__)
 
 # The token was used already, its state timed out, or its execution ended: nothing waits on it.
 _GONE_TOKEN_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
+# The metric ExecutionsAbortedAlarm reads: namespace, name, its one dimension.
+STOPPED_METRIC = ("dagcast", "ExecutionsStopped", {"service": "orchestration"})
+
+
+def count_stop() -> None:
+    """One EMF line: dagcast stopped an execution (its own, expected abort)."""
+    if is_metrics_disabled():
+        return
+    namespace, name, dimensions = STOPPED_METRIC
+    with single_metric(
+        name=name, unit=MetricUnit.Count, value=1, namespace=namespace, default_dimensions=dimensions
+    ):
+        pass
 
 
 class StepFunctions:
@@ -62,3 +81,4 @@ class StepFunctions:
             self._sfn.stop_execution(executionArn=execution_arn, error=error, cause=cause)
         except ClientError as exc:
             raise StopFailed(f"Step Functions did not stop {execution_arn}: {exc}") from exc
+        count_stop()

@@ -30,8 +30,11 @@ def add_deploy_and_destroy(sub: Subcommands) -> None:
             cloud.add_argument("--cors-origins", default="", help="web origins that may read streams (CSV)")
             add_api_throttle(cloud)
             add_sse_profile(cloud)
+            add_alarms(cloud)
         else:
-            cloud.add_argument("--delete-data", action="store_true", help="also delete the events table")
+            cloud.add_argument(
+                "--delete-data", action="store_true", help="also delete the events table and its webhook key"
+            )
 
 
 def add_api_throttle(cloud: argparse.ArgumentParser) -> None:
@@ -53,6 +56,28 @@ def api_throttle(parser: argparse.ArgumentParser, args: argparse.Namespace) -> d
     ):
         parser.error("--api-stage-rate must be > 0 and --api-stage-burst ≥ 1")
     return {key: value for key, value in given.items() if value is not None}
+
+
+def add_alarms(cloud: argparse.ArgumentParser) -> None:
+    notify = cloud.add_argument_group(
+        "alarms",
+        'where every alarm notifies; kept in the stage\'s dagcast_alarms in .chalice/config.json, "" '
+        "switches one off (docs/operations.md § Metrics and alarms)",
+    )
+    notify.add_argument("--alarm-email", help="an address, through an SNS topic the stack makes")
+    notify.add_argument("--alarm-topic", help="an SNS topic ARN of yours (PagerDuty, Chatbot, …)")
+
+
+def alarm_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """The flags given; a value SNS would refuse is a usage error (exit 2)."""
+    from ..alarms import problems
+
+    given = {"email": args.alarm_email, "topic": args.alarm_topic}
+    flags = {key: value.strip() for key, value in given.items() if value is not None}
+    wrong = problems(flags)
+    if wrong:
+        parser.error("; ".join(wrong))
+    return flags
 
 
 def add_sse_profile(cloud: argparse.ArgumentParser) -> None:
@@ -113,4 +138,5 @@ def cloud_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         getattr(args, "cors_origins", ""),
         sse,
         api_throttle(parser, args) if deploying else None,
+        alarm_flags(parser, args) if deploying else None,
     )

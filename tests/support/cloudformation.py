@@ -13,6 +13,8 @@ from cfnlint.decode import decode_str
 from dagcast.deploy import FUNCTION_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[2]
+# Ref AWS::NoValue: the property (or list item) it stands for is left out, as CloudFormation does.
+NO_VALUE = object()
 
 
 def template(path: Path | None = None) -> dict[str, Any]:
@@ -121,6 +123,8 @@ class Stack:
             return f"https://sqs.{self.region}.amazonaws.com/{self.account}/{self.text(props['QueueName'])}"
         if kind == "AWS::Logs::LogGroup":
             return self.text(props["LogGroupName"])
+        if kind == "AWS::SNS::Topic":
+            return self._arn("sns", self.text(props["TopicName"]))
         raise KeyError(f"Ref of {kind} ({name}) is not modelled by Stack")
 
     def getatt(self, name: str, attr: str) -> str:
@@ -162,13 +166,13 @@ class Stack:
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self(v) for v in value]
+            return [v for v in map(self, value) if v is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             [(fn, arg)] = value.items()
             if fn == "Ref":
-                return self.listed(arg)
+                return NO_VALUE if arg == "AWS::NoValue" else self.listed(arg)
             if fn == "Fn::If":
                 return self(arg[1] if self.condition(arg[0]) else arg[2])
             if fn == "Fn::GetAtt":
@@ -184,7 +188,7 @@ class Stack:
             if fn == "Fn::Join":
                 return arg[0].join(self.text(v) for v in self(arg[1]))
             assert not fn.startswith("Fn::"), f"{fn} is not modelled by Stack"
-        return {k: self(v) for k, v in value.items()}
+        return {k: v for k, v in ((k, self(v)) for k, v in value.items()) if v is not NO_VALUE}
 
     def listed(self, name: str) -> Any:
         """A Ref: a CommaDelimitedList parameter is a list (empty when its value is), the rest ref()."""

@@ -52,6 +52,7 @@ class Account:
     stacks: dict[str, dict[str, str]] = field(default_factory=dict)  # stack → its parameters
     log_groups: dict[str, int | None] = field(default_factory=dict)  # group → retention
     rolled_back: set[str] = field(default_factory=set)  # stacks whose first deploy rolled back
+    keys: set[str] = field(default_factory=set)  # KMS key ARNs not scheduled for deletion
     # (REST API id, API Gateway stage) → its method settings: patch path → value
     api_stages: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
@@ -128,8 +129,15 @@ class FakeAws:
                 "DELETE_SKIPPED\n" if arg["--stack-name"] in self.account.rolled_back else "CREATE_COMPLETE\n"
             )
         elif argv[:3] == ["aws", "cloudformation", "describe-stacks"]:
+            if arg["--stack-name"] not in self.account.stacks:
+                raise failed(argv, "An error occurred (ValidationError) when calling the DescribeStacks "
+                             f"operation: Stack with id {stack} does not exist")  # fmt: skip
             outputs = self.outputs()
             return json.dumps([{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()])
+        elif argv[:3] == ["aws", "kms", "schedule-key-deletion"]:
+            assert arg["--key-id"] in self.account.keys, "NotFoundException"
+            assert 7 <= int(arg["--pending-window-in-days"]) <= 30, "ValidationException"
+            self.account.keys.discard(arg["--key-id"])
         elif argv[:3] == ["aws", "logs", "create-log-group"]:
             if arg["--log-group-name"] in self.account.log_groups:
                 raise failed(argv, "An error occurred (ResourceAlreadyExistsException) when calling the "
@@ -154,8 +162,10 @@ class FakeAws:
             overrides = argv[argv.index("--parameter-overrides") + 1 :]
             self.account.stacks[stack] = dict(p.split("=", 1) for p in overrides)
             self.account.tables.add(table)
+            self.account.keys.add(self.outputs()["WebhookKeyArn"])
         elif argv[:2] == ["sam", "delete"]:
-            self.account.stacks.pop(arg["--stack-name"], None)  # the table stays: DeletionPolicy Retain
+            # what the template retains stays: the table and the webhook key (DeletionPolicy Retain)
+            self.account.stacks.pop(arg["--stack-name"], None)
         return ""
 
 
@@ -349,7 +359,9 @@ def test_redeploying_after_destroy_stops_on_the_kept_table_until_it_is_deleted(p
         "dev", REGION, project, run=FakeAws(project, "dev", account), say=lines.append, which=found
     ).destroy()
     assert account.tables == {"dagcast-dev"} and not account.stacks
-    assert any("a new `dagcast deploy --stage dev` stops until it is deleted" in line for line in lines)
+    assert any(
+        "a new `dagcast deploy --stage dev` stops until the table is deleted" in line for line in lines
+    )
     before = (project / ".chalice" / "config.json").read_text()
     again = FakeAws(project, "dev", account)
     with pytest.raises(DeployError) as raised:
@@ -408,11 +420,86 @@ def test_destroy_deletes_the_stack_then_chalice_and_keeps_the_table_unless_asked
     fake = FakeAws(project, "dev")
     lines: list[str] = []
     Deployer("dev", REGION, project, run=fake, say=lines.append, which=found).destroy()
-    assert [c[:2] for c in fake.calls] == [["sam", "delete"], ["chalice", "delete"]]
-    assert any("kept the table dagcast-dev" in line for line in lines)
+    assert [c[:2] for c in fake.calls] == [
+        ["aws", "cloudformation"],
+        ["sam", "delete"],
+        ["chalice", "delete"],
+    ]
+    assert any("table dagcast-dev" in line for line in lines)
     fake = FakeAws(project, "dev")
     Deployer("dev", REGION, project, run=fake, say=lambda _: None, which=found).destroy(delete_data=True)
     assert fake.calls[-1][:3] == ["aws", "dynamodb", "delete-table"]
+
+
+def test_destroy_keeps_the_webhook_key_with_the_table_and_says_how_to_delete_both(project):
+    """The table's webhook secrets are encrypted under the stack's KMS key: destroy keeps both,
+    names both (the key by its ARN, read from the stack before it is deleted) and prints the
+    command that deletes each; --delete-data runs them, the table first."""
+    account = Account()
+    deploy(project, "dev", FakeAws(project, "dev", account))
+    key = next(iter(account.keys))
+    assert key.startswith(f"arn:aws:kms:{REGION}:{ACCOUNT}:key/")
+    lines: list[str] = []
+    Deployer(
+        "dev", REGION, project, run=FakeAws(project, "dev", account), say=lines.append, which=found
+    ).destroy()
+    assert account.stacks == {} and account.tables == {"dagcast-dev"} and account.keys == {key}
+    said = "\n".join(lines)
+    assert f"KMS key {key}" in said and "table dagcast-dev" in said
+    table_delete = f"aws dynamodb delete-table --table-name dagcast-dev --region {REGION}"
+    key_delete = f"aws kms schedule-key-deletion --key-id {key} --pending-window-in-days 30 --region {REGION}"
+    assert table_delete in said and key_delete in said
+    # the printed commands delete what was kept
+    runner = FakeAws(project, "dev", account)
+    for command in (table_delete, key_delete):
+        runner(command.split())
+    assert account.tables == set() and account.keys == set()
+    # --delete-data: the same commands, run
+    deploy(project, "dev", FakeAws(project, "dev", account))
+    fake = FakeAws(project, "dev", account)
+    Deployer("dev", REGION, project, run=fake, say=lambda _: None, which=found).destroy(delete_data=True)
+    assert [c[:3] for c in fake.calls[-2:]] == [
+        ["aws", "dynamodb", "delete-table"],
+        ["aws", "kms", "schedule-key-deletion"],
+    ]
+    assert account.tables == set() and account.keys == set()
+
+
+def test_alarm_destinations_reach_the_stack_and_stay_with_the_stage(project):
+    """--alarm-email / --alarm-topic become the template's parameters; the stage keeps them, so a
+    deploy without the flags does not drop the subscription; an empty value switches one off."""
+    account = Account()
+    fake = FakeAws(project, "dev", account)
+    Deployer("dev", REGION, project, run=fake, say=lambda _: None, which=found,
+             alarm_flags={"email": "ops@example.com"}).deploy()  # fmt: skip
+    assert account.stacks["dagcast-dev"]["AlarmEmail"] == "ops@example.com"
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    assert config["stages"]["dev"]["dagcast_alarms"] == {"email": "ops@example.com"}
+    assert fake.outputs()["AlarmTopicArn"] == f"arn:aws:sns:{REGION}:{ACCOUNT}:dagcast-dev-alarms"
+    deploy(project, "dev", FakeAws(project, "dev", account))  # no flags: kept
+    assert account.stacks["dagcast-dev"]["AlarmEmail"] == "ops@example.com"
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:pager"
+    Deployer("dev", REGION, project, run=FakeAws(project, "dev", account), say=lambda _: None,
+             which=found, alarm_flags={"email": "", "topic": topic}).deploy()  # fmt: skip
+    assert "AlarmEmail" not in account.stacks["dagcast-dev"]
+    assert account.stacks["dagcast-dev"]["AlarmTopicArn"] == topic
+
+
+def test_a_wrong_alarm_destination_stops_the_deploy_before_anything_changes(project):
+    fake = FakeAws(project, "dev")
+    deployer = Deployer("dev", REGION, project, run=fake, say=lambda _: None, which=found,
+                        alarm_flags={"topic": "pager"})  # fmt: skip
+    with pytest.raises(DeployError, match="not an SNS topic ARN"):
+        deployer.deploy()
+    assert not [c for c in fake.calls if c[0] in ("chalice", "sam")]
+
+
+def test_the_cli_refuses_an_alarm_email_that_is_not_one(capsys):
+    from dagcast.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["deploy", "--stage", "dev", "--dry-run", "--region", REGION, "--alarm-email", "ops"])
+    assert "is not an e-mail address" in capsys.readouterr().err
 
 
 def test_a_chalice_deployment_without_a_function_is_a_clear_error():

@@ -175,25 +175,6 @@ def test_every_output_deploy_reads_is_in_the_template():
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_the_alarms_watch_failed_executions_the_fan_out_and_the_sse_function(stage: str):
-    stack = Stack(stage)
-    alarms = [
-        (p["Namespace"], p["MetricName"], {d["Name"]: stack.text(d["Value"]) for d in p["Dimensions"]})
-        for name, r in stack.tpl["Resources"].items()
-        if r["Type"] == "AWS::CloudWatch::Alarm"
-        for p in [stack.props(name)]
-    ]
-    assert ("AWS/States", "ExecutionsFailed", {"StateMachineArn": stack.ref("DagStateMachine")}) in alarms
-    assert ("AWS/Lambda", "IteratorAge", {"FunctionName": f"dagcast-{stage}-fanout"}) in alarms
-    assert ("AWS/Lambda", "Errors", {"FunctionName": f"dagcast-{stage}-sse"}) in alarms
-    assert stack.ref("SseFunction") == f"dagcast-{stage}-sse"
-    for name, r in stack.tpl["Resources"].items():
-        if r["Type"] == "AWS::CloudWatch::Alarm":
-            props = stack.props(name)
-            assert props["ComparisonOperator"] == "GreaterThanThreshold" and props["EvaluationPeriods"] >= 1
-
-
-@pytest.mark.parametrize("stage", STAGES)
 def test_every_function_dagcast_deploys_keeps_its_logs_for_the_stages_retention(stage: str):
     """Chalice's functions through Chalice; not the API handler, whose group Chalice 1.34 names
     after `api_handler` instead of the function (dagcast deploy sets it: test_deploy.py); the SSE
@@ -620,6 +601,7 @@ READ_BY_THE_PLATFORM = {
     "POWERTOOLS_SERVICE_NAME": "aws-lambda-powertools: the service name of its logs, metrics, traces",
     "AWS_LAMBDA_EXEC_WRAPPER": "the Lambda runtime: /opt/bootstrap starts the Web Adapter",
     "AWS_LWA_INVOKE_MODE": "the Lambda Web Adapter: response streaming",
+    "AWS_LWA_ERROR_STATUS_CODES": "the Lambda Web Adapter: answers that fail the invocation",
 }
 # Reads of a variable whose name comes from elsewhere (a job names its LLM key's variable).
 COMPUTED_READS = {"chalicelib/kinds.py:resolve_key"}

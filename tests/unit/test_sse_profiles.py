@@ -31,7 +31,8 @@ MANAGED_WITH_ENDPOINTS = SseProfile(
 SSE_SHARED = {"SseLogGroup", "SseErrorsAlarm", "SseThrottlesAlarm"}
 # What each profile's stack holds of the SSE path, and nothing else of it.
 EXPECTED = {
-    "on-demand": SSE_SHARED | {"SseFunction"},
+    "on-demand": SSE_SHARED
+    | {"SseFunction", "SseConcurrencyAlarm"},  # the alarm measures its reserved concurrency
     "managed-instances": SSE_SHARED
     | {"SseManagedFunction", "SseCapacityProvider", "SseCapacityProviderOperatorRole"},
     "managed-instances+endpoints": SSE_SHARED
