@@ -4,6 +4,8 @@ over what Lambda can return (6 MB once encoded: API Gateway answers 502 above it
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ from tests.support.lambda_proxy import SIX_MB, lambda_bytes, proxy_call
 BIG = {1: ("天気予報", 330_000), 2: ("😀", 900_000), 3: ('say "hi" \\ ', 250_000)}
 
 
-def big(tid: int) -> dict:
+def big(tid: int) -> dict[str, Any]:
     pattern, repeat = BIG[tid]
     return task(tid, "python", {"function": "tests.big_text", "args": {"pattern": pattern, "repeat": repeat}})
 
@@ -30,13 +32,14 @@ def app_module(services):
     return app
 
 
-def answered(app_module, path: str, query: dict[str, str] | None = None) -> dict:
+def answered(app_module, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
     """The route's answer, after checking it is one Lambda could return."""
     answer = proxy_call(app_module.app, path, query)
     size = lambda_bytes(answer)
     assert size <= SIX_MB, f"GET {path} {query}: a {size}-byte response (Lambda's limit: 6 MB)"
     assert answer["statusCode"] == 200, answer["body"][:300]
-    return json.loads(answer["body"])
+    body: dict[str, Any] = json.loads(answer["body"])
+    return body
 
 
 def read_pages(app_module, path: str, name: str) -> tuple[str, int]:
@@ -72,7 +75,7 @@ def test_multi_mb_results_in_any_script_come_back_whole_through_pages(services, 
     assert api.result(eid)["2"] == BIG[2][0] * BIG[2][1]
 
 
-def via_lambda(app_module):
+def via_lambda(app_module: Any) -> Callable[[httpx.Request], httpx.Response]:
     def handle(request: httpx.Request) -> httpx.Response:
         answer = proxy_call(app_module.app, request.url.path, dict(request.url.params))
         assert lambda_bytes(answer) <= SIX_MB

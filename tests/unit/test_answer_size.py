@@ -4,6 +4,8 @@ Chalice's own serialisation, the page cut for every kind of text, and the views 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from chalice.app import Response
@@ -30,9 +32,9 @@ ALPHABETS = {
 }
 
 
-def lambda_size(status, body, headers):
+def lambda_size(status: int, body: Any, headers: Mapping[str, str]) -> int:
     """What Lambda counts: Chalice's own proxy dict for the Response, JSON-encoded."""
-    return len(json.dumps(Response(body=body, status_code=status, headers=headers).to_dict()).encode())
+    return len(json.dumps(Response(body=body, status_code=status, headers=dict(headers)).to_dict()).encode())
 
 
 @pytest.mark.parametrize("name", list(ALPHABETS))
@@ -40,7 +42,10 @@ def test_the_size_model_is_chalices_serialisation_measured_as_lambda_does(name):
     text, _ = ALPHABETS[name]
     headers = {"Content-Type": "application/json"}
     body = {"executionId": "dag-exec_1", "resultText": text * 1000, "result": {"k": [text, 1, 2.5, None]}}
-    assert proxy_answer(200, body, headers) == Response(body=body, status_code=200, headers=headers).to_dict()
+    assert (
+        proxy_answer(200, body, headers)
+        == Response(body=body, status_code=200, headers=dict(headers)).to_dict()
+    )
     assert encoded_size(200, body, headers) == lambda_size(200, body, headers)
 
 
@@ -99,7 +104,7 @@ def test_a_page_of_any_text_fits_one_response(name):
     assert end > PAGE_TEXT_BYTES // 15  # and a page is not needlessly small
 
 
-def huge_snapshot(tasks: int, text: str) -> dict:
+def huge_snapshot(tasks: int, text: str) -> dict[str, Any]:
     """A snapshot whose every user text is as long as a job or a task can make it."""
 
     def chars(n: int) -> str:
