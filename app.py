@@ -107,12 +107,14 @@ def cancel_execution(execution_id: str) -> Response:
 
 @app.route("/api/v1/dag-executions/{execution_id}/result", methods=["GET"], cors=True)
 def final_result(execution_id: str) -> Response:
-    return _json(api.respond(lambda: api.final_result(services(), execution_id)))
+    query = _request().query_params
+    return _json(api.respond(lambda: api.final_result(services(), execution_id, query)))
 
 
 @app.route("/api/v1/dag-executions/{execution_id}/tasks/{task_id}/result", methods=["GET"], cors=True)
 def task_result(execution_id: str, task_id: str) -> Response:
-    return _json(api.respond(lambda: api.task_result(services(), execution_id, task_id)))
+    query = _request().query_params
+    return _json(api.respond(lambda: api.task_result(services(), execution_id, task_id, query)))
 
 
 @app.route("/api/v1/webhooks", methods=["POST"], content_types=["application/json"], cors=True)

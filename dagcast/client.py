@@ -201,6 +201,29 @@ class Api:
         """The snapshot with every task; ApiError(404) with the server's message if unknown."""
         return self.json("GET", f"/api/v1/dag-executions/{quote(execution_id, safe='')}")
 
+    def result(self, execution_id: str, task_id: int | None = None) -> Any:
+        """The execution's final result, or task ``task_id``'s, read whole through its pages."""
+        path = f"/api/v1/dag-executions/{quote(execution_id, safe='')}"
+        path, name = (
+            (f"{path}/tasks/{task_id}/result", "result")
+            if task_id is not None
+            else (f"{path}/result", "finalResult")
+        )
+        parts: list[str] = []
+        offset: int | None = 0
+        while offset is not None:
+            body = self.json("GET", path, params={"offset": str(offset)})
+            if name in body:  # a server without pages answers the whole result
+                return body[name]
+            if body.get("offset") != offset or not isinstance(body.get(f"{name}Text"), str):
+                raise CliError(f"{self.base} answered GET {path} with an unexpected page (offset {offset})")
+            parts.append(body[f"{name}Text"])
+            following = body.get("nextOffset")
+            if following is not None and (not isinstance(following, int) or following <= offset):
+                raise CliError(f"{self.base} answered GET {path} with a page that does not move on")
+            offset = following
+        return json.loads("".join(parts))
+
     def stream_token(self, execution_id: str) -> tuple[str, str] | None:
         """(eventsUrl without the token, token); None when auth is off (the API answers 404)."""
         try:

@@ -31,10 +31,12 @@ from ..domain.errors import (
 from ..domain.events import TypeFilter
 from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, ExecutionStatus, now_ms
 from ..factory import Services
-from ..orchestration.views import combine_sinks, execution_view
+from ..orchestration.results import ResultText, final_text, task_text
+from ..orchestration.views import TEXT_CAPS, cut_view, execution_view
 from ..webhooks.dispatcher import Dispatcher
 from ..webhooks.models import MAX_WEBHOOKS, Hook, delivery_view, parse_spec
 from ..webhooks.store import deliveries_prefix
+from .answer import MAX_PAGE_CHARS, PAGE_TEXT_BYTES, encoded_size, fit, fitting_end, text_cost
 from .errors import INTERNAL_ERROR, answer_for
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1_000_000
 MAX_JSON_DEPTH = 64  # lists/objects inside each other in a request body
 MAX_LIST_LIMIT = 100
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_READ_STEP = 1_000_000  # characters of a result read from the store at once while filling a page
+_DIGITS = re.compile(r"[0-9]{1,16}")  # ASCII digits: int() would also take "٣" or " 3"
 Reply = tuple[int, dict[str, Any]]
 
 
@@ -120,7 +125,13 @@ def stream_token(services: Services, execution_id: str, base_url: str) -> Reply:
 
 
 def get_execution(services: Services, execution_id: str) -> Reply:
-    return 200, services.orchestrator.snapshot(execution_id)
+    snapshot = services.orchestrator.snapshot(execution_id)
+    return 200, _fitted(lambda cap: snapshot if cap is None else cut_view(snapshot, cap))
+
+
+def _fitted(shrink: Callable[[int | None], dict[str, Any]]) -> dict[str, Any]:
+    """The answer ``shrink(None)``, or with its long texts cut until it fits one Lambda response."""
+    return fit(shrink, lambda body: encoded_size(200, body, _JSON_HEADERS), TEXT_CAPS)
 
 
 def _limit(raw: str) -> int:
@@ -137,16 +148,18 @@ def _limit(raw: str) -> int:
 
 def list_executions(services: Services, query: Mapping[str, str] | None) -> Reply:
     limit = _limit((query or {}).get("limit", "20"))
-    items = services.store.list_executions(limit)
-    return 200, {"executions": [execution_view(m) for m in items]}
+    views = [execution_view(m) for m in services.store.list_executions(limit)]
+    return 200, _fitted(lambda cap: {"executions": [v if cap is None else cut_view(v, cap) for v in views]})
 
 
 def cancel_execution(services: Services, execution_id: str) -> Reply:
     return 200, services.orchestrator.cancel(execution_id)
 
 
-def task_result(services: Services, execution_id: str, raw_task_id: str) -> Reply:
-    """A task's full result (events and snapshots cut results over 16 KB)."""
+def task_result(
+    services: Services, execution_id: str, raw_task_id: str, query: Mapping[str, str] | None = None
+) -> Reply:
+    """A task's full result (events and snapshots cut results over 16 KB), or one page of it."""
     try:
         task_id = int(raw_task_id)
     except ValueError:
@@ -156,20 +169,72 @@ def task_result(services: Services, execution_id: str, raw_task_id: str) -> Repl
         task = services.store.get_task(execution_id, task_id)
     except StoreError:
         raise TaskNotFound(execution_id, task_id) from None
-    text = services.store.result_json(execution_id, task)
+    text = task_text(services.store, execution_id, task)
     if text is None:
         raise NoTaskResult(task_id, task["status"])
-    return 200, {"executionId": execution_id, "taskId": task_id, "result": json.loads(text)}
+    return _result_reply({"executionId": execution_id, "taskId": task_id}, "result", text, query)
 
 
-def final_result(services: Services, execution_id: str) -> Reply:
-    """The execution's full final result (the result task's, or one per sink task)."""
+def final_result(services: Services, execution_id: str, query: Mapping[str, str] | None = None) -> Reply:
+    """The execution's full final result (the result task's, or one per sink task), or one page of it."""
     meta = services.store.get_meta(execution_id)
     if meta["status"] != ExecutionStatus.COMPLETED:
         raise NoFinalResult(meta["status"])
-    sinks = [int(s) for s in meta["sinks"]]
-    final = combine_sinks(services.store.get_results(execution_id, sinks), sinks)
-    return 200, {"executionId": execution_id, "finalResult": final}
+    text = final_text(services.store, execution_id, [int(s) for s in meta["sinks"]])
+    return _result_reply({"executionId": execution_id}, "finalResult", text, query)
+
+
+def _result_reply(ids: dict[str, Any], name: str, text: ResultText, query: Mapping[str, str] | None) -> Reply:
+    """Without ?offset= or ?limit=: the whole result as ``name`` (as before pages existed) when it fits
+    one answer. Otherwise a page: ``<name>Text``, a piece of the result's JSON text, with ``offset``,
+    ``nextOffset`` (null on the last page) and the whole text's ``totalChars`` and ``<name>Bytes``."""
+    asked = _page_query(query or {})
+    offset, limit = asked or (0, MAX_PAGE_CHARS)
+    if offset > text.chars:
+        raise BadRequest(f"offset {offset} is past the end of the result ({text.chars} characters)")
+    page, next_offset = _page(text, offset, limit)
+    if asked is None and next_offset is None:
+        return 200, {**ids, name: json.loads(page)}
+    return 200, {
+        **ids,
+        f"{name}Text": page,
+        "offset": offset,
+        "nextOffset": next_offset,
+        "totalChars": text.chars,
+        f"{name}Bytes": text.bytes,
+    }
+
+
+def _page_query(query: Mapping[str, str]) -> tuple[int, int] | None:
+    """(offset, limit) of a page request; None when it names neither."""
+    if "offset" not in query and "limit" not in query:
+        return None
+    return (
+        _whole_number(query.get("offset", "0"), "offset", 0, 2**53),
+        _whole_number(query.get("limit", str(MAX_PAGE_CHARS)), "limit", 1, MAX_PAGE_CHARS),
+    )
+
+
+def _whole_number(raw: str, name: str, low: int, high: int) -> int:
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be a whole number between {low} and {high}, got {raw[:40]!r}")
+    return int(raw)
+
+
+def _page(text: ResultText, offset: int, limit: int) -> tuple[str, int | None]:
+    """The page from ``offset``: at most ``limit`` characters, and no more than fits PAGE_TEXT_BYTES
+    once encoded; and where the next page starts (None after the last)."""
+    stop = min(text.chars, offset + limit)
+    parts: list[str] = []
+    budget, at = PAGE_TEXT_BYTES, offset
+    while at < stop:  # read a step at a time: a page of CJK text is a fraction of ``limit``
+        piece = text.read(at, min(stop, at + _READ_STEP))
+        end = fitting_end(piece, 0, len(piece), budget)
+        parts.append(piece[:end])
+        budget, at = budget - text_cost(piece[:end]), at + end
+        if end < len(piece):
+            break
+    return "".join(parts), (at if at < text.chars else None)
 
 
 # ------------------------------------------------------------------------------------ webhooks

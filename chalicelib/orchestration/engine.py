@@ -41,8 +41,9 @@ from ..persistence.table import Item
 from .attempt import AttemptRunner, retry_asked
 from .ports import OrchestrationStore, StateMachine
 from .release import Releaser
+from .results import final_text
 from .submission import execution_fields, new_execution_id, sink_ids, state_machine_input, task_items
-from .views import build_snapshot, combine_sinks, result_url, terminal_event
+from .views import build_snapshot, result_url, terminal_event
 
 log = logging.getLogger(__name__)
 
@@ -219,17 +220,13 @@ class Orchestrator:
 
     def _complete(self, execution_id: str, meta: Item, now: int) -> None:
         """Finish the execution as completed with its final result (inline, or a preview)."""
-        sinks = [int(t) for t in meta["sinks"]]
-        final = combine_sinks(self._store.get_results(execution_id, sinks), sinks)
-        text = json.dumps(final, ensure_ascii=False)
-        fields: dict[str, Any] = {
-            "durationMs": now - int(meta["createdAt"]),
-            "finalResultBytes": len(text.encode()),
-        }
-        if len(text) <= INLINE_RESULT_CHARS:
-            fields["finalResultJson"] = text
+        # Read in pieces: the sinks' results together have no size limit.
+        text = final_text(self._store, execution_id, [int(t) for t in meta["sinks"]])
+        fields: dict[str, Any] = {"durationMs": now - int(meta["createdAt"]), "finalResultBytes": text.bytes}
+        if text.chars <= INLINE_RESULT_CHARS:
+            fields["finalResultJson"] = text.read(0, text.chars)
         else:
-            fields["finalResultPreview"] = json.dumps(ev.preview(text, result_url(execution_id)))
+            fields["finalResultPreview"] = json.dumps(text.preview(result_url(execution_id)))
         self._store.finish_execution(execution_id, ExecutionStatus.COMPLETED, now, **fields)
 
     def _after_finished(self, execution_id: str, task: Item) -> None:

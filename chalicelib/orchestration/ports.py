@@ -101,6 +101,16 @@ class ResultRecords(Protocol):
     def delete_result_chunks(self, execution_id: str, task_id: int, run: str, chunks: int) -> None: ...
 
 
+class ResultSlices(Protocol):
+    """Stored results read in pieces (a result page, a preview) without reading them whole."""
+
+    def result_tasks(self, execution_id: str, task_ids: Iterable[int]) -> list[Item]: ...
+
+    def result_chars(self, execution_id: str, task: Item) -> int | None: ...
+
+    def result_slice(self, execution_id: str, task: Item, start: int, stop: int) -> str: ...
+
+
 class EventLog(Protocol):
     """The execution's gapless event log; appends are idempotent per key."""
 
@@ -116,7 +126,9 @@ class EventLog(Protocol):
     def last_seq(self, execution_id: str) -> int: ...
 
 
-class OrchestrationStore(ExecutionRecords, ConcurrencySlots, TaskRecords, ResultRecords, EventLog, Protocol):
+class OrchestrationStore(
+    ExecutionRecords, ConcurrencySlots, TaskRecords, ResultRecords, ResultSlices, EventLog, Protocol
+):
     """Everything orchestration reads and writes: one table behind it, so one object."""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from ..domain import events as ev
 from ..domain.model import NOT_STARTED_TASK_STATUSES, ExecutionStatus, Reason, TaskStatus
@@ -63,6 +63,46 @@ def execution_view(meta: Item) -> dict[str, Any]:
     elif "finalResultPreview" in meta:
         view.update(ev.final_fields(json.loads(meta["finalResultPreview"])))
     return view
+
+
+# What long texts are cut to, in turn, when a view would not fit one answer (http/answer.py):
+# at 0 what is left is ids, statuses and numbers, bounded by the job's 1 MB body.
+TEXT_CAPS: Final = (4_096, 1_024, 256, 64, 0)
+
+
+def cut_view(view: Mapping[str, Any], cap: int) -> dict[str, Any]:
+    """An execution view or snapshot with its long texts cut to ``cap`` characters: results and the
+    final result as events cut them (``…Truncated``, ``…Bytes``, ``…Url``); ``originalRequest``, an
+    ``error`` or a ``description`` ending in "…". ``textsCutTo`` says it was cut, and where."""
+    execution_id = str(view["executionId"])
+    out = {**view, **_cut_texts(view, ("originalRequest", "error"), cap), "textsCutTo": cap}
+    out.update(_cut_result(view, "finalResult", cap, result_url(execution_id)))
+    if "tasks" in view:
+        out["tasks"] = [
+            {
+                **task,
+                **_cut_texts(task, ("description", "error"), cap),
+                **_cut_result(task, "result", cap, result_url(execution_id, int(task["taskId"]))),
+            }
+            for task in view["tasks"]
+        ]
+    return out
+
+
+def _cut_texts(view: Mapping[str, Any], keys: tuple[str, ...], cap: int) -> dict[str, str]:
+    return {k: str(view[k])[:cap] + "…" for k in keys if k in view and len(str(view[k])) > cap}
+
+
+def _cut_result(view: Mapping[str, Any], name: str, cap: int, url: str) -> dict[str, Any]:
+    """``name`` (result or finalResult) cut to ``cap`` characters of its JSON, as ``events.preview``."""
+    if name not in view:
+        return {}
+    if view.get(f"{name}Truncated"):  # already the start of its JSON, with its size and URL
+        return {name: str(view[name])[:cap]}
+    text = json.dumps(view[name], ensure_ascii=False)
+    if len(text) <= cap:
+        return {}
+    return {name: text[:cap], f"{name}Truncated": True, f"{name}Bytes": len(text.encode()), f"{name}Url": url}
 
 
 def terminal_event(meta: Item, preview_chars: int = ev.RESULT_PREVIEW_CHARS) -> ev.Event:

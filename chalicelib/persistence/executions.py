@@ -35,7 +35,8 @@ from .keys import (
     result_sk,
     task_sk,
 )
-from .table import CallCounter, Item, Table, from_item, to_item
+from .results import RESULT_CHUNK_CHARS, ResultReads
+from .table import CallCounter, Item, from_item, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -43,7 +44,6 @@ else:
     DynamoDBClient = Any
 
 INLINE_RESULT_CHARS: Final = 32_768  # larger results go to RESULT# items
-_CHUNK_CHARS = 100_000  # per RESULT# item: well under 400 KB even for 4-byte UTF-8 characters
 
 # META's counters: number sets of task ids (their sizes are the counts events and views show).
 COMPLETED_IDS: Final = "completed"
@@ -52,7 +52,7 @@ SKIPPED_IDS: Final = "skipped"  # skipped and cancelled tasks
 RUNNING_IDS: Final = "running"
 
 
-class DynamoStore(Table):
+class DynamoStore(ResultReads):
     """Executions, their tasks and results, and (through ``event_log``) their event logs."""
 
     def __init__(self, client: DynamoDBClient, table_name: str, redactor: Redactor | None = None) -> None:
@@ -403,7 +403,8 @@ class DynamoStore(Table):
     def put_result_chunks(self, execution_id: str, task_id: int, text: str, run: str) -> int:
         """Store a large result as ``RESULT#<task>#<run>#<n>`` items (DynamoDB items stop at 400 KB);
         the task item's ``resultRun`` names the run whose chunks are the result."""
-        chunks = [text[i : i + _CHUNK_CHARS] for i in range(0, len(text), _CHUNK_CHARS)]
+        size = RESULT_CHUNK_CHARS
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
         for n, chunk in enumerate(chunks):
             self._db.put_item(
                 TableName=self._table,

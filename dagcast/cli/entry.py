@@ -31,5 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_api_key(sub)
     executions.add_ls(sub)
     executions.add_show(sub)
+    executions.add_result(sub)
     deployment.add_deploy_and_destroy(sub)
     return parser

@@ -1,5 +1,5 @@
 """The commands about executions: ``run`` (submit a job and follow it), ``trace`` (follow one live),
-``ls`` (the recent ones) and ``show`` (one: its tasks and its history).
+``ls`` (the recent ones), ``show`` (one: its tasks and its history) and ``result`` (its whole result).
 
 Each parses its flags, calls the API through ``dagcast.client`` and hands what came back to a view
 in ``render/`` or to ``follow``; none formats output itself.
@@ -205,4 +205,29 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps({"execution": snapshot, "events": events}, ensure_ascii=False, indent=2))
         return 0
     tables.print_execution(snapshot, events, args.since, api.base)
+    return 0
+
+
+# -------------------------------------------------------------------------------------- result
+
+
+def add_result(sub: Subcommands) -> None:
+    result = sub.add_parser("result", help="print an execution's whole final result, or one task's")
+    result.set_defaults(handler=lambda parser, args: result_command(args))
+    result.add_argument("id", type=execution_id, help="the execution id")
+    api_flags(result, events=False, token=False)
+    result.add_argument("--task", type=int, default=None, help="this task's result instead")
+    result.add_argument("--json", action="store_true", help="print a text result as JSON too")
+
+
+@guarded
+def result_command(args: argparse.Namespace) -> int:
+    # Api.result reads every page: results over one answer (~5 MB encoded) come in several.
+    with httpx.Client(timeout=TIMEOUT) as http:
+        _, api = open_api(args, http)
+        value = api.result(args.id, args.task)
+    if isinstance(value, str) and not args.json:
+        print(value)
+    else:
+        print(json.dumps(value, ensure_ascii=False, indent=2))
     return 0

@@ -57,3 +57,15 @@ def fail_once_started(inputs: dict[int, Any], key: str, message: str) -> str:
 def double(inputs: dict[int, Any], value: int) -> int:
     """Not registered: reachable only as ``tests.support.plugins:double`` when DAGCAST_PYTHON_MODULES allows."""
     return value * 2
+
+
+@register_function("tests.big_text")
+def big_text(inputs: dict[int, Any], pattern: str, repeat: int) -> str:
+    """A result of ``pattern`` repeated: megabytes of CJK, emoji or quotes without a megabyte job."""
+    return pattern * repeat
+
+
+@register_function("tests.fail_at_length")
+def fail_at_length(inputs: dict[int, Any], pattern: str, repeat: int) -> str:
+    """Fails with an error of ``pattern`` repeated: errors, unlike results, have no size limit."""
+    raise TaskFailed(pattern * repeat)

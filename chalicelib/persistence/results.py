@@ -1,0 +1,58 @@
+"""Large task results read in pieces: how long a stored result is and any slice of it, reading
+only the ``RESULT#`` chunks the slice overlaps.
+
+A ``Table`` mixin of ``DynamoStore``: the chunks are written (and their runs cleaned up) in
+``executions.py``; this module only reads them, so a result page costs the chunks it shows, never
+the whole result (up to 4,000,000 bytes per task, and a final result joins every sink's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from ..domain.errors import StoreError
+from .keys import pk, result_sk, task_sk
+from .table import Item, Table, from_item, to_item
+
+RESULT_CHUNK_CHARS: Final = 100_000  # per RESULT# item: well under 400 KB even for 4-byte UTF-8 characters
+
+
+class ResultReads(Table):
+    """Slices of stored results (inline ``resultJson`` or ``RESULT#`` chunks)."""
+
+    def result_tasks(self, execution_id: str, task_ids: Iterable[int]) -> list[Item]:
+        """The task items of ``task_ids`` (consistent), by task id; unknown ids are left out."""
+        keys = [to_item({"PK": pk(execution_id), "SK": task_sk(t)}) for t in task_ids]
+        return sorted((from_item(i) for i in self._batch_get(keys)), key=lambda t: int(t["taskId"]))
+
+    def result_chars(self, execution_id: str, task: Item) -> int | None:
+        """Characters of the task's result as JSON text; None if it has no result."""
+        if "resultJson" in task:
+            return len(str(task["resultJson"]))
+        chunks = int(task.get("resultChunks", 0))
+        if not chunks:
+            return None
+        last = self._chunks(execution_id, task, chunks - 1, chunks)
+        return (chunks - 1) * RESULT_CHUNK_CHARS + len(last)
+
+    def result_slice(self, execution_id: str, task: Item, start: int, stop: int) -> str:
+        """Characters [start, stop) of the task's result JSON text ('' for an empty range)."""
+        if "resultJson" in task:
+            return str(task["resultJson"])[start:stop]
+        if stop <= start:
+            return ""
+        first, last = start // RESULT_CHUNK_CHARS, (stop - 1) // RESULT_CHUNK_CHARS + 1
+        text = self._chunks(execution_id, task, first, min(last, int(task.get("resultChunks", 0))))
+        offset = first * RESULT_CHUNK_CHARS
+        return text[start - offset : stop - offset]
+
+    def _chunks(self, execution_id: str, task: Item, first: int, stop: int) -> str:
+        """Chunks [first, stop) of the task's current run, joined."""
+        task_id, run = int(task["taskId"]), str(task.get("resultRun", ""))
+        wanted = {result_sk(task_id, n, run): n for n in range(first, stop)}
+        keys = [to_item({"PK": pk(execution_id), "SK": sk}) for sk in wanted]
+        found = {str(i["SK"]): str(i["data"]) for i in map(from_item, self._batch_get(keys))}
+        if len(found) != len(wanted):
+            raise StoreError(f"task {task_id} of {execution_id}: result chunks missing")
+        return "".join(found[sk] for sk in sorted(wanted, key=wanted.__getitem__))
