@@ -83,3 +83,16 @@ DEFAULT_TIMEOUT_SECONDS: Final = 300  # a task attempt's timeoutSeconds when the
 def now_ms() -> int:
     """Wall-clock epoch milliseconds: every timestamp stored, sent or compared."""
     return int(time.time() * 1000)
+
+
+# An error message is for people: its first 4,096 characters say what went wrong. Kept whole, a
+# task's error (a provider's answer, a traceback of CJK text) could push the task item and the
+# execution's META, which keeps the first one, past DynamoDB's 400 KB item limit.
+ERROR_CHARS: Final = 4_096
+
+
+def cut_error(message: str) -> str:
+    """``message`` within ERROR_CHARS, saying how much was cut."""
+    if len(message) <= ERROR_CHARS:
+        return message
+    return f"{message[:ERROR_CHARS]}… ({len(message) - ERROR_CHARS:,} more characters)"

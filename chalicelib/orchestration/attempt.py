@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from ..domain import events as ev
 from ..domain.dag import RetryPolicy
 from ..domain.errors import TaskFailed
-from ..domain.model import DEFAULT_TIMEOUT_SECONDS, ExecutionStatus, Reason, StepAnswer, TaskStatus
+from ..domain.model import DEFAULT_TIMEOUT_SECONDS, ExecutionStatus, Reason, StepAnswer, TaskStatus, cut_error
 from ..domain.templates import refs_in_value
 from ..kinds import RunContext, run_kind
 from ..persistence.executions import INLINE_RESULT_CHARS
@@ -144,6 +144,8 @@ class AttemptRunner:
             fields["durationMs"] = now - int(current["startedAt"])
         if upstream:
             fields["upstreamTaskIds"] = upstream
+        if "error" in fields:
+            fields["error"] = cut_error(str(fields["error"]))
         done = self._store.finish_task(execution_id, task_id, status, attempt, finishedAt=now, **fields)
         return done if done is not None else self._store.get_task(execution_id, task_id)
 

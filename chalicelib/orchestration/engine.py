@@ -33,6 +33,7 @@ from ..domain.model import (
     FailurePolicy,
     Reason,
     TaskStatus,
+    cut_error,
     now_ms,
 )
 from ..persistence.eventlog import PROGRESS
@@ -301,7 +302,7 @@ def _why_failed(meta: Item, err: Mapping[str, Any] | None) -> tuple[str, str]:
     """(message, reason) of an execution that did not complete: the state machine's own error if
     it reported one, else its deadline, else the first task error."""
     if err:
-        message = f"{err.get('Error', 'Error')}: {err.get('Cause', '')}".rstrip(": ")
+        message = cut_error(f"{err.get('Error', 'Error')}: {err.get('Cause', '')}".rstrip(": "))
         return message, Reason.START_FAILED if err.get("Error") == StartFailed.__name__ else Reason.INTERNAL
     if meta.get("stopReason") == Reason.TIMEOUT:
         return f"the execution timed out after {meta.get('timeoutSeconds')}s (timeoutSeconds)", Reason.TIMEOUT

@@ -111,17 +111,31 @@ def test_a_small_result_is_answered_as_before_and_as_one_page_when_asked(service
         assert proxy_call(app_module.app, f"{base}/result", bad)["statusCode"] == 400
 
 
-def test_an_execution_with_megabytes_of_errors_is_answered_cut_to_fit(services, app_module):
-    """Errors have no size limit: 25 tasks failing with 40,000 CJK characters each (280 KB once
-    encoded) made a 7 MB snapshot."""
+def test_an_execution_whose_views_exceed_one_answer_is_answered_cut_to_fit(services, app_module):
+    """30 tasks returning emoji: the snapshot shows each result's first 16,384 characters, 14 bytes
+    apiece once encoded (a surrogate pair escaped, its backslashes escaped again) — 6.9 MB."""
     tasks = [
-        task(t, "python", {"function": "tests.fail_at_length", "args": {"pattern": "故障", "repeat": 20_000}})
-        for t in range(1, 26)
+        task(t, "python", {"function": "tests.big_text", "args": {"pattern": "😀", "repeat": 20_000}})
+        for t in range(1, 31)
     ]
-    eid, events = run_job(services, {"tasks": tasks, "failurePolicy": "continue"}, 120)
-    assert events[-1]["type"] == "execution.failed"
+    eid, events = run_job(services, {"tasks": tasks}, 120)
+    assert events[-1]["type"] == "execution.completed"
     snapshot = answered(app_module, f"/api/v1/dag-executions/{eid}")
-    assert snapshot["textsCutTo"] > 0 and len(snapshot["tasks"]) == 25
-    assert all(t["error"].endswith("…") for t in snapshot["tasks"])
+    assert snapshot["textsCutTo"] > 0 and len(snapshot["tasks"]) == 30
+    assert all(t["resultTruncated"] and len(t["result"]) <= snapshot["textsCutTo"] for t in snapshot["tasks"])
     listed = answered(app_module, "/api/v1/dag-executions", {"limit": "100"})
     assert eid in [e["executionId"] for e in listed["executions"]]
+
+
+def test_a_task_error_longer_than_an_item_holds_is_cut_and_the_execution_still_ends(services, app_module):
+    """An error of 150,000 CJK characters (450 KB of UTF-8) kept whole would not fit the task item
+    or the execution's META (DynamoDB: 400 KB an item): finalize then found no error to report."""
+    failing = task(1, "python", {"function": "tests.fail_at_length", "args": {"pattern": "故障", "repeat": 75_000}})
+    eid, events = run_job(services, {"tasks": [failing]})
+    failed = next(e for e in events if e["type"] == "substep.failed")
+    ended = events[-1]
+    assert ended["type"] == "execution.failed"
+    assert failed["error"].endswith("… (145,904 more characters)") and len(failed["error"]) < 4_200
+    assert "故障故障" in ended["error"] and len(ended["error"]) < 4_400
+    snapshot = answered(app_module, f"/api/v1/dag-executions/{eid}")
+    assert snapshot["tasks"][0]["error"] == failed["error"] and "textsCutTo" not in snapshot
