@@ -431,8 +431,7 @@ class Deployer:
         self.write_stage(account)
         self.chalice_deploy()
         self.api_log_retention()
-        params = self.parameters()
-        self.sam_deploy(params | versions.publish(self._cmd, params, self.region, self.dry_run))
+        self.sam_deploy(versions.publish(self._cmd, self.parameters(), self.region, self.dry_run))
         outputs = self.outputs()
         if self.wire_outputs(outputs):
             self.chalice_deploy()

@@ -37,18 +37,21 @@ def qualified(arn: str, version: str) -> str:
     return f"{arn}:{version}"
 
 
-def publish(cmd: Command, arns: Mapping[str, str], region: str, dry_run: bool = False) -> dict[str, str]:
-    """Publish a version of each function the state machine invokes (``arns``: template parameter →
-    unqualified ARN, as ``Deployer.parameters`` has them); the version parameters for the stack.
-    Each function's last update must have finished first (a version copies ``$LATEST`` as it is;
-    publishing during an update is refused), hence the wait."""
-    versions: dict[str, str] = {}
-    for param, version_param in VERSION_PARAMETERS.items():
-        arn = arns[param]
-        cmd("aws", "lambda", "wait", "function-updated-v2", "--function-name", arn, "--region", region)
+def publish(cmd: Command, params: Mapping[str, str], region: str, dry_run: bool = False) -> dict[str, str]:
+    """Publish a version of each function the state machine invokes (``params``: the template
+    parameters, whose ``…FunctionArn`` are the unqualified ARNs ``Deployer.parameters`` has); the
+    parameters with each one's version beside its ARN. Each function's last update must have
+    finished first (a version copies ``$LATEST`` as it is; publishing during an update is refused),
+    hence the wait."""
+    pinned: dict[str, str] = {}
+    for param, value in params.items():
+        pinned[param] = value
+        if param not in VERSION_PARAMETERS:
+            continue
+        cmd("aws", "lambda", "wait", "function-updated-v2", "--function-name", value, "--region", region)
         out = cmd(
-            "aws", "lambda", "publish-version", "--function-name", arn, "--region", region,
+            "aws", "lambda", "publish-version", "--function-name", value, "--region", region,
             "--description", "dagcast deploy", "--query", "Version", "--output", "text",
         )  # fmt: skip
-        versions[version_param] = f"<{ASL_FUNCTIONS[param]} version>" if dry_run else out.strip()
-    return versions
+        pinned[VERSION_PARAMETERS[param]] = f"<{ASL_FUNCTIONS[param]} version>" if dry_run else out.strip()
+    return pinned
