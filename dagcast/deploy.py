@@ -12,7 +12,10 @@ deploy:
   5. sam build + sam deploy (stack dagcast-S) table, stream, state machine, SSE function URL, the
                                               stream → fan-out mapping, secret, KMS key, alarms —
                                               with the Lambda ARNs Chalice just deployed and the
-                                              SSE profile's parameters (dagcast/sse_profiles.py)
+                                              SSE profile's parameters (dagcast/sse_profiles.py);
+                                              first a version of each function the state machine
+                                              invokes (dagcast/versions.py: running executions
+                                              keep theirs)
   6. read the stack's outputs: the names the stage uses must be the stack's (STAGE_OUTPUTS; a
      difference stops the deploy); when EventsUrl changed, write DAGCAST_EVENTS_URL into the stage
      and chalice deploy again (the API hands that URL to clients)
@@ -42,6 +45,7 @@ from chalicelib.http.gate import new_api_key
 
 from . import alarms, iam, retained
 from . import throttle as gateway
+from . import versions
 from .sse_profiles import SseProfile
 
 # template.yaml parameter → the Chalice function whose ARN it takes
@@ -427,7 +431,7 @@ class Deployer:
         self.write_stage(account)
         self.chalice_deploy()
         self.api_log_retention()
-        self.sam_deploy(self.parameters())
+        self.sam_deploy(versions.publish(self._cmd, self.parameters(), self.region, self.dry_run))
         outputs = self.outputs()
         if self.wire_outputs(outputs):
             self.chalice_deploy()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import deployment, executions, keys, stack
+from . import deployment, executions, keys, stack, verify
 from .command import Handler
 
 
@@ -33,4 +33,5 @@ def build_parser() -> argparse.ArgumentParser:
     executions.add_show(sub)
     executions.add_result(sub)
     deployment.add_deploy_and_destroy(sub)
+    verify.add_verify(sub)
     return parser

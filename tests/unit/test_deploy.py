@@ -4,6 +4,7 @@ needs, the outputs checked against and wired into the Chalice stage, a table lef
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import json
 import os
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode_str
 
+from chalicelib.config import ASL_FUNCTIONS
 from dagcast.deploy import (
     FUNCTION_PARAMETERS,
     CommandFailed,
@@ -55,6 +57,9 @@ class Account:
     keys: set[str] = field(default_factory=set)  # KMS key ARNs not scheduled for deletion
     # (REST API id, API Gateway stage) → its method settings: patch path → value
     api_stages: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    # function ARN → its published versions; ARNs whose $LATEST changed since the last one
+    versions: dict[str, int] = field(default_factory=dict)
+    updated: set[str] = field(default_factory=set)
 
 
 def failed(argv: Sequence[str], stderr: str) -> CommandFailed:
@@ -112,6 +117,13 @@ class FakeAws:
                 }
             )
             (deployed / f"{self.stage}.json").write_text(json.dumps({"resources": resources}))
+            self.account.updated |= {str(r["lambda_arn"]) for r in resources if "lambda_arn" in r}
+        elif argv[:3] == ["aws", "lambda", "publish-version"]:
+            fn = arg["--function-name"]  # a new version only when $LATEST changed (as Lambda does)
+            if fn in self.account.updated or fn not in self.account.versions:
+                self.account.versions[fn] = self.account.versions.get(fn, 0) + 1
+                self.account.updated.discard(fn)
+            return f"{self.account.versions[fn]}\n"
         elif argv[:2] == ["aws", "sts"]:
             return ACCOUNT + "\n"
         elif argv[:3] == ["aws", "dynamodb", "describe-table"]:
@@ -226,6 +238,7 @@ def test_deploy_runs_chalice_then_the_template_then_chalice_with_the_stream_url(
         "chalice deploy --stage",
         "aws logs create-log-group",  # the API handler's retention
         "aws logs put-retention-policy",
+        *["aws lambda wait", "aws lambda publish-version"] * 4,  # the versions the state machine runs
         "sam build --template-file",
         "sam deploy --template-file",
         "aws cloudformation describe-stacks",
@@ -286,6 +299,46 @@ def test_a_second_deploy_with_the_same_url_deploys_chalice_once(project):
     assert [c[:2] for c in again.calls].count(["chalice", "deploy"]) == 1
     # the stack holds the table: an update, not a leftover
     assert ["aws", "cloudformation", "describe-stack-resources"] in [c[:3] for c in again.calls]
+
+
+def invoked_and_granted(account: Account, stage: str) -> tuple[set[str], list[str]]:
+    """What the stack's state machine definition invokes, and what its role may invoke."""
+    stack = Stack(stage, REGION, ACCOUNT, None, **account.stacks[f"dagcast-{stage}"])
+    props = stack.props("DagStateMachine")
+    invoked = {stack.text(v) for v in props["DefinitionSubstitutions"].values()}
+    grants = [
+        stack.text(r)
+        for st in props["Policies"][0]["Statement"]
+        if "lambda:InvokeFunction" in st["Action"]
+        for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])
+    ]
+    return invoked, grants
+
+
+def test_each_deploy_pins_the_state_machine_to_versions_published_after_chalice_deployed(project):
+    """Chalice updates $LATEST in place; a definition naming unqualified ARNs ran every execution
+    in flight on the new code from the moment of the deploy. Each deploy publishes a version of
+    the four functions after chalice deploy and the definition invokes those; the role may still
+    invoke the versions of earlier deploys, which running executions keep calling."""
+    account = Account()
+    fake = FakeAws(project, "dev", account)
+    deploy(project, "dev", fake)
+    first, grants = invoked_and_granted(account, "dev")
+    arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:dagcast-dev-"
+    assert first == {arn + fn + ":1" for fn in ASL_FUNCTIONS.values()}
+    calls = [" ".join(c[:3]) for c in fake.calls]
+    published = [i for i, c in enumerate(calls) if c == "aws lambda publish-version"]
+    assert calls.index("chalice deploy --stage") < min(published) and max(published) < calls.index(
+        "sam build --template-file"
+    )
+    for i in published:  # each after waiting for that function's update to end
+        assert fake.calls[i - 1][:4] == ["aws", "lambda", "wait", "function-updated-v2"]
+        assert fake.calls[i - 1][5] == fake.calls[i][4]
+    deploy(project, "dev", FakeAws(project, "dev", account))  # a new release of the code
+    second, grants = invoked_and_granted(account, "dev")
+    assert second == {arn + fn + ":2" for fn in ASL_FUNCTIONS.values()}
+    for version in (*first, *second):
+        assert any(fnmatch.fnmatchcase(version, g) for g in grants), f"the role may not invoke {version}"
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ moto runs a Lambda in a Docker container and has no public hook to do otherwise:
 path (boto3 ``invoke``, a Step Functions task, an event source mapping) ends in
 ``moto.awslambda.models.LambdaFunction._invoke_lambda``. ``InProcessInvoker`` replaces that one
 method (tests/functional/moto_patches/test_invoker.py pins it) and calls the handler registered
-for the function's name.
+for the function's name — or, for a published version frozen with ``freeze``, the handler that
+was current when it was published (what a Lambda version is: the code of its time).
 
 It keeps moto's contract: it returns ``(payload_json, errored, logs)``; a handler exception
 becomes ``{"errorMessage", "errorType"}`` with ``errored=True``, which Step Functions reports as
@@ -48,6 +49,7 @@ class InProcessInvoker:
 
     def __init__(self, handlers: Mapping[str, Handler]) -> None:
         self._handlers = dict(handlers)
+        self._frozen: dict[tuple[str, str], Handler] = {}  # (name, version) → its code
         self._original: Any = None
 
     @property
@@ -58,6 +60,15 @@ class InProcessInvoker:
     def set_handler(self, name: str, handler: Handler) -> None:
         self._handlers[name] = handler
 
+    def handler(self, name: str) -> Handler | None:
+        return self._handlers.get(name)
+
+    def freeze(self, name: str, version: str, handler: Handler) -> None:
+        """Version ``version`` of ``name`` runs ``handler`` from now on, whatever ``set_handler``
+        makes current (a deploy's new code): what a published version does in AWS. A version never
+        frozen runs the current handler."""
+        self._frozen[(name, version)] = handler
+
     def install(self) -> None:
         if self._original is not None:
             return
@@ -65,7 +76,7 @@ class InProcessInvoker:
         invoker = self
 
         def _invoke_lambda(fn: Any, event: Any = None) -> tuple[str, bool, str]:
-            return invoker.invoke(fn.function_name, fn.function_arn, event)
+            return invoker.invoke(fn.function_name, fn.function_arn, event, str(fn.version))
 
         setattr(lambda_models.LambdaFunction, "_invoke_lambda", _invoke_lambda)  # noqa: B010
 
@@ -74,8 +85,8 @@ class InProcessInvoker:
             setattr(lambda_models.LambdaFunction, "_invoke_lambda", self._original)  # noqa: B010
             self._original = None
 
-    def invoke(self, name: str, arn: str, event: Any) -> tuple[str, bool, str]:
-        handler = self._handlers.get(name)
+    def invoke(self, name: str, arn: str, event: Any, version: str = "$LATEST") -> tuple[str, bool, str]:
+        handler = self._frozen.get((name, version)) or self._handlers.get(name)
         if handler is None:
             missing = {
                 "errorMessage": f"no in-process handler for function {name}",
@@ -84,7 +95,9 @@ class InProcessInvoker:
             return json.dumps(missing), True, ""
         if isinstance(event, str | bytes):
             event = json.loads(event or "{}")
-        context = LocalContext(name, invoked_function_arn=arn, aws_request_id=str(uuid.uuid4()))
+        context = LocalContext(
+            name, invoked_function_arn=arn, aws_request_id=str(uuid.uuid4()), function_version=version
+        )
         try:
             result = handler(event or {}, context)
             return json.dumps(result), False, ""

@@ -2,7 +2,8 @@
 
 ``MotoStack.start()`` starts moto's server on 127.0.0.1 (a free port), turns on its Step
 Functions interpreter, runs the task Lambdas in-process (invoker.py), applies dagcast's patches
-to moto (patches/), creates the table, the functions and the real state machine definition,
+to moto (patches/), creates the table, the functions and the real state machine definition
+(invoking published versions of the functions, as `dagcast deploy` makes it: ``deploy_code``),
 serves this process's boto3 calls from moto's backends directly (other processes use the server:
 ``local_environment``), and starts the stream poller and the webhook retry schedule. Nothing here
 needs an AWS account, Docker or a network beyond loopback; nothing here serves dagcast's own HTTP
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from moto.server import ThreadedMotoServer
 from chalicelib.config import ASL_FUNCTIONS, render_definition
 from chalicelib.persistence.keys import table_definition
 
+from ...versions import qualified
 from ..lambdas import APP, FANOUT, REGION, RETRY, STAGE, function_name, scheduled_event
 from .invoker import Handler, InProcessInvoker
 from .patches import apply_all
@@ -73,6 +75,9 @@ class MotoStack:
     _retry_stop: threading.Event = field(default_factory=threading.Event)
     _retry_thread: threading.Thread | None = None
     _role_arn: str = ""
+    # the state machine's functions: template parameter → unqualified ARN, and the version invoked
+    _asl_arns: dict[str, str] = field(default_factory=dict)
+    pinned: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> MotoStack:
         if not self.handlers:
@@ -110,16 +115,46 @@ class MotoStack:
 
     def _provision(self, session: boto3.Session) -> str:
         """The functions, the table and the state machine; the table's stream ARN."""
-        arns = self._create_functions(session)
+        self._asl_arns = self._create_functions(session)
         stream_arn = self._create_table(session)
         sfn = session.client("stepfunctions")
         self.state_machine_arn = sfn.create_state_machine(
             name=f"{APP}-{STAGE}-dag",
-            definition=render_definition(arns),
+            definition=self._publish_versions(session),
             roleArn=self._role_arn,
             type="STANDARD",
         )["stateMachineArn"]
         return stream_arn
+
+    def _publish_versions(self, session: boto3.Session) -> str:
+        """A version of each function the state machine invokes; the definition invoking them."""
+        awslambda = session.client("lambda")
+        for param, arn in self._asl_arns.items():
+            self.pinned[param] = awslambda.publish_version(FunctionName=arn)["Version"]
+        return render_definition({p: qualified(a, self.pinned[p]) for p, a in self._asl_arns.items()})
+
+    def deploy_code(self, handlers: Mapping[str, Handler]) -> None:
+        """What `dagcast deploy` does to a live stage, here: the versions invoked so far keep their
+        code; ``$LATEST`` gets ``handlers`` (new code, by function name); a new version of each is
+        published and the state machine's definition moved to them. Executions already running
+        keep their definition, and so their versions (moto copies the state machine at
+        StartExecution, as Step Functions keeps an execution's definition)."""
+        assert self._invoker is not None, "start() the stack first"
+        session = boto3.Session(region_name=REGION)
+        awslambda = session.client("lambda")
+        for param, arn in self._asl_arns.items():
+            name = ASL_FUNCTIONS[param]
+            current = self._invoker.handler(function_name(name))
+            if name in handlers and current is not None:
+                self._invoker.freeze(function_name(name), self.pinned[param], current)
+                self._invoker.set_handler(function_name(name), handlers[name])
+                self.handlers[name] = handlers[name]
+            # a code update, as chalice deploy makes it (moto publishes only after a change)
+            awslambda.update_function_configuration(FunctionName=arn, Description=secrets.token_hex(4))
+        definition = self._publish_versions(session)
+        session.client("stepfunctions").update_state_machine(
+            stateMachineArn=self.state_machine_arn, definition=definition
+        )
 
     def _export_settings(self, session: boto3.Session) -> None:
         """dagcast's settings for the handlers in this process (and, shared, for the front)."""
