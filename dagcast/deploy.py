@@ -43,9 +43,8 @@ from typing import Any, Protocol
 from chalicelib.config import ASL_FUNCTIONS
 from chalicelib.http.gate import new_api_key
 
-from . import alarms, iam, retained
+from . import alarms, iam, retained, versions
 from . import throttle as gateway
-from . import versions
 from .sse_profiles import SseProfile
 
 # template.yaml parameter → the Chalice function whose ARN it takes

@@ -130,7 +130,9 @@ def test_an_execution_whose_views_exceed_one_answer_is_answered_cut_to_fit(servi
 def test_a_task_error_longer_than_an_item_holds_is_cut_and_the_execution_still_ends(services, app_module):
     """An error of 150,000 CJK characters (450 KB of UTF-8) kept whole would not fit the task item
     or the execution's META (DynamoDB: 400 KB an item): finalize then found no error to report."""
-    failing = task(1, "python", {"function": "tests.fail_at_length", "args": {"pattern": "故障", "repeat": 75_000}})
+    failing = task(
+        1, "python", {"function": "tests.fail_at_length", "args": {"pattern": "故障", "repeat": 75_000}}
+    )
     eid, events = run_job(services, {"tasks": [failing]})
     failed = next(e for e in events if e["type"] == "substep.failed")
     ended = events[-1]
