@@ -68,7 +68,12 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
         settings.event_bus,
         settings.webhook_inline_seconds,
     )
-    orchestrator = Orchestrator(store, StepFunctions(sfn), settings.state_machine_arn)
+    orchestrator = Orchestrator(
+        store,
+        StepFunctions(sfn),
+        settings.state_machine_arn,
+        ceiling_seconds=settings.execution_ceiling_seconds,
+    )
     return Services(settings, store, orchestrator, signer, webhooks, dispatcher, fanout, Gate(settings))
 
 

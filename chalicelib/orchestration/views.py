@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..domain import events as ev
-from ..domain.model import NOT_STARTED_TASK_STATUSES, ExecutionStatus, Reason, TaskStatus
+from ..domain.model import (
+    NOT_STARTED_TASK_STATUSES,
+    TIMEOUT_FROM_CEILING,
+    ExecutionStatus,
+    Reason,
+    TaskStatus,
+)
 from ..persistence.table import Item
 
 
@@ -63,6 +69,13 @@ def execution_view(meta: Item) -> dict[str, Any]:
     elif "finalResultPreview" in meta:
         view.update(ev.final_fields(json.loads(meta["finalResultPreview"])))
     return view
+
+
+def timeout_source(meta: Item) -> str:
+    """What set the execution's deadline, for its timeout messages."""
+    if meta.get("timeoutFrom") == TIMEOUT_FROM_CEILING:
+        return "the stage's ceiling, DAGCAST_EXECUTION_CEILING_SECONDS: the job set no timeoutSeconds"
+    return "timeoutSeconds"
 
 
 def terminal_event(meta: Item) -> ev.Event:
