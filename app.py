@@ -8,11 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Tracer
-from chalice.app import Chalice, Rate, Request, Response
+from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response
 
 from chalicelib import fanout
 from chalicelib.config import SettingsError
 from chalicelib.domain.errors import DagcastError
+from chalicelib.domain.model import SFN_ENDED_WITHOUT_FINALIZE
 from chalicelib.factory import BuiltOnce, build_services
 from chalicelib.http import api, errors
 
@@ -172,6 +173,27 @@ def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def finalize(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return services().orchestrator.finalize(event)
+
+
+# Step Functions ending an execution itself (its TimeoutSeconds, a StopExecution outside dagcast, a
+# failure outside Finalize): Finalize never ran, so this writes the terminal event. The pattern
+# cannot name the stage's state machine (it is fixed when app.py loads): it matches every dagcast
+# stage's parent state machine (not the Distributed Map's children, whose ARNs end in /<map run>),
+# and the handler drops another stage's. The local stack calls it from DescribeExecution instead.
+STATUS_CHANGE_PATTERN = {
+    "source": ["aws.states"],
+    "detail-type": ["Step Functions Execution Status Change"],
+    "detail": {
+        "status": list(SFN_ENDED_WITHOUT_FINALIZE),
+        "stateMachineArn": [{"wildcard": "arn:*:states:*:*:stateMachine:dagcast-*-dag"}],
+    },
+}
+
+
+@app.on_cw_event(STATUS_CHANGE_PATTERN, name="reconcile_execution")
+@tracer.capture_method
+def reconcile_execution(event: CloudWatchEvent) -> dict[str, Any]:
+    return services().orchestrator.reconcile(event.detail)
 
 
 @app.lambda_function(name="fanout")

@@ -72,6 +72,7 @@ _ENV = {
     "webhook_inline_seconds": "DAGCAST_WEBHOOK_INLINE_SECONDS",
     "webhook_sweep_seconds": "DAGCAST_WEBHOOK_SWEEP_SECONDS",
     "webhook_retention_days": "DAGCAST_WEBHOOK_RETENTION_DAYS",
+    "execution_ceiling_seconds": "DAGCAST_EXECUTION_CEILING_SECONDS",
 }
 _LISTS = {"cors_origins", "api_keys", "redact_keys", "plugins", "webhook_allowed_hosts"}
 
@@ -108,6 +109,9 @@ class Settings(BaseModel):
     # Base URLs put into the 202 response; empty means "relative to this API".
     public_url: str = ""
     events_url: str = ""
+    # The deadline of a job that sets no timeoutSeconds (docs/jobs.md#timeouts). At most a job's own
+    # limit (86,400 s): the state machine's TimeoutSeconds backstop (26 h) is above both.
+    execution_ceiling_seconds: int = Field(default=86_400, ge=60, le=86_400)
     # --- the SSE stream (docs/sse.md) ---
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     # Unset: on-demand inside a Lambda (AWS_LAMBDA_FUNCTION_NAME is set), else managed-instances.

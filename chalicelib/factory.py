@@ -73,6 +73,7 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
         StepFunctions(sfn),
         settings.state_machine_arn,
         event_preview_chars=settings.event_preview_chars,
+        ceiling_seconds=settings.execution_ceiling_seconds,
     )
     return Services(settings, store, orchestrator, signer, webhooks, dispatcher, fanout, Gate(settings))
 

@@ -216,6 +216,7 @@ FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
     "run_task": ("table", "release-tasks", "task-lambdas", "llm-keys"),
     "record_failure": ("table", "release-tasks"),
     "finalize": ("table",),
+    "reconcile_execution": ("table",),
     "fanout": ("table", "table-stream", "fanout-failures", "webhook-key-open", "event-bus"),
     "webhook_retry": ("table-webhook-retries", "webhook-key-open"),
 }

@@ -188,7 +188,12 @@ class ExecutionCompleted(WireModel):
 
 # Why an execution failed or was cancelled.
 ExecutionFailureReason = Literal[
-    Reason.TASK_FAILED, Reason.TIMEOUT, Reason.CANCELLED, Reason.START_FAILED, Reason.INTERNAL
+    Reason.TASK_FAILED,
+    Reason.TIMEOUT,
+    Reason.CANCELLED,
+    Reason.START_FAILED,
+    Reason.INTERNAL,
+    Reason.ABORTED,
 ]
 
 

@@ -52,6 +52,7 @@ class Reason(StrEnum):
     TASK_FAILED = "taskFailed"  # an execution failed because a task did
     START_FAILED = "startFailed"  # Step Functions refused to start the execution
     INTERNAL = "internal"  # the state machine itself failed (a Lambda that kept crashing, …)
+    ABORTED = "aborted"  # Step Functions stopped the execution, not dagcast's cancel (console, CLI)
 
 
 class FailurePolicy(StrEnum):
@@ -65,6 +66,21 @@ class StepAnswer(StrEnum):
     RETRY = "retry"
 
 
+class SfnStatus(StrEnum):
+    """A Step Functions execution's status, as DescribeExecution and EventBridge spell it: the
+    ones that end it without Finalize are what the reconcile path handles."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    ABORTED = "ABORTED"
+
+
+# Ends in which Finalize may not have run: the EventBridge rule (app.py) and the local stack watch these.
+SFN_ENDED_WITHOUT_FINALIZE: Final = (SfnStatus.TIMED_OUT, SfnStatus.ABORTED, SfnStatus.FAILED)
+
+
 class DeliveryStatus(StrEnum):
     """A webhook delivery's state."""
 
@@ -76,6 +92,9 @@ class DeliveryStatus(StrEnum):
 # What an execution id may hold (a regex character class): the id of a job, the webhook filter's
 # executionId and the replay route's check all use it.
 EXECUTION_ID_CHARS: Final = "A-Za-z0-9_.:-"
+
+# META's ``timeoutFrom`` when the execution's deadline is the stage's ceiling (the job set no timeoutSeconds).
+TIMEOUT_FROM_CEILING: Final = "ceiling"
 
 DEFAULT_TIMEOUT_SECONDS: Final = 300  # a task attempt's timeoutSeconds when the job gives none
 

@@ -26,7 +26,7 @@ from ..kinds import RunContext, run_kind
 from ..persistence.executions import INLINE_RESULT_CHARS
 from ..persistence.table import Item
 from .ports import OrchestrationStore
-from .views import result_url
+from .views import result_url, timeout_source
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ class AttemptRunner:
             return NotStarted(
                 TaskStatus.SKIPPED,
                 Reason.TIMEOUT,
-                f"not started: the execution timed out after {meta.get('timeoutSeconds')}s",
+                f"not started: the execution timed out after {meta.get('timeoutSeconds')}s"
+                + ("" if meta.get("timeoutFrom") is None else f" ({timeout_source(meta)})"),
             )
         if meta.get("stopping") and task["status"] in (TaskStatus.WAITING, TaskStatus.RETRYING):
             return NotStarted(

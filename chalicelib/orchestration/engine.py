@@ -26,12 +26,14 @@ from typing import Any
 
 from ..domain import events as ev
 from ..domain.dag import Job
-from ..domain.errors import AlreadyFinished, StartFailed, StopFailed
+from ..domain.errors import AlreadyFinished, ExecutionNotFound, StartFailed, StopFailed
 from ..domain.model import (
     FINISHED_TASK_STATUSES,
+    SFN_ENDED_WITHOUT_FINALIZE,
     ExecutionStatus,
     FailurePolicy,
     Reason,
+    SfnStatus,
     TaskStatus,
     cut_error,
     now_ms,
@@ -44,9 +46,13 @@ from .ports import OrchestrationStore, StateMachine
 from .release import Releaser
 from .results import final_text
 from .submission import execution_fields, new_execution_id, sink_ids, state_machine_input, task_items
-from .views import build_snapshot, result_url, terminal_event
+from .views import build_snapshot, result_url, terminal_event, timeout_source
 
 log = logging.getLogger(__name__)
+
+DEFAULT_CEILING_SECONDS = 86_400  # Settings.execution_ceiling_seconds' default
+# The error AwaitDependencies ends with when its TimeoutSecondsPath (the execution's deadline) passes.
+_AWAIT_TIMED_OUT = "States.Timeout"
 
 
 class Orchestrator:
@@ -57,11 +63,13 @@ class Orchestrator:
         state_machine_arn: str,
         clock: Callable[[], int] = now_ms,
         event_preview_chars: int = ev.RESULT_PREVIEW_CHARS,
+        ceiling_seconds: int = DEFAULT_CEILING_SECONDS,
     ) -> None:
         self._store = store
         self._preview_chars = event_preview_chars
         self._state_machine = state_machine
         self._arn = state_machine_arn
+        self._ceiling = ceiling_seconds
         self._now = clock
         self._attempts = AttemptRunner(store, clock)
         self._releases = Releaser(store, state_machine)
@@ -81,11 +89,11 @@ class Orchestrator:
             original_request=job.originalRequest,
             tasks=task_items(job),
             sink_ids=sink_ids(job),
-            **execution_fields(job, created),
+            **execution_fields(job, created, self._ceiling),
         )
         try:
             arn = self._state_machine.start_execution(
-                self._arn, execution_id, state_machine_input(execution_id, job)
+                self._arn, execution_id, state_machine_input(execution_id, job, self._ceiling)
             )
         except StartFailed as exc:
             error = {"Error": StartFailed.__name__, "Cause": str(exc)}
@@ -146,10 +154,21 @@ class Orchestrator:
         cause = str(err.get("Cause", ""))
         with contextlib.suppress(ValueError, AttributeError):
             cause = str(json.loads(cause).get("errorMessage", cause))
-        error = f"task runner failed: {err.get('Error', 'Error')}: {cause}".rstrip(": ")
-        task = self._attempts.finish(
-            execution_id, task_id, TaskStatus.FAILED, error=error, reason=Reason.ERROR
-        )
+        if err.get("Error") == _AWAIT_TIMED_OUT:
+            # AwaitDependencies' TimeoutSecondsPath: the execution's deadline passed while the task
+            # waited (its dependencies still running, or its token lost). Past the deadline no task
+            # starts, so it is skipped as run_task would skip it.
+            meta = self._store.get_meta(execution_id)
+            self._store.set_stopping(execution_id, Reason.TIMEOUT)
+            status, reason = TaskStatus.SKIPPED, Reason.TIMEOUT
+            error = (
+                f"not started: the execution timed out after {meta.get('timeoutSeconds')}s while it"
+                f" waited for its dependencies ({timeout_source(meta)})"
+            )
+        else:
+            status, reason = TaskStatus.FAILED, Reason.ERROR
+            error = f"task runner failed: {err.get('Error', 'Error')}: {cause}".rstrip(": ")
+        task = self._attempts.finish(execution_id, task_id, status, error=error, reason=reason)
         self._after_finished(execution_id, task)
         return {"taskId": task_id, "status": task["status"]}
 
@@ -208,6 +227,59 @@ class Orchestrator:
         )
         return {"executionId": execution_id, "status": ExecutionStatus.CANCELLED}
 
+    def reconcile(self, detail: Mapping[str, Any]) -> dict[str, Any]:
+        """Step Functions ended an execution itself (timed out, aborted, failed outside Finalize),
+        so Finalize may never have run: fail it (reason from the status), settle every unfinished
+        task, write the terminal event. ``detail`` is an EventBridge "Step Functions Execution
+        Status Change" detail. Idempotent: once the terminal event exists it changes nothing, so
+        the ordinary ends (Finalize's own ``DagFailed``, a cancel) cost one query."""
+        ours = detail.get("stateMachineArn") == self._arn
+        if not ours or detail.get("status") not in SFN_ENDED_WITHOUT_FINALIZE:
+            return {"reconciled": False}  # another stage's state machine, a child, or not an end
+        execution_id = str(detail["name"])
+        try:
+            meta = self._store.get_meta(execution_id)
+        except ExecutionNotFound:
+            return {"reconciled": False}
+        tail = self._store.last_event(execution_id)
+        if tail is not None and tail.get("type") in ev.TERMINAL_TYPES:
+            return {"executionId": execution_id, "status": meta["status"], "reconciled": False}
+        if meta["status"] == ExecutionStatus.RUNNING:
+            message, reason = _why_ended(SfnStatus(detail["status"]), detail, meta)
+            now = self._now()
+            self._store.finish_execution(
+                execution_id,
+                ExecutionStatus.FAILED,
+                now,
+                durationMs=now - int(meta["createdAt"]),
+                error=message,
+                reason=reason,
+            )
+            meta = self._store.get_meta(execution_id)
+        if meta["status"] == ExecutionStatus.FAILED:  # a cancel settles nothing: its tasks show cancelled
+            self._settle_tasks(execution_id, meta)
+            meta = self._store.get_meta(execution_id)  # the counters the terminal event carries
+        self._store.append_event(
+            execution_id, "execution.terminal", terminal_event(meta, self._preview_chars)
+        )
+        return {"executionId": execution_id, "status": meta["status"], "reconciled": True}
+
+    def _settle_tasks(self, execution_id: str, meta: Item) -> None:
+        """Give every unfinished task its final status: a running one failed, the others skipped,
+        with the execution's reason; counted and announced once (sets, idempotency keys)."""
+        reason = str(meta.get("reason", Reason.INTERNAL))
+        for task in self._store.get_tasks(execution_id):
+            if task["status"] in FINISHED_TASK_STATUSES:
+                continue
+            ran = task["status"] == TaskStatus.RUNNING
+            status = TaskStatus.FAILED if ran else TaskStatus.SKIPPED
+            error = f"{'ended' if ran else 'not started'}: {meta.get('error', 'the execution ended')}"
+            done = self._attempts.finish(
+                execution_id, int(task["taskId"]), status, error=error, reason=reason
+            )
+            if done["status"] in FINISHED_TASK_STATUSES:
+                self._count_finished(execution_id, done, meta)
+
     # ------------------------------------------------------------------ reads
 
     def snapshot(self, execution_id: str) -> dict[str, Any]:
@@ -235,14 +307,18 @@ class Orchestrator:
         if task["status"] not in FINISHED_TASK_STATUSES:
             return
         meta = self._store.get_meta(execution_id)
-        if task["status"] == TaskStatus.COMPLETED:
-            self._record_completed(execution_id, task)
-        else:
-            self._record_not_completed(execution_id, task, meta)
+        self._count_finished(execution_id, task, meta)
         # Dependents are released before the progress event is written: it is not on their
         # critical path (its counters are read when it is written, so it is never stale).
         self._releases.release_dependents(execution_id, task, meta)
         self._store.append_event(execution_id, f"execution.updated#{task['taskId']}", PROGRESS, wait=False)
+
+    def _count_finished(self, execution_id: str, task: Item, meta: Item) -> None:
+        """The finished task's counters and its substep event."""
+        if task["status"] == TaskStatus.COMPLETED:
+            self._record_completed(execution_id, task)
+        else:
+            self._record_not_completed(execution_id, task, meta)
 
     def _record_completed(self, execution_id: str, task: Item) -> None:
         task_id = int(task["taskId"])
@@ -298,6 +374,20 @@ def _all_completed(meta: Item) -> bool:
     )
 
 
+def _why_ended(status: SfnStatus, detail: Mapping[str, Any], meta: Item) -> tuple[str, Reason]:
+    """(message, reason) of an execution Step Functions ended without Finalize."""
+    said = f"{detail.get('error') or ''}: {detail.get('cause') or ''}".strip(": ")
+    if status == SfnStatus.TIMED_OUT:
+        return (
+            "Step Functions timed out the execution (the state machine's TimeoutSeconds) before it "
+            f"finished; its deadline was {meta.get('timeoutSeconds')}s ({timeout_source(meta)})",
+            Reason.TIMEOUT,
+        )
+    if status == SfnStatus.ABORTED:
+        return "Step Functions stopped the execution" + (f": {said}" if said else ""), Reason.ABORTED
+    return "the state machine failed outside Finalize" + (f": {said}" if said else ""), Reason.INTERNAL
+
+
 def _why_failed(meta: Item, err: Mapping[str, Any] | None) -> tuple[str, str]:
     """(message, reason) of an execution that did not complete: the state machine's own error if
     it reported one, else its deadline, else the first task error."""
@@ -305,5 +395,8 @@ def _why_failed(meta: Item, err: Mapping[str, Any] | None) -> tuple[str, str]:
         message = cut_error(f"{err.get('Error', 'Error')}: {err.get('Cause', '')}".rstrip(": "))
         return message, Reason.START_FAILED if err.get("Error") == StartFailed.__name__ else Reason.INTERNAL
     if meta.get("stopReason") == Reason.TIMEOUT:
-        return f"the execution timed out after {meta.get('timeoutSeconds')}s (timeoutSeconds)", Reason.TIMEOUT
+        return (
+            f"the execution timed out after {meta.get('timeoutSeconds')}s ({timeout_source(meta)})",
+            Reason.TIMEOUT,
+        )
     return str(meta.get("firstError", "not every task completed")), Reason.TASK_FAILED

@@ -125,6 +125,10 @@ class EventLog(Protocol):
 
     def last_seq(self, execution_id: str) -> int: ...
 
+    def last_event(self, execution_id: str) -> Item | None:
+        """The newest event item (``seq``, ``type``), or None before the first."""
+        ...
+
 
 class OrchestrationStore(
     ExecutionRecords, ConcurrencySlots, TaskRecords, ResultRecords, ResultSlices, EventLog, Protocol

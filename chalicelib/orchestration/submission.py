@@ -8,11 +8,12 @@ job is already validated (chalicelib/domain/dag.py); nothing here checks it agai
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from typing import Any
 
 from ..domain.dag import Job, dependents_of, sinks, topological_order
-from ..domain.model import TaskStatus
+from ..domain.model import TIMEOUT_FROM_CEILING, TaskStatus
 from ..persistence.table import Item
 
 
@@ -40,14 +41,24 @@ def task_items(job: Job) -> list[Item]:
     ]
 
 
-def execution_fields(job: Job, created_at: int) -> dict[str, Any]:
-    """The job's policies as META fields; the deadline is absolute, counted from ``created_at``."""
+def execution_seconds(job: Job, ceiling_seconds: int) -> float:
+    """How long the execution may run: the job's ``timeoutSeconds``, else the stage's ceiling."""
+    return job.timeoutSeconds if job.timeoutSeconds is not None else float(ceiling_seconds)
+
+
+def execution_fields(job: Job, created_at: int, ceiling_seconds: int) -> dict[str, Any]:
+    """The job's policies as META fields; the deadline is absolute, counted from ``created_at``.
+
+    Every execution has one: a job without ``timeoutSeconds`` gets the stage's ceiling
+    (``timeoutFrom`` says which, for the error messages)."""
     fields: dict[str, Any] = {"failurePolicy": job.failurePolicy}
     if job.maxConcurrency is not None:
         fields["maxConcurrency"] = job.maxConcurrency
-    if job.timeoutSeconds is not None:
-        fields["deadlineAt"] = created_at + int(job.timeoutSeconds * 1000)
-        fields["timeoutSeconds"] = f"{job.timeoutSeconds:g}"
+    seconds = execution_seconds(job, ceiling_seconds)
+    fields["deadlineAt"] = created_at + int(seconds * 1000)
+    fields["timeoutSeconds"] = f"{seconds:g}"
+    if job.timeoutSeconds is None:
+        fields["timeoutFrom"] = TIMEOUT_FROM_CEILING
     return fields
 
 
@@ -56,6 +67,13 @@ def sink_ids(job: Job) -> list[int]:
     return [job.resultTask] if job.resultTask is not None else sinks(job)
 
 
-def state_machine_input(execution_id: str, job: Job) -> str:
-    """The state machine's input: the Map runs one iteration per task, in topological order."""
-    return json.dumps({"executionId": execution_id, "taskIds": topological_order(job)})
+def state_machine_input(execution_id: str, job: Job, ceiling_seconds: int) -> str:
+    """The state machine's input: the Map runs one iteration per task, in topological order.
+
+    ``deadlineSeconds`` bounds each task's wait for its dependencies (AwaitDependencies'
+    TimeoutSecondsPath, whole seconds): a child starts after the execution was created, so its wait
+    ends at the deadline or later, never before (run_task decides what the deadline means)."""
+    deadline = max(1, math.ceil(execution_seconds(job, ceiling_seconds)))
+    return json.dumps(
+        {"executionId": execution_id, "taskIds": topological_order(job), "deadlineSeconds": deadline}
+    )

@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ..domain import events as ev
-from ..domain.model import NOT_STARTED_TASK_STATUSES, ExecutionStatus, Reason, TaskStatus
+from ..domain.model import (
+    NOT_STARTED_TASK_STATUSES,
+    TIMEOUT_FROM_CEILING,
+    ExecutionStatus,
+    Reason,
+    TaskStatus,
+)
 from ..persistence.table import Item
 
 
@@ -103,6 +109,13 @@ def _cut_result(view: Mapping[str, Any], name: str, cap: int, url: str) -> dict[
     if len(text) <= cap:
         return {}
     return {name: text[:cap], f"{name}Truncated": True, f"{name}Bytes": len(text.encode()), f"{name}Url": url}
+
+
+def timeout_source(meta: Item) -> str:
+    """What set the execution's deadline, for its timeout messages."""
+    if meta.get("timeoutFrom") == TIMEOUT_FROM_CEILING:
+        return "the stage's ceiling, DAGCAST_EXECUTION_CEILING_SECONDS: the job set no timeoutSeconds"
+    return "timeoutSeconds"
 
 
 def terminal_event(meta: Item, preview_chars: int = ev.RESULT_PREVIEW_CHARS) -> ev.Event:

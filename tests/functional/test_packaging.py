@@ -82,7 +82,12 @@ def test_chalice_package_builds_a_deployment_within_lambda_limits(tmp_path):
         "app.finalize",
         "app.fanout_handler",
         "app.webhook_retry",
+        "app.reconcile_execution",  # Step Functions ended an execution without Finalize
     }
+    [reconcile] = [f for f in functions if f["Handler"] == "app.reconcile_execution"]
+    [rule] = reconcile["Events"].values()
+    assert rule["Type"] == "CloudWatchEvent"
+    assert rule["Properties"]["Pattern"]["detail-type"] == ["Step Functions Execution Status Change"]
     assert all(f["Tracing"] == "Active" for f in functions)
     # one log group per function but the API handler's (dagcast deploy sets that one: Chalice would
     # name it after api_handler, and refer to a resource ${ApiHandler} that is called APIHandler)

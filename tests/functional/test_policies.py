@@ -12,10 +12,10 @@ import boto3
 import pytest
 
 import tests.support.plugins  # registers tests.flaky; its call counter is read below
+from bench import transitions
 from chalicelib.domain.dag import parse_job
 from chalicelib.http import api
-from chalicelib.orchestration.engine import Orchestrator
-from chalicelib.persistence.sfn import StepFunctions
+from dagcast.local.moto.patches.map_run_history import map_run_history
 from tests.functional.conftest import assert_gapless, by_type, echo, fail, run_job, sleep, wait_for_end
 from tests.support.jobs import task
 
@@ -287,38 +287,28 @@ def test_a_stage_may_cut_events_shorter_while_views_keep_16384_characters(short_
 
 
 def test_state_transitions_per_task(services):
-    """Cost: Step Functions Standard bills state transitions. Target ≤ 4 per task (docs/cost.md).
-
-    The deployed Map is DISTRIBUTED: each task's states run in a child execution with its own
-    history. To count every state in one history, the same definition runs here with the Map
-    INLINE — the one field changed; the states each task goes through are the same."""
+    """Cost: Step Functions Standard bills state transitions (docs/cost.md). The real definition
+    (DISTRIBUTED, as deployed) runs on moto; bench/transitions.py's model adds the states the
+    parent entered, the states each item entered (its child execution's history, which moto keeps
+    only through patches/map_run_history.py) and one transition per child execution started — the
+    Distributed Map's charge no local history shows. 5 per execution, 5 per task, 4 per extra attempt."""
     sfn = boto3.client("stepfunctions")
-    deployed = sfn.describe_state_machine(stateMachineArn=services.settings.state_machine_arn)
-    definition = json.loads(deployed["definition"])
-    assert definition["States"]["Tasks"]["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
-    definition["States"]["Tasks"]["ItemProcessor"]["ProcessorConfig"] = {"Mode": "INLINE"}
-    inline_arn = sfn.create_state_machine(
-        name=f"inline-{uuid.uuid4().hex[:8]}",
-        definition=json.dumps(definition),
-        roleArn=deployed["roleArn"],
-        type="STANDARD",
-    )["stateMachineArn"]
     n = 6
-    orchestrator = Orchestrator(services.store, StepFunctions(sfn), inline_arn)
-    eid = orchestrator.submit(parse_job({"tasks": [echo(i, "x") for i in range(n)]}))
-    events = wait_for_end(services, eid)
-    assert events[-1]["type"] == "execution.completed"
-    arn = services.store.get_meta(eid)["stateMachineExecutionArn"]
+    arn = transitions.run_job(services, {"tasks": transitions.echo_tasks(n)})
     history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-    entered = [h for h in history if h["type"].endswith("StateEntered")]
-    names = [h["stateEnteredEventDetails"]["name"] for h in entered]
-    per_execution = {"Init", "Tasks", "Finalize", "Outcome", "Succeeded"}
-    per_task = [x for x in names if x not in per_execution]
-    assert len(per_task) == 4 * n, names
-    assert {x: per_task.count(x) for x in set(per_task)} == {
+    assert transitions.states_entered(history) == ["Init", "Tasks", "Finalize", "Outcome", "Succeeded"]
+    items = transitions.states_entered(map_run_history(arn))
+    assert {x: items.count(x) for x in set(items)} == {
         "AwaitDependencies": n,
         "Run": n,
         "Retry?": n,
         "TaskDone": n,
     }
-    assert len(names) - len(per_task) == 5
+    t = transitions.measure(sfn, arn)
+    assert (t.parent, t.items, t.children) == (5, 4 * n, n)
+    assert t.total == 5 + 5 * n
+    assert transitions.coefficients(services, sfn) == {
+        "per_execution": 5,
+        "per_task": 5,
+        "per_extra_attempt": 4,
+    }

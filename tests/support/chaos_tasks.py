@@ -68,10 +68,12 @@ Answer = Literal["first", "second"]  # twice
 
 
 def _run_lambda_retries() -> int:
-    """Run's Retry MaxAttempts in the ASL: how many times Step Functions re-invokes a failed run."""
+    """Run's Retry MaxAttempts in the ASL for a crashed function (``States.TaskFailed``; throttling
+    has a retrier of its own): how many times Step Functions re-invokes a failed run."""
     asl = json.loads(ASL_PATH.read_text())
     run = asl["States"]["Tasks"]["ItemProcessor"]["States"]["Run"]
-    return int(run["Retry"][0]["MaxAttempts"])
+    [crash] = [r for r in run["Retry"] if "States.TaskFailed" in r["ErrorEquals"]]
+    return int(crash["MaxAttempts"])
 
 
 RUN_LAMBDA_RETRIES = _run_lambda_retries()

@@ -18,6 +18,7 @@ import pytest
 from cfnlint.decode import decode_str
 
 from chalicelib.config import ASL_FUNCTIONS
+from dagcast import iam
 from dagcast.deploy import (
     FUNCTION_PARAMETERS,
     CommandFailed,
@@ -269,7 +270,7 @@ def test_deploy_runs_chalice_then_the_template_then_chalice_with_the_stream_url(
         and env["DAGCAST_WEBHOOK_KMS_KEY"] == "alias/dagcast-staging-webhooks"
     )
     policies = sorted((project / ".chalice").glob("policy-staging-*.json"))
-    assert len(policies) == 7  # one per function
+    assert [p.name for p in policies] == [f"policy-staging-{f}.json" for f in sorted(iam.FUNCTION_GRANTS)]
     for path in policies:
         assert "dagcast-staging" in path.read_text() and "dagcast-dev" not in path.read_text()
     assert stage_config_of(project, "staging")["lambda_functions"]["run_task"]["iam_policy_file"] == (

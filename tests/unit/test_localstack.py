@@ -59,6 +59,7 @@ def test_the_functions_are_the_chalice_apps_with_its_timeouts():
         "finalize",
         "fanout",
         "webhook_retry",
+        "reconcile_execution",
     }
     for name, handler in handlers.items():
         module, attr = handler.split(".")

@@ -49,6 +49,7 @@ TIMEOUT_SECONDS = {
     "finalize": 180,
     "fanout": 300,
     "webhook_retry": 90,
+    "reconcile_execution": 300,
 }
 
 # template.yaml's FanoutMapping (a test compares them): only new event items reach the fan-out.

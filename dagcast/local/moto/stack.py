@@ -5,7 +5,8 @@ Functions interpreter, runs the task Lambdas in-process (invoker.py), applies da
 to moto (patches/), creates the table, the functions and the real state machine definition
 (invoking published versions of the functions, as `dagcast deploy` makes it: ``deploy_code``),
 serves this process's boto3 calls from moto's backends directly (other processes use the server:
-``local_environment``), and starts the stream poller and the webhook retry schedule. Nothing here
+``local_environment``), and starts the stream poller, the webhook retry schedule and the
+reconciler (executions Step Functions ended without Finalize; reconciler.py). Nothing here
 needs an AWS account, Docker or a network beyond loopback; nothing here serves dagcast's own HTTP
 API (dagcast/local/server.py does).
 """
@@ -33,11 +34,12 @@ from chalicelib.config import ASL_FUNCTIONS, render_definition
 from chalicelib.persistence.keys import table_definition
 
 from ...versions import qualified
-from ..lambdas import APP, FANOUT, REGION, RETRY, STAGE, function_name, scheduled_event
+from ..lambdas import APP, FANOUT, RECONCILE, REGION, RETRY, STAGE, function_name, scheduled_event
 from .invoker import Handler, InProcessInvoker
 from .patches import apply_all
 from .patches.in_process_dispatch import dispatch_in_process
 from .poller import FileCheckpoints, OnFailure, StreamPoller, is_event_insert
+from .reconciler import Reconciler
 
 
 def local_environment(endpoint: str, port: int) -> dict[str, str]:
@@ -66,12 +68,14 @@ class MotoStack:
     fanout_batch_window_seconds: float = 0.0
     fanout_max_retry_attempts: int = 10  # template.yaml's MaximumRetryAttempts; -1: without limit
     retry_interval_seconds: float = 0.5  # how often the webhook retry function runs here
+    reconcile_interval_seconds: float = 1.0  # how often ended executions are looked for (reconciler.py)
     state_dir: str = ""  # the poller's checkpoints; a fresh temporary directory when empty
     endpoint: str = ""
     state_machine_arn: str = ""
     _server: Any = None
     _invoker: InProcessInvoker | None = None
     poller: StreamPoller | None = None
+    reconciler: Reconciler | None = None
     _retry_stop: threading.Event = field(default_factory=threading.Event)
     _retry_thread: threading.Thread | None = None
     _role_arn: str = ""
@@ -92,6 +96,15 @@ class MotoStack:
         self.state_dir = self.state_dir or tempfile.mkdtemp(prefix="dagcast-state-")
         if self.handlers.get(FANOUT) is not None:
             self.start_poller(stream_arn)
+        reconcile = self.handlers.get(RECONCILE)
+        if reconcile is not None:
+            self.reconciler = Reconciler(
+                session.client("stepfunctions"),
+                self.state_machine_arn,
+                reconcile,
+                self.reconcile_interval_seconds,
+            )
+            self.reconciler.start()
         retry = self.handlers.get(RETRY)
         if retry is not None:
             self._retry_thread = threading.Thread(target=self._run_retries, args=(retry,), daemon=True)
@@ -255,6 +268,8 @@ class MotoStack:
         self._retry_stop.set()
         if self._retry_thread is not None:
             self._retry_thread.join(timeout=30)
+        if self.reconciler is not None:
+            self.reconciler.stop()
         if self.poller is not None:
             self.poller.stop()
         if self._invoker is not None:
@@ -321,4 +336,5 @@ def default_handlers() -> dict[str, Handler]:
         "finalize": app.finalize,
         FANOUT: app.fanout_handler,
         RETRY: app.webhook_retry,
+        RECONCILE: app.reconcile_execution,
     }

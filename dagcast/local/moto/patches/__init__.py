@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .backend_lookup import lock_free_backend_lookup
 from .item_locking import serialize_dynamodb
+from .map_run_history import keep_map_run_history
 from .model_tracking import untracked_models
 from .partition_queries import scope_queries_to_partition
 from .shard_iterators import stateless_shard_iterators
@@ -27,3 +28,4 @@ def apply_all() -> None:
     lock_free_backend_lookup()
     stateless_shard_iterators()
     untracked_models()
+    keep_map_run_history()
