@@ -67,6 +67,7 @@ bench: install
 	$(BIN)/python -m bench.sse_gzip
 	$(BIN)/python -m bench.sse_lambda_shape
 	$(BIN)/python -m bench.dag_makespan
+	$(BIN)/python -m bench.write_capacity
 	$(BIN)/python -m bench.fanout
 
 # docs/events.schema.json from the event models (chalicelib/domain/events.py): run it after changing
