@@ -68,6 +68,7 @@ bench: install
 	$(BIN)/python -m bench.sse_lambda_shape
 	$(BIN)/python -m bench.event_previews
 	$(BIN)/python -m bench.dag_makespan
+	$(BIN)/python -m bench.write_capacity
 	$(BIN)/python -m bench.fanout
 
 # docs/events.schema.json from the event models (chalicelib/domain/events.py): run it after changing

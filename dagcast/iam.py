@@ -75,8 +75,10 @@ def _table(*actions: str) -> Callable[[Names], list[Statement]]:
 
 
 def _executions_index(n: Names) -> list[Statement]:
-    # GSI1, the list of executions (persistence/keys.py); no other index is read
-    return [_allow("ExecutionsIndex", ["dynamodb:Query"], n.arn("dynamodb", f"table/{n.table}/index/GSI1"))]
+    # ListIndex, the list of executions (persistence/keys.py); no other index is read
+    return [
+        _allow("ExecutionsIndex", ["dynamodb:Query"], n.arn("dynamodb", f"table/{n.table}/index/ListIndex"))
+    ]
 
 
 def _stream(n: Names) -> list[Statement]:

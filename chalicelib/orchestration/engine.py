@@ -285,7 +285,7 @@ class Orchestrator:
     def snapshot(self, execution_id: str) -> dict[str, Any]:
         """The execution as one document: META, counters and every task (``seq`` = last event)."""
         seq = self._store.last_seq(execution_id)  # read before the state: state is never older
-        meta = self._store.get_meta(execution_id)
+        meta = self._store.get_execution(execution_id)
         tasks = self._store.get_tasks(execution_id)
         return build_snapshot(meta, tasks, seq)
 

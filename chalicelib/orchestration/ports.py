@@ -34,6 +34,10 @@ class ExecutionRecords(Protocol):
 
     def get_meta(self, execution_id: str) -> Item: ...
 
+    def get_execution(self, execution_id: str) -> Item:
+        """META with its ``originalRequest`` (what views show)."""
+        ...
+
     def set_execution_fields(self, execution_id: str, **fields: Any) -> None: ...
 
     def finish_execution(self, execution_id: str, status: str, finished_at: int, **fields: Any) -> bool:

@@ -1,4 +1,5 @@
-"""What the reads of one DynamoDB client cost, in read capacity units (RCU).
+"""What the reads of one DynamoDB client cost, in read capacity units (RCU); and the rules of what
+a write costs in write capacity units (WCU), table and indexes, from the item's sizes.
 
 Two figures for every read: the one *computed* from the items returned by DynamoDB's billing
 rules (``item_size``, ``read_units``) — ``rcu``, the same rule in AWS and locally, so numbers
@@ -17,6 +18,16 @@ The billing rules (AWS, "DynamoDB item sizes and formats" and "read and write op
   BatchGetItem round *each* item up to 4 KB; every read is at least one unit, even of nothing;
 - a strongly consistent unit is 1 RCU, an eventually consistent one 0.5.
 
+The write rules (AWS, "read and write operations", "GSI considerations: provisioned throughput"):
+
+- a put, update or delete costs the *larger* of the item's size before and after, in 1 KB units,
+  at least one — a write whose condition fails too (on the item as it is), and nothing more;
+- each global secondary index is written only when the item is in it (it has the index's key
+  attributes) before or after and its projection changed: one write when it enters, leaves, or a
+  projected attribute changes; two (a delete and a put) when an index key changes; none when only
+  unprojected attributes change; each write in 1 KB units of the projected item;
+- a transactional write costs twice the above on the table.
+
 It counts; it never decides what to read, and it only ever reads the responses (it changes one
 request parameter, ReturnConsumedCapacity, and nothing in any response).
 """
@@ -25,10 +36,12 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 UNIT_BYTES = 4096
+WRITE_UNIT_BYTES = 1024
 _READS = ("Query", "GetItem", "BatchGetItem")
 
 
@@ -171,3 +184,136 @@ class ReadMeter:
                 "rcuReported": round(self.reported, 3),  # what DynamoDB said (moto: a constant)
                 "unreportedReads": self.unreported,
             }
+
+
+# ---------------------------------------------------------------------------------- writes
+
+WireItem = Mapping[str, Mapping[str, Any]]
+
+
+def write_units(size: int) -> int:
+    """WCU of one write of an item of ``size`` bytes: 1 KB units, at least one."""
+    return max(1, math.ceil(size / WRITE_UNIT_BYTES))
+
+
+def table_write_units(before: WireItem | None, after: WireItem | None, transactional: bool = False) -> int:
+    """WCU of a put, update or delete on the table (``after`` None: a delete, or a failed
+    condition — charged on the item as it is)."""
+    units = write_units(max((item_size(i) for i in (before, after) if i is not None), default=0))
+    return 2 * units if transactional else units
+
+
+def index_entry(
+    item: WireItem | None, index: Mapping[str, Any], table_keys: Iterable[str]
+) -> WireItem | None:
+    """What ``index`` (a DescribeTable GlobalSecondaryIndexes entry) holds of ``item``: None when
+    the item lacks one of the index's key attributes (a sparse index skips it)."""
+    index_keys = [k["AttributeName"] for k in index["KeySchema"]]
+    if item is None or any(k not in item for k in index_keys):
+        return None
+    projection = index["Projection"]
+    if projection["ProjectionType"] == "ALL":
+        return item
+    kept = {*table_keys, *index_keys, *projection.get("NonKeyAttributes", ())}
+    return {name: value for name, value in item.items() if name in kept}
+
+
+def index_write_units(
+    before: WireItem | None, after: WireItem | None, index: Mapping[str, Any], table_keys: Iterable[str]
+) -> int:
+    """WCU one write of the table costs ``index`` (the rules in the module docstring)."""
+    keys = list(table_keys)
+    old, new = index_entry(before, index, keys), index_entry(after, index, keys)
+    if old == new:
+        return 0  # not in the index, or nothing it holds changed
+    if old is None or new is None:
+        present = old if new is None else new
+        return write_units(item_size(present)) if present is not None else 0
+    index_keys = [k["AttributeName"] for k in index["KeySchema"]]
+    if any(old[k] != new[k] for k in index_keys):
+        return write_units(item_size(old)) + write_units(item_size(new))
+    return write_units(max(item_size(old), item_size(new)))
+
+
+_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
+
+
+def _keys_of(
+    operation: str, params: Mapping[str, Any], key_names: list[str]
+) -> list[tuple[dict[str, Any], bool]]:
+    """(the item's key, transactional) of every item a write call touches."""
+    if operation in ("UpdateItem", "DeleteItem"):
+        return [(dict(params["Key"]), False)]
+    if operation == "PutItem":
+        return [({k: params["Item"][k] for k in key_names}, False)]
+    if operation == "BatchWriteItem":
+        out = []
+        for requests in params["RequestItems"].values():
+            for r in requests:
+                if "PutRequest" in r:
+                    out.append(({k: r["PutRequest"]["Item"][k] for k in key_names}, False))
+                else:
+                    out.append((dict(r["DeleteRequest"]["Key"]), False))
+        return out
+    out = []
+    for entry in params["TransactItems"]:
+        (kind, body), *_ = entry.items()
+        if kind == "Put":
+            out.append(({k: body["Item"][k] for k in key_names}, True))
+        elif kind in ("Update", "Delete"):
+            out.append((dict(body["Key"]), True))
+    return out
+
+
+class WriteMeter:
+    """The WCU of the writes one boto3 client makes, by the rules above, from the item's images
+    read just before and after each call by ``reader`` (another client, so that the meter's own
+    reads are neither metered nor counted). A measuring tool (benchmarks, tests): it doubles the
+    calls it watches. Under concurrent writers an image may include a neighbour's change."""
+
+    def __init__(self, reader: Any, table: str) -> None:
+        self._reader = reader
+        self._table = table
+        described = reader.describe_table(TableName=table)["Table"]
+        self.key_names = [k["AttributeName"] for k in described["KeySchema"]]
+        self.indexes = list(described.get("GlobalSecondaryIndexes", []))
+        self.units: Counter[str] = Counter()  # "table", each index name, "META", "META writes"
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def attach(self, client: Any) -> None:
+        for operation in _WRITES:
+            client.meta.events.register(f"provide-client-params.dynamodb.{operation}", self._before)
+            client.meta.events.register(f"after-call.dynamodb.{operation}", self._after)
+
+    def detach(self, client: Any) -> None:
+        for operation in _WRITES:
+            client.meta.events.unregister(f"provide-client-params.dynamodb.{operation}", self._before)
+            client.meta.events.unregister(f"after-call.dynamodb.{operation}", self._after)
+
+    def _image(self, key: Mapping[str, Any]) -> WireItem | None:
+        out = self._reader.get_item(TableName=self._table, Key=key, ConsistentRead=True)
+        item: WireItem | None = out.get("Item")
+        return item
+
+    def _before(self, params: Mapping[str, Any], context: dict[str, Any], model: Any, **_: Any) -> None:
+        touched = _keys_of(model.name, params, self.key_names)
+        context["dagcast_write_before"] = [(key, tx, self._image(key)) for key, tx in touched]
+
+    def _after(self, model: Any, parsed: Mapping[str, Any], context: Mapping[str, Any], **_: Any) -> None:
+        failed = "Error" in parsed  # a failed condition is charged on the item as it is
+        used: Counter[str] = Counter()
+        for key, tx, before in context.get("dagcast_write_before", []):
+            after = before if failed else self._image(key)
+            table = table_write_units(before, None if failed else after, tx)
+            used["table"] += table
+            if key["SK"].get("S") == "META":
+                used["META"] += table
+                used["META writes"] += 1
+            if failed:
+                continue
+            for index in self.indexes:
+                used[index["IndexName"]] += index_write_units(before, after, index, self.key_names)
+        with self._lock:
+            self.calls += 1
+            self.units.update(used)

@@ -21,20 +21,10 @@ from ..domain import events as ev
 from ..domain.errors import ExecutionExists, ExecutionNotFound, StoreError
 from ..domain.model import ExecutionStatus, TaskStatus
 from ..redact import Redactor
-from .capacity import ReadMeter
+from .capacity import ReadMeter, WriteMeter
 from .eventlog import EventLog, Payload
-from .keys import (
-    EXECUTIONS_INDEX,
-    EXECUTIONS_INDEX_PK,
-    EXECUTIONS_INDEX_SK,
-    EXECUTIONS_PARTITION,
-    META_SK,
-    TASK_PREFIX,
-    executions_index_sk,
-    pk,
-    result_sk,
-    task_sk,
-)
+from .keys import LIST_SK, META_SK, REQUEST_SK, TASK_PREFIX, list_keys, pk, result_sk, task_sk
+from .listing import ExecutionList, with_request
 from .results import RESULT_CHUNK_CHARS, ResultReads
 from .table import CallCounter, Item, from_item, to_item
 
@@ -59,9 +49,14 @@ class DynamoStore(ResultReads):
         super().__init__(client, table_name)
         self.redactor = redactor or Redactor()
         self.event_log = EventLog(client, table_name, self.redactor, read_meta=self.get_meta)
+        self.listing = ExecutionList(client, table_name)
 
     def meter_reads(self, meter: ReadMeter) -> None:
         """Count this store's reads and their RCU in ``meter`` (the SSE endpoint's stats)."""
+        meter.attach(self._db)
+
+    def meter_writes(self, meter: WriteMeter) -> None:
+        """Count this store's writes and their WCU, table and indexes, in ``meter``."""
         meter.attach(self._db)
 
     def instrument(self) -> CallCounter:
@@ -82,16 +77,19 @@ class DynamoStore(ResultReads):
         sink_ids: list[int],
         **fields: Any,
     ) -> None:
-        """Write the task items, then the META item, then ``execution.created``.
+        """Write the task items and the request, then the META item, then ``execution.created``.
 
         META goes last: until it exists the execution is invisible (404), so a crash halfway
-        leaves nothing a client can see.
+        leaves nothing a client can see. The request is an item of its own (``REQUEST_SK``): META
+        is updated twice per task, and DynamoDB charges each update for the whole item.
         """
+        request = {"PK": pk(execution_id), "SK": REQUEST_SK, "originalRequest": original_request}
         self._batch_write(
             [
                 {"PutRequest": {"Item": to_item({"PK": pk(execution_id), "SK": task_sk(t["taskId"]), **t})}}
                 for t in tasks
             ]
+            + [{"PutRequest": {"Item": to_item(request)}}]
         )
         meta = {
             "PK": pk(execution_id),
@@ -99,17 +97,15 @@ class DynamoStore(ResultReads):
             "executionId": execution_id,
             "status": ExecutionStatus.RUNNING,
             "totalTasks": len(tasks),
-            "originalRequest": original_request,
             "createdAt": created_at,
             "sinks": sink_ids,
             **fields,
-            EXECUTIONS_INDEX_PK: EXECUTIONS_PARTITION,
-            EXECUTIONS_INDEX_SK: executions_index_sk(created_at, execution_id),
+            **list_keys(created_at, execution_id),
         }
         written = self._put_if(Item=to_item(meta), ConditionExpression="attribute_not_exists(PK)")
         # Refused: someone else's execution, or our own write that landed, lost its answer and
         # was retried by botocore.
-        if not written and not self._is_own_meta(execution_id, meta):
+        if not written and not self._is_own_meta(execution_id, {**meta, "originalRequest": original_request}):
             raise ExecutionExists(f"execution {execution_id} already exists")
         self.append_event(
             execution_id, ev.EXECUTION_CREATED, ev.execution_created(len(tasks), original_request), created_at
@@ -117,10 +113,10 @@ class DynamoStore(ResultReads):
 
     def _is_own_meta(self, execution_id: str, meta: Item) -> bool:
         try:
-            stored = self.get_meta(execution_id)
+            stored = self.get_execution(execution_id)
         except ExecutionNotFound:
             return False
-        return all(stored.get(k) == meta[k] for k in (EXECUTIONS_INDEX_SK, "originalRequest", "totalTasks"))
+        return all(stored.get(k) == meta[k] for k in (LIST_SK, "originalRequest", "totalTasks"))
 
     def get_meta(self, execution_id: str) -> Item:
         out = self._db.get_item(TableName=self._table, Key=self._meta_key(execution_id), ConsistentRead=True)
@@ -128,16 +124,18 @@ class DynamoStore(ResultReads):
             raise ExecutionNotFound(execution_id)
         return from_item(out["Item"])
 
-    def list_executions(self, limit: int = 20) -> list[Item]:
-        out = self._db.query(
-            TableName=self._table,
-            IndexName=EXECUTIONS_INDEX,
-            KeyConditionExpression=f"{EXECUTIONS_INDEX_PK} = :p",
-            ExpressionAttributeValues=to_item({":p": EXECUTIONS_PARTITION}),
-            ScanIndexForward=False,
-            Limit=limit,
-        )
-        return [from_item(i) for i in out.get("Items", [])]
+    def get_execution(self, execution_id: str) -> Item:
+        """META with ``originalRequest``: one consistent Query for both items (what views show;
+        the orchestration's reads of META need no request, and ``get_meta`` reads none)."""
+        items = {str(i["SK"]): i for i in self._query_partition(pk(execution_id), META_SK)}
+        if META_SK not in items:
+            raise ExecutionNotFound(execution_id)
+        return with_request(items[META_SK], items.get(REQUEST_SK))
+
+    def list_executions(self, limit: int = 20, before: str | None = None) -> list[Item]:
+        """The newest ``limit`` executions (created before the cursor ``before``), whole."""
+        ids, _ = self.listing.page(limit, before)
+        return self.listing.executions(ids)
 
     def set_execution_fields(self, execution_id: str, **fields: Any) -> None:
         names = {f"#f{i}": k for i, k in enumerate(fields)}

@@ -13,8 +13,27 @@ Key layout (``PK`` / ``SK``, all strings)::
     STREAMS#EXEC#<id>    SLOT#<n>  one open stream of that execution: holder, leaseUntil, expiresAt
     STREAMS#CLIENT#<ip>  SLOT#<n>  one open stream from that client (persistence/streamleases.py)
 
-META also carries ``GSI1PK`` = ``EXECUTIONS`` and ``GSI1SK`` = ``<createdAt>#<id>``, so that the
-index ``GSI1`` lists executions newest first.
+    EXEC#<id>  META#REQUEST     the job's originalRequest (up to 100,000 characters), kept off META
+
+The list index (``ListIndex``, one GSI designed for every list to come). META carries
+``listPK`` = ``EXECS#<scope>#<shard>`` and ``listSK`` = ``<createdAt, 15 digits>#<id>``:
+
+- *no hot key:* ``shard`` is ``crc32(id) % LIST_SHARDS``, so an account's executions spread over
+  ``LIST_SHARDS`` index partitions (each takes 1,000 WCU/s); a list queries every shard newest first
+  and merges them (the newest ``n`` overall are among the newest ``n`` of each shard);
+- *scope:* today ``default`` (one tenant); issue 19's tenant id goes there, so a tenant's list is
+  its own ``LIST_SHARDS`` partitions. A list by tag adds one small item per tag
+  (``EXEC#<id> LIST#TAG#<tag>``) with a scope ``<tenant>#TAG#<tag>`` in the same index;
+- *by time range, paginated:* ``listSK`` sorts by creation time: a cursor is the last ``listSK``
+  returned (``listSK < :cursor``), a range is ``BETWEEN``;
+- *by status:* ``status`` is projected, so a filter on it reads index items only;
+- *cheap to write:* the index projects only ``LIST_PROJECTION`` (what never changes per task).
+  DynamoDB writes an index only when a key or projected attribute changes, so the per-task
+  updates of META's counter sets cost the index nothing; only creation and the final status do.
+
+``GSI1`` (``GSI1PK`` = ``EXECUTIONS``, projection ALL) is the retired index: nothing writes its keys
+any more and ``dagcast migrate`` removes them from old items. It stays declared one release, because
+CloudFormation cannot add one index and delete another in the same update.
 
 Pure functions and constants only: no client, no I/O, no marshalling (``table.py``). The webhook
 items share the table under their own keys, which ``chalicelib.webhooks`` defines.
@@ -22,6 +41,7 @@ items share the table under their own keys, which ``chalicelib.webhooks`` define
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, Final
 
 EXECUTION_PREFIX: Final = "EXEC#"
@@ -43,10 +63,19 @@ SLOT_PREFIX: Final = "SLOT#"
 # DynamoDB's TTL attribute of the table (template.yaml's TimeToLiveSpecification): epoch seconds.
 TTL_ATTRIBUTE: Final = "expiresAt"
 
-EXECUTIONS_INDEX: Final = "GSI1"  # recent executions: GSI1PK = EXECUTIONS_PARTITION, newest GSI1SK first
-EXECUTIONS_INDEX_PK: Final = "GSI1PK"
-EXECUTIONS_INDEX_SK: Final = "GSI1SK"
-EXECUTIONS_PARTITION: Final = "EXECUTIONS"
+REQUEST_SK: Final = "META#REQUEST"  # begins with META: one Query reads META and the request
+
+LIST_INDEX: Final = "ListIndex"
+LIST_PK: Final = "listPK"
+LIST_SK: Final = "listSK"
+LIST_SHARDS: Final = 8  # changing it re-keys every execution: a `dagcast migrate` step
+DEFAULT_SCOPE: Final = "default"
+# What lists show without reading META; never a counter set or anything a task changes.
+LIST_PROJECTION: Final = ("executionId", "status", "createdAt", "finishedAt", "totalTasks")
+# The retired index (see the module docstring): read by nothing, its keys removed by migrate.
+LEGACY_INDEX: Final = "GSI1"
+LEGACY_INDEX_PK: Final = "GSI1PK"
+LEGACY_INDEX_SK: Final = "GSI1SK"
 
 _SEQ_WIDTH = 12
 _TASK_WIDTH = 16
@@ -105,8 +134,25 @@ def slot_number(sk_value: str) -> int | None:
     return int(raw) if sk_value.startswith(SLOT_PREFIX) and raw.isascii() and raw.isdigit() else None
 
 
-def executions_index_sk(created_at: int, execution_id: str) -> str:
+def list_shard(execution_id: str) -> int:
+    """The execution's shard of the list index: stable across processes (unlike ``hash``)."""
+    return zlib.crc32(execution_id.encode()) % LIST_SHARDS
+
+
+def list_pk(shard: int, scope: str = DEFAULT_SCOPE) -> str:
+    return f"EXECS#{scope}#{shard:02d}"
+
+
+def list_sk(created_at: int, execution_id: str) -> str:
     return f"{created_at:015d}#{execution_id}"
+
+
+def list_keys(created_at: int, execution_id: str, scope: str = DEFAULT_SCOPE) -> dict[str, str]:
+    """The list index's key attributes of an execution's META."""
+    return {
+        LIST_PK: list_pk(list_shard(execution_id), scope),
+        LIST_SK: list_sk(created_at, execution_id),
+    }
 
 
 def is_event_sk(sort_key: object) -> bool:
@@ -130,8 +176,10 @@ def table_definition(table_name: str) -> dict[str, Any]:
         "AttributeDefinitions": [
             {"AttributeName": "PK", "AttributeType": "S"},
             {"AttributeName": "SK", "AttributeType": "S"},
-            {"AttributeName": EXECUTIONS_INDEX_PK, "AttributeType": "S"},
-            {"AttributeName": EXECUTIONS_INDEX_SK, "AttributeType": "S"},
+            {"AttributeName": LIST_PK, "AttributeType": "S"},
+            {"AttributeName": LIST_SK, "AttributeType": "S"},
+            {"AttributeName": LEGACY_INDEX_PK, "AttributeType": "S"},
+            {"AttributeName": LEGACY_INDEX_SK, "AttributeType": "S"},
         ],
         "KeySchema": [
             {"AttributeName": "PK", "KeyType": "HASH"},
@@ -139,13 +187,21 @@ def table_definition(table_name: str) -> dict[str, Any]:
         ],
         "GlobalSecondaryIndexes": [
             {
-                "IndexName": EXECUTIONS_INDEX,
+                "IndexName": LIST_INDEX,
                 "KeySchema": [
-                    {"AttributeName": EXECUTIONS_INDEX_PK, "KeyType": "HASH"},
-                    {"AttributeName": EXECUTIONS_INDEX_SK, "KeyType": "RANGE"},
+                    {"AttributeName": LIST_PK, "KeyType": "HASH"},
+                    {"AttributeName": LIST_SK, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(LIST_PROJECTION)},
+            },
+            {
+                "IndexName": LEGACY_INDEX,
+                "KeySchema": [
+                    {"AttributeName": LEGACY_INDEX_PK, "KeyType": "HASH"},
+                    {"AttributeName": LEGACY_INDEX_SK, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
-            }
+            },
         ],
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
     }

@@ -34,7 +34,7 @@ Snapshot = tuple[int, bytes, str | None]
 def snapshot_event(store: DynamoStore, execution_id: str) -> tuple[dict[str, Any], str | None]:
     """The snapshot event and the type of the last stored event (to know if it was terminal)."""
     tail = store.last_event(execution_id)  # read before the state: the state is never older
-    meta = store.get_meta(execution_id)
+    meta = store.get_execution(execution_id)
     tasks = store.get_tasks(execution_id)
     seq = int(tail["seq"]) if tail else 0
     body = build_snapshot(meta, tasks, seq)

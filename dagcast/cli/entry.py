@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import deployment, executions, keys, stack, verify
+from . import deployment, executions, keys, migrate, stack, verify
 from .command import Handler
 
 
@@ -34,4 +34,5 @@ def build_parser() -> argparse.ArgumentParser:
     executions.add_result(sub)
     deployment.add_deploy_and_destroy(sub)
     verify.add_verify(sub)
+    migrate.add_migrate(sub)
     return parser

@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from chalicelib.persistence.capacity import ReadMeter, item_size, read_units, value_size
+from chalicelib.persistence.capacity import (
+    ReadMeter,
+    index_entry,
+    index_write_units,
+    item_size,
+    read_units,
+    table_write_units,
+    value_size,
+    write_units,
+)
 from chalicelib.persistence.keys import event_sk, pk
 from chalicelib.persistence.table import to_item
 
@@ -128,3 +137,49 @@ def test_a_refused_read_is_not_counted():
     meter = ReadMeter()
     _meter_call(meter, "Query", {}, {"Error": {"Code": "ThrottlingException"}})
     assert meter.stats()["reads"] == 0
+
+
+# ---------------------------------------------------------------------------------- writes
+
+_KEYS = ["PK", "SK"]
+_LIST = {
+    "IndexName": "L",
+    "KeySchema": [{"AttributeName": "lp", "KeyType": "HASH"}, {"AttributeName": "ls", "KeyType": "RANGE"}],
+    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status"]},
+}
+_ALL = {**_LIST, "Projection": {"ProjectionType": "ALL"}}
+
+
+def _meta(**extra: Any) -> dict[str, Any]:
+    return to_item(
+        {"PK": "EXEC#x", "SK": "META", "lp": "EXECS#default#03", "ls": "1#x", "status": "running", **extra}
+    )
+
+
+def test_a_write_costs_the_larger_image_in_kilobyte_units_and_at_least_one():
+    assert write_units(0) == 1 and write_units(1024) == 1 and write_units(1025) == 2
+    small, big = _meta(), _meta(originalRequest="r" * 100_000)
+    assert table_write_units(None, small) == 1
+    assert table_write_units(big, big) == 98  # an update of a 100,000-byte item: 98 KB, whatever changed
+    assert table_write_units(big, None) == 98  # a delete, or a failed condition
+    assert table_write_units(small, small, transactional=True) == 2
+
+
+def test_an_index_is_written_only_when_what_it_holds_changes():
+    before = _meta(completed={1})
+    counted = _meta(completed={1, 2}, originalRequest="r" * 5_000)
+    assert index_write_units(before, counted, _LIST, _KEYS) == 0  # no key, no projected attribute
+    assert index_write_units(before, counted, _ALL, _KEYS) == 5  # ALL: the whole item (5,09x bytes)
+    finished = _meta(completed={1}, status="completed")
+    assert index_write_units(before, finished, _LIST, _KEYS) == 1  # a projected attribute
+    moved = {**before, "lp": {"S": "EXECS#default#04"}}
+    assert index_write_units(before, moved, _LIST, _KEYS) == 2  # a key: a delete and a put
+    assert index_write_units(None, before, _LIST, _KEYS) == 1  # enters
+    bare = {k: v for k, v in before.items() if k not in ("lp", "ls")}
+    assert index_write_units(before, bare, _LIST, _KEYS) == 1  # leaves
+    assert index_write_units(bare, bare, _LIST, _KEYS) == 0  # never in it (sparse)
+
+
+def test_an_index_entry_holds_keys_and_projected_attributes_only():
+    entry = index_entry(_meta(completed={1}), _LIST, _KEYS)
+    assert entry is not None and set(entry) == {"PK", "SK", "lp", "ls", "status"}

@@ -9,6 +9,7 @@ import importlib
 import inspect
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,16 @@ import pytest
 from samtranslator.translator.transform import transform
 
 from chalicelib.config import ASL_SUBSTITUTIONS
+from chalicelib.persistence.executions import COMPLETED_IDS, FAILED_IDS, RUNNING_IDS, SKIPPED_IDS
 from chalicelib.persistence.keys import (
+    LIST_INDEX,
+    LIST_PK,
+    LIST_SHARDS,
     STREAMS_PREFIX,
     client_streams_pk,
     execution_streams_pk,
+    list_keys,
+    list_shard,
     table_definition,
 )
 from dagcast.deploy import (
@@ -807,3 +814,22 @@ def test_the_sse_function_ships_everything_the_chalice_functions_ship():
     ]
     assert "-r ../../requirements.txt" in lines  # chalicelib is shared: so are its dependencies
     assert {line.split("==")[0] for line in lines} >= {"starlette", "uvicorn"}
+
+
+def test_the_list_index_is_sharded_and_projects_nothing_a_task_changes():
+    """GSI1 put every execution under one partition key (``EXECUTIONS``: 1,000 WCU/s for the
+    account) and projected ALL, so each per-task update of META's counter sets was written twice
+    at META's full size. The list index spreads executions over LIST_SHARDS partitions and holds
+    only what the per-task updates never touch."""
+    (index,) = [i for i in table_definition("x")["GlobalSecondaryIndexes"] if i["IndexName"] == LIST_INDEX]
+    assert index["Projection"]["ProjectionType"] == "INCLUDE"
+    projected = set(index["Projection"]["NonKeyAttributes"])
+    per_task = {COMPLETED_IDS, FAILED_IDS, SKIPPED_IDS, RUNNING_IDS, "holding", "queued", "firstError"}
+    assert not projected & per_task
+    assert not projected & {"originalRequest", "finalResultJson", "finalResultPreview"}
+    assert LIST_SHARDS >= 8
+    ids = [f"dag-exec_{n:032x}" for n in range(400)]
+    partitions = {list_keys(1, i)[LIST_PK] for i in ids}
+    assert len(partitions) == LIST_SHARDS  # every shard used
+    assert list_keys(1, "dag-exec_a")[LIST_PK] == list_keys(9, "dag-exec_a")[LIST_PK]  # stable: crc32
+    assert list_shard("dag-exec_a") == zlib.crc32(b"dag-exec_a") % LIST_SHARDS

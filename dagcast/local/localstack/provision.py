@@ -208,7 +208,7 @@ def ensure_table(session: Any, table_name: str, progress: Progress) -> str:
         if error_code(exc) != "ResourceInUseException":
             raise
     ddb.get_waiter("table_exists").wait(TableName=table_name)
-    table = ddb.describe_table(TableName=table_name)["Table"]
+    table = add_missing_indexes(ddb, definition, progress)
     if not table.get("StreamSpecification", {}).get("StreamEnabled"):
         table = ddb.update_table(TableName=table_name, StreamSpecification=definition["StreamSpecification"])[
             "TableDescription"
@@ -220,6 +220,24 @@ def ensure_table(session: Any, table_name: str, progress: Progress) -> str:
             TimeToLiveSpecification={"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
         )
     return str(table["LatestStreamArn"])
+
+
+def add_missing_indexes(ddb: Any, definition: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Create the indexes a table made by an older dagcast lacks (the list index), one per
+    UpdateTable as DynamoDB requires; the table's description. Its items get onto a new index
+    with ``dagcast migrate --table … --endpoint-url …``."""
+    table_name = definition["TableName"]
+    table: dict[str, Any] = ddb.describe_table(TableName=table_name)["Table"]
+    have = {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])}
+    for index in definition["GlobalSecondaryIndexes"]:
+        if index["IndexName"] not in have:
+            table = ddb.update_table(
+                TableName=table_name,
+                AttributeDefinitions=definition["AttributeDefinitions"],
+                GlobalSecondaryIndexUpdates=[{"Create": index}],
+            )["TableDescription"]
+            progress(f"added index {index['IndexName']} to {table_name}")
+    return table
 
 
 def ensure_failure_queue(session: Any) -> str:
