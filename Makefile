@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck unit functional e2e big chaos soak demo up bench schema deploy destroy clean build-SseFunction build-SseManagedFunction
+.PHONY: install test lint typecheck unit functional e2e big chaos soak demo up bench schema deploy destroy clean
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dagcast needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
@@ -97,19 +97,3 @@ destroy: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info test-artifacts
-
-# Called by `sam build` for template.yaml's SseFunction (Metadata: BuildMethod: makefile).
-# Wheels for the function's runtime (Linux x86_64, CPython 3.12), whatever Python runs sam build.
-build-SseFunction:
-	python3 -m pip install --quiet --target "$(ARTIFACTS_DIR)" -r infra/sse/requirements.txt \
-		--platform manylinux2014_x86_64 --implementation cp --python-version 3.12 --only-binary=:all:
-	cp -r chalicelib "$(ARTIFACTS_DIR)/chalicelib"
-	cp infra/sse/run.sh "$(ARTIFACTS_DIR)/run.sh"
-
-# The managed-instances profile's SSE function (template.yaml SseManagedFunction): the same bundle
-# for its runtime, Python 3.13 (Managed Instances run 3.13 and later).
-build-SseManagedFunction:
-	python3 -m pip install --quiet --target "$(ARTIFACTS_DIR)" -r infra/sse/requirements.txt \
-		--platform manylinux2014_x86_64 --implementation cp --python-version 3.13 --only-binary=:all:
-	cp -r chalicelib "$(ARTIFACTS_DIR)/chalicelib"
-	cp infra/sse/run.sh "$(ARTIFACTS_DIR)/run.sh"

@@ -1,14 +1,15 @@
 """`dagcast deploy` / `dagcast destroy`: Chalice and template.yaml, in the right order.
 
 deploy:
-  1. stop if a table dagcast-S exists that the stack does not hold (`destroy` keeps it): CloudFormation
-     could not create it, so nothing is changed
+  1. stop, changing nothing, if a table dagcast-S exists that the stack does not hold (`destroy`
+     keeps it), if chalice does not run on Python 3.13 (dagcast/bundle.py), or if the stage's
+     reserved concurrency does not fit the account (dagcast/concurrency.py)
   2. write the stage's settings into .chalice/config.json (state machine ARN for this account and
      region; a new stage is made from `dev` with its names replaced, policy file included)
   3. chalice deploy --stage S                 REST API, task Lambdas, fan-out, webhook retry
   4. the API's log retention (Chalice 1.34 puts it on a log group named after `api_handler`, not
      the function's /aws/lambda/dagcast-S, so the stages switch it off there and it is set here)
-  5. sam build + sam deploy (stack dagcast-S) table, stream, state machine, SSE function URL, the
+  5. build/sse + sam deploy (stack dagcast-S) table, stream, state machine, SSE function URL, the
                                               stream → fan-out mapping, secret, KMS key, alarms —
                                               with the Lambda ARNs Chalice just deployed and the
                                               SSE profile's parameters (dagcast/sse_profiles.py)
@@ -38,7 +39,9 @@ from typing import Any, Protocol
 from chalicelib.config import ASL_FUNCTIONS
 from chalicelib.http.gate import new_api_key
 
+from . import bundle, concurrency, preflight
 from . import throttle as gateway
+from .regions import partition
 from .sse_profiles import SseProfile
 
 # template.yaml parameter → the Chalice function whose ARN it takes
@@ -65,10 +68,6 @@ EVENTS_URL_OUTPUT = "EventsUrl"
 
 class Runner(Protocol):
     def __call__(self, argv: Sequence[str], *, quiet: bool = False) -> str: ...
-
-
-# The AWS Lambda Web Adapter layer (template.yaml's SseFunction), published by AWS in every region.
-WEB_ADAPTER_LAYER = "arn:aws:lambda:{region}:753240598075:layer:LambdaAdapterLayerX86:25"
 
 
 class DeployError(RuntimeError):
@@ -99,7 +98,9 @@ def run_command(argv: Sequence[str], *, quiet: bool = False) -> str:
 
 
 def _which(tool: str) -> str | None:
-    """On PATH, or next to this Python (the project's .venv/bin holds chalice)."""
+    """On PATH, or next to this Python (the project's .venv/bin holds chalice); python is this one."""
+    if tool == "python":
+        return sys.executable
     beside = Path(sys.executable).parent / tool
     return shutil.which(tool) or (str(beside) if beside.exists() else None)
 
@@ -144,7 +145,8 @@ def stage_config(config: dict[str, Any], stage: str, region: str, account: str) 
         stages[stage] = json.loads(for_stage(json.dumps(stages["dev"]), stage))
         stages[stage]["environment_variables"]["DAGCAST_EVENTS_URL"] = ""
     env = stages[stage]["environment_variables"]
-    env["DAGCAST_STATE_MACHINE_ARN"] = f"arn:aws:states:{region}:{account}:stateMachine:dagcast-{stage}-dag"
+    arn = f"arn:{partition(region)}:states:{region}:{account}:stateMachine:dagcast-{stage}-dag"
+    env["DAGCAST_STATE_MACHINE_ARN"] = arn
     return config
 
 
@@ -170,6 +172,8 @@ class Deployer:
     cors_origins: str = ""
     sse: SseProfile = field(default_factory=SseProfile)
     api_throttle: dict[str, float] = field(default_factory=dict)  # flags: rate and/or burst for the stage
+    reserved: dict[str, int] = field(default_factory=dict)  # flags: function → reserved concurrency
+    web_adapter_layer: str = ""  # flag: the layer's ARN where AWS publishes none (dagcast/regions.py)
     run: Runner = field(default=run_command)
     say: Callable[[str], None] = print
     which: Callable[[str], str | None] = field(default=lambda tool: _which(tool))
@@ -256,6 +260,10 @@ class Deployer:
             "another stage name. docs/deploy.md § Destroying."
         )
 
+    def check_concurrency(self, account: str) -> None:
+        config = stage_config(json.loads(self.config_path.read_text()), self.stage, self.region, account)
+        preflight.concurrency_budget(self, config, DeployError)
+
     def write_stage(self, account: str) -> None:
         config = json.loads(self.config_path.read_text())
         new = stage_config(config, self.stage, self.region, account)
@@ -266,6 +274,7 @@ class Deployer:
             self.throttle = gateway.apply(new, self.stage, self.api_throttle)
         except gateway.ThrottleError as exc:
             raise DeployError(str(exc)) from exc
+        concurrency.apply(new, self.stage, self.reserved)  # checked by check_concurrency
         if not env.get("DAGCAST_API_KEYS"):
             if self.dry_run:
                 self.say(f"would make an API key for stage {self.stage} (its digest → DAGCAST_API_KEYS)")
@@ -328,7 +337,7 @@ class Deployer:
         params = {
             "Stage": self.stage,
             **arns,
-            "LambdaWebAdapterLayerArn": WEB_ADAPTER_LAYER.format(region=self.region),
+            "LambdaWebAdapterLayerArn": preflight.web_adapter_layer(self, DeployError),
         }
         days = self.retention()
         if days is not None:
@@ -338,23 +347,12 @@ class Deployer:
         return params | self.sse.parameters()
 
     def sam_deploy(self, params: dict[str, str]) -> None:
-        self._cmd("sam", "build", "--template-file", "template.yaml")
+        bundle.build(self)  # no `sam build`: it would copy the whole repository (dagcast/bundle.py)
         self._cmd(
-            "sam",
-            "deploy",
-            "--template-file",
-            ".aws-sam/build/template.yaml",
-            "--stack-name",
-            stack_name(self.stage),
-            "--region",
-            self.region,
-            "--capabilities",
-            "CAPABILITY_IAM",
-            "--resolve-s3",
-            "--no-fail-on-empty-changeset",
-            "--parameter-overrides",
-            *(f"{k}={v}" for k, v in params.items()),
-        )
+            "sam", "deploy", "--template-file", "template.yaml", "--stack-name", stack_name(self.stage),
+            "--region", self.region, "--capabilities", "CAPABILITY_IAM", "--resolve-s3",
+            "--no-fail-on-empty-changeset", "--parameter-overrides", *(f"{k}={v}" for k, v in params.items()),
+        )  # fmt: skip
 
     def outputs(self) -> dict[str, str]:
         text = self._cmd(
@@ -424,6 +422,9 @@ class Deployer:
         self.check_tools()
         account = self.account()
         self.check_table()
+        preflight.web_adapter_layer(self, DeployError)
+        preflight.chalice_runtime(self, DeployError)
+        self.check_concurrency(account)
         self.write_stage(account)
         self.chalice_deploy()
         self.api_log_retention()
@@ -465,6 +466,8 @@ def main(
     cors: str,
     sse: SseProfile | None = None,
     api_throttle: dict[str, float] | None = None,
+    reserved: dict[str, int] | None = None,
+    web_adapter_layer: str = "",
 ) -> int:
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     if not region:
@@ -481,7 +484,7 @@ def main(
     os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
     deployer = Deployer(
         stage, region, root, dry_run=dry_run, cors_origins=cors, sse=sse or SseProfile(),
-        api_throttle=api_throttle or {},
+        api_throttle=api_throttle or {}, reserved=reserved or {}, web_adapter_layer=web_adapter_layer,
     )  # fmt: skip
     try:
         if command == "deploy":
