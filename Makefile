@@ -61,13 +61,15 @@ demo: install
 # events through the stream handler to 10 webhook endpoints (events/s, lag write → receipt);
 # SSE in Lambda's shape: K processes with one viewer each (on-demand) and one process with K viewers
 # (managed-instances) on one emitting execution — its partition's RCU/s, latency, the projection to
-# 10,000 viewers, $ per viewer-hour and the issue-17 goals (docs/cost.md; about 2 minutes).
+# 10,000 viewers, $ per viewer-hour and the issue-17 goals (docs/cost.md; about 2 minutes); each
+# function's handler-module import time, fresh processes (docs/operations.md § Cold starts).
 bench: install
 	$(BIN)/python -m bench.sse_fanout
 	$(BIN)/python -m bench.sse_gzip
 	$(BIN)/python -m bench.sse_lambda_shape
 	$(BIN)/python -m bench.dag_makespan
 	$(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.import_times
 
 # docs/events.schema.json from the event models (chalicelib/domain/events.py): run it after changing
 # an event; tests/unit/test_event_schema.py fails while the committed file differs from the models.

@@ -12,7 +12,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..domain.dag import parse_job
 from ..domain.errors import (
@@ -32,10 +32,12 @@ from ..domain.events import TypeFilter
 from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, ExecutionStatus, now_ms
 from ..factory import Services
 from ..orchestration.views import combine_sinks, execution_view
-from ..webhooks.dispatcher import Dispatcher
 from ..webhooks.models import MAX_WEBHOOKS, Hook, delivery_view, parse_spec
 from ..webhooks.store import deliveries_prefix
 from .errors import INTERNAL_ERROR, answer_for
+
+if TYPE_CHECKING:
+    from ..webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
