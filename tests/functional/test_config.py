@@ -31,7 +31,11 @@ def test_the_stream_secret_is_read_when_a_token_is_first_needed_and_once(stack, 
     sm.create_secret(Name="dagcast/test/lazy-secret", SecretString="k" * 48)
     reads: list[str] = []
     real = config._read_secret
-    monkeypatch.setattr(config, "_read_secret", lambda name: reads.append(name) or real(name))
+    def counted(name: str) -> str:
+        reads.append(name)
+        return real(name)
+
+    monkeypatch.setattr(config, "_read_secret", counted)
     env = {"DAGCAST_TABLE": "tbl", "DAGCAST_STREAM_SECRET_NAME": "dagcast/test/lazy-secret"}
     services = build_services(Settings.from_env(env))
     assert services.orchestrator is not None  # what the task functions use
