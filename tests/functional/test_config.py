@@ -31,6 +31,7 @@ def test_the_stream_secret_is_read_when_a_token_is_first_needed_and_once(stack, 
     sm.create_secret(Name="dagcast/test/lazy-secret", SecretString="k" * 48)
     reads: list[str] = []
     real = config._read_secret
+
     def counted(name: str) -> str:
         reads.append(name)
         return real(name)
