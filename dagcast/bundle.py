@@ -11,13 +11,13 @@ Every function runs Python 3.13 (RUNTIME; Lambda Managed Instances need 3.13 or 
 functions say so in template.yaml. Chalice gives its functions the runtime of the Python that runs
 `chalice deploy`, and picks their wheels (pydantic-core is compiled) for that same version, so a
 runtime set afterwards in a packaged template would run 3.11 wheels on 3.13: deploy instead runs
-Chalice under 3.13 and stops before changing anything when the Python behind ``chalice`` is another.
+Chalice under 3.13 and stops before changing anything when the Python behind ``chalice`` is another
+(``chalice --version`` names it, through whatever wrapper or shim starts it).
 """
 
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,6 @@ BUNDLE_DIR = Path("build") / "sse"  # relative to the project; template.yaml's C
 REQUIREMENTS = Path("infra") / "sse" / "requirements.txt"
 ENTRY = Path("infra") / "sse" / "run.sh"
 PACKAGE = "chalicelib"
-VERSION_PROBE = "import sys; print('%d.%d' % sys.version_info[:2])"
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
 
 
@@ -70,19 +69,3 @@ def build(deployer: Deployer) -> None:
     deployer.say(f"$ copy {PACKAGE}/ and {ENTRY} into {BUNDLE_DIR}/")
     if not deployer.dry_run:
         add_sources(deployer.root)
-
-
-def interpreter(tool: str | None) -> str:
-    """The Python a console script (``chalice``) runs under: its ``#!`` line; this Python when the
-    tool is not a script file."""
-    try:
-        with open(tool or "", "rb") as script:
-            first = script.readline(4096).decode(errors="replace").strip()
-    except OSError:
-        return sys.executable
-    if not first.startswith("#!"):
-        return sys.executable
-    parts = first[2:].split()
-    if parts and Path(parts[0]).name == "env" and len(parts) > 1:
-        return parts[1]
-    return parts[0] if parts else sys.executable

@@ -7,6 +7,7 @@ do; a dry run prints the commands and checks nothing it would have to ask AWS fo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,12 @@ if TYPE_CHECKING:
     from .deploy import Deployer
 
 
+def python_of(chalice_version: str) -> str | None:
+    """``chalice --version`` says "chalice 1.34.0, python 3.13.1, linux …": the Python's X.Y."""
+    found = re.search(r"python (\d+\.\d+)", chalice_version)
+    return found.group(1) if found else None
+
+
 def chalice_runtime(deployer: Deployer, error: Callable[[str], Exception]) -> None:
     """The Python behind ``chalice`` is the runtime's (3.13), or the deploy stops."""
     if deployer.dry_run:
@@ -23,12 +30,12 @@ def chalice_runtime(deployer: Deployer, error: Callable[[str], Exception]) -> No
             f"would check that chalice runs on Python {bundle.PYTHON_VERSION}, the functions' runtime"
         )
         return
-    python = bundle.interpreter(deployer.which("chalice"))
-    found = deployer._cmd(python, "-c", bundle.VERSION_PROBE, quiet=True).strip()
+    said = deployer._cmd("chalice", "--version", quiet=True)
+    found = python_of(said) or f"unknown ({said.strip()!r})"
     if found == bundle.PYTHON_VERSION:
         return
     raise error(
-        f"chalice runs under Python {found} ({python}), and Chalice gives every function the runtime "
+        f"chalice runs under Python {found}, and Chalice gives every function the runtime "
         f"of the Python that runs it (and picks its wheels for it): the functions must run "
         f"{bundle.RUNTIME}. Nothing was changed. Run dagcast from a Python {bundle.PYTHON_VERSION} "
         "environment: `make clean && make install PYTHON=python3.13` (docs/deploy.md § Runtime)."

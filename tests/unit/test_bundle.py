@@ -4,7 +4,6 @@ function on Python 3.13."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -54,12 +53,3 @@ def test_every_function_runs_python_3_13(profile):
     for name in SSE_FUNCTIONS:
         if stack.exists(name):
             assert stack.props(name)["Runtime"] == bundle.RUNTIME == "python3.13"
-
-
-def test_the_python_behind_a_console_script_is_its_shebang(tmp_path: Path):
-    script = tmp_path / "chalice"
-    script.write_text("#!/opt/py313/bin/python3.13\nimport sys\n")
-    assert bundle.interpreter(str(script)) == "/opt/py313/bin/python3.13"
-    script.write_text("#!/usr/bin/env python3.13\n")
-    assert bundle.interpreter(str(script)) == "python3.13"
-    assert bundle.interpreter(str(tmp_path / "missing")) == sys.executable
