@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck unit functional e2e big chaos soak demo up bench schema deploy destroy clean build-SseFunction build-SseManagedFunction
+.PHONY: install test lint typecheck unit functional e2e big chaos soak demo up bench schema deploy destroy clean
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dagcast needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
@@ -61,7 +61,8 @@ demo: install
 # events through the stream handler to 10 webhook endpoints (events/s, lag write → receipt);
 # SSE in Lambda's shape: K processes with one viewer each (on-demand) and one process with K viewers
 # (managed-instances) on one emitting execution — its partition's RCU/s, latency, the projection to
-# 10,000 viewers, $ per viewer-hour and the issue-17 goals (docs/cost.md; about 2 minutes).
+# 10,000 viewers, $ per viewer-hour and the issue-17 goals (docs/cost.md; about 2 minutes); each
+# function's handler-module import time, fresh processes (docs/operations.md § Cold starts).
 bench: install
 	$(BIN)/python -m bench.sse_fanout
 	$(BIN)/python -m bench.sse_gzip
@@ -70,6 +71,7 @@ bench: install
 	$(BIN)/python -m bench.dag_makespan
 	$(BIN)/python -m bench.write_capacity
 	$(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.import_times
 
 # docs/events.schema.json from the event models (chalicelib/domain/events.py): run it after changing
 # an event; tests/unit/test_event_schema.py fails while the committed file differs from the models.
@@ -99,19 +101,3 @@ destroy: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info test-artifacts
-
-# Called by `sam build` for template.yaml's SseFunction (Metadata: BuildMethod: makefile).
-# Wheels for the function's runtime (Linux x86_64, CPython 3.12), whatever Python runs sam build.
-build-SseFunction:
-	python3 -m pip install --quiet --target "$(ARTIFACTS_DIR)" -r infra/sse/requirements.txt \
-		--platform manylinux2014_x86_64 --implementation cp --python-version 3.12 --only-binary=:all:
-	cp -r chalicelib "$(ARTIFACTS_DIR)/chalicelib"
-	cp infra/sse/run.sh "$(ARTIFACTS_DIR)/run.sh"
-
-# The managed-instances profile's SSE function (template.yaml SseManagedFunction): the same bundle
-# for its runtime, Python 3.13 (Managed Instances run 3.13 and later).
-build-SseManagedFunction:
-	python3 -m pip install --quiet --target "$(ARTIFACTS_DIR)" -r infra/sse/requirements.txt \
-		--platform manylinux2014_x86_64 --implementation cp --python-version 3.13 --only-binary=:all:
-	cp -r chalicelib "$(ARTIFACTS_DIR)/chalicelib"
-	cp infra/sse/run.sh "$(ARTIFACTS_DIR)/run.sh"

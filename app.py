@@ -10,7 +10,6 @@ from typing import Any
 from aws_lambda_powertools import Tracer
 from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response
 
-from chalicelib import fanout
 from chalicelib.config import SettingsError
 from chalicelib.domain.errors import DagcastError
 from chalicelib.domain.model import SFN_ENDED_WITHOUT_FINALIZE
@@ -206,6 +205,8 @@ def fanout_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @tracer.capture_method
 def webhook_retry(event: Any) -> None:
     """Sends webhook deliveries whose back-off is over (and lanes the stream handler left)."""
+    from chalicelib import fanout  # its metrics helper; the other functions never load the fan-out
+
     s = services()
     if s.dispatcher is not None:
         fanout.publish_delivery_metrics(s.dispatcher.run_retries(s.settings.webhook_sweep_seconds))

@@ -135,7 +135,8 @@ class Settings(BaseModel):
     auth: bool = True
     stream_secret: str = ""
     # Deployed: the Secrets Manager secret holding the stream secret (template.yaml's StreamSecret),
-    # read once per cold start when DAGCAST_STREAM_SECRET itself is not set.
+    # when DAGCAST_STREAM_SECRET itself is not set: read by stream_key() when a token is first issued
+    # or checked, not at cold start (the task functions never need it), and cached.
     stream_secret_name: str = ""
     token_ttl_seconds: int = Field(default=3600, ge=10)
     cors_origins: tuple[str, ...] = ()
@@ -204,9 +205,21 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _secret_when_auth(self) -> Settings:
-        if self.auth and len(self.stream_secret) < 16:
+        if self.auth and len(self.stream_secret) < 16 and not self.stream_secret_name:
             raise ValueError("DAGCAST_STREAM_SECRET must be set (16+ characters) while DAGCAST_AUTH is on")
         return self
+
+    def stream_key(self) -> str:
+        """The stream-token key: DAGCAST_STREAM_SECRET, else the secret DAGCAST_STREAM_SECRET_NAME
+        names (powertools keeps it 5 minutes; the signer that holds it, for the process)."""
+        if self.stream_secret or not self.stream_secret_name:
+            return self.stream_secret
+        secret = _read_secret(self.stream_secret_name)
+        if len(secret) < 16:
+            raise SettingsError(
+                f"DAGCAST_STREAM_SECRET_NAME={self.stream_secret_name!r}: under 16 characters"
+            )
+        return secret
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -220,8 +233,6 @@ class Settings(BaseModel):
                 )
         if "sse_profile" not in values and env.get("AWS_LAMBDA_FUNCTION_NAME"):
             values["sse_profile"] = "on-demand"  # a standard Lambda environment: one viewer at a time
-        if not values.get("stream_secret") and values.get("stream_secret_name"):
-            values["stream_secret"] = _read_secret(str(values["stream_secret_name"]))
         try:
             return cls.model_validate(values)
         except ValidationError as exc:

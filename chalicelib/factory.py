@@ -1,17 +1,22 @@
-"""The one place that builds AWS clients and wires them into the domain objects."""
+"""The one place that builds AWS clients and wires them into the domain objects.
+
+Every Lambda function builds its services on first use (app.py's ``services``), but uses only a
+part of them: the stream-token signer (a Secrets Manager read), the webhook dispatcher (a KMS
+client, httpx) and the fan-out (powertools' batch utility, EventBridge) are built, and their modules
+imported, when a function first asks for them, so a task function's cold start pays for none of it
+(docs/operations.md § Cold starts).
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import boto3
 from botocore.config import Config
 
 from .config import Settings
-from .fanout import FanOut
 from .http.gate import Gate
 from .kinds import load_plugins
 from .orchestration.engine import Orchestrator
@@ -19,63 +24,114 @@ from .persistence.executions import DynamoStore
 from .persistence.sfn import StepFunctions
 from .redact import Redactor
 from .stream.auth import TokenSigner
-from .webhooks.dispatcher import DeliveryBackoff, Dispatcher
-from .webhooks.secrets import SecretBox
-from .webhooks.sender import Sender
 from .webhooks.store import WebhookStore
+
+if TYPE_CHECKING:
+    from .fanout import FanOut
+    from .webhooks.dispatcher import Dispatcher
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=64)
 
 
-@dataclass(frozen=True)
 class Services:
-    settings: Settings
-    store: DynamoStore
-    orchestrator: Orchestrator
-    signer: TokenSigner | None
-    webhooks: WebhookStore
-    dispatcher: Dispatcher | None  # None while webhooks are off (no DAGCAST_WEBHOOK_KMS_KEY)
-    fanout: FanOut
-    gate: Gate  # the REST API's keys, rate and CORS allow-list
+    """What the functions use. The first five are built with it; ``signer``, ``dispatcher`` and
+    ``fanout`` on first use, once."""
+
+    def __init__(
+        self, settings: Settings, store: DynamoStore, orchestrator: Orchestrator, webhooks: WebhookStore,
+        gate: Gate, client: Callable[[str], Any],
+    ) -> None:  # fmt: skip
+        self.settings = settings
+        self.store = store
+        self.orchestrator = orchestrator
+        self.webhooks = webhooks
+        self.gate = gate  # the REST API's keys, rate and CORS allow-list
+        self._signer = BuiltOnce(lambda: _signer(settings))
+        self._dispatcher = BuiltOnce(lambda: _dispatcher(settings, webhooks, client))
+        self._fanout = BuiltOnce(lambda: _fanout(settings, webhooks, self.dispatcher, client))
+
+    @property
+    def signer(self) -> TokenSigner | None:
+        return self._signer()
+
+    @property
+    def dispatcher(self) -> Dispatcher | None:
+        """None while webhooks are off (no DAGCAST_WEBHOOK_KMS_KEY)."""
+        return self._dispatcher()
+
+    @property
+    def fanout(self) -> FanOut:
+        return self._fanout()
 
     def close(self) -> None:
         """Stop what these services run in the background: the dispatcher's lane threads (after
         the lanes in hand) and the sender's connections. For the owner that stops; a Lambda never does."""
-        if self.dispatcher is not None:
-            self.dispatcher.close()
-            self.dispatcher.sender.close()
+        dispatcher = self._dispatcher.built()
+        if dispatcher is not None:
+            dispatcher.close()
+            dispatcher.sender.close()
 
 
-def build_services(settings: Settings | None = None, session: boto3.Session | None = None) -> Services:
-    settings = settings or Settings.from_env()
-    load_plugins(settings.plugins)
-    session = session or boto3.Session()
-    dynamodb = session.client("dynamodb", config=_CLIENT_CONFIG)
-    store = DynamoStore(dynamodb, settings.table_name, Redactor(settings.redact_keys))
-    sfn = session.client("stepfunctions", config=_CLIENT_CONFIG)
-    signer = TokenSigner(settings.stream_secret, settings.token_ttl_seconds) if settings.auth else None
-    webhooks = WebhookStore(dynamodb, settings.table_name, settings.webhook_retention_days)
-    dispatcher = None
-    if settings.webhook_kms_key:
-        box = SecretBox(session.client("kms", config=_CLIENT_CONFIG), settings.webhook_kms_key)
-        sender = Sender(settings.webhook_timeout_seconds)
-        dispatcher = Dispatcher(webhooks, box, sender, DeliveryBackoff.from_settings(settings))
-    eventbridge = session.client("events", config=_CLIENT_CONFIG) if settings.event_bus else None
-    fanout = FanOut(
+def _signer(settings: Settings) -> TokenSigner | None:
+    return TokenSigner(settings.stream_key(), settings.token_ttl_seconds) if settings.auth else None
+
+
+def _dispatcher(
+    settings: Settings, webhooks: WebhookStore, client: Callable[[str], Any]
+) -> Dispatcher | None:
+    if not settings.webhook_kms_key:
+        return None
+    from .webhooks.dispatcher import DeliveryBackoff, Dispatcher
+    from .webhooks.secrets import SecretBox
+    from .webhooks.sender import Sender
+
+    box = SecretBox(client("kms"), settings.webhook_kms_key)
+    sender = Sender(settings.webhook_timeout_seconds)
+    return Dispatcher(webhooks, box, sender, DeliveryBackoff.from_settings(settings))
+
+
+def _fanout(
+    settings: Settings, webhooks: WebhookStore, dispatcher: Dispatcher | None, client: Callable[[str], Any]
+) -> FanOut:
+    from .fanout import FanOut
+
+    eventbridge = client("events") if settings.event_bus else None
+    return FanOut(
         webhooks if dispatcher else None,
         dispatcher,
         eventbridge,
         settings.event_bus,
         settings.webhook_inline_seconds,
     )
+
+
+def build_store(settings: Settings, session: boto3.Session | None = None) -> DynamoStore:
+    """The store alone: what the SSE function reads with."""
+    dynamodb = (session or boto3.Session()).client("dynamodb", config=_CLIENT_CONFIG)
+    return DynamoStore(dynamodb, settings.table_name, Redactor(settings.redact_keys))
+
+
+def build_services(settings: Settings | None = None, session: boto3.Session | None = None) -> Services:
+    settings = settings or Settings.from_env()
+    load_plugins(settings.plugins)
+    session = session or boto3.Session()
+    lock = threading.Lock()  # a boto3 session makes clients one thread at a time
+
+    def client(service: str) -> Any:
+        with lock:
+            return session.client(service, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+
+    dynamodb = client("dynamodb")
+    store = DynamoStore(dynamodb, settings.table_name, Redactor(settings.redact_keys))
+    webhooks = WebhookStore(dynamodb, settings.table_name, settings.webhook_retention_days)
     orchestrator = Orchestrator(
         store,
-        StepFunctions(sfn),
+        StepFunctions(client("stepfunctions")),
         settings.state_machine_arn,
         event_preview_chars=settings.event_preview_chars,
         ceiling_seconds=settings.execution_ceiling_seconds,
     )
-    return Services(settings, store, orchestrator, signer, webhooks, dispatcher, fanout, Gate(settings))
+    return Services(settings, store, orchestrator, webhooks, Gate(settings), client)
 
 
 T = TypeVar("T")

@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from .domain.model import now_ms
 from .persistence.keys import EVENT_PREFIX, event_position, is_event_sk
@@ -37,6 +35,7 @@ from .webhooks.models import Hook, delivery_item
 from .webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
     from mypy_boto3_events.client import EventBridgeClient
 else:
     EventBridgeClient = Any
@@ -99,6 +98,10 @@ class FanOut:
         self.inline_seconds = inline_seconds
 
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        # powertools' batch utility is imported by the one function that consumes the stream, not
+        # by every function that builds the services (docs/operations.md § Cold starts)
+        from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
         started = time.time()
         batch = _Batch(self.webhooks.hooks() if self.webhooks else [])
         # When every record fails the answer must still list them all (the stream redelivers them),

@@ -1,15 +1,16 @@
 """`dagcast deploy` / `dagcast destroy`: Chalice and template.yaml, in the right order.
 
 deploy:
-  1. stop if a table dagcast-S exists that the stack does not hold (`destroy` keeps it): CloudFormation
-     could not create it, so nothing is changed
+  1. stop, changing nothing, if a table dagcast-S exists that the stack does not hold (`destroy`
+     keeps it), if chalice does not run on Python 3.13 (dagcast/bundle.py), or if the stage's
+     reserved concurrency does not fit the account (dagcast/concurrency.py)
   2. write the stage's settings into .chalice/config.json (state machine ARN for this account and
      region; a new stage is made from `dev` with its names replaced) and each function's policy
      file (dagcast/iam.py)
   3. chalice deploy --stage S                 REST API, task Lambdas, fan-out, webhook retry
   4. the API's log retention (Chalice 1.34 puts it on a log group named after `api_handler`, not
      the function's /aws/lambda/dagcast-S, so the stages switch it off there and it is set here)
-  5. sam build + sam deploy (stack dagcast-S) table, stream, state machine, SSE function URL, the
+  5. build/sse + sam deploy (stack dagcast-S) table, stream, state machine, SSE function URL, the
                                               stream → fan-out mapping, secret, KMS key, alarms —
                                               with the Lambda ARNs Chalice just deployed and the
                                               SSE profile's parameters (dagcast/sse_profiles.py);
@@ -43,8 +44,9 @@ from typing import Any, Protocol
 from chalicelib.config import ASL_FUNCTIONS
 from chalicelib.http.gate import new_api_key
 
-from . import alarms, iam, retained, versions
+from . import alarms, bundle, concurrency, iam, preflight, retained, versions
 from . import throttle as gateway
+from .regions import partition
 from .sse_profiles import SseProfile
 
 # template.yaml parameter → the Chalice function whose ARN it takes
@@ -71,10 +73,6 @@ EVENTS_URL_OUTPUT = "EventsUrl"
 
 class Runner(Protocol):
     def __call__(self, argv: Sequence[str], *, quiet: bool = False) -> str: ...
-
-
-# The AWS Lambda Web Adapter layer (template.yaml's SseFunction), published by AWS in every region.
-WEB_ADAPTER_LAYER = "arn:aws:lambda:{region}:753240598075:layer:LambdaAdapterLayerX86:25"
 
 
 class DeployError(RuntimeError):
@@ -105,7 +103,9 @@ def run_command(argv: Sequence[str], *, quiet: bool = False) -> str:
 
 
 def _which(tool: str) -> str | None:
-    """On PATH, or next to this Python (the project's .venv/bin holds chalice)."""
+    """On PATH, or next to this Python (the project's .venv/bin holds chalice); python is this one."""
+    if tool == "python":
+        return sys.executable
     beside = Path(sys.executable).parent / tool
     return shutil.which(tool) or (str(beside) if beside.exists() else None)
 
@@ -150,7 +150,8 @@ def stage_config(config: dict[str, Any], stage: str, region: str, account: str) 
         stages[stage] = json.loads(for_stage(json.dumps(stages["dev"]), stage))
         stages[stage]["environment_variables"]["DAGCAST_EVENTS_URL"] = ""
     env = stages[stage]["environment_variables"]
-    env["DAGCAST_STATE_MACHINE_ARN"] = f"arn:aws:states:{region}:{account}:stateMachine:dagcast-{stage}-dag"
+    arn = f"arn:{partition(region)}:states:{region}:{account}:stateMachine:dagcast-{stage}-dag"
+    env["DAGCAST_STATE_MACHINE_ARN"] = arn
     return config
 
 
@@ -177,6 +178,8 @@ class Deployer:
     sse: SseProfile = field(default_factory=SseProfile)
     api_throttle: dict[str, float] = field(default_factory=dict)  # flags: rate and/or burst for the stage
     alarm_flags: dict[str, str] = field(default_factory=dict)  # flags: email and/or topic (dagcast/alarms.py)
+    reserved: dict[str, int] = field(default_factory=dict)  # flags: function → reserved concurrency
+    web_adapter_layer: str = ""  # flag: the layer's ARN where AWS publishes none (dagcast/regions.py)
     run: Runner = field(default=run_command)
     say: Callable[[str], None] = print
     which: Callable[[str], str | None] = field(default=lambda tool: _which(tool))
@@ -264,6 +267,10 @@ class Deployer:
             "another stage name. docs/deploy.md § Destroying."
         )
 
+    def check_concurrency(self, account: str) -> None:
+        config = stage_config(json.loads(self.config_path.read_text()), self.stage, self.region, account)
+        preflight.concurrency_budget(self, config, DeployError)
+
     def write_stage(self, account: str) -> None:
         config = json.loads(self.config_path.read_text())
         new = stage_config(config, self.stage, self.region, account)
@@ -275,6 +282,7 @@ class Deployer:
             self.alarm_parameters = alarms.apply(new, self.stage, self.alarm_flags)
         except (gateway.ThrottleError, alarms.AlarmSettingError) as exc:
             raise DeployError(str(exc)) from exc
+        concurrency.apply(new, self.stage, self.reserved)  # checked by check_concurrency
         if not env.get("DAGCAST_API_KEYS"):
             if self.dry_run:
                 self.say(f"would make an API key for stage {self.stage} (its digest → DAGCAST_API_KEYS)")
@@ -337,7 +345,7 @@ class Deployer:
         params = {
             "Stage": self.stage,
             **arns,
-            "LambdaWebAdapterLayerArn": WEB_ADAPTER_LAYER.format(region=self.region),
+            "LambdaWebAdapterLayerArn": preflight.web_adapter_layer(self, DeployError),
         }
         days = self.retention()
         if days is not None:
@@ -347,23 +355,12 @@ class Deployer:
         return params | self.sse.parameters() | self.alarm_parameters
 
     def sam_deploy(self, params: dict[str, str]) -> None:
-        self._cmd("sam", "build", "--template-file", "template.yaml")
+        bundle.build(self)  # no `sam build`: it would copy the whole repository (dagcast/bundle.py)
         self._cmd(
-            "sam",
-            "deploy",
-            "--template-file",
-            ".aws-sam/build/template.yaml",
-            "--stack-name",
-            stack_name(self.stage),
-            "--region",
-            self.region,
-            "--capabilities",
-            "CAPABILITY_IAM",
-            "--resolve-s3",
-            "--no-fail-on-empty-changeset",
-            "--parameter-overrides",
-            *(f"{k}={v}" for k, v in params.items()),
-        )
+            "sam", "deploy", "--template-file", "template.yaml", "--stack-name", stack_name(self.stage),
+            "--region", self.region, "--capabilities", "CAPABILITY_IAM", "--resolve-s3",
+            "--no-fail-on-empty-changeset", "--parameter-overrides", *(f"{k}={v}" for k, v in params.items()),
+        )  # fmt: skip
 
     def _describe_outputs(self) -> tuple[str, ...]:
         return (
@@ -427,6 +424,9 @@ class Deployer:
         self.check_tools()
         account = self.account()
         self.check_table()
+        preflight.web_adapter_layer(self, DeployError)
+        preflight.chalice_runtime(self, DeployError)
+        self.check_concurrency(account)
         self.write_stage(account)
         self.chalice_deploy()
         self.api_log_retention()
@@ -472,6 +472,8 @@ def main(
     sse: SseProfile | None = None,
     api_throttle: dict[str, float] | None = None,
     alarm_flags: dict[str, str] | None = None,
+    reserved: dict[str, int] | None = None,
+    web_adapter_layer: str = "",
 ) -> int:
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     if not region:
@@ -488,7 +490,8 @@ def main(
     os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
     deployer = Deployer(
         stage, region, root, dry_run=dry_run, cors_origins=cors, sse=sse or SseProfile(),
-        api_throttle=api_throttle or {}, alarm_flags=alarm_flags or {},
+        api_throttle=api_throttle or {}, alarm_flags=alarm_flags or {}, reserved=reserved or {},
+        web_adapter_layer=web_adapter_layer,
     )  # fmt: skip
     try:
         if command == "deploy":

@@ -12,7 +12,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..domain.dag import parse_job
 from ..domain.errors import (
@@ -33,11 +33,13 @@ from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, ExecutionStatus, 
 from ..factory import Services
 from ..orchestration.results import ResultText, final_text, task_text
 from ..orchestration.views import TEXT_CAPS, cut_view, execution_view
-from ..webhooks.dispatcher import Dispatcher
 from ..webhooks.models import MAX_WEBHOOKS, Hook, delivery_view, parse_spec
 from ..webhooks.store import deliveries_prefix
 from .answer import MAX_PAGE_CHARS, PAGE_TEXT_BYTES, encoded_size, fit, fitting_end, text_cost
 from .errors import INTERNAL_ERROR, answer_for
+
+if TYPE_CHECKING:
+    from ..webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 

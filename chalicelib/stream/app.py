@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
 from ..domain.errors import NoRoute
-from ..factory import BuiltOnce, build_services
+from ..factory import BuiltOnce, build_store
 from ..persistence.executions import DynamoStore
 from .endpoint import EVENTS_PATH, EventsEndpoint, error_response
 
@@ -92,12 +92,11 @@ def cors_middleware(settings: Settings) -> list[Middleware]:
     ]
 
 
-# Built on the first request, once (requests run on several threads).
-_store = BuiltOnce(lambda: build_services().store)
-
-
 def create_app(settings: Settings | None = None) -> SseApp:
-    return create_sse_app(settings or Settings.from_env(), _store)
+    """The store is built on the first request, once (requests run on several threads), from the
+    same settings: the SSE function reads its environment once and builds nothing else."""
+    settings = settings or Settings.from_env()
+    return create_sse_app(settings, BuiltOnce(lambda: build_store(settings)))
 
 
 def app_factory() -> SseApp:

@@ -193,7 +193,7 @@ class EventsEndpoint:
         self._store: DynamoStore | None = None
         self.hub = hub_for(settings, store_factory) if settings.hub else None
         self.signer = (
-            TokenSigner(settings.stream_secret, settings.token_ttl_seconds) if settings.auth else None
+            TokenSigner(settings.stream_key(), settings.token_ttl_seconds) if settings.auth else None
         )
         self.limits = StreamLimits.from_settings(settings, lambda: self.store)
         self.snapshots = Snapshots(lambda: self.store, self.hub, settings.retry_ms)

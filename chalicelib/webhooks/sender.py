@@ -2,21 +2,25 @@
 ``Attempt``. 2xx is success; any other status, a timeout or a connection error is a failure.
 
 It never retries, redirects or records anything: the dispatcher decides what an outcome means for
-the delivery and its lane, and the store writes it.
+the delivery and its lane, and the store writes it. httpx is imported with the first delivery, not
+with the module: every function that builds the services builds a Sender, and only the fan-out,
+the retry function and a replay send anything (docs/operations.md § Cold starts).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..domain.model import now_ms
 from .models import Hook
 from .signing import SIGNATURE_HEADER, sign
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -32,14 +36,27 @@ class Sender:
 
     def __init__(self, timeout_seconds: float) -> None:
         self.timeout = timeout_seconds
-        # One pooled client for every lane (the dispatcher sends lanes in parallel threads).
-        # No redirects: a 3xx is the receiver's answer, not a place to send the signed body to.
-        self._client = httpx.Client(
-            timeout=timeout_seconds,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
-            headers={"User-Agent": "dagcast-webhooks/1", "Content-Type": "application/json"},
-        )
+        self._client: httpx.Client | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def _pooled(self) -> httpx.Client:
+        """One pooled client for every lane (the dispatcher sends lanes in parallel threads), made
+        on first use. No redirects: a 3xx is the receiver's answer, not a place to send the signed
+        body to."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the sender is closed: nothing is sent after close")
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                    limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+                    headers={"User-Agent": "dagcast-webhooks/1", "Content-Type": "application/json"},
+                )
+            return self._client
 
     def post(self, hook: Hook, secret: str, delivery: Mapping[str, Any], attempt: int) -> Attempt:
         body = str(delivery["body"]).encode()
@@ -53,8 +70,11 @@ class Sender:
             "X-Dagcast-Timestamp": str(ts),
             SIGNATURE_HEADER: sign(secret, ts, body),
         }
+        client = self._pooled()
+        import httpx  # imported by _pooled: this only names its exceptions
+
         try:
-            r = self._client.post(hook.url, content=body, headers=headers)
+            r = client.post(hook.url, content=body, headers=headers)
         except httpx.TimeoutException:
             return Attempt(False, None, f"no response within {self.timeout:g}s", now_ms())
         except httpx.HTTPError as exc:
@@ -65,4 +85,7 @@ class Sender:
 
     def close(self) -> None:
         """Close the pooled connections (the owner stops; nothing is sent after this)."""
-        self._client.close()
+        with self._lock:
+            self._closed = True
+            if self._client is not None:
+                self._client.close()

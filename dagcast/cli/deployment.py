@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from ..concurrency import BUDGET, BudgetError, parse_flag
 from ..sse_profiles import ON_DEMAND, PROFILES, VPC_ENDPOINTS, SseProfile
 from .command import Subcommands
 
@@ -31,6 +32,7 @@ def add_deploy_and_destroy(sub: Subcommands) -> None:
             add_api_throttle(cloud)
             add_sse_profile(cloud)
             add_alarms(cloud)
+            add_budget(cloud)
         else:
             cloud.add_argument(
                 "--delete-data", action="store_true", help="also delete the events table and its webhook key"
@@ -103,6 +105,25 @@ def add_sse_profile(cloud: argparse.ArgumentParser) -> None:
     sse.add_argument("--sse-route-tables", default="", help="with --sse-vpc-endpoints create: ids (CSV)")
 
 
+def add_budget(cloud: argparse.ArgumentParser) -> None:
+    lambdas = cloud.add_argument_group(
+        "Lambda", "reserved concurrency, kept in the stage's lambda_functions in .chalice/config.json "
+        "(docs/deploy.md § Concurrency budget), and the Web Adapter layer"
+    )  # fmt: skip
+    lambdas.add_argument(
+        "--reserved-concurrency", action="append", default=[], metavar="FUNCTION=N",
+        help=f"a Chalice function's reserved concurrency (repeatable): {', '.join(BUDGET)}",
+    )  # fmt: skip
+    lambdas.add_argument("--web-adapter-layer", default="", help="its ARN where AWS publishes none")
+
+
+def reservations(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, int]:
+    try:
+        return dict(parse_flag(text) for text in args.reserved_concurrency)
+    except BudgetError as exc:
+        parser.error(str(exc))
+
+
 def sse_profile(parser: argparse.ArgumentParser, args: argparse.Namespace) -> SseProfile:
     """The flags as a profile; a wrong or missing one is a usage error (exit 2)."""
     profile = SseProfile(
@@ -139,4 +160,6 @@ def cloud_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         sse,
         api_throttle(parser, args) if deploying else None,
         alarm_flags(parser, args) if deploying else None,
+        reservations(parser, args) if deploying else None,
+        getattr(args, "web_adapter_layer", ""),
     )

@@ -31,7 +31,7 @@ from starlette.types import Scope
 
 from chalicelib.config import Settings
 from chalicelib.domain.errors import NoRoute
-from chalicelib.factory import build_services
+from chalicelib.factory import build_store
 from chalicelib.persistence.table import CallCounter
 from chalicelib.stream.app import SseApp, cors_middleware
 from chalicelib.stream.auth import redact_query
@@ -166,7 +166,7 @@ def create_app(stack: Stack, settings: Settings | None = None) -> SseApp:
     settings = settings or Settings.from_env()
     proxy = ChaliceProxy(chalice_module.app)
     # The stream has its own client, so its DynamoDB reads can be counted apart from the Lambdas'.
-    sse_store = build_services(settings).store
+    sse_store = build_store(settings)
     sse_reads = sse_store.instrument()
     sse = EventsEndpoint(settings, lambda: sse_store)
     routes = [

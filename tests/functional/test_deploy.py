@@ -20,3 +20,14 @@ def test_quiet_commands_keep_their_stderr_for_the_caller(capsys):
     assert raised.value.stderr == "no such table"
     assert str(raised.value) == f"{Path(sys.executable).name} -c failed with exit code 3"
     assert capsys.readouterr().out == "out\n"
+
+
+def test_chalice_names_the_python_it_runs_under_as_the_runtime_check_reads_it():
+    """The runtime check asks `chalice --version` (whatever wrapper or shim starts chalice), not its
+    #! line: the project's chalice runs on the Python running these tests."""
+    from dagcast.deploy import _which
+    from dagcast.preflight import python_of
+
+    chalice = _which("chalice")
+    assert chalice is not None
+    assert python_of(run_command([chalice, "--version"], quiet=True)) == "{}.{}".format(*sys.version_info[:2])

@@ -312,12 +312,22 @@ class CallGraph:
                 for cls in self._mro(impl):
                     if attr in cls.methods:
                         out.add(Func(cls.methods[attr]))
+                        out |= self._property_type(cls.methods[attr])
                         break
                     if attr in cls.attrs:
                         out |= self._attr_type(cls, attr)
                         break
             return out
         return set()
+
+    def _property_type(self, qual: str) -> set[Type]:
+        """What a ``@property`` gives (its return annotation); nothing for a plain method, which is
+        only called, never read as a value."""
+        fn, module, _ = self.funcs[qual]
+        assert isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+        if not any(ast.unparse(d) == "property" for d in fn.decorator_list):
+            return set()
+        return self.annotation(fn.returns, module)
 
     def _attr_type(self, cls: ClassInfo, attr: str) -> set[Type]:
         value = cls.attrs[attr]

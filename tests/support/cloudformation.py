@@ -11,6 +11,7 @@ from typing import Any
 from cfnlint.decode import decode_str
 
 from dagcast.deploy import FUNCTION_PARAMETERS
+from dagcast.regions import partition
 
 ROOT = Path(__file__).resolve().parents[2]
 # Ref AWS::NoValue: the property (or list item) it stands for is left out, as CloudFormation does.
@@ -54,7 +55,7 @@ class Stack:
         self.pseudo = {
             "AWS::Region": region,
             "AWS::AccountId": account,
-            "AWS::Partition": "aws",
+            "AWS::Partition": partition(region),
             "AWS::StackName": f"dagcast-{stage}",
             "AWS::URLSuffix": "amazonaws.com",
         }
@@ -93,7 +94,7 @@ class Stack:
         return str(res["Type"]), dict(res.get("Properties", {}))
 
     def _arn(self, service: str, rest: str) -> str:
-        return f"arn:aws:{service}:{self.region}:{self.account}:{rest}"
+        return f"arn:{partition(self.region)}:{service}:{self.region}:{self.account}:{rest}"
 
     def ref(self, name: str) -> str:
         if name in self.pseudo:

@@ -19,6 +19,7 @@ from cfnlint.decode import decode_str
 
 from chalicelib.config import ASL_FUNCTIONS
 from dagcast import iam
+from dagcast.concurrency import BUDGET
 from dagcast.deploy import (
     FUNCTION_PARAMETERS,
     CommandFailed,
@@ -40,6 +41,12 @@ def project(tmp_path: Path) -> Path:
     for policy in (ROOT / ".chalice").glob("policy-dev-*.json"):
         shutil.copy(policy, tmp_path / ".chalice" / policy.name)
     shutil.copy(ROOT / "template.yaml", tmp_path / "template.yaml")
+    # what the SSE bundle is made of (dagcast/bundle.py)
+    shutil.copytree(
+        ROOT / "chalicelib", tmp_path / "chalicelib", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (tmp_path / "infra" / "sse").mkdir(parents=True)
+    shutil.copy(ROOT / "infra" / "sse" / "run.sh", tmp_path / "infra" / "sse" / "run.sh")
     return tmp_path
 
 
@@ -61,6 +68,10 @@ class Account:
     # function ARN → its published versions; ARNs whose $LATEST changed since the last one
     versions: dict[str, int] = field(default_factory=dict)
     updated: set[str] = field(default_factory=set)
+    # Lambda: the region's concurrency limit, and what each function reserves (other accounts' too)
+    concurrency_limit: int = 1000
+    reserved: dict[str, int] = field(default_factory=dict)
+    python: str = "3.13"  # the version of the Python behind `chalice`
 
 
 def failed(argv: Sequence[str], stderr: str) -> CommandFailed:
@@ -79,8 +90,9 @@ class FakeAws:
         stage: str,
         account: Account | None = None,
         outputs: dict[str, str | None] | None = None,
+        region: str = REGION,
     ) -> None:
-        self.root, self.stage = root, stage
+        self.root, self.stage, self.region = root, stage, region
         self.account = account or Account()
         self.changed_outputs = outputs or {}
         self.calls: list[list[str]] = []
@@ -88,7 +100,7 @@ class FakeAws:
     def outputs(self) -> dict[str, str]:
         params = self.account.stacks[f"dagcast-{self.stage}"]
         tpl = template(self.root / "template.yaml")
-        stack = Stack(self.stage, REGION, ACCOUNT, tpl=tpl, **params)
+        stack = Stack(self.stage, self.region, ACCOUNT, tpl=tpl, **params)
         values: dict[str, str | None] = {key: stack.output(key) for key in tpl["Outputs"]}
         values.update(self.changed_outputs)
         return {k: v for k, v in values.items() if v is not None}
@@ -127,6 +139,22 @@ class FakeAws:
             return f"{self.account.versions[fn]}\n"
         elif argv[:2] == ["aws", "sts"]:
             return ACCOUNT + "\n"
+        elif argv[:2] == ["chalice", "--version"]:  # names the Python that runs it
+            return f"chalice 1.34.0, python {self.account.python}.1, linux 6.1.0\n"
+        elif argv[1:4] == ["-m", "pip", "install"]:
+            assert "--python-version" in argv and argv[argv.index("--python-version") + 1] == "3.13"
+        elif argv[:3] == ["aws", "lambda", "get-account-settings"]:
+            left = self.account.concurrency_limit - sum(self.account.reserved.values())
+            limit = {
+                "ConcurrentExecutions": self.account.concurrency_limit,
+                "UnreservedConcurrentExecutions": left,
+            }
+            return json.dumps(limit)
+        elif argv[:3] == ["aws", "lambda", "get-function-concurrency"]:
+            if arg["--function-name"] not in self.account.reserved:
+                raise failed(argv, "An error occurred (ResourceNotFoundException) when calling the "
+                             "GetFunctionConcurrency operation: Function not found")  # fmt: skip
+            return f"{self.account.reserved[arg['--function-name']]}\n"
         elif argv[:3] == ["aws", "dynamodb", "describe-table"]:
             if arg["--table-name"] not in self.account.tables:
                 raise failed(argv, "An error occurred (ResourceNotFoundException) when calling the "
@@ -196,6 +224,7 @@ def deploy(
     lines: list[str] | None = None,
     cors: str = "",
     api_throttle: dict[str, float] | None = None,
+    reserved: dict[str, int] | None = None,
 ) -> None:
     say = lines.append if lines is not None else (lambda _: None)
     Deployer(
@@ -207,6 +236,7 @@ def deploy(
         which=found,
         cors_origins=cors,
         api_throttle=api_throttle or {},
+        reserved=reserved or {},
     ).deploy()
 
 
@@ -236,11 +266,15 @@ def test_deploy_runs_chalice_then_the_template_then_chalice_with_the_stream_url(
     assert tools == [
         "aws sts get-caller-identity",
         "aws dynamodb describe-table",  # no table left by an earlier destroy
+        "chalice --version",  # the Python behind chalice is the runtime's
+        "aws lambda get-account-settings",  # the concurrency budget, before anything changes
+        # what the stage's functions and its SSE function reserve now
+        *["aws lambda get-function-concurrency"] * (len(BUDGET) + 1),
         "chalice deploy --stage",
         "aws logs create-log-group",  # the API handler's retention
         "aws logs put-retention-policy",
         *["aws lambda wait", "aws lambda publish-version"] * 4,  # the versions the state machine runs
-        "sam build --template-file",
+        "python -m pip",  # the SSE bundle's wheels (dagcast/bundle.py), not `sam build`
         "sam deploy --template-file",
         "aws cloudformation describe-stacks",
         "chalice deploy --stage",  # again: the API now knows the SSE function URL
@@ -329,9 +363,8 @@ def test_each_deploy_pins_the_state_machine_to_versions_published_after_chalice_
     assert first == {arn + fn + ":1" for fn in ASL_FUNCTIONS.values()}
     calls = [" ".join(c[:3]) for c in fake.calls]
     published = [i for i, c in enumerate(calls) if c == "aws lambda publish-version"]
-    assert calls.index("chalice deploy --stage") < min(published) and max(published) < calls.index(
-        "sam build --template-file"
-    )
+    assert calls.index("chalice deploy --stage") < min(published)
+    assert max(published) < calls.index("sam deploy --template-file")
     for i in published:  # each after waiting for that function's update to end
         assert fake.calls[i - 1][:4] == ["aws", "lambda", "wait", "function-updated-v2"]
         assert fake.calls[i - 1][5] == fake.calls[i][4]
@@ -545,7 +578,7 @@ def test_a_wrong_alarm_destination_stops_the_deploy_before_anything_changes(proj
                         alarm_flags={"topic": "pager"})  # fmt: skip
     with pytest.raises(DeployError, match="not an SNS topic ARN"):
         deployer.deploy()
-    assert not [c for c in fake.calls if c[0] in ("chalice", "sam")]
+    assert not [c for c in fake.calls if c[:2] == ["chalice", "deploy"] or c[0] == "sam"]
 
 
 def test_the_cli_refuses_an_alarm_email_that_is_not_one(capsys):
@@ -700,3 +733,96 @@ def test_the_cli_refuses_a_throttle_that_would_refuse_every_request(flag):
     with pytest.raises(SystemExit) as raised:
         main(["deploy", "--stage", "dev", "--dry-run", "--region", REGION, *flag])
     assert raised.value.code == 2
+
+
+def changes(fake: FakeAws) -> list[list[str]]:
+    """The commands that change something in the account (every other one only reads)."""
+    return [
+        c
+        for c in fake.calls
+        if c[:2] == ["chalice", "deploy"] or c[0] == "sam" or c[1] in ("logs", "apigateway")
+    ]
+
+
+def config_text(project: Path) -> str:
+    return (project / ".chalice" / "config.json").read_text()
+
+
+def test_a_reservation_that_leaves_less_than_100_unreserved_stops_the_deploy_before_any_change(project):
+    """AWS refuses a PutFunctionConcurrency that leaves under 100 of the account unreserved, half way
+    through a deploy (Chalice puts each function's); deploy adds up first, counting what other
+    functions of the account reserve, and changes nothing."""
+    account = Account(reserved={"someone-elses-function": 450})  # 1,000 - 450 - 502 = 48 left
+    fake = FakeAws(project, "dev", account)
+    before = config_text(project)
+    with pytest.raises(DeployError, match=r"reserves 502 of the region's 1000, other functions already "
+                       r"reserve 450.*\(48 would be left\)\. Nothing was changed") as raised:  # fmt: skip
+        deploy(project, "dev", fake)
+    assert "dagcast-dev-run_task" in str(raised.value) and "--reserved-concurrency" in str(raised.value)
+    assert changes(fake) == []
+    assert config_text(project) == before and not account.stacks
+    account.reserved["someone-elses-function"] = 398  # exactly 100 left: AWS's minimum
+    deploy(project, "dev", FakeAws(project, "dev", account))
+    assert "dagcast-dev" in account.stacks
+
+
+def test_what_the_stages_functions_reserve_now_is_replaced_not_counted_twice(project):
+    """A redeploy: the account's unreserved figure already has the stage's own reservations taken
+    out; they are what the new values replace, so a stage that fits fits again."""
+    deployed = {"dagcast-dev": 50, "dagcast-dev-run_task": 200, "dagcast-dev-register_task": 100}
+    deployed |= {"dagcast-dev-record_failure": 20, "dagcast-dev-finalize": 20, "dagcast-dev-fanout": 10}
+    deployed |= {"dagcast-dev-webhook_retry": 2, "dagcast-dev-sse": 100}
+    account = Account(concurrency_limit=700, reserved=dict(deployed))  # 198 unreserved today
+    deploy(project, "dev", FakeAws(project, "dev", account))
+    assert "dagcast-dev" in account.stacks
+    with pytest.raises(DeployError, match=r"\(98 would be left\)"):  # 100 more for run_task does not fit
+        deploy(project, "dev", FakeAws(project, "dev", account), reserved={"run_task": 300})
+
+
+def test_the_reservation_flags_are_kept_in_the_stage_and_the_sse_one_in_the_stack(project):
+    account = Account()
+    deploy(project, "dev", FakeAws(project, "dev", account), reserved={"run_task": 300, "fanout": 4})
+    functions = json.loads(config_text(project))["stages"]["dev"]["lambda_functions"]
+    assert (
+        functions["run_task"]["reserved_concurrency"] == 300
+        and functions["run_task"]["lambda_timeout"] == 900
+    )
+    assert functions["fanout"]["reserved_concurrency"] == 4
+    assert functions["finalize"]["reserved_concurrency"] == 15  # the others keep theirs
+    assert account.stacks["dagcast-dev"]["SseReservedConcurrency"] == "100"
+
+
+def test_a_chalice_on_another_python_than_the_runtime_stops_the_deploy_before_any_change(project):
+    """Chalice gives the functions the runtime of the Python that runs it (3.11 here), and its wheels."""
+    account = Account(python="3.11")
+    fake = FakeAws(project, "dev", account)
+    before = config_text(project)
+    with pytest.raises(DeployError, match=r"chalice runs under Python 3\.11, .* must run python3\.13"):
+        deploy(project, "dev", fake)
+    assert changes(fake) == [] and config_text(project) == before
+
+
+@pytest.mark.parametrize(
+    ("region", "layer"),
+    [
+        ("ap-southeast-2", "arn:aws:lambda:ap-southeast-2:753240598075:layer:LambdaAdapterLayerX86:25"),
+        ("cn-northwest-1", "arn:aws-cn:lambda:cn-northwest-1:069767869989:layer:LambdaAdapterLayerX86:25"),
+    ],
+)
+def test_deploy_passes_the_regions_web_adapter_layer_and_writes_arns_in_its_partition(project, region, layer):
+    account = Account()
+    fake = FakeAws(project, "dev", account, region=region)
+    Deployer("dev", region, project, run=fake, say=lambda _: None, which=found).deploy()
+    assert account.stacks["dagcast-dev"]["LambdaWebAdapterLayerArn"] == layer
+    arn = stage_env(project, "dev")["DAGCAST_STATE_MACHINE_ARN"]
+    assert arn.startswith(f"arn:{layer.split(':')[1]}:states:{region}:")
+
+
+def test_a_region_without_a_published_web_adapter_layer_needs_one_given(project):
+    fake = FakeAws(project, "dev")
+    deployer = Deployer("dev", "us-gov-west-1", project, run=fake, say=lambda _: None, which=found)
+    with pytest.raises(
+        DeployError, match=r"no Lambda Web Adapter layer in us-gov-west-1.*--web-adapter-layer"
+    ):
+        deployer.deploy()
+    assert changes(fake) == []

@@ -196,11 +196,12 @@ def test_the_gates_are_the_codes_own_conditions():
     from chalicelib import factory
     from chalicelib.config import Settings
 
-    from_env = inspect.getsource(Settings.from_env)
-    assert 'values.get("stream_secret_name")' in from_env and "_read_secret(" in from_env
-    build = inspect.getsource(factory.build_services)
-    assert "if settings.webhook_kms_key:" in build and "SecretBox(" in build
-    assert 'client("events", config=_CLIENT_CONFIG) if settings.event_bus else None' in build
+    stream_key = inspect.getsource(Settings.stream_key)
+    assert "if self.stream_secret or not self.stream_secret_name:" in stream_key
+    assert "_read_secret(" in stream_key
+    dispatcher = inspect.getsource(factory._dispatcher)
+    assert "if not settings.webhook_kms_key:" in dispatcher and "SecretBox(" in dispatcher
+    assert 'client("events") if settings.event_bus else None' in inspect.getsource(factory._fanout)
     # the six functions that neither sign nor check stream tokens are not given the secret
     for stage in STAGES:
         for function in iam.FUNCTION_GRANTS:

@@ -31,14 +31,15 @@ from chalicelib.persistence.keys import (
     list_shard,
     table_definition,
 )
+from dagcast.bundle import BUNDLE_DIR, RUNTIME
 from dagcast.deploy import (
     EVENTS_URL_OUTPUT,
     STAGE_OUTPUTS,
-    WEB_ADAPTER_LAYER,
     api_log_group,
     log_retention,
     stage_config,
 )
+from dagcast.regions import web_adapter_layer
 from dagcast.sse_profiles import MANAGED_INSTANCES, SseProfile
 from tests.support.cloudformation import ROOT, Stack, template
 
@@ -85,8 +86,34 @@ def test_sam_translates_the_template_to_cloudformation(monkeypatch: pytest.Monke
     assert types["SseFunctionUrl"] == "AWS::Lambda::Url"
     assert out["Resources"]["SseFunctionUrl"]["Properties"]["InvokeMode"] == "RESPONSE_STREAM"
     sse = out["Resources"]["SseFunction"]["Properties"]  # SAM keeps the layer and the log group
-    assert sse["Layers"] == [{"Ref": "LambdaWebAdapterLayerArn"}]
+    assert sse["Layers"] == template()["Resources"]["SseFunction"]["Properties"]["Layers"]
     assert sse["LoggingConfig"] == {"LogGroup": {"Ref": "SseLogGroup"}}
+
+
+@pytest.mark.parametrize(
+    ("region", "given", "layer"),
+    [
+        ("eu-west-1", "", "arn:aws:lambda:eu-west-1:753240598075:layer:LambdaAdapterLayerX86:25"),
+        ("cn-north-1", "", "arn:aws-cn:lambda:cn-north-1:041581134020:layer:LambdaAdapterLayerX86:25"),
+        ("us-gov-west-1", "arn:aws-us-gov:lambda:us-gov-west-1:1:layer:Mine:1", None),
+    ],
+)
+@pytest.mark.parametrize("profile", SSE_PROFILES)
+def test_the_web_adapter_layer_is_the_stacks_regions(region, given, layer, profile):
+    """Not us-east-1's wherever the stack is (a layer of another region cannot be attached): the
+    template alone picks the commercial one of its region and partition, deploy passes the one AWS
+    publishes there (China's publishers differ), and a given ARN wins."""
+    name = "SseFunction" if profile.profile == "on-demand" else "SseManagedFunction"
+    stack = Stack("dev", region=region, **profile.parameters())
+    [alone] = stack(stack.props(name)["Layers"])
+    assert (
+        alone
+        == f"arn:{stack.pseudo['AWS::Partition']}:lambda:{region}:753240598075:layer:LambdaAdapterLayerX86:25"
+    )
+    passed = given or web_adapter_layer(region)
+    assert layer is None or passed == layer
+    stack = Stack("dev", region=region, LambdaWebAdapterLayerArn=passed, **profile.parameters())
+    assert stack(stack.props(name)["Layers"]) == [passed]
 
 
 def test_template_table_is_the_table_the_code_creates():
@@ -112,9 +139,7 @@ def test_sse_function_streams_through_the_web_adapter():
     handler, the exec wrapper that starts the adapter, response_stream on both sides, 900 s."""
     stack = Stack("dev")
     fn = stack.props("SseFunction")
-    assert fn["Layers"] == [{"Ref": "LambdaWebAdapterLayerArn"}]
-    assert stack.ref("LambdaWebAdapterLayerArn") == WEB_ADAPTER_LAYER.format(region="us-east-1")
-    assert fn["Handler"] == "run.sh" and fn["Runtime"] == "python3.12"
+    assert fn["Handler"] == "run.sh" and fn["Runtime"] == RUNTIME
     env = fn["Environment"]["Variables"]
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
@@ -131,10 +156,8 @@ def test_sse_function_streams_through_the_web_adapter():
     sse_app = importlib.import_module(SSE_ENTRY)
 
     assert callable(sse_app.app_factory) and env["PORT"] == "8080"
-    # sam build (BuildMethod: makefile) ships run.sh, for the runtime's Python
-    makefile = (ROOT / "Makefile").read_text()
-    build = makefile[makefile.index("build-SseFunction:") :]
-    assert fn["CodeUri"] == "." and "infra/sse/run.sh" in build and "--python-version 3.12" in build
+    # the bundle dagcast/bundle.py builds (run.sh included: tests/unit/test_bundle.py)
+    assert fn["CodeUri"] == BUNDLE_DIR.as_posix()
     mapping = stack.props("FanoutMapping")
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
@@ -409,19 +432,23 @@ def sse_actions() -> set[str]:
     trees = {m: ast.parse(f.read_text()) for m, f in files.items() if f is not None}
     assert SSE_ENTRY in trees and "chalicelib.stream.endpoint" in trees  # the walk works
     entry = ast.unparse(trees[SSE_ENTRY])
-    # the entry point takes only the store from build_services (which also builds the other clients)
-    services = [
+    # the entry point builds only the store (build_store: one DynamoDB client), not the services
+    assert "build_store(" in entry and "build_services" not in entry, (
+        "the SSE function builds more than the store: extend sse_actions"
+    )
+    factory = ast.parse((ROOT / "chalicelib" / "factory.py").read_text())
+    [build_store] = [d for d in factory.body if getattr(d, "name", None) == "build_store"]
+    clients = [
         n
-        for n in ast.walk(trees[SSE_ENTRY])
-        if isinstance(n, ast.Call) and ast.unparse(n.func) == "build_services"
+        for n in ast.walk(build_store)
+        if isinstance(n, ast.Call) and ast.unparse(n.func).endswith(".client")
     ]
-    assert services and all(f"{ast.unparse(n)}.store" in entry for n in services)
-    assert entry.count("build_services()") == entry.count("build_services().store"), (
-        "the SSE function uses more than the store of build_services(): extend sse_actions"
-    )
-    assert not any("build_services" in ast.unparse(t) for m, t in trees.items() if m != SSE_ENTRY), (
-        "another SSE module builds services: extend sse_actions"
-    )
+    assert [ast.unparse(c.args[0]) for c in clients] == ["'dynamodb'"]
+    assert not any(
+        "build_services" in ast.unparse(t) or "build_store" in ast.unparse(t)
+        for m, t in trees.items()
+        if m != SSE_ENTRY
+    ), "another SSE module builds services: extend sse_actions"
     # the SSE modules call AWS only through the store, and so does what they import from elsewhere
     checked = 0
     for module, tree in trees.items():
