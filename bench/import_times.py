@@ -30,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dagcast.concurrency import BUDGET
+from dagcast.deploy.concurrency import BUDGET
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_HANDLER = "app"

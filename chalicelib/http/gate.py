@@ -11,7 +11,7 @@ Rate: a token bucket per client IP in this process (``DAGCAST_API_RATE`` request
 ``DAGCAST_API_BURST`` at once); over it → ``RateLimited`` (429 with Retry-After). In AWS each Lambda
 instance keeps its own buckets, so this bounds one client's share of an instance: a second line.
 The limit that holds across instances is API Gateway's stage throttling, all clients together,
-which `dagcast deploy` sets (dagcast/throttle.py, docs/security.md).
+which `dagcast deploy` sets (dagcast/deploy/throttle.py, docs/security.md).
 
 A refused request raises a domain error; http/errors.py decides its status and headers.
 

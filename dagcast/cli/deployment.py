@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import re
 
-from ..concurrency import BUDGET, BudgetError, parse_flag
-from ..sse_profiles import ON_DEMAND, PROFILES, VPC_ENDPOINTS, SseProfile
+from ..deploy.concurrency import BUDGET, BudgetError, parse_flag
+from ..deploy.sse_profiles import ON_DEMAND, PROFILES, VPC_ENDPOINTS, SseProfile
 from .command import Subcommands
 
 # A stage names AWS resources (dagcast-<stage>, its table, its stack), whose names allow no more.
@@ -72,7 +72,7 @@ def add_alarms(cloud: argparse.ArgumentParser) -> None:
 
 def alarm_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
     """The flags given; a value SNS would refuse is a usage error (exit 2)."""
-    from ..alarms import problems
+    from ..deploy.alarms import problems
 
     given = {"email": args.alarm_email, "topic": args.alarm_topic}
     flags = {key: value.strip() for key, value in given.items() if value is not None}
@@ -144,7 +144,7 @@ def sse_profile(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Ss
 
 
 def cloud_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from ..deploy import main as cloud_main
+    from ..deploy.deployer import main as cloud_main
 
     if not re.fullmatch(STAGE_PATTERN, args.stage):
         parser.error("--stage must be 1-20 characters of a-z, 0-9 and -")

@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..client import CliError
-from ..deploy import EVENTS_URL_OUTPUT, stack_name
+from ..deploy.stage import EVENTS_URL_OUTPUT, stack_name
 
 ALARM_TYPE = "AWS::CloudWatch::Alarm"
 

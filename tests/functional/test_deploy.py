@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dagcast.deploy import CommandFailed, run_command
+from dagcast.deploy.commands import CommandFailed, run_command
 
 
 def test_quiet_commands_keep_their_stderr_for_the_caller(capsys):
@@ -25,9 +25,9 @@ def test_quiet_commands_keep_their_stderr_for_the_caller(capsys):
 def test_chalice_names_the_python_it_runs_under_as_the_runtime_check_reads_it():
     """The runtime check asks `chalice --version` (whatever wrapper or shim starts chalice), not its
     #! line: the project's chalice runs on the Python running these tests."""
-    from dagcast.deploy import _which
-    from dagcast.preflight import python_of
+    from dagcast.deploy.commands import which
+    from dagcast.deploy.preflight import python_of
 
-    chalice = _which("chalice")
+    chalice = which("chalice")
     assert chalice is not None
     assert python_of(run_command([chalice, "--version"], quiet=True)) == "{}.{}".format(*sys.version_info[:2])

@@ -10,8 +10,8 @@ from typing import Any
 
 from cfnlint.decode import decode_str
 
-from dagcast.deploy import FUNCTION_PARAMETERS
-from dagcast.regions import partition
+from dagcast.deploy.regions import partition
+from dagcast.deploy.stage import FUNCTION_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[2]
 # Ref AWS::NoValue: the property (or list item) it stands for is left out, as CloudFormation does.

@@ -12,8 +12,8 @@ import pytest
 
 import app
 from chalicelib.persistence import sfn
-from dagcast import retained
-from dagcast.sse_profiles import MANAGED_INSTANCES, SseProfile
+from dagcast.deploy import retained
+from dagcast.deploy.sse_profiles import MANAGED_INSTANCES, SseProfile
 from tests.support.cloudformation import ROOT, Stack, template
 
 STAGES = sorted(json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"])

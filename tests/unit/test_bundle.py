@@ -1,4 +1,4 @@
-"""What ships in the SSE function, and for which Python (dagcast/bundle.py): only the bundle, never
+"""What ships in the SSE function, and for which Python (dagcast/deploy/bundle.py): only the bundle, never
 the repository (`sam build` with ``CodeUri: .`` copied the whole of it, .venv included), and every
 function on Python 3.13."""
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dagcast import bundle
-from dagcast.sse_profiles import MANAGED_INSTANCES, SseProfile
+from dagcast.deploy import bundle
+from dagcast.deploy.sse_profiles import MANAGED_INSTANCES, SseProfile
 from tests.support.cloudformation import ROOT, Stack, template
 
 SSE_FUNCTIONS = ("SseFunction", "SseManagedFunction")

@@ -1,5 +1,5 @@
 """The concurrency budget read offline: every Chalice function reserves concurrency in every stage,
-as Chalice itself reads the config, and the account check's arithmetic (dagcast/concurrency.py)."""
+as Chalice itself reads the config, and the account check's arithmetic (dagcast/deploy/concurrency.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dagcast.concurrency import (
+from dagcast.deploy.concurrency import (
     BUDGET,
     MIN_UNRESERVED,
     AccountConcurrency,

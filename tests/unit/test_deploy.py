@@ -18,15 +18,11 @@ import pytest
 from cfnlint.decode import decode_str
 
 from chalicelib.config import ASL_FUNCTIONS
-from dagcast import iam
-from dagcast.concurrency import BUDGET
-from dagcast.deploy import (
-    FUNCTION_PARAMETERS,
-    CommandFailed,
-    Deployer,
-    DeployError,
-    function_arns,
-)
+from dagcast.deploy import iam
+from dagcast.deploy.commands import CommandFailed, DeployError
+from dagcast.deploy.concurrency import BUDGET
+from dagcast.deploy.deployer import Deployer
+from dagcast.deploy.stage import FUNCTION_PARAMETERS, function_arns
 from tests.support.cloudformation import Stack, template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +37,7 @@ def project(tmp_path: Path) -> Path:
     for policy in (ROOT / ".chalice").glob("policy-dev-*.json"):
         shutil.copy(policy, tmp_path / ".chalice" / policy.name)
     shutil.copy(ROOT / "template.yaml", tmp_path / "template.yaml")
-    # what the SSE bundle is made of (dagcast/bundle.py)
+    # what the SSE bundle is made of (dagcast/deploy/bundle.py)
     shutil.copytree(
         ROOT / "chalicelib", tmp_path / "chalicelib", ignore=shutil.ignore_patterns("__pycache__")
     )
@@ -274,7 +270,7 @@ def test_deploy_runs_chalice_then_the_template_then_chalice_with_the_stream_url(
         "aws logs create-log-group",  # the API handler's retention
         "aws logs put-retention-policy",
         *["aws lambda wait", "aws lambda publish-version"] * 4,  # the versions the state machine runs
-        "python -m pip",  # the SSE bundle's wheels (dagcast/bundle.py), not `sam build`
+        "python -m pip",  # the SSE bundle's wheels (dagcast/deploy/bundle.py), not `sam build`
         "sam deploy --template-file",
         "aws cloudformation describe-stacks",
         "chalice deploy --stage",  # again: the API now knows the SSE function URL

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from chalice.config import Config
 
-from dagcast import iam
-from dagcast.deploy import for_stage
+from dagcast.deploy import iam
+from dagcast.deploy.stage import for_stage
 from tests.support.callgraph import INDEX, CallGraph
 from tests.support.cloudformation import ROOT, Stack
 
@@ -212,9 +212,9 @@ def test_the_gates_are_the_codes_own_conditions():
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_the_committed_policies_are_the_generated_ones(stage: str):
-    """One source (dagcast/iam.py): `python -m dagcast.iam` rewrites them, `dagcast deploy` too."""
+    """One source (dagcast/deploy/iam.py): `python -m dagcast.deploy.iam` rewrites them, `dagcast deploy` too."""
     for name, text in iam.render(CONFIG, stage).items():
-        assert (ROOT / ".chalice" / name).read_text() == text, f"{name}: run python -m dagcast.iam"
+        assert (ROOT / ".chalice" / name).read_text() == text, f"{name}: run python -m dagcast.deploy.iam"
 
 
 def test_the_prod_policies_are_the_dev_policies_for_prod_names():

@@ -31,16 +31,16 @@ from chalicelib.persistence.keys import (
     list_shard,
     table_definition,
 )
-from dagcast.bundle import BUNDLE_DIR, RUNTIME
-from dagcast.deploy import (
+from dagcast.deploy.bundle import BUNDLE_DIR, RUNTIME
+from dagcast.deploy.regions import web_adapter_layer
+from dagcast.deploy.sse_profiles import MANAGED_INSTANCES, SseProfile
+from dagcast.deploy.stage import (
     EVENTS_URL_OUTPUT,
     STAGE_OUTPUTS,
     api_log_group,
     log_retention,
     stage_config,
 )
-from dagcast.regions import web_adapter_layer
-from dagcast.sse_profiles import MANAGED_INSTANCES, SseProfile
 from tests.support.cloudformation import ROOT, Stack, template
 
 # a stage of each SSE profile, as `dagcast deploy` passes them
@@ -156,7 +156,7 @@ def test_sse_function_streams_through_the_web_adapter():
     sse_app = importlib.import_module(SSE_ENTRY)
 
     assert callable(sse_app.app_factory) and env["PORT"] == "8080"
-    # the bundle dagcast/bundle.py builds (run.sh included: tests/unit/test_bundle.py)
+    # the bundle dagcast/deploy/bundle.py builds (run.sh included: tests/unit/test_bundle.py)
     assert fn["CodeUri"] == BUNDLE_DIR.as_posix()
     mapping = stack.props("FanoutMapping")
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -199,7 +199,7 @@ def test_the_stack_makes_what_each_chalice_stage_names(stage: str):
 def test_every_output_deploy_reads_is_in_the_template():
     outputs = template()["Outputs"]
     for key in (*STAGE_OUTPUTS, EVENTS_URL_OUTPUT):
-        assert key in outputs, f"dagcast/deploy.py reads the output {key}: template.yaml has none"
+        assert key in outputs, f"dagcast/deploy/ reads the output {key}: template.yaml has none"
     url = Stack("dev").output(EVENTS_URL_OUTPUT)
     assert url.startswith("https://") and ".lambda-url." in url  # the SSE function's URL
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from samtranslator.translator.transform import transform
 
-from dagcast import sse_profiles
-from dagcast.deploy import Deployer
-from dagcast.sse_profiles import MANAGED_INSTANCES, ON_DEMAND, SseProfile
+from dagcast.deploy import sse_profiles
+from dagcast.deploy.deployer import Deployer
+from dagcast.deploy.sse_profiles import MANAGED_INSTANCES, ON_DEMAND, SseProfile
 from tests.support.cloudformation import ROOT, Stack, template
 
 ON_DEMAND_STAGE = SseProfile()
@@ -184,7 +184,7 @@ def test_both_sse_functions_are_one_function_but_for_what_the_profile_changes():
     assert env_mi.pop("DAGCAST_MAX_STREAM_SECONDS") == {"Ref": "MaxStreamSeconds"}
     assert env_od == env_mi
     differ = {k for k in on_demand.keys() | managed.keys() if on_demand.get(k) != managed.get(k)}
-    assert differ == {"FunctionName", "MemorySize"}  # one runtime, one bundle (dagcast/bundle.py)
+    assert differ == {"FunctionName", "MemorySize"}  # one runtime, one bundle (dagcast/deploy/bundle.py)
     assert managed["FunctionName"] == {"Fn::Sub": "dagcast-${Stage}-sse-mi"}  # its own name: see the template
 
 

@@ -33,7 +33,7 @@ from moto.server import ThreadedMotoServer
 from chalicelib.config import ASL_FUNCTIONS, render_definition
 from chalicelib.persistence.keys import table_definition
 
-from ...versions import qualified
+from ...deploy.versions import qualified
 from ..lambdas import APP, FANOUT, RECONCILE, REGION, RETRY, STAGE, function_name, scheduled_event
 from .invoker import Handler, InProcessInvoker
 from .patches import apply_all

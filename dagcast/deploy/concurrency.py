@@ -17,7 +17,7 @@ it reserves and a deploy without the flag keeps it. The SSE function's is templa
 ``SseReservedConcurrency`` (`--sse-reserved-concurrency`; the managed-instances profile reserves
 none: it runs on its own instances, not the pool).
 
-This module reads and checks; it calls nothing (dagcast/deploy.py runs the AWS CLI).
+This module reads and checks; it calls nothing (dagcast/deploy/ runs the AWS CLI).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ MIN_UNRESERVED = 100  # what AWS keeps unreserved in every account and region
 # holds app.py, this table and the config to one another). Sized for an account at the default
 # limit of 1,000: with the SSE function's 100 they reserve 502 and leave 498 (≥ 100) unreserved.
 BUDGET: dict[str, int] = {
-    "api_handler": 50,  # the REST API; its stage throttling (dagcast/throttle.py) keeps it below this
+    "api_handler": 50,  # the REST API; its stage throttling (dagcast/deploy/throttle.py) keeps it below this
     "register_task": 100,  # every task's child execution registers at once (up to 1,000)
     "run_task": 200,  # the tasks that run at once, all executions together
     "record_failure": 20,

@@ -10,7 +10,7 @@ secret, the KMS alias, the event bus) — the names `dagcast deploy` checks agai
 can reach (a call graph over the source), so a grant nothing needs fails as a missing one does.
 
 To give a new function a role: add it to FUNCTION_GRANTS (a new kind of access: a grant in
-GRANTS), then ``python -m dagcast.iam`` writes the files and the stages' entries for every stage
+GRANTS), then ``python -m dagcast.deploy.iam`` writes the files and the stages' entries for every stage
 of .chalice/config.json; `dagcast deploy` does the same for the stage it deploys.
 
 Deliberately not here: the SSE function's role and the state machine's (template.yaml has them).
@@ -287,6 +287,6 @@ def write(root: Path, stages: list[str] | None = None) -> list[Path]:
     return changed
 
 
-if __name__ == "__main__":  # python -m dagcast.iam [stage ...]
+if __name__ == "__main__":  # python -m dagcast.deploy.iam [stage ...]
     for path in write(Path.cwd(), sys.argv[1:] or None):
         print(f"wrote {path}")

@@ -1,171 +1,39 @@
-"""`dagcast deploy` / `dagcast destroy`: Chalice and template.yaml, in the right order.
-
-deploy:
-  1. stop, changing nothing, if a table dagcast-S exists that the stack does not hold (`destroy`
-     keeps it), if chalice does not run on Python 3.13 (dagcast/bundle.py), or if the stage's
-     reserved concurrency does not fit the account (dagcast/concurrency.py)
-  2. write the stage's settings into .chalice/config.json (state machine ARN for this account and
-     region; a new stage is made from `dev` with its names replaced) and each function's policy
-     file (dagcast/iam.py)
-  3. chalice deploy --stage S                 REST API, task Lambdas, fan-out, webhook retry
-  4. the API's log retention (Chalice 1.34 puts it on a log group named after `api_handler`, not
-     the function's /aws/lambda/dagcast-S, so the stages switch it off there and it is set here)
-  5. build/sse + sam deploy (stack dagcast-S) table, stream, state machine, SSE function URL, the
-                                              stream → fan-out mapping, secret, KMS key, alarms —
-                                              with the Lambda ARNs Chalice just deployed and the
-                                              SSE profile's parameters (dagcast/sse_profiles.py);
-                                              first a version of each function the state machine
-                                              invokes (dagcast/versions.py: running executions
-                                              keep theirs)
-  6. read the stack's outputs: the names the stage uses must be the stack's (STAGE_OUTPUTS; a
-     difference stops the deploy); when EventsUrl changed, write DAGCAST_EVENTS_URL into the stage
-     and chalice deploy again (the API hands that URL to clients)
-  7. aws apigateway update-stage             the REST API's stage throttling, after the last chalice
-                                              deploy (dagcast/throttle.py: the REST rate limit that
-                                              holds across Lambda instances)
-destroy: sam delete, then chalice delete. The table and the webhook key are kept (dagcast/retained.py
-says which, by name, and how to delete them) unless --delete-data.
-
-Every command is printed before it runs; ``--dry-run`` prints the plan and changes nothing.
-"""
+"""The Deployer: `dagcast deploy` and `dagcast destroy`, step by step (the order: the package's
+docstring), and the command line's entry to them."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
-from chalicelib.config import ASL_FUNCTIONS
 from chalicelib.http.gate import new_api_key
 
 from . import alarms, bundle, concurrency, iam, preflight, retained, versions
 from . import throttle as gateway
-from .regions import partition
+from .commands import CommandFailed, DeployError, Runner, run_command, which
 from .sse_profiles import SseProfile
+from .stage import (
+    EVENTS_URL_OUTPUT,
+    FUNCTION_PARAMETERS,
+    OPTIONAL_OUTPUTS,
+    STAGE_OUTPUTS,
+    api_log_group,
+    function_arns,
+    log_retention,
+    stack_name,
+    stage_config,
+    table_name,
+)
 
-# template.yaml parameter → the Chalice function whose ARN it takes
-FUNCTION_PARAMETERS = {**ASL_FUNCTIONS, "FanoutFunctionArn": "fanout"}
 TOOLS = {
     "chalice": "pip install chalice (it comes with dagcast: use the project's .venv/bin)",
     "sam": "install the AWS SAM CLI: https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html",
     "aws": "install the AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html",
 }
-
-# template.yaml output → the Chalice stage variable that must hold the same value. Both follow one
-# naming convention (dagcast-<stage>…); deploy checks it after `sam deploy` and stops on a difference.
-STAGE_OUTPUTS = {
-    "TableName": "DAGCAST_TABLE",
-    "StateMachineArn": "DAGCAST_STATE_MACHINE_ARN",
-    "StreamSecretName": "DAGCAST_STREAM_SECRET_NAME",
-    "WebhookKeyAlias": "DAGCAST_WEBHOOK_KMS_KEY",
-}
-# A stage may switch these off with "" (webhooks: docs/webhooks.md); they are checked when set.
-OPTIONAL_OUTPUTS = {"WebhookKeyAlias"}
-# Not known before the stack exists: deploy writes it into DAGCAST_EVENTS_URL.
-EVENTS_URL_OUTPUT = "EventsUrl"
-
-
-class Runner(Protocol):
-    def __call__(self, argv: Sequence[str], *, quiet: bool = False) -> str: ...
-
-
-class DeployError(RuntimeError):
-    pass
-
-
-class CommandFailed(DeployError):
-    """A command exited non-zero; ``stderr`` is what it said when it was run ``quiet``."""
-
-    def __init__(self, message: str, stderr: str = "") -> None:
-        super().__init__(message)
-        self.stderr = stderr
-
-
-def run_command(argv: Sequence[str], *, quiet: bool = False) -> str:
-    """Run a command; its stdout is returned (and echoed) and its stderr streams through. ``quiet``
-    is for a probe whose failure is an answer (describe-table of a missing table): nothing is
-    echoed and stderr is kept for the caller (CommandFailed.stderr)."""
-    done = subprocess.run(
-        list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE if quiet else None, text=True, check=False
-    )
-    if done.stdout and not quiet:
-        sys.stdout.write(done.stdout)
-    if done.returncode != 0:
-        command = " ".join([Path(argv[0]).name, *argv[1:2]])
-        raise CommandFailed(f"{command} failed with exit code {done.returncode}", done.stderr or "")
-    return done.stdout
-
-
-def _which(tool: str) -> str | None:
-    """On PATH, or next to this Python (the project's .venv/bin holds chalice); python is this one."""
-    if tool == "python":
-        return sys.executable
-    beside = Path(sys.executable).parent / tool
-    return shutil.which(tool) or (str(beside) if beside.exists() else None)
-
-
-def stack_name(stage: str) -> str:
-    return f"dagcast-{stage}"
-
-
-def table_name(stage: str) -> str:
-    return f"dagcast-{stage}"
-
-
-def api_log_group(stage: str) -> str:
-    """The API Lambda is ``dagcast-<stage>`` (Chalice names the API handler after the app and stage)."""
-    return f"/aws/lambda/dagcast-{stage}"
-
-
-def log_retention(config: dict[str, Any], stage: str) -> int | None:
-    """The stage's ``log_retention_in_days`` (a new stage is made from dev), else the top level's."""
-    stages = config.get("stages", {})
-    days = stages.get(stage, stages.get("dev", {})).get("log_retention_in_days")
-    days = days or config.get("log_retention_in_days")
-    return int(days) if days else None
-
-
-def for_stage(text: str, stage: str) -> str:
-    """The dev stage's names (config or policy) for another stage."""
-    for old, new in (
-        ("dagcast-dev", f"dagcast-{stage}"),
-        ("dagcast-internal/dev/", f"dagcast-internal/{stage}/"),
-        ("policy-dev-", f"policy-{stage}-"),
-    ):
-        text = text.replace(old, new)
-    return text
-
-
-def stage_config(config: dict[str, Any], stage: str, region: str, account: str) -> dict[str, Any]:
-    """The config with ``stage`` present (made from dev when new) and its state machine ARN set."""
-    config = json.loads(json.dumps(config))
-    stages = config.setdefault("stages", {})
-    if stage not in stages:
-        stages[stage] = json.loads(for_stage(json.dumps(stages["dev"]), stage))
-        stages[stage]["environment_variables"]["DAGCAST_EVENTS_URL"] = ""
-    env = stages[stage]["environment_variables"]
-    arn = f"arn:{partition(region)}:states:{region}:{account}:stateMachine:dagcast-{stage}-dag"
-    env["DAGCAST_STATE_MACHINE_ARN"] = arn
-    return config
-
-
-def function_arns(deployed: dict[str, Any]) -> dict[str, str]:
-    """Template parameters from .chalice/deployed/<stage>.json."""
-    arns = {
-        str(r["name"]): str(r["lambda_arn"])
-        for r in deployed.get("resources", [])
-        if r.get("resource_type") == "lambda_function"
-    }
-    missing = [fn for fn in FUNCTION_PARAMETERS.values() if fn not in arns]
-    if missing:
-        raise DeployError(f"chalice did not deploy {', '.join(missing)}; see .chalice/deployed/")
-    return {param: arns[fn] for param, fn in FUNCTION_PARAMETERS.items()}
 
 
 @dataclass
@@ -177,12 +45,12 @@ class Deployer:
     cors_origins: str = ""
     sse: SseProfile = field(default_factory=SseProfile)
     api_throttle: dict[str, float] = field(default_factory=dict)  # flags: rate and/or burst for the stage
-    alarm_flags: dict[str, str] = field(default_factory=dict)  # flags: email and/or topic (dagcast/alarms.py)
+    alarm_flags: dict[str, str] = field(default_factory=dict)  # flags: email and/or topic (alarms.py)
     reserved: dict[str, int] = field(default_factory=dict)  # flags: function → reserved concurrency
-    web_adapter_layer: str = ""  # flag: the layer's ARN where AWS publishes none (dagcast/regions.py)
+    web_adapter_layer: str = ""  # flag: the layer's ARN where AWS publishes none (regions.py)
     run: Runner = field(default=run_command)
     say: Callable[[str], None] = print
-    which: Callable[[str], str | None] = field(default=lambda tool: _which(tool))
+    which: Callable[[str], str | None] = field(default=lambda tool: which(tool))
     changed_files: list[Path] = field(default_factory=list)
     # the stage's REST throttle, checked by write_stage before anything is deployed
     throttle: gateway.StageThrottle | None = field(default=None, init=False)
@@ -292,7 +160,7 @@ class Deployer:
                     f"API key of stage {self.stage} (shown once; keep it in your secret store; callers send "
                     f"'Authorization: Bearer <key>', the CLI reads $DAGCAST_API_KEY):\n  {key}"
                 )
-        # each function's role, from dagcast/iam.py for the stage's names (an event bus or KMS key
+        # each function's role, from dagcast/deploy/iam.py for the stage's names (an event bus or KMS key
         # set or cleared in the stage changes them): every deploy writes what differs
         iam.with_policy_files(new, self.stage)
         for name, text in iam.render(new, self.stage).items():
@@ -324,7 +192,7 @@ class Deployer:
         )  # fmt: skip
 
     def api_throttling(self) -> None:
-        """The REST API's stage throttling (dagcast/throttle.py), after the last chalice deploy and
+        """The REST API's stage throttling (dagcast/deploy/throttle.py), after the last chalice deploy and
         on every deploy: ``replace`` is idempotent, and resets a throttle changed by hand."""
         assert self.throttle is not None, "write_stage runs first"
         try:
@@ -355,7 +223,7 @@ class Deployer:
         return params | self.sse.parameters() | self.alarm_parameters
 
     def sam_deploy(self, params: dict[str, str]) -> None:
-        bundle.build(self)  # no `sam build`: it would copy the whole repository (dagcast/bundle.py)
+        bundle.build(self)  # no `sam build`: it would copy the whole repository (dagcast/deploy/bundle.py)
         self._cmd(
             "sam", "deploy", "--template-file", "template.yaml", "--stack-name", stack_name(self.stage),
             "--region", self.region, "--capabilities", "CAPABILITY_IAM", "--resolve-s3",
@@ -382,7 +250,7 @@ class Deployer:
         if missing:
             raise DeployError(
                 f"the stack {stack} has no output {', '.join(missing)}: template.yaml's Outputs must "
-                "name what dagcast/deploy.py reads (STAGE_OUTPUTS, EVENTS_URL_OUTPUT)"
+                "name what dagcast/deploy/ reads (STAGE_OUTPUTS, EVENTS_URL_OUTPUT)"
             )
         pairs = ", ".join(f"{key} = {var}" for key, var in STAGE_OUTPUTS.items())
         if self.dry_run:

@@ -1,6 +1,6 @@
 """What `dagcast deploy` checks against the machine and the account before it changes anything:
-the Python Chalice packages for (dagcast/bundle.py says why it must be the runtime's) and the
-concurrency budget (dagcast/concurrency.py). Each stops the deploy with a DeployError saying what to
+the Python Chalice packages for (dagcast/deploy/bundle.py says why it must be the runtime's) and the
+concurrency budget (dagcast/deploy/concurrency.py). Each stops the deploy with a DeployError saying what to
 do; a dry run prints the commands and checks nothing it would have to ask AWS for.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import bundle, concurrency, regions
 
 if TYPE_CHECKING:
-    from .deploy import Deployer
+    from .deployer import Deployer
 
 
 def python_of(chalice_version: str) -> str | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .deploy import Deployer
+    from .deployer import Deployer
 
 PYTHON_VERSION = "3.13"
 RUNTIME = f"python{PYTHON_VERSION}"
