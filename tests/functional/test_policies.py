@@ -253,15 +253,17 @@ def test_a_mid_sized_result_is_cut_the_same_way_in_events_and_snapshots(services
 
 @pytest.fixture
 def short_event_previews(services, monkeypatch):
-    """The task Lambdas built with DAGCAST_EVENT_PREVIEW_CHARS=1024 (a stage with many viewers),
-    then as before."""
+    """The task Lambdas run with services built under DAGCAST_EVENT_PREVIEW_CHARS=1024 (a stage
+    with many viewers); the app's own services, which other tests hold and patch, are left as
+    they are and back in place afterwards."""
     import app
+    from chalicelib.factory import BuiltOnce, build_services
 
     monkeypatch.setenv("DAGCAST_EVENT_PREVIEW_CHARS", "1024")
-    app.services.cache_clear()
-    yield app.services()
-    monkeypatch.undo()
-    app.services.cache_clear()
+    short = build_services()
+    monkeypatch.setattr(app, "services", BuiltOnce(lambda: short))
+    yield short
+    short.close()
 
 
 def test_a_stage_may_cut_events_shorter_while_views_keep_16384_characters(short_event_previews):
