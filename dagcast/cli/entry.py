@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import deployment, executions, keys, stack
+from . import deployment, executions, fanout, keys, stack
 from .command import Handler
 
 
@@ -32,4 +32,5 @@ def build_parser() -> argparse.ArgumentParser:
     executions.add_ls(sub)
     executions.add_show(sub)
     deployment.add_deploy_and_destroy(sub)
+    fanout.add_fanout(sub)
     return parser
