@@ -197,8 +197,9 @@ class Dispatcher:
                 wanted.append(delivery_item(hook, event, body))
         stored = {int(d["seq"]): d for d in self.store.enqueue(wanted)} if wanted else {}
         page: list[tuple[int, Item | None]] = []
+        wanted_seqs = {int(d["seq"]) for d in wanted}
         for seq in seqs:
-            if seq in (int(d["seq"]) for d in wanted) and seq not in stored:
+            if seq in wanted_seqs and seq not in stored:
                 return page, True  # its delivery could not be read back: stop before it, never skip it
             page.append((seq, stored.get(seq)))
         return page, len(seqs) < _PAGE
