@@ -1,4 +1,4 @@
-"""The DynamoDB stream consumer: every stored event passes through here, in seq order per execution.
+"""The DynamoDB stream consumer: every stored event passes through here.
 
 For each event record (an INSERT of an ``EVT#`` item; everything else in the table is skipped):
 1. write one delivery item per matching webhook (chalicelib/webhooks/) — durable before anything
@@ -12,8 +12,15 @@ failed — the webhook lanes they touched are sent right away (in parallel, each
 time budget; failures wait for the retry function. Every log line about a record carries its
 ``executionId`` and ``seq``.
 
+Stream order is not relied on: DynamoDB Streams orders records per item, every event is its own
+item, and a partition split puts one execution's events on two shards processed in parallel. So a
+record only *triggers* its lanes; each lane reads the event log from its cursor
+(webhooks/dispatcher.py), so order and completeness come from the log. EventBridge gets events in
+the order records come (its consumers order by ``seq``), and the metrics count records, whatever
+their order.
+
 It does not decide how a lane is sent or retried (webhooks/dispatcher.py) nor how webhook items are
-stored (webhooks/store.py), and it never reads the event log: the records carry the events.
+stored (webhooks/store.py), and it does not read the event log itself: the records carry the events.
 """
 
 from __future__ import annotations
@@ -123,7 +130,7 @@ class FanOut:
             reports: list[LaneReport] = []
             if batch.lanes and self.dispatcher is not None:
                 lanes = [(hook, execution_id) for (_, execution_id), hook in batch.lanes.items()]
-                reports = self.dispatcher.process(lanes, started + self.inline_seconds, sole_enqueuer=True)
+                reports = self.dispatcher.process(lanes, started + self.inline_seconds)
             publish_metrics(batch, reports, failed)
 
     def _record(self, batch: _Batch, record: DynamoDBRecord) -> dict[str, Any] | None:

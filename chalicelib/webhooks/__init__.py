@@ -3,7 +3,9 @@
 Every event that matches a webhook becomes a *delivery* item, written by the stream handler
 (chalicelib/fanout.py) before anything is sent, so nothing depends on the first POST succeeding.
 Deliveries of one (webhook, execution) pair form a *lane* that is sent strictly in seq order by
-whoever holds the lane's lease (the stream handler right away, or the retry function later). When a
+whoever holds the lane's lease (the stream handler right away, or the retry function later). The
+lane walks the execution's event log from its cursor — a stream record only triggers it — so stream
+order (per item, split across shards) never decides what is sent or in what order. When a
 POST fails, the lane waits (exponential back-off) and later events of that execution wait behind
 it; other lanes go on. After the last attempt the delivery is marked ``dead`` and the lane moves
 on; ``dead`` deliveries are listed by the API and can be replayed.

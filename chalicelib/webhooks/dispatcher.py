@@ -2,6 +2,14 @@
 what a failed attempt means (back off, or dead after the last one), the retry function's sweep, and
 replay.
 
+A lane's source is the execution's event log, read from the lane's cursor: the stream records
+that wrote deliveries only trigger it. DynamoDB Streams orders records per item, and one
+execution's events can come on two shards processed in parallel, so a delivery for seq 7 may be
+written before seq 6's; a lane that sent whatever deliveries it found would move its cursor past 6
+before 6 arrived. The log is gapless and ordered, so the lane walks it seq by seq, creates the
+delivery of a matching event that no record has written yet, and never moves its cursor over a
+seq it has not settled (delivered, dead, or not for this webhook).
+
 The dispatcher owns the thread pool its lanes run on: lanes go in parallel, each strictly in
 order. The pool's threads start with the first lanes sent, never at import or construction, and
 ``close()`` stops them. It does not write items itself (store.py), build requests (sender.py) or
@@ -11,6 +19,7 @@ metrics.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -24,14 +33,14 @@ from aws_lambda_powertools import Logger
 from ..config import Settings
 from ..domain.model import DeliveryStatus, now_ms
 from ..persistence.table import Item
-from .models import Hook, delivery_view
+from .models import Hook, delivery_item, delivery_view
 from .secrets import SecretBox
 from .sender import Attempt, Sender
 from .store import LEASE_MS, WebhookStore
 
 logger = Logger(service="dagcast-webhooks")
 
-_PAGE = 25  # deliveries read per query of a lane
+_PAGE = 100  # events of the log read per query of a lane
 _LANE_THREADS = 16  # lanes sent at once by one dispatcher
 
 
@@ -84,29 +93,20 @@ class Dispatcher:
         The sender is its creator's to close (it may serve another dispatcher)."""
         self._lanes.shutdown(wait=True)
 
-    def process(
-        self, lanes: Iterable[tuple[Hook, str]], deadline: float, *, sole_enqueuer: bool = False
-    ) -> list[LaneReport]:
+    def process(self, lanes: Iterable[tuple[Hook, str]], deadline: float) -> list[LaneReport]:
         """Send what is pending in each lane (lanes in parallel, each in order) until ``deadline``.
 
-        ``sole_enqueuer``: the caller is the stream handler that just wrote these lanes' deliveries.
-        Nothing else writes deliveries, and one execution's records reach one handler invocation at
-        a time (one partition key, one shard, in order), so nothing can be added to these lanes while
-        it holds them: the re-check after releasing is skipped.
+        Every sender re-checks its lane after releasing it: another stream handler (one execution's
+        records can arrive on two shards at once) may have written a delivery while it held it.
         """
-        recheck = not sole_enqueuer
-        return list(
-            self._lanes.map(lambda lane: self.process_lane(lane[0], lane[1], deadline, recheck), lanes)
-        )
+        return list(self._lanes.map(lambda lane: self.process_lane(lane[0], lane[1], deadline), lanes))
 
-    def process_lane(
-        self, hook: Hook, execution_id: str, deadline: float, recheck: bool = True
-    ) -> LaneReport:
+    def process_lane(self, hook: Hook, execution_id: str, deadline: float) -> LaneReport:
         report = LaneReport()
         # Every line about the lane carries these (this thread only); ``seq``: the delivery in hand.
         logger.thread_safe_append_keys(webhookId=hook.id, executionId=execution_id)
         try:
-            self._process_lane(hook, execution_id, deadline, report, recheck)
+            self._process_lane(hook, execution_id, deadline, report)
         except Exception:
             report.errors += 1
             logger.exception("webhook lane failed")
@@ -116,10 +116,9 @@ class Dispatcher:
             logger.thread_safe_remove_keys(["webhookId", "executionId", "seq"])
         return report
 
-    def _process_lane(
-        self, hook: Hook, execution_id: str, deadline: float, report: LaneReport, recheck: bool
-    ) -> None:
+    def _process_lane(self, hook: Hook, execution_id: str, deadline: float, report: LaneReport) -> None:
         owner = uuid.uuid4().hex
+        recheck_done = False
         while True:
             taken, lane = self.store.acquire(hook.id, execution_id, owner, now_ms())
             if not taken:
@@ -128,10 +127,8 @@ class Dispatcher:
                 at = max(int(lane.get("leaseUntil", 0)), int(lane.get("nextAttemptAt", 0)), now_ms())
                 self.store.set_due(hook.id, execution_id, at)
                 return
-            lease_end = int(lane["leaseUntil"])
-            cursor, retry_at, done = self._drain(
-                hook, execution_id, int(lane.get("cursor", 0)), lease_end, deadline, report
-            )
+            lease_end, start = int(lane["leaseUntil"]), int(lane.get("cursor", 0))
+            cursor, retry_at, done = self._drain(hook, execution_id, start, lease_end, deadline, report)
             self.store.release(hook.id, execution_id, owner, cursor, retry_at)
             if retry_at is not None:
                 self.store.set_due(hook.id, execution_id, retry_at)
@@ -139,11 +136,15 @@ class Dispatcher:
             if not done:  # out of time: the retry function continues
                 self.store.set_due(hook.id, execution_id, now_ms())
                 return
-            if not recheck or not self.store.pending(hook.id, execution_id, cursor, 1):
+            # A delivery after the cursor is one a stream handler wrote while we held the lease: its
+            # event is in the log, so going again moves the cursor. A pass that did not (a delivery
+            # whose event the log does not hold) goes round no more.
+            again = cursor > start or not recheck_done
+            if not again or not self.store.pending(hook.id, execution_id, cursor, 1):
                 if lane.get("dueSet"):
                     self.store.clear_due(hook.id, execution_id)
                 return
-            # something was enqueued while we held the lease: go again
+            recheck_done = True
 
     def _drain(
         self, hook: Hook, execution_id: str, cursor: int, lease_end: int, deadline: float, report: LaneReport
@@ -152,18 +153,16 @@ class Dispatcher:
         secret = ""  # opened for the first delivery to send (a failure then names its seq)
         margin_ms = int((self.sender.timeout + 5) * 1000)  # room for one more POST within the lease
         while True:
-            items = self.store.pending(hook.id, execution_id, cursor, _PAGE)
-            if not items:
-                return cursor, None, True
+            page, ran_dry = self._page(hook, execution_id, cursor)
             changed: list[Item] = []
             try:
-                for item in items:
-                    if item["status"] != DeliveryStatus.PENDING:
-                        cursor = int(item["seq"])
+                for seq, item in page:
+                    if item is None or item["status"] != DeliveryStatus.PENDING:
+                        cursor = seq  # not for this webhook, or settled
                         continue
                     if time.time() >= deadline or now_ms() > lease_end - margin_ms:
                         return cursor, None, False
-                    logger.thread_safe_append_keys(seq=int(item["seq"]))
+                    logger.thread_safe_append_keys(seq=seq)
                     secret = secret or self.box.open(hook)
                     result = self._attempt(hook, secret, item)
                     changed.append(item)
@@ -171,11 +170,39 @@ class Dispatcher:
                         report.lags_ms.append(result.at - int(item["eventTimestamp"]))
                     elif (retry_at := self._after_failure(item, result, report)) is not None:
                         return cursor, retry_at, False
-                    cursor = int(item["seq"])  # delivered, or dead: the lane moves on
-                if len(items) < _PAGE:  # the lane ran dry; the re-check after release sees late arrivals
+                    cursor = seq  # delivered, or dead: the lane moves on
+                if ran_dry:  # the re-check after release sees late arrivals
                     return cursor, None, True
             finally:
                 self.store.save(changed)
+
+    def _page(self, hook: Hook, execution_id: str, cursor: int) -> tuple[list[tuple[int, Item | None]], bool]:
+        """The lane's next events from the log, gapless from ``cursor``: (seq, its delivery — written
+        now if no stream record has written it yet — or None for an event this webhook does not
+        take), and whether the page reached the end of the log (or a gap, which it never skips)."""
+        events = self.store.log_after(execution_id, cursor, _PAGE)
+        seqs: list[int] = []
+        wanted: list[Item] = []
+        for expected, item in enumerate(events, start=cursor + 1):
+            if int(item["seq"]) != expected:  # cannot happen with the append protocol; never step over it
+                logger.warning("gap in the event log; the lane waits at it", extra={"seq": expected})
+                break
+            seqs.append(expected)
+            body = str(item.get("data", ""))
+            try:
+                event = json.loads(body)
+            except ValueError:  # malformed: the fan-out skips it too (MalformedEvents)
+                continue
+            if isinstance(event, dict) and hook.matches(event):
+                wanted.append(delivery_item(hook, event, body))
+        stored = {int(d["seq"]): d for d in self.store.enqueue(wanted)} if wanted else {}
+        page: list[tuple[int, Item | None]] = []
+        wanted_seqs = {int(d["seq"]) for d in wanted}
+        for seq in seqs:
+            if seq in wanted_seqs and seq not in stored:
+                return page, True  # its delivery could not be read back: stop before it, never skip it
+            page.append((seq, stored.get(seq)))
+        return page, len(seqs) < _PAGE
 
     def _after_failure(self, item: Item, result: Attempt, report: LaneReport) -> int | None:
         """A failed attempt: when to try again, or None when that was the last (the item is dead)."""

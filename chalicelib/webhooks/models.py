@@ -92,7 +92,12 @@ class Hook:
     description: str = ""
 
     def matches(self, event: Mapping[str, Any]) -> bool:
+        """Its filter takes the event, and the event was stored after the webhook was registered:
+        the stream handlers and the lanes (which read the log from seq 1 for a new lane) then agree
+        on which events a webhook gets, whatever order the stream brings them in."""
         if self.execution_id is not None and event.get("executionId") != self.execution_id:
+            return False
+        if int(event.get("timestamp") or self.created_at) < self.created_at:
             return False
         return self.types is None or self.types.matches(str(event.get("type")))
 

@@ -7,6 +7,9 @@ Items (one table, see docs/architecture.md):
 - ``HOOK#<id>`` / ``LANE#<executionId>``: cursor (last seq settled), lease, nextAttemptAt
 - ``WEBHOOKS#DUE`` / ``<id>#<executionId>``: a lane the retry function must look at, and when
 
+It also reads an execution's event log (``EXEC#<id>`` / ``EVT#<seq>``, never writes it): a lane's
+source is the log, not the stream records that trigger it (docs/architecture.md § Fan-out).
+
 DynamoDB's error codes stop here: a lost lease race is an answer (``acquire`` → not taken), not an
 exception. It does not decide when to send or retry (dispatcher.py) nor what a delivery holds
 (models.py); it does not send anything.
@@ -22,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from ..domain import events as ev
 from ..domain.model import now_ms
+from ..persistence.keys import LAST_EVENT_SK, event_sk, pk
 from ..persistence.table import CONDITION_FAILED, Item, Table, error_code, from_item, to_item
 from .models import Hook
 
@@ -136,15 +140,26 @@ class WebhookStore(Table):
         return "Attributes" in out
 
     # deliveries
-    def enqueue(self, deliveries: list[Item]) -> None:
+    def enqueue(self, deliveries: list[Item]) -> list[Item]:
         """Write new deliveries (models.delivery_item); ones already there (a redelivered stream
-        batch) are kept as they are."""
+        batch, or written by the lane itself from the log) are kept as they are. Each new one is a
+        conditional put: an unconditional write could reset a delivery the lane created and
+        delivered meanwhile. Answers the deliveries as they are stored now."""
         keyed = [keyed_delivery(d) for d in deliveries]
         keys = [to_item({"PK": d["PK"], "SK": d["SK"]}) for d in keyed]
-        existing = {(d["PK"], d["SK"]) for d in map(from_item, self._batch_get(keys))}
-        fresh = [d for d in keyed if (d["PK"], d["SK"]) not in existing]
+        stored = {(d["PK"], d["SK"]): d for d in map(from_item, self._batch_get(keys))}
         expires = self._expires()
-        self._batch_write([{"PutRequest": {"Item": to_item({**d, "expiresAt": expires})}} for d in fresh])
+        for d in keyed:
+            if (d["PK"], d["SK"]) in stored:
+                continue
+            item = {**d, "expiresAt": expires}
+            if self._put_if(Item=to_item(item), ConditionExpression="attribute_not_exists(PK)"):
+                stored[(d["PK"], d["SK"])] = item
+            else:  # written by another sender between the read and the put: theirs stands
+                found = self.get_delivery(str(d["webhookId"]), str(d["executionId"]), int(d["seq"]))
+                if found is not None:
+                    stored[(d["PK"], d["SK"])] = found
+        return list(stored.values())
 
     def save(self, deliveries: list[Item]) -> None:
         """Write back deliveries read from the store (keys included); an attribute set to None is
@@ -161,6 +176,21 @@ class WebhookStore(Table):
                     ":a": delivery_sk(execution_id, after_seq + 1),
                     ":b": delivery_sk(execution_id, 10**_SEQ_WIDTH - 1),
                 }
+            ),
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        return [from_item(i) for i in out.get("Items", [])]
+
+    def log_after(self, execution_id: str, after_seq: int, limit: int) -> list[Item]:
+        """The execution's event items (``seq``, ``type``, ``data``: the event as stored) with seq >
+        ``after_seq``, in seq order, at most ``limit``; a consistent read, so every event written
+        before the call is there (the log is gapless: seq n+1 is only ever put after seq n)."""
+        out = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :p AND SK BETWEEN :lo AND :hi",
+            ExpressionAttributeValues=to_item(
+                {":p": pk(execution_id), ":lo": event_sk(after_seq + 1), ":hi": LAST_EVENT_SK}
             ),
             ConsistentRead=True,
             Limit=limit,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import deployment, executions, keys, migrate, stack, verify
+from . import deployment, executions, fanout, keys, migrate, stack, verify
 from .command import Handler
 
 
@@ -35,4 +35,5 @@ def build_parser() -> argparse.ArgumentParser:
     deployment.add_deploy_and_destroy(sub)
     verify.add_verify(sub)
     migrate.add_migrate(sub)
+    fanout.add_fanout(sub)
     return parser

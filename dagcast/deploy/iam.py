@@ -182,7 +182,7 @@ GRANTS: dict[str, Callable[[Names], list[Statement]]] = {
     "table": _table(*TABLE_ITEMS),
     "table-release": _table("GetItem", "UpdateItem"),  # the token and the dependency counters
     "table-webhook-retries": _table(
-        "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem"
+        "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem"
     ),
     "executions-index": _executions_index,
     "table-stream": _stream,

@@ -13,8 +13,10 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import boto3
 import pytest
 from chalice.test import Client
 
@@ -28,8 +30,9 @@ from chalicelib.webhooks import dispatcher
 from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher, LaneReport
 from chalicelib.webhooks.models import Hook
 from tests.functional.conftest import echo, fail, run_job, wait_for_end
+from tests.functional.test_fanout import published as published_to
 from tests.functional.test_fanout import record
-from tests.support.fanout import fanned_out
+from tests.support.fanout import fan_out_by_hand, fanned_out, stream_record
 from tests.support.receiver import EventBus, Receiver
 
 SECRET = "s3cret-s3cret-s3cret"
@@ -103,6 +106,20 @@ def one_attempt(services: Services) -> Dispatcher:
     assert services.dispatcher is not None
     d = services.dispatcher
     return Dispatcher(d.store, d.box, d.sender, DeliveryBackoff(max_attempts=1))
+
+
+def stored(stack: Any, *records: dict[str, Any]) -> list[dict[str, Any]]:
+    """Put the events these stream records carry into the table (the log a webhook lane reads),
+    the stack's own fan-out standing aside; the records, for the test to feed by hand."""
+    db = boto3.client("dynamodb")
+    with fan_out_by_hand(stack):
+        for r in records:
+            image = r["dynamodb"]["NewImage"]
+            if image["SK"]["S"].startswith("EVT#"):
+                event = json.loads(image["data"]["S"]) if image["data"]["S"].startswith('{"') else {}
+                extra = {"seq": {"N": str(event.get("seq", 0))}, "type": {"S": str(event.get("type", ""))}}
+                db.put_item(TableName=stack.table_name, Item={**image, **extra})
+    return list(records)
 
 
 @contextlib.contextmanager
@@ -288,7 +305,7 @@ def test_an_execution_filter_and_type_filter_select_events(client, hooks, servic
         other.stop()
 
 
-def test_when_every_record_of_a_batch_fails_its_deliveries_are_still_sent(client, hooks, services):
+def test_when_every_record_of_a_batch_fails_its_deliveries_are_still_sent(client, hooks, services, stack):
     receiver = Receiver(SECRET).start()
     eid = new_execution_id()
     webhook_id = register(client, hooks, receiver, executionId=eid)
@@ -296,7 +313,7 @@ def test_when_every_record_of_a_batch_fails_its_deliveries_are_still_sent(client
     assert services.dispatcher is not None
     handler = FanOut(services.webhooks, services.dispatcher, missing.events, missing.name, 10).handle
     try:
-        first = [record(eid, 1)]
+        first = stored(stack, record(eid, 1))
         assert handler({"Records": first}, None) == {
             "batchItemFailures": [{"itemIdentifier": first[0]["dynamodb"]["SequenceNumber"]}]
         }
@@ -304,17 +321,19 @@ def test_when_every_record_of_a_batch_fails_its_deliveries_are_still_sent(client
         assert receiver.keys_for(eid) == [f"{eid}:1"]
         delivery = services.webhooks.get_delivery(webhook_id, eid, 1)
         assert delivery is not None and delivery["status"] == "delivered"
-        batch = [record(eid, 2), record(eid, 3)]
+        batch = stored(stack, record(eid, 2), record(eid, 3))
         failed = handler({"Records": batch}, None)["batchItemFailures"]
         assert [f["itemIdentifier"] for f in failed] == [r["dynamodb"]["SequenceNumber"] for r in batch]
-        # seq 2's delivery went out; seq 3 was held back behind it (its delivery is written on redelivery)
-        assert receiver.keys_for(eid) == [f"{eid}:1", f"{eid}:2"]
-        assert services.webhooks.get_delivery(webhook_id, eid, 3) is None
+        # seq 2's delivery went out; so did seq 3's, whose record was held back behind it: the lane
+        # reads the log, where seq 3 is (before issue 18 it waited for its record's redelivery)
+        assert receiver.keys_for(eid) == [f"{eid}:1", f"{eid}:2", f"{eid}:3"]
+        delivery = services.webhooks.get_delivery(webhook_id, eid, 3)
+        assert delivery is not None and delivery["status"] == "delivered"
     finally:
         receiver.stop()
 
 
-def test_every_log_line_about_a_record_carries_its_execution_and_seq(client, hooks, services):
+def test_every_log_line_about_a_record_carries_its_execution_and_seq(client, hooks, services, stack):
     receiver = Receiver(SECRET).start()
     eid, malformed = new_execution_id(), new_execution_id()
     receiver.refuse_keys = {f"{eid}:1"}
@@ -325,12 +344,13 @@ def test_every_log_line_about_a_record_carries_its_execution_and_seq(client, hoo
     hooks.append(broken.id)
     bus = EventBus().create()
     handler = FanOut(services.webhooks, one_attempt(services), bus.events, bus.name, 10).handle
-    batch = [
+    batch = stored(
+        stack,
         record(eid, 1),
         record(eid, 2, type=""),  # EventBridge refuses it
         record(eid, 3),  # held back behind it
         record(malformed, 1, data="{not json"),
-    ]
+    )
     try:
         with log_lines() as lines:
             handler({"Records": batch}, None)
@@ -364,7 +384,7 @@ def test_every_log_line_about_a_record_carries_its_execution_and_seq(client, hoo
 
 
 def test_webhook_metrics_count_deliveries_failures_dead_letters_and_lag(
-    monkeypatch, capsys, client, hooks, services
+    monkeypatch, capsys, client, hooks, services, stack
 ):
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     ok, down = Receiver(SECRET).start(), Receiver(SECRET, fail_always=True).start()
@@ -374,7 +394,7 @@ def test_webhook_metrics_count_deliveries_failures_dead_letters_and_lag(
     bus = EventBus().create()
     handler = FanOut(services.webhooks, one_attempt(services), bus.events, bus.name, 10).handle
     written = now_ms()
-    batch = [record(eid, 1), record(eid, 2), record(eid, 3, type="")]  # the bus refuses seq 3
+    batch = stored(stack, record(eid, 1), record(eid, 2), record(eid, 3, type=""))  # the bus refuses seq 3
     try:
         capsys.readouterr()
         assert len(handler({"Records": batch}, None)["batchItemFailures"]) == 1
@@ -531,3 +551,70 @@ def test_closed_services_stop_their_lane_threads_and_send_nothing_more(services)
     own.close()  # after the lanes in hand (the one above found nothing to send)
     with pytest.raises(RuntimeError):
         own.dispatcher.process([(hook, new_execution_id())], time.time() + 5)
+
+
+def test_a_partition_split_that_brings_an_executions_records_out_of_order_loses_no_webhook_event(
+    client, hooks, services, stack
+):
+    """DynamoDB Streams orders records per item; a split put one execution's events on two shards
+    processed in parallel. The lane used to send whatever deliveries it found after its cursor: with
+    shard A's odd seqs fanned out first it sent 1, 3, 5, 7 and moved its cursor past 2, 4, 6, which
+    shard B then wrote below it — never sent. The lane now reads the event log from its cursor."""
+    everything, completed = Receiver(SECRET).start(), Receiver(SECRET).start()
+    eid = new_execution_id()
+    register(client, hooks, everything, executionId=eid)
+    register(client, hooks, completed, executionId=eid, types=["substep.completed"])
+    types = ["substep.started", "substep.completed", "execution.updated"]
+    bus = EventBus().create()
+    assert services.dispatcher is not None
+    handle = FanOut(services.webhooks, services.dispatcher, bus.events, bus.name, 10).handle
+    try:
+        with fan_out_by_hand(stack):
+            for n in range(12):
+                services.store.append_event(eid, f"test#{n}", {"type": types[n % 3], "taskId": n})
+            items = services.webhooks.log_after(eid, 0, 100)
+            assert [i["seq"] for i in items] == list(range(1, 13))
+            records = {int(i["seq"]): stream_record(i, f"{int(i['seq']):05d}") for i in items}
+            shard_a = [records[s] for s in (1, 3, 5, 7, 9, 11)]
+            shard_b = [records[s] for s in (2, 4, 8, 10, 12)]  # 6 withheld: it comes last
+            assert handle({"Records": shard_a}, None) == {"batchItemFailures": []}
+            # both shards at once, one record per batch; shard A redelivered (duplicates)
+            with ThreadPoolExecutor(2) as shards:
+                for outcome in shards.map(
+                    lambda shard: [handle({"Records": [r]}, None) for r in shard], [shard_b, shard_a]
+                ):
+                    assert all(o == {"batchItemFailures": []} for o in outcome)
+            assert handle({"Records": [records[6], records[3]]}, None) == {"batchItemFailures": []}
+        wait_for(lambda: all(settled(stack, client, h, eid) for h in hooks[-2:]), what="lanes settled")
+        assert everything.keys_for(eid) == [f"{eid}:{s}" for s in range(1, 13)]
+        assert completed.keys_for(eid) == [
+            f"{eid}:{s}" for s in range(1, 13) if types[(s - 1) % 3] == types[1]
+        ]
+        # EventBridge: every event at least once (its consumers order by seq)
+        assert {s for e, s in published_to(bus) if e == eid} == set(range(1, 13))
+    finally:
+        everything.stop()
+        completed.stop()
+
+
+def test_a_webhook_gets_no_event_stored_before_it_was_registered(client, hooks, services, stack):
+    """A new lane reads the log from seq 1: events stored before the registration must not be sent
+    (no backfill), whether a stream record or the lane finds them."""
+    receiver = Receiver(SECRET).start()
+    eid = new_execution_id()
+    assert services.dispatcher is not None
+    handle = FanOut(services.webhooks, services.dispatcher, None, "", 10).handle
+    try:
+        with fan_out_by_hand(stack):
+            services.store.append_event(eid, "before#1", {"type": "substep.started", "taskId": 1})
+            services.store.append_event(eid, "before#2", {"type": "substep.started", "taskId": 2})
+            time.sleep(0.01)  # the registration's createdAt must be later than both (time is the point)
+            register(client, hooks, receiver, executionId=eid)
+            services.store.append_event(eid, "after#3", {"type": "substep.started", "taskId": 3})
+            items = services.webhooks.log_after(eid, 0, 100)
+            records = [stream_record(i, f"{int(i['seq']):05d}") for i in items]
+            assert handle({"Records": records[::-1]}, None) == {"batchItemFailures": []}
+        wait_for(lambda: settled(stack, client, hooks[-1], eid), what="lane settled")
+        assert receiver.keys_for(eid) == [f"{eid}:3"]
+    finally:
+        receiver.stop()

@@ -4,10 +4,15 @@ instead of waiting a while for it."""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
 
+from chalicelib.persistence.table import to_item
+from dagcast.local.lambdas import FANOUT
 from dagcast.local.moto.poller import iterator_start
 
 
@@ -23,3 +28,42 @@ def fanned_out(stack: Any) -> bool:
         if streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1)["Records"]:
             return False
     return True
+
+
+def stream_record(item: dict[str, Any], sequence_number: str) -> dict[str, Any]:
+    """The stream record (INSERT, NEW_IMAGE) the event source mapping would hand the fan-out for a
+    stored event item (plain values, as ``WebhookStore.log_after`` reads them)."""
+    image = to_item(item)
+    return {
+        "eventID": f"{item['PK']}-{item['SK']}-{sequence_number}",
+        "eventName": "INSERT",
+        "eventSource": "aws:dynamodb",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x",
+        "dynamodb": {
+            "Keys": {"PK": image["PK"], "SK": image["SK"]},
+            "NewImage": image,
+            "SequenceNumber": sequence_number,
+            "StreamViewType": "NEW_IMAGE",
+        },
+    }
+
+
+@contextlib.contextmanager
+def fan_out_by_hand(stack: Any) -> Iterator[None]:
+    """The stack's stream poller runs a fan-out that acknowledges every record and does nothing
+    while the block runs (and until the stream has been read to its end), so a test can feed the
+    records itself — in any order. The poller resumes after its checkpoint with the real one."""
+    real = stack.handlers[FANOUT]
+    stack.poller.stop()
+    stack.handlers[FANOUT] = lambda event, context: {"batchItemFailures": []}
+    stack.start_poller()
+    try:
+        yield
+        deadline = time.monotonic() + 60
+        while not fanned_out(stack):
+            assert time.monotonic() < deadline, "the stack's stream poller did not catch up"
+            time.sleep(0.05)
+    finally:
+        stack.poller.stop()
+        stack.handlers[FANOUT] = real
+        stack.start_poller()

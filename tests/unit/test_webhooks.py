@@ -78,3 +78,43 @@ def test_a_dispatcher_starts_its_lane_threads_on_first_use_and_close_stops_them(
     assert not any(t.is_alive() for t in ran_on)
     with pytest.raises(RuntimeError):  # nothing is sent after close
         dispatcher.process([(HOOK, "d")], deadline=0)
+
+
+def test_a_webhook_takes_only_events_stored_after_it_was_registered():
+    """A new lane reads its execution's log from seq 1; without this rule it would send a webhook
+    registered mid-execution every earlier event (a backfill the contract rules out), and the
+    stream handlers and the lanes would disagree on which events a webhook gets."""
+    created = HOOK.created_at
+    event = {"type": "execution.started", "executionId": "e-1", "seq": 1}
+    assert not HOOK.matches({**event, "timestamp": created - 1})
+    assert HOOK.matches({**event, "timestamp": created}) and HOOK.matches({**event, "timestamp": created + 1})
+
+
+def test_redrive_reads_a_batch_of_the_queue_as_its_records_say_or_by_arrival_times():
+    from dagcast.cli.entry import build_parser
+    from dagcast.redrive import _epoch_ms
+
+    args = build_parser().parse_args(["fanout", "redrive", "--stage", "prod", "--dry-run"])
+    assert (args.command, args.action, args.stage, args.dry_run, args.margin_minutes) == (
+        "fanout",
+        "redrive",
+        "prod",
+        True,
+        15.0,
+    )
+    # the on-failure message's arrival times (AWS writes them with a Z)
+    assert _epoch_ms("2024-01-02T03:04:05.678Z") == 1_704_164_645_678
+
+
+def test_the_errors_redrive_reads_as_expired_records_are_ones_dynamodb_streams_answers():
+    """moto never trims a stream, so the functional test can only show a stream that is gone; the
+    error AWS answers for records past the 24 h retention must still be one the service has."""
+    import botocore.session
+
+    from dagcast.redrive import EXPIRED_CODES
+
+    model = botocore.session.get_session().get_service_model("dynamodbstreams")
+    errors = {
+        e.name for op in ("GetShardIterator", "GetRecords") for e in model.operation_model(op).error_shapes
+    }
+    assert errors >= EXPIRED_CODES and "TrimmedDataAccessException" in EXPIRED_CODES
