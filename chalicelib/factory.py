@@ -17,7 +17,7 @@ from .kinds import load_plugins
 from .orchestration.engine import Orchestrator
 from .persistence.executions import DynamoStore
 from .persistence.sfn import StepFunctions
-from .redact import Redactor
+from .redact import Redactor, redact_log_records
 from .stream.auth import TokenSigner
 from .webhooks.dispatcher import DeliveryBackoff, Dispatcher
 from .webhooks.secrets import SecretBox
@@ -52,6 +52,8 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
     session = session or boto3.Session()
     dynamodb = session.client("dynamodb", config=_CLIENT_CONFIG)
     store = DynamoStore(dynamodb, settings.table_name, Redactor(settings.redact_keys))
+    # every log line of the process (ours and the libraries': httpx logs each URL it calls)
+    redact_log_records(store.redactor)
     sfn = session.client("stepfunctions", config=_CLIENT_CONFIG)
     signer = TokenSigner(settings.stream_secret, settings.token_ttl_seconds) if settings.auth else None
     webhooks = WebhookStore(dynamodb, settings.table_name, settings.webhook_retention_days)
