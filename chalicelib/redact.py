@@ -130,10 +130,12 @@ class Redactor:
         return m.group(0)[: m.start(value) - m.start(0)] + REDACTED
 
     def _quoted(self, m: re.Match[str]) -> str:
-        if not self.is_sensitive(m.group(2)) or m.group(5) == REDACTED:
-            return m.group(0)
         q = m.group(4)
-        return f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{q}{REDACTED}{q}"
+        if not self.is_sensitive(m.group(2)):  # its value may quote fields itself: '{"password": …}'
+            value = _QUOTED.sub(self._quoted, m.group(5))
+        else:
+            value = REDACTED
+        return f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{q}{value}{q}"
 
     def apply(self, value: Any) -> Any:
         """A copy of ``value`` with every secret-looking key's value replaced by "[REDACTED]" and
