@@ -131,10 +131,8 @@ class Redactor:
 
     def _quoted(self, m: re.Match[str]) -> str:
         q = m.group(4)
-        if not self.is_sensitive(m.group(2)):  # its value may quote fields itself: '{"password": …}'
-            value = _QUOTED.sub(self._quoted, m.group(5))
-        else:
-            value = REDACTED
+        # a harmless name's value may quote fields itself: 'body': '{"password": …}'
+        value = REDACTED if self.is_sensitive(m.group(2)) else _QUOTED.sub(self._quoted, m.group(5))
         return f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{q}{value}{q}"
 
     def apply(self, value: Any) -> Any:

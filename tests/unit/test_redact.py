@@ -32,6 +32,8 @@ from chalicelib.redact import MIN_VALUE_CHARS, REDACTED, Redactor, redact_log_re
         ("key AKIAIOSFODNN7EXAMPLE and ASIAIOSFODNN7EXAMPLE", "key [REDACTED] and [REDACTED]"),
         ('body {"password": "hunter22", "user": "ada"}', 'body {"password": "[REDACTED]", "user": "ada"}'),
         ("{'X-Api-Key': 'abc'}", "{'X-Api-Key': '[REDACTED]'}"),
+        # a field quoted inside a harmless field's quoted value (a body in an error's dict)
+        ("""{'body': '{"password":"hunter22"}'}""", """{'body': '{"password":"[REDACTED]"}'}"""),
         ("X-Api-Key: abc123\nX-Test: shown", "X-Api-Key: [REDACTED]\nX-Test: shown"),
         # names that only look like it keep their values
         ("max_tokens=5&author=ada&design=x&monkey=1", "max_tokens=5&author=ada&design=x&monkey=1"),
