@@ -22,7 +22,7 @@ from .kinds import load_plugins
 from .orchestration.engine import Orchestrator
 from .persistence.executions import DynamoStore
 from .persistence.sfn import StepFunctions
-from .redact import Redactor
+from .redact import Redactor, redact_log_records
 from .stream.auth import TokenSigner
 from .webhooks.store import WebhookStore
 
@@ -123,6 +123,8 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
 
     dynamodb = client("dynamodb")
     store = DynamoStore(dynamodb, settings.table_name, Redactor(settings.redact_keys))
+    # every log line of the process (ours and the libraries': httpx logs each URL it calls)
+    redact_log_records(store.redactor)
     webhooks = WebhookStore(dynamodb, settings.table_name, settings.webhook_retention_days)
     orchestrator = Orchestrator(
         store,

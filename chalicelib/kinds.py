@@ -17,13 +17,12 @@ with ``@register_function("name")`` the same way.
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -31,6 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # TaskFailed is part of the kind author's API (docs/jobs.md: `from chalicelib.kinds import TaskFailed`).
 from .domain.errors import TaskFailed as TaskFailed
 from .domain.templates import render_value
+from .redact import Redactor
+from .references import DEFAULT_KEY_PATTERNS as DEFAULT_KEY_PATTERNS
+from .references import RESERVED_KEY_REFS as RESERVED_KEY_REFS
+from .references import KeyRef as KeyRef
+from .references import key_patterns as key_patterns
+from .references import resolve_key as resolve_key
 
 # An attempt runs inside one run_task invocation (Lambda's limit: 900 s); 60 s are kept for
 # recording its outcome, so an attempt that times out is still recorded by the same invocation.
@@ -48,9 +53,23 @@ class RunContext:
     task_id: int
     attempt: int
     deadline: float  # time.monotonic() by which the task must be done
+    # Every secret the attempt resolved: the runner redacts them from all the attempt writes.
+    secrets: set[str] = field(default_factory=set)
 
     def remaining(self) -> float:
         return max(0.1, self.deadline - time.monotonic())
+
+    def keep(self, secret: str) -> str:
+        """``secret``, remembered so that no result, error or log line of this attempt shows it."""
+        self.secrets.add(secret)
+        return secret
+
+    def resolve(self, key: KeyRef) -> str:
+        """The referenced secret's value (kept); TaskFailed if it cannot be read or is not allowed."""
+        try:
+            return self.keep(resolve_key(key))
+        except LookupError as exc:
+            raise TaskFailed(str(exc)) from None
 
 
 Runner = Callable[[Any, Mapping[int, Any], RunContext], Any]
@@ -127,16 +146,45 @@ register_kind(Kind("fail", FailParams, _fail))
 class HttpParams(_Params):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
     url: str = Field(pattern=r"^https?://", max_length=8_000)
-    headers: dict[str, str] = Field(default_factory=dict)
+    # A credential is a reference, resolved when the task runs: the task item never holds it.
+    headers: dict[str, str | KeyRef] = Field(default_factory=dict)
     body: Any = None  # a string is sent as is; anything else as JSON
     timeoutSeconds: float = Field(default=30, gt=0, le=MAX_TIMEOUT_SECONDS)
     allowStatus: list[int] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _no_literal_credentials(self) -> HttpParams:
+        shapes = Redactor()
+        for name, value in self.headers.items():
+            if isinstance(value, str) and (shapes.is_sensitive(name) or shapes.text(value) != value):
+                raise ValueError(
+                    f"header {name!r} carries a credential: give it as a reference, e.g. "
+                    f'{{"{name}": {{"env": "MY_API_KEY"}}}} (or {{"ssm": ...}}, {{"secret": ...}}), '
+                    "never literally: task params are stored as given (docs/jobs.md)"
+                )
+        return self
+
+
+def _http_headers(p: HttpParams, ctx: RunContext) -> dict[str, str]:
+    return {k: (ctx.resolve(v) if isinstance(v, KeyRef) else v) for k, v in p.headers.items()}
+
+
+def _check_http(p: HttpParams) -> list[str]:
+    """At submission: every header reference is allowed and can be read."""
+    problems = []
+    for name, value in p.headers.items():
+        if isinstance(value, KeyRef):
+            try:
+                resolve_key(value)
+            except LookupError as exc:
+                problems.append(f"header {name!r}: {exc}")
+    return problems
 
 
 def _http(p: HttpParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
     import httpx
 
-    kwargs: dict[str, Any] = {"headers": p.headers}
+    kwargs: dict[str, Any] = {"headers": _http_headers(p, ctx)}
     if isinstance(p.body, str):
         kwargs["content"] = p.body.encode()
     elif p.body is not None:
@@ -162,7 +210,7 @@ def _decode(r: Any) -> Any:
     return r.text
 
 
-register_kind(Kind("http", HttpParams, _http))
+register_kind(Kind("http", HttpParams, _http, _check_http))
 
 # ------------------------------------------------------------------------------------------- python
 
@@ -228,28 +276,6 @@ register_kind(Kind("python", PythonParams, _python, _check_python))
 # ---------------------------------------------------------------------------------------------- llm
 
 
-class KeyRef(_Params):
-    """Where the API key is: an environment variable, an SSM parameter or a Secrets Manager secret."""
-
-    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    ssm: str | None = Field(default=None, min_length=1, max_length=2048)
-    secret: str | None = Field(default=None, min_length=1, max_length=2048)
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> KeyRef:
-        if sum(1 for v in (self.env, self.ssm, self.secret) if v) != 1:
-            raise ValueError("give exactly one of env, ssm, secret")
-        return self
-
-    @property
-    def ref(self) -> str:
-        if self.env:
-            return f"env:{self.env}"
-        if self.ssm:
-            return f"ssm:{self.ssm}"
-        return f"secret:{self.secret}"
-
-
 class Message(_Params):
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=200_000)
@@ -265,59 +291,10 @@ class LlmParams(_Params):
     timeoutSeconds: float = Field(default=120, gt=0, le=MAX_TIMEOUT_SECONDS)
 
 
-DEFAULT_KEY_PATTERNS = ("env:*_API_KEY", "ssm:/dagcast/*", "secret:dagcast/*")
-
-
-def key_patterns() -> tuple[str, ...]:
-    raw = os.environ.get("DAGCAST_LLM_KEYS")
-    if raw is None:
-        return DEFAULT_KEY_PATTERNS
-    return tuple(p.strip() for p in raw.split(",") if p.strip())
-
-
-# dagcast's own secrets are never task keys, whatever DAGCAST_LLM_KEYS allows: a job could otherwise
-# send the stream-token key to a URL of its choosing.
-RESERVED_KEY_REFS = ("env:DAGCAST_*", "secret:dagcast-internal/*", "ssm:/dagcast-internal/*")
-
-
-def resolve_key(key: KeyRef) -> str:
-    """The key's value; LookupError says what is missing. Never logged, never stored."""
-    if any(fnmatch.fnmatchcase(key.ref, p) for p in RESERVED_KEY_REFS):
-        raise LookupError(f"{key.ref} is reserved for dagcast's own secrets; it is never a task key")
-    if not any(fnmatch.fnmatchcase(key.ref, p) for p in key_patterns()):
-        raise LookupError(
-            f"{key.ref} is not an allowed key reference (DAGCAST_LLM_KEYS: {', '.join(key_patterns())})"
-        )
-    if key.env:
-        value = os.environ.get(key.env, "")
-        if not value:
-            raise LookupError(f"the environment variable {key.env} is not set")
-        return value
-    return _parameter(key.ref)
-
-
-def _parameter(ref: str) -> str:
-    """powertools caches each value for 5 minutes, so a rotated key is picked up within 5 minutes."""
-    from aws_lambda_powertools.utilities import parameters
-
-    kind, _, name = ref.partition(":")
-    try:
-        if kind == "ssm":
-            value = parameters.get_parameter(name, decrypt=True, max_age=300)
-        else:
-            value = parameters.get_secret(name, max_age=300)
-    except Exception as exc:  # powertools wraps the AWS error
-        raise LookupError(f"{ref} cannot be read: {exc}") from None
-    return str(value)
-
-
 def _llm(p: LlmParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
     import httpx
 
-    try:
-        key = resolve_key(p.apiKey)
-    except LookupError as exc:
-        raise TaskFailed(str(exc)) from None
+    key = ctx.resolve(p.apiKey)
     body: dict[str, Any] = {"model": p.model, "messages": [m.model_dump() for m in p.messages]}
     if p.temperature is not None:
         body["temperature"] = p.temperature
@@ -332,9 +309,9 @@ def _llm(p: LlmParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
             timeout=min(p.timeoutSeconds, ctx.remaining()),
         )
     except httpx.HTTPError as exc:
-        raise TaskFailed(f"{url}: {type(exc).__name__}: {exc}".replace(key, "[REDACTED]")) from None
+        raise TaskFailed(f"{url}: {type(exc).__name__}: {exc}") from None
     if r.status_code != 200:
-        raise TaskFailed(f"{url} answered {r.status_code}: {r.text[:500]}".replace(key, "[REDACTED]"))
+        raise TaskFailed(f"{url} answered {r.status_code}: {r.text[:500]}")
     try:
         return r.json()["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):

@@ -33,6 +33,7 @@ from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, ExecutionStatus, 
 from ..factory import Services
 from ..orchestration.results import ResultText, final_text, task_text
 from ..orchestration.views import TEXT_CAPS, cut_view, execution_view
+from ..redact import Redactor
 from ..webhooks.models import MAX_WEBHOOKS, Hook, delivery_view, parse_spec
 from ..webhooks.store import deliveries_prefix
 from .answer import MAX_PAGE_CHARS, PAGE_TEXT_BYTES, encoded_size, fit, fitting_end, text_cost
@@ -50,6 +51,8 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 _READ_STEP = 1_000_000  # characters of a result read from the store at once while filling a page
 _DIGITS = re.compile(r"[0-9]{1,16}")  # ASCII digits: int() would also take "٣" or " 3"
 Reply = tuple[int, dict[str, Any]]
+# An error answer may quote the request (a refused URL, a job's field): shapes are redacted from it.
+_SHAPES = Redactor()
 
 
 def respond(handler: Callable[[], Reply]) -> Reply:
@@ -61,7 +64,7 @@ def respond(handler: Callable[[], Reply]) -> Reply:
         if answer is None:
             log.exception("unhandled error")
             answer = INTERNAL_ERROR
-        return answer.status, answer.body
+        return answer.status, _SHAPES.apply(answer.body)
 
 
 def _json_body(raw_body: bytes | None, example: str, limit: int = MAX_BODY_BYTES) -> Any:

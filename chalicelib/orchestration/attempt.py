@@ -13,6 +13,7 @@ import concurrent.futures
 import json
 import logging
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -25,6 +26,7 @@ from ..domain.templates import refs_in_value
 from ..kinds import RunContext, run_kind
 from ..persistence.executions import INLINE_RESULT_CHARS
 from ..persistence.table import Item
+from ..redact import Redactor
 from .ports import OrchestrationStore
 from .views import result_url, timeout_source
 
@@ -145,8 +147,8 @@ class AttemptRunner:
             fields["durationMs"] = now - int(current["startedAt"])
         if upstream:
             fields["upstreamTaskIds"] = upstream
-        if "error" in fields:
-            fields["error"] = cut_error(str(fields["error"]))
+        if "error" in fields:  # also errors from Step Functions (record_failure) and the engine
+            fields["error"] = cut_error(self._store.redactor.text(str(fields["error"])))
         done = self._store.finish_task(execution_id, task_id, status, attempt, finishedAt=now, **fields)
         return done if done is not None else self._store.get_task(execution_id, task_id)
 
@@ -171,27 +173,41 @@ class AttemptRunner:
         return timeout
 
     def _execute(self, execution_id: str, started: Item, attempt: int, timeout: float) -> _Result | _Failure:
-        """Run the kind: its result as redacted JSON within MAX_RESULT_BYTES, or why it failed."""
+        """Run the kind: its result as redacted JSON within MAX_RESULT_BYTES, or why it failed
+        (redacted). Redacted here, where the attempt's resolved secrets are known: nothing written
+        after this point — task item, events, webhooks, EventBridge — ever needs them."""
+        ctx = RunContext(execution_id, int(started["taskId"]), attempt, time.monotonic() + timeout)
         try:
-            result = self._run_with_timeout(execution_id, started, attempt, timeout)
-            text = json.dumps(self._store.redactor.apply(result), ensure_ascii=False)
+            result = self._run_with_timeout(started, ctx, timeout)
+            text = json.dumps(self._redactor(ctx).apply(result), ensure_ascii=False)
             size = len(text.encode())
             if size > MAX_RESULT_BYTES:
                 raise TaskFailed(f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}")
         except TaskFailed as exc:
-            return _Failure(str(exc), Reason.TIMEOUT if isinstance(exc, _Timeout) else Reason.ERROR)
+            reason = Reason.TIMEOUT if isinstance(exc, _Timeout) else Reason.ERROR
+            return _Failure(self._redactor(ctx).text(str(exc)), reason)
         except Exception as exc:  # user-level failure of the kind: the task fails, not the run
-            log.exception("task %s of %s raised", started["taskId"], execution_id)
-            return _Failure(f"{type(exc).__name__}: {exc}", Reason.ERROR)
+            redactor = self._redactor(ctx)
+            # the traceback is logged redacted with the attempt's secrets (the log records'
+            # own redaction knows only shapes)
+            log.error(
+                "task %s of %s raised: %s",
+                started["taskId"],
+                execution_id,
+                redactor.text(traceback.format_exc()),
+            )
+            return _Failure(redactor.text(f"{type(exc).__name__}: {exc}"), Reason.ERROR)
         return _Result(text, size)
 
-    def _run_with_timeout(self, execution_id: str, task: Item, attempt: int, timeout: float) -> Any:
+    def _redactor(self, ctx: RunContext) -> Redactor:
+        return self._store.redactor.with_values(ctx.secrets)
+
+    def _run_with_timeout(self, task: Item, ctx: RunContext, timeout: float) -> Any:
         params = json.loads(task["paramsJson"])
         deps = [int(d) for d in task.get("dependencies", [])]
         wanted = set(deps) | {ref for _, ref in refs_in_value(params)}
-        results = self._store.get_results(execution_id, sorted(wanted))
+        results = self._store.get_results(ctx.execution_id, sorted(wanted))
         inputs = {d: results.get(d) for d in deps}
-        ctx = RunContext(execution_id, int(task["taskId"]), attempt, time.monotonic() + timeout)
         future = _TASK_POOL.submit(run_kind, str(task["action"]), params, inputs, results, ctx)
         try:
             return future.result(timeout=timeout)

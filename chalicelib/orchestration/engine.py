@@ -86,8 +86,8 @@ class Orchestrator:
         self._store.create_execution(
             execution_id,
             created_at=created,
-            original_request=job.originalRequest,
-            tasks=task_items(job),
+            original_request=self._store.redactor.text(job.originalRequest),
+            tasks=task_items(job, self._store.redactor.text),
             sink_ids=sink_ids(job),
             **execution_fields(job, created, self._ceiling),
         )

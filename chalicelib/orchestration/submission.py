@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from ..domain.dag import Job, dependents_of, sinks, topological_order
@@ -21,13 +22,16 @@ def new_execution_id() -> str:
     return f"dag-exec_{uuid.uuid4().hex}"
 
 
-def task_items(job: Job) -> list[Item]:
-    """One item per task, waiting at attempt 1, with its dependents (who to release when it ends)."""
+def task_items(job: Job, redact: Callable[[str], str] = str) -> list[Item]:
+    """One item per task, waiting at attempt 1, with its dependents (who to release when it ends).
+
+    ``redact``: for the description, which events and views show. The params stay as given: the
+    task runs with them (docs/security.md says what that leaves in the table)."""
     dependents = dependents_of(job)
     return [
         {
             "taskId": t.id,
-            "description": t.description,
+            "description": redact(t.description),
             "action": t.action,
             "paramsJson": json.dumps(t.params, ensure_ascii=False),
             "dependencies": list(t.dependencies),

@@ -150,6 +150,8 @@ class DynamoStore(ResultReads):
 
     def finish_execution(self, execution_id: str, status: str, finished_at: int, **fields: Any) -> bool:
         """Move the execution from running to its final status; False if it was already final."""
+        if "error" in fields:  # Step Functions' own causes among them: redacted where written
+            fields["error"] = self.redactor.text(str(fields["error"]))
         names = {"#s": "status", "#fa": "finishedAt", **{f"#f{i}": k for i, k in enumerate(fields)}}
         values = {
             ":s": status,

@@ -37,7 +37,7 @@ def test_concurrent_writers_with_duplicate_keys_get_a_gapless_log(services):
         # every writer appends every key, starting at a different place: each key races 4 times
         for i in range(len(keys)):
             key = keys[(i + offset) % len(keys)]
-            seq = services.store.append_event(eid, key, {"type": "execution.updated", "key": key})
+            seq = services.store.append_event(eid, key, {"type": "execution.updated", "mark": key})
             with lock:
                 seqs[key].add(seq)
 
@@ -48,7 +48,7 @@ def test_concurrent_writers_with_duplicate_keys_get_a_gapless_log(services):
         t.join()
     events = services.store.events_after(eid, 0)
     assert [e["seq"] for e in events] == list(range(1, 42))  # execution.created + 40 keys
-    assert sorted(e["key"] for e in events[1:]) == sorted(keys)
+    assert sorted(e["mark"] for e in events[1:]) == sorted(keys)
     assert all(len(s) == 1 for s in seqs.values()), "a key was given two seqs"
 
 
@@ -148,7 +148,7 @@ def test_nothing_is_appended_after_the_terminal_event(services):
 
 
 def _types(services, eid: str) -> list[tuple[int, str]]:
-    return [(e["seq"], e.get("key", e["type"])) for e in services.store.events_after(eid, 0)]
+    return [(e["seq"], e.get("mark", e["type"])) for e in services.store.events_after(eid, 0)]
 
 
 def _hold_lease(services, eid: str, seconds: float) -> None:
@@ -174,9 +174,11 @@ def test_nobody_puts_directly_while_events_are_queued(services):
     """An event that was queued (its writer returned) comes before any event appended after it —
     even from a writer that meets no contention at all."""
     eid = _new_execution(services)
-    services.store.event_log._enqueue(eid, "queued#1", {"type": "execution.updated", "key": "queued#1"}, None)
+    services.store.event_log._enqueue(
+        eid, "queued#1", {"type": "execution.updated", "mark": "queued#1"}, None
+    )
     seq = services.store.append_event(
-        eid, "later#1", {"type": "execution.updated", "key": "later#1"}, wait=False
+        eid, "later#1", {"type": "execution.updated", "mark": "later#1"}, wait=False
     )
     assert seq == 3  # it drained the queue first, then wrote its own
     assert _types(services, eid) == [(1, "execution.created"), (2, "queued#1"), (3, "later#1")]
@@ -217,9 +219,9 @@ def test_a_lease_release_that_fails_leaves_the_lease_to_expire(services, monkeyp
     eid = _new_execution(services)
     log = services.store.event_log
     monkeypatch.setattr(log._lease, "_db", _FailingRelease(log._lease._db, "ThrottlingException"))
-    log._enqueue(eid, "queued#1", {"type": "execution.updated", "key": "queued#1"}, None)
+    log._enqueue(eid, "queued#1", {"type": "execution.updated", "mark": "queued#1"}, None)
     with caplog.at_level(logging.WARNING, logger="chalicelib.persistence.appendlease"):
-        seq = services.store.append_event(eid, "later#1", {"type": "execution.updated", "key": "later#1"})
+        seq = services.store.append_event(eid, "later#1", {"type": "execution.updated", "mark": "later#1"})
     assert seq == 3
     assert _types(services, eid) == [(1, "execution.created"), (2, "queued#1"), (3, "later#1")]
     assert "could not release the append lease" in caplog.text
@@ -232,9 +234,9 @@ def test_a_lease_release_refused_because_the_lease_is_someone_elses_is_silent(se
     eid = _new_execution(services)
     log = services.store.event_log
     monkeypatch.setattr(log._lease, "_db", _FailingRelease(log._lease._db, "ConditionalCheckFailedException"))
-    log._enqueue(eid, "queued#1", {"type": "execution.updated", "key": "queued#1"}, None)
+    log._enqueue(eid, "queued#1", {"type": "execution.updated", "mark": "queued#1"}, None)
     with caplog.at_level(logging.WARNING, logger="chalicelib.persistence.appendlease"):
-        seq = services.store.append_event(eid, "later#1", {"type": "execution.updated", "key": "later#1"})
+        seq = services.store.append_event(eid, "later#1", {"type": "execution.updated", "mark": "later#1"})
     assert seq == 3
     assert not [r for r in caplog.records if r.name == "chalicelib.persistence.appendlease"]
 
@@ -245,15 +247,19 @@ def test_a_queued_event_survives_a_dead_lease_holder_and_the_terminal_event_wait
     eid = _new_execution(services)
     _hold_lease(services, eid, 1.5)
     # the lease is taken: a contended writer queues its event and returns at once, without its seq
-    services.store.event_log._enqueue(eid, "orphan#1", {"type": "execution.updated", "key": "orphan#1"}, None)
+    services.store.event_log._enqueue(
+        eid, "orphan#1", {"type": "execution.updated", "mark": "orphan#1"}, None
+    )
     assert (
-        services.store.append_event(eid, "next#1", {"type": "execution.updated", "key": "next#1"}, wait=False)
+        services.store.append_event(
+            eid, "next#1", {"type": "execution.updated", "mark": "next#1"}, wait=False
+        )
         is None
     )
     assert _types(services, eid) == [(1, "execution.created")]
     # the terminal event waits: the lease runs out, it drains everything queued, in order
     started = time.monotonic()
-    seq = services.store.append_event(eid, "execution.terminal", {"type": "execution.failed", "key": "end"})
+    seq = services.store.append_event(eid, "execution.terminal", {"type": "execution.failed", "mark": "end"})
     assert time.monotonic() - started >= 1.0
     assert seq == 4
     assert _types(services, eid) == [(1, "execution.created"), (2, "orphan#1"), (3, "next#1"), (4, "end")]
@@ -268,8 +274,8 @@ def test_queued_progress_events_in_a_row_become_one(services):
     _hold_lease(services, eid, 0.5)
     for i in range(5):
         services.store.event_log._enqueue(eid, f"execution.updated#{i}", PROGRESS, None)
-    services.store.event_log._enqueue(eid, "other#1", {"type": "execution.updated", "key": "other#1"}, None)
-    seq = services.store.append_event(eid, "execution.terminal", {"type": "execution.failed", "key": "end"})
+    services.store.event_log._enqueue(eid, "other#1", {"type": "execution.updated", "mark": "other#1"}, None)
+    seq = services.store.append_event(eid, "execution.terminal", {"type": "execution.failed", "mark": "end"})
     assert _types(services, eid) == [
         (1, "execution.created"),
         (2, "execution.updated"),
@@ -292,8 +298,8 @@ def test_a_drainer_whose_lease_ran_out_before_it_marked_its_chunk_leaves_nothing
     eid = _new_execution(services)
     _hold_lease(services, eid, 0.5)
     chunk = {
-        "a#1": {"type": "execution.updated", "key": "a#1"},
-        "b#1": {"type": "execution.updated", "key": "b#1"},
+        "a#1": {"type": "execution.updated", "mark": "a#1"},
+        "b#1": {"type": "execution.updated", "mark": "b#1"},
     }
     for key, body in chunk.items():  # the dead holder's chunk: queued, written, not yet marked
         log._enqueue(eid, key, body, None)
@@ -302,5 +308,5 @@ def test_a_drainer_whose_lease_ran_out_before_it_marked_its_chunk_leaves_nothing
     # the retried append of a#1 waits for the lease, takes it over, and finds a#1 already written
     assert services.store.append_event(eid, "a#1", chunk["a#1"]) == 2
     assert _types(services, eid) == [(1, "execution.created"), (2, "a#1"), (3, "b#1")]
-    assert services.store.append_event(eid, "c#1", {"type": "execution.updated", "key": "c#1"}) == 4
+    assert services.store.append_event(eid, "c#1", {"type": "execution.updated", "mark": "c#1"}) == 4
     assert not log._queued(eid, 10)

@@ -261,6 +261,8 @@ class CallGraph:
         if ann is None:
             return set()
         if isinstance(ann, ast.Constant) and isinstance(ann.value, str):
+            if not ann.value.strip():  # an attribute set to "" in __init__, not a quoted annotation
+                return set()
             return self.annotation(ast.parse(ann.value, mode="eval").body, module)
         if isinstance(ann, ast.BinOp) and isinstance(ann.op, ast.BitOr):
             return self.annotation(ann.left, module) | self.annotation(ann.right, module)

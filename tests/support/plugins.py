@@ -69,3 +69,15 @@ def big_text(inputs: dict[int, Any], pattern: str, repeat: int) -> str:
 def fail_at_length(inputs: dict[int, Any], pattern: str, repeat: int) -> str:
     """Fails with an error of ``pattern`` repeated: errors, unlike results, have no size limit."""
     raise TaskFailed(pattern * repeat)
+
+
+@register_function("tests.return_args")
+def return_args(inputs: dict[int, Any], **args: Any) -> dict[str, Any]:
+    """Its args back, as its result: what a python task returns reaches events and the table."""
+    return args
+
+
+@register_function("tests.raise_args")
+def raise_args(inputs: dict[int, Any], **args: Any) -> str:
+    """Fails quoting its args as name=value: what a python task raises reaches its error."""
+    raise TaskFailed("refused: " + "&".join(f"{k}={v}" for k, v in args.items()))

@@ -638,7 +638,7 @@ READ_BY_THE_PLATFORM = {
     "AWS_LWA_ERROR_STATUS_CODES": "the Lambda Web Adapter: answers that fail the invocation",
 }
 # Reads of a variable whose name comes from elsewhere (a job names its LLM key's variable).
-COMPUTED_READS = {"chalicelib/kinds.py:resolve_key"}
+COMPUTED_READS = {"chalicelib/references.py:resolve_key"}
 
 
 def run_sh_reads() -> set[str]:
