@@ -353,10 +353,10 @@ def test_the_backend_submits_and_refreshes_with_the_key_and_hands_out_only_the_s
         # It serves the page, and nothing else of its directory.
         assert client.get("/").headers["content-type"].startswith("text/html")
         assert client.get("/app.js").headers["content-type"].startswith("text/javascript")
-        # The stream loop is the monitor's file, served as is: one copy in the repository.
-        watch_js = client.get("/watch.js")
-        assert watch_js.headers["content-type"].startswith("text/javascript")
-        assert watch_js.content == (ROOT / "monitor" / "watch.js").read_bytes()
+        # The stream loop is the client package as the monitor loads it, served as is: one copy.
+        client_js = client.get("/dagcast-client.js")
+        assert client_js.headers["content-type"].startswith("text/javascript")
+        assert client_js.content == (ROOT / "monitor" / "dagcast-client.js").read_bytes()
         assert client.get("/backend.py").status_code == 404
 
 
