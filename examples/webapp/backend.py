@@ -133,7 +133,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             data = file.read_bytes()
         except FileNotFoundError:
-            # dagcast-client.js, in a copy of the example without it: copy monitor/dagcast-client.js next to app.js
+            # dagcast-client.js, in a copy of the example without it: copy monitor/dagcast-client.js
             return self._send_json(404, {"error": f"{file.name} is missing next to app.js"})
         self._send(200, data, content_type)
 

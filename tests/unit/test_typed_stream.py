@@ -60,7 +60,11 @@ def test_known_types_come_as_their_models_and_the_rest_as_open_events():
     waiting = got[1]
     assert isinstance(waiting, OpenEvent) and waiting.type == "substep.waiting" and waiting.seq == 3
     assert waiting.model_extra == {"taskId": 1, "until": "approval"}
-    assert isinstance(got[2], OpenEvent) and got[2].model_extra and got[2].model_extra["reason"] == "quotaExceeded"
+    assert (
+        isinstance(got[2], OpenEvent)
+        and got[2].model_extra
+        and got[2].model_extra["reason"] == "quotaExceeded"
+    )
     assert isinstance(got[4], ExecutionCompleted) and got[4].finalResult == "ok"
 
 
@@ -72,7 +76,7 @@ def test_a_drop_resumes_after_the_last_seq_and_nothing_repeats():
         return stream(STARTED, WAITING) if len(asked) == 1 else stream(WAITING, FAILED, DONE)
 
     got = collect(handler, since=1)
-    assert [e.seq for e in got] == [2, 3, 5, 6]
+    assert [getattr(e, "seq", None) for e in got] == [2, 3, 5, 6]
     assert asked == ["1", "3"]
 
 
