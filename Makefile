@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck unit functional e2e big chaos soak demo up bench schema deploy destroy clean
+.PHONY: install test lint typecheck unit functional e2e big chaos soak demo up bench schema types client jstest fixtures deploy destroy clean
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dagcast needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
@@ -78,6 +78,25 @@ bench: install
 schema: install
 	$(BIN)/python -m chalicelib.domain.schema > docs/events.schema.json.tmp
 	mv docs/events.schema.json.tmp docs/events.schema.json
+
+# The JS client (clients/js, docs/webapp.md). Its tests need node (18+) and nothing installed; pytest
+# runs them (tests/functional/test_js_client.py), so `make test` does. `make types` regenerates the
+# TypeScript event types from docs/events.schema.json (after `make schema`; needs npm and the
+# registry: `npm exec` fetches json-schema-to-typescript); `make client` rebuilds the classic-script
+# copy the monitor and examples/webapp load (monitor/dagcast-client.js) after a change in
+# clients/js/src; `make fixtures` records the streams the node tests fold, from `dagcast up`. Each
+# output is committed, and a test fails while it is stale.
+types:
+	node clients/js/scripts/gen-types.mjs
+
+client:
+	node clients/js/scripts/build-global.mjs
+
+jstest:
+	node --test clients/js/test/
+
+fixtures: install
+	$(BIN)/python -m tests.support.record_streams
 
 # The local stack in the foreground on 127.0.0.1:8000.
 up: install

@@ -32,6 +32,13 @@ from httpx_sse import EventSource, SSEError, connect_sse
 from chalicelib.domain.events import HEARTBEAT, TERMINAL_TYPES
 from chalicelib.domain.model import ExecutionStatus
 
+# The async iterator of typed events, re-exported: dagcast.client is where clients look.
+from .typed_stream import OpenEvent as OpenEvent
+from .typed_stream import TypedEvent as TypedEvent
+from .typed_stream import WatchError as WatchError
+from .typed_stream import typed_event as typed_event
+from .typed_stream import watch_execution as watch_execution
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"  # where `dagcast up` serves by default

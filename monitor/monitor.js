@@ -1,6 +1,7 @@
 // dagcast monitor: a live view of one execution (graph, timeline, event log, counters, result)
 // and the list of recent ones. Plain browser JavaScript, no build step, no dependencies; the REST
-// calls are stream.js, the stream loop watch.js, the graph layout layout.js. Guide: docs/monitor.md.
+// calls are stream.js, the stream loop dagcast-client.js (@dagcast/client, built from
+// clients/js), the graph layout layout.js. Guide: docs/monitor.md.
 //
 // Opening an execution: GET …/{id} for its tasks and dependencies (the graph's shape), then the
 // event stream from the first event (?lastEventId=0), so the log and the timeline are complete
@@ -13,7 +14,7 @@
 
 (function () {
   const { callApi, executionPath, streamToken, watchExecution } = window.DagcastStream;
-  const { EVENT_TYPES } = window.DagcastWatch;
+  const { EVENT_TYPES } = window.Dagcast;
   const { layout } = window.DagcastLayout;
 
   const EXAMPLE_JOB = {

@@ -1,12 +1,13 @@
 // dagcast monitor: the REST calls, with the API key when the API wants one, and the event stream of
 // one execution through them (window.DagcastStream). The stream loop itself — each seq once, the
 // browser's own reconnects after a drop, a fresh token and ?lastEventId= after a refusal, the end —
-// is watch.js (window.DagcastWatch), shared with examples/webapp and loaded before this file.
+// is the client package's watchExecution (clients/js; dagcast-client.js, window.Dagcast, built
+// from it by `make client` and loaded before this file), which examples/webapp uses too.
 // A classic script (not an ES module) so that the page also works opened from a file:// URL.
 'use strict';
 
 (function () {
-  if (!window.DagcastWatch) throw new Error('stream.js needs watch.js, loaded before it');
+  if (!window.Dagcast) throw new Error('stream.js needs dagcast-client.js, loaded before it');
 
   class ApiError extends Error {
     constructor(message, status, body) {
@@ -57,11 +58,32 @@
   // id, or auth is off).
   const streamToken = (base, id) => callApi(base, `${executionPath(id)}/stream-token`, { method: 'POST' });
 
-  // Follows one execution through the API at `base`: the shared loop (watch.js, DagcastWatch.watch),
-  // with fresh tokens from the REST API (with the key). The options are DagcastWatch.watch's but
-  // getToken. Returns {stop(), lastSeq()}.
-  function watchExecution(base, options) {
-    return window.DagcastWatch.watch({ ...options, getToken: (id) => streamToken(base, id) });
+  // Follows one execution through the API at `base` with the client package's watchExecution, and
+  // fresh tokens from the REST API (with the key). Returns {stop(), lastSeq()}.
+  //   access: {eventsUrl, streamTokenExpiresAt?} for the first connection; lastSeq: null = a
+  //   snapshot first, 0 = the whole history; onEvent(type, event) once per seq; onToken(fresh) each
+  //   fresh token; onNote(text) what the loop did; onGiveUp(message) why it stopped (state failed);
+  //   onState, onConnect, onHeartbeat as watchExecution's.
+  function watchExecution(base, { executionId, access, lastSeq = null, onEvent, onToken, onNote, onGiveUp, ...rest }) {
+    const watch = window.Dagcast.watchExecution({
+      ...rest,
+      executionId,
+      eventsUrl: access.eventsUrl,
+      lastEventId: lastSeq,
+      refresh: (id) => {
+        if (onNote) {
+          const from = watch.lastEventId === null ? 'starting from a snapshot' : `resuming after #${watch.lastEventId}`;
+          onNote(`stream refused (token expired?) — getting a fresh token, then ${from}`);
+        }
+        return streamToken(base, id);
+      },
+      onRefresh: onToken,
+      onEvent: (event) => onEvent(event.type, event),
+      onError: (err) => onGiveUp && onGiveUp(err.status === undefined && /refused/.test(err.message)
+        ? `${err.message} The page's origin: ${location.origin === 'null' ? 'null (a file:// page, which only * allows)' : location.origin}.`
+        : err.message),
+    });
+    return { stop: () => watch.stop(), lastSeq: () => watch.lastEventId };
   }
 
   window.DagcastStream = { ApiError, callApi, executionPath, streamToken, watchExecution };

@@ -1,5 +1,5 @@
 // dagcast example web app: submit a job, then watch it live over Server-Sent Events.
-// Plain browser JavaScript: no framework, no build step, no dependencies. Guide: docs/webapp.md.
+// Plain browser JavaScript: no framework, no build step. Guide: docs/webapp.md.
 //
 // The page never holds the dagcast API key and never calls the dagcast REST API: its backend
 // (backend.py, which serves this page) does, with the key, and hands the page only what the
@@ -7,13 +7,13 @@
 //
 //   1. POST /jobs (the backend) → 202 {executionId, eventsUrl (carries ?token=),
 //      streamTokenExpiresAt}; for an existing execution, POST /jobs/{id}/stream-token gives the same.
-//   2. DagcastWatch.watch (watch.js, loaded before this file: the monitor's monitor/watch.js, which
-//      backend.py serves as /watch.js) follows the stream: new EventSource(eventsUrl) straight at
-//      dagcast's stream, each seq applied once, EventSource's own reconnects after a drop, and
-//      after a refusal (the token expired → 401, …) a fresh eventsUrl from the backend
-//      (getToken: POST /jobs/{id}/stream-token) and a resume with ?lastEventId=<last seq applied>;
-//      it stops at the terminal event (execution.completed / execution.failed).
-//   3. This file is the page around it: the forms, and what each event changes in the view.
+//   2. Dagcast.watchExecution (the client package, clients/js, loaded as dagcast-client.js: the
+//      monitor's build of it, which backend.py serves) follows the stream: new EventSource(eventsUrl)
+//      straight at dagcast's stream, each seq once, EventSource's own reconnects after a drop, and
+//      after a refusal (the token expired → 401) a fresh eventsUrl from the backend (refresh:
+//      POST /jobs/{id}/stream-token) and a resume with ?lastEventId=; it stops at the end.
+//   3. Dagcast.fold turns each event into the execution's state (tasks, statuses, partial text,
+//      counters, result); this file draws that state, and the forms.
 'use strict';
 
 const EXAMPLE_JOB = {
@@ -88,59 +88,36 @@ $('watch-form').addEventListener('submit', async (event) => {
 
 // ------------------------------------------------------------------------------ the stream
 
-// lastSeq: the seq of the last event applied; null = none (connect for a snapshot first).
+// lastSeq: null = start from a snapshot; 0 = every event from the first.
 function watch(executionId, access, { lastSeq, tasks }) {
   if (current) current.stop();
   resetView(executionId);
-  for (const t of tasks) setTask(t.id, { description: t.description, action: t.action, status: 'waiting' });
+  let state = Dagcast.initialState(executionId);
+  for (const t of tasks) {
+    state.tasks[t.id] = { taskId: t.id, description: t.description, action: t.action, status: 'waiting', text: '', textOffset: 0 };
+  }
+  render(state);
   showTokenExpiry(access);
-  current = DagcastWatch.watch({
+  current = Dagcast.watchExecution({
     executionId,
-    access,
-    lastSeq,
-    getToken: newStreamToken, // a refused stream (the token expired, …): a fresh one from the backend
-    onEvent,
+    eventsUrl: access.eventsUrl,
+    lastEventId: lastSeq,
+    refresh: newStreamToken, // a refused stream (the token expired): a fresh one from the backend
+    onEvent: (event) => { // once per seq, in order
+      state = Dagcast.fold(state, event);
+      logEvent(event);
+      render(state);
+    },
     onHeartbeat: (data) => { $('heartbeat').textContent = new Date(data.timestamp).toLocaleTimeString(); },
     onState: setStream,
     onConnect: () => count('connections'),
-    onToken: (fresh) => {
+    onRefresh: (fresh) => {
       count('refreshes');
+      note('stream refused (token expired?): a fresh token from the backend, resuming');
       showTokenExpiry(fresh);
     },
-    onNote: note,
-    onGiveUp: showError,
+    onError: (err) => showError(err.message),
   });
-}
-
-// Once per seq, in order (DagcastWatch skips the ones applied already).
-function onEvent(type, data) {
-  $('last-seq').textContent = `#${data.seq}`;
-  if (data.snapshot) { // the first message of a connect without a resume point
-    for (const t of data.tasks) setTask(t.taskId, t);
-    showExecution(data);
-    note(`snapshot as of #${data.seq}: ${data.status}, ${data.completedTasks}/${data.totalTasks} tasks done`);
-    return; // a finished execution's snapshot: DagcastWatch stops there (no terminal event follows)
-  }
-  logEvent(type, data);
-  apply(type, data);
-}
-
-function apply(type, e) {
-  switch (type) {
-    case 'substep.started':
-      return setTask(e.taskId, { description: e.description, status: 'running', attempt: e.attempt });
-    case 'substep.completed':
-      return setTask(e.taskId, { status: 'completed', attempt: e.attempt, result: e.result });
-    case 'substep.failed': // willRetry: another attempt follows; else the task is done for good
-      return setTask(e.taskId, {
-        status: e.willRetry ? 'retrying' : ({ skipped: 'skipped', cancelled: 'cancelled' }[e.reason] || 'failed'),
-        error: e.willRetry ? `${e.error} (retry in ${e.retryInSeconds}s)` : e.error,
-      });
-    case 'execution.created':
-      return setStatus('running', `running, ${e.totalTasks} tasks`);
-    default: // execution.updated (counters), execution.completed, execution.failed
-      return showExecution(e);
-  }
 }
 
 // ------------------------------------------------------------------------------ the view
@@ -165,43 +142,48 @@ function showTokenExpiry({ streamTokenExpiresAt }) {
     : 'no token (auth is off)';
 }
 
-function showExecution(e) {
-  const counts = `${e.completedTasks}/${e.totalTasks} tasks completed` +
-    (e.failedTasks ? `, ${e.failedTasks} failed` : '') + (e.skippedTasks ? `, ${e.skippedTasks} skipped` : '');
-  setStatus(e.status, `${e.status} — ${counts}`);
-  if (e.finalResult !== undefined) {
-    $('result').textContent = typeof e.finalResult === 'string' ? e.finalResult : JSON.stringify(e.finalResult, null, 2);
-  } else if (e.error) {
-    $('result').textContent = `${e.status}: ${e.error}`;
+function render(state) {
+  $('last-seq').textContent = state.lastSeq === null ? '—' : `#${state.lastSeq}`;
+  for (const t of Object.values(state.tasks)) setTask(t);
+  if (state.status === 'unknown') return;
+  const counts = state.totalTasks === undefined ? '' : ` — ${state.completedTasks ?? 0}/${state.totalTasks} tasks completed` +
+    (state.failedTasks ? `, ${state.failedTasks} failed` : '') + (state.skippedTasks ? `, ${state.skippedTasks} skipped` : '');
+  setStatus(state.status, `${state.status}${counts}`);
+  if (state.status === 'completed') {
+    $('result').textContent = typeof state.finalResult === 'string' ? state.finalResult : JSON.stringify(state.finalResult, null, 2);
+  } else if (state.error) {
+    $('result').textContent = `${state.status}: ${state.error}`;
   }
 }
 
-function setTask(taskId, t) {
+function setTask(t) {
   const body = $('tasks').tBodies[0];
-  let row = body.querySelector(`tr[data-task-id="${taskId}"]`);
+  let row = body.querySelector(`tr[data-task-id="${t.taskId}"]`);
   if (!row) {
     row = body.insertRow();
-    row.dataset.taskId = String(taskId);
-    row.insertCell().textContent = String(taskId);
+    row.dataset.taskId = String(t.taskId);
+    row.insertCell().textContent = String(t.taskId);
     for (let i = 0; i < 4; i++) row.insertCell();
   }
   const description = t.description || t.action; // no description: show the kind (sleep, echo, …)
   if (description) row.cells[1].textContent = description;
-  if (t.status) {
-    row.dataset.status = t.status;
-    row.cells[2].textContent = t.status;
-  }
-  if (t.attempt !== undefined) row.cells[3].textContent = String(t.attempt);
-  if (t.result !== undefined) row.cells[4].textContent = short(t.result);
-  if (t.error !== undefined) row.cells[4].textContent = t.error;
+  row.dataset.status = t.status;
+  row.cells[2].textContent = t.status;
+  row.cells[3].textContent = t.attempt === undefined ? '' : String(t.attempt);
+  let shown = '';
+  if (t.status === 'completed') shown = short(t.result);
+  else if (t.error !== undefined) shown = t.status === 'retrying' ? `${t.error} (retry in ${t.retryInSeconds}s)` : t.error;
+  else if (t.text) shown = (t.textOffset ? '…' : '') + short(t.text.slice(-119)); // the live partial text
+  row.cells[4].textContent = shown;
 }
 
-function logEvent(type, e) {
+function logEvent(e) {
+  if (e.snapshot) return note(`snapshot as of #${e.seq}: ${e.status}, ${e.completedTasks}/${e.totalTasks} tasks done`);
   const li = document.createElement('li');
   li.dataset.seq = String(e.seq);
-  li.dataset.type = type;
+  li.dataset.type = e.type;
   const detail = e.taskId !== undefined ? ` task ${e.taskId}` : e.status ? ` ${e.status}` : '';
-  li.textContent = `#${e.seq} ${new Date(e.timestamp).toLocaleTimeString()} ${type}${detail}`;
+  li.textContent = `#${e.seq} ${new Date(e.timestamp).toLocaleTimeString()} ${e.type}${detail}`;
   $('log').append(li);
 }
 

@@ -6,7 +6,8 @@ thing that calls the dagcast REST API. Python 3.11+, standard library only. Guid
 
 What the browser may call (the page's own origin, so no CORS):
 
-    GET  /  /index.html  /app.js  /watch.js  the page (watch.js: the repository's monitor/watch.js)
+    GET  /  /index.html  /app.js  /dagcast-client.js  the page (dagcast-client.js: monitor/'s build
+                                                   of the client package, clients/js)
     POST /jobs  (body: the job)              → 202 {executionId, eventsUrl, streamTokenExpiresAt}
     POST /jobs/{executionId}/stream-token    → 200 {executionId, eventsUrl, streamTokenExpiresAt}
     GET  /healthz                            → {"ok": true}
@@ -36,17 +37,22 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-# watch.js is the stream loop (DagcastWatch: each seq once, reconnects, fresh tokens, the end). It is
-# not in this directory: the page loads the monitor's file, monitor/watch.js, so that the loop is
-# written once in the repository and the example and the monitor cannot drift apart. A copy of this
-# example outside the repository puts monitor/watch.js next to app.js; that one is served first.
-WATCH_JS = HERE / "watch.js" if (HERE / "watch.js").is_file() else HERE.parent.parent / "monitor" / "watch.js"
+# dagcast-client.js is the client package (clients/js: watchExecution, fold) as a classic script,
+# window.Dagcast; `make client` builds it into monitor/. It is not in this directory: the page loads
+# the monitor's copy, so the stream loop is written once in the repository and the example and the
+# monitor cannot drift apart. A copy of this example outside the repository puts
+# monitor/dagcast-client.js next to app.js; that one is served first.
+CLIENT_JS = (
+    HERE / "dagcast-client.js"
+    if (HERE / "dagcast-client.js").is_file()
+    else HERE.parent.parent / "monitor" / "dagcast-client.js"
+)
 # Only these files are served: not this one, nor anything else in the directory.
 STATIC = {
     "/": (HERE / "index.html", "text/html; charset=utf-8"),
     "/index.html": (HERE / "index.html", "text/html; charset=utf-8"),
     "/app.js": (HERE / "app.js", "text/javascript; charset=utf-8"),
-    "/watch.js": (WATCH_JS, "text/javascript; charset=utf-8"),
+    "/dagcast-client.js": (CLIENT_JS, "text/javascript; charset=utf-8"),
 }
 MAX_BODY = 1_000_000  # dagcast refuses job bodies over 1 MB anyway
 EXECUTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")  # dagcast's ids: dag-exec_<hex>
@@ -127,7 +133,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             data = file.read_bytes()
         except FileNotFoundError:
-            # watch.js, in a copy of the example without it: copy monitor/watch.js next to app.js
+            # dagcast-client.js, in a copy of the example without it: copy monitor/dagcast-client.js
             return self._send_json(404, {"error": f"{file.name} is missing next to app.js"})
         self._send(200, data, content_type)
 

@@ -224,14 +224,19 @@ def test_the_page_runs_a_job_live_across_stream_cuts_and_a_token_expiry(webapp, 
     assert posts[1:] == [f"/jobs/{execution_id}/stream-token"] * seen["refreshes"], to_backend
     to_dagcast = traffic.to(api)
     assert to_dagcast and all(
-        r.method == "GET" and r.url.startswith(f"{api}/api/v1/dag-executions/{execution_id}/events?token=")
+        r.method in ("GET", "HEAD")
+        and r.url.startswith(f"{api}/api/v1/dag-executions/{execution_id}/events?token=")
         for r in to_dagcast
     ), [r.url for r in to_dagcast]
     stream_statuses = [r.status for r in traffic.responses if r.url.startswith(api)]
     assert 401 in stream_statuses and 200 in stream_statuses, stream_statuses
+    # After a refusal the client asks why with one HEAD to the same URL (EventSource does not say):
+    # each said 401 (the token expired), and each was followed by a refresh.
+    heads = [r for r in traffic.responses if r.url.startswith(api) and r.request.method == "HEAD"]
+    assert [r.status for r in heads] == [401] * seen["refreshes"], [(r.url, r.status) for r in heads]
     # One EventSource per token (the first from the submit, resuming after 0), each one after a
     # refresh resuming after the last event applied; the browser's own reconnects reuse the URL.
-    urls = list(dict.fromkeys(r.url for r in to_dagcast))
+    urls = list(dict.fromkeys(r.url for r in to_dagcast if r.method == "GET"))
     assert len(urls) == 1 + seen["refreshes"], urls
     assert httpx.URL(urls[0]).params["lastEventId"] == "0", urls
     assert all(int(httpx.URL(u).params["lastEventId"]) > 0 for u in urls[1:]), urls
@@ -353,10 +358,10 @@ def test_the_backend_submits_and_refreshes_with_the_key_and_hands_out_only_the_s
         # It serves the page, and nothing else of its directory.
         assert client.get("/").headers["content-type"].startswith("text/html")
         assert client.get("/app.js").headers["content-type"].startswith("text/javascript")
-        # The stream loop is the monitor's file, served as is: one copy in the repository.
-        watch_js = client.get("/watch.js")
-        assert watch_js.headers["content-type"].startswith("text/javascript")
-        assert watch_js.content == (ROOT / "monitor" / "watch.js").read_bytes()
+        # The stream loop is the client package as the monitor loads it, served as is: one copy.
+        client_js = client.get("/dagcast-client.js")
+        assert client_js.headers["content-type"].startswith("text/javascript")
+        assert client_js.content == (ROOT / "monitor" / "dagcast-client.js").read_bytes()
         assert client.get("/backend.py").status_code == 404
 
 
