@@ -73,7 +73,7 @@ async def watch_execution(
     filter (the terminal types are added, so the end is seen). ``refresh``: a fresh URL when the
     token is refused. Waits ``retry:`` doubled per failure in a row (≤ 30 s) before reconnecting."""
     last, retry_ms, failures, refreshed = since, 2000, 0, False
-    wanted = ",".join(dict.fromkeys([*types, *TERMINAL_TYPES])) if types else None
+    wanted = ",".join(dict.fromkeys([*types, *sorted(TERMINAL_TYPES)])) if types else None
     while True:
         headers = {"Last-Event-ID": str(last)} if last is not None else {}
         delivered = False
