@@ -413,6 +413,12 @@ class EventsEndpoint:
                         return
                     last_sent = loop.time()
                 if event.type in ev.TERMINAL_TYPES:
+                    if types is not None and not types.matches(event.type):
+                        # The client filtered the end out: an id-only message moves its
+                        # Last-Event-ID to the terminal event without an event (WHATWG: the id is
+                        # kept, an empty message is not dispatched), so its reconnect gets the 204
+                        # end instead of the same replay again, every retry, for ever.
+                        await self._write(send, f"id: {event.seq}\n\n".encode(), st)
                     return
             if loop.time() - last_sent >= heartbeat:
                 beat = ev.heartbeat(request.execution_id, now_ms())

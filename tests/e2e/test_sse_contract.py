@@ -74,6 +74,27 @@ def test_filters_keep_real_ids_and_heartbeats(server):
     assert bad.status_code == 400 and "substep.finished" in bad.json()["error"]
 
 
+def test_a_filter_without_the_end_still_moves_the_client_to_it_so_its_reconnect_is_the_204_end(server):
+    """A stream filtered to substep.completed ended after the terminal event it did not send; the
+    browser's Last-Event-ID stayed on the last completed task, so every reconnect replayed from
+    there and ended again, for ever. An id-only message now carries the terminal seq."""
+    accepted = submit(server, {"tasks": [echo(1, "a"), echo(2, "b", [1])]})
+    url = str(
+        httpx.URL(accepted["eventsUrl"]).copy_merge_params({"types": "substep.completed", "since": "0"})
+    )
+    with httpx.stream("GET", url, timeout=30) as answer:
+        text = "".join(answer.iter_text())
+    blocks = [b for b in text.split("\n\n") if b.strip() and not b.startswith(":")]
+    last = blocks[-1].splitlines()
+    assert len(last) == 1 and last[0].startswith("id: "), blocks[-3:]  # an id, no data: no event
+    terminal = int(last[0].removeprefix("id: "))
+    assert [b for b in blocks if "event: substep.completed" in b][-1] != blocks[-1]
+    snapshot = httpx.get(f"{server}/api/v1/dag-executions/{accepted['executionId']}", timeout=30)
+    assert terminal == snapshot.json()["seq"]
+    again = httpx.get(url.replace("since=0", f"lastEventId={terminal}"), timeout=30)
+    assert again.status_code == 204
+
+
 def test_auth_errors_are_clear(server):
     accepted = submit(server, {"tasks": [sleep(1, 0.5)]})
     eid = accepted["executionId"]
