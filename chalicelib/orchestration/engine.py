@@ -180,15 +180,7 @@ class Orchestrator:
             now = self._now()
             err = event.get("error")
             if err or not _all_completed(meta):
-                message, reason = _why_failed(meta, err)
-                self._store.finish_execution(
-                    execution_id,
-                    ExecutionStatus.FAILED,
-                    now,
-                    durationMs=now - int(meta["createdAt"]),
-                    error=message,
-                    reason=reason,
-                )
+                self._fail(execution_id, meta, now, *_why_failed(meta, err))
             else:
                 self._complete(execution_id, meta, now)
             meta = self._store.get_meta(execution_id)
@@ -245,15 +237,8 @@ class Orchestrator:
         if tail is not None and tail.get("type") in ev.TERMINAL_TYPES:
             return {"executionId": execution_id, "status": meta["status"], "reconciled": False}
         if meta["status"] == ExecutionStatus.RUNNING:
-            message, reason = _why_ended(SfnStatus(detail["status"]), detail, meta)
-            now = self._now()
-            self._store.finish_execution(
-                execution_id,
-                ExecutionStatus.FAILED,
-                now,
-                durationMs=now - int(meta["createdAt"]),
-                error=message,
-                reason=reason,
+            self._fail(
+                execution_id, meta, self._now(), *_why_ended(SfnStatus(detail["status"]), detail, meta)
             )
             meta = self._store.get_meta(execution_id)
         if meta["status"] == ExecutionStatus.FAILED:  # a cancel settles nothing: its tasks show cancelled
@@ -290,6 +275,17 @@ class Orchestrator:
         return build_snapshot(meta, tasks, seq)
 
     # ------------------------------------------------------------------ internals
+
+    def _fail(self, execution_id: str, meta: Item, now: int, message: str, reason: str) -> None:
+        """Finish the execution as failed, with why."""
+        self._store.finish_execution(
+            execution_id,
+            ExecutionStatus.FAILED,
+            now,
+            durationMs=now - int(meta["createdAt"]),
+            error=message,
+            reason=reason,
+        )
 
     def _complete(self, execution_id: str, meta: Item, now: int) -> None:
         """Finish the execution as completed with its final result (inline, or a preview)."""
