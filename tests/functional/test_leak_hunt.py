@@ -123,7 +123,7 @@ def hunt(services, secrets: Secrets, echo_url: str, fanout_to, caplog, capfd) ->
         places["SSE bytes"] = client.get(url).text
     places |= fanned_out(execution_id, len(events), receiver, bus)
     places |= _answers(services, execution_id, webhook_id)
-    places |= table_places(TABLE)
+    places |= table_places(TABLE, execution_id)
     places["log lines (caplog)"] = caplog.text
     places["stdout and stderr"] = "".join(capfd.readouterr())
     return leaks(secrets, places)
