@@ -51,13 +51,15 @@ def key_of(secret: str) -> bytes:
     if not secret.startswith(SECRET_PREFIX):
         return secret.encode()
     encoded = secret.removeprefix(SECRET_PREFIX)
+    # Each message starts with the quoted prefix: the API's answers redact a word after "secret: ".
     try:
         key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("a whsec_ secret is whsec_ and standard base64 (A-Z a-z 0-9 + / =)") from None
+        raise ValueError('"whsec_" must be followed by standard base64 (A-Z a-z 0-9 + / =)') from None
     if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
         raise ValueError(
-            f"a whsec_ secret carries {MIN_KEY_BYTES}-{MAX_KEY_BYTES} bytes of key (this one {len(key)})"
+            f'"whsec_" must be followed by {MIN_KEY_BYTES}-{MAX_KEY_BYTES} bytes of key in base64'
+            f" (this one {len(key)})"
         )
     return key
 

@@ -66,7 +66,7 @@ def test_a_secret_from_before_the_standard_is_its_utf8_bytes_and_whsec_is_their_
     ("secret", "says"),
     [
         ("whsec_not*base64*at*all!!", "standard base64"),
-        ("whsec_" + base64.b64encode(b"x" * 23).decode(), "24-64 bytes of key (this one 23)"),
+        ("whsec_" + base64.b64encode(b"x" * 23).decode(), "24-64 bytes of key in base64 (this one 23)"),
         ("whsec_" + base64.b64encode(b"x" * 65).decode(), "(this one 65)"),
     ],
 )
