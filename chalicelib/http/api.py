@@ -35,6 +35,7 @@ from ..orchestration.results import ResultText, final_text, task_text
 from ..orchestration.views import TEXT_CAPS, cut_view, execution_view
 from ..redact import Redactor
 from ..webhooks.models import MAX_WEBHOOKS, Hook, delivery_view, parse_spec
+from ..webhooks.signing import whsec
 from ..webhooks.store import deliveries_prefix
 from .answer import MAX_PAGE_CHARS, PAGE_TEXT_BYTES, encoded_size, fit, fitting_end, text_cost
 from .errors import INTERNAL_ERROR, answer_for
@@ -246,6 +247,7 @@ def _page(text: ResultText, offset: int, limit: int) -> tuple[str, int | None]:
 
 _EXECUTION_ID = re.compile(rf"[{EXECUTION_ID_CHARS}]{{1,128}}")  # as a webhook's executionId filter
 _DELIVERY_SEQ = re.compile(r"[0-9]{1,12}")  # a delivery's SK holds 12 digits
+_WEBHOOK_EXAMPLE = '{"url": "https://...", "secret": "whsec_... (optional)", "types": ["execution.*"]}'
 _DELIVERY_STATUSES = tuple(DeliveryStatus)  # a tuple: `"x" in DeliveryStatus` raises on Python 3.11
 
 
@@ -264,26 +266,24 @@ def _hook(services: Services, webhook_id: str) -> Hook:
 
 def create_webhook(services: Services, raw_body: bytes | None) -> Reply:
     dispatcher = _dispatcher(services)
-    spec = parse_spec(
-        _json_body(
-            raw_body, '{"url": "https://...", "secret": "16+ characters", "types": ["execution.*"]}', 10_000
-        ),
-        services.settings,
-    )
+    spec = parse_spec(_json_body(raw_body, _WEBHOOK_EXAMPLE, 10_000), services.settings)
     if len(services.webhooks.hooks()) >= MAX_WEBHOOKS:
         raise TooManyWebhooks(MAX_WEBHOOKS)
     webhook_id = f"wh_{uuid.uuid4().hex}"
+    key = spec.key()
     hook = Hook(
         id=webhook_id,
         url=spec.url,
         types=TypeFilter.of(spec.types) if spec.types else None,
         execution_id=spec.executionId,
-        sealed_secret=dispatcher.box.seal(webhook_id, spec.secret),
+        sealed_secret=dispatcher.box.seal(webhook_id, key),
         created_at=now_ms(),
         description=spec.description,
     )
     services.webhooks.put_hook(hook)
-    return 201, hook.view()
+    # The one answer that shows the secret, in the form receivers' libraries take: it is sealed
+    # from here on, and no other answer carries it.
+    return 201, {**hook.view(), "secret": whsec(key)}
 
 
 def list_webhooks(services: Services) -> Reply:

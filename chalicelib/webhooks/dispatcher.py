@@ -150,7 +150,7 @@ class Dispatcher:
         self, hook: Hook, execution_id: str, cursor: int, lease_end: int, deadline: float, report: LaneReport
     ) -> tuple[int, int | None, bool]:
         """(cursor, retry_at when backing off, whether the lane ran dry)."""
-        secret = ""  # opened for the first delivery to send (a failure then names its seq)
+        secret = b""  # the HMAC key, opened for the first delivery to send (a failure then names its seq)
         margin_ms = int((self.sender.timeout + 5) * 1000)  # room for one more POST within the lease
         while True:
             page, ran_dry = self._page(hook, execution_id, cursor)
@@ -219,7 +219,7 @@ class Dispatcher:
         logger.info("webhook delivery failed; will retry", extra={**log_extra, "retryAt": retry_at})
         return retry_at
 
-    def _attempt(self, hook: Hook, secret: str, item: Item) -> Attempt:
+    def _attempt(self, hook: Hook, secret: bytes, item: Item) -> Attempt:
         """POST the delivery once and record the outcome on the item (saved by the caller)."""
         attempts = int(item.get("attempts", 0)) + 1
         result = self.sender.post(hook, secret, item, attempts)

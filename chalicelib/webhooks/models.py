@@ -19,6 +19,7 @@ from ..config import Settings
 from ..domain import events as ev
 from ..domain.errors import InvalidWebhook
 from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, now_ms
+from .signing import key_of, new_key
 
 MAX_WEBHOOKS: Final = 100  # registrations per table: every event is matched against each of them
 STATUSES: Final = tuple(DeliveryStatus)  # the ``status`` filter of the deliveries list accepts these
@@ -30,12 +31,25 @@ class WebhookSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     url: str = Field(min_length=8, max_length=2048)
-    secret: str = Field(min_length=16, max_length=256)
+    # A ``whsec_`` value, or any other string of the kind registered before the standard (its UTF-8
+    # bytes are the key); omitted: dagcast makes one, shown once in the registration's answer.
+    secret: str | None = Field(default=None, min_length=16, max_length=256)
     types: list[str] | None = Field(default=None, min_length=1, max_length=20)
     executionId: str | None = Field(
         default=None, min_length=1, max_length=128, pattern=rf"^[{EXECUTION_ID_CHARS}]+$"
     )
     description: str = Field(default="", max_length=500)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_form(cls, value: str | None) -> str | None:
+        if value is not None:
+            key_of(value)  # a ValueError says what a whsec_ value must be
+        return value
+
+    def key(self) -> bytes:
+        """The HMAC key: the secret given, or a new one."""
+        return key_of(self.secret) if self.secret is not None else new_key()
 
     @field_validator("types")
     @classmethod

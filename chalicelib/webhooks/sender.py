@@ -1,6 +1,11 @@
 """One delivery attempt: the event JSON POSTed, signed, to the hook's URL; the outcome as an
 ``Attempt``. 2xx is success; any other status, a timeout or a connection error is a failure.
 
+Each attempt is signed when it is sent, with the time of its own clock: a receiver's Standard
+Webhooks library refuses a ``webhook-timestamp`` more than five minutes off its clock, and a retry
+comes up to 30 minutes after the one before it. ``webhook-id`` is ``<executionId>:<seq>``, the same
+for every attempt and replay, so a receiver dedupes on it.
+
 It never retries, redirects or records anything: the dispatcher decides what an outcome means for
 the delivery and its lane, and the store writes it. httpx is imported with the first delivery, not
 with the module: every function that builds the services builds a Sender, and only the fan-out,
@@ -11,13 +16,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..domain.model import now_ms
+from . import signing
 from .models import Hook
-from .signing import SIGNATURE_HEADER, sign
 
 if TYPE_CHECKING:
     import httpx
@@ -34,8 +39,9 @@ class Attempt:
 class Sender:
     """POSTs one delivery: the event JSON, signed; 2xx is success, anything else a failure."""
 
-    def __init__(self, timeout_seconds: float) -> None:
+    def __init__(self, timeout_seconds: float, clock: Callable[[], float] = time.time) -> None:
         self.timeout = timeout_seconds
+        self._clock = clock  # the signing time; a test moves it to sign a retry half an hour later
         self._client: httpx.Client | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -58,17 +64,16 @@ class Sender:
                 )
             return self._client
 
-    def post(self, hook: Hook, secret: str, delivery: Mapping[str, Any], attempt: int) -> Attempt:
+    def post(self, hook: Hook, key: bytes, delivery: Mapping[str, Any], attempt: int) -> Attempt:
+        """One attempt, signed now with the hook's HMAC ``key`` (secrets.py opens it)."""
         body = str(delivery["body"]).encode()
-        ts = int(time.time())
-        key = f"{delivery['executionId']}:{delivery['seq']}"
+        message_id = f"{delivery['executionId']}:{delivery['seq']}"
         headers = {
             "X-Dagcast-Event": str(delivery["eventType"]),
             "X-Dagcast-Webhook-Id": hook.id,
-            "X-Dagcast-Idempotency-Key": key,
+            "X-Dagcast-Idempotency-Key": message_id,
             "X-Dagcast-Attempt": str(attempt),
-            "X-Dagcast-Timestamp": str(ts),
-            SIGNATURE_HEADER: sign(secret, ts, body),
+            **signing.headers(key, message_id, int(self._clock()), body),
         }
         client = self._pooled()
         import httpx  # imported by _pooled: this only names its exceptions

@@ -2,7 +2,8 @@
 retry function's due entries. Each method is one store operation.
 
 Items (one table, see docs/architecture.md):
-- ``WEBHOOKS`` / ``HOOK#<id>``: url, types, executionId, description, secret (KMS-encrypted)
+- ``WEBHOOKS`` / ``HOOK#<id>``: url, types, executionId, description, secret (the HMAC key,
+  KMS-encrypted: a secret registered before ``whsec_`` is its UTF-8 bytes, so old items read as they are)
 - ``HOOK#<id>`` / ``DLV#<executionId>#<seq>``: one delivery (body, status, attempts, last error)
 - ``HOOK#<id>`` / ``LANE#<executionId>``: cursor (last seq settled), lease, nextAttemptAt
 - ``WEBHOOKS#DUE`` / ``<id>#<executionId>``: a lane the retry function must look at, and when

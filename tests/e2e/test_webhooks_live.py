@@ -1,5 +1,6 @@
 """Webhooks through `dagcast up` as a user meets them: register over HTTP, run a job, a real
-receiver on 127.0.0.1 gets every event signed and in order; the poller runs with a batch window."""
+receiver on 127.0.0.1 gets every event signed and in order, and verifies it with the Standard
+Webhooks library; the poller runs with a batch window."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import httpx
 from chalicelib.domain.model import DeliveryStatus
 from tests.e2e.conftest import start_server, stop_server
 from tests.support.jobs import echo
-from tests.support.receiver import Receiver
+from tests.support.receiver import Receiver, verify_standard
 
 
 def none_pending(deliveries_url: str, execution_id: str) -> bool:
@@ -30,13 +31,17 @@ def wait_until(check, what: str, timeout: float = 60) -> None:
 
 
 def test_a_job_run_through_dagcast_up_reaches_a_registered_webhook():
-    receiver = Receiver("e2e-webhook-secret-123", fail_first=2).start()
+    """The receiver verifies every request with the standardwebhooks library from PyPI, using the
+    whsec_ secret dagcast made and showed once, in the registration's answer."""
+    receiver = Receiver("", fail_first=2).start()
     proc, base = start_server("webhooks", "--fanout-batch-size", "5", "--fanout-batch-window", "0.2")
     try:
-        created = httpx.post(
-            f"{base}/api/v1/webhooks", json={"url": receiver.url, "secret": receiver.secret}, timeout=10
-        )
+        created = httpx.post(f"{base}/api/v1/webhooks", json={"url": receiver.url}, timeout=10)
         assert created.status_code == 201, created.text
+        receiver.secret = created.json()["secret"]
+        assert receiver.secret.startswith("whsec_")
+        shown = httpx.get(f"{base}/api/v1/webhooks/{created.json()['webhookId']}", timeout=10)
+        assert "secret" not in shown.json() and receiver.secret not in shown.text
         job = {"tasks": [echo(1, "a"), echo(2, "b", [1])]}
         eid = httpx.post(f"{base}/api/v1/execute-dag", json=job, timeout=10).json()["executionId"]
         deliveries = f"{base}/api/v1/webhooks/{created.json()['webhookId']}/deliveries"
@@ -54,6 +59,13 @@ def test_a_job_run_through_dagcast_up_reaches_a_registered_webhook():
         assert keys == [f"{eid}:{n}" for n in range(1, len(keys) + 1)]
         assert receiver.accepted[-1].event["type"] == "execution.completed"
         assert all(r.signature_ok for r in receiver.accepted)
+        # the refused first attempts and their retries verified alike: each attempt is signed
+        retried = receiver.checks_of(f"{eid}:1")
+        assert len(retried) == 3 and all(c.refused == "" for c in retried)
+        # a body changed on the way does not verify
+        last = receiver.checks[-1]
+        tampered = last.body.replace(b'"executionId":"', b'"executionId":"x')
+        assert verify_standard(receiver.secret, last.headers, tampered) == "No matching signature found"
         page = httpx.get(deliveries, timeout=10).json()
         assert [d["deliveryId"] for d in page["deliveries"] if d["executionId"] == eid] == keys
     finally:

@@ -3,26 +3,87 @@ dispatcher's own lane threads (no AWS: the lanes' work is replaced)."""
 
 from __future__ import annotations
 
+import base64
+import re
 import threading
+import time
 from typing import Any, cast
 
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from chalicelib.config import Settings
+from chalicelib.domain.errors import InvalidWebhook
 from chalicelib.domain.model import DeliveryStatus
 from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher, LaneReport
-from chalicelib.webhooks.models import STATUSES, Hook, delivery_item, delivery_view
-from chalicelib.webhooks.signing import SIGNATURE_HEADER, sign
+from chalicelib.webhooks.models import STATUSES, Hook, delivery_item, delivery_view, parse_spec
+from chalicelib.webhooks.signing import headers, key_of, legacy_sign, new_key, sign, whsec
 from chalicelib.webhooks.store import delivery_sk, hook_pk, keyed_delivery
 
+SETTINGS = Settings(table_name="tbl", auth=False)
 HOOK = Hook("wh_1", "https://hooks.example.com/x", None, None, b"sealed", 1_700_000_000_000)
 
 
-def test_the_signature_is_hmac_sha256_of_timestamp_dot_body():
+def test_the_deprecated_signature_is_unchanged_for_a_secret_registered_before_the_standard():
+    """X-Dagcast-Signature is kept for one release: the same value as before for the same secret."""
     body = b'{"type":"execution.started","seq":1}'
-    assert SIGNATURE_HEADER == "X-Dagcast-Signature"
-    assert sign("s3cret-s3cret-s3cret", 1795669236, body) == (
+    assert legacy_sign(key_of("s3cret-s3cret-s3cret"), 1795669236, body) == (
         "t=1795669236,v1=8c2797d7ddc0ce0da36dc243ddb0f71b76de4e33728f86d5313ab87cbc9f2bdf"
     )
+
+
+def test_the_signature_is_the_standard_webhooks_one_on_the_specs_own_example():
+    """The example of the Standard Webhooks spec (and of its libraries' tests)."""
+    key = key_of("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    signature = sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}')
+    assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_the_headers_verify_with_the_library_and_a_tampered_request_does_not():
+    key, body, now = new_key(), b'{"type":"execution.completed","seq":7}', int(time.time())
+    sent = headers(key, "dag-exec_x:7", now, body)
+    assert sent["webhook-id"] == "dag-exec_x:7" and sent["webhook-timestamp"] == str(now)
+    assert Webhook(whsec(key)).verify(body, sent) == {"type": "execution.completed", "seq": 7}
+    for tampered_body, tampered in (
+        (body.replace(b"7}", b"8}"), sent),
+        (body, {**sent, "webhook-id": "dag-exec_x:8"}),
+        (body, {**sent, "webhook-timestamp": str(now + 1)}),
+    ):
+        with pytest.raises(WebhookVerificationError):
+            Webhook(whsec(key)).verify(tampered_body, tampered)
+    with pytest.raises(WebhookVerificationError, match="too old"):  # why each attempt signs anew
+        Webhook(whsec(key)).verify(body, headers(key, "dag-exec_x:7", now - 301, body))
+
+
+def test_a_secret_from_before_the_standard_is_its_utf8_bytes_and_whsec_is_their_base64():
+    assert key_of("s3cret-s3cret-s3cret") == b"s3cret-s3cret-s3cret"
+    assert whsec(key_of("s3cret-s3cret-s3cret")) == "whsec_czNjcmV0LXMzY3JldC1zM2NyZXQ="
+    key = new_key()
+    assert len(key) == 32 and key_of(whsec(key)) == key
+
+
+@pytest.mark.parametrize(
+    ("secret", "says"),
+    [
+        ("whsec_not*base64*at*all!!", "standard base64"),
+        ("whsec_" + base64.b64encode(b"x" * 23).decode(), "24-64 bytes of key in base64 (this one 23)"),
+        ("whsec_" + base64.b64encode(b"x" * 65).decode(), "(this one 65)"),
+    ],
+)
+def test_a_malformed_whsec_secret_is_refused_saying_why(secret, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        key_of(secret)
+    with pytest.raises(InvalidWebhook) as refused:
+        parse_spec({"url": "https://hooks.example.com/x", "secret": secret}, SETTINGS)
+    assert any(p.startswith("secret: ") and says in p for p in refused.value.problems), refused.value.problems
+
+
+def test_a_registration_without_a_secret_gets_a_new_key_and_one_with_a_secret_keeps_it():
+    url = "https://hooks.example.com/x"
+    made = parse_spec({"url": url}, SETTINGS)
+    assert made.secret is None and len(made.key()) == 32 and made.key() != made.key()
+    given = whsec(new_key())
+    assert parse_spec({"url": url, "secret": given}, SETTINGS).key() == key_of(given)
 
 
 def test_the_back_off_doubles_up_to_its_cap_with_at_most_20_percent_off():
