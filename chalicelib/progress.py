@@ -9,7 +9,10 @@ Coalescing (the numbers are ``Coalescing``'s defaults; docs/events.md, "substep.
   of an execution's items share one partition (1,000 WCU/s), so 200 tasks streaming at once get an
   event every 10 s each and the task writes keep their room;
 - text is redacted as it comes (``Redactor.stream``: a secret split across two emits is still found),
-  so a chunk may wait for the words after it; what is left is written when the attempt ends.
+  so a chunk may wait for the words after it; what is left is written when the attempt ends. A
+  text result that is the emitted text is recorded as the deltas redacted it (``finish``), so the
+  deltas always add up to the result; shapes are found within the stream's window (every resolved
+  secret value is found whatever the window).
 
 Only the run that owns the attempt writes (``PartialText``'s claim). The emitter of an attempt whose
 runner gave up on it (a timeout: its thread is abandoned and runs on) is closed under the same lock
@@ -21,6 +24,7 @@ Not here: the event's shape (domain/events.py), the store's conditional write
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -78,11 +82,12 @@ class ProgressEmitter:
         self._clock = clock
         self._lock = threading.Lock()
         self._stream: Any = None
+        self.raw = ""  # the text as emitted: the runner compares the kind's result with it
         self._pending = ""  # redacted, not yet written
         self._written = ""  # redacted, written: its end is the snapshot's tail
         self._length = 0  # UTF-16 units written
         self._progress: dict[str, Any] | None = None
-        self._last = clock() - rules.max_wait_s
+        self._last = -math.inf  # the first text is written as soon as it is shown
         self._interval = rules.interval(1)
         self._counted_at: float | None = None
         self.closed = False
@@ -95,6 +100,7 @@ class ProgressEmitter:
                 return
             if self._stream is None:
                 self._stream = self._redactor().stream()
+            self.raw += text
             self._pending += self._stream.feed(text)
             self._maybe_write()
 

@@ -191,8 +191,13 @@ class AttemptRunner:
         holder.append(ctx)
         try:
             result = self._run_with_timeout(started, ctx, timeout)
-            output.finish()
-            text = json.dumps(self._redactor(ctx).apply(result), ensure_ascii=False)
+            streamed = output.finish()
+            if isinstance(result, str) and output.raw and result == output.raw:
+                # the text its deltas showed, redacted by the same redactor chunk by chunk: they
+                # add up to it (a second pass could redact a shape the window did not see whole)
+                text = json.dumps(streamed, ensure_ascii=False)
+            else:
+                text = json.dumps(self._redactor(ctx).apply(result), ensure_ascii=False)
             size = len(text.encode())
             if size > MAX_RESULT_BYTES:
                 raise TaskFailed(f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}")

@@ -75,7 +75,9 @@ def _data(payload: dict[str, Any]) -> bytes:
 def serve(provider: Provider) -> Iterator[Provider]:
     """``provider`` served on a free port of 127.0.0.1 (``provider.url`` is its base URL, …/v1)."""
     app = Starlette(routes=[Route("/v1/chat/completions", provider.completions, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
