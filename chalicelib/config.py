@@ -62,6 +62,7 @@ _ENV = {
     "event_preview_chars": "DAGCAST_EVENT_PREVIEW_CHARS",
     "plugins": "DAGCAST_PLUGINS",
     "event_bus": "DAGCAST_EVENT_BUS",
+    "event_bus_progress": "DAGCAST_EVENT_BUS_PROGRESS",
     "webhook_kms_key": "DAGCAST_WEBHOOK_KMS_KEY",
     "webhook_allow_http": "DAGCAST_WEBHOOK_ALLOW_HTTP",
     "webhook_allowed_hosts": "DAGCAST_WEBHOOK_ALLOWED_HOSTS",
@@ -173,6 +174,8 @@ class Settings(BaseModel):
     plugins: tuple[str, ...] = ()
     # --- fan-out (docs/webhooks.md) ---
     event_bus: str = ""  # EventBridge bus name or ARN; empty: EventBridge off
+    # substep.progress to EventBridge too: off by default (many small events, each a PutEvents entry)
+    event_bus_progress: bool = False
     webhook_kms_key: str = ""  # KMS key that encrypts webhook secrets; empty: webhooks off
     webhook_allow_http: bool = False  # plain http:// endpoints (the local stack turns it on)
     webhook_allowed_hosts: tuple[str, ...] = ()  # fnmatch patterns; empty: any host

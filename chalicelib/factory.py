@@ -102,6 +102,7 @@ def _fanout(
         eventbridge,
         settings.event_bus,
         settings.webhook_inline_seconds,
+        publish_progress=settings.event_bus_progress,
     )
 
 

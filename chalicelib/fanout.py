@@ -3,7 +3,8 @@
 For each event record (an INSERT of an ``EVT#`` item; everything else in the table is skipped):
 1. write one delivery item per matching webhook (chalicelib/webhooks/) — durable before anything
    is sent, and first, so a bus that keeps refusing cannot cost webhooks;
-2. publish it to EventBridge when a bus is set (detail-type = event type);
+2. publish it to EventBridge when a bus is set (detail-type = event type); ``substep.progress``
+   only when the stage turns it on (``DAGCAST_EVENT_BUS_PROGRESS``: it is many small events);
 3. count it (EMF metrics).
 A record whose work fails is reported in ``batchItemFailures`` (powertools BatchProcessor), and so
 is every later record of the same execution in the batch, so the stream redelivers them in order;
@@ -35,6 +36,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from .domain.events import SUBSTEP_PROGRESS
 from .domain.model import now_ms
 from .persistence.keys import EVENT_PREFIX, event_position, is_event_sk
 from .webhooks.dispatcher import Dispatcher, LaneReport
@@ -97,8 +99,10 @@ class FanOut:
         eventbridge: EventBridgeClient | None,
         bus: str,
         inline_seconds: float,
+        publish_progress: bool = False,
     ) -> None:
         self.webhooks = webhooks
+        self.publish_progress = publish_progress  # substep.progress to EventBridge (a stage setting)
         self.dispatcher = dispatcher
         self.eventbridge = eventbridge if bus else None
         self.bus = bus
@@ -175,7 +179,7 @@ class FanOut:
             self.webhooks.enqueue([delivery_item(h, event, body) for h in hooks])
             for h in hooks:
                 batch.lanes[(h.id, execution_id)] = h
-        if self.eventbridge is not None:
+        if self.eventbridge is not None and (self.publish_progress or event.get("type") != SUBSTEP_PROGRESS):
             self._publish(event, body)
             batch.published += 1
         # Counted once its work is done: a failed record is counted in RecordsFailed instead.

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # TaskFailed is part of the kind author's API (docs/jobs.md: `from chalicelib.kinds import TaskFailed`).
 from .domain.errors import TaskFailed as TaskFailed
 from .domain.templates import render_value
+from .progress import ProgressEmitter
 from .redact import Redactor
 from .references import DEFAULT_KEY_PATTERNS as DEFAULT_KEY_PATTERNS
 from .references import RESERVED_KEY_REFS as RESERVED_KEY_REFS
@@ -55,6 +56,21 @@ class RunContext:
     deadline: float  # time.monotonic() by which the task must be done
     # Every secret the attempt resolved: the runner redacts them from all the attempt writes.
     secrets: set[str] = field(default_factory=set)
+    # Where emit_text / progress go (the runner sets it); None: nowhere (a kind run outside a task).
+    output: ProgressEmitter | None = None
+
+    def emit_text(self, text: str) -> None:
+        """Append ``text`` to the attempt's live output (``substep.progress`` events, coalesced).
+        A kind whose result is this text returns it whole as well: the deltas add up to it."""
+        if self.output is not None:
+            self.output.emit_text(text)
+
+    def progress(
+        self, done: float | None = None, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Say how far the attempt is (``done`` of ``total``, a message); coalesced with the text."""
+        if self.output is not None:
+            self.output.progress(done, total, message)
 
     def remaining(self) -> float:
         return max(0.1, self.deadline - time.monotonic())
@@ -252,7 +268,21 @@ def _python(p: PythonParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
         fn = resolve_function(p.function)
     except LookupError as exc:
         raise TaskFailed(str(exc)) from None
+    if _takes_ctx(fn):  # opted in: ctx.emit_text / ctx.progress (docs/jobs.md)
+        if "ctx" in p.args:
+            raise TaskFailed(f"{p.function} takes ctx itself: args must not name 'ctx'")
+        return fn(dict(inputs), ctx=ctx, **p.args)
     return fn(dict(inputs), **p.args)
+
+
+def _takes_ctx(fn: Callable[..., Any]) -> bool:
+    """Whether the function has a parameter named ``ctx`` (it then gets the RunContext)."""
+    import inspect
+
+    try:
+        return "ctx" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
 
 
 def _lookup_check(lookup: Callable[[Any], object]) -> Checker:
@@ -272,53 +302,6 @@ _check_python = _lookup_check(lambda p: resolve_function(p.function))
 
 
 register_kind(Kind("python", PythonParams, _python, _check_python))
-
-# ---------------------------------------------------------------------------------------------- llm
-
-
-class Message(_Params):
-    role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=200_000)
-
-
-class LlmParams(_Params):
-    baseUrl: str = Field(pattern=r"^https?://", max_length=2_000)
-    model: str = Field(min_length=1, max_length=200)
-    messages: list[Message] = Field(min_length=1, max_length=200)
-    apiKey: KeyRef
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    maxTokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    timeoutSeconds: float = Field(default=120, gt=0, le=MAX_TIMEOUT_SECONDS)
-
-
-def _llm(p: LlmParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
-    import httpx
-
-    key = ctx.resolve(p.apiKey)
-    body: dict[str, Any] = {"model": p.model, "messages": [m.model_dump() for m in p.messages]}
-    if p.temperature is not None:
-        body["temperature"] = p.temperature
-    if p.maxTokens is not None:
-        body["max_tokens"] = p.maxTokens
-    url = p.baseUrl.rstrip("/") + "/chat/completions"
-    try:
-        r = httpx.post(
-            url,
-            json=body,
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=min(p.timeoutSeconds, ctx.remaining()),
-        )
-    except httpx.HTTPError as exc:
-        raise TaskFailed(f"{url}: {type(exc).__name__}: {exc}") from None
-    if r.status_code != 200:
-        raise TaskFailed(f"{url} answered {r.status_code}: {r.text[:500]}")
-    try:
-        return r.json()["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise TaskFailed(f"{url} answered without choices[0].message.content: {r.text[:300]}") from None
-
-
-register_kind(Kind("llm", LlmParams, _llm, _lookup_check(lambda p: resolve_key(p.apiKey))))
 
 # ------------------------------------------------------------------------------------------- lambda
 
@@ -373,6 +356,9 @@ def run_kind(
     model = kind.params.model_validate(render_params(params, results))
     return kind.run(model, inputs, ctx)
 
+
+# The llm kind lives in its own module (it streams); importing it registers it.
+from . import llm as _llm  # noqa: E402,F401
 
 __all__ = [
     "KINDS",

@@ -37,6 +37,7 @@ class EventType(StrEnum):
     SUBSTEP_STARTED = "substep.started"
     SUBSTEP_COMPLETED = "substep.completed"
     SUBSTEP_FAILED = "substep.failed"
+    SUBSTEP_PROGRESS = "substep.progress"
     HEARTBEAT = "heartbeat"
 
 
@@ -47,6 +48,7 @@ EXECUTION_FAILED: Final = EventType.EXECUTION_FAILED
 SUBSTEP_STARTED: Final = EventType.SUBSTEP_STARTED
 SUBSTEP_COMPLETED: Final = EventType.SUBSTEP_COMPLETED
 SUBSTEP_FAILED: Final = EventType.SUBSTEP_FAILED
+SUBSTEP_PROGRESS: Final = EventType.SUBSTEP_PROGRESS
 HEARTBEAT: Final = EventType.HEARTBEAT
 
 TERMINAL_TYPES: Final = frozenset({EXECUTION_COMPLETED, EXECUTION_FAILED})
@@ -55,6 +57,9 @@ ALL_TYPES: Final = tuple(EventType)
 Event = dict[str, Any]
 # Types a client can filter on (SSE ?types=, webhooks' "types"): every stored type.
 FILTERABLE: Final = tuple(t for t in ALL_TYPES if t != HEARTBEAT)
+# Types no pattern includes (``substep.*``, a webhook without ``types``): only their exact name.
+# Progress is many small events: a consumer asks for it by name or never sees it.
+EXPLICIT_ONLY: Final = frozenset({SUBSTEP_PROGRESS})
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class TypeFilter:
         return cls(found)
 
     def matches(self, event_type: str) -> bool:
+        if event_type in EXPLICIT_ONLY:
+            return event_type in self.patterns
         return any(fnmatch.fnmatchcase(event_type, p) for p in self.patterns)
 
 
@@ -146,6 +153,32 @@ class SubstepFailed(WireModel):
     retryInSeconds: Sometimes[int] = None
     durationMs: Sometimes[int] = None
     upstreamTaskIds: Sometimes[list[int]] = None
+    executionId: SetByStore[str] = None
+    timestamp: SetByStore[int] = None
+    seq: SetByStore[int] = None
+
+
+class Progress(WireModel):
+    """How far a task says it is: ``done`` of ``total`` (either may be absent), and a message."""
+
+    done: Sometimes[float] = None
+    total: Sometimes[float] = None
+    message: Sometimes[str] = None
+
+
+class SubstepProgress(WireModel):
+    """A running attempt's partial output: ``delta``, the text appended since its previous progress
+    event, placed at ``offset`` (UTF-16 code units of the attempt's text before it, as JavaScript
+    counts a string's length); and/or ``progress``. An attempt's deltas, concatenated, are the text
+    of its result (redacted alike). Coalesced: a few per second per task (docs/events.md)."""
+
+    type: Literal[EventType.SUBSTEP_PROGRESS] = EventType.SUBSTEP_PROGRESS
+    subStepId: str
+    taskId: int
+    attempt: int
+    delta: Sometimes[str] = None
+    offset: Sometimes[int] = None
+    progress: Sometimes[Progress] = None
     executionId: SetByStore[str] = None
     timestamp: SetByStore[int] = None
     seq: SetByStore[int] = None
@@ -242,6 +275,12 @@ class TaskView(WireModel):
     resultTruncated: Sometimes[bool] = None
     resultBytes: Sometimes[int] = None
     resultUrl: Sometimes[str] = None
+    # A running attempt's text so far: its last SNAPSHOT_TEXT_CHARS at most (``textTruncated``),
+    # starting at ``textOffset`` of ``textLength`` (UTF-16 code units, as ``substep.progress``).
+    text: Sometimes[str] = None
+    textOffset: Sometimes[int] = None
+    textLength: Sometimes[int] = None
+    textTruncated: Sometimes[bool] = None
 
 
 class ExecutionSnapshot(WireModel):
@@ -293,6 +332,7 @@ AnyEvent = Annotated[
     | Annotated[SubstepStarted, Tag(SUBSTEP_STARTED)]
     | Annotated[SubstepCompleted, Tag(SUBSTEP_COMPLETED)]
     | Annotated[SubstepFailed, Tag(SUBSTEP_FAILED)]
+    | Annotated[SubstepProgress, Tag(SUBSTEP_PROGRESS)]
     | Annotated[Heartbeat, Tag(HEARTBEAT)],
     Discriminator(_kind),
 ]
@@ -376,6 +416,24 @@ def substep_failed(
         retryInSeconds=retry_in_seconds,
         durationMs=duration_ms,
         upstreamTaskIds=upstream or None,
+    ).wire()
+
+
+def substep_progress(
+    task_id: int,
+    attempt: int,
+    delta: str | None = None,
+    offset: int | None = None,
+    progress: Mapping[str, Any] | None = None,
+) -> Event:
+    """``delta`` at ``offset`` and/or ``progress`` ({done, total, message})."""
+    return SubstepProgress(
+        subStepId=str(task_id),
+        taskId=task_id,
+        attempt=attempt,
+        delta=delta,
+        offset=offset if delta is not None else None,
+        progress=Progress.model_validate(progress) if progress is not None else None,
     ).wire()
 
 

@@ -26,8 +26,10 @@ from ..domain.templates import refs_in_value
 from ..kinds import RunContext, run_kind
 from ..persistence.executions import INLINE_RESULT_CHARS
 from ..persistence.table import Item
+from ..progress import Coalescing
 from ..redact import Redactor
 from .ports import OrchestrationStore
+from .streaming import attempt_emitter
 from .views import result_url, timeout_source
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class AttemptRunner:
     def __init__(self, store: OrchestrationStore, clock: Callable[[], int]) -> None:
         self._store = store
         self._now = clock
+        self.coalescing = Coalescing()  # how the attempts' live output is written (chalicelib/progress.py)
 
     def why_not_start(self, meta: Item, task: Item) -> NotStarted | None:
         """How to record the task instead of running it (now), or None if it may run."""
@@ -175,18 +178,35 @@ class AttemptRunner:
     def _execute(self, execution_id: str, started: Item, attempt: int, timeout: float) -> _Result | _Failure:
         """Run the kind: its result as redacted JSON within MAX_RESULT_BYTES, or why it failed
         (redacted). Redacted here, where the attempt's resolved secrets are known: nothing written
-        after this point — task item, events, webhooks, EventBridge — ever needs them."""
-        ctx = RunContext(execution_id, int(started["taskId"]), attempt, time.monotonic() + timeout)
+        after this point — task item, events, webhooks, EventBridge — ever needs them.
+
+        The attempt's live output is closed before this returns: written out on success (the last
+        delta comes before the outcome), abandoned otherwise (a timed-out thread runs on, mute)."""
+        task_id = int(started["taskId"])
+        holder: list[RunContext] = []
+        output = attempt_emitter(
+            self._store, execution_id, task_id, attempt, lambda: self._redactor(holder[0]), self.coalescing
+        )
+        ctx = RunContext(execution_id, task_id, attempt, time.monotonic() + timeout, output=output)
+        holder.append(ctx)
         try:
             result = self._run_with_timeout(started, ctx, timeout)
-            text = json.dumps(self._redactor(ctx).apply(result), ensure_ascii=False)
+            streamed = output.finish()
+            if isinstance(result, str) and output.raw and result == output.raw:
+                # the text its deltas showed, redacted by the same redactor chunk by chunk: they
+                # add up to it (a second pass could redact a shape the window did not see whole)
+                text = json.dumps(streamed, ensure_ascii=False)
+            else:
+                text = json.dumps(self._redactor(ctx).apply(result), ensure_ascii=False)
             size = len(text.encode())
             if size > MAX_RESULT_BYTES:
                 raise TaskFailed(f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}")
         except TaskFailed as exc:
+            output.abandon()
             reason = Reason.TIMEOUT if isinstance(exc, _Timeout) else Reason.ERROR
             return _Failure(self._redactor(ctx).text(str(exc)), reason)
         except Exception as exc:  # user-level failure of the kind: the task fails, not the run
+            output.abandon()
             redactor = self._redactor(ctx)
             # the traceback is logged redacted with the attempt's secrets (the log records'
             # own redaction knows only shapes)

@@ -87,6 +87,13 @@ class TaskRecords(Protocol):
 
     def retry_task(self, execution_id: str, task_id: int, attempt: int, error: str) -> Item | None: ...
 
+    def record_partial_text(
+        self, execution_id: str, task_id: int, attempt: int, run: str, tail: str, length: int
+    ) -> bool:
+        """The running attempt's text so far (its tail), if this run may write the attempt's
+        progress (the first run to write does, while the task runs at this attempt); else False."""
+        ...
+
     def finish_task(
         self, execution_id: str, task_id: int, status: str, attempt: int | None = None, **fields: Any
     ) -> Item | None: ...

@@ -21,6 +21,7 @@ from ..domain.model import (
     TaskStatus,
 )
 from ..persistence.table import Item
+from ..progress import utf16_len
 
 
 def result_url(execution_id: str, task_id: int | None = None) -> str:
@@ -50,7 +51,25 @@ def task_view(task: Item, execution_id: str) -> dict[str, Any]:
         view.update(json.loads(task["resultPreview"]))
     elif "resultJson" in task:
         view.update(ev.preview(task["resultJson"], result_url(execution_id, int(task["taskId"]))))
+    view.update(partial_text(task))
     return view
+
+
+def partial_text(task: Item) -> dict[str, Any]:
+    """A running attempt's text so far, as the task item keeps it (its end: ``textTruncated`` when
+    that is not all of it); nothing for a task not running or an attempt that wrote no text."""
+    if task["status"] != TaskStatus.RUNNING or task.get("partialAttempt") != task.get("attempt"):
+        return {}
+    text, length = str(task.get("partialText", "")), int(task.get("partialLength", 0))
+    if not length:
+        return {}
+    offset = length - utf16_len(text)
+    return {
+        "text": text,
+        "textOffset": offset,
+        "textLength": length,
+        **({"textTruncated": True} if offset else {}),
+    }
 
 
 def execution_view(meta: Item) -> dict[str, Any]:

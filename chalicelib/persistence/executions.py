@@ -25,6 +25,7 @@ from .capacity import ReadMeter, WriteMeter
 from .eventlog import EventLog, Payload
 from .keys import LIST_SK, META_SK, REQUEST_SK, TASK_PREFIX, list_keys, pk, result_sk, task_sk
 from .listing import ExecutionList, with_request
+from .partialtext import PartialText
 from .results import RESULT_CHUNK_CHARS, ResultReads
 from .table import CallCounter, Item, from_item, to_item
 
@@ -50,6 +51,7 @@ class DynamoStore(ResultReads):
         self.redactor = redactor or Redactor()
         self.event_log = EventLog(client, table_name, self.redactor, read_meta=self.get_meta)
         self.listing = ExecutionList(client, table_name)
+        self.partial_text = PartialText(client, table_name)
 
     def meter_reads(self, meter: ReadMeter) -> None:
         """Count this store's reads and their RCU in ``meter`` (the SSE endpoint's stats)."""
@@ -327,6 +329,12 @@ class DynamoStore(ResultReads):
             {":running": TaskStatus.RUNNING, ":now": started_at, ":n": attempt},
             "#a = :n",
         )
+
+    def record_partial_text(
+        self, execution_id: str, task_id: int, attempt: int, run: str, tail: str, length: int
+    ) -> bool:
+        """``PartialText.record``: False when this run may not write the attempt's progress."""
+        return self.partial_text.record(execution_id, task_id, attempt, run, tail, length)
 
     def retry_task(self, execution_id: str, task_id: int, attempt: int, error: str) -> Item | None:
         """Attempt ``attempt`` failed and will be retried: running → retrying, attempt + 1."""

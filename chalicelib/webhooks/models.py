@@ -113,7 +113,10 @@ class Hook:
             return False
         if int(event.get("timestamp") or self.created_at) < self.created_at:
             return False
-        return self.types is None or self.types.matches(str(event.get("type")))
+        kind = str(event.get("type"))
+        if self.types is None:  # every type but those asked for by name only (substep.progress)
+            return kind not in ev.EXPLICIT_ONLY
+        return self.types.matches(kind)
 
     def view(self) -> dict[str, Any]:
         """What the API shows: never the secret."""

@@ -142,6 +142,15 @@ WIRE: dict[tuple[EventType, str], tuple[Callable[[], ev.Event], str]] = {
         '{"type":"substep.failed","subStepId":"4","taskId":4,"error":"not started","reason":"skipped",'
         '"willRetry":false,"durationMs":5}',
     ),
+    (EventType.SUBSTEP_PROGRESS, ""): (
+        lambda: ev.substep_progress(7, 2, "Once upon 🙂", 12),
+        '{"type":"substep.progress","subStepId":"7","taskId":7,"attempt":2,"delta":"Once upon 🙂","offset":12}',
+    ),
+    (EventType.SUBSTEP_PROGRESS, "progress"): (
+        lambda: ev.substep_progress(7, 1, progress={"done": 3, "total": 10, "message": "pages"}),
+        '{"type":"substep.progress","subStepId":"7","taskId":7,"attempt":1,'
+        '"progress":{"done":3.0,"total":10.0,"message":"pages"}}',
+    ),
     (EXECUTION_UPDATED, ""): (
         lambda: ev.execution_updated(META),
         '{"type":"execution.updated","status":"running","totalTasks":5,"completedTasks":2,"failedTasks":1,'
@@ -189,6 +198,7 @@ MODEL_OF: dict[EventType, type[WireModel]] = {
     SUBSTEP_STARTED: ev.SubstepStarted,
     SUBSTEP_COMPLETED: ev.SubstepCompleted,
     SUBSTEP_FAILED: ev.SubstepFailed,
+    EventType.SUBSTEP_PROGRESS: ev.SubstepProgress,
     HEARTBEAT: ev.Heartbeat,
 }
 EID = "dag-exec_4f1c0d2e9a8b4c6d8e0f1a2b3c4d5e6f"

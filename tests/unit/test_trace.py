@@ -209,6 +209,24 @@ def test_a_diamond_while_it_runs_and_when_it_is_done():
     matches_snapshot("diamond-completed", frame(model, 5_000))
 
 
+def test_a_running_task_shows_the_last_line_of_its_live_text():
+    snap, log = diamond()
+    model = model_of(snap, *log.events[:6])  # task 2 running
+    first = "The week began cold.\nMonday: 4°C, rain"
+    log.add(2_000, "substep.progress", subStepId="2", taskId=2, attempt=1, delta=first, offset=0)
+    log.add(
+        2_100, "substep.progress", subStepId="2", taskId=2, attempt=1, progress={"done": 1.0, "total": 7.0}
+    )
+    log.add(
+        2_200, "substep.progress", subStepId="2", taskId=2, attempt=1, delta=" all day", offset=len(first)
+    )
+    for event in log.events[-3:]:
+        model.apply(event)
+    assert model.tasks[2].text == first + " all day"
+    shown = frame(model, 2_500)
+    assert "Monday: 4°C, rain all day" in shown and "The week began cold." not in shown
+
+
 def test_the_spinner_and_the_elapsed_time_move_with_the_clock_only():
     snap, log = diamond()
     model = model_of(snap, *log.events[:6])

@@ -258,6 +258,11 @@ def _running(model: TraceModel, task: TaskState, now_ms: int) -> tuple[str, Text
     detail = Text().append(TaskStatus.RUNNING, style=style)
     if task.attempt > 1:
         detail.append(f" (attempt {task.attempt})", style=style)
+    lines = [line for line in task.text.splitlines() if line.strip()]
+    if lines:  # its live text (substep.progress): the last line, its end
+        detail.append(" · ", style="dim").append(
+            short("…" + lines[-1][-79:] if len(lines[-1]) > 80 else lines[-1], 80)
+        )
     return (duration(now_ms - since) if since is not None else ""), detail
 
 

@@ -19,6 +19,7 @@ from chalicelib.domain.events import (
     HEARTBEAT,
     SUBSTEP_COMPLETED,
     SUBSTEP_FAILED,
+    SUBSTEP_PROGRESS,
     SUBSTEP_STARTED,
     TERMINAL_TYPES,
 )
@@ -53,6 +54,8 @@ class TaskState:
     result: Any = None
     result_truncated: bool = False
     result_url: str | None = None
+    text: str = ""  # the running attempt's live text (substep.progress), placed by offset
+    text_offset: int = 0  # where ``text`` starts in the attempt's text (a snapshot holds its end)
 
     @property
     def finished(self) -> bool:
@@ -132,6 +135,8 @@ class TraceModel:
             self._apply_completed(self._task(event), event, at)
         elif kind == SUBSTEP_FAILED:
             self._apply_failed(self._task(event), event, at)
+        elif kind == SUBSTEP_PROGRESS:
+            _place_text(self._task(event), event)
         elif kind == EXECUTION_UPDATED:
             self._report(event)
             self.status = str(event.get("status", self.status or ExecutionStatus.RUNNING))
@@ -160,6 +165,7 @@ class TraceModel:
         task.attempt_started_at = at
         task.started_at = task.started_at if task.started_at is not None else at
         task.retry_at = None
+        task.text, task.text_offset = "", 0  # a new attempt's text starts again
         self.status = self.status or ExecutionStatus.RUNNING
 
     def _apply_completed(self, task: TaskState, event: Mapping[str, Any], at: int | None) -> None:
@@ -334,8 +340,22 @@ def task_from_view(view: Mapping[str, Any]) -> TaskState:
         upstream=tuple(int(u) for u in view.get("upstreamTaskIds", ())),
     )
     task.attempt_started_at = task.started_at if task.attempt == 1 else None
+    task.text, task.text_offset = str(view.get("text", "")), int(view.get("textOffset", 0))
     _result_into(task, view)
     return task
+
+
+def _place_text(task: TaskState, event: Mapping[str, Any]) -> None:
+    """A delta at its offset (UTF-16 units, counted here as characters: the CLI shows only the last
+    line, where a misplaced surrogate pair would at worst shift a character)."""
+    delta, offset = event.get("delta"), event.get("offset")
+    if not isinstance(delta, str) or int(event.get("attempt", task.attempt)) != task.attempt:
+        return
+    at = int(offset) - task.text_offset if isinstance(offset, int) else len(task.text)
+    if at < 0 or at > len(task.text):  # before what we hold, or after a gap: start again there
+        task.text, task.text_offset = delta, int(offset or 0)
+        return
+    task.text = task.text[:at] + delta + task.text[at + len(delta) :]
 
 
 def _result_into(task: TaskState, fields: Mapping[str, Any]) -> None:
