@@ -37,6 +37,7 @@ class EventType(StrEnum):
     SUBSTEP_STARTED = "substep.started"
     SUBSTEP_COMPLETED = "substep.completed"
     SUBSTEP_FAILED = "substep.failed"
+    SUBSTEP_WAITING = "substep.waiting"
     HEARTBEAT = "heartbeat"
 
 
@@ -47,6 +48,7 @@ EXECUTION_FAILED: Final = EventType.EXECUTION_FAILED
 SUBSTEP_STARTED: Final = EventType.SUBSTEP_STARTED
 SUBSTEP_COMPLETED: Final = EventType.SUBSTEP_COMPLETED
 SUBSTEP_FAILED: Final = EventType.SUBSTEP_FAILED
+SUBSTEP_WAITING: Final = EventType.SUBSTEP_WAITING
 HEARTBEAT: Final = EventType.HEARTBEAT
 
 TERMINAL_TYPES: Final = frozenset({EXECUTION_COMPLETED, EXECUTION_FAILED})
@@ -151,6 +153,23 @@ class SubstepFailed(WireModel):
     seq: SetByStore[int] = None
 
 
+class SubstepWaiting(WireModel):
+    """An approval task waits for a person's decision (``POST …/tasks/{taskId}/decision``) until
+    ``decisionDeadline`` (epoch ms); its status is ``awaiting_decision``. ``prompt``: its params'
+    prompt, its ``{{N}}`` references filled in."""
+
+    type: Literal[EventType.SUBSTEP_WAITING] = EventType.SUBSTEP_WAITING
+    subStepId: str
+    taskId: int
+    description: str
+    prompt: str
+    timeoutSeconds: int
+    decisionDeadline: int
+    executionId: SetByStore[str] = None
+    timestamp: SetByStore[int] = None
+    seq: SetByStore[int] = None
+
+
 class ExecutionUpdated(WireModel):
     """The counters, after every task that finishes (not after a retried attempt)."""
 
@@ -238,6 +257,9 @@ class TaskView(WireModel):
     error: Sometimes[str] = None
     reason: Sometimes[Reason] = None
     upstreamTaskIds: Sometimes[list[int]] = None
+    prompt: Sometimes[str] = None  # an approval task's, once it waits for its decision
+    decisionDeadline: Sometimes[int] = None  # when an approval task stops waiting (epoch ms)
+    decision: Sometimes[dict[str, Any]] = None  # an approval task's, once decided
     result: Any = None  # once completed (and it may be null)
     resultTruncated: Sometimes[bool] = None
     resultBytes: Sometimes[int] = None
@@ -293,6 +315,7 @@ AnyEvent = Annotated[
     | Annotated[SubstepStarted, Tag(SUBSTEP_STARTED)]
     | Annotated[SubstepCompleted, Tag(SUBSTEP_COMPLETED)]
     | Annotated[SubstepFailed, Tag(SUBSTEP_FAILED)]
+    | Annotated[SubstepWaiting, Tag(SUBSTEP_WAITING)]
     | Annotated[Heartbeat, Tag(HEARTBEAT)],
     Discriminator(_kind),
 ]
@@ -315,6 +338,19 @@ def execution_created(total_tasks: int, original_request: str) -> Event:
 def substep_started(task_id: int, description: str, attempt: int = 1) -> Event:
     return SubstepStarted(
         subStepId=str(task_id), taskId=task_id, description=description, attempt=attempt
+    ).wire()
+
+
+def substep_waiting(
+    task_id: int, description: str, prompt: str, timeout_seconds: int, deadline: int
+) -> Event:
+    return SubstepWaiting(
+        subStepId=str(task_id),
+        taskId=task_id,
+        description=description,
+        prompt=prompt,
+        timeoutSeconds=timeout_seconds,
+        decisionDeadline=deadline,
     ).wire()
 
 

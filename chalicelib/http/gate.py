@@ -60,6 +60,18 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return key or None
 
 
+# Who decided an approval (docs/api.md#decisions): until tenants exist every key is the default
+# tenant's; a key is named by the start of its digest, which `dagcast api-key` also prints.
+DEFAULT_TENANT = "default"
+KEY_ID_CHARS = 12
+
+
+def caller(headers: Mapping[str, str]) -> dict[str, str | None]:
+    """The caller as a decision records it: ``tenant`` and ``keyId`` (None on an open API)."""
+    key = presented_key(headers)
+    return {"tenant": DEFAULT_TENANT, "keyId": None if key is None else key_digest(key)[:KEY_ID_CHARS]}
+
+
 class RateLimiter:
     """Token buckets per client: ``rate`` tokens/s, at most ``burst`` held. Thread-safe."""
 

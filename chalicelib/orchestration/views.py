@@ -43,9 +43,13 @@ def task_view(task: Item, execution_id: str) -> dict[str, Any]:
         "dependencies": task.get("dependencies", []),
         "status": task["status"],
     }
-    for key in ("attempt", "startedAt", "finishedAt", "durationMs", "error", "reason", "upstreamTaskIds"):
+    # prompt, decisionDeadline, decision: an approval task's, once it waits for its decision
+    shown = ("attempt", "startedAt", "finishedAt", "durationMs", "error", "reason", "upstreamTaskIds")
+    for key in (*shown, "prompt", "decisionDeadline"):
         if key in task:
             view[key] = task[key]
+    if "decisionJson" in task:
+        view["decision"] = json.loads(task["decisionJson"])
     if "resultPreview" in task:
         view.update(json.loads(task["resultPreview"]))
     elif "resultJson" in task:

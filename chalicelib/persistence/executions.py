@@ -346,10 +346,16 @@ class DynamoStore(ResultReads):
         )
 
     def finish_task(
-        self, execution_id: str, task_id: int, status: str, attempt: int | None = None, **fields: Any
+        self,
+        execution_id: str,
+        task_id: int,
+        status: str,
+        attempt: int | None = None,
+        awaiting: bool = False,
+        **fields: Any,
     ) -> Item | None:
         """An unfinished task → completed/failed/skipped/cancelled; None if it had finished (or, with
-        ``attempt``, if it is at another attempt)."""
+        ``attempt``, if it is at another attempt; with ``awaiting``, unless it awaits a decision)."""
         names = {"#s": "status", **{f"#f{i}": k for i, k in enumerate(fields)}}
         values = {":s": status, **{f":v{i}": v for i, v in enumerate(fields.values())}}
         sets = ["#s = :s", *(f"#f{i} = :v{i}" for i in range(len(fields)))]
@@ -358,8 +364,25 @@ class DynamoStore(ResultReads):
             names["#a"] = "attempt"
             values[":n"] = attempt
             extra = "#a = :n"
+        if awaiting:  # a decision: exactly one of the POSTs (or the timeout) finishes the task
+            extra = "#s = :awaiting"
         return self._update_unfinished_task(
             execution_id, task_id, "SET " + ", ".join(sets), names, values, extra
+        )
+
+    def await_decision(
+        self, execution_id: str, task_id: int, token: str, deadline: int, prompt: str
+    ) -> Item | None:
+        """An approval task parks on its decision token (stored, for the decision's sender); None if
+        it has finished meanwhile (cancelled, timed out)."""
+        return self._update_unfinished_task(
+            execution_id,
+            task_id,
+            "SET #s = :awaiting, decisionToken = :t, prompt = :p,"
+            " decisionDeadline = if_not_exists(decisionDeadline, :e)",
+            {"#s": "status"},
+            {":t": token, ":e": deadline, ":p": prompt},
+            "#s IN (:waiting, :awaiting)",
         )
 
     def _update_unfinished_task(
@@ -372,13 +395,14 @@ class DynamoStore(ResultReads):
         extra_condition: str | None = None,
     ) -> Item | None:
         """Apply ``expression`` if the task has not finished; None if it has."""
-        condition = "#s IN (:waiting, :running, :retrying)"
+        condition = "#s IN (:waiting, :running, :retrying, :awaiting)"
         if extra_condition:
             condition += f" AND {extra_condition}"
         values = {
             ":waiting": TaskStatus.WAITING,
             ":running": TaskStatus.RUNNING,
             ":retrying": TaskStatus.RETRYING,
+            ":awaiting": TaskStatus.AWAITING_DECISION,
             **values,
         }
         out = self._update_if(

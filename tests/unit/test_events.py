@@ -27,6 +27,7 @@ from chalicelib.domain.events import (
     SUBSTEP_COMPLETED,
     SUBSTEP_FAILED,
     SUBSTEP_STARTED,
+    SUBSTEP_WAITING,
     EventType,
 )
 from chalicelib.domain.wire import WireModel, dumps
@@ -142,6 +143,11 @@ WIRE: dict[tuple[EventType, str], tuple[Callable[[], ev.Event], str]] = {
         '{"type":"substep.failed","subStepId":"4","taskId":4,"error":"not started","reason":"skipped",'
         '"willRetry":false,"durationMs":5}',
     ),
+    (SUBSTEP_WAITING, ""): (
+        lambda: ev.substep_waiting(5, "Approve", "Deploy?", 3_600, 1_795_660_600_000),
+        '{"type":"substep.waiting","subStepId":"5","taskId":5,"description":"Approve","prompt":"Deploy?",'
+        '"timeoutSeconds":3600,"decisionDeadline":1795660600000}',
+    ),
     (EXECUTION_UPDATED, ""): (
         lambda: ev.execution_updated(META),
         '{"type":"execution.updated","status":"running","totalTasks":5,"completedTasks":2,"failedTasks":1,'
@@ -189,6 +195,7 @@ MODEL_OF: dict[EventType, type[WireModel]] = {
     SUBSTEP_STARTED: ev.SubstepStarted,
     SUBSTEP_COMPLETED: ev.SubstepCompleted,
     SUBSTEP_FAILED: ev.SubstepFailed,
+    SUBSTEP_WAITING: ev.SubstepWaiting,
     HEARTBEAT: ev.Heartbeat,
 }
 EID = "dag-exec_4f1c0d2e9a8b4c6d8e0f1a2b3c4d5e6f"

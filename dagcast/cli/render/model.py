@@ -20,6 +20,7 @@ from chalicelib.domain.events import (
     SUBSTEP_COMPLETED,
     SUBSTEP_FAILED,
     SUBSTEP_STARTED,
+    SUBSTEP_WAITING,
     TERMINAL_TYPES,
 )
 from chalicelib.domain.model import (
@@ -53,6 +54,7 @@ class TaskState:
     result: Any = None
     result_truncated: bool = False
     result_url: str | None = None
+    prompt: str | None = None  # an approval task's question, once it awaits its decision
 
     @property
     def finished(self) -> bool:
@@ -132,6 +134,9 @@ class TraceModel:
             self._apply_completed(self._task(event), event, at)
         elif kind == SUBSTEP_FAILED:
             self._apply_failed(self._task(event), event, at)
+        elif kind == SUBSTEP_WAITING:
+            task = self._task(event)
+            task.status, task.prompt = TaskStatus.AWAITING_DECISION, str(event.get("prompt", ""))
         elif kind == EXECUTION_UPDATED:
             self._report(event)
             self.status = str(event.get("status", self.status or ExecutionStatus.RUNNING))
@@ -332,6 +337,7 @@ def task_from_view(view: Mapping[str, Any]) -> TaskState:
         error=view.get("error"),
         reason=view.get("reason"),
         upstream=tuple(int(u) for u in view.get("upstreamTaskIds", ())),
+        prompt=view.get("prompt"),
     )
     task.attempt_started_at = task.started_at if task.attempt == 1 else None
     _result_into(task, view)
