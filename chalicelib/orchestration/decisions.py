@@ -94,9 +94,12 @@ class Decisions:
             raise NotAnApproval(execution_id, task_id, str(task["action"]))
         self._check_waiting(meta, task)
         now = self._now()
-        record = self._store.redactor.apply(
-            {**decision.model_dump(), "decidedBy": dict(decided_by), "decidedAt": now}
-        )
+        # Redacted as any result is (the decider names no secret: a digest's start).
+        record = {
+            **self._store.redactor.apply(decision.model_dump()),
+            "decidedBy": dict(decided_by),
+            "decidedAt": now,
+        }
         text = json.dumps(record, ensure_ascii=False)
         if decision.approve:
             fields: dict[str, Any] = {"resultJson": text, "resultBytes": len(text.encode())}
@@ -118,6 +121,8 @@ class Decisions:
         """AwaitDecision timed out: the task fails (reason ``timeout``) unless it was decided first.
         The task as stored after, either way."""
         task = self._task(execution_id, task_id)
+        if self._store.get_meta(execution_id)["status"] != ExecutionStatus.RUNNING:
+            return task  # cancelled: the task shows cancelled (in AWS the stop ended this wait)
         own = ApprovalParams.model_validate_json(str(task["paramsJson"])).timeoutSeconds
         done = self._store.finish_task(
             execution_id,
