@@ -43,7 +43,7 @@ def decide(client, eid: str, task: Any, body: Any, headers: dict[str, str] | Non
     )
 
 
-def wait_for_waiting(services, eid: str, task_id: int, timeout: float = 30) -> dict[str, Any]:
+def wait_for_waiting(services, eid: str, task_id: int, timeout: float = 30) -> Any:
     """The task's substep.waiting event, once its token is stored."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
