@@ -231,13 +231,6 @@ class Api:
             offset = following
         return json.loads("".join(parts))
 
-    def decide(
-        self, execution_id: str, task_id: int, approve: bool, comment: str = "", data: Any = None
-    ) -> dict[str, Any]:
-        """An approval task's decision; the task as it ended (ApiError 409 if it takes none now)."""
-        path = f"/api/v1/dag-executions/{quote(execution_id, safe='')}/tasks/{task_id}/decision"
-        return self.json("POST", path, json={"approve": approve, "comment": comment, "data": data})
-
     def stream_token(self, execution_id: str) -> tuple[str, str] | None:
         """(eventsUrl without the token, token); None when auth is off (the API answers 404)."""
         try:

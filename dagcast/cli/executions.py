@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -256,7 +257,9 @@ def approve_command(args: argparse.Namespace) -> int:
         raise CliError(f"--data is not JSON: {exc}") from None
     with httpx.Client(timeout=TIMEOUT) as http:
         _, api = open_api(args, http)
-        task = api.decide(args.id, args.task, not args.reject, args.comment, data)
+        path = f"/api/v1/dag-executions/{quote(args.id, safe='')}/tasks/{args.task}/decision"
+        decision = {"approve": not args.reject, "comment": args.comment, "data": data}
+        task = api.json("POST", path, json=decision)
     verdict = "rejected" if args.reject else "approved"
     print(f"task {args.task} of {args.id} {verdict}: {task.get('status')}")
     return 0
