@@ -14,7 +14,7 @@ from chalicelib.config import SettingsError
 from chalicelib.domain.errors import DagcastError
 from chalicelib.domain.model import SFN_ENDED_WITHOUT_FINALIZE
 from chalicelib.factory import BuiltOnce, build_services
-from chalicelib.http import api, errors
+from chalicelib.http import api, errors, gate
 
 app = Chalice(app_name="dagcast")
 # X-Ray segments around every Lambda (boto3 and httpx calls included); off outside Lambda.
@@ -115,6 +115,20 @@ def final_result(execution_id: str) -> Response:
 def task_result(execution_id: str, task_id: str) -> Response:
     query = _request().query_params
     return _json(api.respond(lambda: api.task_result(services(), execution_id, task_id, query)))
+
+
+@app.route(
+    "/api/v1/dag-executions/{execution_id}/tasks/{task_id}/decision",
+    methods=["POST"],
+    content_types=["application/json"],
+    cors=True,
+)
+def decide_task(execution_id: str, task_id: str) -> Response:
+    """An approval task's decision: the one route whose code sends a task token (docs/security.md)."""
+    request = _request()
+    raw = request.raw_body.encode() if isinstance(request.raw_body, str) else request.raw_body
+    caller = gate.caller(request.headers)
+    return _json(api.respond(lambda: api.decide_task(services(), execution_id, task_id, raw, caller)))
 
 
 @app.route("/api/v1/webhooks", methods=["POST"], content_types=["application/json"], cors=True)

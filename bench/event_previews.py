@@ -23,11 +23,12 @@ from moto import mock_aws
 
 from chalicelib.config import SSE_PROFILES
 from chalicelib.domain import events as ev
+from chalicelib.domain import previews
 from chalicelib.persistence.capacity import item_size, read_units
 from chalicelib.persistence.executions import DynamoStore
 from chalicelib.persistence.keys import pk, table_definition
 
-PREVIEWS = (ev.RESULT_PREVIEW_CHARS, 1_024)
+PREVIEWS = (previews.RESULT_PREVIEW_CHARS, 1_024)
 # (alphabet, character, result length in characters)
 RESULTS: tuple[tuple[str, str, int], ...] = (
     ("ascii", "x", 200),
@@ -49,7 +50,7 @@ def event_item_bytes(store: DynamoStore, db: object, text: str, limit: int, seq_
     """Append the task's substep.completed through the event log; the stored item's billed size."""
     eid = "dag-exec_" + seq_key
     result_json = json.dumps(text, ensure_ascii=False)  # as a task's result is kept
-    shown = ev.preview(result_json, f"/api/v1/dag-executions/{eid}/tasks/1/result", limit)
+    shown = previews.preview(result_json, f"/api/v1/dag-executions/{eid}/tasks/1/result", limit)
     seq = store.append_event(eid, "substep.completed#1", ev.substep_completed(1, 1200, shown))
     assert seq  # the first append of the key: seq 1
     out = db.query(  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from chalicelib.domain import events as ev
-from chalicelib.domain import wire
+from chalicelib.domain import previews, wire
 from chalicelib.stream import compression
 
 EID = "dag-exec_8f14e45fceea167a5a36dedd4bea2543"
@@ -89,10 +89,10 @@ def messages(tasks: int, result_size: Callable[[random.Random], int]) -> list[by
     for task in range(1, tasks + 1):
         add(ev.substep_started(task, f"summarise section {task} of the quarterly report"))
         body = json.dumps({"summary": _text(rng, result_size(rng)), "tokens": rng.randint(100, 4000)})
-        add(ev.substep_completed(task, rng.randint(50, 5000), ev.preview(body, f"/results/{task}")))
+        add(ev.substep_completed(task, rng.randint(50, 5000), previews.preview(body, f"/results/{task}")))
         meta["completed"].add(task)
         add(ev.execution_updated(meta))
-    add(ev.execution_completed(meta, 123_456, ev.preview('{"ok":true}', "/result")))
+    add(ev.execution_completed(meta, 123_456, previews.preview('{"ok":true}', "/result")))
     return out
 
 

@@ -50,6 +50,7 @@ from bench.sse_gzip import WORDS
 from bench.sse_lambda_viewers import Viewer, connect_all
 from chalicelib.config import SSE_PROFILES
 from chalicelib.domain import events as ev
+from chalicelib.domain import previews
 from chalicelib.domain.model import now_ms
 from chalicelib.persistence.capacity import item_size, read_units
 from chalicelib.persistence.executions import DynamoStore
@@ -177,7 +178,9 @@ def _event(n: int, rng: random.Random) -> dict[str, Any]:
     if n % 2 == 0:
         return ev.substep_started(task, f"summarise section {task} of the quarterly report")
     words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(15, 100)))[:700]
-    result = ev.preview(f'{{"summary": "{words}", "tokens": {rng.randint(100, 4000)}}}', f"/results/{task}")
+    result = previews.preview(
+        f'{{"summary": "{words}", "tokens": {rng.randint(100, 4000)}}}', f"/results/{task}"
+    )
     return ev.substep_completed(task, rng.randint(50, 5000), result)
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .domain.events import MIN_EVENT_PREVIEW_CHARS, RESULT_PREVIEW_CHARS
+from .domain.previews import MIN_EVENT_PREVIEW_CHARS, RESULT_PREVIEW_CHARS
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "infra" / "statemachine" / "dag.asl.json"
 # ASL substitution → the Chalice lambda_function whose ARN it takes (template.yaml passes the same).

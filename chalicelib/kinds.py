@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # TaskFailed is part of the kind author's API (docs/jobs.md: `from chalicelib.kinds import TaskFailed`).
 from .domain.errors import TaskFailed as TaskFailed
+from .domain.model import APPROVAL_ACTION, MAX_DECISION_SECONDS
 from .domain.templates import render_value
 from .progress import ProgressEmitter
 from .redact import Redactor
@@ -333,6 +334,27 @@ def _lambda(p: LambdaParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
 
 
 register_kind(Kind("lambda", LambdaParams, _lambda))
+
+
+# --------------------------------------------------------------------------------------- approval
+
+DEFAULT_DECISION_SECONDS = 86_400
+
+
+class ApprovalParams(_Params):
+    """A person decides (POST …/tasks/{taskId}/decision): ``prompt`` is what they are asked,
+    ``timeoutSeconds`` how long the task waits for them (its own limit, not an attempt's)."""
+
+    prompt: str = Field(default="", max_length=2_000)
+    timeoutSeconds: int = Field(default=DEFAULT_DECISION_SECONDS, ge=1, le=MAX_DECISION_SECONDS)
+
+
+def _approval(p: ApprovalParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
+    # The engine parks an approval on its decision instead of running it (orchestration/decisions.py).
+    raise TaskFailed("an approval task is decided by a person, not run")
+
+
+register_kind(Kind(APPROVAL_ACTION, ApprovalParams, _approval))
 
 
 # ------------------------------------------------------------------------------------------- public

@@ -13,7 +13,7 @@
  * and for the ones its caller names (`types`); anything newer is ignored unless asked for. */
 const EVENT_TYPES = Object.freeze([
   'execution.created', 'execution.updated', 'execution.completed', 'execution.failed',
-  'substep.started', 'substep.progress', 'substep.completed', 'substep.failed',
+  'substep.started', 'substep.progress', 'substep.completed', 'substep.failed', 'substep.waiting',
 ]);
 
 /** The events that end an execution's stream (and nothing else does). */
@@ -109,6 +109,9 @@ const APPLY = {
   'substep.completed': (s, e) => withTask(s, e.taskId, (t) => ({
     ...t, status: 'completed', error: undefined, reason: undefined, finishedAt: e.timestamp,
     ...pick(e, ['attempt', 'durationMs', 'result', 'resultTruncated', 'resultBytes', 'resultUrl']),
+  })),
+  'substep.waiting': (s, e) => withTask(s, e.taskId, (t) => ({ // an approval task: Approve / Reject
+    ...t, status: 'awaiting_decision', ...pick(e, ['description', 'prompt', 'timeoutSeconds', 'decisionDeadline']),
   })),
   'substep.failed': (s, e) => withTask(s, e.taskId, (t) => ({
     ...t, status: failedStatus(e, t), error: e.error, reason: e.reason, finishedAt: e.willRetry ? undefined : e.timestamp,

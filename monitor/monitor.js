@@ -26,7 +26,8 @@
       { id: 4, description: 'Combine', action: 'echo', params: { text: 'slow: {{2}}, fast: {{3}}' }, dependencies: [2, 3] },
     ],
   };
-  const GLYPH = { waiting: '○', running: '▶', retrying: '↻', completed: '✓', failed: '✗', skipped: '–', cancelled: '⊘' };
+  const GLYPH = { waiting: '○', running: '▶', retrying: '↻', awaiting_decision: '?', completed: '✓', failed: '✗', skipped: '–',
+    cancelled: '⊘' };
   const RESULT_SHOWN = 4000; // characters of the final result shown in the page
   const MAX_EDGES_DRAWN = 4000;
   const MIN_GRAPH_SCALE = 0.6;
@@ -163,6 +164,11 @@
         Object.assign(task, { status: 'completed', result: e.result, durationMs: e.durationMs, error: undefined });
         task.resultUrl = e.resultUrl;
         break;
+      case 'substep.waiting': // an approval task: the task detail shows Approve / Reject
+        if (!task) break;
+        Object.assign(task, { status: 'awaiting_decision', prompt: e.prompt, decisionDeadline: e.decisionDeadline });
+        if (v.selected === null || v.selected === undefined) v.selectWhenDrawn = task.id;
+        break;
       case 'substep.failed':
         if (!task) break;
         if (e.willRetry) {
@@ -247,6 +253,7 @@
       open.status = t.status === 'completed' ? 'completed' : t.status === 'cancelled' ? 'cancelled' : 'failed';
     }
     if (t.durationMs !== undefined) task.durationMs = t.durationMs;
+    if (t.prompt !== undefined) Object.assign(task, { prompt: t.prompt, decisionDeadline: t.decisionDeadline });
     view.dirty.add(task.id);
   }
 
@@ -296,6 +303,11 @@
     for (const id of v.dirty) {
       updateNode(id);
       updateRow(id);
+    }
+    if (v.selectWhenDrawn !== undefined) { // the first task waiting for a decision: show its buttons
+      const id = v.selectWhenDrawn;
+      v.selectWhenDrawn = undefined;
+      if (v.selected === null || v.selected === undefined) select(id, false);
     }
     if (v.selected !== null && v.dirty.has(v.selected)) showTask(v.selected);
     v.dirty.clear();
@@ -645,6 +657,8 @@
     row('attempts', t.attempts.length ? t.attempts.map(describeAttempt).join('\n') : 'none');
     if (t.durationMs !== undefined) row('duration', seconds(t.durationMs, 2));
     if (t.error) row('error', t.error);
+    if (t.prompt !== undefined) row('asks', t.prompt || '(no prompt)');
+    if (t.status === 'awaiting_decision') row('decide', decisionForm(id, t));
     if (t.result !== undefined) {
       const pre = document.createElement('pre');
       pre.textContent = clip(typeof t.result === 'string' ? t.result : JSON.stringify(t.result, null, 2), 2000);
@@ -659,6 +673,45 @@
       }
     }
     $('task-detail').replaceChildren(dl);
+  }
+
+  // An approval task's decision: POST …/tasks/{id}/decision with the REST API's key; the stream
+  // then says how the task ended (substep.completed / substep.failed), so nothing is drawn here.
+  function decisionForm(id, t) {
+    const form = document.createElement('form');
+    form.id = 'decision';
+    form.dataset.taskId = String(id);
+    const comment = document.createElement('input');
+    Object.assign(comment, { id: 'decision-comment', type: 'text', placeholder: 'comment (optional)' });
+    comment.setAttribute('aria-label', `Comment on the decision for task ${id}`);
+    const button = (approve) => {
+      const b = document.createElement('button');
+      Object.assign(b, { type: 'button', id: approve ? 'decision-approve' : 'decision-reject',
+        textContent: approve ? 'Approve' : 'Reject' });
+      b.addEventListener('click', () => decide(id, approve, comment.value, form));
+      return b;
+    };
+    const said = document.createElement('output');
+    said.id = 'decision-status';
+    if (t.decisionDeadline) said.textContent = `waits until ${new Date(t.decisionDeadline).toLocaleString()}`;
+    form.addEventListener('submit', (event) => event.preventDefault());
+    form.append(comment, button(true), button(false), said);
+    return form;
+  }
+
+  async function decide(id, approve, comment, form) {
+    const said = form.querySelector('#decision-status');
+    for (const b of form.querySelectorAll('button')) b.disabled = true;
+    try {
+      await callApi(API, `${executionPath(view.id)}/tasks/${encodeURIComponent(id)}/decision`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ approve, comment }) });
+      said.textContent = approve ? 'approved' : 'rejected';
+      form.dataset.state = 'sent';
+    } catch (err) {
+      said.textContent = err.message;
+      form.dataset.state = 'refused';
+      for (const b of form.querySelectorAll('button')) b.disabled = false;
+    }
   }
 
   // -- the event log

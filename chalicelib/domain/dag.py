@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..kinds import KINDS, MAX_TIMEOUT_SECONDS
+from ..kinds import KINDS, MAX_TIMEOUT_SECONDS, ApprovalParams
 from .errors import InvalidJob, Problem
-from .model import DEFAULT_TIMEOUT_SECONDS, FailurePolicy
+from .model import APPROVAL_ACTION, DEFAULT_TIMEOUT_SECONDS, MAX_DECISION_SECONDS, FailurePolicy
 from .templates import refs_in_value
 
 MAX_TASKS = 1000
@@ -85,6 +85,8 @@ def parse_job(body: object) -> Job:
     kind_problems = _kind_problems(body)
     covered = {p.path for p in kind_problems}
     problems = [p for p in problems if p.path not in covered] + kind_problems
+    if job is not None and not problems:
+        problems.extend(approval_problems(job))
     if job is not None:
         ids = {t.id for t in job.tasks}
         if job.resultTask is not None and job.resultTask not in ids:
@@ -92,6 +94,32 @@ def parse_job(body: object) -> Job:
     if problems or job is None:
         raise InvalidJob(_dedupe(problems))
     return job
+
+
+def decision_seconds(job: Job) -> int:
+    """How long the job's approvals may wait for their decisions, together: the execution's
+    deadline is this much later (a person's time is not the job's running time)."""
+    approvals = [t for t in job.tasks if t.action == APPROVAL_ACTION]
+    return sum(ApprovalParams.model_validate(t.params).timeoutSeconds for t in approvals)
+
+
+def approval_problems(job: Job) -> list[Problem]:
+    """An approval is decided once (no retries); a job's approvals wait a week at most in all."""
+    problems = [
+        Problem(f"tasks[{i}].retries", "an approval is decided once; retries do not apply")
+        for i, t in enumerate(job.tasks)
+        if t.action == APPROVAL_ACTION and t.retries.count
+    ]
+    total = decision_seconds(job)
+    if total > MAX_DECISION_SECONDS:
+        problems.append(
+            Problem(
+                "tasks",
+                f"the approvals' timeoutSeconds add up to {total}s; together they may wait at most "
+                f"{MAX_DECISION_SECONDS}s (7 days)",
+            )
+        )
+    return problems
 
 
 def _kind_problems(body: object) -> list[Problem]:

@@ -213,3 +213,34 @@ class AlreadyFinished(DagcastError):
 
 class TaskFailed(DagcastError):
     """The task ran and failed; the message is shown to users as the task's error."""
+
+
+# --- approvals ----------------------------------------------------------------------------------
+
+
+class NotAnApproval(DagcastError):
+    """A decision was sent for a task of another kind."""
+
+    def __init__(self, execution_id: str, task_id: int, action: str) -> None:
+        super().__init__(
+            f"task {task_id} of {execution_id} is not an approval (its action is {action!r});"
+            " only approval tasks take decisions"
+        )
+
+
+class NotAwaitingDecision(DagcastError):
+    """The approval task does not wait for a decision now: not yet (its dependencies run), or no
+    longer (the execution ended, the task timed out). ``status``: the task's, or the execution's."""
+
+    def __init__(self, task_id: int, status: str, why: str) -> None:
+        super().__init__(f"task {task_id} is not waiting for a decision: {why}")
+        self.status = status
+
+
+class AlreadyDecided(DagcastError):
+    """A second decision for one approval task; ``decision`` is the first one."""
+
+    def __init__(self, task_id: int, decision: dict[str, object]) -> None:
+        verdict = "approved" if decision.get("approve") else "rejected"
+        super().__init__(f"task {task_id} was already decided ({verdict}); a decision is final")
+        self.decision = decision

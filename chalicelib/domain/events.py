@@ -15,16 +15,12 @@ Pure: no I/O here.
 
 from __future__ import annotations
 
-import fnmatch
-import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import Discriminator, Tag, TypeAdapter
 
-from .errors import InvalidTypeFilter
 from .model import ExecutionStatus, FailurePolicy, Reason, TaskStatus
 from .wire import SetByStore, Sometimes, WireModel
 
@@ -38,6 +34,7 @@ class EventType(StrEnum):
     SUBSTEP_COMPLETED = "substep.completed"
     SUBSTEP_FAILED = "substep.failed"
     SUBSTEP_PROGRESS = "substep.progress"
+    SUBSTEP_WAITING = "substep.waiting"
     HEARTBEAT = "heartbeat"
 
 
@@ -49,51 +46,13 @@ SUBSTEP_STARTED: Final = EventType.SUBSTEP_STARTED
 SUBSTEP_COMPLETED: Final = EventType.SUBSTEP_COMPLETED
 SUBSTEP_FAILED: Final = EventType.SUBSTEP_FAILED
 SUBSTEP_PROGRESS: Final = EventType.SUBSTEP_PROGRESS
+SUBSTEP_WAITING: Final = EventType.SUBSTEP_WAITING
 HEARTBEAT: Final = EventType.HEARTBEAT
 
 TERMINAL_TYPES: Final = frozenset({EXECUTION_COMPLETED, EXECUTION_FAILED})
 ALL_TYPES: Final = tuple(EventType)
 
 Event = dict[str, Any]
-# Types a client can filter on (SSE ?types=, webhooks' "types"): every stored type.
-FILTERABLE: Final = tuple(t for t in ALL_TYPES if t != HEARTBEAT)
-# Types no pattern includes (``substep.*``, a webhook without ``types``): only their exact name.
-# Progress is many small events: a consumer asks for it by name or never sees it.
-EXPLICIT_ONLY: Final = frozenset({SUBSTEP_PROGRESS})
-
-
-@dataclass(frozen=True)
-class TypeFilter:
-    """``substep.completed,execution.*``: exact names and ``prefix.*`` patterns."""
-
-    patterns: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, raw: str | None) -> TypeFilter | None:
-        """From a comma-separated query string value; None when absent."""
-        if raw is None:
-            return None
-        return cls.of(p.strip() for p in raw.split(",") if p.strip())
-
-    @classmethod
-    def of(cls, patterns: Iterable[str]) -> TypeFilter:
-        found = tuple(dict.fromkeys(patterns))
-        if not found:
-            raise InvalidTypeFilter("types must list event types, e.g. types=substep.completed,execution.*")
-        for p in found:
-            if not any(fnmatch.fnmatchcase(t, p) for t in FILTERABLE) or ("*" in p and not p.endswith(".*")):
-                raise InvalidTypeFilter(
-                    f"types: {p[:60]!r} matches no event type; use exact names or prefix.* "
-                    f"from: {', '.join(FILTERABLE)}"
-                )
-        return cls(found)
-
-    def matches(self, event_type: str) -> bool:
-        if event_type in EXPLICIT_ONLY:
-            return event_type in self.patterns
-        return any(fnmatch.fnmatchcase(event_type, p) for p in self.patterns)
-
-
 # ------------------------------------------------------------------------------------- the models
 
 
@@ -179,6 +138,23 @@ class SubstepProgress(WireModel):
     delta: Sometimes[str] = None
     offset: Sometimes[int] = None
     progress: Sometimes[Progress] = None
+    executionId: SetByStore[str] = None
+    timestamp: SetByStore[int] = None
+    seq: SetByStore[int] = None
+
+
+class SubstepWaiting(WireModel):
+    """An approval task waits for a person's decision (``POST …/tasks/{taskId}/decision``) until
+    ``decisionDeadline`` (epoch ms); its status is ``awaiting_decision``. ``prompt``: its params'
+    prompt, its ``{{N}}`` references filled in."""
+
+    type: Literal[EventType.SUBSTEP_WAITING] = EventType.SUBSTEP_WAITING
+    subStepId: str
+    taskId: int
+    description: str
+    prompt: str
+    timeoutSeconds: int
+    decisionDeadline: int
     executionId: SetByStore[str] = None
     timestamp: SetByStore[int] = None
     seq: SetByStore[int] = None
@@ -271,6 +247,9 @@ class TaskView(WireModel):
     error: Sometimes[str] = None
     reason: Sometimes[Reason] = None
     upstreamTaskIds: Sometimes[list[int]] = None
+    prompt: Sometimes[str] = None  # an approval task's, once it waits for its decision
+    decisionDeadline: Sometimes[int] = None  # when an approval task stops waiting (epoch ms)
+    decision: Sometimes[dict[str, Any]] = None  # an approval task's, once decided
     result: Any = None  # once completed (and it may be null)
     resultTruncated: Sometimes[bool] = None
     resultBytes: Sometimes[int] = None
@@ -333,6 +312,7 @@ AnyEvent = Annotated[
     | Annotated[SubstepCompleted, Tag(SUBSTEP_COMPLETED)]
     | Annotated[SubstepFailed, Tag(SUBSTEP_FAILED)]
     | Annotated[SubstepProgress, Tag(SUBSTEP_PROGRESS)]
+    | Annotated[SubstepWaiting, Tag(SUBSTEP_WAITING)]
     | Annotated[Heartbeat, Tag(HEARTBEAT)],
     Discriminator(_kind),
 ]
@@ -358,32 +338,17 @@ def substep_started(task_id: int, description: str, attempt: int = 1) -> Event:
     ).wire()
 
 
-# The most of a result's JSON (in characters) an event, a task view or the snapshot carries: v1's
-# promise. A stage may cut events shorter (Settings.event_preview_chars) so a stream reads small;
-# views keep this length, and the whole result is always at resultUrl.
-RESULT_PREVIEW_CHARS: Final = 16_384
-MIN_EVENT_PREVIEW_CHARS: Final = 256
-
-
-def preview(result_json: str, url: str, limit: int = RESULT_PREVIEW_CHARS) -> dict[str, Any]:
-    """The ``result`` fields of an event or a task view: the result, or its first ``limit``
-    characters of JSON and a link."""
-    if len(result_json) <= limit:
-        return {"result": json.loads(result_json)}
-    return {
-        "result": result_json[:limit],
-        "resultTruncated": True,
-        "resultBytes": len(result_json.encode()),
-        "resultUrl": url,
-    }
-
-
-def cut_preview(shown: Mapping[str, Any], limit: int) -> dict[str, Any]:
-    """A stored cut preview (``preview`` at RESULT_PREVIEW_CHARS) cut again to ``limit``; a whole
-    result is left to ``preview`` (the caller holds its JSON)."""
-    if shown.get("resultTruncated") and len(shown["result"]) > limit:
-        return {**shown, "result": shown["result"][:limit]}
-    return dict(shown)
+def substep_waiting(
+    task_id: int, description: str, prompt: str, timeout_seconds: int, deadline: int
+) -> Event:
+    return SubstepWaiting(
+        subStepId=str(task_id),
+        taskId=task_id,
+        description=description,
+        prompt=prompt,
+        timeoutSeconds=timeout_seconds,
+        decisionDeadline=deadline,
+    ).wire()
 
 
 def substep_completed(task_id: int, duration_ms: int, result: Mapping[str, Any], attempt: int = 1) -> Event:

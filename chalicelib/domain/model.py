@@ -24,6 +24,8 @@ class TaskStatus(StrEnum):
     WAITING = "waiting"  # registered, dependencies not all done (or not yet registered)
     RUNNING = "running"
     RETRYING = "retrying"  # an attempt failed; the next one waits in the state machine's Backoff
+    # an approval task parked on its decision token: counted as waiting, holds no maxConcurrency slot
+    AWAITING_DECISION = "awaiting_decision"
     COMPLETED = "completed"
     FAILED = "failed"
     SKIPPED = "skipped"  # not run: the execution was stopping (failFast) or past its deadline
@@ -38,7 +40,9 @@ FINISHED_TASK_STATUSES: Final = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
 )
 # A task in one of these has not started its current attempt (cancel shows them as cancelled).
-NOT_STARTED_TASK_STATUSES: Final = frozenset({TaskStatus.WAITING, TaskStatus.RETRYING})
+NOT_STARTED_TASK_STATUSES: Final = frozenset(
+    {TaskStatus.WAITING, TaskStatus.RETRYING, TaskStatus.AWAITING_DECISION}
+)
 
 
 class Reason(StrEnum):
@@ -53,6 +57,7 @@ class Reason(StrEnum):
     START_FAILED = "startFailed"  # Step Functions refused to start the execution
     INTERNAL = "internal"  # the state machine itself failed (a Lambda that kept crashing, …)
     ABORTED = "aborted"  # Step Functions stopped the execution, not dagcast's cancel (console, CLI)
+    REJECTED = "rejected"  # an approval task was rejected by a person (POST …/decision)
 
 
 class FailurePolicy(StrEnum):
@@ -64,6 +69,7 @@ class StepAnswer(StrEnum):
     """``status`` of run_task's answer that the state machine's ``Retry?`` Choice reads."""
 
     RETRY = "retry"
+    AWAIT_DECISION = "awaitDecision"  # an approval task: park on AwaitDecision for waitSeconds
 
 
 class SfnStatus(StrEnum):
@@ -95,6 +101,12 @@ EXECUTION_ID_CHARS: Final = "A-Za-z0-9_.:-"
 
 # META's ``timeoutFrom`` when the execution's deadline is the stage's ceiling (the job set no timeoutSeconds).
 TIMEOUT_FROM_CEILING: Final = "ceiling"
+
+# The task kind a person decides (POST …/tasks/{taskId}/decision) instead of code.
+APPROVAL_ACTION: Final = "approval"
+# How long the approvals of one job may wait for their decisions, together (Step Functions' callback
+# waits may last a year; a week keeps a forgotten approval from parking an execution for long).
+MAX_DECISION_SECONDS: Final = 604_800
 
 DEFAULT_TIMEOUT_SECONDS: Final = 300  # a task attempt's timeoutSeconds when the job gives none
 

@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from ..domain.dag import parse_job
 from ..domain.errors import (
     BadRequest,
@@ -28,9 +30,10 @@ from ..domain.errors import (
     WebhookNotFound,
     WebhooksOff,
 )
-from ..domain.events import TypeFilter
 from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, ExecutionStatus, now_ms
+from ..domain.typefilter import TypeFilter
 from ..factory import Services
+from ..orchestration.decisions import MAX_DECISION_DATA_BYTES, Decision
 from ..orchestration.results import ResultText, final_text, task_text
 from ..orchestration.views import TEXT_CAPS, cut_view, execution_view
 from ..redact import Redactor
@@ -162,14 +165,41 @@ def cancel_execution(services: Services, execution_id: str) -> Reply:
     return 200, services.orchestrator.cancel(execution_id)
 
 
+def _task_id(raw_task_id: str) -> int:
+    try:
+        return int(raw_task_id)
+    except ValueError:
+        raise BadRequest(f"the task id must be an integer, got {raw_task_id[:40]!r}") from None
+
+
+def decide_task(
+    services: Services,
+    execution_id: str,
+    raw_task_id: str,
+    raw_body: bytes | None,
+    decided_by: Mapping[str, Any],
+) -> Reply:
+    """A person's decision on an approval task: the task as it ended (200)."""
+    task_id = _task_id(raw_task_id)
+    body = _json_body(raw_body, '{"approve": true, "comment": "...", "data": {...}}', 100_000)
+    try:
+        decision = Decision.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(body)"
+        example = '{"approve": true|false, "comment": "...", "data": ...}'
+        raise BadRequest(f"{where}: {first['msg']}; send {example}") from None
+    size = len(json.dumps(decision.data).encode())
+    if size > MAX_DECISION_DATA_BYTES:
+        raise BadRequest(f"data is {size} bytes as JSON; at most {MAX_DECISION_DATA_BYTES}")
+    return 200, services.orchestrator.decide(execution_id, task_id, decision, decided_by)
+
+
 def task_result(
     services: Services, execution_id: str, raw_task_id: str, query: Mapping[str, str] | None = None
 ) -> Reply:
     """A task's full result (events and snapshots cut results over 16 KB), or one page of it."""
-    try:
-        task_id = int(raw_task_id)
-    except ValueError:
-        raise BadRequest(f"the task id must be an integer, got {raw_task_id!r}") from None
+    task_id = _task_id(raw_task_id)
     services.store.get_meta(execution_id)  # ExecutionNotFound for an unknown execution
     try:
         task = services.store.get_task(execution_id, task_id)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..domain.errors import (
+    AlreadyDecided,
     AlreadyFinished,
     ApiKeyInvalid,
     ApiKeyMissing,
@@ -33,7 +34,9 @@ from ..domain.errors import (
     MethodNotAllowed,
     NoFinalResult,
     NoRoute,
+    NotAnApproval,
     NoTaskResult,
+    NotAwaitingDecision,
     StartFailed,
     StreamTokensOff,
     TaskNotFound,
@@ -125,6 +128,9 @@ RULES: Final[Mapping[type[DagcastError], Rule]] = {
     # the state does not allow it
     AlreadyFinished: Rule(409, lambda e: {"error": str(e), "status": e.status}),
     TooManyWebhooks: Rule(409),
+    NotAnApproval: Rule(409),
+    NotAwaitingDecision: Rule(409, lambda e: {"error": str(e), "status": e.status}),
+    AlreadyDecided: Rule(409, lambda e: {"error": str(e), "decision": e.decision}),
     # a service this one depends on refused, or is not configured
     StartFailed: Rule(503),
     WebhooksOff: Rule(503),

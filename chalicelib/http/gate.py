@@ -60,6 +60,20 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return key or None
 
 
+# Who decided an approval (docs/api.md#decisions): until tenants exist every key is the default
+# tenant's; a key is named by the start of its digest (DAGCAST_API_KEYS holds the whole digest).
+# The field is ``principal``, not "keyId": a name with "key" in it is redacted as a secret.
+DEFAULT_TENANT = "default"
+PRINCIPAL_CHARS = 12
+
+
+def caller(headers: Mapping[str, str]) -> dict[str, str | None]:
+    """The caller as a decision records it: ``tenant`` and ``principal`` (the key's digest's first
+    12 hex digits; None on an open API)."""
+    key = presented_key(headers)
+    return {"tenant": DEFAULT_TENANT, "principal": None if key is None else key_digest(key)[:PRINCIPAL_CHARS]}
+
+
 class RateLimiter:
     """Token buckets per client: ``rate`` tokens/s, at most ``burst`` held. Thread-safe."""
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ..domain import events as ev
+from ..domain import previews
 from ..domain.dag import RetryPolicy
 from ..domain.errors import TaskFailed
 from ..domain.model import DEFAULT_TIMEOUT_SECONDS, ExecutionStatus, Reason, StepAnswer, TaskStatus, cut_error
@@ -247,7 +248,9 @@ class AttemptRunner:
             fields["resultChunks"] = self._store.put_result_chunks(
                 execution_id, task_id, result.text, fields["resultRun"]
             )
-            fields["resultPreview"] = json.dumps(ev.preview(result.text, result_url(execution_id, task_id)))
+            fields["resultPreview"] = json.dumps(
+                previews.preview(result.text, result_url(execution_id, task_id))
+            )
         done = self.finish(
             execution_id, task_id, TaskStatus.COMPLETED, attempt=attempt, started=started, **fields
         )

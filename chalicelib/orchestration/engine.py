@@ -25,9 +25,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..domain import events as ev
+from ..domain import previews
 from ..domain.dag import Job
-from ..domain.errors import AlreadyFinished, ExecutionNotFound, StartFailed, StopFailed
+from ..domain.errors import AlreadyDecided, AlreadyFinished, ExecutionNotFound, StartFailed, StopFailed
 from ..domain.model import (
+    APPROVAL_ACTION,
     FINISHED_TASK_STATUSES,
     SFN_ENDED_WITHOUT_FINALIZE,
     ExecutionStatus,
@@ -42,11 +44,12 @@ from ..persistence.eventlog import PROGRESS
 from ..persistence.executions import INLINE_RESULT_CHARS
 from ..persistence.table import Item
 from .attempt import AttemptRunner, retry_asked
+from .decisions import DECISION_TIMED_OUT, Decision, Decisions
 from .ports import OrchestrationStore, StateMachine
 from .release import Releaser
 from .results import final_text
 from .submission import execution_fields, new_execution_id, sink_ids, state_machine_input, task_items
-from .views import build_snapshot, result_url, terminal_event, timeout_source
+from .views import build_snapshot, result_url, task_view, terminal_event, timeout_source
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ class Orchestrator:
         state_machine: StateMachine,
         state_machine_arn: str,
         clock: Callable[[], int] = now_ms,
-        event_preview_chars: int = ev.RESULT_PREVIEW_CHARS,
+        event_preview_chars: int = previews.RESULT_PREVIEW_CHARS,
         ceiling_seconds: int = DEFAULT_CEILING_SECONDS,
     ) -> None:
         self._store = store
@@ -73,6 +76,7 @@ class Orchestrator:
         self._now = clock
         self._attempts = AttemptRunner(store, clock)
         self._releases = Releaser(store, state_machine)
+        self._decisions = Decisions(store, clock)
 
     # ------------------------------------------------------------------ submission
 
@@ -117,6 +121,8 @@ class Orchestrator:
         Returns ``status`` (a final status, or ``retry`` with ``attempt`` and ``waitSeconds`` for
         the state machine's Backoff/NextAttempt loop)."""
         execution_id, task_id = str(event["executionId"]), int(event["taskId"])
+        if "decisionToken" in event:  # AwaitDecision: an approval task parks on its decision
+            return self._decisions.park(execution_id, task_id, str(event["decisionToken"]))
         attempt = int(event.get("attempt", 1))
         task = self._store.get_task(execution_id, task_id)
         retry = retry_asked(task, attempt)
@@ -131,6 +137,8 @@ class Orchestrator:
                 task = self._attempts.finish(
                     execution_id, task_id, status, error=error, reason=reason, upstream=upstream
                 )
+            elif task["action"] == APPROVAL_ACTION:
+                return self._decisions.wait_outcome(meta, task)
             else:
                 outcome = self._attempts.run(execution_id, task, attempt, meta)
                 if outcome is not None:
@@ -154,6 +162,10 @@ class Orchestrator:
         cause = str(err.get("Cause", ""))
         with contextlib.suppress(ValueError, AttributeError):
             cause = str(json.loads(cause).get("errorMessage", cause))
+        if err.get("Error") == DECISION_TIMED_OUT:
+            task = self._decisions.time_out(execution_id, task_id)
+            self._after_finished(execution_id, task)
+            return {"taskId": task_id, "status": task["status"]}
         if err.get("Error") == _AWAIT_TIMED_OUT:
             # AwaitDependencies' TimeoutSecondsPath: the execution's deadline passed while the task
             # waited (its dependencies still running, or its token lost). Past the deadline no task
@@ -218,6 +230,27 @@ class Orchestrator:
             execution_id, "execution.terminal", terminal_event(meta, self._preview_chars)
         )
         return {"executionId": execution_id, "status": ExecutionStatus.CANCELLED}
+
+    def decide(
+        self, execution_id: str, task_id: int, decision: Decision, decided_by: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """A person's decision on an approval task (decisions.py): the task finished with it,
+        counted, announced, its dependents released, then its child ended (the decision token
+        sent). A second decision raises AlreadyDecided (→ 409) after redoing those steps, which
+        repairs a first one whose sender died before the token was sent."""
+        try:
+            task = self._decisions.decide(execution_id, task_id, decision, decided_by)
+        except AlreadyDecided:
+            self._settle_decided(execution_id, self._store.get_task(execution_id, task_id))
+            raise
+        self._settle_decided(execution_id, task)
+        return task_view(task, execution_id)
+
+    def _settle_decided(self, execution_id: str, task: Item) -> None:
+        self._after_finished(execution_id, task)
+        token = task.get("decisionToken")
+        if token and task["status"] in FINISHED_TASK_STATUSES:
+            self._state_machine.send_task_success(str(token), json.dumps({"decided": True}))
 
     def reconcile(self, detail: Mapping[str, Any]) -> dict[str, Any]:
         """Step Functions ended an execution itself (timed out, aborted, failed outside Finalize),
@@ -320,9 +353,9 @@ class Orchestrator:
         task_id = int(task["taskId"])
         self._store.record_task_done(execution_id, task_id, TaskStatus.COMPLETED)
         if "resultPreview" in task:  # cut at RESULT_PREVIEW_CHARS when stored; events may cut shorter
-            shown = ev.cut_preview(json.loads(task["resultPreview"]), self._preview_chars)
+            shown = previews.cut_preview(json.loads(task["resultPreview"]), self._preview_chars)
         else:  # inline (≤ 32 KB), but events carry at most event_preview_chars of it
-            shown = ev.preview(
+            shown = previews.preview(
                 str(task["resultJson"]), result_url(execution_id, task_id), self._preview_chars
             )
         self._store.append_event(
@@ -339,7 +372,7 @@ class Orchestrator:
         task_id, status = int(task["taskId"]), task["status"]
         error = str(task.get("error", "task failed"))
         reason = str(task.get("reason", Reason.ERROR))
-        ran = reason in (Reason.ERROR, Reason.TIMEOUT)
+        ran = reason in (Reason.ERROR, Reason.TIMEOUT, Reason.REJECTED)  # a rejection is a failure
         fail_fast = meta.get("failurePolicy", FailurePolicy.FAIL_FAST) == FailurePolicy.FAIL_FAST
         label = f"task {task_id}" + (f" ({task['description']})" if task.get("description") else "")
         self._store.record_task_done(

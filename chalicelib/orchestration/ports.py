@@ -95,7 +95,17 @@ class TaskRecords(Protocol):
         ...
 
     def finish_task(
-        self, execution_id: str, task_id: int, status: str, attempt: int | None = None, **fields: Any
+        self,
+        execution_id: str,
+        task_id: int,
+        status: str,
+        attempt: int | None = None,
+        awaiting: bool = False,
+        **fields: Any,
+    ) -> Item | None: ...
+
+    def await_decision(
+        self, execution_id: str, task_id: int, token: str, deadline: int, prompt: str
     ) -> Item | None: ...
 
 

@@ -1,6 +1,7 @@
 """Releasing tasks: when a task's callback token is stored and every dependency is done, send the
 token back so the state machine runs it; under maxConcurrency only into a free slot, else into the
-queue that finishing tasks drain, lowest id first.
+queue that finishing tasks drain, lowest id first. An approval task takes no slot (it is released
+at once: it only waits for its decision, decisions.py).
 
 Whoever sees "token stored and every dependency done" — the task's registration, its last
 finishing dependency, or both — sends the token, then records it as ``released`` so later callers
@@ -17,7 +18,7 @@ import concurrent.futures
 import json
 import logging
 
-from ..domain.model import TaskStatus
+from ..domain.model import APPROVAL_ACTION, TaskStatus
 from ..persistence.table import Item
 from .ports import OrchestrationStore, StateMachine
 
@@ -46,7 +47,9 @@ class Releaser:
             meta = self._store.get_meta(execution_id)
         limit = meta.get("maxConcurrency")
         task_id = int(task["taskId"])
-        if limit and not self._store.acquire_slot(execution_id, task_id, int(limit)):
+        # An approval holds no slot: it waits for a person (for days), not for a share of the work.
+        takes_slot = task.get("action") != APPROVAL_ACTION
+        if limit and takes_slot and not self._store.acquire_slot(execution_id, task_id, int(limit)):
             # Queue first, then look for a free slot: a slot freed meanwhile is not missed.
             self._store.queue_for_slot(execution_id, task_id)
             self._drain_slots(execution_id, int(limit))

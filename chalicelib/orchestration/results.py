@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..domain import events as ev
+from ..domain import previews
 from ..domain.errors import StoreError
 from ..persistence.table import Item
 from .ports import ResultSlices
@@ -51,10 +51,10 @@ class ResultText:
 
     def preview(self, url: str) -> dict[str, Any]:
         """``events.preview`` of the text, from its first characters only."""
-        if self.chars <= ev.RESULT_PREVIEW_CHARS:
+        if self.chars <= previews.RESULT_PREVIEW_CHARS:
             return {"result": self.whole()}
         return {
-            "result": self.read(0, ev.RESULT_PREVIEW_CHARS),
+            "result": self.read(0, previews.RESULT_PREVIEW_CHARS),
             "resultTruncated": True,
             "resultBytes": self.bytes,
             "resultUrl": url,

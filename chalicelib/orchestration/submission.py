@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..domain.dag import Job, dependents_of, sinks, topological_order
+from ..domain.dag import Job, decision_seconds, dependents_of, sinks, topological_order
 from ..domain.model import TIMEOUT_FROM_CEILING, TaskStatus
 from ..persistence.table import Item
 
@@ -46,8 +46,10 @@ def task_items(job: Job, redact: Callable[[str], str] = str) -> list[Item]:
 
 
 def execution_seconds(job: Job, ceiling_seconds: int) -> float:
-    """How long the execution may run: the job's ``timeoutSeconds``, else the stage's ceiling."""
-    return job.timeoutSeconds if job.timeoutSeconds is not None else float(ceiling_seconds)
+    """How long the execution may run: the job's ``timeoutSeconds``, else the stage's ceiling, plus
+    the time its approvals may wait for their decisions (dag.decision_seconds)."""
+    base = job.timeoutSeconds if job.timeoutSeconds is not None else float(ceiling_seconds)
+    return base + decision_seconds(job)
 
 
 def execution_fields(job: Job, created_at: int, ceiling_seconds: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ..domain import events as ev
+from ..domain import previews
 from ..domain.model import (
     NOT_STARTED_TASK_STATUSES,
     TIMEOUT_FROM_CEILING,
@@ -44,13 +45,17 @@ def task_view(task: Item, execution_id: str) -> dict[str, Any]:
         "dependencies": task.get("dependencies", []),
         "status": task["status"],
     }
-    for key in ("attempt", "startedAt", "finishedAt", "durationMs", "error", "reason", "upstreamTaskIds"):
+    # prompt, decisionDeadline, decision: an approval task's, once it waits for its decision
+    shown = ("attempt", "startedAt", "finishedAt", "durationMs", "error", "reason", "upstreamTaskIds")
+    for key in (*shown, "prompt", "decisionDeadline"):
         if key in task:
             view[key] = task[key]
+    if "decisionJson" in task:
+        view["decision"] = json.loads(task["decisionJson"])
     if "resultPreview" in task:
         view.update(json.loads(task["resultPreview"]))
     elif "resultJson" in task:
-        view.update(ev.preview(task["resultJson"], result_url(execution_id, int(task["taskId"]))))
+        view.update(previews.preview(task["resultJson"], result_url(execution_id, int(task["taskId"]))))
     view.update(partial_text(task))
     return view
 
@@ -137,15 +142,15 @@ def timeout_source(meta: Item) -> str:
     return "timeoutSeconds"
 
 
-def terminal_event(meta: Item, preview_chars: int = ev.RESULT_PREVIEW_CHARS) -> ev.Event:
+def terminal_event(meta: Item, preview_chars: int = previews.RESULT_PREVIEW_CHARS) -> ev.Event:
     """execution.completed or execution.failed for a finished execution's META, its final
     result cut at ``preview_chars``."""
     if meta["status"] == ExecutionStatus.COMPLETED:
         if "finalResultJson" in meta:
             url = result_url(str(meta["executionId"]))
-            shown = ev.preview(str(meta["finalResultJson"]), url, preview_chars)
+            shown = previews.preview(str(meta["finalResultJson"]), url, preview_chars)
         else:
-            shown = ev.cut_preview(json.loads(meta["finalResultPreview"]), preview_chars)
+            shown = previews.cut_preview(json.loads(meta["finalResultPreview"]), preview_chars)
         return ev.execution_completed(meta, int(meta["durationMs"]), shown)
     return ev.execution_failed(
         meta,

@@ -23,10 +23,10 @@ from ..domain.model import ExecutionStatus, TaskStatus
 from ..redact import Redactor
 from .capacity import ReadMeter, WriteMeter
 from .eventlog import EventLog, Payload
-from .keys import LIST_SK, META_SK, REQUEST_SK, TASK_PREFIX, list_keys, pk, result_sk, task_sk
+from .keys import LIST_SK, META_SK, REQUEST_SK, TASK_PREFIX, list_keys, pk, task_sk
 from .listing import ExecutionList, with_request
 from .partialtext import PartialText
-from .results import RESULT_CHUNK_CHARS, ResultReads
+from .results import ResultStore
 from .table import CallCounter, Item, from_item, to_item
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ SKIPPED_IDS: Final = "skipped"  # skipped and cancelled tasks
 RUNNING_IDS: Final = "running"
 
 
-class DynamoStore(ResultReads):
+class DynamoStore(ResultStore):
     """Executions, their tasks and results, and (through ``event_log``) their event logs."""
 
     def __init__(self, client: DynamoDBClient, table_name: str, redactor: Redactor | None = None) -> None:
@@ -354,10 +354,16 @@ class DynamoStore(ResultReads):
         )
 
     def finish_task(
-        self, execution_id: str, task_id: int, status: str, attempt: int | None = None, **fields: Any
+        self,
+        execution_id: str,
+        task_id: int,
+        status: str,
+        attempt: int | None = None,
+        awaiting: bool = False,
+        **fields: Any,
     ) -> Item | None:
         """An unfinished task → completed/failed/skipped/cancelled; None if it had finished (or, with
-        ``attempt``, if it is at another attempt)."""
+        ``attempt``, if it is at another attempt; with ``awaiting``, unless it awaits a decision)."""
         names = {"#s": "status", **{f"#f{i}": k for i, k in enumerate(fields)}}
         values = {":s": status, **{f":v{i}": v for i, v in enumerate(fields.values())}}
         sets = ["#s = :s", *(f"#f{i} = :v{i}" for i in range(len(fields)))]
@@ -366,8 +372,25 @@ class DynamoStore(ResultReads):
             names["#a"] = "attempt"
             values[":n"] = attempt
             extra = "#a = :n"
+        if awaiting:  # a decision: exactly one of the POSTs (or the timeout) finishes the task
+            extra = "#s = :awaiting"
         return self._update_unfinished_task(
             execution_id, task_id, "SET " + ", ".join(sets), names, values, extra
+        )
+
+    def await_decision(
+        self, execution_id: str, task_id: int, token: str, deadline: int, prompt: str
+    ) -> Item | None:
+        """An approval task parks on its decision token (stored, for the decision's sender); None if
+        it has finished meanwhile (cancelled, timed out)."""
+        return self._update_unfinished_task(
+            execution_id,
+            task_id,
+            "SET #s = :awaiting, decisionToken = :t, prompt = :p,"
+            " decisionDeadline = if_not_exists(decisionDeadline, :e)",
+            {"#s": "status"},
+            {":t": token, ":e": deadline, ":p": prompt},
+            "#s IN (:waiting, :awaiting)",
         )
 
     def _update_unfinished_task(
@@ -380,13 +403,14 @@ class DynamoStore(ResultReads):
         extra_condition: str | None = None,
     ) -> Item | None:
         """Apply ``expression`` if the task has not finished; None if it has."""
-        condition = "#s IN (:waiting, :running, :retrying)"
+        condition = "#s IN (:waiting, :running, :retrying, :awaiting)"
         if extra_condition:
             condition += f" AND {extra_condition}"
         values = {
             ":waiting": TaskStatus.WAITING,
             ":running": TaskStatus.RUNNING,
             ":retrying": TaskStatus.RETRYING,
+            ":awaiting": TaskStatus.AWAITING_DECISION,
             **values,
         }
         out = self._update_if(
@@ -405,51 +429,6 @@ class DynamoStore(ResultReads):
 
     def _query_prefix(self, execution_id: str, prefix: str) -> Iterator[Item]:
         return self._query_partition(pk(execution_id), prefix)
-
-    # ------------------------------------------------------------------ results
-
-    def put_result_chunks(self, execution_id: str, task_id: int, text: str, run: str) -> int:
-        """Store a large result as ``RESULT#<task>#<run>#<n>`` items (DynamoDB items stop at 400 KB);
-        the task item's ``resultRun`` names the run whose chunks are the result."""
-        size = RESULT_CHUNK_CHARS
-        chunks = [text[i : i + size] for i in range(0, len(text), size)]
-        for n, chunk in enumerate(chunks):
-            self._db.put_item(
-                TableName=self._table,
-                Item=to_item({"PK": pk(execution_id), "SK": result_sk(task_id, n, run), "data": chunk}),
-            )
-        return len(chunks)
-
-    def delete_result_chunks(self, execution_id: str, task_id: int, run: str, chunks: int) -> None:
-        """Delete a run's chunks that did not become the task's result."""
-        self._batch_write(
-            [
-                {
-                    "DeleteRequest": {
-                        "Key": to_item({"PK": pk(execution_id), "SK": result_sk(task_id, n, run)})
-                    }
-                }
-                for n in range(chunks)
-            ]
-        )
-
-    def result_json(self, execution_id: str, task: Item) -> str | None:
-        """The task's full result as JSON text (inline or chunked); None if it has none."""
-        if "resultJson" in task:
-            return str(task["resultJson"])
-        chunks = int(task.get("resultChunks", 0))
-        if not chunks:
-            return None
-        run = str(task.get("resultRun", ""))
-        parts = []
-        for n in range(chunks):
-            out = self._db.get_item(
-                TableName=self._table,
-                Key=to_item({"PK": pk(execution_id), "SK": result_sk(int(task["taskId"]), n, run)}),
-                ConsistentRead=True,
-            )
-            parts.append(str(from_item(out["Item"])["data"]))
-        return "".join(parts)
 
     # ------------------------------------------------------------------ the event log
 

@@ -1,9 +1,9 @@
-"""Large task results read in pieces: how long a stored result is and any slice of it, reading
-only the ``RESULT#`` chunks the slice overlaps.
+"""Task results too large for their task item: written as ``RESULT#`` chunks, read whole or in
+pieces — how long a stored result is and any slice of it, reading only the chunks the slice
+overlaps, so a result page costs the chunks it shows, never the whole result (up to 4,000,000 bytes
+per task, and a final result joins every sink's).
 
-A ``Table`` mixin of ``DynamoStore``: the chunks are written (and their runs cleaned up) in
-``executions.py``; this module only reads them, so a result page costs the chunks it shows, never
-the whole result (up to 4,000,000 bytes per task, and a final result joins every sink's).
+A ``Table`` mixin of ``DynamoStore``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,51 @@ from .table import Item, Table, from_item, to_item
 RESULT_CHUNK_CHARS: Final = 100_000  # per RESULT# item: well under 400 KB even for 4-byte UTF-8 characters
 
 
-class ResultReads(Table):
-    """Slices of stored results (inline ``resultJson`` or ``RESULT#`` chunks)."""
+class ResultStore(Table):
+    """Stored results (inline ``resultJson`` or ``RESULT#`` chunks): written, read, sliced."""
+
+    def put_result_chunks(self, execution_id: str, task_id: int, text: str, run: str) -> int:
+        """Store a large result as ``RESULT#<task>#<run>#<n>`` items (DynamoDB items stop at 400 KB);
+        the task item's ``resultRun`` names the run whose chunks are the result."""
+        size = RESULT_CHUNK_CHARS
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        for n, chunk in enumerate(chunks):
+            self._db.put_item(
+                TableName=self._table,
+                Item=to_item({"PK": pk(execution_id), "SK": result_sk(task_id, n, run), "data": chunk}),
+            )
+        return len(chunks)
+
+    def delete_result_chunks(self, execution_id: str, task_id: int, run: str, chunks: int) -> None:
+        """Delete a run's chunks that did not become the task's result."""
+        self._batch_write(
+            [
+                {
+                    "DeleteRequest": {
+                        "Key": to_item({"PK": pk(execution_id), "SK": result_sk(task_id, n, run)})
+                    }
+                }
+                for n in range(chunks)
+            ]
+        )
+
+    def result_json(self, execution_id: str, task: Item) -> str | None:
+        """The task's full result as JSON text (inline or chunked); None if it has none."""
+        if "resultJson" in task:
+            return str(task["resultJson"])
+        chunks = int(task.get("resultChunks", 0))
+        if not chunks:
+            return None
+        run = str(task.get("resultRun", ""))
+        parts = []
+        for n in range(chunks):
+            out = self._db.get_item(
+                TableName=self._table,
+                Key=to_item({"PK": pk(execution_id), "SK": result_sk(int(task["taskId"]), n, run)}),
+                ConsistentRead=True,
+            )
+            parts.append(str(from_item(out["Item"])["data"]))
+        return "".join(parts)
 
     def result_tasks(self, execution_id: str, task_ids: Iterable[int]) -> list[Item]:
         """The task items of ``task_ids`` (consistent), by task id; unknown ids are left out."""

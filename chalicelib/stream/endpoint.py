@@ -55,8 +55,8 @@ from ..config import Settings
 from ..domain import events as ev
 from ..domain import wire
 from ..domain.errors import BadRequest, DagcastError, MethodNotAllowed
-from ..domain.events import TypeFilter
 from ..domain.model import now_ms
+from ..domain.typefilter import TypeFilter
 from ..http.errors import answer_for
 from ..persistence.capacity import ReadMeter
 from ..persistence.executions import DynamoStore

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..config import Settings
-from ..domain import events as ev
+from ..domain import typefilter
 from ..domain.errors import InvalidWebhook
 from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, now_ms
 from .signing import key_of, new_key
@@ -55,7 +55,7 @@ class WebhookSpec(BaseModel):
     @classmethod
     def _known_types(cls, value: list[str] | None) -> list[str] | None:
         if value is not None:
-            ev.TypeFilter.of(value)  # InvalidTypeFilter (a ValueError) names the valid types
+            typefilter.TypeFilter.of(value)  # InvalidTypeFilter (a ValueError) names the valid types
         return value
 
 
@@ -99,7 +99,7 @@ class Hook:
 
     id: str
     url: str
-    types: ev.TypeFilter | None
+    types: typefilter.TypeFilter | None
     execution_id: str | None
     sealed_secret: bytes
     created_at: int
@@ -115,7 +115,7 @@ class Hook:
             return False
         kind = str(event.get("type"))
         if self.types is None:  # every type but those asked for by name only (substep.progress)
-            return kind not in ev.EXPLICIT_ONLY
+            return kind not in typefilter.EXPLICIT_ONLY
         return self.types.matches(kind)
 
     def view(self) -> dict[str, Any]:

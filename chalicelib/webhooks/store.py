@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from ..domain import events as ev
+from ..domain import typefilter
 from ..domain.model import now_ms
 from ..persistence.keys import LAST_EVENT_SK, event_sk, pk
 from ..persistence.table import CONDITION_FAILED, Item, Table, error_code, from_item, to_item
@@ -91,7 +91,7 @@ def hook_of(item: Mapping[str, Any]) -> Hook:
     return Hook(
         id=str(item["webhookId"]),
         url=str(item["url"]),
-        types=ev.TypeFilter(tuple(types)) if types else None,
+        types=typefilter.TypeFilter(tuple(types)) if types else None,
         execution_id=item.get("executionId"),
         sealed_secret=bytes(item["secret"]),
         created_at=int(item["createdAt"]),

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     executions.add_ls(sub)
     executions.add_show(sub)
     executions.add_result(sub)
+    executions.add_approve(sub)
     deployment.add_deploy_and_destroy(sub)
     verify.add_verify(sub)
     migrate.add_migrate(sub)

@@ -1,5 +1,6 @@
 """The commands about executions: ``run`` (submit a job and follow it), ``trace`` (follow one live),
-``ls`` (the recent ones), ``show`` (one: its tasks and its history) and ``result`` (its whole result).
+``ls`` (the recent ones), ``show`` (one: its tasks and its history), ``result`` (its whole result)
+and ``approve`` (an approval task's decision).
 
 Each parses its flags, calls the API through ``dagcast.client`` and hands what came back to a view
 in ``render/`` or to ``follow``; none formats output itself.
@@ -12,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -230,4 +232,34 @@ def result_command(args: argparse.Namespace) -> int:
         print(value)
     else:
         print(json.dumps(value, ensure_ascii=False, indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------------------------- approve
+
+
+def add_approve(sub: Subcommands) -> None:
+    approve = sub.add_parser("approve", help="decide an approval task: approve it, or --reject it")
+    approve.set_defaults(handler=lambda parser, args: approve_command(args))
+    approve.add_argument("id", type=execution_id, help="the execution id")
+    approve.add_argument("task", type=int, help="the approval task's id")
+    api_flags(approve, events=False, token=False)
+    approve.add_argument("--reject", action="store_true", help="reject it (the task fails, with the comment)")
+    approve.add_argument("--comment", default="", help="why (kept with the decision; a rejection's error)")
+    approve.add_argument("--data", default=None, help="JSON kept with the decision (the task's result)")
+
+
+@guarded
+def approve_command(args: argparse.Namespace) -> int:
+    try:
+        data = None if args.data is None else json.loads(args.data)
+    except ValueError as exc:
+        raise CliError(f"--data is not JSON: {exc}") from None
+    with httpx.Client(timeout=TIMEOUT) as http:
+        _, api = open_api(args, http)
+        path = f"/api/v1/dag-executions/{quote(args.id, safe='')}/tasks/{args.task}/decision"
+        decision = {"approve": not args.reject, "comment": args.comment, "data": data}
+        task = api.json("POST", path, json=decision)
+    verdict = "rejected" if args.reject else "approved"
+    print(f"task {args.task} of {args.id} {verdict}: {task.get('status')}")
     return 0

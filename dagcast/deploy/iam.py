@@ -202,14 +202,17 @@ EVERY_FUNCTION = ("logs", "xray")
 _PLATFORM: dict[str, Callable[[Names], list[Statement]]] = {"logs": _logs, "xray": _xray}
 
 # Chalice function → its grants. The API lists and writes executions and webhooks, starts and stops
-# executions, signs stream tokens, seals webhook secrets; only the task functions release tokens;
-# only run_task runs kinds (task Lambdas, LLM keys); only the fan-out reads the stream.
+# executions, signs stream tokens, seals webhook secrets, and sends task tokens from one route only
+# (an approval's decision: it ends the task's wait and releases its dependents); otherwise only the
+# task functions release tokens; only run_task runs kinds (task Lambdas, LLM keys); only the
+# fan-out reads the stream.
 FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
     "api_handler": (
         "table",
         "executions-index",
         "start-executions",
         "stop-executions",
+        "release-tasks",
         "stream-secret",
         "webhook-key-seal",
         "llm-keys",

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from chalicelib.domain import events as ev
+from chalicelib.domain import previews
 from chalicelib.persistence.executions import DynamoStore
 from tests.support import sse_servers as servers
 from tests.support.sse_servers import moto_table
@@ -49,7 +50,9 @@ def new_execution(store: DynamoStore) -> str:
 
 def finish(store: DynamoStore, eid: str) -> None:
     store.append_event(
-        eid, "execution.terminal", ev.execution_completed(store.get_meta(eid), 1, ev.preview('"ok"', "/r"))
+        eid,
+        "execution.terminal",
+        ev.execution_completed(store.get_meta(eid), 1, previews.preview('"ok"', "/r")),
     )
 
 

@@ -25,3 +25,9 @@ def echo(tid: int, text: str, deps: list[int] | None = None) -> dict[str, Any]:
 
 def fail(tid: int, message: str, deps: list[int] | None = None) -> dict[str, Any]:
     return task(tid, "fail", {"message": message}, deps)
+
+
+def approval(
+    tid: int, prompt: str, deps: list[int] | None = None, timeout_seconds: int = 600
+) -> dict[str, Any]:
+    return task(tid, "approval", {"prompt": prompt, "timeoutSeconds": timeout_seconds}, deps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -70,8 +71,8 @@ def test_unknown_dependency_and_duplicate_id():
 def test_unknown_action_and_missing_action():
     found = problems({"tasks": [{"id": 1, "action": "teleport", "params": {}}, {"id": 2, "params": {}}]})
     assert found == {
-        "tasks[0].action": 'unknown action "teleport"; expected one of: echo, fail, http, lambda, llm, python, sleep',
-        "tasks[1].action": "is required; one of: echo, fail, http, lambda, llm, python, sleep",
+        "tasks[0].action": 'unknown action "teleport"; expected one of: approval, echo, fail, http, lambda, llm, python, sleep',
+        "tasks[1].action": "is required; one of: approval, echo, fail, http, lambda, llm, python, sleep",
     }
 
 
@@ -167,3 +168,31 @@ def test_an_attempt_leaves_time_to_record_it_within_lambdas_limit():
     assert problems({"tasks": [{**task(1), "timeoutSeconds": 900}]}) == {
         "tasks[0].timeoutSeconds": "input should be less than or equal to 840"
     }
+
+
+def test_an_approval_takes_no_retries_and_a_jobs_approvals_wait_a_week_at_most():
+    approval = {"id": 1, "action": "approval", "params": {"prompt": "ok?", "timeoutSeconds": 400_000}}
+    second = {**approval, "id": 2, "retries": 2, "dependencies": [1], "params": {}}
+    assert problems({"tasks": [approval, second]}) == {
+        "tasks[1].retries": "an approval is decided once; retries do not apply",
+    }
+    assert problems({"tasks": [approval, {**second, "retries": 0, "params": approval["params"]}]}) == {
+        "tasks": "the approvals' timeoutSeconds add up to 800000s; together they may wait at most "
+        "604800s (7 days)",
+    }
+    assert "tasks[0].params.timeoutSeconds" in problems(
+        {"tasks": [{**approval, "params": {"timeoutSeconds": 604_801}}]}
+    )
+
+
+def test_the_deadline_of_a_job_with_approvals_adds_their_waits():
+    from chalicelib.orchestration.submission import execution_fields, state_machine_input
+
+    job = parse_job(
+        {
+            "timeoutSeconds": 60,
+            "tasks": [{"id": 1, "action": "approval", "params": {"timeoutSeconds": 3_600}}],
+        }
+    )
+    assert execution_fields(job, 0, 86_400)["deadlineAt"] == (60 + 3_600) * 1000
+    assert json.loads(state_machine_input("e", job, 86_400))["deadlineSeconds"] == 3_660

@@ -18,6 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from chalicelib.domain import events as ev
+from chalicelib.domain import previews
 from chalicelib.domain.events import (
     EXECUTION_COMPLETED,
     EXECUTION_CREATED,
@@ -27,6 +28,7 @@ from chalicelib.domain.events import (
     SUBSTEP_COMPLETED,
     SUBSTEP_FAILED,
     SUBSTEP_STARTED,
+    SUBSTEP_WAITING,
     EventType,
 )
 from chalicelib.domain.wire import WireModel, dumps
@@ -109,16 +111,16 @@ WIRE: dict[tuple[EventType, str], tuple[Callable[[], ev.Event], str]] = {
         '{"type":"substep.started","subStepId":"7","taskId":7,"description":"fetch","attempt":2}',
     ),
     (SUBSTEP_COMPLETED, ""): (
-        lambda: ev.substep_completed(7, 120, ev.preview('{"a": [1, null]}', "/r"), attempt=2),
+        lambda: ev.substep_completed(7, 120, previews.preview('{"a": [1, null]}', "/r"), attempt=2),
         '{"type":"substep.completed","subStepId":"7","taskId":7,"durationMs":120,"attempt":2,'
         '"result":{"a":[1,null]}}',
     ),
     (SUBSTEP_COMPLETED, "null"): (
-        lambda: ev.substep_completed(7, 120, ev.preview("null", "/r")),
+        lambda: ev.substep_completed(7, 120, previews.preview("null", "/r")),
         '{"type":"substep.completed","subStepId":"7","taskId":7,"durationMs":120,"attempt":1,"result":null}',
     ),
     (SUBSTEP_COMPLETED, "cut"): (
-        lambda: ev.substep_completed(7, 120, ev.preview(CUT, "/r")),
+        lambda: ev.substep_completed(7, 120, previews.preview(CUT, "/r")),
         '{"type":"substep.completed","subStepId":"7","taskId":7,"durationMs":120,"attempt":1,"result":"\\'
         + CUT_FIELDS.format(k="result")
         + "}",
@@ -151,18 +153,23 @@ WIRE: dict[tuple[EventType, str], tuple[Callable[[], ev.Event], str]] = {
         '{"type":"substep.progress","subStepId":"7","taskId":7,"attempt":1,'
         '"progress":{"done":3.0,"total":10.0,"message":"pages"}}',
     ),
+    (SUBSTEP_WAITING, ""): (
+        lambda: ev.substep_waiting(5, "Approve", "Deploy?", 3_600, 1_795_660_600_000),
+        '{"type":"substep.waiting","subStepId":"5","taskId":5,"description":"Approve","prompt":"Deploy?",'
+        '"timeoutSeconds":3600,"decisionDeadline":1795660600000}',
+    ),
     (EXECUTION_UPDATED, ""): (
         lambda: ev.execution_updated(META),
         '{"type":"execution.updated","status":"running","totalTasks":5,"completedTasks":2,"failedTasks":1,'
         '"skippedTasks":0,"runningTasks":1,"waitingTasks":1}',
     ),
     (EXECUTION_COMPLETED, ""): (
-        lambda: ev.execution_completed(META, 4300, ev.preview('"ok"', "/r")),
+        lambda: ev.execution_completed(META, 4300, previews.preview('"ok"', "/r")),
         '{"type":"execution.completed","status":"completed","completedTasks":2,"failedTasks":1,"totalTasks":5,'
         '"durationMs":4300,"finalResult":"ok"}',
     ),
     (EXECUTION_COMPLETED, "cut"): (
-        lambda: ev.execution_completed(META, 4300, ev.preview(CUT, "/r")),
+        lambda: ev.execution_completed(META, 4300, previews.preview(CUT, "/r")),
         '{"type":"execution.completed","status":"completed","completedTasks":2,"failedTasks":1,"totalTasks":5,'
         '"durationMs":4300,"finalResult":"\\' + CUT_FIELDS.format(k="finalResult") + "}",
     ),
@@ -199,6 +206,7 @@ MODEL_OF: dict[EventType, type[WireModel]] = {
     SUBSTEP_COMPLETED: ev.SubstepCompleted,
     SUBSTEP_FAILED: ev.SubstepFailed,
     EventType.SUBSTEP_PROGRESS: ev.SubstepProgress,
+    SUBSTEP_WAITING: ev.SubstepWaiting,
     HEARTBEAT: ev.Heartbeat,
 }
 EID = "dag-exec_4f1c0d2e9a8b4c6d8e0f1a2b3c4d5e6f"
@@ -330,15 +338,15 @@ def test_every_event_the_trace_tests_and_their_snapshots_are_made_of_is_one_the_
 
 def test_a_shorter_event_preview_cuts_at_its_length_and_keeps_the_size_and_link():
     whole = json.dumps("é" * 2_000, ensure_ascii=False)  # 2,002 characters, 4,002 bytes
-    cut = ev.preview(whole, "/r", limit=256)
+    cut = previews.preview(whole, "/r", limit=256)
     assert cut == {"result": whole[:256], "resultTruncated": True, "resultBytes": 4_002, "resultUrl": "/r"}
-    assert ev.preview(whole, "/r", limit=2_002) == {"result": "é" * 2_000}  # at the limit: whole
+    assert previews.preview(whole, "/r", limit=2_002) == {"result": "é" * 2_000}  # at the limit: whole
 
 
 def test_a_stored_preview_is_cut_again_only_when_longer_than_the_events_length():
-    stored = ev.preview(CUT, "/r")  # cut at RESULT_PREVIEW_CHARS, as a task item keeps it
-    assert len(stored["result"]) == ev.RESULT_PREVIEW_CHARS
-    shorter = ev.cut_preview(stored, 1_024)
+    stored = previews.preview(CUT, "/r")  # cut at RESULT_PREVIEW_CHARS, as a task item keeps it
+    assert len(stored["result"]) == previews.RESULT_PREVIEW_CHARS
+    shorter = previews.cut_preview(stored, 1_024)
     assert shorter == {**stored, "result": CUT[:1_024]}
-    assert ev.cut_preview(stored, ev.RESULT_PREVIEW_CHARS) == stored
-    assert ev.cut_preview({"result": {"a": 1}}, 256) == {"result": {"a": 1}}  # whole results: untouched
+    assert previews.cut_preview(stored, previews.RESULT_PREVIEW_CHARS) == stored
+    assert previews.cut_preview({"result": {"a": 1}}, 256) == {"result": {"a": 1}}  # whole results: untouched

@@ -175,9 +175,9 @@ def test_a_shared_policy_fails_every_function():
     shared = set().union(*(granted(policy_doc("dev", fn)) for fn in iam.FUNCTION_GRANTS))
     for function in iam.FUNCTION_GRANTS:
         assert shared - code_actions(function, function_env("dev", function)) - PLATFORM - MAPPING, function
-    # what the issue named: the public API releases no token and invokes no task function
+    # what the issue named: the public API invokes no task function
     api = granted(policy_doc("dev", "api_handler"))
-    assert not {"states:SendTaskSuccess", "lambda:InvokeFunction"} & api
+    assert "lambda:InvokeFunction" not in api
     assert "states:StopExecution" not in set().union(
         *(granted(policy_doc("dev", fn)) for fn in iam.FUNCTION_GRANTS if fn != "api_handler")
     )
@@ -294,3 +294,19 @@ def test_a_setting_that_turns_a_feature_on_grants_it_and_off_takes_it_away(varia
     bus = "arn:aws:events:eu-west-1:123456789012:event-bus/"
     if variable == "DAGCAST_EVENT_BUS":
         assert allowed(doc, action, bus + "orders") and not allowed(doc, action, bus + "default")
+
+
+def test_only_the_decision_route_and_the_orchestrator_send_task_tokens():
+    """A task token ends a wait in the state machine. The API sends one from a single route, the
+    approval's decision; every other route reaches no SendTaskSuccess. Of the other functions only
+    the orchestrator's (register, run, record_failure) may."""
+    senders = {fn for fn in iam.FUNCTION_GRANTS if "states:SendTaskSuccess" in granted(policy_doc("dev", fn))}
+    assert senders == {"api_handler", "register_task", "run_task", "record_failure"}
+    env = function_env("dev", "api_handler")
+    prune = {qual for qual, var in GATES.items() if not env.get(var)}
+    sending = {
+        entry
+        for entry in handlers()["api_handler"]
+        if "states:SendTaskSuccess" in graph().actions([entry], prune)
+    }
+    assert sending == {"app:decide_task"}

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from chalicelib.domain import schema
-from chalicelib.domain.events import FILTERABLE
+from chalicelib.domain.typefilter import FILTERABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "clients" / "js"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.domain import events as ev
+from chalicelib.domain import typefilter
 from chalicelib.fanout import FanOut
 from chalicelib.webhooks.models import Hook
 
@@ -14,14 +14,14 @@ STARTED = {**PROGRESS, "type": "substep.started"}
 
 
 def _hook(types: list[str] | None) -> Hook:
-    return Hook("h", "https://x", ev.TypeFilter.of(types) if types else None, None, b"", 1)
+    return Hook("h", "https://x", typefilter.TypeFilter.of(types) if types else None, None, b"", 1)
 
 
 def test_a_webhook_gets_progress_only_when_its_types_name_it():
     assert not _hook(None).matches(PROGRESS) and _hook(None).matches(STARTED)
     assert not _hook(["substep.*"]).matches(PROGRESS) and _hook(["substep.*"]).matches(STARTED)
     assert _hook(["substep.progress"]).matches(PROGRESS)
-    assert ev.TypeFilter.of(["substep.progress", "execution.*"]).matches("substep.progress")
+    assert typefilter.TypeFilter.of(["substep.progress", "execution.*"]).matches("substep.progress")
 
 
 class Bus:

@@ -13,11 +13,11 @@ import pytest
 
 from bench.transitions import CHILD_STARTED_TRANSITIONS, model
 from chalicelib.domain.dag import MAX_EXECUTION_SECONDS, parse_job
-from chalicelib.domain.model import SFN_ENDED_WITHOUT_FINALIZE
+from chalicelib.domain.model import MAX_DECISION_SECONDS, SFN_ENDED_WITHOUT_FINALIZE
 from chalicelib.orchestration.submission import execution_fields, state_machine_input
 from tests.support.cloudformation import ROOT
 
-LAMBDA_STATES = ("AwaitDependencies", "Run", "RecordFailure", "Finalize")
+LAMBDA_STATES = ("AwaitDependencies", "Run", "AwaitDecision", "RecordFailure", "Finalize")
 THROTTLED = "Lambda.TooManyRequestsException"
 SERVICE_ERRORS = (
     "Lambda.ServiceException",
@@ -103,13 +103,39 @@ def test_the_input_and_the_meta_carry_the_deadline_the_job_or_the_stage_sets(tim
 
 
 def test_every_execution_ends_by_the_backstop_above_any_deadline():
-    """TimeoutSeconds: the longest deadline (86,400 s) plus what may run past it — a Backoff in
-    progress (≤ 3,600 s), an attempt's Lambda (900 s) with the throttling retries."""
+    """TimeoutSeconds: the longest deadline (86,400 s, plus the 7 days a job's approvals may wait
+    for decisions) plus what may run past it — a Backoff in progress (≤ 3,600 s), an attempt's
+    Lambda (900 s) with the throttling retries."""
     definition = asl()
     backstop = definition["TimeoutSeconds"]
     throttling = max(longest_ride_out(retrier_for(states(definition)[n], THROTTLED)) for n in LAMBDA_STATES)
-    assert backstop >= MAX_EXECUTION_SECONDS + 3_600 + 900 + throttling
-    assert backstop <= 2 * MAX_EXECUTION_SECONDS  # a backstop, not a year
+    longest = MAX_EXECUTION_SECONDS + MAX_DECISION_SECONDS
+    assert backstop >= longest + 3_600 + 900 + throttling
+    assert backstop <= 2 * longest  # a backstop, not a year
+
+
+def test_an_approval_waits_on_its_own_token_for_its_own_timeout():
+    """The dependency token is spent once the task runs: a decision needs a callback state of its
+    own, bounded by the approval's wait (Run's waitSeconds), its timeout told apart from the
+    wait for dependencies."""
+    machine = states(asl())
+    wait = machine["AwaitDecision"]
+    assert wait["Resource"].endswith("lambda:invoke.waitForTaskToken")
+    assert wait["Parameters"]["Payload"]["decisionToken.$"] == "$$.Task.Token"
+    assert wait["TimeoutSecondsPath"] == "$.outcome.waitSeconds"
+    assert {
+        "Variable": "$.outcome.status",
+        "StringEquals": "awaitDecision",
+        "Next": "AwaitDecision",
+    } in machine["Retry?"]["Choices"]
+    assert wait["Catch"][0] == {
+        "ErrorEquals": ["States.Timeout"],
+        "ResultPath": "$.error",
+        "Next": "DecisionTimedOut",
+    }
+    assert machine["DecisionTimedOut"]["Parameters"]["error"]["Error"] == "DecisionTimedOut"
+    assert machine["DecisionTimedOut"]["Next"] == "RecordFailure" and wait["Next"] == "TaskDone"
+    assert retrier_for(wait, THROTTLED).get("JitterStrategy") == "FULL"
 
 
 def test_the_reconcile_rule_matches_a_parents_end_not_a_childs():

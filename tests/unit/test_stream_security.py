@@ -18,8 +18,8 @@ from chalicelib.domain.events import (
     HEARTBEAT,
     SUBSTEP_COMPLETED,
     SUBSTEP_STARTED,
-    TypeFilter,
 )
+from chalicelib.domain.typefilter import TypeFilter
 from chalicelib.http.errors import answer_for
 from chalicelib.redact import REDACTED, Redactor
 from chalicelib.stream.auth import TokenSigner, redact_query

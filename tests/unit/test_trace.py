@@ -24,6 +24,7 @@ from chalicelib.domain.events import (
     SUBSTEP_COMPLETED,
     SUBSTEP_FAILED,
     SUBSTEP_STARTED,
+    SUBSTEP_WAITING,
 )
 from dagcast.cli.render.lines import describe, format_event, json_line
 from dagcast.cli.render.live import render, result_text
@@ -389,6 +390,37 @@ def test_a_timeout_fails_the_task_that_ran_and_skips_the_one_that_never_started(
     assert (model.tasks[3].status, model.tasks[3].reason) == ("skipped", "timeout")
     assert model.reason == "timeout"
     matches_snapshot("timeout", frame(model, 6_000))
+
+
+def test_an_approval_shows_its_question_while_it_waits_and_its_rejection_after():
+    snap = snapshot(
+        [task(1, "Build"), task(2, "Approve the deploy", [1], "approval"), task(3, "Deploy", [2], "echo")],
+        "deploy with approval",
+    )
+    log = Log()
+    log.started(100, 1, "Build")
+    log.completed(1_100, 1, 1_000, "built")
+    log.updated(1_110, 3, 1)
+    log.add(
+        1_200,
+        SUBSTEP_WAITING,
+        subStepId="2",
+        taskId=2,
+        description="Approve the deploy",
+        prompt="Deploy build 1 to prod?",
+        timeoutSeconds=3_600,
+        decisionDeadline=T0 + 1_200 + 3_600_000,
+    )
+    waiting = model_of(snap, *log.events)
+    assert (waiting.tasks[2].status, waiting.tasks[2].prompt) == (
+        "awaiting_decision",
+        "Deploy build 1 to prod?",
+    )
+    matches_snapshot("approval-waiting", frame(waiting, 2_000))
+    assert "task 2 awaits a decision: 'Deploy build 1 to prod?'" in format_event(log.events[-1], 1.2)
+    log.failed(9_000, 2, "rejected: not on a Friday", "rejected", attempt=1)
+    model = model_of(snap, *log.events)
+    assert (model.tasks[2].status, model.tasks[2].reason) == ("failed", "rejected")
 
 
 def test_a_cancelled_execution_shows_what_was_still_running_and_what_never_ran():

@@ -8,7 +8,7 @@
  * and for the ones its caller names (`types`); anything newer is ignored unless asked for. */
 export const EVENT_TYPES = Object.freeze([
   'execution.created', 'execution.updated', 'execution.completed', 'execution.failed',
-  'substep.started', 'substep.progress', 'substep.completed', 'substep.failed',
+  'substep.started', 'substep.progress', 'substep.completed', 'substep.failed', 'substep.waiting',
 ]);
 
 /** The events that end an execution's stream (and nothing else does). */

@@ -56,6 +56,9 @@ const APPLY = {
     ...t, status: 'completed', error: undefined, reason: undefined, finishedAt: e.timestamp,
     ...pick(e, ['attempt', 'durationMs', 'result', 'resultTruncated', 'resultBytes', 'resultUrl']),
   })),
+  'substep.waiting': (s, e) => withTask(s, e.taskId, (t) => ({ // an approval task: Approve / Reject
+    ...t, status: 'awaiting_decision', ...pick(e, ['description', 'prompt', 'timeoutSeconds', 'decisionDeadline']),
+  })),
   'substep.failed': (s, e) => withTask(s, e.taskId, (t) => ({
     ...t, status: failedStatus(e, t), error: e.error, reason: e.reason, finishedAt: e.willRetry ? undefined : e.timestamp,
     ...pick(e, ['attempt', 'durationMs', 'willRetry', 'retryInSeconds', 'upstreamTaskIds']),

@@ -133,3 +133,16 @@ test('progress {done, total, message} replaces the last one; the completed resul
   assert.equal(s.tasks[1].status, 'completed');
   assert.equal(s.tasks[1].result, 'ab');
 });
+
+test('an approval task awaits its decision with its prompt, then ends as the decision says', () => {
+  const waiting = { type: 'substep.waiting', seq: 2, taskId: 1, subStepId: '1', description: 'Approve',
+    prompt: 'Deploy?', timeoutSeconds: 60, decisionDeadline: 60_002, timestamp: 2 };
+  const s = run([waiting]);
+  assert.equal(s.tasks[1].status, 'awaiting_decision');
+  assert.equal(s.tasks[1].prompt, 'Deploy?');
+  assert.equal(s.tasks[1].decisionDeadline, 60_002);
+  const rejected = fold(s, { type: 'substep.failed', seq: 3, taskId: 1, subStepId: '1', error: 'rejected: no',
+    reason: 'rejected', willRetry: false, timestamp: 3 });
+  assert.equal(rejected.tasks[1].status, 'failed');
+  assert.equal(rejected.tasks[1].reason, 'rejected');
+});

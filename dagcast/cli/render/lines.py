@@ -19,6 +19,7 @@ from chalicelib.domain.events import (
     SUBSTEP_COMPLETED,
     SUBSTEP_FAILED,
     SUBSTEP_STARTED,
+    SUBSTEP_WAITING,
 )
 from chalicelib.domain.model import ExecutionStatus, Reason
 
@@ -40,6 +41,8 @@ def describe(event: Mapping[str, Any]) -> str:
         return _describe_snapshot(event)
     if kind in (SUBSTEP_STARTED, SUBSTEP_COMPLETED, SUBSTEP_FAILED):
         return _describe_substep(event)
+    if kind == SUBSTEP_WAITING:
+        return f"task {event['taskId']} awaits a decision: {event.get('prompt', '')!r}"
     if kind == EXECUTION_CREATED:
         return f"{event['totalTasks']} tasks — {event.get('originalRequest', '')!r}"
     if kind == EXECUTION_UPDATED:

@@ -321,10 +321,20 @@ def _waiting(model: TraceModel, task: TaskState, now_ms: int) -> tuple[str, Text
     return "", Text().append(TaskStatus.WAITING, style=style)
 
 
+def _awaiting(model: TraceModel, task: TaskState, now_ms: int) -> tuple[str, Text]:
+    """An approval task: its question, and the command that answers it."""
+    detail = Text().append("awaiting decision", style=COLOUR[TaskStatus.AWAITING_DECISION])
+    if task.prompt:
+        detail.append(": " + short(task.prompt, 120))
+    detail.append(f" — dagcast approve {model.execution_id or 'ID'} {task.task_id} [--reject]", style="dim")
+    return "", detail
+
+
 _DETAIL: Final[dict[str, _Detail]] = {
     TaskStatus.COMPLETED: _completed,
     TaskStatus.RUNNING: _running,
     TaskStatus.RETRYING: _retrying,
+    TaskStatus.AWAITING_DECISION: _awaiting,
     TaskStatus.FAILED: _failed,
     TaskStatus.SKIPPED: _not_started,
     TaskStatus.CANCELLED: _not_started,

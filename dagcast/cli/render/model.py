@@ -21,6 +21,7 @@ from chalicelib.domain.events import (
     SUBSTEP_FAILED,
     SUBSTEP_PROGRESS,
     SUBSTEP_STARTED,
+    SUBSTEP_WAITING,
     TERMINAL_TYPES,
 )
 from chalicelib.domain.model import (
@@ -56,6 +57,7 @@ class TaskState:
     result_url: str | None = None
     text: str = ""  # the running attempt's live text (substep.progress), placed by offset
     text_offset: int = 0  # where ``text`` starts in the attempt's text (a snapshot holds its end)
+    prompt: str | None = None  # an approval task's question, once it awaits its decision
 
     @property
     def finished(self) -> bool:
@@ -137,6 +139,9 @@ class TraceModel:
             self._apply_failed(self._task(event), event, at)
         elif kind == SUBSTEP_PROGRESS:
             _place_text(self._task(event), event)
+        elif kind == SUBSTEP_WAITING:
+            task = self._task(event)
+            task.status, task.prompt = TaskStatus.AWAITING_DECISION, str(event.get("prompt", ""))
         elif kind == EXECUTION_UPDATED:
             self._report(event)
             self.status = str(event.get("status", self.status or ExecutionStatus.RUNNING))
@@ -338,6 +343,7 @@ def task_from_view(view: Mapping[str, Any]) -> TaskState:
         error=view.get("error"),
         reason=view.get("reason"),
         upstream=tuple(int(u) for u in view.get("upstreamTaskIds", ())),
+        prompt=view.get("prompt"),
     )
     task.attempt_started_at = task.started_at if task.attempt == 1 else None
     task.text, task.text_offset = str(view.get("text", "")), int(view.get("textOffset", 0))
