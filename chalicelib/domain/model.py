@@ -95,6 +95,8 @@ EXECUTION_ID_CHARS: Final = "A-Za-z0-9_.:-"
 
 # META's ``timeoutFrom`` when the execution's deadline is the stage's ceiling (the job set no timeoutSeconds).
 TIMEOUT_FROM_CEILING: Final = "ceiling"
+# What a rerun runs again unless it names tasks: every task that did not complete.
+RERUN_FROM_FAILED: Final = "failed"
 
 DEFAULT_TIMEOUT_SECONDS: Final = 300  # a task attempt's timeoutSeconds when the job gives none
 

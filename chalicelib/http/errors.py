@@ -27,6 +27,7 @@ from ..domain.errors import (
     DagcastError,
     DeliveryNotFound,
     ExecutionNotFound,
+    ExecutionRunning,
     InvalidJob,
     InvalidTypeFilter,
     InvalidWebhook,
@@ -34,6 +35,7 @@ from ..domain.errors import (
     NoFinalResult,
     NoRoute,
     NoTaskResult,
+    NothingToRerun,
     StartFailed,
     StreamTokensOff,
     TaskNotFound,
@@ -124,6 +126,8 @@ RULES: Final[Mapping[type[DagcastError], Rule]] = {
     StreamTokensOff: Rule(404),
     # the state does not allow it
     AlreadyFinished: Rule(409, lambda e: {"error": str(e), "status": e.status}),
+    ExecutionRunning: Rule(409, lambda e: {"error": str(e), "status": e.status}),
+    NothingToRerun: Rule(409),
     TooManyWebhooks: Rule(409),
     # a service this one depends on refused, or is not configured
     StartFailed: Rule(503),

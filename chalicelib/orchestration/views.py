@@ -43,7 +43,9 @@ def task_view(task: Item, execution_id: str) -> dict[str, Any]:
         "dependencies": task.get("dependencies", []),
         "status": task["status"],
     }
-    for key in ("attempt", "startedAt", "finishedAt", "durationMs", "error", "reason", "upstreamTaskIds"):
+    for key in (
+        "attempt", "startedAt", "finishedAt", "durationMs", "error", "reason", "upstreamTaskIds", "reused",
+    ):  # fmt: skip
         if key in task:
             view[key] = task[key]
     if "resultPreview" in task:
@@ -61,7 +63,7 @@ def execution_view(meta: Item) -> dict[str, Any]:
         "createdAt": meta["createdAt"],
         **ev.counters(meta),
     }
-    for key in ("finishedAt", "durationMs", "error", "reason", "failurePolicy", "maxConcurrency"):
+    for key in ("finishedAt", "durationMs", "error", "reason", "failurePolicy", "maxConcurrency", "rerunOf"):
         if key in meta:
             view[key] = meta[key]
     if "finalResultJson" in meta:

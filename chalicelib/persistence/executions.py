@@ -23,8 +23,10 @@ from ..domain.model import ExecutionStatus, TaskStatus
 from ..redact import Redactor
 from .capacity import ReadMeter, WriteMeter
 from .eventlog import EventLog, Payload
-from .keys import LIST_SK, META_SK, REQUEST_SK, TASK_PREFIX, list_keys, pk, result_sk, task_sk
+from .expiry import Expiries, is_gone, with_expiry
+from .keys import LIST_SK, META_SK, REQUEST_SK, TASK_PREFIX, TTL_ATTRIBUTE, list_keys, pk, result_sk, task_sk
 from .listing import ExecutionList, with_request
+from .removal import ExecutionRemoval
 from .results import RESULT_CHUNK_CHARS, ResultReads
 from .table import CallCounter, Item, from_item, to_item
 
@@ -48,8 +50,12 @@ class DynamoStore(ResultReads):
     def __init__(self, client: DynamoDBClient, table_name: str, redactor: Redactor | None = None) -> None:
         super().__init__(client, table_name)
         self.redactor = redactor or Redactor()
-        self.event_log = EventLog(client, table_name, self.redactor, read_meta=self.get_meta)
+        self.expiries = Expiries(self.get_meta)
+        self.event_log = EventLog(
+            client, table_name, self.redactor, read_meta=self.get_meta, expiry=self.expiries.of
+        )
         self.listing = ExecutionList(client, table_name)
+        self.removal = ExecutionRemoval(client, table_name)
 
     def meter_reads(self, meter: ReadMeter) -> None:
         """Count this store's reads and their RCU in ``meter`` (the SSE endpoint's stats)."""
@@ -75,22 +81,21 @@ class DynamoStore(ResultReads):
         original_request: str,
         tasks: list[Item],
         sink_ids: list[int],
+        seed: list[tuple[str, ev.Event]] | None = None,
         **fields: Any,
     ) -> None:
         """Write the task items and the request, then the META item, then ``execution.created``.
 
         META goes last: until it exists the execution is invisible (404), so a crash halfway
         leaves nothing a client can see. The request is an item of its own (``REQUEST_SK``): META
-        is updated twice per task, and DynamoDB charges each update for the whole item.
+        is updated twice per task, and DynamoDB charges each update for the whole item. Every item
+        carries ``fields``' expiry (expiry.py). ``seed`` (a rerun's reused tasks): events written
+        right after ``execution.created``, before META, so they precede anything a task writes.
         """
+        expiry = fields.get(TTL_ATTRIBUTE)
         request = {"PK": pk(execution_id), "SK": REQUEST_SK, "originalRequest": original_request}
-        self._batch_write(
-            [
-                {"PutRequest": {"Item": to_item({"PK": pk(execution_id), "SK": task_sk(t["taskId"]), **t})}}
-                for t in tasks
-            ]
-            + [{"PutRequest": {"Item": to_item(request)}}]
-        )
+        items = [{"PK": pk(execution_id), "SK": task_sk(t["taskId"]), **t} for t in tasks] + [request]
+        self._batch_write([{"PutRequest": {"Item": to_item(with_expiry(i, expiry))}} for i in items])
         meta = {
             "PK": pk(execution_id),
             "SK": META_SK,
@@ -102,14 +107,17 @@ class DynamoStore(ResultReads):
             **fields,
             **list_keys(created_at, execution_id),
         }
+        self.expiries.remember(execution_id, meta)
+        created = ev.execution_created(len(tasks), original_request)
+        if seed:
+            self.event_log.seed(execution_id, [(ev.EXECUTION_CREATED, created), *seed], created_at)
         written = self._put_if(Item=to_item(meta), ConditionExpression="attribute_not_exists(PK)")
         # Refused: someone else's execution, or our own write that landed, lost its answer and
         # was retried by botocore.
         if not written and not self._is_own_meta(execution_id, {**meta, "originalRequest": original_request}):
             raise ExecutionExists(f"execution {execution_id} already exists")
-        self.append_event(
-            execution_id, ev.EXECUTION_CREATED, ev.execution_created(len(tasks), original_request), created_at
-        )
+        if not seed:
+            self.append_event(execution_id, ev.EXECUTION_CREATED, created, created_at)
 
     def _is_own_meta(self, execution_id: str, meta: Item) -> bool:
         try:
@@ -120,15 +128,17 @@ class DynamoStore(ResultReads):
 
     def get_meta(self, execution_id: str) -> Item:
         out = self._db.get_item(TableName=self._table, Key=self._meta_key(execution_id), ConsistentRead=True)
-        if "Item" not in out:
+        meta = from_item(out["Item"]) if "Item" in out else None
+        if meta is None or is_gone(meta):  # past its expiry: gone as a whole, whatever TTL left
             raise ExecutionNotFound(execution_id)
-        return from_item(out["Item"])
+        self.expiries.remember(execution_id, meta)
+        return meta
 
     def get_execution(self, execution_id: str) -> Item:
         """META with ``originalRequest``: one consistent Query for both items (what views show;
         the orchestration's reads of META need no request, and ``get_meta`` reads none)."""
         items = {str(i["SK"]): i for i in self._query_partition(pk(execution_id), META_SK)}
-        if META_SK not in items:
+        if META_SK not in items or is_gone(items[META_SK]):
             raise ExecutionNotFound(execution_id)
         return with_request(items[META_SK], items.get(REQUEST_SK))
 
@@ -405,12 +415,22 @@ class DynamoStore(ResultReads):
         the task item's ``resultRun`` names the run whose chunks are the result."""
         size = RESULT_CHUNK_CHARS
         chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        expiry = self.expiries.of(execution_id)
         for n, chunk in enumerate(chunks):
-            self._db.put_item(
-                TableName=self._table,
-                Item=to_item({"PK": pk(execution_id), "SK": result_sk(task_id, n, run), "data": chunk}),
-            )
+            item = {"PK": pk(execution_id), "SK": result_sk(task_id, n, run), "data": chunk}
+            self._db.put_item(TableName=self._table, Item=to_item(with_expiry(item, expiry)))
         return len(chunks)
+
+    def copy_result_chunks(self, source_id: str, target_id: str, task: Item, expiry: int | None) -> None:
+        """A rerun's reused large result: the source run's chunks, under the same keys in the
+        rerun's partition (a copy, not a reference: each execution expires and is deleted alone)."""
+        prefix = result_sk(int(task["taskId"]), 0, str(task.get("resultRun", "")))[:-4]
+        self._batch_write(
+            [
+                {"PutRequest": {"Item": to_item(with_expiry({**c, "PK": pk(target_id)}, expiry))}}
+                for c in self._query_prefix(source_id, prefix)
+            ]
+        )
 
     def delete_result_chunks(self, execution_id: str, task_id: int, run: str, chunks: int) -> None:
         """Delete a run's chunks that did not become the task's result."""
