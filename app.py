@@ -105,6 +105,19 @@ def cancel_execution(execution_id: str) -> Response:
     return _json(api.respond(lambda: api.cancel_execution(services(), execution_id)))
 
 
+@app.route("/api/v1/dag-executions/{execution_id}", methods=["DELETE"], cors=True)
+def delete_execution(execution_id: str) -> Response:
+    return _json(api.respond(lambda: api.delete_execution(services(), execution_id)))
+
+
+# No content_types: the body is optional (a bare POST reruns from failure).
+@app.route("/api/v1/dag-executions/{execution_id}/rerun", methods=["POST"], cors=True)
+def rerun_execution(execution_id: str) -> Response:
+    raw = _request().raw_body
+    raw = raw.encode() if isinstance(raw, str) else raw
+    return _json(api.respond(lambda: api.rerun_execution(services(), execution_id, raw, _base_url())))
+
+
 @app.route("/api/v1/dag-executions/{execution_id}/result", methods=["GET"], cors=True)
 def final_result(execution_id: str) -> Response:
     query = _request().query_params

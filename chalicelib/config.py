@@ -74,6 +74,7 @@ _ENV = {
     "webhook_sweep_seconds": "DAGCAST_WEBHOOK_SWEEP_SECONDS",
     "webhook_retention_days": "DAGCAST_WEBHOOK_RETENTION_DAYS",
     "execution_ceiling_seconds": "DAGCAST_EXECUTION_CEILING_SECONDS",
+    "retention_days": "DAGCAST_RETENTION_DAYS",
 }
 _LISTS = {"cors_origins", "api_keys", "redact_keys", "plugins", "webhook_allowed_hosts"}
 
@@ -113,6 +114,10 @@ class Settings(BaseModel):
     # The deadline of a job that sets no timeoutSeconds (docs/jobs.md#timeouts). At most a job's own
     # limit (86,400 s): the state machine's TimeoutSeconds backstop (26 h) is above both.
     execution_ceiling_seconds: int = Field(default=86_400, ge=60, le=86_400)
+    # How long an execution is kept after its deadline: every item of it expires then (DynamoDB
+    # TTL; persistence/expiry.py, docs/operations.md#retention). Applies to executions created after
+    # it is set.
+    retention_days: int = Field(default=30, ge=1, le=3650)
     # --- the SSE stream (docs/sse.md) ---
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     # Unset: on-demand inside a Lambda (AWS_LAMBDA_FUNCTION_NAME is set), else managed-instances.

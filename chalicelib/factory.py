@@ -133,6 +133,7 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
         settings.state_machine_arn,
         event_preview_chars=settings.event_preview_chars,
         ceiling_seconds=settings.execution_ceiling_seconds,
+        retention_days=settings.retention_days,
     )
     return Services(settings, store, orchestrator, webhooks, Gate(settings), client)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .model import ExecutionStatus
+
 
 class DagcastError(Exception):
     """Base class of every domain error."""
@@ -209,6 +211,26 @@ class AlreadyFinished(DagcastError):
     def __init__(self, execution_id: str, status: str) -> None:
         super().__init__(f"execution {execution_id} has already finished ({status}); nothing to cancel")
         self.status = status
+
+
+class ExecutionRunning(DagcastError):
+    """A rerun or a deletion of an execution that has not finished yet."""
+
+    def __init__(self, execution_id: str, what: str) -> None:
+        super().__init__(
+            f"execution {execution_id} is still running; {what} once it has finished (or cancel it)"
+        )
+        self.status = str(ExecutionStatus.RUNNING)
+
+
+class NothingToRerun(DagcastError):
+    """A rerun from failure of an execution every task of which completed."""
+
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(
+            f"every task of execution {execution_id} completed: nothing to rerun from failure; name the "
+            'tasks to run again: {"tasks": [ids]}'
+        )
 
 
 class TaskFailed(DagcastError):

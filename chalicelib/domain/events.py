@@ -93,6 +93,10 @@ class SubstepCompleted(WireModel):
     resultTruncated: Sometimes[bool] = None
     resultBytes: Sometimes[int] = None
     resultUrl: Sometimes[str] = None
+    # A rerun's task that completed in the execution it reruns: its result is that one, not run
+    # again (written before any task of the rerun runs; ``durationMs`` and ``attempt`` are the
+    # original's).
+    reused: Sometimes[bool] = None
     executionId: SetByStore[str] = None
     timestamp: SetByStore[int] = None
     seq: SetByStore[int] = None
@@ -250,6 +254,7 @@ class TaskView(WireModel):
     prompt: Sometimes[str] = None  # an approval task's, once it waits for its decision
     decisionDeadline: Sometimes[int] = None  # when an approval task stops waiting (epoch ms)
     decision: Sometimes[dict[str, Any]] = None  # an approval task's, once decided
+    reused: Sometimes[bool] = None  # a rerun's task that completed in the execution it reruns
     result: Any = None  # once completed (and it may be null)
     resultTruncated: Sometimes[bool] = None
     resultBytes: Sometimes[int] = None
@@ -282,6 +287,7 @@ class ExecutionSnapshot(WireModel):
     reason: Sometimes[ExecutionFailureReason] = None
     failurePolicy: Sometimes[FailurePolicy] = None
     maxConcurrency: Sometimes[int] = None
+    rerunOf: Sometimes[str] = None  # the execution this one reruns (POST …/{id}/rerun)
     finalResult: Any = None  # once completed (and it may be null)
     finalResultTruncated: Sometimes[bool] = None
     finalResultBytes: Sometimes[int] = None
@@ -351,10 +357,18 @@ def substep_waiting(
     ).wire()
 
 
-def substep_completed(task_id: int, duration_ms: int, result: Mapping[str, Any], attempt: int = 1) -> Event:
-    """``result``: the fields from ``preview`` (the result itself, or its truncated form)."""
+def substep_completed(
+    task_id: int, duration_ms: int, result: Mapping[str, Any], attempt: int = 1, reused: bool = False
+) -> Event:
+    """``result``: the fields from ``preview`` (the result itself, or its truncated form);
+    ``reused``: a rerun took it from the execution it reruns."""
     return SubstepCompleted(
-        subStepId=str(task_id), taskId=task_id, durationMs=duration_ms, attempt=attempt, **result
+        subStepId=str(task_id),
+        taskId=task_id,
+        durationMs=duration_ms,
+        attempt=attempt,
+        reused=True if reused else None,
+        **result,
     ).wire()
 
 

@@ -101,6 +101,8 @@ EXECUTION_ID_CHARS: Final = "A-Za-z0-9_.:-"
 
 # META's ``timeoutFrom`` when the execution's deadline is the stage's ceiling (the job set no timeoutSeconds).
 TIMEOUT_FROM_CEILING: Final = "ceiling"
+# What a rerun runs again unless it names tasks: every task that did not complete.
+RERUN_FROM_FAILED: Final = "failed"
 
 # The task kind a person decides (POST …/tasks/{taskId}/decision) instead of code.
 APPROVAL_ACTION: Final = "approval"

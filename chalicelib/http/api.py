@@ -21,6 +21,8 @@ from ..domain.errors import (
     BadRequest,
     BodyTooLarge,
     DeliveryNotFound,
+    ExecutionNotFound,
+    ExecutionRunning,
     NoFinalResult,
     NoTaskResult,
     StoreError,
@@ -34,6 +36,7 @@ from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, ExecutionStatus, 
 from ..domain.typefilter import TypeFilter
 from ..factory import Services
 from ..orchestration.decisions import MAX_DECISION_DATA_BYTES, Decision
+from ..orchestration.rerun import parse_rerun
 from ..orchestration.results import ResultText, final_text, task_text
 from ..orchestration.views import TEXT_CAPS, cut_view, execution_view
 from ..redact import Redactor
@@ -102,14 +105,40 @@ def _depth(value: Any) -> int:
 def execute_dag(services: Services, raw_body: bytes | None, base_url: str) -> Reply:
     body = _json_body(raw_body, '{"originalRequest": ..., "tasks": [...]}')
     job = parse_job(body)
-    execution_id = services.orchestrator.submit(job)
+    return _accepted(services, services.orchestrator.submit(job), base_url)
+
+
+def _accepted(services: Services, execution_id: str, base_url: str, **fields: Any) -> Reply:
     api = services.settings.public_url or base_url
     return 202, {
         "executionId": execution_id,
         "status": ExecutionStatus.RUNNING,
+        **fields,
         "statusUrl": f"{api}/api/v1/dag-executions/{execution_id}",
         **_stream_access(services, execution_id, base_url),
     }
+
+
+def rerun_execution(services: Services, execution_id: str, raw_body: bytes | None, base_url: str) -> Reply:
+    """A new execution of the job, reusing what completed (orchestration/rerun.py); no body or
+    ``{"from": "failed"}``: every task that did not complete runs again; ``{"tasks": [ids]}``:
+    those too, and their dependents."""
+    body = _json_body(raw_body, '{"tasks": [1, 2]}', 100_000) if raw_body and raw_body.strip() else None
+    forced = parse_rerun(body)
+    new_id = services.orchestrator.rerun(execution_id, forced)
+    return _accepted(services, new_id, base_url, rerunOf=execution_id)
+
+
+def delete_execution(services: Services, execution_id: str) -> Reply:
+    """Remove a finished execution now: its webhook deliveries, then every item it has, META
+    last (persistence/removal.py); a retry after a failure finishes the job."""
+    meta = services.store.get_meta(execution_id)  # ExecutionNotFound if unknown, deleted or expired
+    if meta["status"] == ExecutionStatus.RUNNING:
+        raise ExecutionRunning(execution_id, "delete it")
+    services.webhooks.forget_execution(execution_id)
+    if not services.store.removal.remove(execution_id):
+        raise ExecutionNotFound(execution_id)  # deleted by another request meanwhile
+    return 200, {"executionId": execution_id, "deleted": True}
 
 
 def _stream_access(services: Services, execution_id: str, base_url: str) -> dict[str, Any]:

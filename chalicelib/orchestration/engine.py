@@ -27,7 +27,15 @@ from typing import Any
 from ..domain import events as ev
 from ..domain import previews
 from ..domain.dag import Job
-from ..domain.errors import AlreadyDecided, AlreadyFinished, ExecutionNotFound, StartFailed, StopFailed
+from ..domain.errors import (
+    AlreadyDecided,
+    AlreadyFinished,
+    ExecutionNotFound,
+    ExecutionRunning,
+    NothingToRerun,
+    StartFailed,
+    StopFailed,
+)
 from ..domain.model import (
     APPROVAL_ACTION,
     FINISHED_TASK_STATUSES,
@@ -42,13 +50,22 @@ from ..domain.model import (
 )
 from ..persistence.eventlog import PROGRESS
 from ..persistence.executions import INLINE_RESULT_CHARS
+from ..persistence.keys import TTL_ATTRIBUTE
 from ..persistence.table import Item
+from . import rerun as reruns
 from .attempt import AttemptRunner, retry_asked
 from .decisions import DECISION_TIMED_OUT, Decision, Decisions
 from .ports import OrchestrationStore, StateMachine
 from .release import Releaser
 from .results import final_text
-from .submission import execution_fields, new_execution_id, sink_ids, state_machine_input, task_items
+from .submission import (
+    DEFAULT_RETENTION_DAYS,
+    execution_fields,
+    new_execution_id,
+    sink_ids,
+    state_machine_input,
+    task_items,
+)
 from .views import build_snapshot, result_url, task_view, terminal_event, timeout_source
 
 log = logging.getLogger(__name__)
@@ -67,12 +84,14 @@ class Orchestrator:
         clock: Callable[[], int] = now_ms,
         event_preview_chars: int = previews.RESULT_PREVIEW_CHARS,
         ceiling_seconds: int = DEFAULT_CEILING_SECONDS,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
     ) -> None:
         self._store = store
         self._preview_chars = event_preview_chars
         self._state_machine = state_machine
         self._arn = state_machine_arn
         self._ceiling = ceiling_seconds
+        self._retention_days = retention_days
         self._now = clock
         self._attempts = AttemptRunner(store, clock)
         self._releases = Releaser(store, state_machine)
@@ -85,19 +104,46 @@ class Orchestrator:
 
         If Step Functions refuses, the stored execution is finalized as failed (reason
         ``startFailed``) and StartFailed is raised."""
-        execution_id = execution_id or new_execution_id()
+        return self._start(job, execution_id or new_execution_id())
+
+    def rerun(self, source_id: str, forced: frozenset[int] = frozenset()) -> str:
+        """A new execution of ``source_id``'s job that reuses what completed there (rerun.py);
+        ExecutionRunning while it runs, NothingToRerun when nothing would run again."""
+        meta = self._store.get_execution(source_id)
+        if meta["status"] == ExecutionStatus.RUNNING:
+            raise ExecutionRunning(source_id, "rerun it")
+        plan = reruns.plan(source_id, meta, self._store.get_tasks(source_id), forced)
+        if len(plan.reused) == len(plan.job.tasks):
+            raise NothingToRerun(source_id)
+        return self._start(plan.job, new_execution_id(), plan)
+
+    def _start(self, job: Job, execution_id: str, plan: reruns.Rerun | None = None) -> str:
         created = self._now()
+        fields = execution_fields(job, created, self._ceiling, self._retention_days)
+        tasks = task_items(job, self._store.redactor.text)
+        seed = None
+        if plan is not None:
+            tasks = reruns.rerun_items(plan, tasks, execution_id)
+            for task_id in plan.reused:  # large results: their chunks, copied before META exists
+                if plan.reused[task_id].get("resultChunks"):
+                    self._store.copy_result_chunks(
+                        plan.source_id, execution_id, plan.reused[task_id], fields[TTL_ATTRIBUTE]
+                    )
+            seed = reruns.reused_events(plan, tasks, execution_id, self._preview_chars)
+            fields.update(rerunOf=plan.source_id, completed=set(plan.reused))
         self._store.create_execution(
             execution_id,
             created_at=created,
             original_request=self._store.redactor.text(job.originalRequest),
-            tasks=task_items(job, self._store.redactor.text),
+            tasks=tasks,
             sink_ids=sink_ids(job),
-            **execution_fields(job, created, self._ceiling),
+            seed=seed,
+            **fields,
         )
+        done = frozenset(plan.reused) if plan is not None else frozenset()
         try:
             arn = self._state_machine.start_execution(
-                self._arn, execution_id, state_machine_input(execution_id, job, self._ceiling)
+                self._arn, execution_id, state_machine_input(execution_id, job, self._ceiling, done)
             )
         except StartFailed as exc:
             error = {"Error": StartFailed.__name__, "Cause": str(exc)}

@@ -29,6 +29,7 @@ class ExecutionRecords(Protocol):
         original_request: str,
         tasks: list[Item],
         sink_ids: list[int],
+        seed: list[tuple[str, ev.Event]] | None = None,
         **fields: Any,
     ) -> None: ...
 
@@ -120,6 +121,8 @@ class ResultRecords(Protocol):
     def put_result_chunks(self, execution_id: str, task_id: int, text: str, run: str) -> int: ...
 
     def delete_result_chunks(self, execution_id: str, task_id: int, run: str, chunks: int) -> None: ...
+
+    def copy_result_chunks(self, source_id: str, target_id: str, task: Item, expiry: int | None) -> None: ...
 
 
 class ResultSlices(Protocol):

@@ -15,7 +15,11 @@ from typing import Any
 
 from ..domain.dag import Job, decision_seconds, dependents_of, sinks, topological_order
 from ..domain.model import TIMEOUT_FROM_CEILING, TaskStatus
+from ..persistence.expiry import expires_at
+from ..persistence.keys import TTL_ATTRIBUTE
 from ..persistence.table import Item
+
+DEFAULT_RETENTION_DAYS = 30  # Settings.retention_days' default
 
 
 def new_execution_id() -> str:
@@ -52,11 +56,14 @@ def execution_seconds(job: Job, ceiling_seconds: int) -> float:
     return base + decision_seconds(job)
 
 
-def execution_fields(job: Job, created_at: int, ceiling_seconds: int) -> dict[str, Any]:
+def execution_fields(
+    job: Job, created_at: int, ceiling_seconds: int, retention_days: int = DEFAULT_RETENTION_DAYS
+) -> dict[str, Any]:
     """The job's policies as META fields; the deadline is absolute, counted from ``created_at``.
 
     Every execution has one: a job without ``timeoutSeconds`` gets the stage's ceiling
-    (``timeoutFrom`` says which, for the error messages)."""
+    (``timeoutFrom`` says which, for the error messages). Its items expire ``retention_days``
+    after it (``TTL_ATTRIBUTE``, persistence/expiry.py)."""
     fields: dict[str, Any] = {"failurePolicy": job.failurePolicy}
     if job.maxConcurrency is not None:
         fields["maxConcurrency"] = job.maxConcurrency
@@ -65,6 +72,7 @@ def execution_fields(job: Job, created_at: int, ceiling_seconds: int) -> dict[st
     fields["timeoutSeconds"] = f"{seconds:g}"
     if job.timeoutSeconds is None:
         fields["timeoutFrom"] = TIMEOUT_FROM_CEILING
+    fields[TTL_ATTRIBUTE] = expires_at(fields["deadlineAt"], retention_days)
     return fields
 
 
@@ -73,13 +81,22 @@ def sink_ids(job: Job) -> list[int]:
     return [job.resultTask] if job.resultTask is not None else sinks(job)
 
 
-def state_machine_input(execution_id: str, job: Job, ceiling_seconds: int) -> str:
+def state_machine_input(
+    execution_id: str, job: Job, ceiling_seconds: int, done: frozenset[int] = frozenset()
+) -> str:
     """The state machine's input: the Map runs one iteration per task, in topological order.
+
+    ``done``: tasks stored as completed already (a rerun's reused tasks): the Map has no iteration
+    for them, so nothing runs them; their dependents find them in ``doneDeps``.
 
     ``deadlineSeconds`` bounds each task's wait for its dependencies (AwaitDependencies'
     TimeoutSecondsPath, whole seconds): a child starts after the execution was created, so its wait
     ends at the deadline or later, never before (run_task decides what the deadline means)."""
     deadline = max(1, math.ceil(execution_seconds(job, ceiling_seconds)))
     return json.dumps(
-        {"executionId": execution_id, "taskIds": topological_order(job), "deadlineSeconds": deadline}
+        {
+            "executionId": execution_id,
+            "taskIds": [t for t in topological_order(job) if t not in done],
+            "deadlineSeconds": deadline,
+        }
     )

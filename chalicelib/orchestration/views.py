@@ -46,8 +46,17 @@ def task_view(task: Item, execution_id: str) -> dict[str, Any]:
         "status": task["status"],
     }
     # prompt, decisionDeadline, decision: an approval task's, once it waits for its decision
-    shown = ("attempt", "startedAt", "finishedAt", "durationMs", "error", "reason", "upstreamTaskIds")
-    for key in (*shown, "prompt", "decisionDeadline"):
+    shown = (
+        "attempt",
+        "startedAt",
+        "finishedAt",
+        "durationMs",
+        "error",
+        "reason",
+        "upstreamTaskIds",
+        "reused",
+    )
+    for key in (*shown, "reused", "prompt", "decisionDeadline"):
         if key in task:
             view[key] = task[key]
     if "decisionJson" in task:
@@ -85,7 +94,7 @@ def execution_view(meta: Item) -> dict[str, Any]:
         "createdAt": meta["createdAt"],
         **ev.counters(meta),
     }
-    for key in ("finishedAt", "durationMs", "error", "reason", "failurePolicy", "maxConcurrency"):
+    for key in ("finishedAt", "durationMs", "error", "reason", "failurePolicy", "maxConcurrency", "rerunOf"):
         if key in meta:
             view[key] = meta[key]
     if "finalResultJson" in meta:

@@ -15,14 +15,19 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
 from ..domain.model import now_ms
-from .keys import LEASE_SK, queue_pk
+from .keys import LEASE_SK, TTL_ATTRIBUTE, queue_pk
 from .table import Table, to_item
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+else:
+    DynamoDBClient = Any
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +40,27 @@ class Taken(NamedTuple):
 
 
 class AppendLease(Table):
+    def __init__(
+        self, client: DynamoDBClient, table_name: str, expiry: Callable[[str], int | None] = lambda _: None
+    ) -> None:
+        super().__init__(client, table_name)
+        self._expiry = expiry  # the execution's TTL (expiry.py): a dead holder's lease item goes too
+
     def acquire(self, execution_id: str) -> Taken | None:
         """The lease, if it is free or expired; None if someone holds it."""
         holder = uuid.uuid4().hex
         now = now_ms()
+        values = {":h": holder, ":e": now + LEASE_MS, ":now": now}
+        update = "SET holder = :h, expires = :e"
+        expiry = self._expiry(execution_id)
+        if expiry is not None:
+            values[":ttl"] = expiry
+            update += f", {TTL_ATTRIBUTE} = :ttl"
         answer = self._update_if(
             Key=self.key(execution_id),
-            UpdateExpression="SET holder = :h, expires = :e",
+            UpdateExpression=update,
             ConditionExpression="attribute_not_exists(holder) OR expires < :now",
-            ExpressionAttributeValues=to_item({":h": holder, ":e": now + LEASE_MS, ":now": now}),
+            ExpressionAttributeValues=to_item(values),
             ReturnValues="UPDATED_OLD",
         )
         if answer is None:

@@ -26,6 +26,7 @@ from ..domain.model import now_ms
 from ..domain.wire import dumps
 from ..redact import Redactor
 from .appendlease import AppendLease
+from .expiry import with_expiry
 from .keys import (
     EVENT_PREFIX,
     LAST_EVENT_SK,
@@ -34,6 +35,7 @@ from .keys import (
     MARKER_PREFIX,
     QUEUED_PREFIX,
     TICKET_SK,
+    TTL_ATTRIBUTE,
     event_sk,
     marker_sk,
     pk,
@@ -75,12 +77,18 @@ class EventLog(Table):
     """The event logs of every execution in one table: appends and reads, by execution id."""
 
     def __init__(
-        self, client: DynamoDBClient, table_name: str, redactor: Redactor, read_meta: Callable[[str], Item]
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        redactor: Redactor,
+        read_meta: Callable[[str], Item],
+        expiry: Callable[[str], int | None] = lambda _: None,
     ) -> None:
         super().__init__(client, table_name)
         self._redactor = redactor
         self._read_meta = read_meta  # the execution's META item, for PROGRESS events
-        self._lease = AppendLease(client, table_name)
+        self._expiry = expiry  # on every item written here (expiry.py), riding on writes made anyway
+        self._lease = AppendLease(client, table_name, expiry)
 
     def append_event(
         self,
@@ -188,9 +196,9 @@ class EventLog(Table):
                     return int(from_item(marker["Item"])["seq"])
                 if tail["type"] in ev.TERMINAL_TYPES:
                     return 0  # nothing after the terminal event
+                tail_marker = {"PK": pk(execution_id), "SK": marker_sk(tail["idemKey"]), "seq": n}
                 self._db.put_item(
-                    TableName=self._table,
-                    Item=to_item({"PK": pk(execution_id), "SK": marker_sk(tail["idemKey"]), "seq": n}),
+                    TableName=self._table, Item=to_item(with_expiry(tail_marker, self._expiry(execution_id)))
                 )
             seq = self._put_event(execution_id, key, payload, timestamp, n + 1)
             if seq is not None:
@@ -208,6 +216,14 @@ class EventLog(Table):
         else:
             assert isinstance(payload, dict)
             body = dict(payload)
+        item = self._event_item(execution_id, key, body, timestamp, seq)
+        return (
+            seq if self._put_if(Item=to_item(item), ConditionExpression="attribute_not_exists(PK)") else None
+        )
+
+    def _event_item(
+        self, execution_id: str, key: str, body: dict[str, Any], timestamp: int | None, seq: int
+    ) -> Item:
         # Secrets never reach the log: redacted here, before the event is stored.
         body = self._redactor.apply(body)
         body["executionId"] = execution_id
@@ -221,20 +237,29 @@ class EventLog(Table):
             "idemKey": key,
             "data": dumps(body),
         }
-        return (
-            seq if self._put_if(Item=to_item(item), ConditionExpression="attribute_not_exists(PK)") else None
-        )
+        return with_expiry(item, self._expiry(execution_id))
+
+    def seed(self, execution_id: str, events: list[tuple[str, ev.Event]], timestamp: int) -> None:
+        """The first events (seq 1, 2, …, with markers) of a log nobody can see or write yet (no
+        META), in batches: a rerun's ``execution.created`` and its reused tasks' completions."""
+        items = [
+            self._event_item(execution_id, k, dict(b), timestamp, n) for n, (k, b) in enumerate(events, 1)
+        ]
+        self._batch_write([{"PutRequest": {"Item": to_item(i)}} for i in items])
+        self._put_markers(execution_id, {str(i["idemKey"]): int(i["seq"]) for i in items})
 
     # The append queue: EVT~Q#<ticket> items in the execution's partition, sorting just after its
     # EVT# items, so that one query (``_top``) tells a writer the tail *and* whether anything is
     # queued. Tickets come from an atomic counter: queue order is the order appends began in.
 
     def _enqueue(self, execution_id: str, key: str, payload: ev.Event | str, timestamp: int | None) -> None:
+        expiry = self._expiry(execution_id)  # the counter outlives the queue: it goes with the execution
+        ttl = "" if expiry is None else f" SET {TTL_ATTRIBUTE} = :ttl"
         out = self._db.update_item(
             TableName=self._table,
             Key=to_item({"PK": queue_pk(execution_id), "SK": TICKET_SK}),
-            UpdateExpression="ADD n :one",
-            ExpressionAttributeValues=to_item({":one": 1}),
+            UpdateExpression="ADD n :one" + ttl,
+            ExpressionAttributeValues=to_item({":one": 1, **({":ttl": expiry} if ttl else {})}),
             ReturnValues="UPDATED_NEW",
         )
         ticket = int(from_item(out["Attributes"])["n"])
@@ -245,7 +270,7 @@ class EventLog(Table):
             "payload": payload if isinstance(payload, str) else dumps(dict(payload)),
             "timestamp": timestamp,
         }
-        self._db.put_item(TableName=self._table, Item=to_item(item))
+        self._db.put_item(TableName=self._table, Item=to_item(with_expiry(item, self._expiry(execution_id))))
 
     def _queued(self, execution_id: str, limit: int) -> list[Item]:
         out = self._db.query(
@@ -424,12 +449,9 @@ class EventLog(Table):
         return self._put_event(execution_id, key, payload, timestamp, n + 1)
 
     def _put_markers(self, execution_id: str, seqs: Mapping[str, int]) -> None:
-        self._batch_write(
-            [
-                {"PutRequest": {"Item": to_item({"PK": pk(execution_id), "SK": marker_sk(k), "seq": seq})}}
-                for k, seq in seqs.items()
-            ]
-        )
+        expiry = self._expiry(execution_id)
+        markers = [{"PK": pk(execution_id), "SK": marker_sk(k), "seq": seq} for k, seq in seqs.items()]
+        self._batch_write([{"PutRequest": {"Item": to_item(with_expiry(m, expiry))}} for m in markers])
 
     # --- reads of the log
 

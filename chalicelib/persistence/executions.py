@@ -23,9 +23,11 @@ from ..domain.model import ExecutionStatus, TaskStatus
 from ..redact import Redactor
 from .capacity import ReadMeter, WriteMeter
 from .eventlog import EventLog, Payload
-from .keys import LIST_SK, META_SK, REQUEST_SK, TASK_PREFIX, list_keys, pk, task_sk
+from .expiry import Expiries, is_gone, with_expiry
+from .keys import LIST_SK, META_SK, REQUEST_SK, TASK_PREFIX, TTL_ATTRIBUTE, list_keys, pk, task_sk
 from .listing import ExecutionList, with_request
 from .partialtext import PartialText
+from .removal import ExecutionRemoval
 from .results import ResultStore
 from .table import CallCounter, Item, from_item, to_item
 
@@ -49,9 +51,13 @@ class DynamoStore(ResultStore):
     def __init__(self, client: DynamoDBClient, table_name: str, redactor: Redactor | None = None) -> None:
         super().__init__(client, table_name)
         self.redactor = redactor or Redactor()
-        self.event_log = EventLog(client, table_name, self.redactor, read_meta=self.get_meta)
+        self.expiries = Expiries(self.get_meta)
+        self.event_log = EventLog(
+            client, table_name, self.redactor, read_meta=self.get_meta, expiry=self.expiries.of
+        )
         self.listing = ExecutionList(client, table_name)
         self.partial_text = PartialText(client, table_name)
+        self.removal = ExecutionRemoval(client, table_name)
 
     def meter_reads(self, meter: ReadMeter) -> None:
         """Count this store's reads and their RCU in ``meter`` (the SSE endpoint's stats)."""
@@ -77,22 +83,21 @@ class DynamoStore(ResultStore):
         original_request: str,
         tasks: list[Item],
         sink_ids: list[int],
+        seed: list[tuple[str, ev.Event]] | None = None,
         **fields: Any,
     ) -> None:
         """Write the task items and the request, then the META item, then ``execution.created``.
 
         META goes last: until it exists the execution is invisible (404), so a crash halfway
         leaves nothing a client can see. The request is an item of its own (``REQUEST_SK``): META
-        is updated twice per task, and DynamoDB charges each update for the whole item.
+        is updated twice per task, and DynamoDB charges each update for the whole item. Every item
+        carries ``fields``' expiry (expiry.py). ``seed`` (a rerun's reused tasks): events written
+        right after ``execution.created``, before META, so they precede anything a task writes.
         """
+        expiry = fields.get(TTL_ATTRIBUTE)
         request = {"PK": pk(execution_id), "SK": REQUEST_SK, "originalRequest": original_request}
-        self._batch_write(
-            [
-                {"PutRequest": {"Item": to_item({"PK": pk(execution_id), "SK": task_sk(t["taskId"]), **t})}}
-                for t in tasks
-            ]
-            + [{"PutRequest": {"Item": to_item(request)}}]
-        )
+        items = [{"PK": pk(execution_id), "SK": task_sk(t["taskId"]), **t} for t in tasks] + [request]
+        self._batch_write([{"PutRequest": {"Item": to_item(with_expiry(i, expiry))}} for i in items])
         meta = {
             "PK": pk(execution_id),
             "SK": META_SK,
@@ -104,14 +109,17 @@ class DynamoStore(ResultStore):
             **fields,
             **list_keys(created_at, execution_id),
         }
+        self.expiries.remember(execution_id, meta)
+        created = ev.execution_created(len(tasks), original_request)
+        if seed:
+            self.event_log.seed(execution_id, [(ev.EXECUTION_CREATED, created), *seed], created_at)
         written = self._put_if(Item=to_item(meta), ConditionExpression="attribute_not_exists(PK)")
         # Refused: someone else's execution, or our own write that landed, lost its answer and
         # was retried by botocore.
         if not written and not self._is_own_meta(execution_id, {**meta, "originalRequest": original_request}):
             raise ExecutionExists(f"execution {execution_id} already exists")
-        self.append_event(
-            execution_id, ev.EXECUTION_CREATED, ev.execution_created(len(tasks), original_request), created_at
-        )
+        if not seed:
+            self.append_event(execution_id, ev.EXECUTION_CREATED, created, created_at)
 
     def _is_own_meta(self, execution_id: str, meta: Item) -> bool:
         try:
@@ -122,15 +130,17 @@ class DynamoStore(ResultStore):
 
     def get_meta(self, execution_id: str) -> Item:
         out = self._db.get_item(TableName=self._table, Key=self._meta_key(execution_id), ConsistentRead=True)
-        if "Item" not in out:
+        meta = from_item(out["Item"]) if "Item" in out else None
+        if meta is None or is_gone(meta):  # past its expiry: gone as a whole, whatever TTL left
             raise ExecutionNotFound(execution_id)
-        return from_item(out["Item"])
+        self.expiries.remember(execution_id, meta)
+        return meta
 
     def get_execution(self, execution_id: str) -> Item:
         """META with ``originalRequest``: one consistent Query for both items (what views show;
         the orchestration's reads of META need no request, and ``get_meta`` reads none)."""
         items = {str(i["SK"]): i for i in self._query_partition(pk(execution_id), META_SK)}
-        if META_SK not in items:
+        if META_SK not in items or is_gone(items[META_SK]):
             raise ExecutionNotFound(execution_id)
         return with_request(items[META_SK], items.get(REQUEST_SK))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .expiry import is_gone
 from .keys import (
     DEFAULT_SCOPE,
     LIST_INDEX,
@@ -71,12 +72,12 @@ class ExecutionList(Table):
 
     def executions(self, ids: list[str]) -> list[Item]:
         """The executions ``ids`` whole (META with its request), in that order; one BatchGetItem
-        per 50 executions. An execution deleted meanwhile is left out."""
+        per 50 executions. An execution deleted meanwhile, or past its expiry, is left out."""
         keys = [to_item({"PK": pk(i), "SK": sk}) for i in ids for sk in (META_SK, REQUEST_SK)]
         found = {(str(i["PK"]), str(i["SK"])): i for i in map(from_item, self._batch_get(keys))}
         out = []
         for execution_id in ids:
             meta = found.get((pk(execution_id), META_SK))
-            if meta is not None:
+            if meta is not None and not is_gone(meta):  # past its expiry: gone (expiry.py)
                 out.append(with_request(meta, found.get((pk(execution_id), REQUEST_SK))))
         return out

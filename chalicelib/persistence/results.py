@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from ..domain.errors import StoreError
+from .expiry import Expiries, with_expiry
 from .keys import pk, result_sk, task_sk
 from .table import Item, Table, from_item, to_item
 
@@ -21,17 +22,29 @@ RESULT_CHUNK_CHARS: Final = 100_000  # per RESULT# item: well under 400 KB even 
 class ResultStore(Table):
     """Stored results (inline ``resultJson`` or ``RESULT#`` chunks): written, read, sliced."""
 
+    expiries: Expiries  # each execution's expiry, which its chunks carry (the store sets it)
+
     def put_result_chunks(self, execution_id: str, task_id: int, text: str, run: str) -> int:
         """Store a large result as ``RESULT#<task>#<run>#<n>`` items (DynamoDB items stop at 400 KB);
         the task item's ``resultRun`` names the run whose chunks are the result."""
         size = RESULT_CHUNK_CHARS
         chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        expiry = self.expiries.of(execution_id)
         for n, chunk in enumerate(chunks):
-            self._db.put_item(
-                TableName=self._table,
-                Item=to_item({"PK": pk(execution_id), "SK": result_sk(task_id, n, run), "data": chunk}),
-            )
+            item = {"PK": pk(execution_id), "SK": result_sk(task_id, n, run), "data": chunk}
+            self._db.put_item(TableName=self._table, Item=to_item(with_expiry(item, expiry)))
         return len(chunks)
+
+    def copy_result_chunks(self, source_id: str, target_id: str, task: Item, expiry: int | None) -> None:
+        """A rerun's reused large result: the source run's chunks, under the same keys in the
+        rerun's partition (a copy, not a reference: each execution expires and is deleted alone)."""
+        prefix = result_sk(int(task["taskId"]), 0, str(task.get("resultRun", "")))[:-4]
+        self._batch_write(
+            [
+                {"PutRequest": {"Item": to_item(with_expiry({**c, "PK": pk(target_id)}, expiry))}}
+                for c in self._query_partition(pk(source_id), prefix)
+            ]
+        )
 
     def delete_result_chunks(self, execution_id: str, task_id: int, run: str, chunks: int) -> None:
         """Delete a run's chunks that did not become the task's result."""

@@ -140,6 +140,20 @@ class WebhookStore(Table):
         )
         return "Attributes" in out
 
+    def forget_execution(self, execution_id: str) -> int:
+        """Delete an execution's deliveries, lanes and due entries under every registered hook (a
+        deleted hook's deliveries expire with their TTL); how many items went."""
+        keys: list[dict[str, Any]] = []
+        for hook in self.hooks():
+            for item in self._query_partition(
+                hook_pk(hook.id), deliveries_prefix(execution_id), projection="PK, SK"
+            ):
+                keys.append({"PK": item["PK"], "SK": item["SK"]})
+            keys.append({"PK": hook_pk(hook.id), "SK": lane_sk(execution_id)})
+            keys.append({"PK": DUE_PK, "SK": due_sk(hook.id, execution_id)})
+        self._batch_write([{"DeleteRequest": {"Key": to_item(k)}} for k in keys])
+        return len(keys)
+
     # deliveries
     def enqueue(self, deliveries: list[Item]) -> list[Item]:
         """Write new deliveries (models.delivery_item); ones already there (a redelivered stream
