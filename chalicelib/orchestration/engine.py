@@ -22,11 +22,12 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ..domain import events as ev
 from ..domain.dag import Job
-from ..domain.errors import AlreadyFinished, ExecutionNotFound, StartFailed, StopFailed
+from ..domain.errors import AlreadyFinished, ExecutionNotFound, QuotaExceeded, StartFailed, StopFailed
 from ..domain.model import (
     FINISHED_TASK_STATUSES,
     SFN_ENDED_WITHOUT_FINALIZE,
@@ -41,9 +42,10 @@ from ..domain.model import (
 from ..persistence.eventlog import PROGRESS
 from ..persistence.executions import INLINE_RESULT_CHARS
 from ..persistence.table import Item
+from ..tenants import DEFAULT_TENANT, Tenants
 from .attempt import AttemptRunner, retry_asked
-from .ports import OrchestrationStore, StateMachine
-from .release import Releaser
+from .ports import OrchestrationStore, StateMachine, TenantExecutions, TenantTaskSlots
+from .release import Releaser, tenant_of
 from .results import final_text
 from .submission import execution_fields, new_execution_id, sink_ids, state_machine_input, task_items
 from .views import build_snapshot, result_url, terminal_event, timeout_source
@@ -53,6 +55,22 @@ log = logging.getLogger(__name__)
 DEFAULT_CEILING_SECONDS = 86_400  # Settings.execution_ceiling_seconds' default
 # The error AwaitDependencies ends with when its TimeoutSecondsPath (the execution's deadline) passes.
 _AWAIT_TIMED_OUT = "States.Timeout"
+# Retry-After of a submit refused for maxRunningExecutions: executions end all the time, but no
+# answer can say when the next one will.
+EXECUTIONS_RETRY_AFTER_SECONDS = 5
+
+
+class TenantQuotaStore(TenantExecutions, TenantTaskSlots, Protocol):
+    """What the tenant quotas need from the table (persistence/quotas.py)."""
+
+
+@dataclass(frozen=True)
+class Freed:
+    """A tenant's task slots an ended execution freed: (slots held, queued entries) after."""
+
+    tenant: str
+    limit: int
+    usage: tuple[int, list[str]]
 
 
 class Orchestrator:
@@ -64,43 +82,90 @@ class Orchestrator:
         clock: Callable[[], int] = now_ms,
         event_preview_chars: int = ev.RESULT_PREVIEW_CHARS,
         ceiling_seconds: int = DEFAULT_CEILING_SECONDS,
+        quotas: TenantQuotaStore | None = None,
+        tenants: Tenants | None = None,
     ) -> None:
         self._store = store
+        self._quotas = quotas
+        self._tenants = tenants or Tenants()
         self._preview_chars = event_preview_chars
         self._state_machine = state_machine
         self._arn = state_machine_arn
         self._ceiling = ceiling_seconds
         self._now = clock
         self._attempts = AttemptRunner(store, clock)
-        self._releases = Releaser(store, state_machine)
+        self._releases = Releaser(
+            store, state_machine, quotas, lambda tenant: self._tenants.policy(tenant).maxRunningTasks
+        )
 
     # ------------------------------------------------------------------ submission
 
-    def submit(self, job: Job, execution_id: str | None = None) -> str:
-        """Store the execution, then start the state machine; the execution's id.
+    def submit(self, job: Job, execution_id: str | None = None, tenant: str = DEFAULT_TENANT) -> str:
+        """Store the execution (``tenant``'s), then start the state machine; the execution's id.
 
-        If Step Functions refuses, the stored execution is finalized as failed (reason
+        QuotaExceeded when the tenant is at its submits per second or running executions (nothing
+        stored). If Step Functions refuses, the stored execution is finalized as failed (reason
         ``startFailed``) and StartFailed is raised."""
         execution_id = execution_id or new_execution_id()
         created = self._now()
-        self._store.create_execution(
-            execution_id,
-            created_at=created,
-            original_request=job.originalRequest,
-            tasks=task_items(job),
-            sink_ids=sink_ids(job),
-            **execution_fields(job, created, self._ceiling),
-        )
+        self._admit(tenant, execution_id, created)
+        try:
+            self._store.create_execution(
+                execution_id,
+                created_at=created,
+                original_request=job.originalRequest,
+                tasks=task_items(job),
+                sink_ids=sink_ids(job),
+                **execution_fields(job, created, self._ceiling),
+                **({"tenant": tenant} if tenant != DEFAULT_TENANT else {}),
+            )
+        except BaseException:
+            self._ended_for_tenant(tenant, execution_id)
+            raise
         try:
             arn = self._state_machine.start_execution(
                 self._arn, execution_id, state_machine_input(execution_id, job, self._ceiling)
             )
         except StartFailed as exc:
             error = {"Error": StartFailed.__name__, "Cause": str(exc)}
-            self.finalize({"executionId": execution_id, "error": error})
+            self._finalize({"executionId": execution_id, "error": error})
             raise
         self._store.set_execution_fields(execution_id, stateMachineExecutionArn=arn)
         return execution_id
+
+    def _admit(self, tenant: str, execution_id: str, now: int) -> None:
+        """Count the submit and the running execution against the tenant's quotas, or refuse."""
+        policy = self._tenants.policy(tenant)
+        if self._quotas is None:
+            return
+        if policy.submitsPerSecond and not self._quotas.take_submit(
+            tenant, policy.submitsPerSecond, now // 1000
+        ):
+            raise QuotaExceeded(tenant, "submitsPerSecond", policy.submitsPerSecond, 1)
+        limit = policy.maxRunningExecutions
+        if limit and not self._quotas.acquire_execution(tenant, execution_id, limit):
+            raise QuotaExceeded(tenant, "maxRunningExecutions", limit, EXECUTIONS_RETRY_AFTER_SECONDS)
+
+    def _ended_for_tenant(self, tenant: str, execution_id: str) -> Freed | None:
+        """The execution ended (or never started): free its place among the tenant's running
+        executions, and every task slot or queue place its tasks still have. Idempotent. What it
+        freed goes to the tenant's queued tasks through ``_hand_on``, which only the state
+        machine's functions call: the public API sends no task token (tests/unit/test_iam.py), so a
+        cancel leaves that to ``reconcile``, which its ABORTED status reaches."""
+        if self._quotas is None:
+            return None
+        policy = self._tenants.policy(tenant)
+        if policy.maxRunningExecutions:
+            self._quotas.release_execution(tenant, execution_id)
+        if not policy.maxRunningTasks:
+            return None
+        return Freed(
+            tenant, policy.maxRunningTasks, self._quotas.release_execution_tasks(tenant, execution_id)
+        )
+
+    def _hand_on(self, freed: Freed | None) -> None:
+        if freed is not None and freed.usage[1]:
+            self._releases.drain_tenant(freed.tenant, freed.limit, freed.usage)
 
     # ------------------------------------------------------------------ state machine steps
 
@@ -173,7 +238,13 @@ class Orchestrator:
         return {"taskId": task_id, "status": task["status"]}
 
     def finalize(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Last state: write execution.completed or execution.failed (once)."""
+        """Last state: write execution.completed or execution.failed (once); the tenant's freed
+        task slots go to its queued tasks."""
+        answer, freed = self._finalize(event)
+        self._hand_on(freed)
+        return answer
+
+    def _finalize(self, event: Mapping[str, Any]) -> tuple[dict[str, Any], Freed | None]:
         execution_id = str(event["executionId"])
         meta = self._store.get_meta(execution_id)
         if meta["status"] == ExecutionStatus.RUNNING:
@@ -192,10 +263,11 @@ class Orchestrator:
             else:
                 self._complete(execution_id, meta, now)
             meta = self._store.get_meta(execution_id)
+        freed = self._ended_for_tenant(tenant_of(meta), execution_id)
         self._store.append_event(
             execution_id, "execution.terminal", terminal_event(meta, self._preview_chars)
         )
-        return {"executionId": execution_id, "status": meta["status"]}
+        return {"executionId": execution_id, "status": meta["status"]}, freed
 
     def cancel(self, execution_id: str) -> dict[str, Any]:
         """Stop the execution: ``execution.failed`` with status ``cancelled``. Idempotent; raises
@@ -222,6 +294,7 @@ class Orchestrator:
                 # Already stopped or gone, or the call failed: the execution is cancelled either
                 # way, and every step the state machine still runs sees that and ends its task.
                 log.info("%s", exc)
+        self._ended_for_tenant(tenant_of(meta), execution_id)
         self._store.append_event(
             execution_id, "execution.terminal", terminal_event(meta, self._preview_chars)
         )
@@ -243,6 +316,9 @@ class Orchestrator:
             return {"reconciled": False}
         tail = self._store.last_event(execution_id)
         if tail is not None and tail.get("type") in ev.TERMINAL_TYPES:
+            # A cancel ends here: it freed the tenant's slots without handing them on (see
+            # _ended_for_tenant); this hands them on.
+            self._hand_on(self._ended_for_tenant(tenant_of(meta), execution_id))
             return {"executionId": execution_id, "status": meta["status"], "reconciled": False}
         if meta["status"] == ExecutionStatus.RUNNING:
             message, reason = _why_ended(SfnStatus(detail["status"]), detail, meta)
@@ -259,6 +335,7 @@ class Orchestrator:
         if meta["status"] == ExecutionStatus.FAILED:  # a cancel settles nothing: its tasks show cancelled
             self._settle_tasks(execution_id, meta)
             meta = self._store.get_meta(execution_id)  # the counters the terminal event carries
+        self._hand_on(self._ended_for_tenant(tenant_of(meta), execution_id))
         self._store.append_event(
             execution_id, "execution.terminal", terminal_event(meta, self._preview_chars)
         )

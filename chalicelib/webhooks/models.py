@@ -19,8 +19,9 @@ from ..config import Settings
 from ..domain import events as ev
 from ..domain.errors import InvalidWebhook
 from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, now_ms
+from ..tenants import DEFAULT_TENANT
 
-MAX_WEBHOOKS: Final = 100  # registrations per table: every event is matched against each of them
+MAX_WEBHOOKS: Final = 100  # registrations per tenant: every event is matched against its tenant's
 STATUSES: Final = tuple(DeliveryStatus)  # the ``status`` filter of the deliveries list accepts these
 
 
@@ -90,8 +91,12 @@ class Hook:
     sealed_secret: bytes
     created_at: int
     description: str = ""
+    tenant: str = DEFAULT_TENANT  # whose it is: it only ever receives that tenant's events
 
-    def matches(self, event: Mapping[str, Any]) -> bool:
+    def matches(self, event: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> bool:
+        """Whether ``event``, of an execution of ``tenant``, goes to this webhook."""
+        if tenant != self.tenant:
+            return False
         if self.execution_id is not None and event.get("executionId") != self.execution_id:
             return False
         return self.types is None or self.types.matches(str(event.get("type")))
