@@ -42,7 +42,7 @@ def policies(services, monkeypatch) -> Iterator[Any]:
     yield set_policies
 
 
-def submit(services, tenant: str, tasks: list[dict[str, Any]]) -> str:
+def submit(services, tenant, tasks):
     return services.orchestrator.submit(parse_job({"tasks": tasks}), tenant=tenant)
 
 
