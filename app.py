@@ -25,9 +25,9 @@ tracer = Tracer(service="dagcast")
 services = BuiltOnce(build_services)
 
 
-def _json(reply: api.Reply) -> Response:
-    status, body = reply
-    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+def _json(reply: tuple[int, dict[str, Any], dict[str, str]]) -> Response:
+    status, body, headers = reply
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json", **headers})
 
 
 def _request() -> Request:
@@ -94,43 +94,43 @@ def front_gate(request: Request, get_response: Callable[[Request], Response]) ->
 def execute_dag() -> Response:
     raw = _request().raw_body
     raw = raw.encode() if isinstance(raw, str) else raw
-    return _json(api.respond(lambda: api.execute_dag(services(), raw, _base_url(), tenant=_tenant())))
+    return _json(api.answer(lambda: api.execute_dag(services(), raw, _base_url(), tenant=_tenant())))
 
 
 @app.route("/api/v1/dag-executions", methods=["GET"], cors=True)
 def list_executions() -> Response:
     query = _request().query_params
-    return _json(api.respond(lambda: api.list_executions(services(), query, tenant=_tenant())))
+    return _json(api.answer(lambda: api.list_executions(services(), query, tenant=_tenant())))
 
 
 @app.route("/api/v1/dag-executions/{execution_id}", methods=["GET"], cors=True)
 def get_execution(execution_id: str) -> Response:
-    return _json(api.respond(lambda: api.get_execution(services(), execution_id, tenant=_tenant())))
+    return _json(api.answer(lambda: api.get_execution(services(), execution_id, tenant=_tenant())))
 
 
 @app.route("/api/v1/dag-executions/{execution_id}/stream-token", methods=["POST"], cors=True)
 def stream_token(execution_id: str) -> Response:
     return _json(
-        api.respond(lambda: api.stream_token(services(), execution_id, _base_url(), tenant=_tenant()))
+        api.answer(lambda: api.stream_token(services(), execution_id, _base_url(), tenant=_tenant()))
     )
 
 
 @app.route("/api/v1/dag-executions/{execution_id}/cancel", methods=["POST"], cors=True)
 def cancel_execution(execution_id: str) -> Response:
-    return _json(api.respond(lambda: api.cancel_execution(services(), execution_id, tenant=_tenant())))
+    return _json(api.answer(lambda: api.cancel_execution(services(), execution_id, tenant=_tenant())))
 
 
 @app.route("/api/v1/dag-executions/{execution_id}/result", methods=["GET"], cors=True)
 def final_result(execution_id: str) -> Response:
     query = _request().query_params
-    return _json(api.respond(lambda: api.final_result(services(), execution_id, query, tenant=_tenant())))
+    return _json(api.answer(lambda: api.final_result(services(), execution_id, query, tenant=_tenant())))
 
 
 @app.route("/api/v1/dag-executions/{execution_id}/tasks/{task_id}/result", methods=["GET"], cors=True)
 def task_result(execution_id: str, task_id: str) -> Response:
     query = _request().query_params
     return _json(
-        api.respond(lambda: api.task_result(services(), execution_id, task_id, query, tenant=_tenant()))
+        api.answer(lambda: api.task_result(services(), execution_id, task_id, query, tenant=_tenant()))
     )
 
 
@@ -138,34 +138,34 @@ def task_result(execution_id: str, task_id: str) -> Response:
 def create_webhook() -> Response:
     raw = _request().raw_body
     raw = raw.encode() if isinstance(raw, str) else raw
-    return _json(api.respond(lambda: api.create_webhook(services(), raw, tenant=_tenant())))
+    return _json(api.answer(lambda: api.create_webhook(services(), raw, tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks", methods=["GET"], cors=True)
 def list_webhooks() -> Response:
-    return _json(api.respond(lambda: api.list_webhooks(services(), tenant=_tenant())))
+    return _json(api.answer(lambda: api.list_webhooks(services(), tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks/{webhook_id}", methods=["GET"], cors=True)
 def get_webhook(webhook_id: str) -> Response:
-    return _json(api.respond(lambda: api.get_webhook(services(), webhook_id, tenant=_tenant())))
+    return _json(api.answer(lambda: api.get_webhook(services(), webhook_id, tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks/{webhook_id}", methods=["DELETE"], cors=True)
 def delete_webhook(webhook_id: str) -> Response:
-    return _json(api.respond(lambda: api.delete_webhook(services(), webhook_id, tenant=_tenant())))
+    return _json(api.answer(lambda: api.delete_webhook(services(), webhook_id, tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks/{webhook_id}/deliveries", methods=["GET"], cors=True)
 def list_deliveries(webhook_id: str) -> Response:
     query = _request().query_params
-    return _json(api.respond(lambda: api.list_deliveries(services(), webhook_id, query, tenant=_tenant())))
+    return _json(api.answer(lambda: api.list_deliveries(services(), webhook_id, query, tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", methods=["POST"], cors=True)
 def replay_delivery(webhook_id: str, delivery_id: str) -> Response:
     return _json(
-        api.respond(lambda: api.replay_delivery(services(), webhook_id, delivery_id, tenant=_tenant()))
+        api.answer(lambda: api.replay_delivery(services(), webhook_id, delivery_id, tenant=_tenant()))
     )
 
 

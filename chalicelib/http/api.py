@@ -57,14 +57,21 @@ Reply = tuple[int, dict[str, Any]]
 
 def respond(handler: Callable[[], Reply]) -> Reply:
     """The handler's reply, or the answer the error map gives to what it raised."""
+    status, body, _ = answer(handler)
+    return status, body
+
+
+def answer(handler: Callable[[], Reply]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """As ``respond``, with the headers the error's status calls for (Retry-After on a 429)."""
     try:
-        return handler()
+        status, body = handler()
     except Exception as exc:
-        answer = answer_for(exc)
-        if answer is None:
+        refusal = answer_for(exc)
+        if refusal is None:
             log.exception("unhandled error")
-            answer = INTERNAL_ERROR
-        return answer.status, answer.body
+            refusal = INTERNAL_ERROR
+        return refusal.status, refusal.body, refusal.headers
+    return status, body, {}
 
 
 def _json_body(raw_body: bytes | None, example: str, limit: int = MAX_BODY_BYTES) -> Any:

@@ -19,6 +19,7 @@ import pytest
 from chalicelib.domain.dag import parse_job
 from chalicelib.domain.errors import ApiKeyInvalid, InvalidJob, QuotaExceeded
 from chalicelib.domain.model import TaskStatus
+from chalicelib.factory import Services
 from chalicelib.http import api
 from chalicelib.http.errors import answer_for
 from chalicelib.http.gate import Gate, key_digest
@@ -42,7 +43,7 @@ def policies(services, monkeypatch) -> Iterator[Any]:
     yield set_policies
 
 
-def submit(services, tenant, tasks):
+def submit(services: Services, tenant: str, tasks: list[dict[str, Any]]) -> str:
     return services.orchestrator.submit(parse_job({"tasks": tasks}), tenant=tenant)
 
 
