@@ -72,6 +72,7 @@ bench: install
 	$(BIN)/python -m bench.write_capacity
 	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.import_times
+	$(BIN)/python -m bench.fairness
 
 # docs/events.schema.json from the event models (chalicelib/domain/events.py): run it after changing
 # an event; tests/unit/test_event_schema.py fails while the committed file differs from the models.
