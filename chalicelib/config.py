@@ -202,8 +202,8 @@ class Settings(BaseModel):
         for n, entry in enumerate(value, 1):
             if not re.fullmatch(r"([a-z0-9][a-z0-9_-]{0,62}:)?[0-9a-f]{64}", entry):
                 raise ValueError(  # the entry is not shown: it may be a key pasted by mistake
-                    f"entry {n} is not a SHA-256 hex digest: list the digests of the keys, never the keys "
-                    "(`dagcast api-key` makes a key and prints its digest)"
+                    f"entry {n} is not a SHA-256 hex digest (or <tenant>:<digest>): list the digests of "
+                    "the keys, never the keys (`dagcast api-key` makes a key and prints its digest)"
                 )
         return value
 
