@@ -62,7 +62,8 @@ demo: install
 # SSE in Lambda's shape: K processes with one viewer each (on-demand) and one process with K viewers
 # (managed-instances) on one emitting execution — its partition's RCU/s, latency, the projection to
 # 10,000 viewers, $ per viewer-hour and the issue-17 goals (docs/cost.md; about 2 minutes); each
-# function's handler-module import time, fresh processes (docs/operations.md § Cold starts).
+# function's handler-module import time, fresh processes (docs/operations.md § Cold starts); a
+# tenant flooding with 100 executions against a lone one (docs/security.md#quotas-and-fairness).
 bench: install
 	$(BIN)/python -m bench.sse_fanout
 	$(BIN)/python -m bench.sse_gzip
@@ -72,6 +73,7 @@ bench: install
 	$(BIN)/python -m bench.write_capacity
 	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.import_times
+	$(BIN)/python -m bench.fairness
 
 # docs/events.schema.json from the event models (chalicelib/domain/events.py): run it after changing
 # an event; tests/unit/test_event_schema.py fails while the committed file differs from the models.

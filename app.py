@@ -25,9 +25,9 @@ tracer = Tracer(service="dagcast")
 services = BuiltOnce(build_services)
 
 
-def _json(reply: api.Reply) -> Response:
-    status, body = reply
-    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+def _json(reply: tuple[int, dict[str, Any], dict[str, str]]) -> Response:
+    status, body, headers = reply
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json", **headers})
 
 
 def _request() -> Request:
@@ -35,6 +35,18 @@ def _request() -> Request:
     if request is None:  # pragma: no cover - Chalice sets it for every route call
         raise RuntimeError("no current request")
     return request
+
+
+# Where the gate leaves the caller's tenant for the routes: a key of the request's context, which
+# only dagcast writes (API Gateway's own keys are camelCase words without a prefix).
+TENANT_CONTEXT = "dagcast.tenant"
+
+
+def _tenant() -> str:
+    tenant = (_request().context or {}).get(TENANT_CONTEXT)
+    if not tenant:  # the gate runs before every route; a route without it must fail, never be open
+        raise RuntimeError("the request has no tenant: the front gate did not run")
+    return str(tenant)
 
 
 def _base_url() -> str:
@@ -59,7 +71,8 @@ def front_gate(request: Request, get_response: Callable[[Request], Response]) ->
     try:
         if request.method != "OPTIONS":
             identity = (request.context or {}).get("identity") or {}
-            gate.check(request.headers, str(identity.get("sourceIp") or "unknown"))
+            tenant = gate.check(request.headers, str(identity.get("sourceIp") or "unknown"))
+            request.context[TENANT_CONTEXT] = tenant  # the routes read it: _tenant()
     except DagcastError as exc:
         answer = errors.answer_for(exc) or errors.INTERNAL_ERROR
         response = Response(
@@ -81,33 +94,35 @@ def front_gate(request: Request, get_response: Callable[[Request], Response]) ->
 def execute_dag() -> Response:
     raw = _request().raw_body
     raw = raw.encode() if isinstance(raw, str) else raw
-    return _json(api.respond(lambda: api.execute_dag(services(), raw, _base_url())))
+    return _json(api.answer(lambda: api.execute_dag(services(), raw, _base_url(), tenant=_tenant())))
 
 
 @app.route("/api/v1/dag-executions", methods=["GET"], cors=True)
 def list_executions() -> Response:
     query = _request().query_params
-    return _json(api.respond(lambda: api.list_executions(services(), query)))
+    return _json(api.answer(lambda: api.list_executions(services(), query, tenant=_tenant())))
 
 
 @app.route("/api/v1/dag-executions/{execution_id}", methods=["GET"], cors=True)
 def get_execution(execution_id: str) -> Response:
-    return _json(api.respond(lambda: api.get_execution(services(), execution_id)))
+    return _json(api.answer(lambda: api.get_execution(services(), execution_id, tenant=_tenant())))
 
 
 @app.route("/api/v1/dag-executions/{execution_id}/stream-token", methods=["POST"], cors=True)
 def stream_token(execution_id: str) -> Response:
-    return _json(api.respond(lambda: api.stream_token(services(), execution_id, _base_url())))
+    return _json(
+        api.answer(lambda: api.stream_token(services(), execution_id, _base_url(), tenant=_tenant()))
+    )
 
 
 @app.route("/api/v1/dag-executions/{execution_id}/cancel", methods=["POST"], cors=True)
 def cancel_execution(execution_id: str) -> Response:
-    return _json(api.respond(lambda: api.cancel_execution(services(), execution_id)))
+    return _json(api.answer(lambda: api.cancel_execution(services(), execution_id, tenant=_tenant())))
 
 
 @app.route("/api/v1/dag-executions/{execution_id}", methods=["DELETE"], cors=True)
 def delete_execution(execution_id: str) -> Response:
-    return _json(api.respond(lambda: api.delete_execution(services(), execution_id)))
+    return _json(api.answer(lambda: api.delete_execution(services(), execution_id, tenant=_tenant())))
 
 
 # No content_types: the body is optional (a bare POST reruns from failure).
@@ -115,19 +130,23 @@ def delete_execution(execution_id: str) -> Response:
 def rerun_execution(execution_id: str) -> Response:
     raw = _request().raw_body
     raw = raw.encode() if isinstance(raw, str) else raw
-    return _json(api.respond(lambda: api.rerun_execution(services(), execution_id, raw, _base_url())))
+    return _json(
+        api.answer(lambda: api.rerun_execution(services(), execution_id, raw, _base_url(), tenant=_tenant()))
+    )
 
 
 @app.route("/api/v1/dag-executions/{execution_id}/result", methods=["GET"], cors=True)
 def final_result(execution_id: str) -> Response:
     query = _request().query_params
-    return _json(api.respond(lambda: api.final_result(services(), execution_id, query)))
+    return _json(api.answer(lambda: api.final_result(services(), execution_id, query, tenant=_tenant())))
 
 
 @app.route("/api/v1/dag-executions/{execution_id}/tasks/{task_id}/result", methods=["GET"], cors=True)
 def task_result(execution_id: str, task_id: str) -> Response:
     query = _request().query_params
-    return _json(api.respond(lambda: api.task_result(services(), execution_id, task_id, query)))
+    return _json(
+        api.answer(lambda: api.task_result(services(), execution_id, task_id, query, tenant=_tenant()))
+    )
 
 
 @app.route(
@@ -140,41 +159,46 @@ def decide_task(execution_id: str, task_id: str) -> Response:
     """An approval task's decision: the one route whose code sends a task token (docs/security.md)."""
     request = _request()
     raw = request.raw_body.encode() if isinstance(request.raw_body, str) else request.raw_body
-    caller = gate.caller(request.headers)
-    return _json(api.respond(lambda: api.decide_task(services(), execution_id, task_id, raw, caller)))
+    tenant = _tenant()
+    caller = gate.caller(request.headers, tenant)
+    return _json(
+        api.answer(lambda: api.decide_task(services(), execution_id, task_id, raw, caller, tenant=tenant))
+    )
 
 
 @app.route("/api/v1/webhooks", methods=["POST"], content_types=["application/json"], cors=True)
 def create_webhook() -> Response:
     raw = _request().raw_body
     raw = raw.encode() if isinstance(raw, str) else raw
-    return _json(api.respond(lambda: api.create_webhook(services(), raw)))
+    return _json(api.answer(lambda: api.create_webhook(services(), raw, tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks", methods=["GET"], cors=True)
 def list_webhooks() -> Response:
-    return _json(api.respond(lambda: api.list_webhooks(services())))
+    return _json(api.answer(lambda: api.list_webhooks(services(), tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks/{webhook_id}", methods=["GET"], cors=True)
 def get_webhook(webhook_id: str) -> Response:
-    return _json(api.respond(lambda: api.get_webhook(services(), webhook_id)))
+    return _json(api.answer(lambda: api.get_webhook(services(), webhook_id, tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks/{webhook_id}", methods=["DELETE"], cors=True)
 def delete_webhook(webhook_id: str) -> Response:
-    return _json(api.respond(lambda: api.delete_webhook(services(), webhook_id)))
+    return _json(api.answer(lambda: api.delete_webhook(services(), webhook_id, tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks/{webhook_id}/deliveries", methods=["GET"], cors=True)
 def list_deliveries(webhook_id: str) -> Response:
     query = _request().query_params
-    return _json(api.respond(lambda: api.list_deliveries(services(), webhook_id, query)))
+    return _json(api.answer(lambda: api.list_deliveries(services(), webhook_id, query, tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", methods=["POST"], cors=True)
 def replay_delivery(webhook_id: str, delivery_id: str) -> Response:
-    return _json(api.respond(lambda: api.replay_delivery(services(), webhook_id, delivery_id)))
+    return _json(
+        api.answer(lambda: api.replay_delivery(services(), webhook_id, delivery_id, tenant=_tenant()))
+    )
 
 
 @app.lambda_function(name="register_task")

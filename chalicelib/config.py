@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .domain.previews import MIN_EVENT_PREVIEW_CHARS, RESULT_PREVIEW_CHARS
+from .tenants import Tenants, parse_policies
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "infra" / "statemachine" / "dag.asl.json"
 # ASL substitution → the Chalice lambda_function whose ARN it takes (template.yaml passes the same).
@@ -52,6 +53,9 @@ _ENV = {
     "api_keys": "DAGCAST_API_KEYS",
     "api_rate": "DAGCAST_API_RATE",
     "api_burst": "DAGCAST_API_BURST",
+    "api_key_store": "DAGCAST_API_KEY_STORE",
+    "api_key_cache_seconds": "DAGCAST_API_KEY_CACHE_SECONDS",
+    "tenants": "DAGCAST_TENANTS",
     "max_streams_per_ip": "DAGCAST_MAX_STREAMS_PER_IP",
     "max_streams_per_execution": "DAGCAST_MAX_STREAMS_PER_EXECUTION",
     "stream_leases": "DAGCAST_STREAM_LEASES",
@@ -147,8 +151,16 @@ class Settings(BaseModel):
     token_ttl_seconds: int = Field(default=3600, ge=10)
     cors_origins: tuple[str, ...] = ()
     # --- the REST API's gate (chalicelib/http/gate.py, docs/security.md) ---
-    # SHA-256 digests (hex) of the API keys; empty: the API is open.
+    # SHA-256 digests (hex) of the API keys, each tenant ``default``, or ``<tenant>:<digest>`` (the
+    # local stack's `dagcast up --api-key acme=KEY`); empty, and no key store: the API is open.
     api_keys: tuple[str, ...] = ()
+    # Keys registered in the table (`dagcast api-key --tenant T --stage S`): a key not in
+    # DAGCAST_API_KEYS is looked up there, and the answer (a tenant, or "no such key") kept this
+    # long per process, so a revoked key stops working within api_key_cache_seconds.
+    api_key_store: bool = False
+    api_key_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
+    # Per-tenant quotas and capabilities (chalicelib/tenants.py), JSON; empty: the defaults for all.
+    tenants: str = ""
     # Requests/s per client IP, sustained; 0 (the default; the local stack): no limit. The stages in
     # .chalice/config.json set it.
     api_rate: float = Field(default=0.0, ge=0)
@@ -196,12 +208,21 @@ class Settings(BaseModel):
     @classmethod
     def _digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for n, entry in enumerate(value, 1):
-            if not re.fullmatch(r"[0-9a-f]{64}", entry):
+            if not re.fullmatch(r"([a-z0-9][a-z0-9_-]{0,62}:)?[0-9a-f]{64}", entry):
                 raise ValueError(  # the entry is not shown: it may be a key pasted by mistake
-                    f"entry {n} is not a SHA-256 hex digest: list the digests of the keys, never the keys "
-                    "(`dagcast api-key` makes a key and prints its digest)"
+                    f"entry {n} is not a SHA-256 hex digest (or <tenant>:<digest>): list the digests of "
+                    "the keys, never the keys (`dagcast api-key` makes a key and prints its digest)"
                 )
         return value
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_policies(cls, value: str) -> str:
+        parse_policies(value)  # ValueError names the tenant and the field
+        return value
+
+    def tenant_policies(self) -> Tenants:
+        return Tenants(parse_policies(self.tenants))
 
     @model_validator(mode="before")
     @classmethod

@@ -20,10 +20,13 @@ from .config import Settings
 from .http.gate import Gate
 from .kinds import load_plugins
 from .orchestration.engine import Orchestrator
+from .persistence.apikeys import ApiKeyRegistry
 from .persistence.executions import DynamoStore
+from .persistence.quotas import TenantQuotas
 from .persistence.sfn import StepFunctions
 from .redact import Redactor, redact_log_records
 from .stream.auth import TokenSigner
+from .tenants import Tenants
 from .webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
@@ -39,16 +42,19 @@ class Services:
 
     def __init__(
         self, settings: Settings, store: DynamoStore, orchestrator: Orchestrator, webhooks: WebhookStore,
-        gate: Gate, client: Callable[[str], Any],
+        gate: Gate, client: Callable[[str], Any], tenants: Tenants | None = None,
     ) -> None:  # fmt: skip
         self.settings = settings
+        self.tenants = tenants or Tenants()  # per-tenant quotas and capabilities
         self.store = store
         self.orchestrator = orchestrator
         self.webhooks = webhooks
         self.gate = gate  # the REST API's keys, rate and CORS allow-list
         self._signer = BuiltOnce(lambda: _signer(settings))
         self._dispatcher = BuiltOnce(lambda: _dispatcher(settings, webhooks, client))
-        self._fanout = BuiltOnce(lambda: _fanout(settings, webhooks, self.dispatcher, client))
+        self._fanout = BuiltOnce(
+            lambda: _fanout(settings, webhooks, self.dispatcher, client, store.execution_tenant)
+        )
 
     @property
     def signer(self) -> TokenSigner | None:
@@ -91,7 +97,11 @@ def _dispatcher(
 
 
 def _fanout(
-    settings: Settings, webhooks: WebhookStore, dispatcher: Dispatcher | None, client: Callable[[str], Any]
+    settings: Settings,
+    webhooks: WebhookStore,
+    dispatcher: Dispatcher | None,
+    client: Callable[[str], Any],
+    tenant_of: Callable[[str], str | None],
 ) -> FanOut:
     from .fanout import FanOut
 
@@ -102,6 +112,7 @@ def _fanout(
         eventbridge,
         settings.event_bus,
         settings.webhook_inline_seconds,
+        tenant_of=tenant_of,
         publish_progress=settings.event_bus_progress,
     )
 
@@ -127,6 +138,7 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
     # every log line of the process (ours and the libraries': httpx logs each URL it calls)
     redact_log_records(store.redactor)
     webhooks = WebhookStore(dynamodb, settings.table_name, settings.webhook_retention_days)
+    tenants = settings.tenant_policies()
     orchestrator = Orchestrator(
         store,
         StepFunctions(client("stepfunctions")),
@@ -134,8 +146,11 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
         event_preview_chars=settings.event_preview_chars,
         ceiling_seconds=settings.execution_ceiling_seconds,
         retention_days=settings.retention_days,
+        quotas=TenantQuotas(dynamodb, settings.table_name),
+        tenants=tenants,
     )
-    return Services(settings, store, orchestrator, webhooks, Gate(settings), client)
+    registry = ApiKeyRegistry(dynamodb, settings.table_name) if settings.api_key_store else None
+    return Services(settings, store, orchestrator, webhooks, Gate(settings, registry), client, tenants)
 
 
 T = TypeVar("T")

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from .domain.events import SUBSTEP_PROGRESS
 from .domain.model import now_ms
 from .persistence.keys import EVENT_PREFIX, event_position, is_event_sk
+from .tenants import DEFAULT_TENANT
 from .webhooks.dispatcher import Dispatcher, LaneReport
 from .webhooks.models import Hook, delivery_item
 from .webhooks.store import WebhookStore
@@ -53,6 +55,7 @@ logger = Logger(service="dagcast-fanout")
 metrics = Metrics(namespace="dagcast", service="fanout")
 EVENT_SOURCE = "dagcast"
 MAX_DETAIL_BYTES = 200_000  # under EventBridge's 256 KB entry limit, with room for the envelope
+MAX_CACHED_TENANTS = 10_000  # executions whose tenant the process remembers
 
 
 class EarlierRecordFailed(RuntimeError):
@@ -99,10 +102,13 @@ class FanOut:
         eventbridge: EventBridgeClient | None,
         bus: str,
         inline_seconds: float,
+        tenant_of: Callable[[str], str | None] = lambda execution_id: DEFAULT_TENANT,
         publish_progress: bool = False,
     ) -> None:
         self.webhooks = webhooks
         self.publish_progress = publish_progress  # substep.progress to EventBridge (a stage setting)
+        self._tenant_of = tenant_of
+        self._tenants: OrderedDict[str, str | None] = OrderedDict()  # execution → tenant: it never changes
         self.dispatcher = dispatcher
         self.eventbridge = eventbridge if bus else None
         self.bus = bus
@@ -174,7 +180,9 @@ class FanOut:
             raise MalformedRecord(f"event record {record.event_id}: {type(exc).__name__}: {exc}") from None
         logger.debug("event", extra={"type": event.get("type")})
         # Deliveries first: they are idempotent, so a bus that keeps refusing cannot cost webhooks.
-        hooks = [h for h in batch.hooks if h.matches(event)]
+        # A webhook only ever gets its own tenant's events (an execution gone: nobody's).
+        tenant = self.tenant(execution_id) if batch.hooks else None
+        hooks = [h for h in batch.hooks if tenant is not None and h.matches(event, tenant)]
         if hooks and self.webhooks is not None:
             self.webhooks.enqueue([delivery_item(h, event, body) for h in hooks])
             for h in hooks:
@@ -186,6 +194,14 @@ class FanOut:
         batch.events += 1
         batch.max_lag_ms = max(batch.max_lag_ms, now_ms() - int(event.get("timestamp") or now_ms()))
         return event
+
+    def tenant(self, execution_id: str) -> str | None:
+        """The execution's tenant: read once per execution per process (one attribute of META)."""
+        if execution_id not in self._tenants:
+            self._tenants[execution_id] = self._tenant_of(execution_id)
+            while len(self._tenants) > MAX_CACHED_TENANTS:
+                self._tenants.popitem(last=False)
+        return self._tenants[execution_id]
 
     def _publish(self, event: dict[str, Any], body: str) -> None:
         assert self.eventbridge is not None

@@ -124,6 +124,19 @@ class TooManyStreams(Throttled):
     """More concurrent streams from one client, or for one execution, than this process allows."""
 
 
+class QuotaExceeded(Throttled):
+    """A tenant is at one of its quotas (chalicelib/tenants.py): the message names it. Nothing is
+    queued: the caller tries again after Retry-After."""
+
+    def __init__(self, tenant: str, quota: str, limit: float, retry_after: int) -> None:
+        super().__init__(
+            f"tenant {tenant!r} is at its quota {quota} ({limit:g}); nothing was started, retry after "
+            "the Retry-After seconds",
+            retry_after,
+        )
+        self.quota = quota
+
+
 # what a request names that does not exist (ExecutionNotFound: the store's, below), or is turned off
 
 

@@ -36,10 +36,12 @@ from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, ExecutionStatus, 
 from ..domain.typefilter import TypeFilter
 from ..factory import Services
 from ..orchestration.decisions import MAX_DECISION_DATA_BYTES, Decision
+from ..orchestration.release import tenant_of
 from ..orchestration.rerun import parse_rerun
 from ..orchestration.results import ResultText, final_text, task_text
 from ..orchestration.views import TEXT_CAPS, cut_view, execution_view
 from ..redact import Redactor
+from ..tenants import DEFAULT_TENANT
 from ..webhooks.models import MAX_WEBHOOKS, Hook, delivery_view, parse_spec
 from ..webhooks.signing import whsec
 from ..webhooks.store import deliveries_prefix
@@ -64,14 +66,21 @@ _SHAPES = Redactor()
 
 def respond(handler: Callable[[], Reply]) -> Reply:
     """The handler's reply, or the answer the error map gives to what it raised."""
+    status, body, _ = answer(handler)
+    return status, body
+
+
+def answer(handler: Callable[[], Reply]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """As ``respond``, with the headers the error's status calls for (Retry-After on a 429)."""
     try:
-        return handler()
+        status, body = handler()
     except Exception as exc:
-        answer = answer_for(exc)
-        if answer is None:
+        refusal = answer_for(exc)
+        if refusal is None:
             log.exception("unhandled error")
-            answer = INTERNAL_ERROR
-        return answer.status, _SHAPES.apply(answer.body)
+            refusal = INTERNAL_ERROR
+        return refusal.status, _SHAPES.apply(refusal.body), refusal.headers
+    return status, body, {}
 
 
 def _json_body(raw_body: bytes | None, example: str, limit: int = MAX_BODY_BYTES) -> Any:
@@ -102,37 +111,48 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def execute_dag(services: Services, raw_body: bytes | None, base_url: str) -> Reply:
+def execute_dag(
+    services: Services, raw_body: bytes | None, base_url: str, *, tenant: str = DEFAULT_TENANT
+) -> Reply:
     body = _json_body(raw_body, '{"originalRequest": ..., "tasks": [...]}')
     job = parse_job(body)
-    return _accepted(services, services.orchestrator.submit(job), base_url)
+    services.tenants.check_job(job, tenant)
+    return _accepted(services, tenant, services.orchestrator.submit(job, tenant=tenant), base_url)
 
 
-def _accepted(services: Services, execution_id: str, base_url: str, **fields: Any) -> Reply:
+def _accepted(services: Services, tenant: str, execution_id: str, base_url: str, **fields: Any) -> Reply:
     api = services.settings.public_url or base_url
     return 202, {
         "executionId": execution_id,
         "status": ExecutionStatus.RUNNING,
         **fields,
         "statusUrl": f"{api}/api/v1/dag-executions/{execution_id}",
-        **_stream_access(services, execution_id, base_url),
+        **_stream_access(services, tenant, execution_id, base_url),
     }
 
 
-def rerun_execution(services: Services, execution_id: str, raw_body: bytes | None, base_url: str) -> Reply:
+def rerun_execution(
+    services: Services,
+    execution_id: str,
+    raw_body: bytes | None,
+    base_url: str,
+    *,
+    tenant: str = DEFAULT_TENANT,
+) -> Reply:
     """A new execution of the job, reusing what completed (orchestration/rerun.py); no body or
     ``{"from": "failed"}``: every task that did not complete runs again; ``{"tasks": [ids]}``:
     those too, and their dependents."""
     body = _json_body(raw_body, '{"tasks": [1, 2]}', 100_000) if raw_body and raw_body.strip() else None
     forced = parse_rerun(body)
+    _owned(services, tenant, execution_id)  # another tenant's: as unknown
     new_id = services.orchestrator.rerun(execution_id, forced)
-    return _accepted(services, new_id, base_url, rerunOf=execution_id)
+    return _accepted(services, tenant, new_id, base_url, rerunOf=execution_id)
 
 
-def delete_execution(services: Services, execution_id: str) -> Reply:
+def delete_execution(services: Services, execution_id: str, *, tenant: str = DEFAULT_TENANT) -> Reply:
     """Remove a finished execution now: its webhook deliveries, then every item it has, META
     last (persistence/removal.py); a retry after a failure finishes the job."""
-    meta = services.store.get_meta(execution_id)  # ExecutionNotFound if unknown, deleted or expired
+    meta = _owned(services, tenant, execution_id)  # ExecutionNotFound if unknown, deleted, expired, another's
     if meta["status"] == ExecutionStatus.RUNNING:
         raise ExecutionRunning(execution_id, "delete it")
     services.webhooks.forget_execution(execution_id)
@@ -141,12 +161,21 @@ def delete_execution(services: Services, execution_id: str) -> Reply:
     return 200, {"executionId": execution_id, "deleted": True}
 
 
-def _stream_access(services: Services, execution_id: str, base_url: str) -> dict[str, Any]:
+def _owned(services: Services, tenant: str, execution_id: str) -> dict[str, Any]:
+    """The execution's META if ``tenant`` owns it; another tenant's is ExecutionNotFound, the very
+    answer an unknown id gets, so that no route tells whether an id exists elsewhere."""
+    meta = services.store.get_meta(execution_id)
+    if tenant_of(meta) != tenant:
+        raise ExecutionNotFound(execution_id)
+    return meta
+
+
+def _stream_access(services: Services, tenant: str, execution_id: str, base_url: str) -> dict[str, Any]:
     events = (services.settings.events_url or services.settings.public_url or base_url).rstrip("/")
     url = f"{events}/api/v1/dag-executions/{execution_id}/events"
     if services.signer is None:
         return {"eventsUrl": url}
-    issued = services.signer.issue(execution_id)
+    issued = services.signer.issue(execution_id, tenant=tenant)
     return {
         "eventsUrl": f"{url}?token={issued.token}",
         "streamToken": issued.token,
@@ -154,15 +183,18 @@ def _stream_access(services: Services, execution_id: str, base_url: str) -> dict
     }
 
 
-def stream_token(services: Services, execution_id: str, base_url: str) -> Reply:
+def stream_token(
+    services: Services, execution_id: str, base_url: str, *, tenant: str = DEFAULT_TENANT
+) -> Reply:
     """A fresh stream token for a known execution (for reconnects after the first one expired)."""
-    services.store.get_meta(execution_id)  # ExecutionNotFound if unknown
+    _owned(services, tenant, execution_id)  # ExecutionNotFound if unknown or another tenant's
     if services.signer is None:
         raise StreamTokensOff()
-    return 200, _stream_access(services, execution_id, base_url)
+    return 200, _stream_access(services, tenant, execution_id, base_url)
 
 
-def get_execution(services: Services, execution_id: str) -> Reply:
+def get_execution(services: Services, execution_id: str, *, tenant: str = DEFAULT_TENANT) -> Reply:
+    _owned(services, tenant, execution_id)
     snapshot = services.orchestrator.snapshot(execution_id)
     return 200, _fitted(lambda cap: snapshot if cap is None else cut_view(snapshot, cap))
 
@@ -184,13 +216,16 @@ def _limit(raw: str) -> int:
     return limit
 
 
-def list_executions(services: Services, query: Mapping[str, str] | None) -> Reply:
+def list_executions(
+    services: Services, query: Mapping[str, str] | None, *, tenant: str = DEFAULT_TENANT
+) -> Reply:
     limit = _limit((query or {}).get("limit", "20"))
-    views = [execution_view(m) for m in services.store.list_executions(limit)]
+    views = [execution_view(m) for m in services.store.list_executions(limit, scope=tenant)]
     return 200, _fitted(lambda cap: {"executions": [v if cap is None else cut_view(v, cap) for v in views]})
 
 
-def cancel_execution(services: Services, execution_id: str) -> Reply:
+def cancel_execution(services: Services, execution_id: str, *, tenant: str = DEFAULT_TENANT) -> Reply:
+    _owned(services, tenant, execution_id)
     return 200, services.orchestrator.cancel(execution_id)
 
 
@@ -207,9 +242,12 @@ def decide_task(
     raw_task_id: str,
     raw_body: bytes | None,
     decided_by: Mapping[str, Any],
+    *,
+    tenant: str = DEFAULT_TENANT,
 ) -> Reply:
     """A person's decision on an approval task: the task as it ended (200)."""
     task_id = _task_id(raw_task_id)
+    _owned(services, tenant, execution_id)  # another tenant's: as unknown
     body = _json_body(raw_body, '{"approve": true, "comment": "...", "data": {...}}', 100_000)
     try:
         decision = Decision.model_validate(body)
@@ -225,11 +263,16 @@ def decide_task(
 
 
 def task_result(
-    services: Services, execution_id: str, raw_task_id: str, query: Mapping[str, str] | None = None
+    services: Services,
+    execution_id: str,
+    raw_task_id: str,
+    query: Mapping[str, str] | None = None,
+    *,
+    tenant: str = DEFAULT_TENANT,
 ) -> Reply:
     """A task's full result (events and snapshots cut results over 16 KB), or one page of it."""
     task_id = _task_id(raw_task_id)
-    services.store.get_meta(execution_id)  # ExecutionNotFound for an unknown execution
+    _owned(services, tenant, execution_id)  # ExecutionNotFound for an unknown execution
     try:
         task = services.store.get_task(execution_id, task_id)
     except StoreError:
@@ -240,9 +283,15 @@ def task_result(
     return _result_reply({"executionId": execution_id, "taskId": task_id}, "result", text, query)
 
 
-def final_result(services: Services, execution_id: str, query: Mapping[str, str] | None = None) -> Reply:
+def final_result(
+    services: Services,
+    execution_id: str,
+    query: Mapping[str, str] | None = None,
+    *,
+    tenant: str = DEFAULT_TENANT,
+) -> Reply:
     """The execution's full final result (the result task's, or one per sink task), or one page of it."""
-    meta = services.store.get_meta(execution_id)
+    meta = _owned(services, tenant, execution_id)
     if meta["status"] != ExecutionStatus.COMPLETED:
         raise NoFinalResult(meta["status"])
     text = final_text(services.store, execution_id, [int(s) for s in meta["sinks"]])
@@ -316,17 +365,22 @@ def _dispatcher(services: Services) -> Dispatcher:
     return services.dispatcher
 
 
-def _hook(services: Services, webhook_id: str) -> Hook:
+def _hook(services: Services, tenant: str, webhook_id: str) -> Hook:
+    """The webhook if ``tenant`` owns it; another tenant's is WebhookNotFound, as an unknown id."""
     hook = services.webhooks.get_hook(webhook_id)
-    if hook is None:
+    if hook is None or hook.tenant != tenant:
         raise WebhookNotFound(webhook_id)
     return hook
 
 
-def create_webhook(services: Services, raw_body: bytes | None) -> Reply:
+def _tenant_hooks(services: Services, tenant: str) -> list[Hook]:
+    return [h for h in services.webhooks.hooks() if h.tenant == tenant]
+
+
+def create_webhook(services: Services, raw_body: bytes | None, *, tenant: str = DEFAULT_TENANT) -> Reply:
     dispatcher = _dispatcher(services)
     spec = parse_spec(_json_body(raw_body, _WEBHOOK_EXAMPLE, 10_000), services.settings)
-    if len(services.webhooks.hooks()) >= MAX_WEBHOOKS:
+    if len(_tenant_hooks(services, tenant)) >= MAX_WEBHOOKS:  # per tenant: none can fill another's
         raise TooManyWebhooks(MAX_WEBHOOKS)
     webhook_id = f"wh_{uuid.uuid4().hex}"
     key = spec.key()
@@ -338,6 +392,7 @@ def create_webhook(services: Services, raw_body: bytes | None) -> Reply:
         sealed_secret=dispatcher.box.seal(webhook_id, key),
         created_at=now_ms(),
         description=spec.description,
+        tenant=tenant,
     )
     services.webhooks.put_hook(hook)
     # The one answer that shows the secret, in the form receivers' libraries take: it is sealed
@@ -345,23 +400,26 @@ def create_webhook(services: Services, raw_body: bytes | None) -> Reply:
     return 201, {**hook.view(), "secret": whsec(key)}
 
 
-def list_webhooks(services: Services) -> Reply:
-    hooks = sorted(services.webhooks.hooks(), key=lambda h: h.created_at)
+def list_webhooks(services: Services, *, tenant: str = DEFAULT_TENANT) -> Reply:
+    hooks = sorted(_tenant_hooks(services, tenant), key=lambda h: h.created_at)
     return 200, {"webhooks": [h.view() for h in hooks]}
 
 
-def get_webhook(services: Services, webhook_id: str) -> Reply:
-    return 200, _hook(services, webhook_id).view()
+def get_webhook(services: Services, webhook_id: str, *, tenant: str = DEFAULT_TENANT) -> Reply:
+    return 200, _hook(services, tenant, webhook_id).view()
 
 
-def delete_webhook(services: Services, webhook_id: str) -> Reply:
+def delete_webhook(services: Services, webhook_id: str, *, tenant: str = DEFAULT_TENANT) -> Reply:
+    _hook(services, tenant, webhook_id)
     if not services.webhooks.delete_hook(webhook_id):
         raise WebhookNotFound(webhook_id)
     return 200, {"webhookId": webhook_id, "deleted": True}
 
 
-def list_deliveries(services: Services, webhook_id: str, query: Mapping[str, str] | None) -> Reply:
-    _hook(services, webhook_id)
+def list_deliveries(
+    services: Services, webhook_id: str, query: Mapping[str, str] | None, *, tenant: str = DEFAULT_TENANT
+) -> Reply:
+    _hook(services, tenant, webhook_id)
     query = query or {}
     limit = _limit(query.get("limit", "50"))
     status = query.get("status")
@@ -374,9 +432,11 @@ def list_deliveries(services: Services, webhook_id: str, query: Mapping[str, str
     return 200, {"deliveries": [delivery_view(i) for i in items], "nextAfter": after}
 
 
-def replay_delivery(services: Services, webhook_id: str, delivery_id: str) -> Reply:
+def replay_delivery(
+    services: Services, webhook_id: str, delivery_id: str, *, tenant: str = DEFAULT_TENANT
+) -> Reply:
     dispatcher = _dispatcher(services)
-    hook = _hook(services, webhook_id)
+    hook = _hook(services, tenant, webhook_id)
     execution_id, _, raw_seq = delivery_id.rpartition(":")
     # ASCII digits only: str.isdigit() also takes "²" or "٣", which int() refuses (or reads as 3)
     if not _EXECUTION_ID.fullmatch(execution_id) or not _DELIVERY_SEQ.fullmatch(raw_seq):

@@ -45,18 +45,19 @@ from ..domain.model import (
     Reason,
     SfnStatus,
     TaskStatus,
-    cut_error,
     now_ms,
 )
 from ..persistence.eventlog import PROGRESS
 from ..persistence.executions import INLINE_RESULT_CHARS
 from ..persistence.keys import TTL_ATTRIBUTE
 from ..persistence.table import Item
+from ..tenants import DEFAULT_TENANT, Tenants
 from . import rerun as reruns
 from .attempt import AttemptRunner, retry_asked
 from .decisions import DECISION_TIMED_OUT, Decision, Decisions
+from .outcome import all_completed, why_ended, why_failed
 from .ports import OrchestrationStore, StateMachine
-from .release import Releaser
+from .release import Releaser, tenant_of
 from .results import final_text
 from .submission import (
     DEFAULT_RETENTION_DAYS,
@@ -66,6 +67,7 @@ from .submission import (
     state_machine_input,
     task_items,
 )
+from .tenancy import Freed, Tenancy, TenantQuotaStore
 from .views import build_snapshot, result_url, task_view, terminal_event, timeout_source
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ class Orchestrator:
         event_preview_chars: int = previews.RESULT_PREVIEW_CHARS,
         ceiling_seconds: int = DEFAULT_CEILING_SECONDS,
         retention_days: int = DEFAULT_RETENTION_DAYS,
+        quotas: TenantQuotaStore | None = None,
+        tenants: Tenants | None = None,
     ) -> None:
         self._store = store
         self._preview_chars = event_preview_chars
@@ -94,17 +98,20 @@ class Orchestrator:
         self._retention_days = retention_days
         self._now = clock
         self._attempts = AttemptRunner(store, clock)
-        self._releases = Releaser(store, state_machine)
+        tenants = tenants or Tenants()
+        self._releases = Releaser(store, state_machine, quotas, lambda t: tenants.policy(t).maxRunningTasks)
+        self._tenancy = Tenancy(quotas, tenants, self._releases)
         self._decisions = Decisions(store, clock)
 
     # ------------------------------------------------------------------ submission
 
-    def submit(self, job: Job, execution_id: str | None = None) -> str:
-        """Store the execution, then start the state machine; the execution's id.
+    def submit(self, job: Job, execution_id: str | None = None, tenant: str = DEFAULT_TENANT) -> str:
+        """Store the execution (``tenant``'s), then start the state machine; the execution's id.
 
-        If Step Functions refuses, the stored execution is finalized as failed (reason
+        QuotaExceeded when the tenant is at its submits per second or running executions (nothing
+        stored). If Step Functions refuses, the stored execution is finalized as failed (reason
         ``startFailed``) and StartFailed is raised."""
-        return self._start(job, execution_id or new_execution_id())
+        return self._start(job, execution_id or new_execution_id(), tenant=tenant)
 
     def rerun(self, source_id: str, forced: frozenset[int] = frozenset()) -> str:
         """A new execution of ``source_id``'s job that reuses what completed there (rerun.py);
@@ -115,9 +122,12 @@ class Orchestrator:
         plan = reruns.plan(source_id, meta, self._store.get_tasks(source_id), forced)
         if len(plan.reused) == len(plan.job.tasks):
             raise NothingToRerun(source_id)
-        return self._start(plan.job, new_execution_id(), plan)
+        # the rerun is the original's tenant's (the API lets only the owner ask for it)
+        return self._start(plan.job, new_execution_id(), plan, tenant=tenant_of(meta))
 
-    def _start(self, job: Job, execution_id: str, plan: reruns.Rerun | None = None) -> str:
+    def _start(
+        self, job: Job, execution_id: str, plan: reruns.Rerun | None = None, tenant: str = DEFAULT_TENANT
+    ) -> str:
         created = self._now()
         fields = execution_fields(job, created, self._ceiling, self._retention_days)
         tasks = task_items(job, self._store.redactor.text)
@@ -131,15 +141,22 @@ class Orchestrator:
                     )
             seed = reruns.reused_events(plan, tasks, execution_id, self._preview_chars)
             fields.update(rerunOf=plan.source_id, completed=set(plan.reused))
-        self._store.create_execution(
-            execution_id,
-            created_at=created,
-            original_request=self._store.redactor.text(job.originalRequest),
-            tasks=tasks,
-            sink_ids=sink_ids(job),
-            seed=seed,
-            **fields,
-        )
+        if tenant != DEFAULT_TENANT:
+            fields["tenant"] = tenant
+        self._tenancy.admit(tenant, execution_id, created)
+        try:
+            self._store.create_execution(
+                execution_id,
+                created_at=created,
+                original_request=self._store.redactor.text(job.originalRequest),
+                tasks=tasks,
+                sink_ids=sink_ids(job),
+                seed=seed,
+                **fields,
+            )
+        except BaseException:
+            self._tenancy.ended(tenant, execution_id)
+            raise
         done = frozenset(plan.reused) if plan is not None else frozenset()
         try:
             arn = self._state_machine.start_execution(
@@ -147,7 +164,7 @@ class Orchestrator:
             )
         except StartFailed as exc:
             error = {"Error": StartFailed.__name__, "Cause": str(exc)}
-            self.finalize({"executionId": execution_id, "error": error})
+            self._finalize({"executionId": execution_id, "error": error})
             raise
         self._store.set_execution_fields(execution_id, stateMachineExecutionArn=arn)
         return execution_id
@@ -231,21 +248,28 @@ class Orchestrator:
         return {"taskId": task_id, "status": task["status"]}
 
     def finalize(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Last state: write execution.completed or execution.failed (once)."""
+        """Last state: write execution.completed or execution.failed (once); the tenant's freed
+        task slots go to its queued tasks."""
+        answer, freed = self._finalize(event)
+        self._tenancy.hand_on(freed)
+        return answer
+
+    def _finalize(self, event: Mapping[str, Any]) -> tuple[dict[str, Any], Freed | None]:
         execution_id = str(event["executionId"])
         meta = self._store.get_meta(execution_id)
         if meta["status"] == ExecutionStatus.RUNNING:
             now = self._now()
             err = event.get("error")
-            if err or not _all_completed(meta):
-                self._fail(execution_id, meta, now, *_why_failed(meta, err))
+            if err or not all_completed(meta):
+                self._fail(execution_id, meta, now, *why_failed(meta, err))
             else:
                 self._complete(execution_id, meta, now)
             meta = self._store.get_meta(execution_id)
+        freed = self._tenancy.ended(tenant_of(meta), execution_id)
         self._store.append_event(
             execution_id, "execution.terminal", terminal_event(meta, self._preview_chars)
         )
-        return {"executionId": execution_id, "status": meta["status"]}
+        return {"executionId": execution_id, "status": meta["status"]}, freed
 
     def cancel(self, execution_id: str) -> dict[str, Any]:
         """Stop the execution: ``execution.failed`` with status ``cancelled``. Idempotent; raises
@@ -272,6 +296,7 @@ class Orchestrator:
                 # Already stopped or gone, or the call failed: the execution is cancelled either
                 # way, and every step the state machine still runs sees that and ends its task.
                 log.info("%s", exc)
+        self._tenancy.ended(tenant_of(meta), execution_id)
         self._store.append_event(
             execution_id, "execution.terminal", terminal_event(meta, self._preview_chars)
         )
@@ -314,15 +339,17 @@ class Orchestrator:
             return {"reconciled": False}
         tail = self._store.last_event(execution_id)
         if tail is not None and tail.get("type") in ev.TERMINAL_TYPES:
+            # A cancel ends here: it freed the tenant's slots without handing them on (see
+            # _ended_for_tenant); this hands them on.
+            self._tenancy.hand_on(self._tenancy.ended(tenant_of(meta), execution_id))
             return {"executionId": execution_id, "status": meta["status"], "reconciled": False}
         if meta["status"] == ExecutionStatus.RUNNING:
-            self._fail(
-                execution_id, meta, self._now(), *_why_ended(SfnStatus(detail["status"]), detail, meta)
-            )
+            self._fail(execution_id, meta, self._now(), *why_ended(SfnStatus(detail["status"]), detail, meta))
             meta = self._store.get_meta(execution_id)
         if meta["status"] == ExecutionStatus.FAILED:  # a cancel settles nothing: its tasks show cancelled
             self._settle_tasks(execution_id, meta)
             meta = self._store.get_meta(execution_id)  # the counters the terminal event carries
+        self._tenancy.hand_on(self._tenancy.ended(tenant_of(meta), execution_id))
         self._store.append_event(
             execution_id, "execution.terminal", terminal_event(meta, self._preview_chars)
         )
@@ -441,37 +468,3 @@ class Orchestrator:
             ),
             wait=False,
         )
-
-
-def _all_completed(meta: Item) -> bool:
-    return not (
-        meta.get("failed") or meta.get("skipped") or len(meta.get("completed", ())) < int(meta["totalTasks"])
-    )
-
-
-def _why_ended(status: SfnStatus, detail: Mapping[str, Any], meta: Item) -> tuple[str, Reason]:
-    """(message, reason) of an execution Step Functions ended without Finalize."""
-    said = f"{detail.get('error') or ''}: {detail.get('cause') or ''}".strip(": ")
-    if status == SfnStatus.TIMED_OUT:
-        return (
-            "Step Functions timed out the execution (the state machine's TimeoutSeconds) before it "
-            f"finished; its deadline was {meta.get('timeoutSeconds')}s ({timeout_source(meta)})",
-            Reason.TIMEOUT,
-        )
-    if status == SfnStatus.ABORTED:
-        return "Step Functions stopped the execution" + (f": {said}" if said else ""), Reason.ABORTED
-    return "the state machine failed outside Finalize" + (f": {said}" if said else ""), Reason.INTERNAL
-
-
-def _why_failed(meta: Item, err: Mapping[str, Any] | None) -> tuple[str, str]:
-    """(message, reason) of an execution that did not complete: the state machine's own error if
-    it reported one, else its deadline, else the first task error."""
-    if err:
-        message = cut_error(f"{err.get('Error', 'Error')}: {err.get('Cause', '')}".rstrip(": "))
-        return message, Reason.START_FAILED if err.get("Error") == StartFailed.__name__ else Reason.INTERNAL
-    if meta.get("stopReason") == Reason.TIMEOUT:
-        return (
-            f"the execution timed out after {meta.get('timeoutSeconds')}s ({timeout_source(meta)})",
-            Reason.TIMEOUT,
-        )
-    return str(meta.get("firstError", "not every task completed")), Reason.TASK_FAILED

@@ -160,6 +160,31 @@ class OrchestrationStore(
     """Everything orchestration reads and writes: one table behind it, so one object."""
 
 
+class TenantTaskSlots(Protocol):
+    """A tenant's maxRunningTasks across its executions (persistence/quotas.py): slots and a queue
+    of ``<executionId>/<taskId>`` entries; the releases answer (slots held, queued entries)."""
+
+    def acquire_task(self, tenant: str, entry: str, limit: int, from_queue: bool = False) -> bool: ...
+
+    def queue_task(self, tenant: str, entry: str) -> None: ...
+
+    def release_task(self, tenant: str, entry: str) -> tuple[int, list[str]]: ...
+
+    def release_execution_tasks(self, tenant: str, execution_id: str) -> tuple[int, list[str]]: ...
+
+    def task_usage(self, tenant: str) -> tuple[int, list[str]]: ...
+
+
+class TenantExecutions(Protocol):
+    """A tenant's submits per second and maxRunningExecutions (persistence/quotas.py)."""
+
+    def take_submit(self, tenant: str, per_second: int, now_s: int) -> bool: ...
+
+    def acquire_execution(self, tenant: str, execution_id: str, limit: int) -> bool: ...
+
+    def release_execution(self, tenant: str, execution_id: str) -> None: ...
+
+
 class StateMachine(Protocol):
     """The calls orchestration makes to Step Functions, with its failures as domain outcomes."""
 

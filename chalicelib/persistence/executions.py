@@ -24,7 +24,17 @@ from ..redact import Redactor
 from .capacity import ReadMeter, WriteMeter
 from .eventlog import EventLog, Payload
 from .expiry import Expiries, is_gone, with_expiry
-from .keys import LIST_SK, META_SK, REQUEST_SK, TASK_PREFIX, TTL_ATTRIBUTE, list_keys, pk, task_sk
+from .keys import (
+    DEFAULT_SCOPE,
+    LIST_SK,
+    META_SK,
+    REQUEST_SK,
+    TASK_PREFIX,
+    TTL_ATTRIBUTE,
+    list_keys,
+    pk,
+    task_sk,
+)
 from .listing import ExecutionList, with_request
 from .partialtext import PartialText
 from .removal import ExecutionRemoval
@@ -107,7 +117,8 @@ class DynamoStore(ResultStore):
             "createdAt": created_at,
             "sinks": sink_ids,
             **fields,
-            **list_keys(created_at, execution_id),
+            # a tenant's executions are its own partitions of the list index (absent: ``default``)
+            **list_keys(created_at, execution_id, str(fields.get("tenant") or DEFAULT_SCOPE)),
         }
         self.expiries.remember(execution_id, meta)
         created = ev.execution_created(len(tasks), original_request)
@@ -136,6 +147,14 @@ class DynamoStore(ResultStore):
         self.expiries.remember(execution_id, meta)
         return meta
 
+    def execution_tenant(self, execution_id: str) -> str | None:
+        """Whose the execution is (``default`` when META has no tenant); None when it is gone.
+        Reads one attribute: META's counter sets are not paid for."""
+        out = self._db.get_item(
+            TableName=self._table, Key=self._meta_key(execution_id), ProjectionExpression="tenant"
+        )
+        return str(from_item(out["Item"]).get("tenant") or DEFAULT_SCOPE) if "Item" in out else None
+
     def get_execution(self, execution_id: str) -> Item:
         """META with ``originalRequest``: one consistent Query for both items (what views show;
         the orchestration's reads of META need no request, and ``get_meta`` reads none)."""
@@ -144,9 +163,11 @@ class DynamoStore(ResultStore):
             raise ExecutionNotFound(execution_id)
         return with_request(items[META_SK], items.get(REQUEST_SK))
 
-    def list_executions(self, limit: int = 20, before: str | None = None) -> list[Item]:
-        """The newest ``limit`` executions (created before the cursor ``before``), whole."""
-        ids, _ = self.listing.page(limit, before)
+    def list_executions(
+        self, limit: int = 20, before: str | None = None, scope: str = DEFAULT_SCOPE
+    ) -> list[Item]:
+        """The newest ``limit`` executions of the tenant ``scope`` (created before ``before``), whole."""
+        ids, _ = self.listing.page(limit, before, scope)
         return self.listing.executions(ids)
 
     def set_execution_fields(self, execution_id: str, **fields: Any) -> None:

@@ -12,6 +12,9 @@ Key layout (``PK`` / ``SK``, all strings)::
     QUEUE#<id> TICKET | LEASE   the append queue's counter, and who drains it right now
     STREAMS#EXEC#<id>    SLOT#<n>  one open stream of that execution: holder, leaseUntil, expiresAt
     STREAMS#CLIENT#<ip>  SLOT#<n>  one open stream from that client (persistence/streamleases.py)
+    STREAMS#TENANT#<t>   SLOT#<n>  one open stream of that tenant (its maxStreams)
+    TENANT#<t>  SUBMITS#<s> | EXECUTIONS | TASKS   a tenant's quota counts (persistence/quotas.py)
+    APIKEY#<digest>  APIKEY     a registered API key: its tenant (persistence/apikeys.py)
 
     EXEC#<id>  META#REQUEST     the job's originalRequest (up to 100,000 characters), kept off META
 
@@ -21,8 +24,9 @@ The list index (``ListIndex``, one GSI designed for every list to come). META ca
 - *no hot key:* ``shard`` is ``crc32(id) % LIST_SHARDS``, so an account's executions spread over
   ``LIST_SHARDS`` index partitions (each takes 1,000 WCU/s); a list queries every shard newest first
   and merges them (the newest ``n`` overall are among the newest ``n`` of each shard);
-- *scope:* today ``default`` (one tenant); issue 19's tenant id goes there, so a tenant's list is
-  its own ``LIST_SHARDS`` partitions. A list by tag adds one small item per tag
+- *scope:* the execution's tenant (``default`` for one stored before tenants, or submitted with a
+  plain key), so a tenant's list is its own ``LIST_SHARDS`` partitions and never shows another's.
+  A list by tag adds one small item per tag
   (``EXEC#<id> LIST#TAG#<tag>``) with a scope ``<tenant>#TAG#<tag>`` in the same index;
 - *by time range, paginated:* ``listSK`` sorts by creation time: a cursor is the last ``listSK``
   returned (``listSK < :cursor``), a range is ``BETWEEN``;
@@ -122,6 +126,10 @@ def execution_streams_pk(execution_id: str) -> str:
 
 def client_streams_pk(client: str) -> str:
     return f"{STREAMS_PREFIX}CLIENT#{client}"
+
+
+def tenant_streams_pk(tenant: str) -> str:
+    return f"{STREAMS_PREFIX}TENANT#{tenant}"
 
 
 def slot_sk(slot: int) -> str:

@@ -1,6 +1,9 @@
-"""Stream tokens: short-lived, HMAC-SHA256-signed, scoped to one execution.
+"""Stream tokens: short-lived, HMAC-SHA256-signed, scoped to one execution and its tenant.
 
-``v1.<payload>.<signature>`` with base64url parts; payload ``{"x": executionId, "exp": unix s}``.
+``v1.<payload>.<signature>`` with base64url parts; payload ``{"x": executionId, "exp": unix s,
+"t": tenant}``. Only the execution's own tenant is given one (the REST API answers 404 to any other),
+and ``t`` is what the stream counts against that tenant's ``maxStreams``; a token from before tenants
+has no ``t`` and is ``default``'s.
 EventSource cannot set headers, so the token travels as ``?token=`` (or ``Authorization:
 Bearer``); tokens are therefore kept out of every log line (see ``redact_query``).
 """
@@ -16,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 from ..domain.errors import TokenForAnotherExecution, TokenInvalid
+from ..tenants import DEFAULT_TENANT
 
 _PREFIX = "v1"
 _TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&\s\"]*")
@@ -46,14 +50,15 @@ class TokenSigner:
         self._secret = secret.encode()
         self.ttl_seconds = ttl_seconds
 
-    def issue(self, execution_id: str, now: float | None = None) -> IssuedToken:
+    def issue(self, execution_id: str, now: float | None = None, tenant: str = DEFAULT_TENANT) -> IssuedToken:
         expires = int((time.time() if now is None else now) + self.ttl_seconds)
-        payload = _b64(json.dumps({"x": execution_id, "exp": expires}, separators=(",", ":")).encode())
+        claims = {"x": execution_id, "exp": expires, "t": tenant}
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return IssuedToken(f"{_PREFIX}.{payload}.{_sign(self._secret, payload)}", expires)
 
-    def verify(self, token: str | None, execution_id: str, now: float | None = None) -> None:
-        """Raise TokenInvalid (no valid token) or TokenForAnotherExecution unless ``token`` grants
-        streaming ``execution_id`` now."""
+    def verify(self, token: str | None, execution_id: str, now: float | None = None) -> str:
+        """The tenant the token was issued to; TokenInvalid (no valid token) or
+        TokenForAnotherExecution unless ``token`` grants streaming ``execution_id`` now."""
         if not token:
             raise TokenInvalid(
                 "a stream token is required: pass ?token=<streamToken> (or Authorization: Bearer) "
@@ -68,6 +73,7 @@ class TokenSigner:
         try:
             claims = json.loads(_unb64(payload))
             scoped, expires = str(claims["x"]), int(claims["exp"])
+            tenant = str(claims.get("t") or DEFAULT_TENANT)
         except (ValueError, KeyError, TypeError):
             raise TokenInvalid("the stream token is malformed") from None
         if (time.time() if now is None else now) >= expires:
@@ -77,6 +83,7 @@ class TokenSigner:
             )
         if scoped != execution_id:
             raise TokenForAnotherExecution()
+        return tenant
 
 
 def redact_query(text: str) -> str:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ from ..domain.typefilter import TypeFilter
 from ..http.errors import answer_for
 from ..persistence.capacity import ReadMeter
 from ..persistence.executions import DynamoStore
+from ..tenants import DEFAULT_TENANT
 from .auth import TokenSigner
 from .client_ip import client_ip
 from .compression import GZIP_HEADERS, GzipStream, accepts_gzip
@@ -115,6 +117,7 @@ class StreamRequest:
     token: str | None  # the stream token: ?token= or Authorization: Bearer
     client_ip: str
     gzip: bool = False  # Accept-Encoding allows gzip: the stream is compressed (compression.py)
+    tenant: str = DEFAULT_TENANT  # whose stream it is: the token's (counted against its maxStreams)
 
     @classmethod
     def parse(cls, scope: Scope, trust_proxy: bool) -> StreamRequest:
@@ -195,6 +198,7 @@ class EventsEndpoint:
         self.signer = (
             TokenSigner(settings.stream_key(), settings.token_ttl_seconds) if settings.auth else None
         )
+        self.tenants = settings.tenant_policies()
         self.limits = StreamLimits.from_settings(settings, lambda: self.store)
         self.snapshots = Snapshots(lambda: self.store, self.hub, settings.retry_ms)
         self.direct_polls = 0
@@ -228,7 +232,12 @@ class EventsEndpoint:
             request = self._admit(scope)
             # A slot is taken last, so a refused request holds none; a stream whose slot was
             # taken over (limits.py) is ended through its task, so the caps hold.
-            admission = await self.limits.acquire(request.client_ip, request.execution_id, task.cancel)
+            admission = await self.limits.acquire(
+                request.client_ip,
+                request.execution_id,
+                task.cancel,
+                (request.tenant, self.tenants.policy(request.tenant).maxStreams),
+            )
         except DagcastError as exc:
             return await error_response(exc, cors)(scope, receive, send)
         try:
@@ -259,7 +268,8 @@ class EventsEndpoint:
             raise MethodNotAllowed("use GET (text/event-stream)", allow="GET")
         request = StreamRequest.parse(scope, self.settings.trust_proxy)
         if self.signer is not None:
-            self.signer.verify(request.token, request.execution_id)
+            tenant = self.signer.verify(request.token, request.execution_id)
+            request = dataclasses.replace(request, tenant=tenant)
         return request
 
     async def _serve(

@@ -1,5 +1,5 @@
-"""How many streams may be open at once, per client IP and per execution: the SSE endpoint's
-admission count (docs/sse.md#limits).
+"""How many streams may be open at once, per client IP, per execution and per tenant (its
+``maxStreams``, chalicelib/tenants.py): the SSE endpoint's admission count (docs/sse.md#limits).
 
 Two counts, the first always, the second when ``stream_leases`` is on:
 
@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from ..config import Settings
 from ..domain.errors import TooManyStreams
 from ..persistence.executions import DynamoStore
-from ..persistence.keys import client_streams_pk, execution_streams_pk
+from ..persistence.keys import client_streams_pk, execution_streams_pk, tenant_streams_pk
 from ..persistence.streamleases import StreamSlots
 
 log = logging.getLogger(__name__)
@@ -45,32 +45,48 @@ def _too_many_from(ip: str, cap: int) -> TooManyStreams:
     return TooManyStreams(f"too many concurrent streams from {ip} (limit {cap})", RETRY_AFTER_SECONDS)
 
 
+def _too_many_of(tenant: str, cap: int) -> TooManyStreams:
+    return TooManyStreams(
+        f"tenant {tenant!r} is at its quota maxStreams ({cap} concurrent streams)", RETRY_AFTER_SECONDS
+    )
+
+
 def _too_many_for(cap: int) -> TooManyStreams:
     return TooManyStreams(
         f"too many concurrent streams for this execution (limit {cap})", RETRY_AFTER_SECONDS
     )
 
 
+# A stream's tenant and that tenant's maxStreams (0: no limit).
+TenantCap = tuple[str, int]
+NO_TENANT_CAP: TenantCap = ("default", 0)
+
+
 class Limits:
-    """Concurrent streams per client IP and per execution, in this process."""
+    """Concurrent streams per client IP, per execution and per tenant, in this process."""
 
     def __init__(self, per_ip: int, per_execution: int) -> None:
         self.per_ip = per_ip
         self.per_execution = per_execution
         self.by_ip: dict[str, int] = {}
         self.by_execution: dict[str, int] = {}
+        self.by_tenant: dict[str, int] = {}
 
-    def acquire(self, ip: str, execution_id: str) -> None:
-        """Count one more stream, or raise TooManyStreams when either limit is reached."""
+    def acquire(self, ip: str, execution_id: str, tenant: TenantCap = NO_TENANT_CAP) -> None:
+        """Count one more stream, or raise TooManyStreams when a limit is reached."""
         if self.by_ip.get(ip, 0) >= self.per_ip:
             raise _too_many_from(ip, self.per_ip)
         if self.by_execution.get(execution_id, 0) >= self.per_execution:
             raise _too_many_for(self.per_execution)
+        name, cap = tenant
+        if cap and self.by_tenant.get(name, 0) >= cap:
+            raise _too_many_of(name, cap)
         self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
         self.by_execution[execution_id] = self.by_execution.get(execution_id, 0) + 1
+        self.by_tenant[name] = self.by_tenant.get(name, 0) + 1
 
-    def release(self, ip: str, execution_id: str) -> None:
-        for table, key in ((self.by_ip, ip), (self.by_execution, execution_id)):
+    def release(self, ip: str, execution_id: str, tenant: str = NO_TENANT_CAP[0]) -> None:
+        for table, key in ((self.by_ip, ip), (self.by_execution, execution_id), (self.by_tenant, tenant)):
             left = table.get(key, 0) - 1
             if left > 0:
                 table[key] = left
@@ -117,14 +133,17 @@ class StreamLeases:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def take(self, ip: str, execution_id: str) -> Lease:
-        """Both slots (the client's first: a client over its cap never touches the execution's
-        partition), or TooManyStreams with nothing held. Blocking: call it off the event loop."""
+    def take(self, ip: str, execution_id: str, tenant: TenantCap = NO_TENANT_CAP) -> Lease:
+        """Every slot (the client's first: a client over its cap never touches the execution's
+        partition; the tenant's last), or TooManyStreams with nothing held. Blocking: call it off
+        the event loop."""
         lease = Lease(uuid.uuid4().hex)
-        scopes = (
+        scopes = [
             (client_streams_pk(ip), self.per_ip, _too_many_from(ip, self.per_ip)),
             (execution_streams_pk(execution_id), self.per_execution, _too_many_for(self.per_execution)),
-        )
+        ]
+        if tenant[1]:
+            scopes.append((tenant_streams_pk(tenant[0]), tenant[1], _too_many_of(*tenant)))
         try:
             for scope, cap, refusal in scopes:
                 now = self._now_ms()
@@ -150,8 +169,8 @@ class StreamLeases:
                 log.warning("could not release stream slot %s %d; it expires", scope, slot, exc_info=True)
         lease.slots = []
 
-    async def acquire(self, ip: str, execution_id: str) -> Lease:
-        lease = await run_in_threadpool(self.take, ip, execution_id)
+    async def acquire(self, ip: str, execution_id: str, tenant: TenantCap = NO_TENANT_CAP) -> Lease:
+        lease = await run_in_threadpool(self.take, ip, execution_id, tenant)
         self.held.add(lease)
         if self._keeper is None:
             self._keeper = asyncio.get_running_loop().create_task(self._keep())
@@ -202,6 +221,7 @@ class Admission:
     ip: str
     execution_id: str
     lease: Lease | None
+    tenant: str = NO_TENANT_CAP[0]
 
     @property
     def lost(self) -> bool:
@@ -226,22 +246,26 @@ class StreamLimits:
         return cls(Limits(per_ip, per_execution), leases)
 
     async def acquire(
-        self, ip: str, execution_id: str, on_lost: Callable[[], object] | None = None
+        self,
+        ip: str,
+        execution_id: str,
+        on_lost: Callable[[], object] | None = None,
+        tenant: TenantCap = NO_TENANT_CAP,
     ) -> Admission:
         """Raises TooManyStreams with nothing held."""
-        self.local.acquire(ip, execution_id)
+        self.local.acquire(ip, execution_id, tenant)
         if self.leases is None:
-            return Admission(ip, execution_id, None)
+            return Admission(ip, execution_id, None, tenant[0])
         try:
-            lease = await self.leases.acquire(ip, execution_id)
+            lease = await self.leases.acquire(ip, execution_id, tenant)
         except BaseException:
-            self.local.release(ip, execution_id)
+            self.local.release(ip, execution_id, tenant[0])
             raise
         lease.on_lost = on_lost
-        return Admission(ip, execution_id, lease)
+        return Admission(ip, execution_id, lease, tenant[0])
 
     async def release(self, admission: Admission) -> None:
-        self.local.release(admission.ip, admission.execution_id)
+        self.local.release(admission.ip, admission.execution_id, admission.tenant)
         if self.leases is not None and admission.lease is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.leases.release(admission.lease)

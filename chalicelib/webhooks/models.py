@@ -19,9 +19,10 @@ from ..config import Settings
 from ..domain import typefilter
 from ..domain.errors import InvalidWebhook
 from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, now_ms
+from ..tenants import DEFAULT_TENANT
 from .signing import key_of, new_key
 
-MAX_WEBHOOKS: Final = 100  # registrations per table: every event is matched against each of them
+MAX_WEBHOOKS: Final = 100  # registrations per tenant: every event is matched against its tenant's
 STATUSES: Final = tuple(DeliveryStatus)  # the ``status`` filter of the deliveries list accepts these
 
 
@@ -104,11 +105,15 @@ class Hook:
     sealed_secret: bytes
     created_at: int
     description: str = ""
+    tenant: str = DEFAULT_TENANT  # whose it is: it only ever receives that tenant's events
 
-    def matches(self, event: Mapping[str, Any]) -> bool:
-        """Its filter takes the event, and the event was stored after the webhook was registered:
-        the stream handlers and the lanes (which read the log from seq 1 for a new lane) then agree
-        on which events a webhook gets, whatever order the stream brings them in."""
+    def matches(self, event: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> bool:
+        """Whether ``event``, of an execution of ``tenant``, goes to this webhook: its tenant's, its
+        filter takes it, and it was stored after the webhook was registered (the stream handlers
+        and the lanes, which read the log from seq 1 for a new lane, then agree on which events a
+        webhook gets, whatever order the stream brings them in)."""
+        if tenant != self.tenant:
+            return False
         if self.execution_id is not None and event.get("executionId") != self.execution_id:
             return False
         if int(event.get("timestamp") or self.created_at) < self.created_at:

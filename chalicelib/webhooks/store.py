@@ -28,6 +28,7 @@ from ..domain import typefilter
 from ..domain.model import now_ms
 from ..persistence.keys import LAST_EVENT_SK, event_sk, pk
 from ..persistence.table import CONDITION_FAILED, Item, Table, error_code, from_item, to_item
+from ..tenants import DEFAULT_TENANT
 from .models import Hook
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ def hook_item(hook: Hook) -> Item:
         "description": hook.description,
         "secret": hook.sealed_secret,
         "createdAt": hook.created_at,
+        **({"tenant": hook.tenant} if hook.tenant != DEFAULT_TENANT else {}),
     }
 
 
@@ -96,6 +98,7 @@ def hook_of(item: Mapping[str, Any]) -> Hook:
         sealed_secret=bytes(item["secret"]),
         created_at=int(item["createdAt"]),
         description=str(item.get("description", "")),
+        tenant=str(item.get("tenant") or DEFAULT_TENANT),  # a hook stored before tenants: default's
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from chalicelib.http.gate import key_digest
+from chalicelib.tenants import tenant_problem
 
 from ..client import DEFAULT_HOST, DEFAULT_PORT, CliError
 from .command import Subcommands
@@ -60,7 +61,8 @@ def _add_rest_flags(up: argparse.ArgumentParser) -> None:
         "--api-key",
         action="append",
         default=[],
-        help="require this API key on the REST API (repeatable; default: open). `dagcast api-key` makes one",
+        help="require this API key on the REST API (repeatable; default: open); TENANT=KEY makes it that "
+        "tenant's (default: tenant 'default'). `dagcast api-key` makes one",
     )
     up.add_argument("--api-rate", type=float, help="REST requests/s per client IP (default 0: no limit)")
     up.add_argument("--api-burst", type=int, help="REST requests per client IP at once (default 100)")
@@ -85,7 +87,23 @@ def _add_fanout_flags(up: argparse.ArgumentParser) -> None:
     )
 
 
+def tenant_key_entry(flag: str) -> str:
+    """``--api-key [TENANT=]KEY`` → its DAGCAST_API_KEYS entry (``[tenant:]digest``). Keys made by
+    `dagcast api-key` never hold ``=``, so a ``=`` always separates a tenant."""
+    tenant, sep, key = flag.partition("=")
+    if not sep:
+        return key_digest(flag)
+    problem = tenant_problem(tenant)
+    if problem or not key:
+        raise CliError(f"--api-key {tenant}=…: {problem or 'the key is empty'}")
+    return f"{tenant}:{key_digest(key)}"
+
+
 def up_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        key_entries = [tenant_key_entry(k) for k in args.api_key]
+    except CliError as exc:
+        parser.error(str(exc))
     # The stack's settings travel as the environment its Lambda handlers and the SSE app read.
     env = {
         "DAGCAST_HEARTBEAT_SECONDS": args.heartbeat_seconds,
@@ -95,7 +113,7 @@ def up_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         "DAGCAST_MAX_STREAMS_PER_IP": args.max_streams_per_ip,
         "DAGCAST_MAX_STREAMS_PER_EXECUTION": args.max_streams_per_execution,
         "DAGCAST_SSE_HUB": "off" if args.no_hub else None,
-        "DAGCAST_API_KEYS": ",".join(key_digest(k) for k in args.api_key) or None,
+        "DAGCAST_API_KEYS": ",".join(key_entries) or None,
         "DAGCAST_API_RATE": args.api_rate,
         "DAGCAST_API_BURST": args.api_burst,
     }

@@ -203,9 +203,10 @@ _PLATFORM: dict[str, Callable[[Names], list[Statement]]] = {"logs": _logs, "xray
 
 # Chalice function → its grants. The API lists and writes executions and webhooks, starts and stops
 # executions, signs stream tokens, seals webhook secrets, and sends task tokens from one route only
-# (an approval's decision: it ends the task's wait and releases its dependents); otherwise only the
-# task functions release tokens; only run_task runs kinds (task Lambdas, LLM keys); only the
-# fan-out reads the stream.
+# (an approval's decision: it ends the task's wait and releases its dependents); the task functions
+# release tokens, and so do finalize and reconcile_execution (an execution's end hands its tenant's
+# slots on, release.py); only run_task runs kinds (task Lambdas, LLM keys); only the fan-out reads
+# the stream.
 FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
     "api_handler": (
         "table",
@@ -220,8 +221,9 @@ FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
     "register_task": ("table-release", "release-tasks"),
     "run_task": ("table", "release-tasks", "task-lambdas", "llm-keys"),
     "record_failure": ("table", "release-tasks"),
-    "finalize": ("table",),
-    "reconcile_execution": ("table",),
+    # an execution's end frees its tenant's task slots and hands them to the tenant's queued tasks
+    "finalize": ("table", "release-tasks"),
+    "reconcile_execution": ("table", "release-tasks"),
     "fanout": ("table", "table-stream", "fanout-failures", "webhook-key-open", "event-bus"),
     "webhook_retry": ("table-webhook-retries", "webhook-key-open"),
 }

@@ -299,9 +299,11 @@ def test_a_setting_that_turns_a_feature_on_grants_it_and_off_takes_it_away(varia
 def test_only_the_decision_route_and_the_orchestrator_send_task_tokens():
     """A task token ends a wait in the state machine. The API sends one from a single route, the
     approval's decision; every other route reaches no SendTaskSuccess. Of the other functions only
-    the orchestrator's (register, run, record_failure) may."""
+    the orchestrator's may: register, run, record_failure release tasks; finalize and
+    reconcile_execution hand an ended execution's tenant slots to the tenant's waiting tasks."""
     senders = {fn for fn in iam.FUNCTION_GRANTS if "states:SendTaskSuccess" in granted(policy_doc("dev", fn))}
-    assert senders == {"api_handler", "register_task", "run_task", "record_failure"}
+    orchestrator = {"register_task", "run_task", "record_failure", "finalize", "reconcile_execution"}
+    assert senders == {"api_handler", *orchestrator}
     env = function_env("dev", "api_handler")
     prune = {qual for qual, var in GATES.items() if not env.get(var)}
     sending = {
