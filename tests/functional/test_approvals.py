@@ -148,16 +148,13 @@ def test_two_decisions_at_once_one_wins_and_the_other_is_409(client, services):
 
 def test_the_decider_is_the_key_that_sent_it(client, services, monkeypatch):
     key = "dk_approver"
-    monkeypatch.setattr(services.gate, "digests", (key_digest(key),))
+    monkeypatch.setattr(services.gate, "keys", ((key_digest(key), "acme"),))  # acme's key
     eid = submit_with_key(client, key)
     wait_for_waiting(services, eid, 1)
     assert decide(client, eid, 1, {"approve": True}).status_code == 401  # the gate guards the route
     reply = decide(client, eid, 1, {"approve": True}, {"authorization": f"Bearer {key}"})
     assert reply.status_code == 200
-    assert reply.json_body["decision"]["decidedBy"] == {
-        "tenant": "default",
-        "principal": key_digest(key)[:12],
-    }
+    assert reply.json_body["decision"]["decidedBy"] == {"tenant": "acme", "principal": key_digest(key)[:12]}
     wait_for_end(services, eid)
 
 
