@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import deployment, executions, fanout, keys, migrate, stack, verify
+from . import deployment, executions, fanout, keys, manage, migrate, stack, verify
 from .command import Handler
 
 
@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     executions.add_show(sub)
     executions.add_result(sub)
     executions.add_approve(sub)
+    manage.add_rerun(sub)
+    manage.add_rm(sub)
     deployment.add_deploy_and_destroy(sub)
     verify.add_verify(sub)
     migrate.add_migrate(sub)

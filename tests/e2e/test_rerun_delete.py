@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import httpx
@@ -81,3 +83,28 @@ def test_delete_removes_a_finished_execution_then_answers_404(server):
         assert gone.status_code == 404, gone.text
     listed = httpx.get(f"{server}/api/v1/dag-executions?limit=100", timeout=30).json()["executions"]
     assert eid not in [e["executionId"] for e in listed]
+
+
+def test_dagcast_rerun_and_rm_from_the_cli(server):
+    """The CLI's rerun makes a new execution reusing what completed; rm deletes it, then says 404."""
+    original = submit(server, {"tasks": [echo(1, "one"), fail(2, "boom", [1])]})
+    eid = original["executionId"]
+    assert events_of(original)[-1]["type"] == "execution.failed"
+    cli = [sys.executable, "-m", "dagcast.cli"]
+    run = subprocess.run([*cli, "rerun", eid, "--url", server], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    new_id = run.stdout.split()[0]
+    assert new_id != eid and f"rerun of {eid}" in run.stdout
+    view = httpx.get(f"{server}/api/v1/dag-executions/{new_id}", timeout=30).json()
+    assert view["rerunOf"] == eid
+    bad = subprocess.run(
+        [*cli, "rerun", eid, "--tasks", "x", "--url", server], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "task ids are numbers" in bad.stderr
+    while view["status"] == "running":  # rm refuses a running execution; the rerun fails again
+        view = httpx.get(f"{server}/api/v1/dag-executions/{new_id}", timeout=30).json()
+    gone = subprocess.run([*cli, "rm", new_id, "--url", server], capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 0 and f"{new_id} deleted" in gone.stdout, gone.stderr
+    again = subprocess.run([*cli, "rm", new_id, "--url", server], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and f"no execution with id {new_id!r}" in again.stderr
+    assert httpx.get(f"{server}/api/v1/dag-executions/{new_id}", timeout=30).status_code == 404
