@@ -152,6 +152,8 @@ def _sleep(p: SleepParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
 
 
 register_kind(Kind("sleep", SleepParams, _sleep))
+
+
 def _echo(p: EchoParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
     if p.streamSeconds > 0:
         pieces = re.findall(r"\S+\s*|\s+", p.text)  # a word and its spaces: together, the text
