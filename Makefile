@@ -52,7 +52,8 @@ chaos: install
 soak: install
 	$(BIN)/python -m bench.soak
 
-# Runs the example job on the embedded local stack and prints every event live.
+# Runs the example job on the embedded local stack and prints every event live (its report task
+# streams its text: substep.progress lines, no network or key needed).
 demo: install
 	$(BIN)/dagcast run examples/research-report.json
 
@@ -63,7 +64,9 @@ demo: install
 # (managed-instances) on one emitting execution — its partition's RCU/s, latency, the projection to
 # 10,000 viewers, $ per viewer-hour and the issue-17 goals (docs/cost.md; about 2 minutes); each
 # function's handler-module import time, fresh processes (docs/operations.md § Cold starts); a
-# tenant flooding with 100 executions against a lone one (docs/security.md#quotas-and-fairness).
+# tenant flooding with 100 executions against a lone one (docs/security.md#quotas-and-fairness);
+# live text: provider chunk → SSE client latency p50/p99 and DynamoDB writes per 1,000 streamed
+# tokens (docs/cost.md#live-text-substepprogress).
 bench: install
 	$(BIN)/python -m bench.sse_fanout
 	$(BIN)/python -m bench.sse_gzip
@@ -74,6 +77,7 @@ bench: install
 	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.import_times
 	$(BIN)/python -m bench.fairness
+	$(BIN)/python -m bench.progress_latency
 
 # docs/events.schema.json from the event models (chalicelib/domain/events.py): run it after changing
 # an event; tests/unit/test_event_schema.py fails while the committed file differs from the models.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -136,6 +137,9 @@ class SleepParams(_Params):
 
 class EchoParams(_Params):
     text: str = Field(max_length=100_000)
+    # Emit the text a word at a time over this many seconds (ctx.emit_text): live output for the
+    # demo and tests with no model, key or network. 0 returns the text at once, as before.
+    streamSeconds: float = Field(default=0, ge=0, le=MAX_SLEEP_SECONDS)
 
 
 class FailParams(_Params):
@@ -148,7 +152,19 @@ def _sleep(p: SleepParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
 
 
 register_kind(Kind("sleep", SleepParams, _sleep))
-register_kind(Kind("echo", EchoParams, lambda p, inputs, ctx: p.text))
+
+
+def _echo(p: EchoParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:
+    if p.streamSeconds > 0:
+        pieces = re.findall(r"\S+\s*|\s+", p.text)  # a word and its spaces: together, the text
+        pause = p.streamSeconds / max(1, len(pieces))
+        for piece in pieces:
+            time.sleep(min(pause, ctx.remaining()))
+            ctx.emit_text(piece)
+    return p.text  # the emitted text whole: its deltas add up to it (docs/events.md)
+
+
+register_kind(Kind("echo", EchoParams, _echo))
 
 
 def _fail(p: FailParams, inputs: Mapping[int, Any], ctx: RunContext) -> Any:

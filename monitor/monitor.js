@@ -1,7 +1,12 @@
 // dagcast monitor: a live view of one execution (graph, timeline, event log, counters, result)
 // and the list of recent ones. Plain browser JavaScript, no build step, no dependencies; the REST
-// calls are stream.js, the stream loop dagcast-client.js (@dagcast/client, built from
-// clients/js), the graph layout layout.js. Guide: docs/monitor.md.
+// calls are stream.js, the stream loop and the state fold dagcast-client.js (@dagcast/client, built
+// from clients/js), the graph layout layout.js. Guide: docs/monitor.md.
+//
+// Live text (substep.progress): the client's fold places each delta at its offset (a replayed or
+// duplicated one changes nothing, a retry starts the text again), so the page keeps the folded
+// state beside its own model and reads a running task's text from it: under the node, in the task
+// panel, and in the event log.
 //
 // Opening an execution: GET …/{id} for its tasks and dependencies (the graph's shape), then the
 // event stream from the first event (?lastEventId=0), so the log and the timeline are complete
@@ -14,7 +19,7 @@
 
 (function () {
   const { callApi, executionPath, streamToken, watchExecution } = window.DagcastStream;
-  const { EVENT_TYPES } = window.Dagcast;
+  const { EVENT_TYPES, fold, initialState } = window.Dagcast;
   const { layout } = window.DagcastLayout;
 
   const EXAMPLE_JOB = {
@@ -29,9 +34,11 @@
   const GLYPH = { waiting: '○', running: '▶', retrying: '↻', awaiting_decision: '?', completed: '✓', failed: '✗', skipped: '–',
     cancelled: '⊘' };
   const RESULT_SHOWN = 4000; // characters of the final result shown in the page
+  const LIVE_SHOWN = 2000; // characters of a running task's live text shown in the task panel (its end)
+  const LIVE_IN_NODE = 27; // characters of the live text's last line shown under a running node
   const MAX_EDGES_DRAWN = 4000;
   const MIN_GRAPH_SCALE = 0.6;
-  const NODE_W = 176, NODE_H = 44, COL_GAP = 60, ROW_GAP = 12, PAD = 10;
+  const NODE_W = 176, NODE_H = 58, COL_GAP = 60, ROW_GAP = 12, PAD = 10;
   const SVG_NS = 'http://www.w3.org/2000/svg';
 
   const $ = (id) => document.getElementById(id);
@@ -62,6 +69,7 @@
       id: snapshot.executionId, createdAt: snapshot.createdAt, status: 'running',
       originalRequest: snapshot.originalRequest || '', total: snapshot.totalTasks ?? tasks.size,
       finishedAt: null, durationMs: null, finalResult: undefined, finalResultUrl: null, error: null, reason: null,
+      live: initialState(snapshot.executionId), // the client's fold of the events: the live text
       tasks, graph: null, dirty: new Set(), pendingLog: [], counts: {}, seq: 0, selected: null, focus: null,
     };
   }
@@ -136,6 +144,7 @@
 
   function onEvent(type, e) {
     const v = view;
+    v.live = fold(v.live, e);
     if (e.snapshot) { // not asked for (the stream starts at seq 0), but harmless: take its state
       for (const t of e.tasks || []) reconcileTask(t);
       applyExecution(e);
@@ -163,6 +172,8 @@
         closeAttempt(task, e.timestamp, 'completed');
         Object.assign(task, { status: 'completed', result: e.result, durationMs: e.durationMs, error: undefined });
         task.resultUrl = e.resultUrl;
+        break;
+      case 'substep.progress': // its text is in v.live (placed by offset); drawn by updateNode / showTask
         break;
       case 'substep.waiting': // an approval task: the task detail shows Approve / Reject
         if (!task) break;
@@ -390,7 +401,8 @@
           el(SVG_NS, 'rect', { class: 'box', width: NODE_W, height: NODE_H, rx: 8 }),
           headline(id, t.action),
           text(el(SVG_NS, 'text', { class: 'glyph', x: NODE_W - 10, y: 18, 'text-anchor': 'end' }), GLYPH.waiting),
-          text(el(SVG_NS, 'text', { class: 'desc', x: 10, y: 35 }), clip(t.description || t.action, 25)),
+          text(el(SVG_NS, 'text', { class: 'desc', x: 10, y: 34 }), clip(t.description || t.action, 25)),
+          el(SVG_NS, 'text', { class: 'live', x: 10, y: 50 }), // a running task's live text (its end)
         );
         nodes.append(node);
         if (first === null) first = node;
@@ -427,7 +439,32 @@
     const label = `Task ${id}: ${t.description || t.action}, ${t.status}` + (t.attempt > 1 ? `, attempt ${t.attempt}` : '');
     node.setAttribute('aria-label', label);
     node.querySelector('title').textContent = label + (t.error ? ` — ${t.error}` : '');
+    const live = liveOf(id);
+    const line = node.querySelector('.live');
+    line.textContent = !live.shown ? '' : live.text ? lastLine(live.text, LIVE_IN_NODE) : clip(describeProgress(live.progress), LIVE_IN_NODE);
+    line.dataset.chars = String(live.shown ? live.length : 0);
     for (const edge of document.querySelectorAll(`#graph .edge[data-from="${cssId(id)}"]`)) edge.dataset.status = t.status;
+  }
+
+  // A task's live text, from the folded state: shown while an attempt runs (then its result, or its
+  // error, says the rest). `length` counts the text before what is held (a snapshot may hold its end).
+  function liveOf(id) {
+    const t = view.tasks.get(id);
+    const folded = view.live.tasks[id] || {};
+    const text = folded.text || '';
+    const start = folded.textOffset || 0;
+    const shown = Boolean(t && t.status === 'running' && (text || folded.progress));
+    return { text, start, length: start + text.length, progress: folded.progress, shown };
+  }
+
+  function lastLine(value, n) { // the end of the text's last non-blank line, n characters at most
+    const last = value.split('\n').map((l) => l.trim()).filter(Boolean).at(-1) || '';
+    return last.length > n ? `…${last.slice(-(n - 1))}` : last;
+  }
+
+  function describeProgress(p) { // {done, total, message} → "3/10 reading"
+    const count = p.done !== undefined ? `${p.done}${p.total !== undefined ? `/${p.total}` : ''}` : '';
+    return [count, p.message || ''].filter(Boolean).join(' ');
   }
 
   function graphKeys(event) {
@@ -657,6 +694,16 @@
     row('attempts', t.attempts.length ? t.attempts.map(describeAttempt).join('\n') : 'none');
     if (t.durationMs !== undefined) row('duration', seconds(t.durationMs, 2));
     if (t.error) row('error', t.error);
+    const live = liveOf(id);
+    if (live.shown && live.progress) row('progress', describeProgress(live.progress));
+    if (live.shown && live.text) { // the attempt's text so far, its end when long; follows as it grows
+      const pre = document.createElement('pre');
+      Object.assign(pre, { id: 'live-text', className: 'live-text' });
+      pre.dataset.chars = String(live.length);
+      const cut = live.start > 0 || live.text.length > LIVE_SHOWN;
+      pre.textContent = (cut ? '…' : '') + live.text.slice(-LIVE_SHOWN);
+      row(`live text, ${live.length} characters so far`, pre);
+    }
     if (t.prompt !== undefined) row('asks', t.prompt || '(no prompt)');
     if (t.status === 'awaiting_decision') row('decide', decisionForm(id, t));
     if (t.result !== undefined) {
@@ -673,6 +720,8 @@
       }
     }
     $('task-detail').replaceChildren(dl);
+    const pre = $('live-text');
+    if (pre) pre.scrollTop = pre.scrollHeight;
   }
 
   // An approval task's decision: POST …/tasks/{id}/decision with the REST API's key; the stream
@@ -758,6 +807,9 @@
     switch (type) {
       case 'execution.created': return `${e.totalTasks} tasks`;
       case 'substep.started': return `${task} "${clip(e.description || '', 40)}"` + (e.attempt > 1 ? ` attempt ${e.attempt}` : '');
+      case 'substep.progress': return `${task}` +
+        (typeof e.delta === 'string' ? ` @${e.offset ?? 0} +${e.delta.length}: "${clip(short(e.delta), 60)}"` : '') +
+        (e.progress ? ` [${describeProgress(e.progress)}]` : '');
       case 'substep.completed': return `${task} in ${e.durationMs} ms → ${clip(short(e.result), 60)}`;
       case 'substep.failed': return `${task} ${e.reason}${e.willRetry ? `, retry in ${e.retryInSeconds}s` : ''}: ${clip(e.error || '', 80)}`;
       case 'execution.updated': return `${e.completedTasks}/${e.totalTasks} done` + (e.failedTasks ? `, ${e.failedTasks} failed` : '') + (e.skippedTasks ? `, ${e.skippedTasks} skipped` : '');

@@ -71,3 +71,20 @@ def test_a_running_tasks_text_is_in_the_snapshot_and_only_its_run_may_write(serv
     # after the attempt ended, no run may write
     assert StoreWriter(services.store, eid, 1, 1).write("late", 0, 4, "late", None) is False
     assert "text" not in services.orchestrator.snapshot(eid)["tasks"][0]
+
+
+def test_echo_with_stream_seconds_emits_its_text_progressively(services, eager):
+    """The demo's streaming task (examples/research-report.json): words as progress, then the text."""
+    from tests.functional.conftest import run_job
+
+    text = "# Report\n\nMild and grey, light rain on Tuesday; drier at the weekend."
+    _, events = run_job(services, {"tasks": [task(1, "echo", {"text": text, "streamSeconds": 0.6})]})
+    progress = [e for e in events if e["type"] == "substep.progress"]
+    done = next(e for e in events if e["type"] == "substep.completed")
+    assert len(progress) >= 3 and all(p["seq"] < done["seq"] for p in progress)
+    assert [p["offset"] for p in progress] == [
+        sum(len(q["delta"]) for q in progress[:i]) for i in range(len(progress))
+    ]
+    assert "".join(p["delta"] for p in progress) == done["result"] == text
+    _, plain = run_job(services, {"tasks": [task(1, "echo", {"text": text})]})
+    assert not [e for e in plain if e["type"] == "substep.progress"]  # without it: as before

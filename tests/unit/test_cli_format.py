@@ -105,3 +105,12 @@ def test_skipped_tasks_cut_results_and_cancels_say_so():
         "error": "task 2 failed: no",
     }
     assert line(failed) == "[ 1.50s] #7 execution.failed in 90 ms: task 2 failed: no"
+
+
+def test_progress_shows_the_text_it_adds_at_its_offset_and_what_it_reports():
+    said = {"type": "substep.progress", "taskId": 5, "attempt": 1, "delta": "London was\nmild ", "offset": 12}
+    assert line(said) == "[ 1.50s] #7 substep.progress task 5 @12 +16 ch: 'London was ⏎ mild '"
+    counted = {"type": "substep.progress", "taskId": 2, "attempt": 2, "progress": {"done": 3, "total": 10.0}}
+    assert line(counted) == "[ 1.50s] #7 substep.progress task 2 (attempt 2) [progress 3/10]"
+    told = {"type": "substep.progress", "taskId": 2, "attempt": 1, "progress": {"message": "reading"}}
+    assert line(told) == "[ 1.50s] #7 substep.progress task 2 [progress reading]"

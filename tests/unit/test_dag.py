@@ -196,3 +196,17 @@ def test_the_deadline_of_a_job_with_approvals_adds_their_waits():
     )
     assert execution_fields(job, 0, 86_400)["deadlineAt"] == (60 + 3_600) * 1000
     assert json.loads(state_machine_input("e", job, 86_400))["deadlineSeconds"] == 3_660
+
+
+def test_the_demo_job_has_a_task_that_streams_its_text():
+    """`make demo` shows live text with no network or key: examples/research-report.json's report
+    task is an echo with streamSeconds (docs/events.md, README's tour)."""
+    from pathlib import Path
+
+    body = json.loads((Path(__file__).parents[2] / "examples" / "research-report.json").read_text())
+    job = parse_job(body)
+    streaming = [
+        t for t in body["tasks"] if t["action"] == "echo" and t["params"].get("streamSeconds", 0) > 0
+    ]
+    assert len(streaming) == 1 and len(job.tasks) == 5
+    assert len(streaming[0]["params"]["text"]) > 200  # long enough to arrive in several events

@@ -18,6 +18,7 @@ from chalicelib.domain.events import (
     EXECUTION_UPDATED,
     SUBSTEP_COMPLETED,
     SUBSTEP_FAILED,
+    SUBSTEP_PROGRESS,
     SUBSTEP_STARTED,
     SUBSTEP_WAITING,
 )
@@ -41,6 +42,8 @@ def describe(event: Mapping[str, Any]) -> str:
         return _describe_snapshot(event)
     if kind in (SUBSTEP_STARTED, SUBSTEP_COMPLETED, SUBSTEP_FAILED):
         return _describe_substep(event)
+    if kind == SUBSTEP_PROGRESS:
+        return _describe_progress(event)
     if kind == SUBSTEP_WAITING:
         return f"task {event['taskId']} awaits a decision: {event.get('prompt', '')!r}"
     if kind == EXECUTION_CREATED:
@@ -89,6 +92,23 @@ def _describe_substep(event: Mapping[str, Any]) -> str:
     label = "" if reason == Reason.ERROR else f" [{reason}]"
     retry = f" — retry in {event.get('retryInSeconds', 0)}s" if event.get("willRetry") else ""
     return f"task {event['taskId']}{again}{label}: {event['error']}{retry}"
+
+
+def _describe_progress(event: Mapping[str, Any]) -> str:
+    """The text the event adds, at its offset (``@120 +52 ch``), and the progress it reports."""
+    attempt = event.get("attempt")
+    again = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
+    line = f"task {event['taskId']}{again}"
+    delta = event.get("delta")
+    if isinstance(delta, str):
+        line += f" @{event.get('offset', 0)} +{len(delta)} ch: {short(delta, 100)!r}"
+    said = event.get("progress")
+    if isinstance(said, Mapping):
+        of = f"/{said['total']:g}" if isinstance(said.get("total"), int | float) else ""
+        done = f" {said['done']:g}{of}" if isinstance(said.get("done"), int | float) else ""
+        message = f" {said['message']}" if said.get("message") else ""
+        line += f" [progress{done}{message}]"
+    return line
 
 
 def json_line(event: Mapping[str, Any]) -> str:
