@@ -39,7 +39,7 @@ def _task_ids(raw: str) -> list[int]:
 
 @guarded
 def rerun_command(args: argparse.Namespace) -> int:
-    body = {"tasks": args.tasks} if args.tasks else {"from": "failed"}
+    body = {"tasks": args.tasks} if args.tasks else {}  # {}: from failure
     with httpx.Client(timeout=TIMEOUT) as http:
         _, api = open_api(args, http)
         accepted = api.json("POST", f"/api/v1/dag-executions/{quote(args.id, safe='')}/rerun", json=body)
