@@ -50,7 +50,7 @@ class Rerun:
 def parse_rerun(body: Any) -> frozenset[int]:
     """The tasks a rerun forces: none for ``{}`` / ``{"from": "failed"}`` (no body, too), else
     ``{"tasks": [ids]}``."""
-    if body is None:
+    if body is None or body == {}:
         return frozenset()
     if not isinstance(body, dict) or set(body) - {"from", "tasks"} or len(body) > 1:
         raise BadRequest(f'a rerun body is {{"from": "{RERUN_FROM_FAILED}"}} or {{"tasks": [task ids]}}')
