@@ -7,6 +7,7 @@ what to fix — never a stack trace.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -30,9 +31,12 @@ from ..domain.errors import (
 )
 from ..domain.events import TypeFilter
 from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, ExecutionStatus, now_ms
+from ..domain.search import decode_cursor, encode_cursor, parse_query
 from ..factory import Services
+from ..orchestration.idempotent import IdempotentSubmit
 from ..orchestration.results import ResultText, final_text, task_text
 from ..orchestration.views import TEXT_CAPS, cut_view, execution_view
+from ..persistence.keys import DEFAULT_SCOPE
 from ..redact import Redactor
 from ..webhooks.models import MAX_WEBHOOKS, Hook, delivery_view, parse_spec
 from ..webhooks.store import deliveries_prefix
@@ -50,6 +54,7 @@ MAX_LIST_LIMIT = 100
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _READ_STEP = 1_000_000  # characters of a result read from the store at once while filling a page
 _DIGITS = re.compile(r"[0-9]{1,16}")  # ASCII digits: int() would also take "٣" or " 3"
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
 Reply = tuple[int, dict[str, Any]]
 # An error answer may quote the request (a refused URL, a job's field): shapes are redacted from it.
 _SHAPES = Redactor()
@@ -95,10 +100,23 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def execute_dag(services: Services, raw_body: bytes | None, base_url: str) -> Reply:
+def execute_dag(
+    services: Services,
+    raw_body: bytes | None,
+    base_url: str,
+    idempotency_key: str | None = None,
+    scope: str = DEFAULT_SCOPE,
+) -> Reply:
+    """Validate, store and start a job (202). With an ``Idempotency-Key``, a retry of the same
+    request answers with the first one's execution instead (orchestration/idempotent.py)."""
     body = _json_body(raw_body, '{"originalRequest": ..., "tasks": [...]}')
     job = parse_job(body)
-    execution_id = services.orchestrator.submit(job)
+    if idempotency_key is None:
+        execution_id = services.orchestrator.submit(job, scope=scope)
+    else:
+        key = _idempotency_key(idempotency_key)
+        once = IdempotentSubmit(services.store.idempotency, services.orchestrator, services.store.get_meta)
+        execution_id = once.submit(job, key, _canonical_hash(body), scope)
     api = services.settings.public_url or base_url
     return 202, {
         "executionId": execution_id,
@@ -106,6 +124,21 @@ def execute_dag(services: Services, raw_body: bytes | None, base_url: str) -> Re
         "statusUrl": f"{api}/api/v1/dag-executions/{execution_id}",
         **_stream_access(services, execution_id, base_url),
     }
+
+
+def _idempotency_key(raw: str) -> str:
+    if not _IDEMPOTENCY_KEY.fullmatch(raw):
+        raise BadRequest(
+            "Idempotency-Key must be 1-255 printable ASCII characters (a UUID is a good key), "
+            f"got {raw[:80]!r}"
+        )
+    return raw
+
+
+def _canonical_hash(body: Any) -> str:
+    """What "the same body" means: the same JSON value, whatever its spacing and key order."""
+    text = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _stream_access(services: Services, execution_id: str, base_url: str) -> dict[str, Any]:
@@ -151,10 +184,22 @@ def _limit(raw: str) -> int:
     return limit
 
 
-def list_executions(services: Services, query: Mapping[str, str] | None) -> Reply:
+def list_executions(services: Services, query: Mapping[str, str] | None, scope: str = DEFAULT_SCOPE) -> Reply:
+    """A page of the scope's executions, newest first, filtered by status, tags and creation time;
+    ``nextCursor`` goes on from where it ends (null at the end)."""
+    search = parse_query(query, scope)
     limit = _limit((query or {}).get("limit", "20"))
-    views = [execution_view(m) for m in services.store.list_executions(limit)]
-    return 200, _fitted(lambda cap: {"executions": [v if cap is None else cut_view(v, cap) for v in views]})
+    cursor = (query or {}).get("cursor")
+    before = None if cursor is None else decode_cursor(cursor, search)
+    found, position = services.store.listing.search(search, limit, before)
+    views = [execution_view(m) for m in found]
+    next_cursor = None if position is None else encode_cursor(position, search)
+    return 200, _fitted(
+        lambda cap: {
+            "executions": [v if cap is None else cut_view(v, cap) for v in views],
+            "nextCursor": next_cursor,
+        }
+    )
 
 
 def cancel_execution(services: Services, execution_id: str) -> Reply:

@@ -27,6 +27,8 @@ from ..domain.errors import (
     DagcastError,
     DeliveryNotFound,
     ExecutionNotFound,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
     InvalidJob,
     InvalidTypeFilter,
     InvalidWebhook,
@@ -125,6 +127,9 @@ RULES: Final[Mapping[type[DagcastError], Rule]] = {
     # the state does not allow it
     AlreadyFinished: Rule(409, lambda e: {"error": str(e), "status": e.status}),
     TooManyWebhooks: Rule(409),
+    IdempotencyInProgress: Rule(409, headers=lambda e: {"Retry-After": str(e.retry_after)}),
+    # understood, but it contradicts what was sent before
+    IdempotencyKeyReused: Rule(422),
     # a service this one depends on refused, or is not configured
     StartFailed: Rule(503),
     WebhooksOff: Rule(503),

@@ -40,12 +40,20 @@ from ..domain.model import (
 )
 from ..persistence.eventlog import PROGRESS
 from ..persistence.executions import INLINE_RESULT_CHARS
+from ..persistence.keys import DEFAULT_SCOPE
 from ..persistence.table import Item
 from .attempt import AttemptRunner, retry_asked
 from .ports import OrchestrationStore, StateMachine
 from .release import Releaser
 from .results import final_text
-from .submission import execution_fields, new_execution_id, sink_ids, state_machine_input, task_items
+from .submission import (
+    execution_fields,
+    labels,
+    new_execution_id,
+    sink_ids,
+    state_machine_input,
+    task_items,
+)
 from .views import build_snapshot, result_url, terminal_event, timeout_source
 
 log = logging.getLogger(__name__)
@@ -76,11 +84,11 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ submission
 
-    def submit(self, job: Job, execution_id: str | None = None) -> str:
+    def submit(self, job: Job, execution_id: str | None = None, scope: str = DEFAULT_SCOPE) -> str:
         """Store the execution, then start the state machine; the execution's id.
 
-        If Step Functions refuses, the stored execution is finalized as failed (reason
-        ``startFailed``) and StartFailed is raised."""
+        ``scope``: whose lists it joins (the tenant). If Step Functions refuses, the stored
+        execution is finalized as failed (reason ``startFailed``) and StartFailed is raised."""
         execution_id = execution_id or new_execution_id()
         created = self._now()
         self._store.create_execution(
@@ -89,6 +97,7 @@ class Orchestrator:
             original_request=self._store.redactor.text(job.originalRequest),
             tasks=task_items(job, self._store.redactor.text),
             sink_ids=sink_ids(job),
+            labels=labels(job, scope, self._store.redactor),
             **execution_fields(job, created, self._ceiling),
         )
         try:

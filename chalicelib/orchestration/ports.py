@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..domain import events as ev
+from ..persistence.listing import Labels
 from ..persistence.table import Item
 from ..redact import Redactor
 
@@ -29,6 +30,7 @@ class ExecutionRecords(Protocol):
         original_request: str,
         tasks: list[Item],
         sink_ids: list[int],
+        labels: Labels = ...,
         **fields: Any,
     ) -> None: ...
 

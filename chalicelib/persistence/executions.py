@@ -20,11 +20,24 @@ from typing import TYPE_CHECKING, Any, Final
 from ..domain import events as ev
 from ..domain.errors import ExecutionExists, ExecutionNotFound, StoreError
 from ..domain.model import ExecutionStatus, TaskStatus
+from ..domain.search import ListQuery
 from ..redact import Redactor
 from .capacity import ReadMeter, WriteMeter
 from .eventlog import EventLog, Payload
-from .keys import LIST_SK, META_SK, REQUEST_SK, TASK_PREFIX, list_keys, pk, result_sk, task_sk
-from .listing import ExecutionList, with_request
+from .idempotency import IdempotencyRecords
+from .keys import (
+    DEFAULT_SCOPE,
+    LIST_SK,
+    META_SK,
+    REQUEST_SK,
+    TASK_PREFIX,
+    list_keys,
+    pk,
+    result_sk,
+    tag_list_item,
+    task_sk,
+)
+from .listing import NO_LABELS, ExecutionList, Labels, with_request
 from .results import RESULT_CHUNK_CHARS, ResultReads
 from .table import CallCounter, Item, from_item, to_item
 
@@ -50,6 +63,7 @@ class DynamoStore(ResultReads):
         self.redactor = redactor or Redactor()
         self.event_log = EventLog(client, table_name, self.redactor, read_meta=self.get_meta)
         self.listing = ExecutionList(client, table_name)
+        self.idempotency = IdempotencyRecords(client, table_name)
 
     def meter_reads(self, meter: ReadMeter) -> None:
         """Count this store's reads and their RCU in ``meter`` (the SSE endpoint's stats)."""
@@ -75,21 +89,23 @@ class DynamoStore(ResultReads):
         original_request: str,
         tasks: list[Item],
         sink_ids: list[int],
+        labels: Labels = NO_LABELS,
         **fields: Any,
     ) -> None:
-        """Write the task items and the request, then the META item, then ``execution.created``.
+        """Write the task items, the request and the tag lists' items, then the META item, then
+        ``execution.created``.
 
-        META goes last: until it exists the execution is invisible (404), so a crash halfway
-        leaves nothing a client can see. The request is an item of its own (``REQUEST_SK``): META
-        is updated twice per task, and DynamoDB charges each update for the whole item.
+        META goes last: until it exists the execution is invisible (404, and left out of every
+        list), so a crash halfway leaves nothing a client can see. The request, the tags and the
+        metadata are an item of their own (``REQUEST_SK``): META is updated twice per task, and
+        DynamoDB charges each update for the whole item.
         """
-        request = {"PK": pk(execution_id), "SK": REQUEST_SK, "originalRequest": original_request}
+        key = pk(execution_id)
+        request = {"PK": key, "SK": REQUEST_SK, "originalRequest": original_request, **labels.fields()}
+        listed = [tag_list_item(t, created_at, execution_id, labels.scope) for t in labels.tags]
         self._batch_write(
-            [
-                {"PutRequest": {"Item": to_item({"PK": pk(execution_id), "SK": task_sk(t["taskId"]), **t})}}
-                for t in tasks
-            ]
-            + [{"PutRequest": {"Item": to_item(request)}}]
+            [{"PutRequest": {"Item": to_item({"PK": key, "SK": task_sk(t["taskId"]), **t})}} for t in tasks]
+            + [{"PutRequest": {"Item": to_item(item)}} for item in [request, *listed]]
         )
         meta = {
             "PK": pk(execution_id),
@@ -100,16 +116,15 @@ class DynamoStore(ResultReads):
             "createdAt": created_at,
             "sinks": sink_ids,
             **fields,
-            **list_keys(created_at, execution_id),
+            **list_keys(created_at, execution_id, labels.scope),
         }
         written = self._put_if(Item=to_item(meta), ConditionExpression="attribute_not_exists(PK)")
         # Refused: someone else's execution, or our own write that landed, lost its answer and
         # was retried by botocore.
         if not written and not self._is_own_meta(execution_id, {**meta, "originalRequest": original_request}):
             raise ExecutionExists(f"execution {execution_id} already exists")
-        self.append_event(
-            execution_id, ev.EXECUTION_CREATED, ev.execution_created(len(tasks), original_request), created_at
-        )
+        created = ev.execution_created(len(tasks), original_request, list(labels.tags), labels.metadata())
+        self.append_event(execution_id, ev.EXECUTION_CREATED, created, created_at)
 
     def _is_own_meta(self, execution_id: str, meta: Item) -> bool:
         try:
@@ -133,9 +148,8 @@ class DynamoStore(ResultReads):
         return with_request(items[META_SK], items.get(REQUEST_SK))
 
     def list_executions(self, limit: int = 20, before: str | None = None) -> list[Item]:
-        """The newest ``limit`` executions (created before the cursor ``before``), whole."""
-        ids, _ = self.listing.page(limit, before)
-        return self.listing.executions(ids)
+        """The newest ``limit`` executions (created before the position ``before``), whole."""
+        return self.listing.search(ListQuery(scope=DEFAULT_SCOPE), limit, before)[0]
 
     def set_execution_fields(self, execution_id: str, **fields: Any) -> None:
         names = {f"#f{i}": k for i, k in enumerate(fields)}
