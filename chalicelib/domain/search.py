@@ -77,7 +77,10 @@ def parse_query(query: Mapping[str, str] | None, scope: str) -> ListQuery:
 def _all(query: Mapping[str, str], name: str) -> Sequence[str]:
     getlist = getattr(query, "getlist", None)  # Chalice's MultiDict: every value of a repeated name
     if getlist is not None:
-        return list(getlist(name))
+        try:
+            return list(getlist(name))
+        except KeyError:  # MultiDict.getlist raises for a name that is not there
+            return []
     value = query.get(name)
     return [] if value is None else [value]
 

@@ -127,7 +127,7 @@ RULES: Final[Mapping[type[DagcastError], Rule]] = {
     # the state does not allow it
     AlreadyFinished: Rule(409, lambda e: {"error": str(e), "status": e.status}),
     TooManyWebhooks: Rule(409),
-    IdempotencyInProgress: Rule(409, headers=lambda e: {"Retry-After": str(e.retry_after)}),
+    IdempotencyInProgress: Rule(409, lambda e: {"error": str(e), "retryAfterSeconds": e.retry_after}),
     # understood, but it contradicts what was sent before
     IdempotencyKeyReused: Rule(422),
     # a service this one depends on refused, or is not configured

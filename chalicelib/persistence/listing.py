@@ -76,10 +76,11 @@ def with_request(meta: Item, request: Item | None) -> Item:
 
 @dataclass
 class _Shard:
-    """One shard's query state within a search: where to read below, and whether it is done."""
+    """One shard's query state within a search: where its next query starts, and whether it is done."""
 
     partition: str
-    below: str  # the next query reads listSK < below (or <= it, before the first page)
+    below: str  # the listSK last evaluated: what is still unread sorts below it
+    start: dict[str, Any] | None = None  # the last query's LastEvaluatedKey (ExclusiveStartKey)
     done: bool = False
 
 
@@ -102,7 +103,7 @@ class ExecutionList(Table):
         pending: list[Item] = []
         examined = 0
         while True:
-            ready, boundary, evaluated = self._round(shards, pending, low, limit, status)
+            ready, boundary, evaluated = self._round(shards, pending, (low, top), limit, status)
             examined += evaluated
             taken, consumed = self._take(ready, query, limit - len(found))
             found += taken
@@ -115,25 +116,27 @@ class ExecutionList(Table):
                 return found, boundary
 
     def _round(
-        self, shards: list[_Shard], pending: list[Item], low: str, limit: int, status: str | None
+        self, shards: list[_Shard], pending: list[Item], span: tuple[str, str], limit: int, status: str | None
     ) -> tuple[list[Item], str | None, int]:
         """One query of every shard not yet done, its entries added to ``pending``; the pending
         entries that are surely in order (newest first: no unread entry of any shard sorts above
         them) are taken out and returned, with the position below which entries are still unread
         (None when every shard is done) and how many index items the queries evaluated."""
         evaluated = 0
+        low, top = span
         for shard in (s for s in shards if not s.done):
-            out = self._db.query(IndexName=LIST_INDEX, **self._shard_query(shard, low, limit, status))
-            evaluated += int(out.get("ScannedCount", 0))
-            # below is exclusive: the cursor, or the last key evaluated (BETWEEN includes it)
-            pending += [e for e in map(from_item, out.get("Items", [])) if str(e[LIST_SK]) != shard.below]
-            last = out.get("LastEvaluatedKey")
-            shard.done = last is None
-            shard.below = shard.below if last is None else str(from_item(last)[LIST_SK])
+            out = self._db.query(IndexName=LIST_INDEX, **self._shard_query(shard, low, top, limit, status))
+            evaluated += min(limit, int(out.get("ScannedCount", 0)))  # moto counts the partition
+            # top is exclusive (the cursor, or above every listSK of the range): BETWEEN includes it
+            pending += [e for e in map(from_item, out.get("Items", [])) if str(e[LIST_SK]) != top]
+            shard.start = out.get("LastEvaluatedKey")
+            shard.done = shard.start is None
+            shard.below = shard.below if shard.start is None else str(from_item(shard.start)[LIST_SK])
         unread = [s.below for s in shards if not s.done]
         boundary = max(unread) if unread else None
         pending.sort(key=lambda e: str(e[LIST_SK]), reverse=True)
-        cut = len(pending) if boundary is None else sum(1 for e in pending if str(e[LIST_SK]) > boundary)
+        # The boundary is a key some shard evaluated last: its own entry (if it matched) is in order.
+        cut = len(pending) if boundary is None else sum(1 for e in pending if str(e[LIST_SK]) >= boundary)
         ready = pending[:cut]
         del pending[:cut]
         return ready, boundary, evaluated
@@ -152,8 +155,10 @@ class ExecutionList(Table):
             return taken, key_of[str(taken[-1]["executionId"])]
         return taken, (str(ready[-1][LIST_SK]) if ready else None)
 
-    def _shard_query(self, shard: _Shard, low: str, limit: int, status: str | None) -> dict[str, Any]:
-        values: dict[str, Any] = {":p": shard.partition, ":lo": low, ":hi": shard.below}
+    def _shard_query(
+        self, shard: _Shard, low: str, top: str, limit: int, status: str | None
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {":p": shard.partition, ":lo": low, ":hi": top}
         query: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": f"{LIST_PK} = :p AND {LIST_SK} BETWEEN :lo AND :hi",
@@ -161,6 +166,8 @@ class ExecutionList(Table):
             "ScanIndexForward": False,
             "Limit": limit,
         }
+        if shard.start is not None:
+            query["ExclusiveStartKey"] = shard.start
         if status is not None:  # the index projects status: a filter that reads index items only
             query["FilterExpression"] = "#s = :s"
             query["ExpressionAttributeNames"] = {"#s": "status"}
