@@ -505,6 +505,11 @@ def test_the_page_works_from_another_origin_with_the_api_in_the_url(stack, stati
 LISTED = "() => [...document.querySelectorAll('#recent li[data-execution-id]')].map((li) => li.dataset.executionId)"
 
 
+def _compact(ids: list[str]) -> str:
+    """``ids`` as the page's JSON.stringify writes them (no spaces)."""
+    return json.dumps(ids, separators=(",", ":"))
+
+
 def test_the_list_filters_by_tag_status_and_time(stack):
     """The list's filters are the REST list's (status, tags: all of them, since): issue 22 item 4."""
     _require_browser()
@@ -531,7 +536,7 @@ def test_the_list_filters_by_tag_status_and_time(stack):
             page.fill("#recent-tag", tag)
             both = [bad["executionId"], ok["executionId"]]
             page.wait_for_function(
-                f"JSON.stringify(({LISTED})()) === {json.dumps(json.dumps(both))}", timeout=TIMEOUT_MS
+                f"JSON.stringify(({LISTED})()) === {json.dumps(_compact(both))}", timeout=TIMEOUT_MS
             )
             assert (
                 page.get_attribute(f'#recent li[data-execution-id="{ok["executionId"]}"]', "data-tags")
@@ -539,13 +544,13 @@ def test_the_list_filters_by_tag_status_and_time(stack):
             )
             page.select_option("#recent-status", "failed")
             page.wait_for_function(
-                f"JSON.stringify(({LISTED})()) === {json.dumps(json.dumps([bad['executionId']]))}",
+                f"JSON.stringify(({LISTED})()) === {json.dumps(_compact([bad['executionId']]))}",
                 timeout=TIMEOUT_MS,
             )
             page.select_option("#recent-status", "")
             page.fill("#recent-tag", f"{tag} team:a")  # all of them
             page.wait_for_function(
-                f"JSON.stringify(({LISTED})()) === {json.dumps(json.dumps([ok['executionId']]))}",
+                f"JSON.stringify(({LISTED})()) === {json.dumps(_compact([ok['executionId']]))}",
                 timeout=TIMEOUT_MS,
             )
             page.select_option("#recent-since", "3600000")  # created in the last hour: still there
@@ -559,4 +564,6 @@ def test_the_list_filters_by_tag_status_and_time(stack):
             assert page.text_content("#recent-empty") == "No executions match these filters."
             assert page.is_hidden("#error")
         finally:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "monitor-list-filters.png"))
             browser.close()
