@@ -30,6 +30,10 @@ def _wait_done(base: str, execution_id: str, timeout: float = 60) -> dict[str, A
         time.sleep(0.1)
 
 
+def ids(body: dict[str, Any]) -> list[str]:
+    return [e["executionId"] for e in body["executions"]]
+
+
 def _listed(base: str, **params: Any) -> dict[str, Any]:
     reply = httpx.get(f"{base}/api/v1/dag-executions", params=params, timeout=30)
     assert reply.status_code == 200, reply.text
@@ -40,9 +44,11 @@ def _listed(base: str, **params: Any) -> dict[str, Any]:
 def test_a_retried_submit_with_its_key_starts_nothing_new(server):
     key = str(uuid.uuid4())
     job = {"originalRequest": "retried", "tasks": [echo(1, "once")], "tags": [f"idem-{key[:8]}"]}
-    post = lambda body: httpx.post(  # noqa: E731
-        f"{server}/api/v1/execute-dag", content=body, headers={"Idempotency-Key": key, "content-type": "application/json"}, timeout=30
-    )  # fmt: skip
+
+    def post(body: str) -> httpx.Response:
+        headers = {"Idempotency-Key": key, "content-type": "application/json"}
+        return httpx.post(f"{server}/api/v1/execute-dag", content=body, headers=headers, timeout=30)
+
     first = post(json.dumps(job))
     assert first.status_code == 202, first.text
     eid = first.json()["executionId"]
@@ -71,7 +77,6 @@ def test_tags_and_metadata_reach_the_stream_and_the_views_and_the_list_filters_t
     assert created["tags"] == [nightly, "team:data"] and created["metadata"] == {"run": 1}
     assert _wait_done(server, ok["executionId"])["metadata"] == {"run": 1}
     assert _wait_done(server, bad["executionId"])["tags"] == [nightly]
-    ids = lambda body: [e["executionId"] for e in body["executions"]]  # noqa: E731
     assert ids(_listed(server, tag=nightly)) == [bad["executionId"], ok["executionId"]]
     assert ids(_listed(server, tag=nightly, status="failed")) == [bad["executionId"]]
     assert ids(_listed(server, tag=[nightly, "team:data"])) == [ok["executionId"]]

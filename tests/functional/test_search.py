@@ -111,7 +111,9 @@ def test_a_rare_match_pages_short_instead_of_reading_the_whole_list(own_store, s
     short page (even an empty one) with a position to go on from, and following it finds them all."""
     monkeypatch.setattr(listing, "MAX_EXAMINED", 8)
     query = ListQuery(status=ExecutionStatus.RUNNING, tags=("even",), scope=DEFAULT_SCOPE)
-    ids, pages, position = [], [], None
+    ids: list[str] = []
+    pages: list[tuple[int, bool]] = []
+    position = None
     while len(pages) < 100:
         found, position = own_store.listing.search(query, 2, position)
         ids += [m["executionId"] for m in found]
