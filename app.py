@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Tracer
-from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response
+from chalice.app import Chalice, CloudWatchEvent, CORSConfig, Rate, Request, Response
 
 from chalicelib.config import SettingsError
 from chalicelib.domain.errors import DagcastError
@@ -90,11 +90,17 @@ def front_gate(request: Request, get_response: Callable[[Request], Response]) ->
     return response
 
 
-@app.route("/api/v1/execute-dag", methods=["POST"], content_types=["application/json"], cors=True)
+# Browsers may send Idempotency-Key from another origin: the preflight (API Gateway's) allows it.
+SUBMIT_CORS = CORSConfig(allow_origin="*", allow_headers=["Idempotency-Key"])
+
+
+@app.route("/api/v1/execute-dag", methods=["POST"], content_types=["application/json"], cors=SUBMIT_CORS)
 def execute_dag() -> Response:
-    raw = _request().raw_body
+    request = _request()
+    raw = request.raw_body
     raw = raw.encode() if isinstance(raw, str) else raw
-    return _json(api.answer(lambda: api.execute_dag(services(), raw, _base_url(), tenant=_tenant())))
+    key = request.headers.get("idempotency-key")
+    return _json(api.answer(lambda: api.execute_dag(services(), raw, _base_url(), key, tenant=_tenant())))
 
 
 @app.route("/api/v1/dag-executions", methods=["GET"], cors=True)

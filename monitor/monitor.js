@@ -836,16 +836,35 @@
 
   // ---------------------------------------------------------------------------- recent executions
 
+  // The list's filters are GET /api/v1/dag-executions's: status, tag (repeated: all of them) and
+  // since; "Older…" follows nextCursor. A reload (the refresh timer, a submit) shows the first page.
   let recentGeneration = 0;
-  async function loadRecent() {
+  let recentCursor = null;
+  let recentTyping = null; // the tag box reloads the list once typing pauses
+  function recentQuery(cursor) {
+    const q = new URLSearchParams({ limit: '25' });
+    if ($('recent-status').value) q.set('status', $('recent-status').value);
+    for (const tag of $('recent-tag').value.split(/[\s,]+/).filter(Boolean)) q.append('tag', tag);
+    if ($('recent-since').value) q.set('since', String(Date.now() - Number($('recent-since').value)));
+    if (cursor) q.set('cursor', cursor);
+    return q;
+  }
+
+  async function loadRecent(older) {
     const gen = ++recentGeneration;
     const list = $('recent');
+    const more = older === true && recentCursor;
     list.setAttribute('aria-busy', 'true');
     try {
-      const { executions } = await callApi(API, '/api/v1/dag-executions?limit=25');
+      const page = await callApi(API, `/api/v1/dag-executions?${recentQuery(more ? recentCursor : null)}`);
+      const { executions } = page;
       if (gen !== recentGeneration) return;
-      list.replaceChildren(...executions.map(recentItem));
-      $('recent-empty').hidden = executions.length > 0;
+      if (more) list.append(...executions.map(recentItem)); else list.replaceChildren(...executions.map(recentItem));
+      recentCursor = page.nextCursor || null;
+      $('recent-more').hidden = !recentCursor;
+      const filtered = [...recentQuery(null).keys()].some((k) => k !== 'limit');
+      $('recent-empty').textContent = filtered ? 'No executions match these filters.' : 'No executions yet. Submit one below.';
+      $('recent-empty').hidden = list.children.length > 0;
       list.dataset.loaded = 'true';
       markCurrent(view ? view.id : params.get('id'));
     } catch (err) {
@@ -857,6 +876,10 @@
     } finally {
       if (gen === recentGeneration) list.setAttribute('aria-busy', 'false');
     }
+  }
+
+  function recentMoreShown() { // pages past the first stay until the filters change or ↻
+    return $('recent').children.length > 25;
   }
 
   function recentItem(x) {
@@ -871,8 +894,9 @@
       span('dot', ''),
       span('what', x.originalRequest || x.executionId),
       span('count', `${x.status === 'running' ? `${done}/${x.totalTasks}` : x.status}`),
-      span('meta', `${timeAgo(x.createdAt)} · ${x.executionId}`),
+      span('meta', `${timeAgo(x.createdAt)} · ${x.executionId}` + (x.tags || []).map((t) => ` #${t}`).join('')),
     );
+    li.dataset.tags = (x.tags || []).join(' ');
     a.title = `${x.executionId}: ${x.status}, ${x.completedTasks}/${x.totalTasks} completed`;
     a.setAttribute('aria-label', `${x.originalRequest || x.executionId}, ${x.status}, ` +
       `${x.completedTasks} of ${x.totalTasks} tasks completed, created ${timeAgo(x.createdAt)}`);
@@ -1031,7 +1055,11 @@
     navigate(a.dataset.executionId);
   });
 
-  $('recent-refresh').addEventListener('click', loadRecent);
+  $('recent-refresh').addEventListener('click', () => loadRecent());
+  $('recent-more').addEventListener('click', () => loadRecent(true));
+  for (const id of ['recent-status', 'recent-since']) $(id).addEventListener('change', () => loadRecent());
+  $('recent-tag').addEventListener('input', () => { clearTimeout(recentTyping); recentTyping = setTimeout(() => loadRecent(), 300); });
+  $('recent-filters').addEventListener('submit', (event) => { event.preventDefault(); loadRecent(); });
 
   $('submit-form').addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -1085,7 +1113,7 @@
   });
 
   loadRecent();
-  setInterval(() => { if (document.visibilityState === 'visible') loadRecent(); }, 15000);
+  setInterval(() => { if (document.visibilityState === 'visible' && !recentMoreShown()) loadRecent(); }, 15000);
   if (params.get('id')) open(params.get('id'));
 
   window.DagcastMonitor = { open, view: () => view }; // for the console and the tests

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from ..kinds import KINDS, MAX_TIMEOUT_SECONDS, ApprovalParams
 from .errors import InvalidJob, Problem
@@ -23,6 +24,11 @@ from .templates import refs_in_value
 MAX_TASKS = 1000
 MAX_RETRIES = 10
 MAX_EXECUTION_SECONDS = 86_400
+MAX_TAGS = 20
+MAX_TAG_CHARS = 64
+# The characters of a tag: no "#", which separates the list index's key parts (persistence/keys.py).
+TAG_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+MAX_METADATA_BYTES = 4_096  # of its canonical JSON (metadata_json), UTF-8
 
 
 class _Strict(BaseModel):
@@ -71,6 +77,30 @@ class Job(_Strict):
     maxConcurrency: int | None = Field(default=None, ge=1, le=MAX_TASKS)
     timeoutSeconds: float | None = Field(default=None, gt=0, le=MAX_EXECUTION_SECONDS)
     resultTask: int | None = None
+    # Labels to find executions by (GET /api/v1/dag-executions?tag=): a list keyed by each one.
+    tags: list[Annotated[str, StringConstraints(pattern=TAG_PATTERN)]] = Field(
+        default_factory=list, max_length=MAX_TAGS
+    )
+    # The caller's own JSON object, stored and shown as given (redacted); dagcast never reads it.
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _once_each(cls, tags: list[str]) -> list[str]:
+        """A tag given twice is one tag (one list item per tag), in the order first given."""
+        return list(dict.fromkeys(tags))
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        if metadata is not None and len(metadata_json(metadata).encode()) > MAX_METADATA_BYTES:
+            raise PydanticCustomError("too_large", f"is larger than {MAX_METADATA_BYTES} bytes as JSON")
+        return metadata
+
+
+def metadata_json(metadata: Mapping[str, Any]) -> str:
+    """Metadata's canonical JSON: what its size limit counts and what the store keeps."""
+    return json.dumps(metadata, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def parse_job(body: object) -> Job:

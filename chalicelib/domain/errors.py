@@ -55,6 +55,32 @@ class BadRequest(DagcastError, ValueError):
     that is not JSON, a limit out of range, …)."""
 
 
+class InvalidCursor(BadRequest):
+    """A list cursor that is not a ``nextCursor`` of the same search (changed, cut, other filters)."""
+
+
+class IdempotencyKeyReused(DagcastError):
+    """An Idempotency-Key sent again with another body: the first request is not repeated."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key[:80]!r} was used with another body within 24 hours; "
+            "nothing was started: use a new key for a new job"
+        )
+
+
+class IdempotencyInProgress(DagcastError):
+    """The first request with this Idempotency-Key is still creating its execution."""
+
+    retry_after = 1
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"a request with Idempotency-Key {key[:80]!r} is still being created; "
+            "send it again in a moment to get its answer"
+        )
+
+
 class BodyTooLarge(DagcastError, ValueError):
     """A request body over the route's size limit."""
 

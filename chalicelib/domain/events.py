@@ -62,6 +62,8 @@ class ExecutionCreated(WireModel):
     type: Literal[EventType.EXECUTION_CREATED] = EventType.EXECUTION_CREATED
     totalTasks: int
     originalRequest: str
+    tags: Sometimes[list[str]] = None  # the job's tags, when it has any
+    metadata: Sometimes[dict[str, Any]] = None  # the job's metadata object, when it has one
     executionId: SetByStore[str] = None
     timestamp: SetByStore[int] = None
     seq: SetByStore[int] = None
@@ -334,8 +336,15 @@ def parse_event(event: Mapping[str, Any]) -> WireModel:
 # ----------------------------------------------------------------------------------- the builders
 
 
-def execution_created(total_tasks: int, original_request: str) -> Event:
-    return ExecutionCreated(totalTasks=total_tasks, originalRequest=original_request).wire()
+def execution_created(
+    total_tasks: int,
+    original_request: str,
+    tags: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Event:
+    return ExecutionCreated(
+        totalTasks=total_tasks, originalRequest=original_request, tags=tags or None, metadata=metadata
+    ).wire()
 
 
 def substep_started(task_id: int, description: str, attempt: int = 1) -> Event:

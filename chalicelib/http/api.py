@@ -7,6 +7,7 @@ what to fix — never a stack trace.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -33,9 +34,11 @@ from ..domain.errors import (
     WebhooksOff,
 )
 from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, ExecutionStatus, now_ms
+from ..domain.search import decode_cursor, encode_cursor, parse_query
 from ..domain.typefilter import TypeFilter
 from ..factory import Services
 from ..orchestration.decisions import MAX_DECISION_DATA_BYTES, Decision
+from ..orchestration.idempotent import IdempotentSubmit
 from ..orchestration.release import tenant_of
 from ..orchestration.rerun import parse_rerun
 from ..orchestration.results import ResultText, final_text, task_text
@@ -59,6 +62,7 @@ MAX_LIST_LIMIT = 100
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _READ_STEP = 1_000_000  # characters of a result read from the store at once while filling a page
 _DIGITS = re.compile(r"[0-9]{1,16}")  # ASCII digits: int() would also take "٣" or " 3"
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
 Reply = tuple[int, dict[str, Any]]
 # An error answer may quote the request (a refused URL, a job's field): shapes are redacted from it.
 _SHAPES = Redactor()
@@ -112,12 +116,26 @@ def _depth(value: Any) -> int:
 
 
 def execute_dag(
-    services: Services, raw_body: bytes | None, base_url: str, *, tenant: str = DEFAULT_TENANT
+    services: Services,
+    raw_body: bytes | None,
+    base_url: str,
+    idempotency_key: str | None = None,
+    *,
+    tenant: str = DEFAULT_TENANT,
 ) -> Reply:
+    """Validate, store and start a job (202). With an ``Idempotency-Key``, a retry of the same
+    request answers with the first one's execution instead (orchestration/idempotent.py); keys are
+    per tenant."""
     body = _json_body(raw_body, '{"originalRequest": ..., "tasks": [...]}')
     job = parse_job(body)
     services.tenants.check_job(job, tenant)
-    return _accepted(services, tenant, services.orchestrator.submit(job, tenant=tenant), base_url)
+    if idempotency_key is None:
+        execution_id = services.orchestrator.submit(job, tenant=tenant)
+    else:
+        key = _idempotency_key(idempotency_key)
+        once = IdempotentSubmit(services.store.idempotency, services.orchestrator, services.store.get_meta)
+        execution_id = once.submit(job, key, _canonical_hash(body), tenant)
+    return _accepted(services, tenant, execution_id, base_url)
 
 
 def _accepted(services: Services, tenant: str, execution_id: str, base_url: str, **fields: Any) -> Reply:
@@ -170,6 +188,21 @@ def _owned(services: Services, tenant: str, execution_id: str) -> dict[str, Any]
     return meta
 
 
+def _idempotency_key(raw: str) -> str:
+    if not _IDEMPOTENCY_KEY.fullmatch(raw):
+        raise BadRequest(
+            "Idempotency-Key must be 1-255 printable ASCII characters (a UUID is a good key), "
+            f"got {raw[:80]!r}"
+        )
+    return raw
+
+
+def _canonical_hash(body: Any) -> str:
+    """What "the same body" means: the same JSON value, whatever its spacing and key order."""
+    text = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _stream_access(services: Services, tenant: str, execution_id: str, base_url: str) -> dict[str, Any]:
     events = (services.settings.events_url or services.settings.public_url or base_url).rstrip("/")
     url = f"{events}/api/v1/dag-executions/{execution_id}/events"
@@ -219,9 +252,21 @@ def _limit(raw: str) -> int:
 def list_executions(
     services: Services, query: Mapping[str, str] | None, *, tenant: str = DEFAULT_TENANT
 ) -> Reply:
+    """A page of the tenant's executions, newest first, filtered by status, tags and creation time;
+    ``nextCursor`` goes on from where it ends (null at the end)."""
+    search = parse_query(query, tenant)
     limit = _limit((query or {}).get("limit", "20"))
-    views = [execution_view(m) for m in services.store.list_executions(limit, scope=tenant)]
-    return 200, _fitted(lambda cap: {"executions": [v if cap is None else cut_view(v, cap) for v in views]})
+    cursor = (query or {}).get("cursor")
+    before = None if cursor is None else decode_cursor(cursor, search)
+    found, position = services.store.listing.search(search, limit, before)
+    views = [execution_view(m) for m in found]
+    next_cursor = None if position is None else encode_cursor(position, search)
+    return 200, _fitted(
+        lambda cap: {
+            "executions": [v if cap is None else cut_view(v, cap) for v in views],
+            "nextCursor": next_cursor,
+        }
+    )
 
 
 def cancel_execution(services: Services, execution_id: str, *, tenant: str = DEFAULT_TENANT) -> Reply:

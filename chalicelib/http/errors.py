@@ -29,6 +29,8 @@ from ..domain.errors import (
     DeliveryNotFound,
     ExecutionNotFound,
     ExecutionRunning,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
     InvalidJob,
     InvalidTypeFilter,
     InvalidWebhook,
@@ -135,6 +137,13 @@ RULES: Final[Mapping[type[DagcastError], Rule]] = {
     NotAnApproval: Rule(409),
     NotAwaitingDecision: Rule(409, lambda e: {"error": str(e), "status": e.status}),
     AlreadyDecided: Rule(409, lambda e: {"error": str(e), "decision": e.decision}),
+    IdempotencyInProgress: Rule(
+        409,
+        lambda e: {"error": str(e), "retryAfterSeconds": e.retry_after},
+        lambda e: {"Retry-After": str(e.retry_after)},
+    ),
+    # understood, but it contradicts what was sent before
+    IdempotencyKeyReused: Rule(422),
     # a service this one depends on refused, or is not configured
     StartFailed: Rule(503),
     WebhooksOff: Rule(503),

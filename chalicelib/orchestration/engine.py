@@ -62,6 +62,7 @@ from .results import final_text
 from .submission import (
     DEFAULT_RETENTION_DAYS,
     execution_fields,
+    labels,
     new_execution_id,
     sink_ids,
     state_machine_input,
@@ -98,10 +99,25 @@ class Orchestrator:
         self._retention_days = retention_days
         self._now = clock
         self._attempts = AttemptRunner(store, clock)
-        tenants = tenants or Tenants()
-        self._releases = Releaser(store, state_machine, quotas, lambda t: tenants.policy(t).maxRunningTasks)
-        self._tenancy = Tenancy(quotas, tenants, self._releases)
+        self._releases = Releaser(
+            store, state_machine, quotas, lambda t: self._tenancy.tenants.policy(t).maxRunningTasks
+        )
+        self._tenancy = Tenancy(quotas, tenants or Tenants(), self._releases)
         self._decisions = Decisions(store, clock)
+
+    @property
+    def tenants(self) -> Tenants:
+        """The stage's tenant policies: their quotas and capabilities."""
+        return self._tenancy.tenants
+
+    @tenants.setter
+    def tenants(self, tenants: Tenants) -> None:
+        self._tenancy.tenants = tenants
+
+    @property
+    def quotas(self) -> TenantQuotaStore | None:
+        """Where the tenants' counts are kept (None: no quotas)."""
+        return self._tenancy.quotas
 
     # ------------------------------------------------------------------ submission
 
@@ -152,6 +168,7 @@ class Orchestrator:
                 tasks=tasks,
                 sink_ids=sink_ids(job),
                 seed=seed,
+                labels=labels(job, tenant, self._store.redactor),
                 **fields,
             )
         except BaseException:

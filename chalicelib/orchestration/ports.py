@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..domain import events as ev
+from ..persistence.listing import Labels
 from ..persistence.table import Item
 from ..redact import Redactor
 
@@ -30,6 +31,7 @@ class ExecutionRecords(Protocol):
         tasks: list[Item],
         sink_ids: list[int],
         seed: list[tuple[str, ev.Event]] | None = None,
+        labels: Labels = ...,
         **fields: Any,
     ) -> None: ...
 

@@ -13,11 +13,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..domain.dag import Job, decision_seconds, dependents_of, sinks, topological_order
+from ..domain.dag import Job, decision_seconds, dependents_of, metadata_json, sinks, topological_order
 from ..domain.model import TIMEOUT_FROM_CEILING, TaskStatus
 from ..persistence.expiry import expires_at
 from ..persistence.keys import TTL_ATTRIBUTE
+from ..persistence.listing import Labels
 from ..persistence.table import Item
+from ..redact import Redactor
 
 DEFAULT_RETENTION_DAYS = 30  # Settings.retention_days' default
 
@@ -47,6 +49,14 @@ def task_items(job: Job, redact: Callable[[str], str] = str) -> list[Item]:
         }
         for t in job.tasks
     ]
+
+
+def labels(job: Job, scope: str, redactor: Redactor) -> Labels:
+    """The job's tags and metadata as stored. Metadata is the caller's free-form text, so it is
+    redacted like the request (secret-looking keys and values); tags are kept as given: lists are
+    keyed by them, and a redacted tag would find nothing (docs/jobs.md: no secrets in tags)."""
+    meta = None if job.metadata is None else metadata_json(redactor.apply(job.metadata))
+    return Labels(scope=scope, tags=tuple(job.tags), metadata_json=meta)
 
 
 def execution_seconds(job: Job, ceiling_seconds: int) -> float:

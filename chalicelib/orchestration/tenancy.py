@@ -34,21 +34,21 @@ class Tenancy:
     """The quotas of ``tenants`` counted in ``quotas`` (None: no quotas at all)."""
 
     def __init__(self, quotas: TenantQuotaStore | None, tenants: Tenants, releases: Releaser) -> None:
-        self._quotas = quotas
-        self._tenants = tenants
+        self.quotas = quotas
+        self.tenants = tenants
         self._releases = releases
 
     def admit(self, tenant: str, execution_id: str, now: int) -> None:
         """Count the submit and the running execution against the tenant's quotas, or refuse."""
-        policy = self._tenants.policy(tenant)
-        if self._quotas is None:
+        policy = self.tenants.policy(tenant)
+        if self.quotas is None:
             return
-        if policy.submitsPerSecond and not self._quotas.take_submit(
+        if policy.submitsPerSecond and not self.quotas.take_submit(
             tenant, policy.submitsPerSecond, now // 1000
         ):
             raise QuotaExceeded(tenant, "submitsPerSecond", policy.submitsPerSecond, 1)
         limit = policy.maxRunningExecutions
-        if limit and not self._quotas.acquire_execution(tenant, execution_id, limit):
+        if limit and not self.quotas.acquire_execution(tenant, execution_id, limit):
             raise QuotaExceeded(tenant, "maxRunningExecutions", limit, EXECUTIONS_RETRY_AFTER_SECONDS)
 
     def ended(self, tenant: str, execution_id: str) -> Freed | None:
@@ -58,15 +58,15 @@ class Tenancy:
         machine's functions call: the public API sends no task token but an approval's
         (tests/unit/test_iam.py), so a cancel leaves that to ``reconcile``, which its ABORTED
         status reaches."""
-        if self._quotas is None:
+        if self.quotas is None:
             return None
-        policy = self._tenants.policy(tenant)
+        policy = self.tenants.policy(tenant)
         if policy.maxRunningExecutions:
-            self._quotas.release_execution(tenant, execution_id)
+            self.quotas.release_execution(tenant, execution_id)
         if not policy.maxRunningTasks:
             return None
         return Freed(
-            tenant, policy.maxRunningTasks, self._quotas.release_execution_tasks(tenant, execution_id)
+            tenant, policy.maxRunningTasks, self.quotas.release_execution_tasks(tenant, execution_id)
         )
 
     def hand_on(self, freed: Freed | None) -> None:

@@ -94,9 +94,13 @@ def execution_view(meta: Item) -> dict[str, Any]:
         "createdAt": meta["createdAt"],
         **ev.counters(meta),
     }
-    for key in ("finishedAt", "durationMs", "error", "reason", "failurePolicy", "maxConcurrency", "rerunOf"):
+    for key in (
+        "finishedAt", "durationMs", "error", "reason", "failurePolicy", "maxConcurrency", "rerunOf", "tags",
+    ):  # fmt: skip
         if key in meta:
             view[key] = meta[key]
+    if "metadataJson" in meta:
+        view["metadata"] = json.loads(meta["metadataJson"])
     if "finalResultJson" in meta:
         view["finalResult"] = json.loads(meta["finalResultJson"])
     elif "finalResultPreview" in meta:

@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any, Final
 from ..domain import events as ev
 from ..domain.errors import ExecutionExists, ExecutionNotFound, StoreError
 from ..domain.model import ExecutionStatus, TaskStatus
+from ..domain.search import ListQuery
 from ..redact import Redactor
 from .capacity import ReadMeter, WriteMeter
 from .eventlog import EventLog, Payload
 from .expiry import Expiries, is_gone, with_expiry
+from .idempotency import IdempotencyRecords
 from .keys import (
     DEFAULT_SCOPE,
     LIST_SK,
@@ -33,9 +35,10 @@ from .keys import (
     TTL_ATTRIBUTE,
     list_keys,
     pk,
+    tag_list_item,
     task_sk,
 )
-from .listing import ExecutionList, with_request
+from .listing import NO_LABELS, ExecutionList, Labels, with_request
 from .partialtext import PartialText
 from .removal import ExecutionRemoval
 from .results import ResultStore
@@ -68,6 +71,7 @@ class DynamoStore(ResultStore):
         self.listing = ExecutionList(client, table_name)
         self.partial_text = PartialText(client, table_name)
         self.removal = ExecutionRemoval(client, table_name)
+        self.idempotency = IdempotencyRecords(client, table_name)
 
     def meter_reads(self, meter: ReadMeter) -> None:
         """Count this store's reads and their RCU in ``meter`` (the SSE endpoint's stats)."""
@@ -94,19 +98,24 @@ class DynamoStore(ResultStore):
         tasks: list[Item],
         sink_ids: list[int],
         seed: list[tuple[str, ev.Event]] | None = None,
+        labels: Labels = NO_LABELS,
         **fields: Any,
     ) -> None:
-        """Write the task items and the request, then the META item, then ``execution.created``.
+        """Write the task items, the request and the tag lists' items, then the META item, then
+        ``execution.created``.
 
-        META goes last: until it exists the execution is invisible (404), so a crash halfway
-        leaves nothing a client can see. The request is an item of its own (``REQUEST_SK``): META
-        is updated twice per task, and DynamoDB charges each update for the whole item. Every item
-        carries ``fields``' expiry (expiry.py). ``seed`` (a rerun's reused tasks): events written
-        right after ``execution.created``, before META, so they precede anything a task writes.
+        META goes last: until it exists the execution is invisible (404, and left out of every
+        list), so a crash halfway leaves nothing a client can see. The request, the tags and the
+        metadata are an item of their own (``REQUEST_SK``): META is updated twice per task, and
+        DynamoDB charges each update for the whole item. Every item carries ``fields``' expiry
+        (expiry.py). ``seed`` (a rerun's reused tasks): events written right after
+        ``execution.created``, before META, so they precede anything a task writes.
         """
         expiry = fields.get(TTL_ATTRIBUTE)
-        request = {"PK": pk(execution_id), "SK": REQUEST_SK, "originalRequest": original_request}
-        items = [{"PK": pk(execution_id), "SK": task_sk(t["taskId"]), **t} for t in tasks] + [request]
+        key = pk(execution_id)
+        request = {"PK": key, "SK": REQUEST_SK, "originalRequest": original_request, **labels.fields()}
+        listed = [tag_list_item(t, created_at, execution_id, labels.scope) for t in labels.tags]
+        items = [{"PK": key, "SK": task_sk(t["taskId"]), **t} for t in tasks] + [request, *listed]
         self._batch_write([{"PutRequest": {"Item": to_item(with_expiry(i, expiry))}} for i in items])
         meta = {
             "PK": pk(execution_id),
@@ -118,10 +127,10 @@ class DynamoStore(ResultStore):
             "sinks": sink_ids,
             **fields,
             # a tenant's executions are its own partitions of the list index (absent: ``default``)
-            **list_keys(created_at, execution_id, str(fields.get("tenant") or DEFAULT_SCOPE)),
+            **list_keys(created_at, execution_id, labels.scope),
         }
         self.expiries.remember(execution_id, meta)
-        created = ev.execution_created(len(tasks), original_request)
+        created = ev.execution_created(len(tasks), original_request, list(labels.tags), labels.metadata())
         if seed:
             self.event_log.seed(execution_id, [(ev.EXECUTION_CREATED, created), *seed], created_at)
         written = self._put_if(Item=to_item(meta), ConditionExpression="attribute_not_exists(PK)")
@@ -163,12 +172,9 @@ class DynamoStore(ResultStore):
             raise ExecutionNotFound(execution_id)
         return with_request(items[META_SK], items.get(REQUEST_SK))
 
-    def list_executions(
-        self, limit: int = 20, before: str | None = None, scope: str = DEFAULT_SCOPE
-    ) -> list[Item]:
-        """The newest ``limit`` executions of the tenant ``scope`` (created before ``before``), whole."""
-        ids, _ = self.listing.page(limit, before, scope)
-        return self.listing.executions(ids)
+    def list_executions(self, limit: int = 20, before: str | None = None) -> list[Item]:
+        """The newest ``limit`` executions (created before the position ``before``), whole."""
+        return self.listing.search(ListQuery(scope=DEFAULT_SCOPE), limit, before)[0]
 
     def set_execution_fields(self, execution_id: str, **fields: Any) -> None:
         names = {f"#f{i}": k for i, k in enumerate(fields)}

@@ -16,7 +16,10 @@ Key layout (``PK`` / ``SK``, all strings)::
     TENANT#<t>  SUBMITS#<s> | EXECUTIONS | TASKS   a tenant's quota counts (persistence/quotas.py)
     APIKEY#<digest>  APIKEY     a registered API key: its tenant (persistence/apikeys.py)
 
-    EXEC#<id>  META#REQUEST     the job's originalRequest (up to 100,000 characters), kept off META
+    EXEC#<id>  META#REQUEST     the job's originalRequest (up to 100,000 characters), tags and
+                                metadata, kept off META
+    EXEC#<id>  LIST#TAG#<tag>   the execution on the list of one of its tags (the list index only)
+    IDEM#<scope>#<key>  IDEM    an Idempotency-Key's claim: the body's hash, its execution, expiresAt
 
 The list index (``ListIndex``, one GSI designed for every list to come). META carries
 ``listPK`` = ``EXECS#<scope>#<shard>`` and ``listSK`` = ``<createdAt, 15 digits>#<id>``:
@@ -26,8 +29,9 @@ The list index (``ListIndex``, one GSI designed for every list to come). META ca
   and merges them (the newest ``n`` overall are among the newest ``n`` of each shard);
 - *scope:* the execution's tenant (``default`` for one stored before tenants, or submitted with a
   plain key), so a tenant's list is its own ``LIST_SHARDS`` partitions and never shows another's.
-  A list by tag adds one small item per tag
-  (``EXEC#<id> LIST#TAG#<tag>``) with a scope ``<tenant>#TAG#<tag>`` in the same index;
+  A list by tag is one small item per tag (``EXEC#<id> LIST#TAG#<tag>``, written with the
+  execution, never updated) with the scope ``<tenant>#TAG#<tag>`` in the same index; it carries no
+  ``status`` (that changes when the execution ends: a filter on it reads META, persistence/listing.py);
 - *by time range, paginated:* ``listSK`` sorts by creation time: a cursor is the last ``listSK``
   returned (``listSK < :cursor``), a range is ``BETWEEN``;
 - *by status:* ``status`` is projected, so a filter on it reads index items only;
@@ -74,6 +78,9 @@ LIST_PK: Final = "listPK"
 LIST_SK: Final = "listSK"
 LIST_SHARDS: Final = 8  # changing it re-keys every execution: a `dagcast migrate` step
 DEFAULT_SCOPE: Final = "default"
+TAG_LIST_PREFIX: Final = "LIST#TAG#"
+IDEMPOTENCY_PREFIX: Final = "IDEM#"
+IDEMPOTENCY_SK: Final = "IDEM"
 # What lists show without reading META; never a counter set or anything a task changes.
 LIST_PROJECTION: Final = ("executionId", "status", "createdAt", "finishedAt", "totalTasks")
 # The retired index (see the module docstring): read by nothing, its keys removed by migrate.
@@ -161,6 +168,27 @@ def list_keys(created_at: int, execution_id: str, scope: str = DEFAULT_SCOPE) ->
         LIST_PK: list_pk(list_shard(execution_id), scope),
         LIST_SK: list_sk(created_at, execution_id),
     }
+
+
+def tag_scope(tag: str, scope: str = DEFAULT_SCOPE) -> str:
+    """The list scope of one tag's list (a tag has no "#": chalicelib/domain/dag.py)."""
+    return f"{scope}#TAG#{tag}"
+
+
+def tag_list_item(tag: str, created_at: int, execution_id: str, scope: str = DEFAULT_SCOPE) -> dict[str, Any]:
+    """The item that puts an execution on ``tag``'s list, with what the list index projects."""
+    return {
+        "PK": pk(execution_id),
+        "SK": f"{TAG_LIST_PREFIX}{tag}",
+        "executionId": execution_id,
+        "createdAt": created_at,
+        **list_keys(created_at, execution_id, tag_scope(tag, scope)),
+    }
+
+
+def idempotency_pk(key: str, scope: str = DEFAULT_SCOPE) -> str:
+    """An Idempotency-Key's own partition: keys are per scope (the tenant), never shared."""
+    return f"{IDEMPOTENCY_PREFIX}{scope}#{key}"
 
 
 def is_event_sk(sort_key: object) -> bool:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from chalicelib.domain.events import HEARTBEAT
+from chalicelib.domain.model import ExecutionStatus
 
 from ..client import (
     DEFAULT_HOST,
@@ -139,10 +140,17 @@ def trace_command(args: argparse.Namespace) -> int:
 
 
 def add_ls(sub: Subcommands) -> None:
-    ls = sub.add_parser("ls", help="recent executions, newest first")
+    ls = sub.add_parser("ls", help="recent executions, newest first (filter: --status, --tag, --since)")
     ls.set_defaults(handler=ls_command)
     api_flags(ls, events=False, token=False)
     ls.add_argument("--limit", type=int, default=20, help="how many (1-100, default 20)")
+    ls.add_argument("--status", choices=list(ExecutionStatus), help="only executions in this status")
+    ls.add_argument(
+        "--tag", action="append", default=[], help="only executions with this tag (repeat: all of them)"
+    )
+    ls.add_argument("--since", type=int, help="created at or after (epoch milliseconds)")
+    ls.add_argument("--until", type=int, help="created at or before (epoch milliseconds)")
+    ls.add_argument("--cursor", help="go on from a previous page's nextCursor (printed with --json)")
     ls.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
@@ -156,11 +164,16 @@ def ls_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
 def _ls(args: argparse.Namespace) -> int:
     with httpx.Client(timeout=TIMEOUT) as http:
         _, api = open_api(args, http)
-        executions = api.executions(args.limit)
+        named = {"status": args.status, "since": args.since, "until": args.until, "cursor": args.cursor}
+        params = [("limit", str(args.limit)), *(("tag", t) for t in args.tag)]
+        params += [(k, str(v)) for k, v in named.items() if v is not None]
+        page = api.json("GET", "/api/v1/dag-executions", params=params)
     if args.json:
-        print(json.dumps({"executions": executions}, ensure_ascii=False, indent=2))
+        print(json.dumps(page, ensure_ascii=False, indent=2))
         return 0
-    tables.print_executions(executions, api.base)
+    tables.print_executions(list(page.get("executions", [])), api.base)
+    if page.get("nextCursor"):
+        print(f"more: dagcast ls … --cursor {page['nextCursor']}", file=sys.stderr)
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -498,3 +499,71 @@ def test_the_page_works_from_another_origin_with_the_api_in_the_url(stack, stati
     assert {k: n["status"] for k, n in seen["nodes"].items()} == {"1": "completed", "2": "completed"}
     # Links keep the API: the next page opened from the list talks to the same stack.
     assert link is not None and httpx.URL(link).params["api"] == stack
+
+
+# The ids the list shows, once it has loaded the answer to what its filters ask now.
+LISTED = "() => [...document.querySelectorAll('#recent li[data-execution-id]')].map((li) => li.dataset.executionId)"
+
+
+def _compact(ids: list[str]) -> str:
+    """``ids`` as the page's JSON.stringify writes them (no spaces)."""
+    return json.dumps(ids, separators=(",", ":"))
+
+
+def test_the_list_filters_by_tag_status_and_time(stack):
+    """The list's filters are the REST list's (status, tags: all of them, since): issue 22 item 4."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    tag = f"nightly-{uuid.uuid4().hex[:8]}"
+    ok = submit(stack, {"originalRequest": "fine", "tasks": [echo(1, "x")], "tags": [tag, "team:a"]})
+    bad = submit(
+        stack, {"originalRequest": "broken", "tasks": [task(1, "fail", {"message": "no"})], "tags": [tag]}
+    )
+    for eid in (ok["executionId"], bad["executionId"]):
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{stack}/api/v1/dag-executions/{eid}", timeout=30).json()["status"] == "running":
+            assert time.monotonic() < deadline, f"{eid} did not end"
+            time.sleep(0.1)
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(f"{stack}/")
+            page.wait_for_function(
+                "document.getElementById('recent').dataset.loaded === 'true'", timeout=TIMEOUT_MS
+            )
+            page.fill("#recent-tag", tag)
+            both = [bad["executionId"], ok["executionId"]]
+            page.wait_for_function(
+                f"JSON.stringify(({LISTED})()) === {json.dumps(_compact(both))}", timeout=TIMEOUT_MS
+            )
+            assert (
+                page.get_attribute(f'#recent li[data-execution-id="{ok["executionId"]}"]', "data-tags")
+                == f"{tag} team:a"
+            )
+            page.select_option("#recent-status", "failed")
+            page.wait_for_function(
+                f"JSON.stringify(({LISTED})()) === {json.dumps(_compact([bad['executionId']]))}",
+                timeout=TIMEOUT_MS,
+            )
+            page.select_option("#recent-status", "")
+            page.fill("#recent-tag", f"{tag} team:a")  # all of them
+            page.wait_for_function(
+                f"JSON.stringify(({LISTED})()) === {json.dumps(_compact([ok['executionId']]))}",
+                timeout=TIMEOUT_MS,
+            )
+            page.select_option("#recent-since", "3600000")  # created in the last hour: still there
+            page.wait_for_function("document.getElementById('recent').getAttribute('aria-busy') === 'false'")
+            assert page.evaluate(LISTED) == [ok["executionId"]]
+            page.fill("#recent-tag", f"nobody-{uuid.uuid4().hex[:6]}")
+            page.wait_for_function(
+                f"({LISTED})().length === 0 && !document.getElementById('recent-empty').hidden",
+                timeout=TIMEOUT_MS,
+            )
+            assert page.text_content("#recent-empty") == "No executions match these filters."
+            assert page.is_hidden("#error")
+        finally:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "monitor-list-filters.png"))
+            browser.close()

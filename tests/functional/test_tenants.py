@@ -43,7 +43,7 @@ def policies(services, monkeypatch) -> Iterator[Any]:
     def set_policies(policies: dict[str, Any]) -> Services:
         tenants = Tenants(parse_policies(json.dumps(policies)))
         monkeypatch.setattr(current, "tenants", tenants)
-        monkeypatch.setattr(current.orchestrator, "_tenants", tenants)
+        monkeypatch.setattr(current.orchestrator, "tenants", tenants)
         return current
 
     yield set_policies
@@ -59,7 +59,7 @@ def test_a_tenant_over_its_submits_per_second_gets_429_naming_it(services, polic
     engine = services.orchestrator
     frozen = Orchestrator(  # every submit in one second, however slow this machine is today
         services.store, engine._state_machine, engine._arn, clock=lambda: second,
-        quotas=engine._quotas, tenants=engine._tenants,
+        quotas=engine.quotas, tenants=engine.tenants,
     )  # fmt: skip
     accepted, refused = [], []
     for _ in range(5):
