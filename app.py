@@ -115,6 +115,14 @@ def stream_token(execution_id: str) -> Response:
     )
 
 
+@app.route("/api/v1/stream-tokens", methods=["POST"], cors=True)
+def many_run_token() -> Response:
+    """A token for the many-run stream (GET /api/v1/dag-executions/events), scoped to its tags."""
+    raw = _request().raw_body
+    raw = raw.encode() if isinstance(raw, str) else raw
+    return _json(api.answer(lambda: api.many_run_token(services(), raw, _base_url(), tenant=_tenant())))
+
+
 @app.route("/api/v1/dag-executions/{execution_id}/cancel", methods=["POST"], cors=True)
 def cancel_execution(execution_id: str) -> Response:
     return _json(api.answer(lambda: api.cancel_execution(services(), execution_id, tenant=_tenant())))

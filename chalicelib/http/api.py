@@ -33,6 +33,7 @@ from ..domain.errors import (
     WebhooksOff,
 )
 from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, ExecutionStatus, now_ms
+from ..domain.tagquery import tag_query
 from ..domain.typefilter import TypeFilter
 from ..factory import Services
 from ..orchestration.decisions import MAX_DECISION_DATA_BYTES, Decision
@@ -191,6 +192,29 @@ def stream_token(
     if services.signer is None:
         raise StreamTokensOff()
     return 200, _stream_access(services, tenant, execution_id, base_url)
+
+
+def many_run_token(services: Services, raw_body: bytes | None, base_url: str, *, tenant: str) -> Reply:
+    """A token for the tenant's many-run stream, scoped to the body's ``tag`` (a string, a list
+    of them, or none: every execution), and the stream's URL with it."""
+    body = _json_body(raw_body, '{"tag": "nightly"}') if raw_body else {}
+    if not isinstance(body, dict) or set(body) - {"tag"}:
+        raise BadRequest('the body is {"tag": "<tag>" | ["<tag>", …]} or empty')
+    raw = body.get("tag")
+    tags = tag_query(
+        [] if raw is None else [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else [raw]
+    )
+    if services.signer is None:
+        raise StreamTokensOff()
+    issued = services.signer.issue_query(tags, tenant)
+    events = (services.settings.events_url or services.settings.public_url or base_url).rstrip("/")
+    query = "".join(f"&tag={t}" for t in tags)  # tags are URL-safe characters only
+    return 200, {
+        "eventsUrl": f"{events}/api/v1/dag-executions/events?token={issued.token}{query}",
+        "streamToken": issued.token,
+        "streamTokenExpiresAt": issued.expires_at,
+        "tags": list(tags),
+    }
 
 
 def get_execution(services: Services, execution_id: str, *, tenant: str = DEFAULT_TENANT) -> Reply:
