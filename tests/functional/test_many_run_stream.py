@@ -140,7 +140,9 @@ def test_updates_reach_a_stream_at_most_once_a_second_per_execution_and_the_newe
             await asyncio.sleep(0.1)
         await until(lambda: any(s == 31 for _, t, s in of(stream, {eid}) if t == "execution.updated"))
         elapsed = time.monotonic() - started
-        arrivals = [m for m in messages(stream) if m["executionId"] == eid and m["type"] == "execution.updated"]
+        arrivals = [
+            m for m in messages(stream) if m["executionId"] == eid and m["type"] == "execution.updated"
+        ]
         assert len(arrivals) <= elapsed + 1, f"{len(arrivals)} updates in {elapsed:.1f}s"
         assert len(arrivals) >= 2
         assert [m["seq"] for m in arrivals] == sorted(m["seq"] for m in arrivals)
