@@ -13,7 +13,7 @@
 'use strict';
 
 (function () {
-  const { callApi, executionPath, streamToken, watchExecution } = window.DagcastStream;
+  const { callApi, executionPath, streamToken, watchExecution, watchRuns } = window.DagcastStream;
   const { EVENT_TYPES } = window.Dagcast;
   const { layout } = window.DagcastLayout;
 
@@ -784,15 +784,23 @@
 
   // ---------------------------------------------------------------------------- recent executions
 
+  // The list is read once (and on ↻), then kept live by the many-run stream (watchRuns), opened
+  // first so that nothing created between the two is missed: each event updates or adds its row.
+  const RECENT_SHOWN = 25;
+  let recent = new Map(); // executionId → the row's fields, newest first
+  const recentSeq = new Map(); // executionId → the last seq applied (a repeat or an older one is dropped)
   let recentGeneration = 0;
   async function loadRecent() {
     const gen = ++recentGeneration;
     const list = $('recent');
     list.setAttribute('aria-busy', 'true');
     try {
-      const { executions } = await callApi(API, '/api/v1/dag-executions?limit=25');
+      const { executions } = await callApi(API, `/api/v1/dag-executions?limit=${RECENT_SHOWN}`);
       if (gen !== recentGeneration) return;
-      list.replaceChildren(...executions.map(recentItem));
+      const live = [...recent.values()].filter((x) => !executions.some((e) => e.executionId === x.executionId));
+      recent = new Map([...live, ...executions].sort((a, b) => b.createdAt - a.createdAt)
+        .slice(0, RECENT_SHOWN).map((x) => [x.executionId, x]));
+      list.replaceChildren(...[...recent.values()].map(recentItem));
       $('recent-empty').hidden = executions.length > 0;
       list.dataset.loaded = 'true';
       markCurrent(view ? view.id : params.get('id'));
@@ -805,6 +813,26 @@
     } finally {
       if (gen === recentGeneration) list.setAttribute('aria-busy', 'false');
     }
+  }
+
+  function onRun(type, e) {
+    if ((recentSeq.get(e.executionId) || 0) >= e.seq) return;
+    recentSeq.set(e.executionId, e.seq);
+    const known = recent.get(e.executionId);
+    if (!known && type !== 'execution.created') return; // not on the list: older than what is shown
+    const x = known || { executionId: e.executionId, createdAt: e.timestamp, completedTasks: 0, failedTasks: 0, skippedTasks: 0 };
+    for (const k of ['status', 'originalRequest', 'totalTasks', 'completedTasks', 'failedTasks', 'skippedTasks']) {
+      if (e[k] !== undefined) x[k] = e[k];
+    }
+    if (type === 'execution.created') x.status = 'running';
+    if (!known) recent = new Map([[x.executionId, x], ...recent].slice(0, RECENT_SHOWN));
+    const list = $('recent');
+    const row = recentItem(x);
+    const old = list.querySelector(`li[data-execution-id="${CSS.escape(x.executionId)}"]`);
+    if (old) old.replaceWith(row); else list.prepend(row);
+    while (list.children.length > RECENT_SHOWN) list.lastElementChild.remove();
+    $('recent-empty').hidden = true;
+    markCurrent(view ? view.id : params.get('id'));
   }
 
   function recentItem(x) {
@@ -1032,8 +1060,12 @@
     }
   });
 
+  watchRuns(API, {
+    eventsBase: EVENTS,
+    onEvent: onRun,
+    onState: (state) => { $('recent').dataset.live = state; },
+  });
   loadRecent();
-  setInterval(() => { if (document.visibilityState === 'visible') loadRecent(); }, 15000);
   if (params.get('id')) open(params.get('id'));
 
   window.DagcastMonitor = { open, view: () => view }; // for the console and the tests
