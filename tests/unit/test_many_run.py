@@ -4,6 +4,8 @@ activity log. On moto: tests/functional/test_many_run_stream.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from chalicelib.domain import events as ev
@@ -98,7 +100,7 @@ def test_a_tag_query_is_canonical_and_refuses_bad_tags():
             tag_query(bad)
 
 
-def _record(eid: str, seq: int, kind: str) -> dict:
+def _record(eid: str, seq: int, kind: str) -> dict[str, Any]:
     return {
         "eventName": "INSERT",
         "dynamodb": {
