@@ -200,7 +200,10 @@ class ManyRunEndpoint:
         coalescer = UpdateCoalescer()
         wanted = set(request.tags)
         log = self.events.store.activity
-        await self._write(send, wire.encode_retry(self.settings.retry_ms))
+        # ``retry:`` and the start's id (no data: not dispatched), so a client cut before its first
+        # event resumes from where it began, not from a later "now"
+        start = self.positions.encode(after, request.tenant)
+        await self._write(send, f"retry: {int(self.settings.retry_ms)}\nid: {start}\n\n".encode())
         while not closed.is_set() and loop.time() < deadline:
             cutoff = now_ms() - SETTLE_MS
             batch = await run_in_threadpool(log.read, request.tenant, after, cutoff)

@@ -498,3 +498,36 @@ def test_the_page_works_from_another_origin_with_the_api_in_the_url(stack, stati
     assert {k: n["status"] for k, n in seen["nodes"].items()} == {"1": "completed", "2": "completed"}
     # Links keep the API: the next page opened from the list talks to the same stack.
     assert link is not None and httpx.URL(link).params["api"] == stack
+
+
+def test_the_list_shows_a_run_started_elsewhere_live_without_polling(stack):
+    """The list follows the many-run stream (GET /api/v1/dag-executions/events): a job submitted
+    through the API, not the page, appears and reaches completed while the list is read only once —
+    through the stream's cuts every 2 s, which EventSource resumes with its Last-Event-ID."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            lists: list[str] = []
+            page.on("request", lambda r: lists.append(r.url) if "/api/v1/dag-executions?" in r.url else None)
+            page.goto(stack)
+            page.wait_for_function(
+                "document.getElementById('recent').dataset.live === 'live'", timeout=TIMEOUT_MS
+            )
+            page.wait_for_function(
+                "document.getElementById('recent').dataset.loaded === 'true'", timeout=TIMEOUT_MS
+            )
+            execution_id = submit(stack, {"originalRequest": "Started elsewhere", "tasks": [sleep(1, 1.0)]})[
+                "executionId"
+            ]
+            row = f'#recent li[data-execution-id="{execution_id}"]'
+            page.wait_for_selector(row, timeout=10_000)  # sooner than any poll the page used to make
+            page.wait_for_selector(f'{row}[data-status="completed"]', timeout=10_000)
+            text = page.text_content(row)
+        finally:
+            browser.close()
+    assert text is not None and "Started elsewhere" in text
+    assert len(lists) == 1, lists  # read once; the rest came live
