@@ -13,7 +13,8 @@
 'use strict';
 
 (function () {
-  const { callApi, executionPath, streamToken, watchExecution, watchRuns } = window.DagcastStream;
+  const { callApi, executionPath, streamToken, watchExecution } = window.DagcastStream;
+  const { watchRuns } = window.DagcastRuns;
   const { EVENT_TYPES } = window.Dagcast;
   const { layout } = window.DagcastLayout;
 

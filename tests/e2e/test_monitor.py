@@ -183,6 +183,7 @@ def test_the_local_front_serves_the_monitor_and_still_the_api(stack):
             ("/monitor/monitor.js", "text/javascript"),
             ("/monitor/dagcast-client.js", "text/javascript"),
             ("/monitor/stream.js", "text/javascript"),
+            ("/monitor/runs.js", "text/javascript"),
             ("/monitor/layout.js", "text/javascript"),
             ("/monitor/monitor.css", "text/css"),
             ("/monitor/", "text/html"),
