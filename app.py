@@ -14,7 +14,7 @@ from chalicelib.config import SettingsError
 from chalicelib.domain.errors import DagcastError
 from chalicelib.domain.model import SFN_ENDED_WITHOUT_FINALIZE
 from chalicelib.factory import BuiltOnce, build_services
-from chalicelib.http import api, errors, gate
+from chalicelib.http import api, errors, gate, webhook_routes
 
 app = Chalice(app_name="dagcast")
 # X-Ray segments around every Lambda (boto3 and httpx calls included); off outside Lambda.
@@ -121,6 +121,14 @@ def stream_token(execution_id: str) -> Response:
     )
 
 
+@app.route("/api/v1/stream-tokens", methods=["POST"], cors=True)
+def many_run_token() -> Response:
+    """A token for the many-run stream (GET /api/v1/dag-executions/events), scoped to its tags."""
+    raw = _request().raw_body
+    raw = raw.encode() if isinstance(raw, str) else raw
+    return _json(api.answer(lambda: api.many_run_token(services(), raw, _base_url(), tenant=_tenant())))
+
+
 @app.route("/api/v1/dag-executions/{execution_id}/cancel", methods=["POST"], cors=True)
 def cancel_execution(execution_id: str) -> Response:
     return _json(api.answer(lambda: api.cancel_execution(services(), execution_id, tenant=_tenant())))
@@ -176,34 +184,38 @@ def decide_task(execution_id: str, task_id: str) -> Response:
 def create_webhook() -> Response:
     raw = _request().raw_body
     raw = raw.encode() if isinstance(raw, str) else raw
-    return _json(api.answer(lambda: api.create_webhook(services(), raw, tenant=_tenant())))
+    return _json(api.answer(lambda: webhook_routes.create_webhook(services(), raw, tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks", methods=["GET"], cors=True)
 def list_webhooks() -> Response:
-    return _json(api.answer(lambda: api.list_webhooks(services(), tenant=_tenant())))
+    return _json(api.answer(lambda: webhook_routes.list_webhooks(services(), tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks/{webhook_id}", methods=["GET"], cors=True)
 def get_webhook(webhook_id: str) -> Response:
-    return _json(api.answer(lambda: api.get_webhook(services(), webhook_id, tenant=_tenant())))
+    return _json(api.answer(lambda: webhook_routes.get_webhook(services(), webhook_id, tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks/{webhook_id}", methods=["DELETE"], cors=True)
 def delete_webhook(webhook_id: str) -> Response:
-    return _json(api.answer(lambda: api.delete_webhook(services(), webhook_id, tenant=_tenant())))
+    return _json(api.answer(lambda: webhook_routes.delete_webhook(services(), webhook_id, tenant=_tenant())))
 
 
 @app.route("/api/v1/webhooks/{webhook_id}/deliveries", methods=["GET"], cors=True)
 def list_deliveries(webhook_id: str) -> Response:
     query = _request().query_params
-    return _json(api.answer(lambda: api.list_deliveries(services(), webhook_id, query, tenant=_tenant())))
+    return _json(
+        api.answer(lambda: webhook_routes.list_deliveries(services(), webhook_id, query, tenant=_tenant()))
+    )
 
 
 @app.route("/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", methods=["POST"], cors=True)
 def replay_delivery(webhook_id: str, delivery_id: str) -> Response:
     return _json(
-        api.answer(lambda: api.replay_delivery(services(), webhook_id, delivery_id, tenant=_tenant()))
+        api.answer(
+            lambda: webhook_routes.replay_delivery(services(), webhook_id, delivery_id, tenant=_tenant())
+        )
     )
 
 

@@ -66,7 +66,7 @@ def main() -> None:
         import boto3
 
         import app
-        from chalicelib.http import api
+        from chalicelib.http import webhook_routes
         from chalicelib.persistence.executions import DynamoStore
         from tests.support.receiver import Receiver
 
@@ -81,7 +81,7 @@ def main() -> None:
         secret = "bench-secret-0123456789"
         receivers = [Receiver(secret).start() for _ in range(args.endpoints)]
         for r in receivers:
-            status, body = api.create_webhook(
+            status, body = webhook_routes.create_webhook(
                 services, f'{{"url": "{r.url}", "secret": "{secret}"}}'.encode()
             )
             assert status == 201, body

@@ -20,6 +20,7 @@ from .config import Settings
 from .http.gate import Gate
 from .kinds import load_plugins
 from .orchestration.engine import Orchestrator
+from .persistence.activity import ActivityLog
 from .persistence.apikeys import ApiKeyRegistry
 from .persistence.executions import DynamoStore
 from .persistence.quotas import TenantQuotas
@@ -53,7 +54,9 @@ class Services:
         self._signer = BuiltOnce(lambda: _signer(settings))
         self._dispatcher = BuiltOnce(lambda: _dispatcher(settings, webhooks, client))
         self._fanout = BuiltOnce(
-            lambda: _fanout(settings, webhooks, self.dispatcher, client, store.execution_tenant)
+            lambda: _fanout(
+                settings, webhooks, self.dispatcher, client, store.execution_tenant, store.activity
+            )
         )
 
     @property
@@ -102,6 +105,7 @@ def _fanout(
     dispatcher: Dispatcher | None,
     client: Callable[[str], Any],
     tenant_of: Callable[[str], str | None],
+    activity: ActivityLog | None = None,
 ) -> FanOut:
     from .fanout import FanOut
 
@@ -114,6 +118,7 @@ def _fanout(
         settings.webhook_inline_seconds,
         tenant_of=tenant_of,
         publish_progress=settings.event_bus_progress,
+        activity=activity,
     )
 
 

@@ -5,7 +5,10 @@ For each event record (an INSERT of an ``EVT#`` item; everything else in the tab
    is sent, and first, so a bus that keeps refusing cannot cost webhooks;
 2. publish it to EventBridge when a bus is set (detail-type = event type); ``substep.progress``
    only when the stage turns it on (``DAGCAST_EVENT_BUS_PROGRESS``: it is many small events);
-3. count it (EMF metrics).
+3. append it to its tenant's activity log when it is execution-level (persistence/activity.py:
+   the many-run stream's source), except an ``execution.updated`` that a later record of the same
+   execution in the batch makes stale (one write per execution per batch, not per task);
+4. count it (EMF metrics).
 A record whose work fails is reported in ``batchItemFailures`` (powertools BatchProcessor), and so
 is every later record of the same execution in the batch, so the stream redelivers them in order;
 the batch's other executions are processed. After the records — also when every one of them
@@ -37,8 +40,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from .domain import events as ev
 from .domain.events import SUBSTEP_PROGRESS
 from .domain.model import now_ms
+from .persistence.activity import ActivityLog, Owner
 from .persistence.keys import EVENT_PREFIX, event_position, is_event_sk
 from .tenants import DEFAULT_TENANT
 from .webhooks.dispatcher import Dispatcher, LaneReport
@@ -56,6 +61,10 @@ metrics = Metrics(namespace="dagcast", service="fanout")
 EVENT_SOURCE = "dagcast"
 MAX_DETAIL_BYTES = 200_000  # under EventBridge's 256 KB entry limit, with room for the envelope
 MAX_CACHED_TENANTS = 10_000  # executions whose tenant the process remembers
+# What the tenant's activity log (the many-run stream) holds: execution-level events only.
+ACTIVITY_TYPES = frozenset(
+    {ev.EXECUTION_CREATED, ev.EXECUTION_UPDATED, ev.EXECUTION_COMPLETED, ev.EXECUTION_FAILED}
+)
 
 
 class EarlierRecordFailed(RuntimeError):
@@ -81,6 +90,28 @@ def _position(record: DynamoDBRecord) -> tuple[str, int | str]:
     return execution_id, odd_key if seq is None else seq
 
 
+def stale_updates(records: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    """(execution, seq) of the batch's ``execution.updated`` records followed, in the batch, by a
+    later update or the end of the same execution: the activity log needs only the last."""
+    later: set[str] = set()
+    stale: set[tuple[str, int]] = set()
+    for raw in reversed(records):
+        ddb = raw.get("dynamodb") or {}
+        keys, image = ddb.get("Keys") or {}, ddb.get("NewImage") or {}
+        kind = (image.get("type") or {}).get("S")
+        if raw.get("eventName") != "INSERT" or kind not in ACTIVITY_TYPES or kind == ev.EXECUTION_CREATED:
+            continue
+        execution_id, seq = event_position(
+            str((keys.get("PK") or {}).get("S", "")), str((keys.get("SK") or {}).get("S", ""))
+        )
+        if seq is None:
+            continue
+        if kind == ev.EXECUTION_UPDATED and execution_id in later:
+            stale.add((execution_id, seq))
+        later.add(execution_id)
+    return stale
+
+
 @dataclass
 class _Batch:
     """One invocation's state: the webhooks, the executions that failed, the lanes touched."""
@@ -88,6 +119,7 @@ class _Batch:
     hooks: list[Hook]
     failed: set[str] = field(default_factory=set)
     lanes: dict[tuple[str, str], Hook] = field(default_factory=dict)
+    stale: set[tuple[str, int]] = field(default_factory=set)  # updates not worth the activity log
     events: int = 0
     published: int = 0
     malformed: int = 0
@@ -104,8 +136,11 @@ class FanOut:
         inline_seconds: float,
         tenant_of: Callable[[str], str | None] = lambda execution_id: DEFAULT_TENANT,
         publish_progress: bool = False,
+        activity: ActivityLog | None = None,
     ) -> None:
         self.webhooks = webhooks
+        self.activity = activity  # the tenants' activity logs (None: not written)
+        self._owners: OrderedDict[str, Owner | None] = OrderedDict()  # execution → tenant and tags
         self.publish_progress = publish_progress  # substep.progress to EventBridge (a stage setting)
         self._tenant_of = tenant_of
         self._tenants: OrderedDict[str, str | None] = OrderedDict()  # execution → tenant: it never changes
@@ -121,6 +156,7 @@ class FanOut:
 
         started = time.time()
         batch = _Batch(self.webhooks.hooks() if self.webhooks else [])
+        batch.stale = stale_updates(list(event.get("Records") or []))
         # When every record fails the answer must still list them all (the stream redelivers them),
         # and the deliveries written for them must still be sent: no raise for a failed batch.
         processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
@@ -190,10 +226,23 @@ class FanOut:
         if self.eventbridge is not None and (self.publish_progress or event.get("type") != SUBSTEP_PROGRESS):
             self._publish(event, body)
             batch.published += 1
+        self._log_activity(batch, event, body)
         # Counted once its work is done: a failed record is counted in RecordsFailed instead.
         batch.events += 1
         batch.max_lag_ms = max(batch.max_lag_ms, now_ms() - int(event.get("timestamp") or now_ms()))
         return event
+
+    def _log_activity(self, batch: _Batch, event: dict[str, Any], body: str) -> None:
+        kind, execution_id, seq = str(event.get("type")), str(event["executionId"]), int(event["seq"])
+        if self.activity is None or kind not in ACTIVITY_TYPES or (execution_id, seq) in batch.stale:
+            return
+        if execution_id not in self._owners:  # tenant and tags never change: read once per process
+            self._owners[execution_id] = self.activity.owner(execution_id)
+            while len(self._owners) > MAX_CACHED_TENANTS:
+                self._owners.popitem(last=False)
+        owner = self._owners[execution_id]
+        if owner is not None:  # an execution gone (deleted, expired) is nobody's activity
+            self.activity.append(owner, kind, execution_id, seq, body)
 
     def tenant(self, execution_id: str) -> str | None:
         """The execution's tenant: read once per execution per process (one attribute of META)."""

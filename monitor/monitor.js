@@ -19,6 +19,7 @@
 
 (function () {
   const { callApi, executionPath, streamToken, watchExecution } = window.DagcastStream;
+  const { watchRuns } = window.DagcastRuns;
   const { EVENT_TYPES, fold, initialState } = window.Dagcast;
   const { layout } = window.DagcastLayout;
 
@@ -837,7 +838,14 @@
   // ---------------------------------------------------------------------------- recent executions
 
   // The list's filters are GET /api/v1/dag-executions's: status, tag (repeated: all of them) and
-  // since; "Older…" follows nextCursor. A reload (the refresh timer, a submit) shows the first page.
+  // since; "Older…" follows nextCursor. The list is read when its filters change (and on ↻ or a
+  // submit), and kept live by the many-run stream (watchRuns), opened first so that nothing created
+  // between the two is missed: each event updates its row, and a new execution is added at the top
+  // while no filter is set (a filtered list cannot tell whether it matches).
+  const RECENT_SHOWN = 25;
+  let recent = new Map(); // executionId → the row's fields, for the rows shown
+  let recentPages = 0; // pages shown: the first, and each "Older…"
+  const recentSeq = new Map(); // executionId → the last seq applied (a repeat or an older one is dropped)
   let recentGeneration = 0;
   let recentCursor = null;
   let recentTyping = null; // the tag box reloads the list once typing pauses
@@ -859,11 +867,13 @@
       const page = await callApi(API, `/api/v1/dag-executions?${recentQuery(more ? recentCursor : null)}`);
       const { executions } = page;
       if (gen !== recentGeneration) return;
+      if (!more) { recent = new Map(); recentPages = 0; }
+      for (const x of executions) recent.set(x.executionId, x);
+      recentPages += 1;
       if (more) list.append(...executions.map(recentItem)); else list.replaceChildren(...executions.map(recentItem));
       recentCursor = page.nextCursor || null;
       $('recent-more').hidden = !recentCursor;
-      const filtered = [...recentQuery(null).keys()].some((k) => k !== 'limit');
-      $('recent-empty').textContent = filtered ? 'No executions match these filters.' : 'No executions yet. Submit one below.';
+      $('recent-empty').textContent = recentFiltered() ? 'No executions match these filters.' : 'No executions yet. Submit one below.';
       $('recent-empty').hidden = list.children.length > 0;
       list.dataset.loaded = 'true';
       markCurrent(view ? view.id : params.get('id'));
@@ -878,8 +888,34 @@
     }
   }
 
-  function recentMoreShown() { // pages past the first stay until the filters change or ↻
-    return $('recent').children.length > 25;
+  function recentFiltered() {
+    return [...recentQuery(null).keys()].some((k) => k !== 'limit');
+  }
+
+  function onRun(type, e) {
+    if ((recentSeq.get(e.executionId) || 0) >= e.seq) return;
+    recentSeq.set(e.executionId, e.seq);
+    const known = recent.get(e.executionId);
+    // not on the list: older than what is shown, or a new one a filtered list cannot place
+    if (!known && (type !== 'execution.created' || recentFiltered())) return;
+    const x = known || { executionId: e.executionId, createdAt: e.timestamp, completedTasks: 0, failedTasks: 0, skippedTasks: 0 };
+    for (const k of ['status', 'originalRequest', 'totalTasks', 'completedTasks', 'failedTasks', 'skippedTasks', 'tags']) {
+      if (e[k] !== undefined) x[k] = e[k];
+    }
+    if (type === 'execution.created') x.status = 'running';
+    recent.set(x.executionId, x);
+    const list = $('recent');
+    const row = recentItem(x);
+    const old = list.querySelector(`li[data-execution-id="${CSS.escape(x.executionId)}"]`);
+    if (old) old.replaceWith(row); else list.prepend(row);
+    if (recentPages <= 1) { // the first page only: it keeps its length (older pages stay as loaded)
+      while (list.children.length > RECENT_SHOWN) {
+        recent.delete(list.lastElementChild.dataset.executionId);
+        list.lastElementChild.remove();
+      }
+    }
+    $('recent-empty').hidden = true;
+    markCurrent(view ? view.id : params.get('id'));
   }
 
   function recentItem(x) {
@@ -1112,8 +1148,12 @@
     }
   });
 
+  watchRuns(API, {
+    eventsBase: EVENTS,
+    onEvent: onRun,
+    onState: (state) => { $('recent').dataset.live = state; },
+  });
   loadRecent();
-  setInterval(() => { if (document.visibilityState === 'visible' && !recentMoreShown()) loadRecent(); }, 15000);
   if (params.get('id')) open(params.get('id'));
 
   window.DagcastMonitor = { open, view: () => view }; // for the console and the tests

@@ -116,6 +116,16 @@ class TokenForAnotherExecution(TokenError):
         super().__init__("the stream token was issued for another execution")
 
 
+class TokenForAnotherQuery(TokenError):
+    """A valid token, but not for this many-run stream: issued for another ``tag`` query, or for
+    one execution's stream (POST /api/v1/stream-tokens gives one for the query)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the stream token was issued for another query; get one from POST /api/v1/stream-tokens"
+        )
+
+
 class ApiKeyMissing(DagcastError):
     def __init__(self) -> None:
         super().__init__("an API key is required: send 'Authorization: Bearer <key>' (or 'X-Api-Key: <key>')")

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import re
-import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,6 @@ from ..domain.dag import parse_job
 from ..domain.errors import (
     BadRequest,
     BodyTooLarge,
-    DeliveryNotFound,
     ExecutionNotFound,
     ExecutionRunning,
     NoFinalResult,
@@ -29,13 +27,10 @@ from ..domain.errors import (
     StoreError,
     StreamTokensOff,
     TaskNotFound,
-    TooManyWebhooks,
-    WebhookNotFound,
-    WebhooksOff,
 )
-from ..domain.model import EXECUTION_ID_CHARS, DeliveryStatus, ExecutionStatus, now_ms
+from ..domain.model import ExecutionStatus
 from ..domain.search import decode_cursor, encode_cursor, parse_query
-from ..domain.typefilter import TypeFilter
+from ..domain.tagquery import tag_query
 from ..factory import Services
 from ..orchestration.decisions import MAX_DECISION_DATA_BYTES, Decision
 from ..orchestration.idempotent import IdempotentSubmit
@@ -45,14 +40,11 @@ from ..orchestration.results import ResultText, final_text, task_text
 from ..orchestration.views import TEXT_CAPS, cut_view, execution_view
 from ..redact import Redactor
 from ..tenants import DEFAULT_TENANT
-from ..webhooks.models import MAX_WEBHOOKS, Hook, delivery_view, parse_spec
-from ..webhooks.signing import whsec
-from ..webhooks.store import deliveries_prefix
 from .answer import MAX_PAGE_CHARS, PAGE_TEXT_BYTES, encoded_size, fit, fitting_end, text_cost
 from .errors import INTERNAL_ERROR, answer_for
 
 if TYPE_CHECKING:
-    from ..webhooks.dispatcher import Dispatcher
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +79,7 @@ def answer(handler: Callable[[], Reply]) -> tuple[int, dict[str, Any], dict[str,
     return status, body, {}
 
 
-def _json_body(raw_body: bytes | None, example: str, limit: int = MAX_BODY_BYTES) -> Any:
+def json_body(raw_body: bytes | None, example: str, limit: int = MAX_BODY_BYTES) -> Any:
     if not raw_body:
         raise BadRequest(f"the body is empty; send JSON: {example}")
     if len(raw_body) > limit:
@@ -126,7 +118,7 @@ def execute_dag(
     """Validate, store and start a job (202). With an ``Idempotency-Key``, a retry of the same
     request answers with the first one's execution instead (orchestration/idempotent.py); keys are
     per tenant."""
-    body = _json_body(raw_body, '{"originalRequest": ..., "tasks": [...]}')
+    body = json_body(raw_body, '{"originalRequest": ..., "tasks": [...]}')
     job = parse_job(body)
     services.tenants.check_job(job, tenant)
     if idempotency_key is None:
@@ -160,7 +152,7 @@ def rerun_execution(
     """A new execution of the job, reusing what completed (orchestration/rerun.py); no body or
     ``{"from": "failed"}``: every task that did not complete runs again; ``{"tasks": [ids]}``:
     those too, and their dependents."""
-    body = _json_body(raw_body, '{"tasks": [1, 2]}', 100_000) if raw_body and raw_body.strip() else None
+    body = json_body(raw_body, '{"tasks": [1, 2]}', 100_000) if raw_body and raw_body.strip() else None
     forced = parse_rerun(body)
     _owned(services, tenant, execution_id)  # another tenant's: as unknown
     new_id = services.orchestrator.rerun(execution_id, forced)
@@ -226,6 +218,29 @@ def stream_token(
     return 200, _stream_access(services, tenant, execution_id, base_url)
 
 
+def many_run_token(services: Services, raw_body: bytes | None, base_url: str, *, tenant: str) -> Reply:
+    """A token for the tenant's many-run stream, scoped to the body's ``tag`` (a string, a list
+    of them, or none: every execution), and the stream's URL with it."""
+    body = json_body(raw_body, '{"tag": "nightly"}') if raw_body else {}
+    if not isinstance(body, dict) or set(body) - {"tag"}:
+        raise BadRequest('the body is {"tag": "<tag>" | ["<tag>", …]} or empty')
+    raw = body.get("tag")
+    tags = tag_query(
+        [] if raw is None else [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else [raw]
+    )
+    if services.signer is None:
+        raise StreamTokensOff()
+    issued = services.signer.issue_query(tags, tenant)
+    events = (services.settings.events_url or services.settings.public_url or base_url).rstrip("/")
+    query = "".join(f"&tag={t}" for t in tags)  # tags are URL-safe characters only
+    return 200, {
+        "eventsUrl": f"{events}/api/v1/dag-executions/events?token={issued.token}{query}",
+        "streamToken": issued.token,
+        "streamTokenExpiresAt": issued.expires_at,
+        "tags": list(tags),
+    }
+
+
 def get_execution(services: Services, execution_id: str, *, tenant: str = DEFAULT_TENANT) -> Reply:
     _owned(services, tenant, execution_id)
     snapshot = services.orchestrator.snapshot(execution_id)
@@ -237,7 +252,7 @@ def _fitted(shrink: Callable[[int | None], dict[str, Any]]) -> dict[str, Any]:
     return fit(shrink, lambda body: encoded_size(200, body, _JSON_HEADERS), TEXT_CAPS)
 
 
-def _limit(raw: str) -> int:
+def list_limit(raw: str) -> int:
     try:
         limit = int(raw)
     except ValueError:
@@ -255,7 +270,7 @@ def list_executions(
     """A page of the tenant's executions, newest first, filtered by status, tags and creation time;
     ``nextCursor`` goes on from where it ends (null at the end)."""
     search = parse_query(query, tenant)
-    limit = _limit((query or {}).get("limit", "20"))
+    limit = list_limit((query or {}).get("limit", "20"))
     cursor = (query or {}).get("cursor")
     before = None if cursor is None else decode_cursor(cursor, search)
     found, position = services.store.listing.search(search, limit, before)
@@ -293,7 +308,7 @@ def decide_task(
     """A person's decision on an approval task: the task as it ended (200)."""
     task_id = _task_id(raw_task_id)
     _owned(services, tenant, execution_id)  # another tenant's: as unknown
-    body = _json_body(raw_body, '{"approve": true, "comment": "...", "data": {...}}', 100_000)
+    body = json_body(raw_body, '{"approve": true, "comment": "...", "data": {...}}', 100_000)
     try:
         decision = Decision.model_validate(body)
     except ValidationError as exc:
@@ -394,103 +409,3 @@ def _page(text: ResultText, offset: int, limit: int) -> tuple[str, int | None]:
         if end < len(piece):
             break
     return "".join(parts), (at if at < text.chars else None)
-
-
-# ------------------------------------------------------------------------------------ webhooks
-
-_EXECUTION_ID = re.compile(rf"[{EXECUTION_ID_CHARS}]{{1,128}}")  # as a webhook's executionId filter
-_DELIVERY_SEQ = re.compile(r"[0-9]{1,12}")  # a delivery's SK holds 12 digits
-_WEBHOOK_EXAMPLE = '{"url": "https://...", "secret": "whsec_... (optional)", "types": ["execution.*"]}'
-_DELIVERY_STATUSES = tuple(DeliveryStatus)  # a tuple: `"x" in DeliveryStatus` raises on Python 3.11
-
-
-def _dispatcher(services: Services) -> Dispatcher:
-    if services.dispatcher is None:
-        raise WebhooksOff()
-    return services.dispatcher
-
-
-def _hook(services: Services, tenant: str, webhook_id: str) -> Hook:
-    """The webhook if ``tenant`` owns it; another tenant's is WebhookNotFound, as an unknown id."""
-    hook = services.webhooks.get_hook(webhook_id)
-    if hook is None or hook.tenant != tenant:
-        raise WebhookNotFound(webhook_id)
-    return hook
-
-
-def _tenant_hooks(services: Services, tenant: str) -> list[Hook]:
-    return [h for h in services.webhooks.hooks() if h.tenant == tenant]
-
-
-def create_webhook(services: Services, raw_body: bytes | None, *, tenant: str = DEFAULT_TENANT) -> Reply:
-    dispatcher = _dispatcher(services)
-    spec = parse_spec(_json_body(raw_body, _WEBHOOK_EXAMPLE, 10_000), services.settings)
-    if len(_tenant_hooks(services, tenant)) >= MAX_WEBHOOKS:  # per tenant: none can fill another's
-        raise TooManyWebhooks(MAX_WEBHOOKS)
-    webhook_id = f"wh_{uuid.uuid4().hex}"
-    key = spec.key()
-    hook = Hook(
-        id=webhook_id,
-        url=spec.url,
-        types=TypeFilter.of(spec.types) if spec.types else None,
-        execution_id=spec.executionId,
-        sealed_secret=dispatcher.box.seal(webhook_id, key),
-        created_at=now_ms(),
-        description=spec.description,
-        tenant=tenant,
-    )
-    services.webhooks.put_hook(hook)
-    # The one answer that shows the secret, in the form receivers' libraries take: it is sealed
-    # from here on, and no other answer carries it.
-    return 201, {**hook.view(), "secret": whsec(key)}
-
-
-def list_webhooks(services: Services, *, tenant: str = DEFAULT_TENANT) -> Reply:
-    hooks = sorted(_tenant_hooks(services, tenant), key=lambda h: h.created_at)
-    return 200, {"webhooks": [h.view() for h in hooks]}
-
-
-def get_webhook(services: Services, webhook_id: str, *, tenant: str = DEFAULT_TENANT) -> Reply:
-    return 200, _hook(services, tenant, webhook_id).view()
-
-
-def delete_webhook(services: Services, webhook_id: str, *, tenant: str = DEFAULT_TENANT) -> Reply:
-    _hook(services, tenant, webhook_id)
-    if not services.webhooks.delete_hook(webhook_id):
-        raise WebhookNotFound(webhook_id)
-    return 200, {"webhookId": webhook_id, "deleted": True}
-
-
-def list_deliveries(
-    services: Services, webhook_id: str, query: Mapping[str, str] | None, *, tenant: str = DEFAULT_TENANT
-) -> Reply:
-    _hook(services, tenant, webhook_id)
-    query = query or {}
-    limit = _limit(query.get("limit", "50"))
-    status = query.get("status")
-    if status is not None and status not in _DELIVERY_STATUSES:
-        raise BadRequest(f"status must be one of {', '.join(_DELIVERY_STATUSES)}, got {status[:40]!r}")
-    start = query.get("after")
-    if start is not None and not start.startswith(deliveries_prefix(None)):
-        raise BadRequest("after must be the nextAfter value of the previous page")
-    items, after = services.webhooks.deliveries(webhook_id, query.get("executionId"), status, limit, start)
-    return 200, {"deliveries": [delivery_view(i) for i in items], "nextAfter": after}
-
-
-def replay_delivery(
-    services: Services, webhook_id: str, delivery_id: str, *, tenant: str = DEFAULT_TENANT
-) -> Reply:
-    dispatcher = _dispatcher(services)
-    hook = _hook(services, tenant, webhook_id)
-    execution_id, _, raw_seq = delivery_id.rpartition(":")
-    # ASCII digits only: str.isdigit() also takes "²" or "٣", which int() refuses (or reads as 3)
-    if not _EXECUTION_ID.fullmatch(execution_id) or not _DELIVERY_SEQ.fullmatch(raw_seq):
-        raise BadRequest(
-            "a delivery id is <executionId>:<seq> (seq: 1 to 12 digits 0-9, as listed in deliveryId), "
-            f"got {delivery_id[:80]!r}"
-        )
-    item = services.webhooks.get_delivery(webhook_id, execution_id, int(raw_seq))
-    if item is None:
-        raise DeliveryNotFound(webhook_id, delivery_id)
-    view = dispatcher.replay(hook, item)
-    return (202 if view["replay"].get("queued") else 200), view

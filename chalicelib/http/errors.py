@@ -46,6 +46,7 @@ from ..domain.errors import (
     TaskNotFound,
     Throttled,
     TokenForAnotherExecution,
+    TokenForAnotherQuery,
     TokenInvalid,
     TooManyWebhooks,
     WebhookNotFound,
@@ -118,6 +119,7 @@ RULES: Final[Mapping[type[DagcastError], Rule]] = {
     ApiKeyMissing: Rule(401, headers=_challenge),
     ApiKeyInvalid: Rule(401, headers=_challenge),
     TokenForAnotherExecution: Rule(403),
+    TokenForAnotherQuery: Rule(403),
     # how often: try again after Retry-After seconds
     Throttled: Rule(429, headers=_retry_after),
     # what the request names does not exist, or is turned off in this deployment

@@ -22,6 +22,7 @@ from ..domain.errors import ExecutionExists, ExecutionNotFound, StoreError
 from ..domain.model import ExecutionStatus, TaskStatus
 from ..domain.search import ListQuery
 from ..redact import Redactor
+from .activity import ActivityLog
 from .capacity import ReadMeter, WriteMeter
 from .eventlog import EventLog, Payload
 from .expiry import Expiries, is_gone, with_expiry
@@ -69,6 +70,7 @@ class DynamoStore(ResultStore):
             client, table_name, self.redactor, read_meta=self.get_meta, expiry=self.expiries.of
         )
         self.listing = ExecutionList(client, table_name)
+        self.activity = ActivityLog(client, table_name)  # the tenants' activity logs (many-run streams)
         self.partial_text = PartialText(client, table_name)
         self.removal = ExecutionRemoval(client, table_name)
         self.idempotency = IdempotencyRecords(client, table_name)

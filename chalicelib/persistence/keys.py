@@ -15,6 +15,8 @@ Key layout (``PK`` / ``SK``, all strings)::
     STREAMS#TENANT#<t>   SLOT#<n>  one open stream of that tenant (its maxStreams)
     TENANT#<t>  SUBMITS#<s> | EXECUTIONS | TASKS   a tenant's quota counts (persistence/quotas.py)
     APIKEY#<digest>  APIKEY     a registered API key: its tenant (persistence/apikeys.py)
+    ACTIVITY#<tenant>#<shard>  <writtenAt>#<id>#<seq>  one execution-level event in the tenant's
+                                activity log (persistence/activity.py; the many-run stream's source)
 
     EXEC#<id>  META#REQUEST     the job's originalRequest (up to 100,000 characters), tags and
                                 metadata, kept off META
@@ -87,6 +89,14 @@ LIST_PROJECTION: Final = ("executionId", "status", "createdAt", "finishedAt", "t
 LEGACY_INDEX: Final = "GSI1"
 LEGACY_INDEX_PK: Final = "GSI1PK"
 LEGACY_INDEX_SK: Final = "GSI1SK"
+
+# The tenant's activity log (persistence/activity.py): ACTIVITY_SHARDS partitions per tenant, an
+# execution always in the same one (crc32, as the list index), so no key takes a tenant's load.
+ACTIVITY_PREFIX: Final = "ACTIVITY#"
+ACTIVITY_SHARDS: Final = 8
+# META's attribute holding a job's tags: the one place that names it for the activity log and the
+# many-run stream's filter.
+META_TAGS: Final = "tags"
 
 _SEQ_WIDTH = 12
 _TASK_WIDTH = 16
@@ -189,6 +199,19 @@ def tag_list_item(tag: str, created_at: int, execution_id: str, scope: str = DEF
 def idempotency_pk(key: str, scope: str = DEFAULT_SCOPE) -> str:
     """An Idempotency-Key's own partition: keys are per scope (the tenant), never shared."""
     return f"{IDEMPOTENCY_PREFIX}{scope}#{key}"
+
+
+def activity_pk(tenant: str, shard: int) -> str:
+    return f"{ACTIVITY_PREFIX}{tenant}#{shard:02d}"
+
+
+def activity_sk(written_at: int, execution_id: str, seq: int) -> str:
+    """Sorts by the time it was written, then execution and seq: one order over every shard."""
+    return f"{written_at:015d}#{execution_id}#{seq:0{_SEQ_WIDTH}d}"
+
+
+def activity_shard(execution_id: str) -> int:
+    return zlib.crc32(execution_id.encode()) % ACTIVITY_SHARDS
 
 
 def is_event_sk(sort_key: object) -> bool:

@@ -106,10 +106,16 @@ class Table:
         return True
 
     def _query_partition(
-        self, partition: str, prefix: str = "", *, consistent: bool = True, projection: str | None = None
+        self,
+        partition: str,
+        prefix: str = "",
+        *,
+        consistent: bool = True,
+        projection: str | None = None,
+        names: dict[str, str] | None = None,
     ) -> Iterator[Item]:
         """Every item of ``partition`` whose sort key starts with ``prefix`` (all pages; only the
-        ``projection`` attributes when given)."""
+        ``projection`` attributes when given, ``names`` its ``#placeholders``)."""
         values = {":p": partition, ":s": prefix} if prefix else {":p": partition}
         kwargs: dict[str, Any] = {
             "TableName": self._table,
@@ -119,6 +125,8 @@ class Table:
         }
         if projection is not None:
             kwargs["ProjectionExpression"] = projection
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
         while True:
             out = self._db.query(**kwargs)
             for item in out.get("Items", []):

@@ -23,20 +23,28 @@ from ..domain.errors import NoRoute
 from ..factory import BuiltOnce, build_store
 from ..persistence.executions import DynamoStore
 from .endpoint import EVENTS_PATH, EventsEndpoint, error_response
+from .manyrun import MANY_RUN_PATH, ManyRunEndpoint
 
 
 class SseApp:
-    """The front: Starlette's Router sends the events route (with or without a trailing slash)
-    straight to the EventsEndpoint — no middleware wraps the per-event ``send`` of thousands of
-    streams — and every other request to ``fallback``, as do lifespan and websocket scopes (the
-    fallback app owns them)."""
+    """The front: Starlette's Router sends the events routes (with or without a trailing slash)
+    straight to the EventsEndpoint and the ManyRunEndpoint — no middleware wraps the per-event
+    ``send`` of thousands of streams — and every other request to ``fallback``, as do lifespan and
+    websocket scopes (the fallback app owns them)."""
 
     def __init__(self, endpoint: EventsEndpoint, fallback: ASGIApp) -> None:
         self.endpoint = endpoint
         self.fallback = fallback
+        self.many_run = ManyRunEndpoint(endpoint)  # every execution of a tenant (or of its tags)
         events: ASGIApp = endpoint if endpoint.settings.sse_disconnect else NoDisconnect(endpoint)
+        many: ASGIApp = self.many_run if endpoint.settings.sse_disconnect else NoDisconnect(self.many_run)
         self.router = Router(
-            routes=[Route(EVENTS_PATH, events), Route(f"{EVENTS_PATH}/", events)],
+            routes=[
+                Route(MANY_RUN_PATH, many),
+                Route(f"{MANY_RUN_PATH}/", many),
+                Route(EVENTS_PATH, events),
+                Route(f"{EVENTS_PATH}/", events),
+            ],
             redirect_slashes=False,  # both spellings are served, neither is redirected
             default=fallback,
         )

@@ -1,9 +1,11 @@
 """Stream tokens: short-lived, HMAC-SHA256-signed, scoped to one execution and its tenant.
 
 ``v1.<payload>.<signature>`` with base64url parts; payload ``{"x": executionId, "exp": unix s,
-"t": tenant}``. Only the execution's own tenant is given one (the REST API answers 404 to any other),
-and ``t`` is what the stream counts against that tenant's ``maxStreams``; a token from before tenants
-has no ``t`` and is ``default``'s.
+"t": tenant}``; a many-run stream's token (``POST /api/v1/stream-tokens``) has ``"q"``, the tags
+it filters on (sorted; empty: all of the tenant's executions), instead of ``"x"``, so neither kind
+opens the other's stream. Only the execution's own tenant is given one (the REST API answers 404
+to any other), and ``t`` is what the stream counts against that tenant's ``maxStreams``; a token
+from before tenants has no ``t`` and is ``default``'s.
 EventSource cannot set headers, so the token travels as ``?token=`` (or ``Authorization:
 Bearer``); tokens are therefore kept out of every log line (see ``redact_query``).
 """
@@ -18,7 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from ..domain.errors import TokenForAnotherExecution, TokenInvalid
+from ..domain.errors import TokenForAnotherExecution, TokenForAnotherQuery, TokenInvalid
 from ..tenants import DEFAULT_TENANT
 
 _PREFIX = "v1"
@@ -51,18 +53,39 @@ class TokenSigner:
         self.ttl_seconds = ttl_seconds
 
     def issue(self, execution_id: str, now: float | None = None, tenant: str = DEFAULT_TENANT) -> IssuedToken:
+        return self._issue({"x": execution_id, "t": tenant}, now)
+
+    def issue_query(self, tags: tuple[str, ...], tenant: str, now: float | None = None) -> IssuedToken:
+        """A token for the tenant's many-run stream filtered on ``tags`` (all of them)."""
+        return self._issue({"q": sorted(set(tags)), "t": tenant}, now)
+
+    def _issue(self, claims: dict[str, object], now: float | None) -> IssuedToken:
         expires = int((time.time() if now is None else now) + self.ttl_seconds)
-        claims = {"x": execution_id, "exp": expires, "t": tenant}
-        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        payload = _b64(json.dumps({**claims, "exp": expires}, separators=(",", ":")).encode())
         return IssuedToken(f"{_PREFIX}.{payload}.{_sign(self._secret, payload)}", expires)
 
     def verify(self, token: str | None, execution_id: str, now: float | None = None) -> str:
         """The tenant the token was issued to; TokenInvalid (no valid token) or
         TokenForAnotherExecution unless ``token`` grants streaming ``execution_id`` now."""
+        claims = self._claims(
+            token, now, f"POST /api/v1/dag-executions/{execution_id}/stream-token", "POST /api/v1/execute-dag"
+        )
+        if claims.get("x") != execution_id:
+            raise TokenForAnotherExecution()
+        return str(claims.get("t") or DEFAULT_TENANT)
+
+    def verify_query(self, token: str | None, tags: tuple[str, ...], now: float | None = None) -> str:
+        """The tenant a many-run stream's token was issued to, if it was issued for ``tags``."""
+        claims = self._claims(token, now, "POST /api/v1/stream-tokens", "POST /api/v1/stream-tokens")
+        if claims.get("q") != sorted(set(tags)):
+            raise TokenForAnotherQuery()
+        return str(claims.get("t") or DEFAULT_TENANT)
+
+    def _claims(self, token: str | None, now: float | None, renew: str, first: str) -> dict[str, object]:
         if not token:
             raise TokenInvalid(
-                "a stream token is required: pass ?token=<streamToken> (or Authorization: Bearer) "
-                "as returned by POST /api/v1/execute-dag",
+                f"a stream token is required: pass ?token=<streamToken> (or Authorization: Bearer) "
+                f"as returned by {first}",
             )
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != _PREFIX:
@@ -72,18 +95,16 @@ class TokenSigner:
             raise TokenInvalid("the stream token's signature is invalid")
         try:
             claims = json.loads(_unb64(payload))
-            scoped, expires = str(claims["x"]), int(claims["exp"])
-            tenant = str(claims.get("t") or DEFAULT_TENANT)
+            expires = int(claims["exp"])
+            if not isinstance(claims, dict) or ("x" in claims) == ("q" in claims):
+                raise ValueError("one of x or q")
         except (ValueError, KeyError, TypeError):
             raise TokenInvalid("the stream token is malformed") from None
         if (time.time() if now is None else now) >= expires:
             raise TokenInvalid(
-                f"the stream token expired at {expires} (unix time); get a new one from "
-                f"POST /api/v1/dag-executions/{execution_id}/stream-token",
+                f"the stream token expired at {expires} (unix time); get a new one from {renew}"
             )
-        if scoped != execution_id:
-            raise TokenForAnotherExecution()
-        return tenant
+        return claims
 
 
 def redact_query(text: str) -> str:

@@ -184,6 +184,7 @@ def test_the_local_front_serves_the_monitor_and_still_the_api(stack):
             ("/monitor/monitor.js", "text/javascript"),
             ("/monitor/dagcast-client.js", "text/javascript"),
             ("/monitor/stream.js", "text/javascript"),
+            ("/monitor/runs.js", "text/javascript"),
             ("/monitor/layout.js", "text/javascript"),
             ("/monitor/monitor.css", "text/css"),
             ("/monitor/", "text/html"),
@@ -567,3 +568,36 @@ def test_the_list_filters_by_tag_status_and_time(stack):
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "monitor-list-filters.png"))
             browser.close()
+
+
+def test_the_list_shows_a_run_started_elsewhere_live_without_polling(stack):
+    """The list follows the many-run stream (GET /api/v1/dag-executions/events): a job submitted
+    through the API, not the page, appears and reaches completed while the list is read only once —
+    through the stream's cuts every 2 s, which EventSource resumes with its Last-Event-ID."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            lists: list[str] = []
+            page.on("request", lambda r: lists.append(r.url) if "/api/v1/dag-executions?" in r.url else None)
+            page.goto(stack)
+            page.wait_for_function(
+                "document.getElementById('recent').dataset.live === 'live'", timeout=TIMEOUT_MS
+            )
+            page.wait_for_function(
+                "document.getElementById('recent').dataset.loaded === 'true'", timeout=TIMEOUT_MS
+            )
+            execution_id = submit(stack, {"originalRequest": "Started elsewhere", "tasks": [sleep(1, 1.0)]})[
+                "executionId"
+            ]
+            row = f'#recent li[data-execution-id="{execution_id}"]'
+            page.wait_for_selector(row, timeout=10_000)  # sooner than any poll the page used to make
+            page.wait_for_selector(f'{row}[data-status="completed"]', timeout=10_000)
+            text = page.text_content(row)
+        finally:
+            browser.close()
+    assert text is not None and "Started elsewhere" in text
+    assert len(lists) == 1, lists  # read once; the rest came live

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import tests.support.plugins  # noqa: F401 - registers tests.return_args and tests.raise_args
 from chalicelib.config import Settings
-from chalicelib.http import api
+from chalicelib.http import api, webhook_routes
 from chalicelib.redact import Redactor
 from chalicelib.stream.app import create_sse_app
 from tests.functional.conftest import wait_for_end
@@ -75,7 +75,7 @@ def echo_url() -> Iterator[str]:
 def fanout_to(services) -> Iterator[tuple[Receiver, EventBus, str]]:
     """A webhook for every event, and EventBridge on (a bus whose rule feeds an SQS queue)."""
     receiver = Receiver("leak-hunt-webhook-secret-0123").start()
-    status, hook = api.create_webhook(
+    status, hook = webhook_routes.create_webhook(
         services, json.dumps({"url": receiver.url, "secret": receiver.secret}).encode()
     )
     assert status == 201, hook
@@ -84,7 +84,7 @@ def fanout_to(services) -> Iterator[tuple[Receiver, EventBus, str]]:
         mp.setattr(services.fanout, "eventbridge", bus.events)
         mp.setattr(services.fanout, "bus", bus.name)
         yield receiver, bus, hook["webhookId"]
-    api.delete_webhook(services, hook["webhookId"])
+    webhook_routes.delete_webhook(services, hook["webhookId"])
     receiver.stop()
 
 
@@ -95,7 +95,9 @@ def _answers(services, execution_id: str, webhook_id: str) -> dict[str, str]:
         "GET executions": lambda: api.list_executions(services, {"limit": "100"}),
         "GET final result": lambda: api.final_result(services, execution_id),
         "POST stream token": lambda: api.stream_token(services, execution_id, "http://local"),
-        "GET deliveries": lambda: api.list_deliveries(services, webhook_id, {"executionId": execution_id}),
+        "GET deliveries": lambda: webhook_routes.list_deliveries(
+            services, webhook_id, {"executionId": execution_id}
+        ),
     }
     for tid in range(1, 8):
         calls[f"GET task {tid} result"] = lambda t=tid: api.task_result(services, execution_id, str(t))

@@ -9,7 +9,7 @@ import logging
 import time
 import warnings
 
-from chalicelib.http import api
+from chalicelib.http import api, webhook_routes
 from tests.functional.conftest import run_job
 from tests.functional.test_task_kinds import server  # noqa: F401 - the local HTTP server fixture
 from tests.support.jobs import task
@@ -34,7 +34,7 @@ def test_a_secret_in_a_request_or_a_result_never_leaks(services, server, caplog,
     for name in ("chalicelib", "dagcast", "dagcast-fanout", "dagcast-webhooks", "app"):
         caplog.set_level(logging.DEBUG, logger=name)
     receiver = Receiver("webhook-secret-0123456789").start()
-    status, hook = api.create_webhook(
+    status, hook = webhook_routes.create_webhook(
         services, json.dumps({"url": receiver.url, "secret": receiver.secret}).encode()
     )
     assert status == 201
@@ -81,5 +81,5 @@ def test_a_secret_in_a_request_or_a_result_never_leaks(services, server, caplog,
             )  # the result went through
         assert len(receiver.keys_for(eid)) == len(events)
     finally:
-        api.delete_webhook(services, hook["webhookId"])
+        webhook_routes.delete_webhook(services, hook["webhookId"])
         receiver.stop()

@@ -41,7 +41,10 @@ GATES = {
     "chalicelib.webhooks.secrets:SecretBox.open": "DAGCAST_WEBHOOK_KMS_KEY",
 }
 # AWS calls only the SSE function makes (its role: tests/unit/test_infra.py::sse_actions)
-SSE_ONLY = {"chalicelib.persistence.eventlog:EventLog.events_after"}
+SSE_ONLY = {
+    "chalicelib.persistence.eventlog:EventLog.events_after",
+    "chalicelib.persistence.activity:ActivityLog._shard",  # the many-run stream reads the activity log
+}
 
 
 @cache

@@ -314,6 +314,7 @@ SSE_DERIVED = (
     "chalicelib.config",
     "chalicelib.factory",
     "chalicelib.persistence.streamleases",  # the stream slots: slot_actions
+    "chalicelib.persistence.activity",  # the activity log (the many-run stream): store_methods
 )
 
 
@@ -355,7 +356,12 @@ def aws_uses(node: ast.AST) -> set[str]:
 
 
 # DynamoStore's classes by module of chalicelib/persistence: the store, its base, its event log.
-STORE_CLASSES = {"executions": "DynamoStore", "table": "Table", "eventlog": "EventLog"}
+STORE_CLASSES = {
+    "executions": "DynamoStore",
+    "table": "Table",
+    "eventlog": "EventLog",
+    "activity": "ActivityLog",
+}
 
 
 def store_methods() -> dict[str, tuple[set[str], set[str]]]:
