@@ -14,14 +14,10 @@ import boto3
 import pytest
 from chalice.test import Client
 
-from chalicelib.domain.model import ExecutionStatus
 from chalicelib.fanout import FanOut
-from chalicelib.orchestration.submission import new_execution_id
-from chalicelib.persistence.keys import META_SK, pk
-from chalicelib.persistence.table import to_item
 from dagcast.local.lambdas import FANOUT, function_name
 from dagcast.redrive import EventReader, Redrive, lambda_deliver
-from tests.support.fanout import fan_out_by_hand
+from tests.support.fanout import bare_execution, fan_out_by_hand
 from tests.support.receiver import EventBus, Receiver
 
 SECRET = "s3cret-s3cret-s3cret"
@@ -108,25 +104,6 @@ def new_records(stack: Any, write: Any) -> tuple[str, list[dict[str, Any]]]:
             return shard, records
         records += [dict(r) for r in out["Records"]]
         iterator = out["NextShardIterator"]
-
-
-def bare_execution(services) -> str:
-    """An execution's META and nothing else (no execution.created): the events the test writes are
-    its whole log, and the event log finds the META it reads an execution's expiry from."""
-    eid = new_execution_id()
-    boto3.client("dynamodb").put_item(
-        TableName=services.store._table,
-        Item=to_item(
-            {
-                "PK": pk(eid),
-                "SK": META_SK,
-                "executionId": eid,
-                "status": ExecutionStatus.RUNNING,
-                "totalTasks": 6,
-            }
-        ),
-    )
-    return eid
 
 
 def test_redrive_delivers_what_the_queue_names_from_the_table_also_after_the_stream_expired(

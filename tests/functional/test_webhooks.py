@@ -32,7 +32,7 @@ from chalicelib.webhooks.models import Hook
 from tests.functional.conftest import echo, fail, run_job, wait_for_end
 from tests.functional.test_fanout import published as published_to
 from tests.functional.test_fanout import record
-from tests.support.fanout import fan_out_by_hand, fanned_out, stream_record
+from tests.support.fanout import bare_execution, fan_out_by_hand, fanned_out, stream_record
 from tests.support.receiver import EventBus, Receiver
 
 SECRET = "s3cret-s3cret-s3cret"
@@ -561,7 +561,7 @@ def test_a_partition_split_that_brings_an_executions_records_out_of_order_loses_
     shard A's odd seqs fanned out first it sent 1, 3, 5, 7 and moved its cursor past 2, 4, 6, which
     shard B then wrote below it — never sent. The lane now reads the event log from its cursor."""
     everything, completed = Receiver(SECRET).start(), Receiver(SECRET).start()
-    eid = new_execution_id()
+    eid = bare_execution(services)
     register(client, hooks, everything, executionId=eid)
     register(client, hooks, completed, executionId=eid, types=["substep.completed"])
     types = ["substep.started", "substep.completed", "execution.updated"]
@@ -601,7 +601,7 @@ def test_a_webhook_gets_no_event_stored_before_it_was_registered(client, hooks, 
     """A new lane reads the log from seq 1: events stored before the registration must not be sent
     (no backfill), whether a stream record or the lane finds them."""
     receiver = Receiver(SECRET).start()
-    eid = new_execution_id()
+    eid = bare_execution(services)
     assert services.dispatcher is not None
     handle = FanOut(services.webhooks, services.dispatcher, None, "", 10).handle
     try:

@@ -11,6 +11,9 @@ from typing import Any
 
 import boto3
 
+from chalicelib.domain.model import ExecutionStatus
+from chalicelib.orchestration.submission import new_execution_id
+from chalicelib.persistence.keys import META_SK, pk
 from chalicelib.persistence.table import to_item
 from dagcast.local.lambdas import FANOUT
 from dagcast.local.moto.poller import iterator_start
@@ -67,3 +70,19 @@ def fan_out_by_hand(stack: Any) -> Iterator[None]:
         stack.poller.stop()
         stack.handlers[FANOUT] = real
         stack.start_poller()
+
+
+def bare_execution(services: Any) -> str:
+    """A new execution's META and nothing else (no task, no execution.created): a test's own events
+    are then its whole log. The event log reads an execution's expiry from its META and refuses
+    events of an execution that does not exist."""
+    eid = new_execution_id()
+    item = {
+        "PK": pk(eid),
+        "SK": META_SK,
+        "executionId": eid,
+        "status": ExecutionStatus.RUNNING,
+        "totalTasks": 6,
+    }
+    boto3.client("dynamodb").put_item(TableName=services.store._table, Item=to_item(item))
+    return eid
