@@ -73,6 +73,7 @@ bench: install
 	$(BIN)/python -m bench.sse_lambda_shape
 	$(BIN)/python -m bench.event_previews
 	$(BIN)/python -m bench.dag_makespan
+	$(BIN)/python -m bench.transitions
 	$(BIN)/python -m bench.write_capacity
 	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.import_times
