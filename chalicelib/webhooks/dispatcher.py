@@ -193,7 +193,9 @@ class Dispatcher:
                 event = json.loads(body)
             except ValueError:  # malformed: the fan-out skips it too (MalformedEvents)
                 continue
-            if isinstance(event, dict) and hook.matches(event):
+            # a lane exists only for a webhook of the execution's tenant (the fan-out pairs them
+            # by tenant), so the tenant check is the hook's own; its filter and registration time remain
+            if isinstance(event, dict) and hook.matches(event, hook.tenant):
                 wanted.append(delivery_item(hook, event, body))
         stored = {int(d["seq"]): d for d in self.store.enqueue(wanted)} if wanted else {}
         page: list[tuple[int, Item | None]] = []
