@@ -880,6 +880,8 @@ def run_stream_chaos(
             # every client comes from 127.0.0.1: the per-IP limit (50) is not what is tested here
             "max_streams_per_ip": 100_000,
             "max_streams_per_execution": 100_000,
+            # nor the tenant's (500 streams): a killed server's slots stay taken until they expire
+            "tenants": json.dumps({"*": {"maxStreams": 0}}),
         }
     )
     store = app.services().store
