@@ -85,11 +85,21 @@ def test_a_tenant_at_its_running_executions_gets_429_until_one_ends(services, po
     assert answer is not None and answer.status == 429 and answer.headers == {"Retry-After": "5"}
     assert "maxRunningExecutions (2)" in answer.body["error"]
     other = submit(services, "t-other", [echo(1, "x")])  # another tenant is not counted
+    for eid in (first, second):  # moto cannot stop an execution its interpreter has not begun
+        started(services, eid)
     services.orchestrator.cancel(first)  # an execution that ends frees its place
     third = submit(services, "t-execs", [echo(1, "x")])
     services.orchestrator.cancel(second)
     for eid in (first, second, third, other):
         wait_for_end(services, eid)
+
+
+def started(services: Services, execution_id: str) -> None:
+    """Until the execution's first task has started (its state machine execution is running)."""
+    deadline = time.monotonic() + 30
+    while not any(e["type"] == "substep.started" for e in services.store.events_after(execution_id, 0)):
+        assert time.monotonic() < deadline, f"{execution_id} never started a task"
+        time.sleep(0.05)
 
 
 def running_at_once(views: list[dict[str, Any]]) -> int:
