@@ -42,6 +42,7 @@ from .keys import (
     queue_pk,
     queued_sk,
 )
+from .logreads import event_items_after
 from .table import Item, Table, from_item, to_item
 
 if TYPE_CHECKING:
@@ -488,13 +489,5 @@ class EventLog(Table):
     ) -> list[ev.Event]:
         """Events with seq > after_seq in order (at most ``limit``); an eventually consistent read
         (half the RCU) may miss the newest ones, or more: chalicelib/stream/polling.py checks it."""
-        out = self._db.query(
-            TableName=self._table,
-            KeyConditionExpression="PK = :p AND SK BETWEEN :lo AND :hi",
-            ExpressionAttributeValues=to_item(
-                {":p": pk(execution_id), ":lo": event_sk(after_seq + 1), ":hi": LAST_EVENT_SK}
-            ),
-            ConsistentRead=consistent,
-            Limit=limit,
-        )
-        return [json.loads(from_item(i)["data"]) for i in out.get("Items", [])]
+        items = event_items_after(self._db, self._table, execution_id, after_seq, limit, consistent)
+        return [json.loads(i["data"]) for i in items]

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from ..domain import typefilter
 from ..domain.model import now_ms
-from ..persistence.keys import LAST_EVENT_SK, event_sk, pk
+from ..persistence.logreads import event_items_after
 from ..persistence.table import CONDITION_FAILED, Item, Table, error_code, from_item, to_item
 from ..tenants import DEFAULT_TENANT
 from .models import Hook
@@ -204,16 +204,7 @@ class WebhookStore(Table):
         """The execution's event items (``seq``, ``type``, ``data``: the event as stored) with seq >
         ``after_seq``, in seq order, at most ``limit``; a consistent read, so every event written
         before the call is there (the log is gapless: seq n+1 is only ever put after seq n)."""
-        out = self._db.query(
-            TableName=self._table,
-            KeyConditionExpression="PK = :p AND SK BETWEEN :lo AND :hi",
-            ExpressionAttributeValues=to_item(
-                {":p": pk(execution_id), ":lo": event_sk(after_seq + 1), ":hi": LAST_EVENT_SK}
-            ),
-            ConsistentRead=True,
-            Limit=limit,
-        )
-        return [from_item(i) for i in out.get("Items", [])]
+        return event_items_after(self._db, self._table, execution_id, after_seq, limit)
 
     def get_delivery(self, webhook_id: str, execution_id: str, seq: int) -> Item | None:
         out = self._db.get_item(
