@@ -3,6 +3,7 @@ real handlers running in-process (dagcast's embedded local stack, without its HT
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from chalice.test import Client
 
 from chalicelib.domain.dag import parse_job
 from chalicelib.domain.events import TERMINAL_TYPES
@@ -36,6 +38,23 @@ def stack() -> Iterator[MotoStack]:
     s = MotoStack(table_name="dagcast-functional", retry_interval_seconds=0.2).start()
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def client(services: Services) -> Iterator[Client]:
+    """Chalice's test client of the app: the REST routes, in process, on the package's stack."""
+    import app
+
+    with Client(app.app) as c:
+        yield c
+
+
+def call(client: Client, method: str, path: str, body: Any = None) -> Any:
+    """A JSON request to the app through ``client`` (a str body is sent as it is)."""
+    kwargs: dict[str, Any] = {"headers": {"content-type": "application/json"}}
+    if body is not None:
+        kwargs["body"] = body if isinstance(body, str) else json.dumps(body)
+    return getattr(client.http, method)(path, **kwargs)
 
 
 @pytest.fixture(scope="package")

@@ -6,17 +6,8 @@ import json
 import time
 
 import pytest
-from chalice.test import Client
 
 from tests.functional.conftest import echo, wait_for_end
-
-
-@pytest.fixture(scope="module")
-def client(services):
-    import app
-
-    with Client(app.app) as c:
-        yield c
 
 
 def post(client, body, raw: bytes | None = None):

@@ -9,21 +9,12 @@ from typing import Any
 
 import boto3
 import pytest
-from chalice.test import Client
 
 from chalicelib.domain.events import SUBSTEP_COMPLETED, SUBSTEP_FAILED, SUBSTEP_WAITING
 from chalicelib.domain.model import Reason, TaskStatus
 from chalicelib.http.gate import key_digest
 from tests.functional.conftest import assert_gapless, by_type, echo, wait_for_end
 from tests.support.jobs import approval, sleep
-
-
-@pytest.fixture(scope="module")
-def client(services):
-    import app
-
-    with Client(app.app) as c:
-        yield c
 
 
 def submit(client, body: dict[str, Any]) -> str:

@@ -23,14 +23,6 @@ from tests.support.receiver import EventBus, Receiver
 SECRET = "s3cret-s3cret-s3cret"
 
 
-@pytest.fixture(scope="module")
-def client(services) -> Iterator[Client]:
-    import app
-
-    with Client(app.app) as c:
-        yield c
-
-
 @pytest.fixture
 def receiver(client) -> Iterator[tuple[Receiver, list[str]]]:
     """A receiver and the ids of the webhooks registered to it (deleted afterwards)."""

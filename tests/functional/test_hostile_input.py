@@ -27,14 +27,6 @@ FIELDS = ["originalRequest", "tasks", "failurePolicy", "maxConcurrency", "timeou
 TASK_FIELDS = ["id", "description", "action", "params", "dependencies", "retries", "timeoutSeconds"]
 
 
-@pytest.fixture(scope="module")
-def client(services) -> Iterator[Client]:
-    import app
-
-    with Client(app.app) as c:
-        yield c
-
-
 def newest(services) -> list[str]:
     return [e["executionId"] for e in services.store.list_executions(5)]
 

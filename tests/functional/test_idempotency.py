@@ -12,7 +12,6 @@ from typing import Any
 
 import boto3
 import pytest
-from chalice.test import Client
 
 from chalicelib.domain.dag import parse_job
 from chalicelib.domain.errors import IdempotencyInProgress, StartFailed
@@ -21,14 +20,6 @@ from chalicelib.orchestration import idempotent
 from chalicelib.orchestration.idempotent import IdempotentSubmit
 from chalicelib.persistence.keys import idempotency_pk
 from tests.functional.conftest import echo, wait_for_end
-
-
-@pytest.fixture(scope="module")
-def client(services):
-    import app
-
-    with Client(app.app) as c:
-        yield c
 
 
 def _post(client, body: Any, key: str | None, raw: str | None = None):

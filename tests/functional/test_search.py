@@ -14,7 +14,6 @@ from typing import Any
 
 import boto3
 import pytest
-from chalice.test import Client
 
 from chalicelib.domain.model import ExecutionStatus
 from chalicelib.domain.search import ListQuery, encode_cursor
@@ -135,14 +134,6 @@ def test_the_view_and_the_created_event_carry_tags_and_metadata(own_store, sixty
 
 
 # ------------------------------------------------------------------------------------- the route
-
-
-@pytest.fixture(scope="module")
-def client(services):
-    import app
-
-    with Client(app.app) as c:
-        yield c
 
 
 def _post(client, body: Any, headers: dict[str, str] | None = None):

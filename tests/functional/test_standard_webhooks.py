@@ -21,26 +21,11 @@ from chalicelib.domain.model import DeliveryStatus, now_ms
 from chalicelib.factory import Services
 from chalicelib.orchestration.submission import new_execution_id
 from chalicelib.persistence.table import to_item
-from tests.functional.conftest import echo, wait_for_end
+from tests.functional.conftest import call, echo, wait_for_end
 from tests.support.fanout import fanned_out
 from tests.support.receiver import Receiver, ShiftedClock, verify_standard, whsec_of
 
 PLAIN_SECRET = "a-secret-from-before-the-standard"  # the kind registered before whsec_
-
-
-@pytest.fixture(scope="module")
-def client(services) -> Iterator[Client]:
-    import app
-
-    with Client(app.app) as c:
-        yield c
-
-
-def call(client: Client, method: str, path: str, body: Any = None) -> Any:
-    kwargs: dict[str, Any] = {"headers": {"content-type": "application/json"}}
-    if body is not None:
-        kwargs["body"] = json.dumps(body)
-    return getattr(client.http, method)(path, **kwargs)
 
 
 @pytest.fixture

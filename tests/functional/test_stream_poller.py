@@ -19,9 +19,8 @@ from chalicelib.orchestration.submission import new_execution_id
 from dagcast.local.moto.poller import Checkpoints, FileCheckpoints, OnFailure, StreamPoller, is_event_insert
 from dagcast.local.moto.stack import MotoStack
 from tests.functional.conftest import echo, run_job
-from tests.functional.test_webhooks import (  # noqa: F401 - client and hooks are fixtures
+from tests.functional.test_webhooks import (  # noqa: F401 - hooks is a fixture
     SECRET,
-    client,
     hooks,
     register,
     settled,
@@ -155,8 +154,8 @@ def test_a_record_that_never_succeeds_is_given_up_after_the_retry_limit_and_the_
 
 
 def test_a_record_that_fails_a_few_times_then_succeeds_loses_nothing_and_keeps_order(
-    client,  # noqa: F811 - the fixture imported above
-    hooks,  # noqa: F811
+    client,
+    hooks,  # noqa: F811 - the fixture imported above
     services,
     stack,
 ):

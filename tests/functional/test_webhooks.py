@@ -29,28 +29,13 @@ from chalicelib.orchestration.submission import new_execution_id
 from chalicelib.webhooks import dispatcher
 from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher, LaneReport
 from chalicelib.webhooks.models import Hook
-from tests.functional.conftest import echo, fail, run_job, wait_for_end
+from tests.functional.conftest import call, echo, fail, run_job, wait_for_end
 from tests.functional.test_fanout import published as published_to
 from tests.functional.test_fanout import record
 from tests.support.fanout import bare_execution, fan_out_by_hand, fanned_out, stream_record
 from tests.support.receiver import EventBus, Receiver
 
 SECRET = "s3cret-s3cret-s3cret"
-
-
-@pytest.fixture(scope="module")
-def client(services) -> Iterator[Client]:
-    import app
-
-    with Client(app.app) as c:
-        yield c
-
-
-def call(client: Client, method: str, path: str, body: Any = None) -> Any:
-    kwargs: dict[str, Any] = {"headers": {"content-type": "application/json"}}
-    if body is not None:
-        kwargs["body"] = body if isinstance(body, str) else json.dumps(body)
-    return getattr(client.http, method)(path, **kwargs)
 
 
 @pytest.fixture
