@@ -180,9 +180,13 @@ def test_every_metric_math_alarm_returns_one_series_from_metrics_it_defines():
                 assert used <= ids, f"{name}: {m['Expression']} reads {used - ids}"
 
 
-def test_the_aborted_alarm_leaves_out_the_stops_dagcast_makes(capsys: pytest.CaptureFixture[str]):
+def test_the_aborted_alarm_leaves_out_the_stops_dagcast_makes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
     """A cancel stops its Step Functions execution (ExecutionsAborted counts it); the adapter
     counts each stop it makes, and the alarm subtracts them: only other stops page."""
+    # as in a Lambda; the embedded stack of an earlier test layer turns EMF off for the process
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     props = alarms(Stack("dev"))["ExecutionsAbortedAlarm"]
     namespace, metric, dimensions = sfn.STOPPED_METRIC
     ids = {m["Id"]: watched({"Metrics": [m]})[0] for m in props["Metrics"] if "MetricStat" in m}
