@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..domain.errors import StartFailed
-from ..domain.model import Reason, SfnStatus, cut_error
+from ..domain.model import Reason, SfnStatus
 from ..persistence.table import Item
 from .views import timeout_source
 
@@ -37,7 +37,7 @@ def why_failed(meta: Item, err: Mapping[str, Any] | None) -> tuple[str, str]:
     """(message, reason) of an execution that did not complete: the state machine's own error if
     it reported one, else its deadline, else the first task error."""
     if err:
-        message = cut_error(f"{err.get('Error', 'Error')}: {err.get('Cause', '')}".rstrip(": "))
+        message = f"{err.get('Error', 'Error')}: {err.get('Cause', '')}".rstrip(": ")
         return message, Reason.START_FAILED if err.get("Error") == StartFailed.__name__ else Reason.INTERNAL
     if meta.get("stopReason") == Reason.TIMEOUT:
         return (

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..domain import events as ev
 from ..domain.errors import ExecutionExists, ExecutionNotFound, StoreError
-from ..domain.model import ExecutionStatus, TaskStatus
+from ..domain.model import ExecutionStatus, TaskStatus, cut_error
 from ..domain.search import ListQuery
 from ..redact import Redactor
 from .activity import ActivityLog
@@ -191,8 +191,8 @@ class DynamoStore(ResultStore):
 
     def finish_execution(self, execution_id: str, status: str, finished_at: int, **fields: Any) -> bool:
         """Move the execution from running to its final status; False if it was already final."""
-        if "error" in fields:  # Step Functions' own causes among them: redacted where written
-            fields["error"] = self.redactor.text(str(fields["error"]))
+        if "error" in fields:  # Step Functions' own causes among them: redacted, then cut, where written
+            fields["error"] = cut_error(self.redactor.text(str(fields["error"])))
         names = {"#s": "status", "#fa": "finishedAt", **{f"#f{i}": k for i, k in enumerate(fields)}}
         values = {
             ":s": status,
