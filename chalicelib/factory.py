@@ -43,10 +43,9 @@ class Services:
 
     def __init__(
         self, settings: Settings, store: DynamoStore, orchestrator: Orchestrator, webhooks: WebhookStore,
-        gate: Gate, client: Callable[[str], Any], tenants: Tenants | None = None,
+        gate: Gate, client: Callable[[str], Any],
     ) -> None:  # fmt: skip
         self.settings = settings
-        self.tenants = tenants or Tenants()  # per-tenant quotas and capabilities
         self.store = store
         self.orchestrator = orchestrator
         self.webhooks = webhooks
@@ -58,6 +57,11 @@ class Services:
                 settings, webhooks, self.dispatcher, client, store.execution_tenant, store.activity
             )
         )
+
+    @property
+    def tenants(self) -> Tenants:
+        """Per-tenant quotas and capabilities: the orchestrator's, which enforces most of them."""
+        return self.orchestrator.tenants
 
     @property
     def signer(self) -> TokenSigner | None:
@@ -143,7 +147,6 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
     # every log line of the process (ours and the libraries': httpx logs each URL it calls)
     redact_log_records(store.redactor)
     webhooks = WebhookStore(dynamodb, settings.table_name, settings.webhook_retention_days)
-    tenants = settings.tenant_policies()
     orchestrator = Orchestrator(
         store,
         StepFunctions(client("stepfunctions")),
@@ -152,10 +155,10 @@ def build_services(settings: Settings | None = None, session: boto3.Session | No
         ceiling_seconds=settings.execution_ceiling_seconds,
         retention_days=settings.retention_days,
         quotas=TenantQuotas(dynamodb, settings.table_name),
-        tenants=tenants,
+        tenants=settings.tenant_policies(),
     )
     registry = ApiKeyRegistry(dynamodb, settings.table_name) if settings.api_key_store else None
-    return Services(settings, store, orchestrator, webhooks, Gate(settings, registry), client, tenants)
+    return Services(settings, store, orchestrator, webhooks, Gate(settings, registry), client)
 
 
 T = TypeVar("T")

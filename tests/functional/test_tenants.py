@@ -42,8 +42,7 @@ def policies(services, monkeypatch) -> Iterator[Any]:
 
     def set_policies(policies: dict[str, Any]) -> Services:
         tenants = Tenants(parse_policies(json.dumps(policies)))
-        monkeypatch.setattr(current, "tenants", tenants)
-        monkeypatch.setattr(current.orchestrator, "tenants", tenants)
+        monkeypatch.setattr(current.orchestrator, "tenants", tenants)  # the services' too
         return current
 
     yield set_policies
