@@ -236,16 +236,26 @@ class FanOut:
         kind, execution_id, seq = str(event.get("type")), str(event["executionId"]), int(event["seq"])
         if self.activity is None or kind not in ACTIVITY_TYPES or (execution_id, seq) in batch.stale:
             return
-        if execution_id not in self._owners:  # tenant and tags never change: read once per process
-            self._owners[execution_id] = self.activity.owner(execution_id)
-            while len(self._owners) > MAX_CACHED_TENANTS:
-                self._owners.popitem(last=False)
-        owner = self._owners[execution_id]
+        owner = self._owner(execution_id)
         if owner is not None:  # an execution gone (deleted, expired) is nobody's activity
             self.activity.append(owner, kind, execution_id, seq, body)
 
+    def _owner(self, execution_id: str) -> Owner | None:
+        """The execution's tenant, tags and expiry, for the activity log and the webhooks' tenant
+        check alike: read once per execution per process (they never change)."""
+        assert self.activity is not None
+        if execution_id not in self._owners:
+            self._owners[execution_id] = self.activity.owner(execution_id)
+            while len(self._owners) > MAX_CACHED_TENANTS:
+                self._owners.popitem(last=False)
+        return self._owners[execution_id]
+
     def tenant(self, execution_id: str) -> str | None:
-        """The execution's tenant: read once per execution per process (one attribute of META)."""
+        """The execution's tenant (None when it is gone): the activity log's owner read when the
+        log is kept, else one attribute of META; once per execution per process."""
+        if self.activity is not None:
+            owner = self._owner(execution_id)
+            return None if owner is None else owner.tenant
         if execution_id not in self._tenants:
             self._tenants[execution_id] = self._tenant_of(execution_id)
             while len(self._tenants) > MAX_CACHED_TENANTS:
