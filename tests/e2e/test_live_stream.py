@@ -281,7 +281,8 @@ def test_replay_from_the_start_and_from_a_last_event_id(server):
             ("execution.completed", None),
         ],
     )
-    assert [int(m["id"]) for m in full] == list(range(1, 9))
+    # (not the heartbeats': a message without an id keeps the last one, as EventSource does)
+    assert [int(m["id"]) for m in full if m["event"] != "heartbeat"] == list(range(1, 9))
     with (
         httpx.Client(timeout=30) as client,
         connect_sse(client, "GET", accepted["eventsUrl"], headers={"Last-Event-ID": "5"}) as source,

@@ -3,6 +3,7 @@ real handlers running in-process (dagcast's embedded local stack, without its HT
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -11,7 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
-from chalice.test import Client
+from chalice.test import BaseClient, Client
 
 from chalicelib.domain.dag import parse_job
 from chalicelib.domain.events import TERMINAL_TYPES
@@ -38,6 +39,19 @@ def stack() -> Iterator[MotoStack]:
     s = MotoStack(table_name="dagcast-functional", retry_interval_seconds=0.2).start()
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="package", autouse=True)
+def stack_environment() -> Iterator[None]:
+    """Chalice's test clients run each request with ``os.environ`` swapped for a copy holding the
+    stage's variables from .chalice/config.json, then put back what they found. Here those are
+    wrong (the deployed stage's table ``dagcast-dev``, not the stack's), every thread of the stack
+    would see them during a request, and two requests at once from threads left the copy in place
+    for good: every Services built afterwards (an SSE front, a test's own) read a table that does
+    not exist. The stack has set the environment the handlers need; requests keep it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(BaseClient, "_patched_env_vars", lambda self, variables: contextlib.nullcontext())
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -80,3 +80,33 @@ def test_a_fresh_stream_token_for_a_known_execution(client, services):
     assert reply.json_body["eventsUrl"].endswith(f"/events?token={reply.json_body['streamToken']}")
     assert client.http.post("/api/v1/dag-executions/dag-exec_nope/stream-token").status_code == 404
     wait_for_end(services, eid)
+
+
+def test_requests_leave_the_stack_environment_in_place_for_every_thread(client, stack):
+    """The stack's threads (the handlers, the poller) and later Services read os.environ: a request
+    must not change it, even for its own duration. Chalice's test client swapped os.environ for the
+    stage's variables from .chalice/config.json per request and put back what it found, so other
+    threads saw the stage's table name meanwhile, and overlapping requests (two decisions racing)
+    left it behind for good: every Services built afterwards read a table that does not exist."""
+    import concurrent.futures
+    import os
+    import threading
+
+    before, seen, done = dict(os.environ), set[str](), threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.add(os.environ.get("DAGCAST_TABLE", ""))
+            time.sleep(0.0005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda _: client.http.get("/api/v1/dag-executions?limit=1"), range(24)))
+    finally:
+        done.set()
+        watcher.join()
+    assert {r.status_code for r in replies} == {200}
+    assert seen == {stack.table_name}
+    assert dict(os.environ) == before
