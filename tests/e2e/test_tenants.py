@@ -169,7 +169,11 @@ def test_the_cli_works_per_key(two):
 
 def test_over_its_submit_rate_a_tenant_gets_429_with_retry_after_and_the_other_does_not(two):
     def one(_: int) -> httpx.Response:
-        return httpx.post(f"{two}/api/v1/execute-dag", json={"tasks": [echo(1, "x")]}, headers=as_(ACME))
+        # (the server answers 12 submits at once one by one: httpx's 5 s default is too short on a
+        # loaded machine)
+        return httpx.post(
+            f"{two}/api/v1/execute-dag", json={"tasks": [echo(1, "x")]}, headers=as_(ACME), timeout=60
+        )
 
     with ThreadPoolExecutor(12) as pool:  # a burst: 12 at once against 4 per second
         replies = list(pool.map(one, range(12)))

@@ -206,13 +206,26 @@ def test_bad_delivery_queries_say_what_to_fix(client, hooks):
     assert call(client, "post", base + "/dag-exec_x:7/replay").status_code == 404
 
 
+def start_after_a_failed_attempt(
+    services, webhook_id: str, receiver: Receiver, stop: threading.Event
+) -> None:
+    while not stop.wait(0.05):
+        tried, _ = services.webhooks.deliveries(webhook_id, None, None, 100, None)
+        if any(int(d.get("attempts", 0)) >= 1 for d in tried):
+            receiver.start()
+            return
+
+
 def test_every_event_reaches_flaky_down_and_slow_receivers_once_in_order_signed(client, hooks, services):
     flaky = Receiver(SECRET, fail_first=3).start()
     slow = Receiver(SECRET, delay_seconds=0.3).start()
     down = Receiver(SECRET).reserve_port()  # nothing listens yet
     receivers = {"flaky": flaky, "slow": slow, "down": down}
     ids = {name: register(client, hooks, r) for name, r in receivers.items()}
-    comes_up = threading.Timer(1.5, down.start)  # down for the first 1.5 s: its deliveries back off
+    # down until a delivery to it has been tried and failed (not for a while: on a loaded machine
+    # the first attempt can come after any fixed time); then its deliveries are retried
+    stop = threading.Event()
+    comes_up = threading.Thread(target=start_after_a_failed_attempt, args=(services, ids["down"], down, stop))
     try:
         comes_up.start()
         job = {"tasks": [echo(1, "a"), echo(2, "b", [1]), echo(3, "c", [1]), echo(4, "d", [2, 3])]}
@@ -233,7 +246,8 @@ def test_every_event_reaches_flaky_down_and_slow_receivers_once_in_order_signed(
         assert {d["status"] for d in page["deliveries"]} == {"delivered"}
         assert page["deliveries"][0]["attempts"] > 1  # it was retried while the receiver was down
     finally:
-        comes_up.cancel()
+        stop.set()
+        comes_up.join()
         for r in receivers.values():
             r.stop()
 

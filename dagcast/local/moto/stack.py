@@ -278,6 +278,12 @@ class MotoStack:
             self._server.stop()
         dispatch_in_process(False)
         _close_app_services()
+        # moto's backends are this process's globals and outlive the server: the stack's resources
+        # go with it, so a stack started later in the process (a test worker that moves on to
+        # another package's tests, then back) creates its role, functions and table afresh.
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
 
     def _create_functions(self, session: boto3.Session) -> dict[str, str]:
         iam = session.client("iam")
