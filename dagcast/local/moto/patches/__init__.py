@@ -11,6 +11,7 @@ switch the stack turns on at start and off at stop, so it is not among them.
 
 from __future__ import annotations
 
+from .action_lookup import list_actions_once
 from .backend_lookup import lock_free_backend_lookup
 from .interpreter_caches import cache_interpreter_lookups
 from .item_locking import serialize_dynamodb
@@ -35,3 +36,4 @@ def apply_all() -> None:
     wake_on_stream_writes()
     direct_item_responses()
     cache_interpreter_lookups()
+    list_actions_once()
