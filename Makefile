@@ -65,8 +65,9 @@ demo: install
 	$(BIN)/dagcast run examples/research-report.json
 
 # Benchmarks print numbers (they assert nothing): SSE fan-out to many clients, hub vs no hub;
-# a random 200-task DAG's makespan against its critical path, and against wave scheduling;
-# events through the stream handler to 10 webhook endpoints (events/s, lag write → receipt);
+# a 7-task chain's ms per hop, a random 200-task DAG's makespan against its critical path, and
+# against wave scheduling; events through the stream handler to 10 webhook endpoints (events/s,
+# lag write → receipt, with the mapping's 1 s batching window and with none, fan-out invocations);
 # SSE in Lambda's shape: K processes with one viewer each (on-demand) and one process with K viewers
 # (managed-instances) on one emitting execution — its partition's RCU/s, latency, the projection to
 # 10,000 viewers, $ per viewer-hour and the issue-17 goals (docs/cost.md; about 2 minutes); each

@@ -18,12 +18,15 @@ and prints, from the events' own timestamps:
   DynamoDB calls per task    every call the handlers made, divided by the tasks run
   ideal waves / critical     Σ over levels of the level's longest sleep — what wave scheduling
                              costs with zero overhead, independent of this machine
+  chain per hop              first, on the idle stack: a chain of 7 instant (echo) tasks, each
+                             depending on the one before; per hop = (last task completed − first
+                             task completed) ÷ 6, beside the hop's overhead (done → next started)
 
 Numbers, not assertions: this is `make bench`. The local stack is a single Python process (moto
 serves every DynamoDB, Lambda and Step Functions call), so its call throughput bounds the local
 overhead; in AWS, DynamoDB and Lambda run the calls in parallel.
 
-    python -m bench.dag_makespan [--tasks 200] [--seed 7] [--max-deps 3] [--skip-waves]
+    python -m bench.dag_makespan [--tasks 200] [--seed 7] [--max-deps 3] [--chain 7] [--skip-waves]
 """
 
 from __future__ import annotations
@@ -112,12 +115,38 @@ def measure(events: list[dict[str, Any]], tasks: list[dict[str, Any]], measured:
         raise SystemExit(f"the execution did not complete: {end}")
     started = {e["taskId"]: e["timestamp"] for e in events if e["type"] == "substep.started"}
     done = {e["taskId"]: e["timestamp"] for e in events if e["type"] == "substep.completed"}
+    missing = sorted(measured - started.keys())
+    if missing:
+        raise SystemExit(
+            f"no substep.started before {end['type']} for tasks {missing}: "
+            + str([(e["seq"], e["type"], e.get("taskId")) for e in events if e.get("taskId") in missing])
+        )
     overhead = []
     for t in tasks:
         if t["id"] in measured:
             ready = max((done[d] for d in t["dependencies"]), default=created)
             overhead.append(started[t["id"]] - ready)
     return {"makespan": end["timestamp"] - created, "overhead": overhead}
+
+
+def chain(n: int) -> list[dict[str, Any]]:
+    """n instant tasks, each depending on the one before."""
+    return [
+        {"id": i, "action": "echo", "params": {"text": ""}, "dependencies": [i - 1] if i > 1 else []}
+        for i in range(1, n + 1)
+    ]
+
+
+def print_chain(events: list[dict[str, Any]], n: int) -> None:
+    done = {e["taskId"]: e["timestamp"] for e in events if e["type"] == "substep.completed"}
+    started = {e["taskId"]: e["timestamp"] for e in events if e["type"] == "substep.started"}
+    created = next(e["timestamp"] for e in events if e["type"] == "execution.created")
+    hops = [started[i] - done[i - 1] for i in range(2, n + 1)]
+    print(
+        f"chain of {n} instant tasks, idle stack: {(done[n] - done[1]) / (n - 1):.0f} ms per hop "
+        f"(overhead done → next started p50 {statistics.median(hops):.0f} ms, max {max(hops):.0f}); "
+        f"created → completed {events[-1]['timestamp'] - created:.0f} ms"
+    )
 
 
 def main() -> None:
@@ -128,6 +157,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--max-deps", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--chain", type=int, default=7, help="tasks in the idle chain (0: skip it)")
     parser.add_argument("--skip-waves", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -149,6 +179,8 @@ def main() -> None:
         logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)
         # Warm-up: moto imports its Step Functions interpreter on the first execution (~2 s).
         run(services, poll_store, {"tasks": random_dag(3, 0, 1)}, args.timeout)
+        if args.chain > 1:
+            print_chain(run(services, poll_store, {"tasks": chain(args.chain)}, args.timeout), args.chain)
 
         tasks = random_dag(args.tasks, args.seed, args.max_deps)
         ids = {t["id"] for t in tasks}

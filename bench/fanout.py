@@ -15,10 +15,13 @@ Numbers, not assertions (this is `make bench`), except that it exits 1 when a ru
 exactly once, in order, signed. Everything shares one process and a 2-core machine with moto, so
 absolute numbers are far below AWS's; compare runs on the same machine.
 
-    python -m bench.fanout [--endpoints 10] [--executions 4] [--events 100] [--rate 1] [--batch-size 100] [--batch-window 1]
+    python -m bench.fanout [--endpoints 10] [--executions 4] [--events 100] [--rate 1] [--batch-size 100] [--batch-windows 1,0]
 
-Two runs: a burst (every event written as fast as the store takes them: throughput, and the lag
-of a backlog) and a paced run at --rate events/s (the lag when the fan-out keeps up).
+Runs: a burst (every event written as fast as the store takes them: throughput, and the lag
+of a backlog) with the first batch window, then a paced run at --rate events/s (the lag when the
+fan-out keeps up) with each window: 1 s is template.yaml's mapping, 0 the choice it weighs
+(docs/local-mode.md). Each run also prints its fan-out invocations (stream batches handed to the
+handler), what a window trades against lag in AWS.
 """
 
 from __future__ import annotations
@@ -47,11 +50,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100, help="events per execution")
     parser.add_argument("--rate", type=float, default=1.0, help="events/s of the paced run (all executions)")
     parser.add_argument(
-        "--batch-window", type=float, default=1.0, help="seconds (template.yaml's mapping waits 1 s)"
+        "--batch-windows",
+        default="1,0",
+        help="seconds, comma-separated: the burst uses the first, a paced run each (template.yaml: 1)",
     )
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
+    windows = [float(w) for w in args.batch_windows.split(",")]
     logging.basicConfig(level=logging.WARNING)
 
     from dagcast.local.moto.stack import MotoStack
@@ -59,7 +65,7 @@ def main() -> None:
     stack = MotoStack(
         table_name="dagcast-bench-fanout",
         fanout_batch_size=args.batch_size,
-        fanout_batch_window_seconds=args.batch_window,
+        fanout_batch_window_seconds=windows[0],
     ).start()
     receivers: list[Any] = []
     try:
@@ -86,11 +92,14 @@ def main() -> None:
             )
             assert status == 201, body
 
-        ok = [run(services, writer, receivers, calls, args, rate) for rate in (0.0, args.rate)]
-        stats = stack.fanout_stats() or {}
-        print(
-            f"  stream batches    {stats.get('batches', 0)}  ({stats.get('eventsDelivered', 0)} event records)"
-        )
+        ok = [run(stack, writer, receivers, calls, args, 0.0)]
+        for window in windows:
+            if window != stack.fanout_batch_window_seconds:  # the same poller, another window
+                assert stack.poller is not None
+                stack.poller.stop()
+                stack.fanout_batch_window_seconds = window
+                stack.start_poller()
+            ok.append(run(stack, writer, receivers, calls, args, args.rate))
     finally:
         for r in receivers:
             r.stop()
@@ -99,7 +108,7 @@ def main() -> None:
         sys.exit("bench/fanout: a run was not delivered exactly once, in order, signed (see above)")
 
 
-def run(services: Any, writer: Any, receivers: list[Any], calls: Any, args: Any, rate: float) -> bool:
+def run(stack: Any, writer: Any, receivers: list[Any], calls: Any, args: Any, rate: float) -> bool:
     """One burst (rate 0: as fast as the store takes them) or a paced run (events/s over all executions);
     whether every endpoint got every event once, in order, signed."""
     for r in receivers:
@@ -110,9 +119,10 @@ def run(services: Any, writer: Any, receivers: list[Any], calls: Any, args: Any,
     print(
         f"\n{mode}: {args.executions} executions × {args.events} events = {total} events "
         f"→ {args.endpoints} webhook endpoints ({total * args.endpoints} deliveries), "
-        f"batch size {args.batch_size}, window {args.batch_window:g} s"
+        f"batch size {args.batch_size}, window {stack.fanout_batch_window_seconds:g} s"
     )
     before = calls.calls
+    batches = stack.poller.stats.batches
     t0 = time.time()
 
     def emit(eid: str) -> None:
@@ -159,6 +169,10 @@ def run(services: Any, writer: Any, receivers: list[Any], calls: Any, args: Any,
     print(f"  signatures        {'all valid' if signed else 'INVALID ONES'}")
     print(
         f"  DynamoDB calls    {(calls.calls - before) / max(1, delivered):8.2f} per delivery (fan-out + webhooks)"
+    )
+    invocations = stack.poller.stats.batches - batches
+    print(
+        f"  fan-out invocations {invocations:6d}   ({total / max(1, invocations):.1f} events per invocation)"
     )
     return exact and signed
 

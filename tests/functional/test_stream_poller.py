@@ -5,6 +5,7 @@ MaximumRetryAttempts), its coordinates recorded, and the shard goes on."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -209,3 +210,126 @@ def test_the_stacks_poller_gives_up_like_the_mapping_and_reports_it(stack):
     template = (Path(__file__).parents[2] / "template.yaml").read_text()
     mapping = re.search(r"FanoutMapping:.*?MaximumRetryAttempts: (\d+)", template, re.DOTALL)
     assert mapping and stack.fanout_max_retry_attempts == int(mapping[1])  # the mapping's retry limit
+
+
+class _Shard:
+    """A one-shard DynamoDB Streams client over event inserts appended by the test (``add``);
+    ``reads`` counts GetRecords calls, each counted once its answer is fixed."""
+
+    def __init__(self, n: int = 0) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.reads = 0
+        for _ in range(n):
+            self.add()
+
+    def add(self) -> None:
+        i = len(self.records) + 1
+        self.records.append(
+            {
+                "eventName": "INSERT",
+                "dynamodb": {
+                    "Keys": {"PK": {"S": "EXEC#e"}, "SK": {"S": f"EVT#{i:012d}"}},
+                    "SequenceNumber": f"{i:05d}",
+                },
+            }
+        )
+
+    def describe_stream(self, StreamArn: str) -> dict[str, Any]:
+        return {"StreamDescription": {"Shards": [{"ShardId": "s"}]}}
+
+    def get_shard_iterator(self, **kwargs: Any) -> dict[str, Any]:
+        seqs = [r["dynamodb"]["SequenceNumber"] for r in self.records]
+        after = kwargs.get("SequenceNumber")
+        return {"ShardIterator": str(seqs.index(after) + 1 if after in seqs else 0)}
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
+        i = int(ShardIterator)
+        got = self.records[i : i + Limit]
+        self.reads += 1
+        return {"Records": got, "NextShardIterator": str(i + len(got))}
+
+
+def test_a_busy_poller_writes_no_checkpoint_file_per_batch_only_when_caught_up_or_stopped(
+    tmp_path, monkeypatch
+):
+    """The poller wrote and renamed a checkpoint file after every batch; now a FileCheckpoints
+    writes when the poller has caught up, when it stops, and at most every flush_seconds while
+    busy. A restart still resumes after the last acknowledged record."""
+    shard, path = _Shard(10), tmp_path / "checkpoints.json"
+    renames: list[str] = []  # of this test's file (the package stack's poller writes its own)
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if str(dst) == str(path):
+            renames.append(str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    delivered: list[str] = []
+
+    def handler(batch: dict[str, Any], context: Any) -> dict[str, Any]:
+        delivered.extend(r["dynamodb"]["SequenceNumber"] for r in batch["Records"])
+        return {"batchItemFailures": []}
+
+    busy = StreamPoller(
+        shard,  # type: ignore[arg-type]
+        "arn",
+        handler,
+        batch_size=2,
+        checkpoints=FileCheckpoints(path, flush_seconds=3600),
+    )
+    for _ in range(5):  # five batches while records wait
+        assert busy.poll_once() == 2
+    assert renames == [] and not path.exists()
+    busy.stop()  # never started: stopping still writes what was acknowledged
+    assert renames == [str(path)] and json.loads(path.read_text()) == {"arn": {"s": "00010"}}
+
+    shard.add()
+    shard.add()
+    running = StreamPoller(
+        shard,  # type: ignore[arg-type]
+        "arn",
+        handler,
+        batch_size=2,
+        idle_seconds=0.01,
+        checkpoints=FileCheckpoints(path, flush_seconds=3600),
+    )
+    running.start()  # resumes after 00010, and writes the file once it has caught up
+    wait_for(lambda: path.exists() and json.loads(path.read_text()) == {"arn": {"s": "00012"}}, timeout=10)
+    running.stop()
+    assert delivered == [f"{i:05d}" for i in range(1, 13)]
+    assert len(renames) == 2  # the stop above, the catch-up; the idle passes after it write nothing
+
+
+def test_an_idle_poller_reads_a_record_as_soon_as_it_is_woken_not_after_its_idle_wait():
+    """The poller slept idle_seconds after a pass that found nothing, so a record written meanwhile
+    waited for the rest of it; wake() (the moto stack calls it on every stream write) ends the
+    wait. With an idle wait of an hour, only the wake-up can deliver the record."""
+    shard, delivered = _Shard(), list[str]()
+
+    def handler(batch: dict[str, Any], context: Any) -> dict[str, Any]:
+        delivered.extend(r["dynamodb"]["SequenceNumber"] for r in batch["Records"])
+        return {"batchItemFailures": []}
+
+    poller = StreamPoller(shard, "arn", handler, idle_seconds=3600)  # type: ignore[arg-type]
+    poller.start()
+    try:
+        wait_for(lambda: shard.reads >= 1, timeout=10)  # it found nothing and went idle
+        shard.add()
+        poller.wake()
+        wait_for(lambda: delivered == ["00001"], timeout=10)
+    finally:
+        poller.stop()  # stop() wakes it too: this returns at once, not after the hour
+
+
+def test_the_stacks_poller_is_woken_by_every_stream_write(stack):
+    """The stack registers its poller's wake() with the patch (patches/stream_wakeups.py), and
+    moves the registration to a restarted poller."""
+    from dagcast.local.moto.patches import stream_wakeups
+
+    assert stack.poller is not None
+    assert stack.poller.wake in stream_wakeups._listeners
+    first = stack.poller
+    first.stop()
+    second = stack.start_poller()
+    assert second.wake in stream_wakeups._listeners and first.wake not in stream_wakeups._listeners

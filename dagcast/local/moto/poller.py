@@ -16,8 +16,11 @@ not hold back the records behind it for ever.
 Like an event source mapping it waits up to ``batch_window_seconds`` to fill a batch of
 ``batch_size``, and drops records the mapping's filter would (``accept``: only event inserts reach
 the fan-out in AWS, template.yaml's FilterCriteria). Checkpoints go to a ``Checkpoints`` store after
-every acknowledged batch; with a ``FileCheckpoints`` a restarted poller resumes after the last
-acknowledged record, so it neither skips nor repeats.
+every acknowledged batch; a ``FileCheckpoints`` writes them to disk when the poller has caught up,
+when it stops, and at most once a second while busy (not per batch), so a poller restarted after
+``stop()`` resumes after the last acknowledged record: it neither skips nor repeats. After a
+crash it may repeat the last second's batches, as a mapping may after a failure (the fan-out is
+idempotent).
 
 It is the moto stack's stand-in only: with the LocalStack backend, LocalStack's own mapping
 delivers the records, and in AWS template.yaml's does. It does not emulate shard splits' parent
@@ -97,23 +100,41 @@ class Checkpoints:
     def put(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
         self._data.setdefault(stream_arn, {})[shard_id] = sequence_number
 
+    def flush(self) -> None:
+        """Make what ``put`` recorded last survive a restart (nothing to do in memory)."""
+
 
 class FileCheckpoints(Checkpoints):
-    """Checkpoints in a JSON file, replaced atomically on every update (survives a restart)."""
+    """Checkpoints in a JSON file, replaced atomically by ``flush``: the poller flushes when a shard
+    has nothing waiting and when it stops, at most every ``flush_seconds`` while busy — not per
+    batch (a file per batch cost the busy stack a write and an fsync-free rename per batch, and
+    bought nothing: the fan-out is idempotent, so a crash between flushes repeats, never skips)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, flush_seconds: float = 1.0) -> None:
         super().__init__()
         self.path = Path(path)
+        self.flush_seconds = flush_seconds
+        self._written: dict[str, dict[str, str]] = {}
+        self._written_at = time.monotonic()
         if self.path.exists():
             self._data = json.loads(self.path.read_text() or "{}")
+            self._written = {k: dict(v) for k, v in self._data.items()}
 
     def put(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
         super().put(stream_arn, shard_id, sequence_number)
+        if time.monotonic() - self._written_at >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self._written_at = time.monotonic()
+        if self._data == self._written:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".checkpoints-")
         with os.fdopen(fd, "w") as f:
             json.dump(self._data, f)
         os.replace(tmp, self.path)
+        self._written = {k: dict(v) for k, v in self._data.items()}
 
 
 def iterator_start(checkpoint: str | None) -> dict[str, Any]:
@@ -157,6 +178,7 @@ class StreamPoller:
         self._idle = idle_seconds
         self._retry = retry_seconds
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop() and by wake(): a record was written
         self._thread: threading.Thread | None = None
         self._shards: list[str] | None = None
         self._shards_at = 0.0
@@ -171,29 +193,37 @@ class StreamPoller:
         self._thread = threading.Thread(target=self._run, name="dagcast-stream-poller", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """A record was written: end the idle wait now (the moto stack calls it on every stream
+        write, patches/stream_wakeups.py). Safe from any thread; it only signals."""
+        self._wake.set()
+
     def stop(self) -> None:
         """Stop after the batch in hand; return only once the thread has exited. A batch's handler
         call can outlast any fixed wait (webhooks delivered inline take up to 10 s), and returning
         while it runs would let a restarted poller (``MotoStack.start_poller``) read the checkpoint from
         before that batch and deliver it a second time — ahead of the first delivery, even."""
         self._stop.set()
-        if self._thread is None:
-            return
-        while True:
+        self._wake.set()
+        while self._thread is not None:
             self._thread.join(timeout=STOP_WAIT_LOG_SECONDS)
             if not self._thread.is_alive():
-                return
+                break
             log.warning("the stream poller is still in the fan-out handler; waiting for it to return")
+        self.checkpoints.flush()
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # before reading: a write from here on ends the idle wait below
             try:
                 delivered = self.poll_once()
             except Exception:
                 log.exception("stream poll failed; retrying")
-                delivered = 0
+                self._stop.wait(self._idle)  # not woken by writes: a failing read is not retried hot
+                continue
             if not delivered:
-                self._stop.wait(self._idle)
+                self.checkpoints.flush()  # caught up: what was acknowledged goes to disk now
+                self._wake.wait(self._idle)
 
     def poll_once(self) -> int:
         """One pass over every shard; returns the number of records acknowledged."""

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from ..lambdas import APP, FANOUT, RECONCILE, REGION, RETRY, STAGE, function_nam
 from .invoker import Handler, InProcessInvoker
 from .patches import apply_all
 from .patches.in_process_dispatch import dispatch_in_process
+from .patches.stream_wakeups import on_stream_write
 from .poller import FileCheckpoints, OnFailure, StreamPoller, is_event_insert
 from .reconciler import Reconciler
 
@@ -82,6 +83,7 @@ class MotoStack:
     # the state machine's functions: template parameter → unqualified ARN, and the version invoked
     _asl_arns: dict[str, str] = field(default_factory=dict)
     pinned: dict[str, str] = field(default_factory=dict)
+    _unwake: Callable[[], None] = lambda: None  # unregisters the poller's wake-up on writes
 
     def start(self) -> MotoStack:
         if not self.handlers:
@@ -211,6 +213,8 @@ class MotoStack:
             max_retries=self.fanout_max_retry_attempts,
             on_failure=OnFailure(os.path.join(self.state_dir, "stream-failures.jsonl")),
         )
+        self._unwake()
+        self._unwake = on_stream_write(self.poller.wake)
         self.poller.start()
         return self.poller
 
@@ -270,6 +274,7 @@ class MotoStack:
             self._retry_thread.join(timeout=30)
         if self.reconciler is not None:
             self.reconciler.stop()
+        self._unwake()
         if self.poller is not None:
             self.poller.stop()
         if self._invoker is not None:

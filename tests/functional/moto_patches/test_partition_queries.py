@@ -48,3 +48,57 @@ def test_queries_read_only_their_partition_and_answer_as_before(stack):
         ExpressionAttributeValues=to_item({":p": "scope-g"}),
     )
     assert [i["PK"]["S"] for i in listed["Items"]] == ["scope-a", "scope-b"]
+
+
+def test_a_limited_query_is_handed_only_the_items_it_returns_and_pages_as_before(stack, monkeypatch):
+    """The tail query (``Limit=1``, backwards) had moto sort the whole partition, comparing
+    ``DynamoType``s: most of an append's time in a big execution. Now moto is handed the first
+    ``Limit + 1`` matching items in the query's direction after its ExclusiveStartKey (one more
+    than it returns: it reads one past the page to know there is a next), and every page, in
+    either direction, with or without a key condition, is what moto answered before."""
+    from moto.dynamodb.models.table import Table
+
+    from chalicelib.persistence.table import to_item
+
+    db = boto3.client("dynamodb")
+    table = stack.table_name
+    for i in range(30):
+        db.put_item(TableName=table, Item=to_item({"PK": "pages", "SK": f"ROW#{i:03d}", "n": i}))
+    db.put_item(TableName=table, Item=to_item({"PK": "pages", "SK": "ZZZ", "n": -1}))
+    handed: list[int] = []
+    scoped = Table.all_items
+
+    def spy(self: Any) -> Any:
+        items = scoped(self)
+        handed.append(len(items))
+        return items
+
+    monkeypatch.setattr(Table, "all_items", spy)
+
+    def pages(limit: int, forward: bool, condition: str, **values: Any) -> list[list[int]]:
+        out, start = [], None
+        while True:
+            extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
+            page = db.query(
+                TableName=table,
+                KeyConditionExpression=f"PK = :p{condition}",
+                ExpressionAttributeValues=to_item({":p": "pages", **{f":{k}": v for k, v in values.items()}}),
+                ScanIndexForward=forward,
+                Limit=limit,
+                **extra,
+            )
+            out.append([int(i["n"]["N"]) for i in page["Items"]])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return out
+
+    def flat(page_list: list[list[int]]) -> list[int]:
+        return [n for page in page_list for n in page]
+
+    assert pages(1, False, " AND SK BETWEEN :lo AND :hi", lo="ROW#", hi="ROW#~")[:2] == [[29], [28]]
+    assert max(handed) == 2
+    assert flat(pages(7, True, " AND begins_with(SK, :s)", s="ROW#")) == list(range(30))
+    assert flat(pages(7, False, " AND SK < :s", s="ROW#010")) == list(range(9, -1, -1))
+    assert pages(4, True, " AND SK >= :s", s="ROW#027") == [[27, 28, 29, -1]]  # moto: no next page
+    assert flat(pages(8, True, "")) == [*range(30), -1]
+    assert max(handed) == 9  # never the partition's 31 items

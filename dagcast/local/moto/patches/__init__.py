@@ -11,13 +11,17 @@ switch the stack turns on at start and off at stop, so it is not among them.
 
 from __future__ import annotations
 
+from .action_lookup import list_actions_once
 from .backend_lookup import lock_free_backend_lookup
+from .interpreter_caches import cache_interpreter_lookups
 from .item_locking import serialize_dynamodb
+from .item_responses import direct_item_responses
 from .map_run_history import keep_map_run_history
 from .model_tracking import untracked_models
 from .partition_queries import scope_queries_to_partition
 from .shard_iterators import stateless_shard_iterators
 from .state_machine_copy import fix_state_machine_copy
+from .stream_wakeups import wake_on_stream_writes
 
 
 def apply_all() -> None:
@@ -29,3 +33,7 @@ def apply_all() -> None:
     stateless_shard_iterators()
     untracked_models()
     keep_map_run_history()
+    wake_on_stream_writes()
+    direct_item_responses()
+    cache_interpreter_lookups()
+    list_actions_once()
