@@ -48,6 +48,7 @@ class AppendQueue(LogReads):
         timestamp: int | None,
         writes: Sequence[Mapping[str, Any]] = (),
         then_progress: str | None = None,
+        check_lease: bool = True,
     ) -> Enqueued:
         """Queue the event behind the queued ones, with ``writes`` in the same transaction.
 
@@ -58,7 +59,9 @@ class AppendQueue(LogReads):
         caller drains. ``REFUSED`` if a write's condition failed and nothing was queued (its
         ticket stays unused: the queue is ordered by tickets, a gap in them changes nothing).
         ``then_progress``: the key of an ``execution.updated`` queued right behind it (its
-        counters read when it is written), in the same write."""
+        counters read when it is written), in the same write. ``check_lease=False``: the writer
+        saw no queue (it lost a race to a direct writer), so no one is likely to drain: queued
+        without the check, ``FREE`` — a check that fails costs the whole transaction again."""
         keys = [key] if then_progress is None else [key, then_progress]
         expiry = self._expiry(execution_id)  # the counter outlives the queue: it goes with the execution
         ttl = "" if expiry is None else f" SET {TTL_ATTRIBUTE} = :ttl"
@@ -91,10 +94,10 @@ class AppendQueue(LogReads):
             "ConditionExpression": "attribute_exists(holder) AND expires > :now",
             "ExpressionAttributeValues": to_item({":now": now_ms()}),
         }
-        failed = self._transact([*ops, {"ConditionCheck": held}])
+        failed = self._transact([*ops, {"ConditionCheck": held}] if check_lease else ops)
         if not failed:
-            return Enqueued.HELD
-        if any(failed[: len(ops)]) or self._transact(ops):
+            return Enqueued.HELD if check_lease else Enqueued.FREE
+        if any(failed[: len(ops)]) or not check_lease or self._transact(ops):
             return Enqueued.REFUSED
         return Enqueued.FREE
 

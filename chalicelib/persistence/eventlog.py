@@ -53,6 +53,10 @@ _WAIT_S = 120  # how long a waiting writer watches for its queued event before g
 # Direct tries (tail read + one transaction each) before a writer queues its event: a lost race
 # costs two calls, while queueing makes every writer after it queue too until the queue drains.
 _DIRECT_TRIES = 3
+# An append that carries a task's writes tries once: its transaction holds the task and META (the
+# largest items it writes), and a lost race is billed for all of them (twice, as a transaction).
+# After one lost race the writers of an execution are many at once: the queue is cheaper.
+_DIRECT_TRIES_WITH_WRITES = 1
 
 
 class EventLog(EventWrites):
@@ -194,10 +198,12 @@ class EventLog(EventWrites):
         failed): the caller then writes alone and appends with ``append_event``, which sorts out
         each of those cases. ``progress``: an ``execution.updated`` written or queued right
         behind it, in the same write."""
-        for _ in range(_DIRECT_TRIES):
+        saw_queue = False
+        for _ in range(_DIRECT_TRIES_WITH_WRITES):
             tail = self._top(execution_id)
-            if tail is not None and str(tail["SK"]).startswith(QUEUED_PREFIX):
-                break  # events are queued: this one goes behind them
+            saw_queue = tail is not None and str(tail["SK"]).startswith(QUEUED_PREFIX)
+            if saw_queue:
+                break  # events are queued: this one goes behind them (and someone likely drains)
             if tail is not None and (tail["idemKey"] == key or tail["type"] in ev.TERMINAL_TYPES):
                 return None
             outcome = self._transact_event(execution_id, key, payload, None, tail, writes, progress)
@@ -206,7 +212,7 @@ class EventLog(EventWrites):
             if outcome != _RACE:
                 return None
         then = progress.key if progress is not None else None
-        queued = self._enqueue(execution_id, key, payload, now_ms(), writes, then)
+        queued = self._enqueue(execution_id, key, payload, now_ms(), writes, then, check_lease=saw_queue)
         if queued == Enqueued.REFUSED:
             return None
         if queued == Enqueued.FREE:

@@ -130,3 +130,40 @@ def test_a_drained_chunk_whose_answer_was_lost_is_not_written_again(services, mo
     assert written == {"k#1": 2, "k#2": 3, "k#3": 4}
     events = services.store.events_after(eid, 0)
     assert [(e["seq"], e.get("taskId")) for e in events] == [(1, None), (2, 1), (3, 2), (4, 3)]
+
+
+def test_a_write_with_a_task_change_that_loses_its_race_queues_at_once_without_a_lease_check(
+    services, monkeypatch
+):
+    """A lost race bills the whole transaction (the task and META in it, twice): such an append
+    tries once, then queues its event with the writes. It saw no queue, so no one is likely to
+    drain: no ConditionCheck on the lease (one that fails costs the transaction again), it drains
+    itself."""
+    eid = f"dag-exec_race{uuid.uuid4().hex[:12]}"
+    services.store.create_execution(eid, created_at=1, original_request="", tasks=[], sink_ids=[])
+    log = services.store.event_log
+    log.append_event(eid, "other#1", {"type": "substep.started", "taskId": 9})  # seq 2
+    stale = log._top(eid)
+    log.append_event(eid, "other#2", {"type": "substep.started", "taskId": 8})  # seq 3: the race
+    monkeypatch.setattr(log, "_top", lambda _: stale)  # the tail as read just before another's write
+    sent: list[list[dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        if threading.current_thread() is me:
+            sent.append(list(params["TransactItems"]))
+
+    me = threading.current_thread()
+    services.store._db.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", record)
+    try:
+        seq = log.append_with(eid, "mine#1", {"type": "substep.started", "taskId": 1}, [])
+    finally:
+        services.store._db.meta.events.unregister("provide-client-params.dynamodb.TransactWriteItems", record)
+    monkeypatch.undo()
+    direct, enqueued = sent[0], sent[1]
+    assert any("EVT#" in str(op) for op in direct)  # the direct try, lost
+    assert any("EVT~Q#" in str(op) for op in enqueued), enqueued  # then queued at once
+    assert not any("ConditionCheck" in op for op in enqueued), enqueued
+    assert seq is not None
+    events = services.store.events_after(eid, 0)
+    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    assert events[-1]["taskId"] == 1
