@@ -25,6 +25,7 @@ from ..domain.model import now_ms
 from ..redact import Redactor
 from .appendlease import AppendLease
 from .appendqueue import PROGRESS, QUEUED, Enqueued
+from .contention import RecentContention
 from .drainplan import coalesced_run, known_seq, plan_chunk, type_of
 from .eventwrites import _DUPLICATE, _RACE, _WRITTEN, EventWrites, Payload, Progress
 
@@ -75,6 +76,7 @@ class EventLog(EventWrites):
         self._read_meta = read_meta  # the execution's META item, for PROGRESS events
         self._expiry = expiry  # on every item written here (expiry.py), riding on writes made anyway
         self._lease = AppendLease(client, table_name, expiry)
+        self._contended = RecentContention()  # executions to queue for at once (contention.py)
 
     def append_event(
         self,
@@ -198,8 +200,12 @@ class EventLog(EventWrites):
         failed): the caller then writes alone and appends with ``append_event``, which sorts out
         each of those cases. ``progress``: an ``execution.updated`` written or queued right
         behind it, in the same write."""
-        saw_queue = False
-        for _ in range(_DIRECT_TRIES_WITH_WRITES):
+        # Contended a moment ago: queue at once, with no read of the tail to learn it again (a
+        # key already written, or a log that ended, is then sorted out by the writes' conditions
+        # and the drain, as for any queued event).
+        blind = self._contended.recent(execution_id)
+        saw_queue = blind
+        for _ in range(0 if blind else _DIRECT_TRIES_WITH_WRITES):
             tail = self._top(execution_id)
             saw_queue = tail is not None and str(tail["SK"]).startswith(QUEUED_PREFIX)
             if saw_queue:
@@ -211,6 +217,8 @@ class EventLog(EventWrites):
                 return int(tail["seq"]) + 1 if tail is not None else 1
             if outcome != _RACE:
                 return None
+        if not blind:  # seen now (a queue, a lost race): only what is seen extends the window
+            self._contended.saw(execution_id)
         then = progress.key if progress is not None else None
         queued = self._enqueue(execution_id, key, payload, now_ms(), writes, then, check_lease=saw_queue)
         if queued == Enqueued.REFUSED:

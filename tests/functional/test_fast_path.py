@@ -167,3 +167,32 @@ def test_a_write_with_a_task_change_that_loses_its_race_queues_at_once_without_a
     events = services.store.events_after(eid, 0)
     assert [e["seq"] for e in events] == [1, 2, 3, 4]
     assert events[-1]["taskId"] == 1
+
+
+def test_a_write_right_after_contention_queues_without_reading_the_tail(services, monkeypatch):
+    """A task's finish comes a moment after its start: if the start found the appends queued, the
+    finish queues at once, without a tail read to learn it again (contention.py) — and its event
+    still lands in order, once."""
+    eid = f"dag-exec_busy{uuid.uuid4().hex[:12]}"
+    services.store.create_execution(eid, created_at=1, original_request="", tasks=[], sink_ids=[])
+    log = services.store.event_log
+    log._enqueue(eid, "queued#1", {"type": "substep.started", "taskId": 7}, 1_700_000_000_000)
+    tops: list[str] = []
+    real_top = log._top
+
+    def counted_top(execution_id: str) -> Any:
+        tops.append(execution_id)
+        return real_top(execution_id)
+
+    monkeypatch.setattr(log, "_top", counted_top)
+    log.append_with(eid, "start#1", {"type": "substep.started", "taskId": 1}, [])
+    assert tops == [eid]  # saw the queue (then drained it: nobody held the lease)
+    log.append_with(eid, "done#1", {"type": "substep.completed", "taskId": 1}, [])
+    assert tops == [eid], "the second write read the tail again"
+    events = services.store.events_after(eid, 0)
+    assert [(e["seq"], e["type"], e.get("taskId")) for e in events] == [
+        (1, "execution.created", None),
+        (2, "substep.started", 7),
+        (3, "substep.started", 1),
+        (4, "substep.completed", 1),
+    ]
