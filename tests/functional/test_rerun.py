@@ -38,7 +38,10 @@ def rerun(services, execution_id: str, body: Any = None) -> tuple[int, dict[str,
 
 
 def rows(services) -> int:
-    return boto3.client("dynamodb").scan(TableName=services.settings.table_name, Select="COUNT")["Count"]
+    """The table's items but the activity log's, which the fan-out writes for an execution that has
+    ended a moment after its terminal event is read (run_job): asynchronously, in the test's way."""
+    items = boto3.client("dynamodb").scan(TableName=services.settings.table_name, ProjectionExpression="PK")
+    return sum(1 for i in items["Items"] if not i["PK"]["S"].startswith("ACTIVITY#"))
 
 
 def test_a_rerun_reuses_what_completed_and_runs_the_rest(services):
