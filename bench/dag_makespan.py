@@ -15,7 +15,13 @@ and prints, from the events' own timestamps:
   overhead per task          dependency done → task started (substep.completed of the last
                              dependency, or execution.created for a root → substep.started):
                              median, p99 and max in ms
-  DynamoDB calls per task    every call the handlers made, divided by the tasks run
+  DynamoDB calls per task    every call the handlers made, divided by the tasks run (a
+                             transaction counts as one call)
+  WCU per task               the write capacity those calls cost by DynamoDB's billing rules
+                             (chalicelib/persistence/capacity.py: a transaction's items bill
+                             twice), measured on one more run of the DAG with the write meter on
+                             (it reads each written item before and after, which would slow the
+                             timed runs): table and indexes together, and the calls of that run
   ideal waves / critical     Σ over levels of the level's longest sleep — what wave scheduling
                              costs with zero overhead, independent of this machine
   chain per hop              first, on the idle stack: a chain of 7 instant (echo) tasks, each
@@ -27,6 +33,7 @@ serves every DynamoDB, Lambda and Step Functions call), so its call throughput b
 overhead; in AWS, DynamoDB and Lambda run the calls in parallel.
 
     python -m bench.dag_makespan [--tasks 200] [--seed 7] [--max-deps 3] [--chain 7] [--skip-waves]
+        [--skip-wcu]
 """
 
 from __future__ import annotations
@@ -149,6 +156,30 @@ def print_chain(events: list[dict[str, Any]], n: int) -> None:
     )
 
 
+def metered(
+    services: Any, poll_store: Any, calls: Any, table: str, tasks: list[dict[str, Any]], timeout: float
+) -> str:
+    """One more run of the DAG with the write meter on: its calls and WCU per task."""
+    import boto3
+
+    from chalicelib.persistence.capacity import WriteMeter
+
+    meter = WriteMeter(boto3.client("dynamodb"), table)
+    services.store.meter_writes(meter)
+    try:
+        before = calls.calls
+        run(services, poll_store, {"originalRequest": "bench wcu", "tasks": tasks}, timeout)
+    finally:
+        meter.detach(services.store._db)
+    n = len(tasks)
+    wcu = meter.units["table"] + sum(meter.units[i["IndexName"]] for i in meter.indexes)
+    return (
+        f"dag, metered run: DDB calls/task {(calls.calls - before) / n:.1f}, WCU/task {wcu / n:.1f}"
+        f" (table {meter.units['table'] / n:.1f}, of it META {meter.units['META'] / n:.1f};"
+        f" write calls/task {meter.calls / n:.1f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -159,6 +190,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--chain", type=int, default=7, help="tasks in the idle chain (0: skip it)")
     parser.add_argument("--skip-waves", action="store_true")
+    parser.add_argument("--skip-wcu", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -216,6 +248,8 @@ def main() -> None:
                 f"{statistics.median(o):>16.0f} {percentile(o, 0.99):>7.0f} {max(o):>7.0f} {per_task:>15.1f}"
             )
         print(f"ideal waves (zero overhead) ÷ critical path: {ideal_waves_ms(tasks) / critical:.2f}")
+        if not args.skip_wcu:
+            print(metered(services, poll_store, calls, stack.table_name, tasks, args.timeout))
         if len(rows) == 2:
             print(
                 f"waves makespan ÷ dag makespan (same run, same machine): "

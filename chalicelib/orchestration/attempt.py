@@ -27,10 +27,12 @@ from ..domain.templates import refs_in_value
 from ..kinds import RunContext, run_kind
 from ..persistence.executions import INLINE_RESULT_CHARS
 from ..persistence.table import Item
+from ..persistence.taskwrites import TaskDone
 from ..progress import Coalescing
 from ..redact import Redactor
 from .ports import OrchestrationStore
 from .streaming import attempt_emitter
+from .tally import Tally
 from .views import result_url, timeout_source
 
 log = logging.getLogger(__name__)
@@ -85,11 +87,22 @@ class _Timeout(TaskFailed):
     """An attempt ran out of time."""
 
 
+class Finished(NamedTuple):
+    """A task finished (by this call or before it), whether this call also counted and announced
+    it (its META counter and substep event, in the same write), and whether its
+    ``execution.updated`` went in that write too."""
+
+    task: Item
+    counted: bool
+    progressed: bool = False
+
+
 class AttemptRunner:
-    def __init__(self, store: OrchestrationStore, clock: Callable[[], int]) -> None:
+    def __init__(self, store: OrchestrationStore, clock: Callable[[], int], tally: Tally) -> None:
         self._store = store
         self._now = clock
         self.coalescing = Coalescing()  # how the attempts' live output is written (chalicelib/progress.py)
+        self._tally = tally
 
     def why_not_start(self, meta: Item, task: Item) -> NotStarted | None:
         """How to record the task instead of running it (now), or None if it may run."""
@@ -120,17 +133,19 @@ class AttemptRunner:
             )
         return None
 
-    def run(self, execution_id: str, task: Item, attempt: int, meta: Item) -> dict[str, Any] | None:
-        """Run attempt ``attempt``; a ``retry`` outcome, or None once the task has finished."""
-        started = self._start(execution_id, int(task["taskId"]), attempt)
+    def run(
+        self, execution_id: str, task: Item, attempt: int, meta: Item
+    ) -> dict[str, Any] | Finished | None:
+        """Run attempt ``attempt``; a ``retry`` outcome, the task as this run finished it, or None
+        if it did not start (finished meanwhile, or at another attempt)."""
+        started = self._start(execution_id, task, attempt)
         if started is None:  # finished meanwhile, or another attempt (a stale duplicate invocation)
             return None
         deadline = meta.get("deadlineAt")
         outcome = self._execute(execution_id, started, attempt, self._time_budget(started, deadline))
         if isinstance(outcome, _Failure):
-            return self._after_failure(execution_id, started, attempt, deadline, outcome)
-        self._record_result(execution_id, started, attempt, outcome)
-        return None
+            return self._after_failure(execution_id, started, attempt, deadline, outcome, meta)
+        return self._record_result(execution_id, started, attempt, outcome, meta)
 
     def finish(
         self,
@@ -140,11 +155,15 @@ class AttemptRunner:
         upstream: list[int] | None = None,
         attempt: int | None = None,
         started: Item | None = None,
+        meta: Item | None = None,
         **fields: Any,
-    ) -> Item:
+    ) -> Finished:
         """Record the task's final status; the task as stored after (whoever finished it).
 
-        ``started``: the task as this invocation started it (saves reading it again)."""
+        ``started``: the task as this invocation read or started it (saves reading it again).
+        ``meta`` (its failure policy): count and announce the task in the same transaction as
+        its finish; if that cannot be (events queued, a race, the task finished already), the
+        finish is written alone and ``counted`` is False: the caller counts it (``Tally.record``)."""
         now = self._now()
         current = started if started is not None else self._store.get_task(execution_id, task_id)
         if current.get("startedAt") is not None:
@@ -153,20 +172,30 @@ class AttemptRunner:
             fields["upstreamTaskIds"] = upstream
         if "error" in fields:  # also errors from Step Functions (record_failure) and the engine
             fields["error"] = cut_error(self._store.redactor.text(str(fields["error"])))
-        done = self._store.finish_task(execution_id, task_id, status, attempt, finishedAt=now, **fields)
-        return done if done is not None else self._store.get_task(execution_id, task_id)
+        fields["finishedAt"] = now
+        if meta is not None:
+            done = {**current, **fields, "status": status}
+            c = self._tally.of(execution_id, done, meta)
+            logged = TaskDone(status, attempt, fields, c.error, c.stop)
+            if self._store.finish_task_logged(execution_id, task_id, logged, c.key, c.event):
+                return Finished(done, True, True)
+        stored = self._store.finish_task(execution_id, task_id, status, attempt, **fields)
+        return Finished(stored if stored is not None else self._store.get_task(execution_id, task_id), False)
 
-    def _start(self, execution_id: str, task_id: int, attempt: int) -> Item | None:
-        """Mark the attempt running, counted and announced; the task as started, or None."""
-        started = self._store.start_task(execution_id, task_id, attempt, self._now())
+    def _start(self, execution_id: str, task: Item, attempt: int) -> Item | None:
+        """Mark the attempt running, counted and announced (in one transaction if it can be);
+        the task as started, or None."""
+        now, task_id = self._now(), int(task["taskId"])
+        key = f"substep.started#{task_id}#{attempt}"
+        event = ev.substep_started(task_id, task.get("description", ""), attempt)
+        token = task.get("token")
+        if self._store.start_task_logged(execution_id, task_id, attempt, now, token, key, event):
+            status = {"status": TaskStatus.RUNNING, "attemptStartedAt": now, "released": token}
+            return {**task, "startedAt": task.get("startedAt", now), **status}
+        started = self._store.start_task(execution_id, task_id, attempt, now, token)
         if started is not None:
             self._store.record_task_running(execution_id, task_id)
-            self._store.append_event(
-                execution_id,
-                f"substep.started#{task_id}#{attempt}",
-                ev.substep_started(task_id, started.get("description", ""), attempt),
-                wait=False,
-            )
+            self._store.append_event(execution_id, key, event, wait=False)
         return started
 
     def _time_budget(self, started: Item, deadline: Any) -> float:
@@ -235,7 +264,9 @@ class AttemptRunner:
         except concurrent.futures.TimeoutError:
             raise _Timeout(f"timed out after {timeout:g}s (timeoutSeconds)") from None
 
-    def _record_result(self, execution_id: str, started: Item, attempt: int, result: _Result) -> None:
+    def _record_result(
+        self, execution_id: str, started: Item, attempt: int, result: _Result, meta: Item
+    ) -> Finished:
         task_id = int(started["taskId"])
         fields: dict[str, Any] = {"resultBytes": result.size}
         if len(result.text) <= INLINE_RESULT_CHARS:
@@ -251,20 +282,21 @@ class AttemptRunner:
             fields["resultPreview"] = json.dumps(
                 previews.preview(result.text, result_url(execution_id, task_id))
             )
-        done = self.finish(
-            execution_id, task_id, TaskStatus.COMPLETED, attempt=attempt, started=started, **fields
+        finished = self.finish(
+            execution_id, task_id, TaskStatus.COMPLETED, attempt=attempt, started=started, meta=meta, **fields
         )
-        if "resultRun" in fields and done.get("resultRun") != fields["resultRun"]:
+        if "resultRun" in fields and finished.task.get("resultRun") != fields["resultRun"]:
             # another invocation finished the task first: our chunks are nobody's
             self._store.delete_result_chunks(
                 execution_id, task_id, fields["resultRun"], fields["resultChunks"]
             )
+        return finished
 
     def _after_failure(
-        self, execution_id: str, started: Item, attempt: int, deadline: Any, failure: _Failure
-    ) -> dict[str, Any] | None:
+        self, execution_id: str, started: Item, attempt: int, deadline: Any, failure: _Failure, meta: Item
+    ) -> dict[str, Any] | Finished:
         """Retry while the policy has attempts left and the execution goes on (a ``retry``
-        outcome); else the task fails (None)."""
+        outcome); else the task fails."""
         task_id = int(started["taskId"])
         if failure.reason == Reason.TIMEOUT and deadline is not None and self._now() >= int(deadline):
             self._store.set_stopping(execution_id, Reason.TIMEOUT)
@@ -291,13 +323,13 @@ class AttemptRunner:
                     wait=False,
                 )
             return retry_outcome(task_id, attempt, wait)
-        self.finish(
+        return self.finish(
             execution_id,
             task_id,
             TaskStatus.FAILED,
             attempt=attempt,
             started=started,
+            meta=meta,
             error=failure.error,
             reason=failure.reason,
         )
-        return None

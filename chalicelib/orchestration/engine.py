@@ -41,7 +41,6 @@ from ..domain.model import (
     FINISHED_TASK_STATUSES,
     SFN_ENDED_WITHOUT_FINALIZE,
     ExecutionStatus,
-    FailurePolicy,
     Reason,
     SfnStatus,
     TaskStatus,
@@ -68,6 +67,7 @@ from .submission import (
     state_machine_input,
     task_items,
 )
+from .tally import Tally
 from .tenancy import Freed, Tenancy, TenantQuotaStore
 from .views import build_snapshot, result_url, task_view, terminal_event, timeout_source
 
@@ -98,7 +98,8 @@ class Orchestrator:
         self._ceiling = ceiling_seconds
         self._retention_days = retention_days
         self._now = clock
-        self._attempts = AttemptRunner(store, clock)
+        self._tally = Tally(store, event_preview_chars)
+        self._attempts = AttemptRunner(store, clock, self._tally)
         self._releases = Releaser(
             store, state_machine, quotas, lambda t: self._tenancy.tenants.policy(t).maxRunningTasks
         )
@@ -204,35 +205,45 @@ class Orchestrator:
         if "decisionToken" in event:  # AwaitDecision: an approval task parks on its decision
             return self._decisions.park(execution_id, task_id, str(event["decisionToken"]))
         attempt = int(event.get("attempt", 1))
-        task = self._store.get_task(execution_id, task_id)
+        task, meta = self._store.get_task_and_meta(execution_id, task_id)
         retry = retry_asked(task, attempt)
         if retry is not None:  # Step Functions ran this attempt's Run again after it asked for a retry
             return retry
+        counted = progressed = False
         if task["status"] not in FINISHED_TASK_STATUSES and int(task.get("attempt", 1)) == attempt:
-            meta = self._store.get_meta(execution_id)
             not_started = self._attempts.why_not_start(meta, task)
             if not_started is not None:
                 status, reason, error = not_started
                 upstream = sorted(task.get("failedDeps", ())) if reason == Reason.UPSTREAM else None
-                task = self._attempts.finish(
-                    execution_id, task_id, status, error=error, reason=reason, upstream=upstream
+                task, counted, progressed = self._attempts.finish(
+                    execution_id,
+                    task_id,
+                    status,
+                    upstream,
+                    started=task,
+                    meta=meta,
+                    error=error,
+                    reason=reason,
                 )
             elif task["action"] == APPROVAL_ACTION:
                 return self._decisions.wait_outcome(meta, task)
             else:
                 outcome = self._attempts.run(execution_id, task, attempt, meta)
-                if outcome is not None:
+                if isinstance(outcome, dict):
                     return outcome
-                task = self._store.get_task(execution_id, task_id)
-                # Another invocation of this attempt (Lambda delivered it twice, or Step Functions
-                # retried a Run that was still going) failed it with retries left while this one
-                # ran it too: answer as it did. Returning the unfinished status instead would end
-                # the task's branch (TaskDone) with the task `retrying` — never run again, its
-                # dependents never released, the execution stuck for good.
-                retry = retry_asked(task, attempt)
-                if retry is not None:
-                    return retry
-        self._after_finished(execution_id, task)
+                if outcome is not None and outcome.counted:  # finished, counted and announced at once
+                    task, counted, progressed = outcome
+                else:
+                    task = self._store.get_task(execution_id, task_id)
+                    # Another invocation of this attempt (Lambda delivered it twice, or Step
+                    # Functions retried a Run that was still going) failed it with retries left
+                    # while this one ran it too: answer as it did. Returning the unfinished status
+                    # instead would end the task's branch (TaskDone) with the task `retrying` —
+                    # never run again, its dependents never released, the execution stuck for good.
+                    retry = retry_asked(task, attempt)
+                    if retry is not None:
+                        return retry
+        self._after_finished(execution_id, task, meta, counted, progressed)
         return {"taskId": task_id, "status": task["status"], "attempt": attempt, "waitSeconds": 0}
 
     def record_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -260,7 +271,7 @@ class Orchestrator:
         else:
             status, reason = TaskStatus.FAILED, Reason.ERROR
             error = f"task runner failed: {err.get('Error', 'Error')}: {cause}".rstrip(": ")
-        task = self._attempts.finish(execution_id, task_id, status, error=error, reason=reason)
+        task = self._attempts.finish(execution_id, task_id, status, error=error, reason=reason).task
         self._after_finished(execution_id, task)
         return {"taskId": task_id, "status": task["status"]}
 
@@ -384,7 +395,7 @@ class Orchestrator:
             error = f"{'ended' if ran else 'not started'}: {meta.get('error', 'the execution ended')}"
             done = self._attempts.finish(
                 execution_id, int(task["taskId"]), status, error=error, reason=reason
-            )
+            ).task
             if done["status"] in FINISHED_TASK_STATUSES:
                 self._count_finished(execution_id, done, meta)
 
@@ -421,67 +432,34 @@ class Orchestrator:
             fields["finalResultPreview"] = json.dumps(text.preview(result_url(execution_id)))
         self._store.finish_execution(execution_id, ExecutionStatus.COMPLETED, now, **fields)
 
-    def _after_finished(self, execution_id: str, task: Item) -> None:
-        """Counters, events, slots and releases for a finished task; safe to repeat."""
+    def _after_finished(
+        self,
+        execution_id: str,
+        task: Item,
+        meta: Item | None = None,
+        counted: bool = False,
+        progressed: bool = False,
+    ) -> None:
+        """Counters, events, slots and releases for a finished task; safe to repeat.
+
+        ``meta``: read earlier by this step (what is used of it — maxConcurrency, failurePolicy —
+        does not change); ``counted``: its counters and substep event were written with its finish;
+        ``progressed``: its ``execution.updated`` was queued with them."""
         if task["status"] not in FINISHED_TASK_STATUSES:
             return
-        meta = self._store.get_meta(execution_id)
-        self._count_finished(execution_id, task, meta)
-        # Dependents are released before the progress event is written: it is not on their
-        # critical path (its counters are read when it is written, so it is never stale).
+        if meta is None:
+            meta = self._store.get_meta(execution_id)
+        if not counted:
+            self._count_finished(execution_id, task, meta)
+        # Written with the finish when it could be (no call of its own); otherwise dependents are
+        # released first: it is not on their critical path (its counters are read when it is
+        # written, so it is never stale).
         self._releases.release_dependents(execution_id, task, meta)
-        self._store.append_event(execution_id, f"execution.updated#{task['taskId']}", PROGRESS, wait=False)
+        if not progressed:
+            self._store.append_event(
+                execution_id, f"execution.updated#{task['taskId']}", PROGRESS, wait=False
+            )
 
     def _count_finished(self, execution_id: str, task: Item, meta: Item) -> None:
         """The finished task's counters and its substep event."""
-        if task["status"] == TaskStatus.COMPLETED:
-            self._record_completed(execution_id, task)
-        else:
-            self._record_not_completed(execution_id, task, meta)
-
-    def _record_completed(self, execution_id: str, task: Item) -> None:
-        task_id = int(task["taskId"])
-        self._store.record_task_done(execution_id, task_id, TaskStatus.COMPLETED)
-        if "resultPreview" in task:  # cut at RESULT_PREVIEW_CHARS when stored; events may cut shorter
-            shown = previews.cut_preview(json.loads(task["resultPreview"]), self._preview_chars)
-        else:  # inline (≤ 32 KB), but events carry at most event_preview_chars of it
-            shown = previews.preview(
-                str(task["resultJson"]), result_url(execution_id, task_id), self._preview_chars
-            )
-        self._store.append_event(
-            execution_id,
-            f"substep.completed#{task_id}",
-            ev.substep_completed(task_id, int(task.get("durationMs", 0)), shown, int(task.get("attempt", 1))),
-            wait=False,
-        )
-
-    def _record_not_completed(self, execution_id: str, task: Item, meta: Item) -> None:
-        """A failed, skipped or cancelled task: counted, its error kept as the execution's
-        firstError if there is none yet; under failFast a task that ran and failed stops the
-        execution (no task starts after it)."""
-        task_id, status = int(task["taskId"]), task["status"]
-        error = str(task.get("error", "task failed"))
-        reason = str(task.get("reason", Reason.ERROR))
-        ran = reason in (Reason.ERROR, Reason.TIMEOUT, Reason.REJECTED)  # a rejection is a failure
-        fail_fast = meta.get("failurePolicy", FailurePolicy.FAIL_FAST) == FailurePolicy.FAIL_FAST
-        label = f"task {task_id}" + (f" ({task['description']})" if task.get("description") else "")
-        self._store.record_task_done(
-            execution_id,
-            task_id,
-            status,
-            error=f"{label} failed: {error}",
-            stop=ran and status == TaskStatus.FAILED and fail_fast,
-        )
-        self._store.append_event(
-            execution_id,
-            f"substep.failed#{task_id}",
-            ev.substep_failed(
-                task_id,
-                error,
-                task.get("durationMs"),
-                task.get("upstreamTaskIds"),
-                attempt=int(task.get("attempt", 1)) if ran else None,
-                reason=reason,
-            ),
-            wait=False,
-        )
+        self._tally.record(execution_id, task, meta)

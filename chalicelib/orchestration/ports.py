@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from ..domain import events as ev
 from ..persistence.listing import Labels
 from ..persistence.table import Item
+from ..persistence.taskwrites import TaskDone
 from ..redact import Redactor
 
 
@@ -72,9 +73,15 @@ class TaskRecords(Protocol):
     """One task: its callback token, its dependencies done, its attempt's transitions.
 
     The transitions (``start_task``, ``retry_task``, ``finish_task``) are conditional: None means
-    the task had finished or was at another attempt, and nothing was written."""
+    the task had finished or was at another attempt, and nothing was written. The ``_logged``
+    ones make the transition, its META counter and the event announcing it in one write: their
+    seq, or None when nothing was written and the caller makes them one by one."""
 
     def get_task(self, execution_id: str, task_id: int) -> Item: ...
+
+    def get_task_and_meta(self, execution_id: str, task_id: int) -> tuple[Item, Item]:
+        """The task and its execution's META, in one read."""
+        ...
 
     def get_tasks(self, execution_id: str) -> list[Item]: ...
 
@@ -84,9 +91,9 @@ class TaskRecords(Protocol):
         self, execution_id: str, task_id: int, dependency: int, failed: bool
     ) -> Item: ...
 
-    def mark_released(self, execution_id: str, task_id: int, token: str) -> None: ...
-
-    def start_task(self, execution_id: str, task_id: int, attempt: int, started_at: int) -> Item | None: ...
+    def start_task(
+        self, execution_id: str, task_id: int, attempt: int, started_at: int, token: str | None = None
+    ) -> Item | None: ...
 
     def retry_task(self, execution_id: str, task_id: int, attempt: int, error: str) -> Item | None: ...
 
@@ -110,6 +117,21 @@ class TaskRecords(Protocol):
     def await_decision(
         self, execution_id: str, task_id: int, token: str, deadline: int, prompt: str
     ) -> Item | None: ...
+
+    def start_task_logged(
+        self,
+        execution_id: str,
+        task_id: int,
+        attempt: int,
+        started_at: int,
+        token: str | None,
+        key: str,
+        event: ev.Event,
+    ) -> int | None: ...
+
+    def finish_task_logged(
+        self, execution_id: str, task_id: int, done: TaskDone, key: str, event: ev.Event
+    ) -> int | None: ...
 
 
 class ResultRecords(Protocol):

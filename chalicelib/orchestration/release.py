@@ -4,10 +4,11 @@ queue that finishing tasks drain, lowest id first. An approval task takes no slo
 at once: it only waits for its decision, decisions.py).
 
 Whoever sees "token stored and every dependency done" — the task's registration, its last
-finishing dependency, or both — sends the token, then records it as ``released`` so later callers
-skip the send. There is no claim before the send: a claim won by a caller that then died (or whose
-answer was lost) would leave the task parked for good, while a second send of one token is
-harmless (the token is gone; the adapter reports it and nothing happens).
+finishing dependency, or both — sends the token; the task records it as ``released`` when it
+starts (in the start's own write), so later callers skip the send. There is no claim before the
+send: a claim won by a caller that then died (or whose answer was lost) would leave the task
+parked for good, while a second send of one token is harmless (the token is gone; the adapter
+reports it and nothing happens).
 
 A tenant's ``maxRunningTasks`` (chalicelib/tenants.py) holds tasks the same way, across the
 tenant's executions: a task that has its execution's slot (or needs none) must also take one of the
@@ -28,7 +29,7 @@ import logging
 from collections.abc import Callable
 
 from ..domain.errors import StoreError
-from ..domain.model import APPROVAL_ACTION, TaskStatus
+from ..domain.model import APPROVAL_ACTION, ExecutionStatus, TaskStatus
 from ..persistence.quotas import parse_task_entry, task_entry
 from ..persistence.table import Item
 from ..tenants import DEFAULT_TENANT
@@ -155,18 +156,21 @@ class Releaser:
 
     def _send_holding(self, tenant: str, execution_id: str, task_id: int, token: str) -> None:
         """Send a token whose task holds a tenant slot; a token nobody can use any more (its
-        execution was stopped or timed out meanwhile) gives the slot back. A token another sender of
-        the same release used keeps it: that task runs, and frees it when it ends."""
+        execution was stopped or ended meanwhile: ``Tenancy.ended`` may have freed its slots before
+        this one was taken) gives the slot back. A token another sender of the same release used
+        keeps it: that task runs (its execution still running), and frees it when it ends. Told
+        apart by the execution's status, not by ``released``: the task records that when it starts
+        (``start_task``), which may come after this, so a send costs no write of its own."""
         assert self._tenant_slots is not None
         if not self._state_machine.send_task_success(token, json.dumps({"released": True})):
             log.info("token of task %s in %s was already used", task_id, execution_id)
-            task = self._store.get_task(execution_id, task_id)
-            if task.get("released") != token and task["status"] == TaskStatus.WAITING:
+            # (two GetItems, not one BatchGetItem: register_task's role grants no batch read)
+            ended = self._store.get_meta(execution_id)["status"] != ExecutionStatus.RUNNING
+            if ended and self._store.get_task(execution_id, task_id)["status"] == TaskStatus.WAITING:
                 self._tenant_slots.release_task(tenant, task_entry(execution_id, task_id))
-        self._store.mark_released(execution_id, task_id, token)
 
     def _send(self, execution_id: str, task_id: int, token: str) -> None:
-        """Send the task's callback token, then remember it was sent."""
+        """Send the task's callback token. The task records it as ``released`` when it starts
+        (``start_task``), in the write that starts it, not in one of its own here."""
         if not self._state_machine.send_task_success(token, json.dumps({"released": True})):
             log.info("token of task %s in %s was already used", task_id, execution_id)
-        self._store.mark_released(execution_id, task_id, token)

@@ -26,7 +26,8 @@ The write rules (AWS, "read and write operations", "GSI considerations: provisio
   attributes) before or after and its projection changed: one write when it enters, leaves, or a
   projected attribute changes; two (a delete and a put) when an index key changes; none when only
   unprojected attributes change; each write in 1 KB units of the projected item;
-- a transactional write costs twice the above on the table.
+- a transactional write costs twice the above on the table; a transaction's ConditionCheck is
+  billed as a write of the item it checks.
 
 It counts; it never decides what to read, and it only ever reads the responses (it changes one
 request parameter, ReturnConsumedCapacity, and nothing in any response).
@@ -260,7 +261,7 @@ def _keys_of(
         (kind, body), *_ = entry.items()
         if kind == "Put":
             out.append(({k: body["Item"][k] for k in key_names}, True))
-        elif kind in ("Update", "Delete"):
+        elif kind in ("Update", "Delete", "ConditionCheck"):  # a check is billed as a write
             out.append((dict(body["Key"]), True))
     return out
 

@@ -1,14 +1,13 @@
-"""The per-execution event log: the append protocol and the reads of the log.
+"""The per-execution event log: the append protocol (its reads are ``logreads.py``).
 
-Events get ``seq`` 1, 2, 3… with no gap and no duplicate, and an idempotency key each, without
-transactions (see ``EventLog.append_event``): ``KEY#`` markers, a conditional put of the next
-``EVT#`` item, and, under contention, a queue of ``EVT~Q#`` items drained in order by whoever
-holds the execution's lease. Every item's key comes from ``keys.py``.
+Events get ``seq`` 1, 2, 3… with no gap and no duplicate, and an idempotency key each (see
+``EventLog.append_event``): ``KEY#`` markers, the next ``EVT#`` item put with its marker in one
+transaction, and, under contention, a queue of ``EVT~Q#`` items drained in order by whoever holds
+the execution's lease. Every item's key comes from ``keys.py``.
 
 It does not decide what to append or build event bodies (``chalicelib.domain.events`` and the
-orchestration do), nor read or write the execution and its tasks: for a ``PROGRESS`` event it asks
-the ``read_meta`` it was handed for the counters. Streaming the log to clients is the SSE side's;
-here it is only read (``events_after``, the tail).
+orchestration do); it writes the execution and its tasks only as the ``writes`` a caller hands
+``append_with``; for a ``PROGRESS`` event it asks the ``read_meta`` it was handed for the counters.
 """
 
 from __future__ import annotations
@@ -17,33 +16,30 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..domain import events as ev
 from ..domain.errors import AppendContention
 from ..domain.model import now_ms
-from ..domain.wire import dumps
 from ..redact import Redactor
 from .appendlease import AppendLease
-from .expiry import with_expiry
+from .appendqueue import PROGRESS, QUEUED, Enqueued
+from .contention import RecentContention
+from .drainplan import coalesced_run, known_seq, plan_chunk, type_of
+from .eventwrites import _DUPLICATE, _RACE, _WRITTEN, EventWrites, Payload, Progress
+
+__all__ = ["PROGRESS", "QUEUED", "EventLog", "Payload"]
 from .keys import (
     EVENT_PREFIX,
     LAST_EVENT_SK,
-    LAST_QUEUED_SK,
     LEASE_SK,
     MARKER_PREFIX,
     QUEUED_PREFIX,
-    TICKET_SK,
-    TTL_ATTRIBUTE,
-    event_sk,
     marker_sk,
     pk,
-    queue_pk,
-    queued_sk,
 )
-from .logreads import event_items_after
-from .table import Item, Table, from_item, to_item
+from .table import Item, from_item, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -52,29 +48,19 @@ else:
 
 log = logging.getLogger(__name__)
 
-PROGRESS = "progress"  # append_event payload: execution.updated with the counters at write time
-Payload = ev.Event | Callable[[], ev.Event] | str
-
 _LEASE_MARGIN_S = 3  # a drain stops a chunk this long before its lease would run out
 _CHUNK = 100  # queued events drained per chunk (one BatchGetItem of markers each)
 _WAIT_S = 120  # how long a waiting writer watches for its queued event before giving up
+# Direct tries (tail read + one transaction each) before a writer queues its event: a lost race
+# costs two calls, while queueing makes every writer after it queue too until the queue drains.
+_DIRECT_TRIES = 3
+# An append that carries a task's writes tries once: its transaction holds the task and META (the
+# largest items it writes), and a lost race is billed for all of them (twice, as a transaction).
+# After one lost race the writers of an execution are many at once: the queue is cheaper.
+_DIRECT_TRIES_WITH_WRITES = 1
 
 
-def _type_of(payload: ev.Event | str) -> str:
-    return str(payload["type"]) if isinstance(payload, dict) else ev.EXECUTION_UPDATED
-
-
-def _coalesced_run(items: list[Item], start: int) -> list[Item]:
-    """``items[start]`` and, if it is a progress event, the progress events right after it: they
-    become one event, because each would read the same counters now (every task they stand for
-    recorded its counters before queueing)."""
-    end = start + 1
-    while items[start]["payload"] == PROGRESS and end < len(items) and items[end]["payload"] == PROGRESS:
-        end += 1
-    return items[start:end]
-
-
-class EventLog(Table):
+class EventLog(EventWrites):
     """The event logs of every execution in one table: appends and reads, by execution id."""
 
     def __init__(
@@ -90,6 +76,7 @@ class EventLog(Table):
         self._read_meta = read_meta  # the execution's META item, for PROGRESS events
         self._expiry = expiry  # on every item written here (expiry.py), riding on writes made anyway
         self._lease = AppendLease(client, table_name, expiry)
+        self._contended = RecentContention()  # executions to queue for at once (contention.py)
 
     def append_event(
         self,
@@ -101,11 +88,11 @@ class EventLog(Table):
     ) -> int | None:
         """Append one event under an idempotency ``key``; return its seq (0 if refused).
 
-        Appending the same key twice returns the first seq and writes nothing. Without
-        transactions this holds because of one invariant: *every event below the tail has a
-        KEY# marker*. Each writer first writes the marker of the current tail (helping whoever
-        wrote it), then conditionally puts ``EVT#<tail+1>``. So a key is already taken iff its
-        marker exists or it is the tail's key.
+        Appending the same key twice returns the first seq and writes nothing, because of one
+        invariant: *every event below the tail has a KEY# marker*. A writer reads the tail, then
+        puts ``EVT#<tail+1>`` and the key's marker, both conditional on being new, and the tail's
+        marker if the tail is not ``marked``, in one transaction. So a key is taken iff its
+        marker exists or it is the tail's key: the marker's condition is the duplicate check.
 
         ``payload`` may be a callable, called after the tail is read: a payload built from state
         read *after* the tail is then monotonic in seq. ``PROGRESS`` stands for
@@ -118,7 +105,7 @@ class EventLog(Table):
         put loses the race — or who finds events already queued — *queues* its event (``EVT~Q#``
         items, ordered by a per-execution ticket) and, if no one holds the execution's append
         lease, takes it and writes every queued event in queue order. Correctness never depends
-        on the lease: every write goes through the same conditional put.
+        on the lease: every write of an event is conditional on its seq being free.
 
         Order: an append that returned (queued or written) comes before any append that starts
         after it, because a writer never puts directly while events are queued. So ``wait=False``
@@ -129,7 +116,7 @@ class EventLog(Table):
         last event of an execution (the terminal one) is appended with ``wait=True``, which waits
         for it to be written, taking over an expired lease.
         """
-        seq = self._try_append(execution_id, key, payload, timestamp, 1, behind_queue=True)
+        seq = self._try_append(execution_id, key, payload, timestamp, _DIRECT_TRIES, behind_queue=True)
         if seq is not None:
             return seq
         if callable(payload):
@@ -137,8 +124,8 @@ class EventLog(Table):
         # A queued event keeps the time it happened (progress events: when they are written).
         if timestamp is None and payload != PROGRESS:
             timestamp = now_ms()
-        self._enqueue(execution_id, key, payload, timestamp)
-        written = self._drain_while_free(execution_id)
+        queued = self._enqueue(execution_id, key, payload, timestamp)
+        written = self._drain_while_free(execution_id) if queued == Enqueued.FREE else {}
         if key in written:
             return written[key]
         if not wait:
@@ -176,117 +163,75 @@ class EventLog(Table):
         attempts: int,
         behind_queue: bool = False,
     ) -> int | None:
-        """The conditional-put protocol; the seq, or None after ``attempts`` lost races.
+        """The direct protocol; the seq, or None after ``attempts`` lost races.
 
         ``behind_queue``: give up (None) if events are queued — they go first.
         """
-        marker_key = to_item({"PK": pk(execution_id), "SK": marker_sk(key)})
         for _ in range(attempts):
-            # Tail first, marker second: if our key is below the tail we read, its marker was
-            # written before that tail event, so the (consistent) marker read must see it.
             tail = self._top(execution_id) if behind_queue else self._tail(execution_id)
             if tail is not None and str(tail["SK"]).startswith(QUEUED_PREFIX):
                 return None
-            n = 0
-            if tail is not None:
-                n = int(tail["seq"])
-                if tail["idemKey"] == key:
-                    return n
-                marker = self._db.get_item(TableName=self._table, Key=marker_key, ConsistentRead=True)
-                if "Item" in marker:
-                    return int(from_item(marker["Item"])["seq"])
-                if tail["type"] in ev.TERMINAL_TYPES:
-                    return 0  # nothing after the terminal event
-                tail_marker = {"PK": pk(execution_id), "SK": marker_sk(tail["idemKey"]), "seq": n}
-                self._db.put_item(
-                    TableName=self._table, Item=to_item(with_expiry(tail_marker, self._expiry(execution_id)))
+            if tail is not None and (tail["idemKey"] == key or tail["type"] in ev.TERMINAL_TYPES):
+                # ours, else written before the end (its marker) or refused (0)
+                return (
+                    int(tail["seq"]) if tail["idemKey"] == key else self._marked_seq(execution_id, key) or 0
                 )
-            seq = self._put_event(execution_id, key, payload, timestamp, n + 1)
-            if seq is not None:
-                return seq
+            outcome = self._transact_event(execution_id, key, payload, timestamp, tail, ())
+            if outcome == _WRITTEN:
+                return int(tail["seq"]) + 1 if tail is not None else 1
+            marked = self._marked_seq(execution_id, key) if outcome == _DUPLICATE else None
+            if marked is not None:  # (none: the marker's write conflicted with another in flight)
+                return marked
         return None
 
-    def _put_event(
-        self, execution_id: str, key: str, payload: Payload, timestamp: int | None, seq: int
+    def append_with(
+        self,
+        execution_id: str,
+        key: str,
+        payload: ev.Event,
+        writes: Sequence[Mapping[str, Any]],
+        progress: Progress | None = None,
     ) -> int | None:
-        """Put ``EVT#<seq>`` if that seq is free; ``seq``, or None if another writer has it."""
-        if payload == PROGRESS:
-            body = ev.execution_updated(self._read_meta(execution_id))
-        elif callable(payload):
-            body = dict(payload())
-        else:
-            assert isinstance(payload, dict)
-            body = dict(payload)
-        item = self._event_item(execution_id, key, body, timestamp, seq)
-        return (
-            seq if self._put_if(Item=to_item(item), ConditionExpression="attribute_not_exists(PK)") else None
-        )
+        """Append one event and apply ``writes`` (TransactWriteItems Updates: a task's or META's
+        change) in one transaction: the seq. Under contention (events queued, or every direct try
+        lost its race) the event is *queued* in the same transaction as the writes: ``QUEUED``,
+        written before anything its writer does next, as with ``append_event(wait=False)``. None
+        if nothing was written (the key is the tail's, the log ended, a write's condition
+        failed): the caller then writes alone and appends with ``append_event``, which sorts out
+        each of those cases. ``progress``: an ``execution.updated`` written or queued right
+        behind it, in the same write."""
+        # Contended a moment ago: queue at once, with no read of the tail to learn it again (a
+        # key already written, or a log that ended, is then sorted out by the writes' conditions
+        # and the drain, as for any queued event).
+        blind = self._contended.recent(execution_id)
+        saw_queue = blind
+        for _ in range(0 if blind else _DIRECT_TRIES_WITH_WRITES):
+            tail = self._top(execution_id)
+            saw_queue = tail is not None and str(tail["SK"]).startswith(QUEUED_PREFIX)
+            if saw_queue:
+                break  # events are queued: this one goes behind them (and someone likely drains)
+            if tail is not None and (tail["idemKey"] == key or tail["type"] in ev.TERMINAL_TYPES):
+                return None
+            outcome = self._transact_event(execution_id, key, payload, None, tail, writes, progress)
+            if outcome == _WRITTEN:
+                return int(tail["seq"]) + 1 if tail is not None else 1
+            if outcome != _RACE:
+                return None
+        if not blind:  # seen now (a queue, a lost race): only what is seen extends the window
+            self._contended.saw(execution_id)
+        then = progress.key if progress is not None else None
+        queued = self._enqueue(execution_id, key, payload, now_ms(), writes, then, check_lease=saw_queue)
+        if queued == Enqueued.REFUSED:
+            return None
+        if queued == Enqueued.FREE:
+            self._drain_while_free(execution_id)
+        return QUEUED
 
-    def _event_item(
-        self, execution_id: str, key: str, body: dict[str, Any], timestamp: int | None, seq: int
-    ) -> Item:
-        # Secrets never reach the log: redacted here, before the event is stored.
-        body = self._redactor.apply(body)
-        body["executionId"] = execution_id
-        body["timestamp"] = timestamp if timestamp is not None else now_ms()
-        body["seq"] = seq
-        item = {
-            "PK": pk(execution_id),
-            "SK": event_sk(seq),
-            "seq": seq,
-            "type": body["type"],
-            "idemKey": key,
-            "data": dumps(body),
-        }
-        return with_expiry(item, self._expiry(execution_id))
-
-    def seed(self, execution_id: str, events: list[tuple[str, ev.Event]], timestamp: int) -> None:
-        """The first events (seq 1, 2, …, with markers) of a log nobody can see or write yet (no
-        META), in batches: a rerun's ``execution.created`` and its reused tasks' completions."""
-        items = [
-            self._event_item(execution_id, k, dict(b), timestamp, n) for n, (k, b) in enumerate(events, 1)
-        ]
-        self._batch_write([{"PutRequest": {"Item": to_item(i)}} for i in items])
-        self._put_markers(execution_id, {str(i["idemKey"]): int(i["seq"]) for i in items})
-
-    # The append queue: EVT~Q#<ticket> items in the execution's partition, sorting just after its
-    # EVT# items, so that one query (``_top``) tells a writer the tail *and* whether anything is
-    # queued. Tickets come from an atomic counter: queue order is the order appends began in.
-
-    def _enqueue(self, execution_id: str, key: str, payload: ev.Event | str, timestamp: int | None) -> None:
-        expiry = self._expiry(execution_id)  # the counter outlives the queue: it goes with the execution
-        ttl = "" if expiry is None else f" SET {TTL_ATTRIBUTE} = :ttl"
-        out = self._db.update_item(
-            TableName=self._table,
-            Key=to_item({"PK": queue_pk(execution_id), "SK": TICKET_SK}),
-            UpdateExpression="ADD n :one" + ttl,
-            ExpressionAttributeValues=to_item({":one": 1, **({":ttl": expiry} if ttl else {})}),
-            ReturnValues="UPDATED_NEW",
-        )
-        ticket = int(from_item(out["Attributes"])["n"])
-        item = {
-            "PK": pk(execution_id),
-            "SK": queued_sk(ticket),
-            "idemKey": key,
-            "payload": payload if isinstance(payload, str) else dumps(dict(payload)),
-            "timestamp": timestamp,
-        }
-        self._db.put_item(TableName=self._table, Item=to_item(with_expiry(item, self._expiry(execution_id))))
-
-    def _queued(self, execution_id: str, limit: int) -> list[Item]:
-        out = self._db.query(
-            TableName=self._table,
-            KeyConditionExpression="PK = :p AND begins_with(SK, :q)",
-            ExpressionAttributeValues=to_item({":p": pk(execution_id), ":q": QUEUED_PREFIX}),
-            ConsistentRead=True,
-            Limit=limit,
-        )
-        return [from_item(i) for i in out.get("Items", [])]
-
-    def _dequeue(self, items: list[Item]) -> None:
-        self._batch_write(
-            [{"DeleteRequest": {"Key": to_item({"PK": d["PK"], "SK": d["SK"]})}} for d in items]
-        )
+    def _marked_seq(self, execution_id: str, key: str) -> int | None:
+        """The seq the key's marker holds (0: an event refused after the end); None without one."""
+        marker_key = to_item({"PK": pk(execution_id), "SK": marker_sk(key)})
+        out = self._db.get_item(TableName=self._table, Key=marker_key, ConsistentRead=True)
+        return int(from_item(out["Item"])["seq"]) if "Item" in out else None
 
     def _drain_while_free(self, execution_id: str) -> dict[str, int]:
         """Drain the queue while no one else holds the lease; the seqs this caller wrote, by key.
@@ -330,14 +275,16 @@ class EventLog(Table):
     def _drain(self, execution_id: str, holder: str) -> dict[str, int]:
         """Append queued events in queue order, mark and dequeue them; their seqs by key.
 
-        A chunk of up to 100 queued events costs about one call per event: one BatchGetItem for
-        the markers of the whole chunk, one conditional put per event (the tail is known: we
-        just wrote it), then the chunk's markers and its dequeue in batches of 25. Until its
+        A chunk of up to 100 queued events costs a few calls whatever its size: one BatchGetItem
+        for the markers of the whole chunk, one transaction of its events, each put conditional
+        on its seq being free (the tail is known: we just wrote it), then the chunk's markers and
+        its dequeue in batches of 25. Until its
         markers are written, the chunk's events below the tail are unmarked — harmless, because
         direct writers do not write while the chunk is queued (they see it, ``_top``), and no
         other drainer runs while our lease lasts: it is renewed before each chunk, and a chunk
-        stops 3 s before the lease would run out. A put that loses a race (a direct writer that
-        looked before the chunk was queued) falls back to the full protocol for that event.
+        stops 3 s before the lease would run out. If a put would lose a race (a direct writer that
+        looked before the chunk was queued), the chunk goes one put at a time, and the event that
+        lost goes through the full protocol.
         """
         written: dict[str, int] = {}
         tail: Item | None = None
@@ -367,17 +314,29 @@ class EventLog(Table):
         marked tail. The queue items handled (a prefix of ``items``), the seqs still to mark by
         key, and the new tail."""
         marked = self._markers_of(execution_id, items, tail)
+        if time.time() < lease_until - _LEASE_MARGIN_S:
+            at_once = self._chunk_at_once(execution_id, items, tail, marked)
+            if at_once is not None:
+                return at_once
         done: list[Item] = []
         chunk: dict[str, int] = {}  # key → seq, to mark
+        meta: Item | None = None  # read once per chunk, for its progress events
         i = 0
         while i < len(items) and time.time() < lease_until - _LEASE_MARGIN_S:
-            run = _coalesced_run(items, i)
+            run = coalesced_run(items, i)
             i += len(run)
             item = run[0]
             raw = str(item["payload"])
             payload: ev.Event | str = raw if raw == PROGRESS else json.loads(raw)
             key = str(item["idemKey"])
-            seq = self._append_known(execution_id, key, payload, item.get("timestamp"), tail, marked, chunk)
+            body = payload
+            if payload == PROGRESS:
+                # Read after every event below it was written (and every task it stands for was
+                # counted before queueing): as fresh as a read per event, and never older than a
+                # progress event before it. A race lost below reads afresh (``payload``).
+                meta = meta or self._read_meta(execution_id)
+                body = ev.execution_updated(meta)
+            seq = self._append_known(execution_id, key, body, item.get("timestamp"), tail, marked, chunk)
             if seq is None:  # lost a race: mark what we wrote, then the full protocol
                 self._put_markers(execution_id, chunk)
                 marked.update(chunk)
@@ -390,7 +349,7 @@ class EventLog(Table):
                 if tail is not None:
                     marked.setdefault(str(tail["idemKey"]), int(tail["seq"]))
             elif seq and seq == (int(tail["seq"]) + 1 if tail else 1):
-                tail = {"seq": seq, "idemKey": key, "type": _type_of(payload)}
+                tail = {"seq": seq, "idemKey": key, "type": type_of(payload)}
             for r in run:
                 chunk[str(r["idemKey"])] = seq
             done += run
@@ -404,6 +363,37 @@ class EventLog(Table):
         if tail is not None:  # the tail itself may be one of ours (a put whose answer was lost)
             marked.setdefault(str(tail["idemKey"]), int(tail["seq"]))
         return marked
+
+    def _chunk_at_once(
+        self, execution_id: str, items: list[Item], tail: Item | None, marked: Mapping[str, int]
+    ) -> tuple[list[Item], dict[str, int], Item | None] | None:
+        """The whole chunk's events in one transaction (``drainplan.plan_chunk``), each put
+        conditional on its seq being free; None if one was not (a direct writer that looked
+        before the chunk was queued took it): nothing was written, the caller goes one by one.
+        Progress events read META once, after every event below them was written."""
+        meta: list[Item] = []
+
+        def event_item(key: str, payload: ev.Event | str, timestamp: Any, seq: int) -> Item:
+            if payload == PROGRESS:
+                meta[:] = meta or [self._read_meta(execution_id)]
+                payload = ev.execution_updated(meta[0])
+            return self._event_item(execution_id, key, payload, timestamp, seq)
+
+        puts, chunk, new_tail = plan_chunk(items, tail, marked, event_item)
+        new = {"TableName": self._table, "ConditionExpression": "attribute_not_exists(PK)"}
+        failed = puts and self._transact([{"Put": {**new, "Item": to_item(p)}} for p in puts])
+        if failed and not self._landed(puts):
+            return None
+        return items, chunk, new_tail
+
+    def _landed(self, puts: list[Item]) -> bool:
+        """Whether a chunk's transaction that failed had in fact been applied: its answer was lost
+        and botocore's retry of it found its own events (every planned seq holds its planned key;
+        a transaction is all or nothing). Without this the chunk, not yet marked, would be written
+        again above itself."""
+        found = self._batch_get([to_item({"PK": p["PK"], "SK": p["SK"]}) for p in puts])
+        keys = {str(i["SK"]): i.get("idemKey") for i in map(from_item, found)}
+        return all(keys.get(str(p["SK"])) == p["idemKey"] for p in puts)
 
     def _append_contended(
         self, execution_id: str, key: str, payload: ev.Event | str, timestamp: int | None, lease_until: float
@@ -438,56 +428,22 @@ class EventLog(Table):
     ) -> int | None:
         """One event of a drained chunk, the tail and the markers known: its seq, 0 if refused,
         None if another writer took the next seq first."""
-        if key in chunk:
-            return chunk[key]
-        if key in marked:
-            return marked[key]
-        if tail is not None and tail["idemKey"] == key:
-            return int(tail["seq"])
-        if tail is not None and tail["type"] in ev.TERMINAL_TYPES:
-            return 0
+        seq = known_seq(key, tail, marked, chunk)
+        if seq is not None:
+            return seq
         n = int(tail["seq"]) if tail is not None else 0
         return self._put_event(execution_id, key, payload, timestamp, n + 1)
 
     def _put_markers(self, execution_id: str, seqs: Mapping[str, int]) -> None:
-        expiry = self._expiry(execution_id)
-        markers = [{"PK": pk(execution_id), "SK": marker_sk(k), "seq": seq} for k, seq in seqs.items()]
-        self._batch_write([{"PutRequest": {"Item": to_item(with_expiry(m, expiry))}} for m in markers])
-
-    # --- reads of the log
-
-    def _top(self, execution_id: str) -> Item | None:
-        """The last queued event if any (EVT~Q#), else the tail event (EVT#), else None."""
-        return self._last_between(execution_id, EVENT_PREFIX, LAST_QUEUED_SK)
-
-    def _tail(self, execution_id: str) -> Item | None:
-        return self._last_between(execution_id, EVENT_PREFIX, LAST_EVENT_SK)
-
-    def _last_between(self, execution_id: str, lo: str, hi: str) -> Item | None:
-        """The execution's item with the greatest sort key in [lo, hi] (consistent), or None."""
-        out = self._db.query(
-            TableName=self._table,
-            KeyConditionExpression="PK = :p AND SK BETWEEN :lo AND :hi",
-            ExpressionAttributeValues=to_item({":p": pk(execution_id), ":lo": lo, ":hi": hi}),
-            ScanIndexForward=False,
-            Limit=1,
-            ConsistentRead=True,
+        self._batch_write(
+            [{"PutRequest": {"Item": self._marker(execution_id, k, seq)}} for k, seq in seqs.items()]
         )
-        items = out.get("Items", [])
-        return from_item(items[0]) if items else None
 
-    def last_seq(self, execution_id: str) -> int:
-        tail = self._tail(execution_id)
-        return int(tail["seq"]) if tail else 0
-
-    def last_event(self, execution_id: str) -> Item | None:
-        """The newest event item (``seq``, ``type``, ``data``), or None before the first."""
-        return self._tail(execution_id)
-
-    def events_after(
-        self, execution_id: str, after_seq: int, limit: int = 500, consistent: bool = True
-    ) -> list[ev.Event]:
-        """Events with seq > after_seq in order (at most ``limit``); an eventually consistent read
-        (half the RCU) may miss the newest ones, or more: chalicelib/stream/polling.py checks it."""
-        items = event_items_after(self._db, self._table, execution_id, after_seq, limit, consistent)
-        return [json.loads(i["data"]) for i in items]
+    def seed(self, execution_id: str, events: list[tuple[str, ev.Event]], timestamp: int) -> None:
+        """The first events (seq 1, 2, …, with markers) of a log nobody can see or write yet (no
+        META), in batches: a rerun's ``execution.created`` and its reused tasks' completions."""
+        items = [
+            self._event_item(execution_id, k, dict(b), timestamp, n) for n, (k, b) in enumerate(events, 1)
+        ]
+        self._batch_write([{"PutRequest": {"Item": to_item(i)}} for i in items])
+        self._put_markers(execution_id, {str(i["idemKey"]): int(i["seq"]) for i in items})

@@ -13,18 +13,20 @@ client; it never creates one.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from ..domain import events as ev
 from ..domain.errors import ExecutionExists, ExecutionNotFound, StoreError
-from ..domain.model import ExecutionStatus, TaskStatus, cut_error
+from ..domain.model import ExecutionStatus, cut_error
 from ..domain.search import ListQuery
 from ..redact import Redactor
 from .activity import ActivityLog
 from .capacity import ReadMeter, WriteMeter
-from .eventlog import EventLog, Payload
+from .eventlog import EventLog
+from .eventwrites import Payload, Progress
 from .expiry import Expiries, is_gone, with_expiry
 from .idempotency import IdempotencyRecords
 from .keys import (
@@ -44,6 +46,22 @@ from .partialtext import PartialText
 from .removal import ExecutionRemoval
 from .results import ResultStore
 from .table import CallCounter, Item, from_item, to_item
+from .taskwrites import (
+    COMPLETED_IDS,
+    FAILED_IDS,
+    RUNNING_IDS,
+    SKIPPED_IDS,
+    TaskDone,
+    counted_done,
+    meta_key,
+    meta_update,
+    task_done,
+    task_key,
+    task_running,
+    unfinished_task,
+)
+from .taskwrites import finish_task as finish_update
+from .taskwrites import start_task as start_update
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -52,11 +70,7 @@ else:
 
 INLINE_RESULT_CHARS: Final = 32_768  # larger results go to RESULT# items
 
-# META's counters: number sets of task ids (their sizes are the counts events and views show).
-COMPLETED_IDS: Final = "completed"
-FAILED_IDS: Final = "failed"
-SKIPPED_IDS: Final = "skipped"  # skipped and cancelled tasks
-RUNNING_IDS: Final = "running"
+__all__ = ["COMPLETED_IDS", "FAILED_IDS", "RUNNING_IDS", "SKIPPED_IDS", "DynamoStore"]
 
 
 class DynamoStore(ResultStore):
@@ -213,19 +227,9 @@ class DynamoStore(ResultStore):
         )
 
     def record_task_running(self, execution_id: str, task_id: int) -> None:
-        """Count the task as running, unless it has already been counted as finished: a duplicate
-        run that started the attempt just before another run finished it must not put it back
-        into ``running`` (it would stay there if that duplicate then died, and the counters in
-        between would be wrong: ``waitingTasks`` going back up)."""
-        self._update_if(
-            Key=self._meta_key(execution_id),
-            UpdateExpression=f"ADD {RUNNING_IDS} :t",
-            ConditionExpression=(
-                f"attribute_exists(PK) AND NOT contains({COMPLETED_IDS}, :id)"
-                f" AND NOT contains({FAILED_IDS}, :id) AND NOT contains({SKIPPED_IDS}, :id)"
-            ),
-            ExpressionAttributeValues=to_item({":t": {task_id}, ":id": task_id}),
-        )
+        """Count the task as running, unless it has already been counted as finished
+        (``taskwrites.task_running``)."""
+        self._update_if(**task_running(execution_id, task_id))
 
     def record_task_done(
         self, execution_id: str, task_id: int, status: str, error: str | None = None, stop: bool = False
@@ -233,21 +237,7 @@ class DynamoStore(ResultStore):
         """Count a finished task (idempotently: the counters are sets of task ids).
 
         ``stop`` (a failFast failure): from now on no task starts (``stopping``)."""
-        if status == TaskStatus.COMPLETED:
-            self._update_meta(
-                execution_id, f"ADD {COMPLETED_IDS} :t DELETE {RUNNING_IDS} :t", {":t": {task_id}}
-            )
-            return
-        counter = SKIPPED_IDS if status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED) else FAILED_IDS
-        expression = (
-            f"ADD {counter} :t DELETE {RUNNING_IDS} :t SET firstError = if_not_exists(firstError, :e)"
-        )
-        if stop:
-            expression += ", stopping = :y"
-        values: dict[str, Any] = {":t": {task_id}, ":e": error or "task failed"}
-        if stop:
-            values[":y"] = True
-        self._update_meta(execution_id, expression, values)
+        self._db.update_item(TableName=self._table, **task_done(execution_id, task_id, status, error, stop))
 
     def set_stopping(self, execution_id: str, reason: str) -> None:
         self._update_meta(
@@ -283,19 +273,13 @@ class DynamoStore(ResultStore):
     def release_slot(self, execution_id: str, task_id: int) -> None:
         self._update_meta(execution_id, "DELETE holding :t", {":t": {task_id}})
 
-    def _update_meta(self, execution_id: str, expression: str, values: Mapping[str, Any]) -> None:
+    def _update_meta(self, execution_id: str, expression: str, values: dict[str, Any]) -> None:
         """Update META, reading nothing back: it holds every counter set, O(tasks) to return."""
-        self._db.update_item(
-            TableName=self._table,
-            Key=self._meta_key(execution_id),
-            UpdateExpression=expression,
-            ConditionExpression="attribute_exists(PK)",
-            ExpressionAttributeValues=to_item(values),
-        )
+        self._db.update_item(TableName=self._table, **meta_update(execution_id, expression, values))
 
     @staticmethod
     def _meta_key(execution_id: str) -> dict[str, Any]:
-        return to_item({"PK": pk(execution_id), "SK": META_SK})
+        return meta_key(execution_id)
 
     # ------------------------------------------------------------------ tasks
 
@@ -306,6 +290,17 @@ class DynamoStore(ResultStore):
         if "Item" not in out:
             raise StoreError(f"execution {execution_id} has no task {task_id}")
         return from_item(out["Item"])
+
+    def get_task_and_meta(self, execution_id: str, task_id: int) -> tuple[Item, Item]:
+        """The task and META in one consistent BatchGetItem (what a Run reads first)."""
+        found = {str(i["SK"]): i for i in self._get_items(execution_id, [task_sk(task_id), META_SK])}
+        meta = found.get(META_SK)
+        if meta is None or is_gone(meta):
+            raise ExecutionNotFound(execution_id)
+        self.expiries.remember(execution_id, meta)
+        if task_sk(task_id) not in found:
+            raise StoreError(f"execution {execution_id} has no task {task_id}")
+        return found[task_sk(task_id)], meta
 
     def get_tasks(self, execution_id: str) -> list[Item]:
         return list(self._query_prefix(execution_id, TASK_PREFIX))
@@ -348,26 +343,31 @@ class DynamoStore(ResultStore):
         )
         return from_item(out["Attributes"])
 
-    def mark_released(self, execution_id: str, task_id: int, token: str) -> None:
-        """Remember which callback token was sent (so later callers skip a needless resend)."""
-        self._db.update_item(
-            TableName=self._table,
-            Key=self._task_key(execution_id, task_id),
-            UpdateExpression="SET released = :t",
-            ExpressionAttributeValues=to_item({":t": token}),
-        )
+    def start_task(
+        self, execution_id: str, task_id: int, attempt: int, started_at: int, token: str | None = None
+    ) -> Item | None:
+        """Start attempt ``attempt`` (keeping the first start time; ``token``: the one that released
+        it, recorded as ``released``); None if the task has finished or is at another attempt (a
+        stale duplicate invocation)."""
+        return self._update_task(start_update(execution_id, task_id, attempt, started_at, token))
 
-    def start_task(self, execution_id: str, task_id: int, attempt: int, started_at: int) -> Item | None:
-        """Start attempt ``attempt`` (keeping the first start time); None if the task has finished
-        or is at another attempt (a stale duplicate invocation)."""
-        return self._update_unfinished_task(
-            execution_id,
-            task_id,
-            "SET #s = :running, startedAt = if_not_exists(startedAt, :now), attemptStartedAt = :now",
-            {"#s": "status", "#a": "attempt"},
-            {":running": TaskStatus.RUNNING, ":now": started_at, ":n": attempt},
-            "#a = :n",
-        )
+    def start_task_logged(
+        self,
+        execution_id: str,
+        task_id: int,
+        attempt: int,
+        started_at: int,
+        token: str | None,
+        key: str,
+        event: ev.Event,
+    ) -> int | None:
+        """``start_task``, ``record_task_running`` and the event that announces them, in one
+        transaction; its seq, or None if nothing was written (then make them one by one)."""
+        writes = [
+            start_update(execution_id, task_id, attempt, started_at, token),
+            task_running(execution_id, task_id),
+        ]
+        return self.event_log.append_with(execution_id, key, event, writes)
 
     def record_partial_text(
         self, execution_id: str, task_id: int, attempt: int, run: str, tail: str, length: int
@@ -377,19 +377,15 @@ class DynamoStore(ResultStore):
 
     def retry_task(self, execution_id: str, task_id: int, attempt: int, error: str) -> Item | None:
         """Attempt ``attempt`` failed and will be retried: running → retrying, attempt + 1."""
-        return self._update_unfinished_task(
-            execution_id,
-            task_id,
-            "SET #s = :retrying, #a = :next, lastError = :e",
-            {"#s": "status", "#a": "attempt"},
-            {
-                ":retrying": TaskStatus.RETRYING,
-                ":running": TaskStatus.RUNNING,
-                ":n": attempt,
-                ":next": attempt + 1,
-                ":e": error,
-            },
-            "#s = :running AND #a = :n",
+        return self._update_task(
+            unfinished_task(
+                execution_id,
+                task_id,
+                "SET #s = :retrying, #a = :next, lastError = :e",
+                {"#s": "status", "#a": "attempt"},
+                {":n": attempt, ":next": attempt + 1, ":e": error},
+                "#s = :running AND #a = :n",
+            )
         )
 
     def finish_task(
@@ -403,68 +399,49 @@ class DynamoStore(ResultStore):
     ) -> Item | None:
         """An unfinished task → completed/failed/skipped/cancelled; None if it had finished (or, with
         ``attempt``, if it is at another attempt; with ``awaiting``, unless it awaits a decision)."""
-        names = {"#s": "status", **{f"#f{i}": k for i, k in enumerate(fields)}}
-        values = {":s": status, **{f":v{i}": v for i, v in enumerate(fields.values())}}
-        sets = ["#s = :s", *(f"#f{i} = :v{i}" for i in range(len(fields)))]
-        extra = None
-        if attempt is not None:
-            names["#a"] = "attempt"
-            values[":n"] = attempt
-            extra = "#a = :n"
-        if awaiting:  # a decision: exactly one of the POSTs (or the timeout) finishes the task
-            extra = "#s = :awaiting"
-        return self._update_unfinished_task(
-            execution_id, task_id, "SET " + ", ".join(sets), names, values, extra
+        return self._update_task(finish_update(execution_id, task_id, status, attempt, fields, awaiting))
+
+    def finish_task_logged(
+        self, execution_id: str, task_id: int, done: TaskDone, key: str, event: ev.Event
+    ) -> int | None:
+        """``finish_task``, ``record_task_done`` and the event that announces them, in one
+        transaction; its seq, or None if nothing was written (then make them one by one).
+        ``execution.updated#<task>`` goes with it, written or queued in the same write."""
+        writes = [
+            finish_update(execution_id, task_id, done.status, done.attempt, done.fields),
+            task_done(execution_id, task_id, done.status, done.error, done.stop),
+        ]
+        progress = Progress(
+            f"execution.updated#{task_id}",
+            functools.partial(counted_done, task_id=task_id, status=done.status),
         )
+        return self.event_log.append_with(execution_id, key, event, writes, progress)
 
     def await_decision(
         self, execution_id: str, task_id: int, token: str, deadline: int, prompt: str
     ) -> Item | None:
         """An approval task parks on its decision token (stored, for the decision's sender); None if
         it has finished meanwhile (cancelled, timed out)."""
-        return self._update_unfinished_task(
-            execution_id,
-            task_id,
-            "SET #s = :awaiting, decisionToken = :t, prompt = :p,"
-            " decisionDeadline = if_not_exists(decisionDeadline, :e)",
-            {"#s": "status"},
-            {":t": token, ":e": deadline, ":p": prompt},
-            "#s IN (:waiting, :awaiting)",
+        return self._update_task(
+            unfinished_task(
+                execution_id,
+                task_id,
+                "SET #s = :awaiting, decisionToken = :t, prompt = :p,"
+                " decisionDeadline = if_not_exists(decisionDeadline, :e)",
+                {"#s": "status"},
+                {":t": token, ":e": deadline, ":p": prompt},
+                "#s IN (:waiting, :awaiting)",
+            )
         )
 
-    def _update_unfinished_task(
-        self,
-        execution_id: str,
-        task_id: int,
-        expression: str,
-        names: dict[str, str],
-        values: dict[str, Any],
-        extra_condition: str | None = None,
-    ) -> Item | None:
-        """Apply ``expression`` if the task has not finished; None if it has."""
-        condition = "#s IN (:waiting, :running, :retrying, :awaiting)"
-        if extra_condition:
-            condition += f" AND {extra_condition}"
-        values = {
-            ":waiting": TaskStatus.WAITING,
-            ":running": TaskStatus.RUNNING,
-            ":retrying": TaskStatus.RETRYING,
-            ":awaiting": TaskStatus.AWAITING_DECISION,
-            **values,
-        }
-        out = self._update_if(
-            Key=self._task_key(execution_id, task_id),
-            UpdateExpression=expression,
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_item(values),
-            ReturnValues="ALL_NEW",
-        )
+    def _update_task(self, update: dict[str, Any]) -> Item | None:
+        """A conditional update of a task; the task after it, or None if the condition failed."""
+        out = self._update_if(**update, ReturnValues="ALL_NEW")
         return None if out is None else from_item(out["Attributes"])
 
     @staticmethod
     def _task_key(execution_id: str, task_id: int) -> dict[str, Any]:
-        return to_item({"PK": pk(execution_id), "SK": task_sk(task_id)})
+        return task_key(execution_id, task_id)
 
     def _query_prefix(self, execution_id: str, prefix: str) -> Iterator[Item]:
         return self._query_partition(pk(execution_id), prefix)

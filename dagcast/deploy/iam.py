@@ -30,7 +30,15 @@ Statement = dict[str, Any]
 # Written `arn:aws:<service>:*:*:…`: any region and account, the names make them the stage's.
 _ARN = "arn:aws:{service}:*:*:{resource}"
 
-TABLE_ITEMS = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem", "BatchWriteItem")
+TABLE_ITEMS = (
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "Query",
+    "BatchGetItem",
+    "BatchWriteItem",
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,10 @@ def _table(*actions: str) -> Callable[[Names], list[Statement]]:
         return [_allow("Table", [f"dynamodb:{a}" for a in actions], n.arn("dynamodb", f"table/{n.table}"))]
 
     return grant
+
+
+def _event_appends(n: Names) -> list[Statement]:
+    return [_allow("EventAppends", ["dynamodb:TransactWriteItems"], n.arn("dynamodb", f"table/{n.table}"))]
 
 
 def _executions_index(n: Names) -> list[Statement]:
@@ -180,6 +192,8 @@ def _allow(sid: str, actions: list[str], resource: str | list[str]) -> Statement
 # What each grant is for; FUNCTION_GRANTS picks from these.
 GRANTS: dict[str, Callable[[Names], list[Statement]]] = {
     "table": _table(*TABLE_ITEMS),
+    # an event and its marker (with a task's change) in one write: persistence/eventlog.py
+    "event-appends": _event_appends,
     "table-release": _table("GetItem", "UpdateItem"),  # the token and the dependency counters
     "table-webhook-retries": _table(
         "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem"
@@ -210,6 +224,7 @@ _PLATFORM: dict[str, Callable[[Names], list[Statement]]] = {"logs": _logs, "xray
 FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
     "api_handler": (
         "table",
+        "event-appends",
         "executions-index",
         "start-executions",
         "stop-executions",
@@ -219,11 +234,11 @@ FUNCTION_GRANTS: dict[str, tuple[str, ...]] = {
         "llm-keys",
     ),
     "register_task": ("table-release", "release-tasks"),
-    "run_task": ("table", "release-tasks", "task-lambdas", "llm-keys"),
-    "record_failure": ("table", "release-tasks"),
+    "run_task": ("table", "event-appends", "release-tasks", "task-lambdas", "llm-keys"),
+    "record_failure": ("table", "event-appends", "release-tasks"),
     # an execution's end frees its tenant's task slots and hands them to the tenant's queued tasks
-    "finalize": ("table", "release-tasks"),
-    "reconcile_execution": ("table", "release-tasks"),
+    "finalize": ("table", "event-appends", "release-tasks"),
+    "reconcile_execution": ("table", "event-appends", "release-tasks"),
     "fanout": ("table", "table-stream", "fanout-failures", "webhook-key-open", "event-bus"),
     "webhook_retry": ("table-webhook-retries", "webhook-key-open"),
 }

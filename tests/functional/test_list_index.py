@@ -88,7 +88,7 @@ def test_a_task_costs_the_list_index_nothing_and_meta_one_unit_per_update(servic
     """GSI1 (projection ALL, one partition key) was written at META's full size on every per-task
     update, and META carried the request (up to 100,000 characters): ~200 WCU per task on META and
     as much again on the index (bench/write_capacity). Now the index is written when the execution
-    is created and when it ends, and META stays under 1 KB."""
+    is created and when it ends, and META stays under 1 KB (billed twice inside a transaction)."""
     meter = WriteMeter(boto3.client("dynamodb"), services.store._table)
     services.store.meter_writes(meter)
     try:
@@ -102,4 +102,6 @@ def test_a_task_costs_the_list_index_nothing_and_meta_one_unit_per_update(servic
     assert meter.units[LIST_INDEX] == 2, meter.units  # created, then finished
     assert meter.units["GSI1"] == 0
     assert meter.units["META writes"] >= 12  # two per task at least
-    assert meter.units["META"] == meter.units["META writes"]  # every META write ≤ 1 KB
+    # every META write ≤ 1 KB: 1 unit, 2 inside a transaction (issue 20: a task's start and finish
+    # update META in their event's transaction); with the request on META each would be ~100
+    assert meter.units["META"] <= 2 * meter.units["META writes"], meter.units

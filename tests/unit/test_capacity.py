@@ -183,3 +183,20 @@ def test_an_index_is_written_only_when_what_it_holds_changes():
 def test_an_index_entry_holds_keys_and_projected_attributes_only():
     entry = index_entry(_meta(completed={1}), _LIST, _KEYS)
     assert entry is not None and set(entry) == {"PK", "SK", "lp", "ls", "status"}
+
+
+def test_a_transactions_condition_check_is_metered_as_a_write_of_the_item_it_checks():
+    """Issue 20: queued appends check the append lease inside their transaction; DynamoDB bills a
+    ConditionCheck like a transactional write of that item, so the meter must count it."""
+    from chalicelib.persistence.capacity import _keys_of
+
+    key = {"PK": {"S": "QUEUE#e"}, "SK": {"S": "LEASE"}}
+    put = {"PK": {"S": "EXEC#e"}, "SK": {"S": "EVT~Q#1"}, "payload": {"S": "x"}}
+    params = {
+        "TransactItems": [
+            {"Put": {"TableName": "t", "Item": put}},
+            {"ConditionCheck": {"TableName": "t", "Key": key, "ConditionExpression": "attribute_exists(PK)"}},
+        ]
+    }
+    touched = _keys_of("TransactWriteItems", params, ["PK", "SK"])
+    assert touched == [({"PK": put["PK"], "SK": put["SK"]}, True), (key, True)]

@@ -42,7 +42,7 @@ GATES = {
 }
 # AWS calls only the SSE function makes (its role: tests/unit/test_infra.py::sse_actions)
 SSE_ONLY = {
-    "chalicelib.persistence.eventlog:EventLog.events_after",
+    "chalicelib.persistence.logreads:LogReads.events_after",
     "chalicelib.persistence.activity:ActivityLog._shard",  # the many-run stream reads the activity log
 }
 

@@ -22,12 +22,15 @@ from .partition_queries import scope_queries_to_partition
 from .shard_iterators import stateless_shard_iterators
 from .state_machine_copy import fix_state_machine_copy
 from .stream_wakeups import wake_on_stream_writes
+from .transactions import check_before_writing
 
 
 def apply_all() -> None:
     """Apply every lasting patch to moto's classes (for every backend in this process)."""
     fix_state_machine_copy()
     scope_queries_to_partition()
+    # before serialize_dynamodb: it wraps the transact_write_items it finds in the backend's lock
+    check_before_writing()
     serialize_dynamodb()
     lock_free_backend_lookup()
     stateless_shard_iterators()
