@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +31,7 @@ from chalicelib.tenants import Tenants, parse_policies
 from dagcast.cli.keys import api_key_command
 from tests.functional.conftest import wait_for_end
 from tests.support.jobs import echo, sleep, task
+from tests.support.plugins import let_go
 
 
 @pytest.fixture
@@ -76,8 +78,10 @@ def test_a_tenant_over_its_submits_per_second_gets_429_naming_it(services, polic
 
 def test_a_tenant_at_its_running_executions_gets_429_until_one_ends(services, policies):
     services = policies({"t-execs": {"maxRunningExecutions": 2}})
-    first = submit(services, "t-execs", [sleep(1, 30)])
-    second = submit(services, "t-execs", [sleep(1, 30)])
+    key = uuid.uuid4().hex
+    running = task(1, "python", {"function": "tests.held", "args": {"key": key, "seconds": 60}})
+    first = submit(services, "t-execs", [running])
+    second = submit(services, "t-execs", [running])
     with pytest.raises(QuotaExceeded) as refused:
         submit(services, "t-execs", [echo(1, "x")])
     answer = answer_for(refused.value)
@@ -89,6 +93,7 @@ def test_a_tenant_at_its_running_executions_gets_429_until_one_ends(services, po
     services.orchestrator.cancel(first)  # an execution that ends frees its place
     third = submit(services, "t-execs", [echo(1, "x")])
     services.orchestrator.cancel(second)
+    let_go(key)  # the cancelled executions' Lambdas end now, not after a minute
     for eid in (first, second, third, other):
         wait_for_end(services, eid)
 

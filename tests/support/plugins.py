@@ -46,6 +46,19 @@ def started_then_sleep(inputs: dict[int, Any], key: str, seconds: float) -> str:
     return f"slept {seconds:g}s"
 
 
+@register_function("tests.held")
+def held(inputs: dict[int, Any], key: str, seconds: float) -> str:
+    """Runs until ``let_go(key)`` (at most ``seconds``): a task that stays running for as long as a
+    test needs it, and ends as soon as the test is done with it (a cancelled execution's Lambda
+    still runs to its end, which the test then waits for)."""
+    _gate(f"held:{key}").wait(seconds)
+    return "let go"
+
+
+def let_go(key: str) -> None:
+    _gate(f"held:{key}").set()
+
+
 @register_function("tests.fail_once_started")
 def fail_once_started(inputs: dict[int, Any], key: str, message: str) -> str:
     """Fails with ``message`` once ``key`` has started (at most 60 s later)."""
