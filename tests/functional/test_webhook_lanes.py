@@ -14,7 +14,7 @@ import pytest
 from chalicelib.factory import Services
 from chalicelib.webhooks.dispatcher import Dispatcher, LaneReport
 from chalicelib.webhooks.models import Hook
-from chalicelib.webhooks.sender import Attempt
+from chalicelib.webhooks.sender import Attempt, Sender
 from chalicelib.webhooks.store import WebhookStore
 from tests.functional.conftest import call
 from tests.functional.test_webhooks import SECRET, register
@@ -51,7 +51,7 @@ def own_store(services: Services) -> Iterator[tuple[WebhookStore, list[str]]]:
 class GatedSender:
     """Posts as the real sender does, but the first post waits for ``go`` (the holder, mid-lane)."""
 
-    def __init__(self, real: Any) -> None:
+    def __init__(self, real: Sender) -> None:
         self.real, self.timeout = real, real.timeout
         self.inside, self.go = threading.Event(), threading.Event()
 
