@@ -185,22 +185,6 @@ class WebhookStore(Table):
         removed."""
         self._batch_write([{"PutRequest": {"Item": to_item(d)}} for d in deliveries])
 
-    def pending(self, webhook_id: str, execution_id: str, after_seq: int, limit: int) -> list[Item]:
-        out = self._db.query(
-            TableName=self._table,
-            KeyConditionExpression="PK = :p AND SK BETWEEN :a AND :b",
-            ExpressionAttributeValues=to_item(
-                {
-                    ":p": hook_pk(webhook_id),
-                    ":a": delivery_sk(execution_id, after_seq + 1),
-                    ":b": delivery_sk(execution_id, 10**_SEQ_WIDTH - 1),
-                }
-            ),
-            ConsistentRead=True,
-            Limit=limit,
-        )
-        return [from_item(i) for i in out.get("Items", [])]
-
     def log_after(self, execution_id: str, after_seq: int, limit: int) -> list[Item]:
         """The execution's event items (``seq``, ``type``, ``data``: the event as stored) with seq >
         ``after_seq``, in seq order, at most ``limit``; a consistent read, so every event written
