@@ -42,6 +42,7 @@ logger = Logger(service="dagcast-webhooks")
 
 _PAGE = 100  # events of the log read per query of a lane
 _LANE_THREADS = 16  # lanes sent at once by one dispatcher
+_ASKS = 5  # holders a sender asks in vain (each let go first) before it leaves the lane to its due entry
 
 
 @dataclass
@@ -96,8 +97,10 @@ class Dispatcher:
     def process(self, lanes: Iterable[tuple[Hook, str]], deadline: float) -> list[LaneReport]:
         """Send what is pending in each lane (lanes in parallel, each in order) until ``deadline``.
 
-        Every sender re-checks its lane after releasing it: another stream handler (one execution's
-        records can arrive on two shards at once) may have written a delivery while it held it.
+        A sender that finds a lane held asks its holder to go round once more (store.ask): another
+        stream handler (one execution's records can arrive on two shards at once) or the retry
+        function may hold it, and the delivery it wrote must not wait for the holder's lease or the
+        retry function's next sweep. Unasked, a holder lets the lane go without reading it again.
         """
         return list(self._lanes.map(lambda lane: self.process_lane(lane[0], lane[1], deadline), lanes))
 
@@ -117,34 +120,45 @@ class Dispatcher:
         return report
 
     def _process_lane(self, hook: Hook, execution_id: str, deadline: float, report: LaneReport) -> None:
-        owner = uuid.uuid4().hex
-        recheck_done = False
+        owner, misses = uuid.uuid4().hex, 0
         while True:
             taken, lane = self.store.acquire(hook.id, execution_id, owner, now_ms())
             if not taken:
-                # Held: its holder looks for new deliveries after releasing, and the due entry
-                # covers a holder that dies. Backing off: the due entry says when.
-                at = max(int(lane.get("leaseUntil", 0)), int(lane.get("nextAttemptAt", 0)), now_ms())
-                self.store.set_due(hook.id, execution_id, at)
-                return
+                if self._leave_to_holder(hook, execution_id, lane):
+                    return
+                misses += 1  # its holder let go between the two calls: take the lane now
+                if misses == _ASKS:  # it changed hands every time: the retry function's next sweep
+                    self.store.set_due(hook.id, execution_id, now_ms())
+                    return
+                continue
             lease_end, start = int(lane["leaseUntil"]), int(lane.get("cursor", 0))
             cursor, retry_at, done = self._drain(hook, execution_id, start, lease_end, deadline, report)
-            self.store.release(hook.id, execution_id, owner, cursor, retry_at)
+            asked = self.store.release(hook.id, execution_id, owner, cursor, retry_at)
             if retry_at is not None:
                 self.store.set_due(hook.id, execution_id, retry_at)
                 return
             if not done:  # out of time: the retry function continues
                 self.store.set_due(hook.id, execution_id, now_ms())
                 return
-            # A delivery after the cursor is one a stream handler wrote while we held the lease: its
-            # event is in the log, so going again moves the cursor. A pass that did not (a delivery
-            # whose event the log does not hold) goes round no more.
-            again = cursor > start or not recheck_done
-            if not again or not self.store.pending(hook.id, execution_id, cursor, 1):
+            # Asked: another sender wrote a delivery while we held the lease, and left it to us;
+            # its event is in the log, so going round again sends it now.
+            if not asked:
                 if lane.get("dueSet"):
                     self.store.clear_due(hook.id, execution_id)
                 return
-            recheck_done = True
+
+    def _leave_to_holder(self, hook: Hook, execution_id: str, lane: Item) -> bool:
+        """The lane was not taken: leave it to its holder, or to its back-off's due entry. False
+        when the holder let go meanwhile (the caller takes the lane)."""
+        holder, lease_until = lane.get("holder"), int(lane.get("leaseUntil", 0))
+        if holder is None or lease_until < now_ms():  # backing off: the due entry says when
+            self.store.set_due(hook.id, execution_id, max(int(lane.get("nextAttemptAt", 0)), now_ms()))
+            return True
+        # The due entry first, for a holder that dies before it answers; a live holder answers
+        # the ask as it releases (and, seeing the entry when it takes the lane again, clears it),
+        # so the delivery waits for no sweep of the retry function.
+        self.store.set_due(hook.id, execution_id, lease_until)
+        return self.store.ask(hook.id, execution_id, str(holder))
 
     def _drain(
         self, hook: Hook, execution_id: str, cursor: int, lease_end: int, deadline: float, report: LaneReport

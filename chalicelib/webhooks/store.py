@@ -5,7 +5,8 @@ Items (one table, see docs/architecture.md):
 - ``WEBHOOKS`` / ``HOOK#<id>``: url, types, executionId, description, secret (the HMAC key,
   KMS-encrypted: a secret registered before ``whsec_`` is its UTF-8 bytes, so old items read as they are)
 - ``HOOK#<id>`` / ``DLV#<executionId>#<seq>``: one delivery (body, status, attempts, last error)
-- ``HOOK#<id>`` / ``LANE#<executionId>``: cursor (last seq settled), lease, nextAttemptAt
+- ``HOOK#<id>`` / ``LANE#<executionId>``: cursor (last seq settled), lease (holder, leaseUntil,
+  ``asked``: another sender wants it after the holder), nextAttemptAt
 - ``WEBHOOKS#DUE`` / ``<id>#<executionId>``: a lane the retry function must look at, and when
 
 It also reads an execution's event log (``EXEC#<id>`` / ``EVT#<seq>``, never writes it): a lane's
@@ -184,22 +185,6 @@ class WebhookStore(Table):
         removed."""
         self._batch_write([{"PutRequest": {"Item": to_item(d)}} for d in deliveries])
 
-    def pending(self, webhook_id: str, execution_id: str, after_seq: int, limit: int) -> list[Item]:
-        out = self._db.query(
-            TableName=self._table,
-            KeyConditionExpression="PK = :p AND SK BETWEEN :a AND :b",
-            ExpressionAttributeValues=to_item(
-                {
-                    ":p": hook_pk(webhook_id),
-                    ":a": delivery_sk(execution_id, after_seq + 1),
-                    ":b": delivery_sk(execution_id, 10**_SEQ_WIDTH - 1),
-                }
-            ),
-            ConsistentRead=True,
-            Limit=limit,
-        )
-        return [from_item(i) for i in out.get("Items", [])]
-
     def log_after(self, execution_id: str, after_seq: int, limit: int) -> list[Item]:
         """The execution's event items (``seq``, ``type``, ``data``: the event as stored) with seq >
         ``after_seq``, in seq order, at most ``limit``; a consistent read, so every event written
@@ -272,21 +257,39 @@ class WebhookStore(Table):
 
     def release(
         self, webhook_id: str, execution_id: str, owner: str, cursor: int, retry_at: int | None
-    ) -> None:
+    ) -> bool:
         """Give the lease back with the cursor reached (and when to try again, when backing off);
-        a no-op for an owner whose lease was taken over."""
+        a no-op for an owner whose lease was taken over. Whether another sender asked for the lane
+        while it was held (``ask``): it wrote a delivery the holder may not have read."""
         values: dict[str, Any] = {":c": cursor, ":o": owner}
         if retry_at is None:
-            update = "SET #c = :c REMOVE holder, leaseUntil, nextAttemptAt"
+            update = "SET #c = :c REMOVE holder, leaseUntil, nextAttemptAt, asked"
         else:
-            update = "SET #c = :c, nextAttemptAt = :n REMOVE holder, leaseUntil"
+            update = "SET #c = :c, nextAttemptAt = :n REMOVE holder, leaseUntil, asked"
             values[":n"] = retry_at
-        self._update_if(
+        out = self._update_if(
             Key=_lane_key(webhook_id, execution_id),
             UpdateExpression=update,
             ConditionExpression="holder = :o",
             ExpressionAttributeNames={"#c": "cursor"},
             ExpressionAttributeValues=to_item(values),
+            ReturnValues="UPDATED_OLD",
+        )
+        return out is not None and "asked" in out.get("Attributes", {})
+
+    def ask(self, webhook_id: str, execution_id: str, holder: str) -> bool:
+        """Tell the lane's holder to go round once more before it lets the lane go; False when
+        ``holder`` no longer holds it (it released: the asker may take the lane itself). Atomic
+        with ``release``'s condition on the same holder, so an ask either lands before the
+        release (which answers it) or fails."""
+        return (
+            self._update_if(
+                Key=_lane_key(webhook_id, execution_id),
+                UpdateExpression="SET asked = :t",
+                ConditionExpression="holder = :h",
+                ExpressionAttributeValues=to_item({":t": True, ":h": holder}),
+            )
+            is not None
         )
 
     def retry_now(self, webhook_id: str, execution_id: str) -> None:
