@@ -63,6 +63,16 @@ def client(services: Services) -> Iterator[Client]:
         yield c
 
 
+@pytest.fixture
+def hooks(client: Client) -> Iterator[list[str]]:
+    """Webhook ids a test registers (it appends them); deleted afterwards, so later tests' events
+    do not reach them."""
+    created: list[str] = []
+    yield created
+    for webhook_id in created:
+        call(client, "delete", f"/api/v1/webhooks/{webhook_id}")
+
+
 def call(client: Client, method: str, path: str, body: Any = None) -> Any:
     """A JSON request to the app through ``client`` (a str body is sent as it is)."""
     kwargs: dict[str, Any] = {"headers": {"content-type": "application/json"}}

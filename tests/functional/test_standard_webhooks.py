@@ -9,11 +9,9 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import pytest
 from chalice.test import Client
 
 from chalicelib.domain.dag import parse_job
@@ -26,15 +24,6 @@ from tests.support.fanout import fanned_out
 from tests.support.receiver import Receiver, ShiftedClock, verify_standard, whsec_of
 
 PLAIN_SECRET = "a-secret-from-before-the-standard"  # the kind registered before whsec_
-
-
-@pytest.fixture
-def hooks(client) -> Iterator[list[str]]:
-    """Webhook ids created by a test; deleted afterwards so later tests' events do not reach them."""
-    created: list[str] = []
-    yield created
-    for webhook_id in created:
-        call(client, "delete", f"/api/v1/webhooks/{webhook_id}")
 
 
 def register(client: Client, hooks: list[str], body: dict[str, Any]) -> dict[str, Any]:

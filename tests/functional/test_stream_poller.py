@@ -20,13 +20,7 @@ from chalicelib.orchestration.submission import new_execution_id
 from dagcast.local.moto.poller import Checkpoints, FileCheckpoints, OnFailure, StreamPoller, is_event_insert
 from dagcast.local.moto.stack import MotoStack
 from tests.functional.conftest import echo, run_job
-from tests.functional.test_webhooks import (  # noqa: F401 - hooks is a fixture
-    SECRET,
-    hooks,
-    register,
-    settled,
-    wait_for,
-)
+from tests.functional.test_webhooks import SECRET, register, settled, wait_for
 from tests.support.fanout import fanned_out
 from tests.support.receiver import EventBus, Receiver
 
@@ -156,7 +150,7 @@ def test_a_record_that_never_succeeds_is_given_up_after_the_retry_limit_and_the_
 
 def test_a_record_that_fails_a_few_times_then_succeeds_loses_nothing_and_keeps_order(
     client,
-    hooks,  # noqa: F811 - the fixture imported above
+    hooks,
     services,
     stack,
 ):

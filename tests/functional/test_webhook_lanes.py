@@ -16,19 +16,9 @@ from chalicelib.webhooks.dispatcher import Dispatcher, LaneReport
 from chalicelib.webhooks.models import Hook
 from chalicelib.webhooks.sender import Attempt, Sender
 from chalicelib.webhooks.store import WebhookStore
-from tests.functional.conftest import call
 from tests.functional.test_webhooks import SECRET, register
 from tests.support.fanout import bare_execution, fan_out_by_hand
 from tests.support.receiver import Receiver
-
-
-@pytest.fixture
-def hooks(client) -> Iterator[list[str]]:
-    """Webhooks a test registers, deleted afterwards (later tests' events must not reach them)."""
-    created: list[str] = []
-    yield created
-    for webhook_id in created:
-        call(client, "delete", f"/api/v1/webhooks/{webhook_id}")
 
 
 @pytest.fixture

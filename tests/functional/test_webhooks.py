@@ -38,15 +38,6 @@ from tests.support.receiver import EventBus, Receiver
 SECRET = "s3cret-s3cret-s3cret"
 
 
-@pytest.fixture
-def hooks(client) -> Iterator[list[str]]:
-    """Webhook ids created by a test; deleted afterwards so later tests' events do not reach them."""
-    created: list[str] = []
-    yield created
-    for webhook_id in created:
-        call(client, "delete", f"/api/v1/webhooks/{webhook_id}")
-
-
 def register(client, hooks, receiver: Receiver, **extra: Any) -> str:
     reply = call(
         client, "post", "/api/v1/webhooks", {"url": receiver.url, "secret": receiver.secret, **extra}
