@@ -190,8 +190,8 @@ class OneAtATime:
     while a batch fills, and moto's stream returns every record already written in one call (and
     records written from another thread would make the batch sizes depend on timing)."""
 
-    def __init__(self, count: int) -> None:
-        self.records = [record("W", i + 1) for i in range(count)]
+    def __init__(self, count: int, records: list[dict[str, Any]] | None = None) -> None:
+        self.records = records if records is not None else [record("W", i + 1) for i in range(count)]
 
     def describe_stream(self, StreamArn: str) -> dict[str, Any]:
         return {"StreamDescription": {"Shards": [{"ShardId": "s"}]}}
@@ -208,8 +208,13 @@ class OneAtATime:
         return {"Records": self.records[i : i + 1], "NextShardIterator": str(min(i + 1, len(self.records)))}
 
 
-@pytest.mark.parametrize(("window", "sizes"), [(0.0, [1, 1, 1, 1, 1, 1]), (1.0, [4, 2])])
-def test_the_batch_window_fills_batches_up_to_the_batch_size(window, sizes):
+# AWS, streams: "the next batching window begins as soon as the previous function invocation
+# completes". The first record after a quiet spell goes at once; the records that come while the
+# handler runs and its window lasts fill the next batch, up to the batch size.
+@pytest.mark.parametrize(("window", "sizes"), [(0.0, [1, 1, 1, 1, 1, 1]), (1.0, [1, 4, 1])])
+def test_the_batch_window_starts_when_the_last_invocation_ends_and_fills_batches_up_to_the_batch_size(
+    window, sizes
+):
     seen: list[int] = []
     poller = StreamPoller(
         OneAtATime(6),  # type: ignore[arg-type]
@@ -220,4 +225,27 @@ def test_the_batch_window_fills_batches_up_to_the_batch_size(window, sizes):
     )
     while poller.poll_once():
         pass
-    assert seen[: len(sizes)] == sizes and sum(seen) == 6
+    assert seen == sizes
+
+
+def test_records_the_filter_drops_fill_no_batch_and_hold_no_event_back():
+    """The fan-out's own writes (deliveries, lanes) are in the stream too; the mapping's filter
+    drops them, so they must not count against the batch size, nor be what a batch waits for."""
+    junk = [record("W", i, sk=f"LANE#{i}") for i in range(10, 15)]
+    events = [record("W", i) for i in range(4, 8)]
+    stream = junk[:3] + events[:1] + junk[:3] + events[1:2] + junk[3:4] + events[2:]
+    seen: list[list[int]] = []
+    poller = StreamPoller(
+        OneAtATime(0, stream),  # type: ignore[arg-type]
+        "arn:stream",
+        lambda batch, ctx: seen.append([int(r["eventID"].split("-")[1]) for r in batch["Records"]]),
+        batch_size=3,
+        batch_window_seconds=30.0,  # a batch that waited out its window would stall this test
+        accept=is_event_insert,
+    )
+    while poller.poll_once():
+        pass
+    # the first event after the quiet spell goes at once, alone; the next three fill a batch of 3
+    # although four dropped records came between them
+    assert seen == [[4], [5, 6, 7]]
+    assert poller.stats.records_filtered == 7
