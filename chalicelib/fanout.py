@@ -1,8 +1,10 @@
 """The DynamoDB stream consumer: every stored event passes through here.
 
 For each event record (an INSERT of an ``EVT#`` item; everything else in the table is skipped):
-1. write one delivery item per matching webhook (chalicelib/webhooks/) — durable before anything
-   is sent, and first, so a bus that keeps refusing cannot cost webhooks;
+1. note one delivery per matching webhook (chalicelib/webhooks/): its lane writes it, in parallel
+   with the other lanes, before anything is sent — a lane that cannot write them fails its
+   execution's records, so the stream brings them again; a bus that keeps refusing cannot cost
+   webhooks (the lanes go also when records failed);
 2. publish it to EventBridge when a bus is set (detail-type = event type); ``substep.progress``
    only when the stage turns it on (``DAGCAST_EVENT_BUS_PROGRESS``: it is many small events);
 3. append it to its tenant's activity log when it is execution-level (persistence/activity.py:
@@ -45,8 +47,9 @@ from .domain.events import SUBSTEP_PROGRESS
 from .domain.model import now_ms
 from .persistence.activity import ActivityLog, Owner
 from .persistence.keys import EVENT_PREFIX, event_position, is_event_sk
+from .persistence.table import Item
 from .tenants import DEFAULT_TENANT
-from .webhooks.dispatcher import Dispatcher, LaneReport
+from .webhooks.dispatcher import Dispatcher, Handed, LaneReport
 from .webhooks.models import Hook, delivery_item
 from .webhooks.store import WebhookStore
 
@@ -119,6 +122,8 @@ class _Batch:
     hooks: list[Hook]
     failed: set[str] = field(default_factory=set)
     lanes: dict[tuple[str, str], Hook] = field(default_factory=dict)
+    deliveries: dict[tuple[str, str], list[Item]] = field(default_factory=dict)  # per lane, to write
+    seqs: dict[str, set[int]] = field(default_factory=dict)  # per execution, the event records taken through
     stale: set[tuple[str, int]] = field(default_factory=set)  # updates not worth the activity log
     events: int = 0
     published: int = 0
@@ -160,9 +165,9 @@ class FanOut:
         # When every record fails the answer must still list them all (the stream redelivers them),
         # and the deliveries written for them must still be sent: no raise for a failed batch.
         processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
-        failed = len(event.get("Records") or [])  # a raise below fails the whole batch
+        response: dict[str, Any] = {}
         try:
-            response: dict[str, Any] = dict(
+            response = dict(
                 process_partial_response(
                     event=event,
                     record_handler=lambda record: self._record(batch, record),
@@ -170,14 +175,36 @@ class FanOut:
                     context=context,
                 )
             )
-            failed = len(response.get("batchItemFailures") or [])
-            return response
         finally:
-            reports: list[LaneReport] = []
-            if batch.lanes and self.dispatcher is not None:
-                lanes = [(hook, execution_id) for (_, execution_id), hook in batch.lanes.items()]
-                reports = self.dispatcher.process(lanes, started + self.inline_seconds)
+            reports, unwritten = self._send_lanes(batch, started)
+            # A lane that could not write its deliveries fails its execution's records: the stream
+            # brings them again (a raise above fails the whole batch, and the count says so).
+            response = fail_records_of(response, event, unwritten) if response else response
+            failed = (
+                len(response.get("batchItemFailures") or []) if response else len(event.get("Records") or [])
+            )
             publish_metrics(batch, reports, failed)
+        return response
+
+    def _send_lanes(self, batch: _Batch, started: float) -> tuple[list[LaneReport], set[str]]:
+        """The batch's lanes sent (each writes its deliveries first); the executions of lanes
+        whose deliveries could not be written."""
+        if not batch.lanes or self.dispatcher is None:
+            return [], set()
+        lanes = [(hook, execution_id) for (_, execution_id), hook in batch.lanes.items()]
+        # An execution with a failed record had later ones held back: its lanes read the log
+        # (which has them all) instead of stopping where the batch's records stopped.
+        handed = {
+            key: Handed(
+                batch.deliveries.get(key, []),
+                frozenset() if key[1] in batch.failed else frozenset(batch.seqs.get(key[1], ())),
+            )
+            for key in batch.lanes
+        }
+        reports = self.dispatcher.process(lanes, started + self.inline_seconds, handed)
+        return reports, {
+            execution_id for (_, execution_id), r in zip(lanes, reports, strict=True) if r.unwritten
+        }
 
     def _record(self, batch: _Batch, record: DynamoDBRecord) -> dict[str, Any] | None:
         if not is_event_record(record) or record.event_name is None or record.event_name.name != "INSERT":
@@ -211,7 +238,7 @@ class FanOut:
         try:
             body = str((image or {})["data"])
             event: dict[str, Any] = json.loads(body)
-            execution_id, _seq = str(event["executionId"]), int(event["seq"])  # both required
+            execution_id, seq = str(event["executionId"]), int(event["seq"])  # both required
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedRecord(f"event record {record.event_id}: {type(exc).__name__}: {exc}") from None
         logger.debug("event", extra={"type": event.get("type")})
@@ -219,10 +246,12 @@ class FanOut:
         # A webhook only ever gets its own tenant's events (an execution gone: nobody's).
         tenant = self.tenant(execution_id) if batch.hooks else None
         hooks = [h for h in batch.hooks if tenant is not None and h.matches(event, tenant)]
-        if hooks and self.webhooks is not None:
-            self.webhooks.enqueue([delivery_item(h, event, body) for h in hooks])
-            for h in hooks:
+        if self.webhooks is not None:
+            for h in hooks:  # written by the lane's own thread, first thing (dispatcher.process_lane)
                 batch.lanes[(h.id, execution_id)] = h
+                batch.deliveries.setdefault((h.id, execution_id), []).append(delivery_item(h, event, body))
+            # matched against every webhook: a lane whose delivery is not among these does not take it
+            batch.seqs.setdefault(execution_id, set()).add(seq)
         if self.eventbridge is not None and (self.publish_progress or event.get("type") != SUBSTEP_PROGRESS):
             self._publish(event, body)
             batch.published += 1
@@ -286,6 +315,26 @@ class FanOut:
                 f"EventBridge refused event {event['executionId']}:{event['seq']}: "
                 f"{entry.get('ErrorCode')} {entry.get('ErrorMessage')}"
             )
+
+
+def fail_records_of(response: dict[str, Any], event: dict[str, Any], executions: set[str]) -> dict[str, Any]:
+    """``response`` with every event record of ``executions`` in the batch added to its
+    ``batchItemFailures`` (once each)."""
+    if not executions:
+        return response
+    failures = list(response.get("batchItemFailures") or [])
+    listed = {str(f.get("itemIdentifier")) for f in failures}
+    for raw in event.get("Records") or []:
+        ddb = raw.get("dynamodb") or {}
+        keys = ddb.get("Keys") or {}
+        execution_id, seq = event_position(
+            str((keys.get("PK") or {}).get("S", "")), str((keys.get("SK") or {}).get("S", ""))
+        )
+        number = str(ddb.get("SequenceNumber", ""))
+        if seq is not None and execution_id in executions and number not in listed:
+            failures.append({"itemIdentifier": number})
+            listed.add(number)
+    return {**response, "batchItemFailures": failures}
 
 
 def publish_metrics(batch: _Batch, reports: Iterable[LaneReport], failed_records: int) -> None:

@@ -23,7 +23,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +53,47 @@ class LaneReport:
     failures: int = 0
     dead: int = 0
     errors: int = 0
+    unwritten: bool = False  # the deliveries it was handed could not be written (nothing was sent)
+
+
+@dataclass(frozen=True)
+class Handed:
+    """What a stream batch brings one lane: the deliveries of its records for the lane's webhook
+    (models.delivery_item, not yet written), and the seq of every event record of the execution the
+    fan-out took through (for this webhook or not: it matched each one against every webhook)."""
+
+    deliveries: list[Item]
+    seqs: frozenset[int]
+
+
+@dataclass
+class InHand:
+    """A lane task's deliveries as it wrote or found them, and the seqs its batch carried."""
+
+    items: dict[int, Item] = field(default_factory=dict)
+    seqs: frozenset[int] = frozenset()
+
+    def first_page(self, lane: Item, cursor: int) -> list[tuple[int, Item | None]] | None:
+        """The lane's first page from what the batch carried — no read of the log — when the batch
+        carried the event right after the cursor: every seq from there while the batch carried it
+        (a delivery in hand, or None: not for this webhook). Empty when the cursor is past them all.
+        None when the log must be read: a gap before the batch's events; a delivery in hand that a
+        holder tried and failed since it was written (named on the lane: ``failedSeq``; one that
+        succeeded or died moved the cursor past it), dropped here so it is read again; or a due
+        entry on the lane (the retry function was told to look: the log says what for)."""
+        if int(lane.get("failedSeq", -1)) in self.items:
+            self.items.pop(int(lane["failedSeq"]))
+            return None
+        if not self.seqs or lane.get("dueSet"):
+            return None
+        if cursor >= max(self.seqs):
+            return []
+        page: list[tuple[int, Item | None]] = []
+        seq = cursor + 1
+        while seq in self.seqs:
+            page.append((seq, self.items.get(seq)))
+            seq += 1
+        return page or None
 
 
 @dataclass(frozen=True)
@@ -94,22 +135,51 @@ class Dispatcher:
         The sender is its creator's to close (it may serve another dispatcher)."""
         self._lanes.shutdown(wait=True)
 
-    def process(self, lanes: Iterable[tuple[Hook, str]], deadline: float) -> list[LaneReport]:
+    def process(
+        self,
+        lanes: Iterable[tuple[Hook, str]],
+        deadline: float,
+        handed: Mapping[tuple[str, str], Handed] | None = None,
+    ) -> list[LaneReport]:
         """Send what is pending in each lane (lanes in parallel, each in order) until ``deadline``.
+
+        ``handed``: per (webhook id, execution id), what the caller's stream batch brings the lane
+        (``Handed``). Each lane writes its own deliveries first (store.create), in its thread — so
+        a batch's deliveries are written in parallel, not one after another before any lane starts
+        — keeps them in hand instead of reading them back, and sends them without reading the log
+        when the batch carried every event from the lane's cursor on.
 
         A sender that finds a lane held asks its holder to go round once more (store.ask): another
         stream handler (one execution's records can arrive on two shards at once) or the retry
         function may hold it, and the delivery it wrote must not wait for the holder's lease or the
         retry function's next sweep. Unasked, a holder lets the lane go without reading it again.
         """
-        return list(self._lanes.map(lambda lane: self.process_lane(lane[0], lane[1], deadline), lanes))
+        handed = handed or {}
+        return list(
+            self._lanes.map(
+                lambda lane: self.process_lane(lane[0], lane[1], deadline, handed.get((lane[0].id, lane[1]))),
+                lanes,
+            )
+        )
 
-    def process_lane(self, hook: Hook, execution_id: str, deadline: float) -> LaneReport:
+    def process_lane(
+        self, hook: Hook, execution_id: str, deadline: float, handed: Handed | None = None
+    ) -> LaneReport:
         report = LaneReport()
         # Every line about the lane carries these (this thread only); ``seq``: the delivery in hand.
         logger.thread_safe_append_keys(webhookId=hook.id, executionId=execution_id)
         try:
-            self._process_lane(hook, execution_id, deadline, report)
+            # Durable before anything is sent, and before the lane is tried: a lane held or
+            # backing off leaves it to its holder or the retry function, who find it written.
+            written = self.store.create(handed.deliveries) if handed and handed.deliveries else []
+        except Exception:
+            report.errors, report.unwritten = 1, True  # the caller has the stream bring them again
+            logger.exception("webhook deliveries could not be written")
+            logger.thread_safe_remove_keys(["webhookId", "executionId"])
+            return report
+        in_hand = InHand({int(d["seq"]): d for d in written}, handed.seqs if handed else frozenset())
+        try:
+            self._process_lane(hook, execution_id, deadline, report, in_hand)
         except Exception:
             report.errors += 1
             logger.exception("webhook lane failed")
@@ -119,7 +189,9 @@ class Dispatcher:
             logger.thread_safe_remove_keys(["webhookId", "executionId", "seq"])
         return report
 
-    def _process_lane(self, hook: Hook, execution_id: str, deadline: float, report: LaneReport) -> None:
+    def _process_lane(
+        self, hook: Hook, execution_id: str, deadline: float, report: LaneReport, in_hand: InHand
+    ) -> None:
         owner, misses = uuid.uuid4().hex, 0
         while True:
             taken, lane = self.store.acquire(hook.id, execution_id, owner, now_ms())
@@ -132,8 +204,13 @@ class Dispatcher:
                     return
                 continue
             lease_end, start = int(lane["leaseUntil"]), int(lane.get("cursor", 0))
-            cursor, retry_at, done = self._drain(hook, execution_id, start, lease_end, deadline, report)
-            asked = self.store.release(hook.id, execution_id, owner, cursor, retry_at)
+            first = in_hand.first_page(lane, start)
+            cursor, retry_at, done = self._drain(
+                hook, execution_id, start, lease_end, deadline, report, in_hand.items, first
+            )
+            in_hand = InHand()  # the next round reads what others may have written meanwhile
+            failed = cursor + 1 if retry_at is not None else None  # the lane stops at its first failure
+            asked = self.store.release(hook.id, execution_id, owner, cursor, retry_at, failed)
             if retry_at is not None:
                 self.store.set_due(hook.id, execution_id, retry_at)
                 return
@@ -161,13 +238,25 @@ class Dispatcher:
         return self.store.ask(hook.id, execution_id, str(holder))
 
     def _drain(
-        self, hook: Hook, execution_id: str, cursor: int, lease_end: int, deadline: float, report: LaneReport
+        self,
+        hook: Hook,
+        execution_id: str,
+        cursor: int,
+        lease_end: int,
+        deadline: float,
+        report: LaneReport,
+        in_hand: dict[int, Item],
+        first: list[tuple[int, Item | None]] | None = None,
     ) -> tuple[int, int | None, bool]:
-        """(cursor, retry_at when backing off, whether the lane ran dry)."""
+        """(cursor, retry_at when backing off, whether the lane ran dry). ``first``: the first
+        page when the stream batch carried it (InHand.first_page), else it is read from the log."""
         secret = b""  # the HMAC key, opened for the first delivery to send (a failure then names its seq)
         margin_ms = int((self.sender.timeout + 5) * 1000)  # room for one more POST within the lease
         while True:
-            page, ran_dry = self._page(hook, execution_id, cursor)
+            if first is not None:  # what the batch carried; later events come with their own records
+                page, ran_dry, first = first, True, None
+            else:
+                page, ran_dry = self._page(hook, execution_id, cursor, in_hand)
             changed: list[Item] = []
             try:
                 for seq, item in page:
@@ -190,10 +279,13 @@ class Dispatcher:
             finally:
                 self.store.save(changed)
 
-    def _page(self, hook: Hook, execution_id: str, cursor: int) -> tuple[list[tuple[int, Item | None]], bool]:
-        """The lane's next events from the log, gapless from ``cursor``: (seq, its delivery — written
-        now if no stream record has written it yet — or None for an event this webhook does not
-        take), and whether the page reached the end of the log (or a gap, which it never skips)."""
+    def _page(
+        self, hook: Hook, execution_id: str, cursor: int, in_hand: dict[int, Item]
+    ) -> tuple[list[tuple[int, Item | None]], bool]:
+        """The lane's next events from the log, gapless from ``cursor``: (seq, its delivery — the
+        one in hand, else read, or written now if no stream record has written it yet — or None for
+        an event this webhook does not take), and whether the page reached the end of the log (or a
+        gap, which it never skips)."""
         events = self.store.log_after(execution_id, cursor, _PAGE)
         seqs: list[int] = []
         wanted: list[Item] = []
@@ -202,6 +294,8 @@ class Dispatcher:
                 logger.warning("gap in the event log; the lane waits at it", extra={"seq": expected})
                 break
             seqs.append(expected)
+            if expected in in_hand:
+                continue
             body = str(item.get("data", ""))
             try:
                 event = json.loads(body)
@@ -212,8 +306,9 @@ class Dispatcher:
             if isinstance(event, dict) and hook.matches(event, hook.tenant):
                 wanted.append(delivery_item(hook, event, body))
         stored = {int(d["seq"]): d for d in self.store.enqueue(wanted)} if wanted else {}
+        stored.update((seq, d) for seq, d in in_hand.items() if seq in seqs)
         page: list[tuple[int, Item | None]] = []
-        wanted_seqs = {int(d["seq"]) for d in wanted}
+        wanted_seqs = {int(d["seq"]) for d in wanted} | set(in_hand)
         for seq in seqs:
             if seq in wanted_seqs and seq not in stored:
                 return page, True  # its delivery could not be read back: stop before it, never skip it

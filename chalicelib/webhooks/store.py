@@ -6,7 +6,7 @@ Items (one table, see docs/architecture.md):
   KMS-encrypted: a secret registered before ``whsec_`` is its UTF-8 bytes, so old items read as they are)
 - ``HOOK#<id>`` / ``DLV#<executionId>#<seq>``: one delivery (body, status, attempts, last error)
 - ``HOOK#<id>`` / ``LANE#<executionId>``: cursor (last seq settled), lease (holder, leaseUntil,
-  ``asked``: another sender wants it after the holder), nextAttemptAt
+  ``asked``: another sender wants it after the holder), nextAttemptAt and failedSeq (backing off)
 - ``WEBHOOKS#DUE`` / ``<id>#<executionId>``: a lane the retry function must look at, and when
 
 It also reads an execution's event log (``EXEC#<id>`` / ``EVT#<seq>``, never writes it): a lane's
@@ -180,6 +180,29 @@ class WebhookStore(Table):
                     stored[(d["PK"], d["SK"])] = found
         return list(stored.values())
 
+    def create(self, deliveries: list[Item]) -> list[Item]:
+        """Write new deliveries (models.delivery_item), one conditional put each, and answer them as
+        stored now: the new item, or the one already there (a redelivered stream record, or one a
+        lane wrote from the log), which the refused put hands back — no read before or after."""
+        stored: list[Item] = []
+        expires = self._expires()
+        for d in deliveries:
+            item = {**keyed_delivery(d), "expiresAt": expires}
+            try:
+                self._db.put_item(
+                    TableName=self._table,
+                    Item=to_item(item),
+                    ConditionExpression="attribute_not_exists(PK)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as exc:
+                if error_code(exc) != CONDITION_FAILED:
+                    raise
+                item = from_item(exc.response.get("Item") or {})  # type: ignore[arg-type]
+            if item:  # (an answer without the item: the lane reads it)
+                stored.append(item)
+        return stored
+
     def save(self, deliveries: list[Item]) -> None:
         """Write back deliveries read from the store (keys included); an attribute set to None is
         removed."""
@@ -256,17 +279,25 @@ class WebhookStore(Table):
             return False, from_item(exc.response.get("Item") or {})  # type: ignore[arg-type]
 
     def release(
-        self, webhook_id: str, execution_id: str, owner: str, cursor: int, retry_at: int | None
+        self,
+        webhook_id: str,
+        execution_id: str,
+        owner: str,
+        cursor: int,
+        retry_at: int | None,
+        failed_seq: int | None = None,
     ) -> bool:
-        """Give the lease back with the cursor reached (and when to try again, when backing off);
-        a no-op for an owner whose lease was taken over. Whether another sender asked for the lane
-        while it was held (``ask``): it wrote a delivery the holder may not have read."""
+        """Give the lease back with the cursor reached (and, when backing off, when to try again and
+        which delivery failed: ``failedSeq``, so a sender holding that delivery as it was before the
+        attempt knows to read it again); a no-op for an owner whose lease was taken over. Whether
+        another sender asked for the lane while it was held (``ask``): it wrote a delivery the
+        holder may not have read."""
         values: dict[str, Any] = {":c": cursor, ":o": owner}
         if retry_at is None:
             update = "SET #c = :c REMOVE holder, leaseUntil, nextAttemptAt, asked"
         else:
-            update = "SET #c = :c, nextAttemptAt = :n REMOVE holder, leaseUntil, asked"
-            values[":n"] = retry_at
+            update = "SET #c = :c, nextAttemptAt = :n, failedSeq = :f REMOVE holder, leaseUntil, asked"
+            values[":n"], values[":f"] = retry_at, failed_seq if failed_seq is not None else cursor + 1
         out = self._update_if(
             Key=_lane_key(webhook_id, execution_id),
             UpdateExpression=update,

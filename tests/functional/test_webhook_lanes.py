@@ -4,20 +4,23 @@ calls per lane per batch)."""
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from chalicelib.factory import Services
-from chalicelib.webhooks.dispatcher import Dispatcher, LaneReport
-from chalicelib.webhooks.models import Hook
+from chalicelib.fanout import FanOut
+from chalicelib.webhooks.dispatcher import Dispatcher, Handed, LaneReport
+from chalicelib.webhooks.models import Hook, delivery_item
 from chalicelib.webhooks.sender import Attempt, Sender
 from chalicelib.webhooks.store import WebhookStore
 from tests.functional.test_webhooks import SECRET, register
-from tests.support.fanout import bare_execution, fan_out_by_hand
+from tests.support.fanout import bare_execution, fan_out_by_hand, stream_record
 from tests.support.receiver import Receiver
 
 
@@ -131,3 +134,167 @@ def test_a_holder_nobody_asked_lets_its_lane_go_without_reading_it_again(
         ]
     finally:
         own.close()
+
+
+def handed(services: Services, hook: Hook, eid: str, seqs: Iterable[int] | None = None) -> Handed:
+    """What the fan-out hands the lane when its batch carries the execution's stored events
+    (``seqs`` of them; all by default): the deliveries their records bring for this webhook, not
+    yet written, and the seqs."""
+    assert services.webhooks is not None
+    events = services.webhooks.log_after(eid, 0, 100)
+    carried = set(seqs) if seqs is not None else {int(e["seq"]) for e in events}
+    deliveries = [
+        delivery_item(hook, json.loads(str(e["data"])), str(e["data"]))
+        for e in events
+        if int(e["seq"]) in carried and hook.matches(json.loads(str(e["data"])), hook.tenant)
+    ]
+    return Handed(deliveries, frozenset(carried))
+
+
+def test_a_lane_handed_its_records_deliveries_writes_them_and_reads_neither_them_nor_the_log(
+    client, hooks, services, stack, receiver, own_store
+):
+    """The fan-out hands each lane the deliveries its records bring; the lane writes them in its
+    own thread (lanes in parallel, not the fan-out one put after another before any lane starts),
+    keeps what it wrote in hand, and — the batch carrying every event from the lane's cursor on —
+    sends them without reading the log: four calls, where it made six."""
+    store, operations = own_store
+    assert services.dispatcher is not None
+    d = services.dispatcher
+    own = Dispatcher(store, d.box, d.sender, d.backoff)
+    eid = bare_execution(services)
+    hook = the_hook(services, register(client, hooks, receiver, executionId=eid))
+    try:
+        with fan_out_by_hand(stack):
+            for n in (1, 2):
+                services.store.append_event(eid, f"lanes#{n}", {"type": "substep.started", "taskId": n})
+            given = handed(services, hook, eid)
+            operations.clear()
+            report = own.process_lane(hook, eid, 1e12, given)
+        assert len(report.lags_ms) == 2 and receiver.keys_for(eid) == [f"{eid}:1", f"{eid}:2"]
+        assert operations == [
+            "PutItem",  # the deliveries, written before anything is sent
+            "PutItem",
+            "UpdateItem",  # acquire
+            "BatchWriteItem",  # save
+            "UpdateItem",  # release
+        ]
+        for seq in (1, 2):
+            stored = store.get_delivery(hook.id, eid, seq)
+            assert stored is not None and stored["status"] == "delivered" and stored["attempts"] == 1
+    finally:
+        own.close()
+
+
+def test_a_lane_steps_over_the_events_its_webhook_does_not_take_and_reads_the_log_across_a_gap(
+    client, hooks, services, stack, receiver, own_store
+):
+    """Events of the batch that the webhook's filter refuses are settled without a read; a batch
+    that does not start right after the lane's cursor (an earlier event's record is elsewhere: the
+    other shard, a later batch) makes the lane read the log from its cursor, never skip."""
+    store, operations = own_store
+    assert services.dispatcher is not None
+    d = services.dispatcher
+    own = Dispatcher(store, d.box, d.sender, d.backoff)
+    eid = bare_execution(services)
+    hook = the_hook(services, register(client, hooks, receiver, executionId=eid, types=["substep.started"]))
+    kinds = ["substep.started", "substep.completed", "substep.started", "substep.started"]
+    try:
+        with fan_out_by_hand(stack):
+            for n, kind in enumerate(kinds, start=1):
+                services.store.append_event(eid, f"lanes#{n}", {"type": kind, "taskId": n})
+            operations.clear()
+            own.process_lane(hook, eid, 1e12, handed(services, hook, eid, seqs=[1, 2, 3]))
+            assert "Query" not in operations and receiver.keys_for(eid) == [f"{eid}:1", f"{eid}:3"]
+            operations.clear()
+            # seq 4's batch, after a lane that is at 3: no gap, no read
+            own.process_lane(hook, eid, 1e12, handed(services, hook, eid, seqs=[4]))
+            assert "Query" not in operations
+            services.store.append_event(eid, "lanes#5", {"type": "substep.started", "taskId": 5})
+            services.store.append_event(eid, "lanes#6", {"type": "substep.started", "taskId": 6})
+            operations.clear()
+            # seq 6's record comes first: the lane reads 5 from the log and sends both, in order
+            own.process_lane(hook, eid, 1e12, handed(services, hook, eid, seqs=[6]))
+            assert "Query" in operations
+        assert receiver.keys_for(eid) == [f"{eid}:{n}" for n in (1, 3, 4, 5, 6)]
+    finally:
+        own.close()
+
+
+class AttemptedBeforeTheLease(WebhookStore):
+    """A store whose first ``acquire`` lets another sender take the lane first (``before``): what
+    happens when a holder slips in between a lane's write of its deliveries and its lease."""
+
+    before: Any = None
+
+    def acquire(self, webhook_id: str, execution_id: str, owner: str, now: int) -> tuple[bool, Any]:
+        if self.before is not None:
+            before, self.before = self.before, None
+            before()
+        return super().acquire(webhook_id, execution_id, owner, now)
+
+
+def test_a_delivery_in_hand_that_another_sender_attempted_since_is_read_again(
+    client, hooks, services, stack, own_store
+):
+    """The copy a lane holds is as it wrote it (attempts 0); another holder that took the lane
+    between that write and this lane's lease, tried the delivery and failed names it on the lane
+    (``failedSeq``), so the lane reads it again and the attempts go on counting (2, not 1)."""
+    store, _ = own_store
+    failing_once = Receiver(SECRET, fail_first=1).start()
+    assert services.dispatcher is not None
+    d = services.dispatcher
+    racing = AttemptedBeforeTheLease(store._db, store._table)
+    own = Dispatcher(racing, d.box, d.sender, d.backoff)
+    other = Dispatcher(store, d.box, d.sender, d.backoff)
+    eid = bare_execution(services)
+    hook = the_hook(services, register(client, hooks, failing_once, executionId=eid))
+
+    def another_sender_fails_it_and_its_back_off_is_cut_short() -> None:
+        assert len(other.process_lane(hook, eid, 1e12).lags_ms) == 0  # attempt 1: refused
+        store.retry_now(hook.id, eid)  # as a replay does: the lane may be taken at once
+
+    try:
+        with fan_out_by_hand(stack):
+            services.store.append_event(eid, "lanes#1", {"type": "substep.started", "taskId": 1})
+            racing.before = another_sender_fails_it_and_its_back_off_is_cut_short
+            report = own.process_lane(hook, eid, 1e12, handed(services, hook, eid))
+        assert len(report.lags_ms) == 1 and failing_once.requests == 2
+        stored = store.get_delivery(hook.id, eid, 1)
+        assert stored is not None and stored["status"] == "delivered" and stored["attempts"] == 2
+    finally:
+        own.close()
+        other.close()
+        failing_once.stop()
+
+
+class Unwritable(WebhookStore):
+    def create(self, deliveries: list[Any]) -> list[Any]:
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "test"}}, "PutItem")
+
+
+def test_deliveries_a_lane_cannot_write_fail_their_executions_records_so_the_stream_brings_them_again(
+    client, hooks, services, stack, receiver
+):
+    """The lanes write the deliveries after the records are processed; one that cannot leaves no
+    trace the retry function would find, so the fan-out reports its execution's records failed and
+    the stream delivers them again (the other executions' records are answered as usual)."""
+    assert services.dispatcher is not None and services.webhooks is not None
+    d = services.dispatcher
+    broken = Dispatcher(
+        Unwritable(services.webhooks._db, services.webhooks._table), d.box, d.sender, d.backoff
+    )
+    eid, other = bare_execution(services), bare_execution(services)
+    register(client, hooks, receiver, executionId=eid)
+    fanout = FanOut(services.webhooks, broken, None, "", inline_seconds=5)
+    try:
+        with fan_out_by_hand(stack):
+            for n, execution in enumerate((eid, eid, other)):
+                services.store.append_event(execution, f"lanes#{n}", {"type": "substep.started", "taskId": n})
+            items = services.webhooks.log_after(eid, 0, 10) + services.webhooks.log_after(other, 0, 10)
+            records = [stream_record(i, f"{n:05d}") for n, i in enumerate(items)]
+            response = fanout.handle({"Records": records}, None)
+        assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["00000", "00001"]
+        assert receiver.keys_for(eid) == []
+    finally:
+        broken.close()

@@ -128,7 +128,7 @@ def test_a_dispatcher_starts_its_lane_threads_on_first_use_and_close_stops_them(
     assert threading.active_count() == before  # building one starts nothing
     ran_on: list[threading.Thread] = []
 
-    def lane(hook: Hook, execution_id: str, deadline: float, recheck: bool = True) -> LaneReport:
+    def lane(hook: Hook, execution_id: str, deadline: float, handed: Any = None) -> LaneReport:
         ran_on.append(threading.current_thread())
         return LaneReport()
 
