@@ -1,8 +1,9 @@
 """bench/fanout — events through the stream handler to N webhook endpoints on 127.0.0.1.
 
 Starts the embedded local stack in this process (moto, the stream poller, the real fan-out handler
-and the webhook retry function), registers N webhooks pointing at N real HTTP receivers (threads
-here, verifying every signature), then appends E events spread over X executions as fast as the
+and the webhook retry function), registers N webhooks pointing at N real HTTP receivers (in a
+process of their own, as the endpoints are other machines: bench/receivers.py; each verifies every
+signature), then appends E events spread over X executions as fast as the
 store takes them, and waits until every receiver has every event. Prints:
 
   events/s            events fully delivered to all N endpoints per second (first write → last receipt)
@@ -67,14 +68,14 @@ def main() -> None:
         fanout_batch_size=args.batch_size,
         fanout_batch_window_seconds=windows[0],
     ).start()
-    receivers: list[Any] = []
+    receivers: Any = None
     try:
         import boto3
 
         import app
+        from bench.receivers import ReceiverProcess
         from chalicelib.http import webhook_routes
         from chalicelib.persistence.executions import DynamoStore
-        from tests.support.receiver import Receiver
 
         logging.getLogger("dagcast-fanout").setLevel(logging.WARNING)
         logging.getLogger("dagcast-webhooks").setLevel(logging.ERROR)
@@ -85,10 +86,10 @@ def main() -> None:
         writer = DynamoStore(boto3.client("dynamodb"), stack.table_name)  # the emitter's own client
 
         secret = "bench-secret-0123456789"
-        receivers = [Receiver(secret).start() for _ in range(args.endpoints)]
-        for r in receivers:
+        receivers = ReceiverProcess(secret, args.endpoints).start()
+        for url in receivers.urls:
             status, body = webhook_routes.create_webhook(
-                services, f'{{"url": "{r.url}", "secret": "{secret}"}}'.encode()
+                services, f'{{"url": "{url}", "secret": "{secret}"}}'.encode()
             )
             assert status == 201, body
 
@@ -101,18 +102,17 @@ def main() -> None:
                 stack.start_poller()
             ok.append(run(stack, writer, receivers, calls, args, args.rate))
     finally:
-        for r in receivers:
-            r.stop()
+        if receivers is not None:
+            receivers.stop()
         stack.stop()
     if not all(ok):
         sys.exit("bench/fanout: a run was not delivered exactly once, in order, signed (see above)")
 
 
-def run(stack: Any, writer: Any, receivers: list[Any], calls: Any, args: Any, rate: float) -> bool:
+def run(stack: Any, writer: Any, receivers: Any, calls: Any, args: Any, rate: float) -> bool:
     """One burst (rate 0: as fast as the store takes them) or a paced run (events/s over all executions);
     whether every endpoint got every event once, in order, signed."""
-    for r in receivers:
-        r.accepted.clear()
+    receivers.clear()
     executions = [f"dag-exec_bench{uuid.uuid4().hex[:12]}" for _ in range(args.executions)]
     total = args.executions * args.events
     mode = f"paced at {rate:g} events/s" if rate else "burst (as fast as the store takes them)"
@@ -123,19 +123,22 @@ def run(stack: Any, writer: Any, receivers: list[Any], calls: Any, args: Any, ra
     )
     before = calls.calls
     batches = stack.poller.stats.batches
+    stack.poller.stats.handler_seconds.clear()
     t0 = time.time()
 
-    def emit(eid: str) -> None:
+    def emit(eid: str, index: int) -> None:
         now = int(time.time() * 1000)
         writer.create_execution(eid, created_at=now, original_request="bench", tasks=[], sink_ids=[])
         for i in range(args.events - 1):
             if rate:
-                delay = t0 + (i + 1) * args.executions / rate - time.time()
+                # Evenly spaced over all executions (event k of the run at k / rate), not the
+                # executions' events at the same instants: 1 event/s means one a second.
+                delay = t0 + (i * args.executions + index + 1) / rate - time.time()
                 if delay > 0:
                     time.sleep(delay)
             writer.append_event(eid, f"bench#{i}", {"type": "execution.updated", "i": i})
 
-    threads = [threading.Thread(target=emit, args=(eid,)) for eid in executions]
+    threads = [threading.Thread(target=emit, args=(eid, n)) for n, eid in enumerate(executions)]
     for t in threads:
         t.start()
     for t in threads:
@@ -143,17 +146,22 @@ def run(stack: Any, writer: Any, receivers: list[Any], calls: Any, args: Any, ra
     written = time.time()
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
-        if all(len(r.accepted) >= total for r in receivers):
+        if all(n >= total for n in receivers.counts()):
             break
         time.sleep(0.2)
-    done = max((x.at for r in receivers for x in r.accepted), default=time.time())
+    accepted = receivers.accepted()
+    done = max((x.at for got in accepted for x in got), default=time.time())
     span = done - t0
 
-    lags = [(x.at * 1000 - x.event["timestamp"]) for r in receivers for x in r.accepted]
+    lags = [(x.at * 1000 - x.event["timestamp"]) for got in accepted for x in got]
     expected = {eid: [f"{eid}:{n}" for n in range(1, args.events + 1)] for eid in executions}
-    exact = all(r.keys_for(eid) == keys for r in receivers for eid, keys in expected.items())
-    signed = all(x.signature_ok for r in receivers for x in r.accepted)
-    delivered = sum(len(r.accepted) for r in receivers)
+    exact = all(
+        [x.key for x in got if x.event.get("executionId") == eid] == keys
+        for got in accepted
+        for eid, keys in expected.items()
+    )
+    signed = all(x.signature_ok for got in accepted for x in got)
+    delivered = sum(len(got) for got in accepted)
     print(
         f"  written in        {written - t0:8.2f} s   ({total / (written - t0):.0f} events/s into the store)"
     )
@@ -174,6 +182,12 @@ def run(stack: Any, writer: Any, receivers: list[Any], calls: Any, args: Any, ra
     print(
         f"  fan-out invocations {invocations:6d}   ({total / max(1, invocations):.1f} events per invocation)"
     )
+    handler = [1000 * s for s in stack.poller.stats.handler_seconds]
+    if handler:
+        print(
+            f"  handler p50/p99   {statistics.median(handler):8.0f} / {percentile(handler, 99):.0f} ms"
+            "  (one fan-out invocation: its records, then its lanes sent)"
+        )
     return exact and signed
 
 
