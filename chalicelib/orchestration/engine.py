@@ -385,7 +385,8 @@ class Orchestrator:
 
     def _settle_tasks(self, execution_id: str, meta: Item) -> None:
         """Give every unfinished task its final status: a running one failed, the others skipped,
-        with the execution's reason; counted and announced once (sets, idempotency keys)."""
+        with the execution's reason; counted and announced (its substep event and an update) once
+        (sets, idempotency keys)."""
         reason = str(meta.get("reason", Reason.INTERNAL))
         for task in self._store.get_tasks(execution_id):
             if task["status"] in FINISHED_TASK_STATUSES:
@@ -398,6 +399,10 @@ class Orchestrator:
             ).task
             if done["status"] in FINISHED_TASK_STATUSES:
                 self._count_finished(execution_id, done, meta)
+                # its update too, before the terminal event (no dependent runs any more: no release)
+                self._store.append_event(
+                    execution_id, f"execution.updated#{done['taskId']}", PROGRESS, wait=False
+                )
 
     # ------------------------------------------------------------------ reads
 
@@ -444,21 +449,25 @@ class Orchestrator:
 
         ``meta``: read earlier by this step (what is used of it — maxConcurrency, failurePolicy —
         does not change); ``counted``: its counters and substep event were written with its finish;
-        ``progressed``: its ``execution.updated`` was queued with them."""
+        ``progressed``: its ``execution.updated`` was queued with them (else it is appended here,
+        before the dependents are released: every finish has its update before the terminal)."""
         if task["status"] not in FINISHED_TASK_STATUSES:
             return
         if meta is None:
             meta = self._store.get_meta(execution_id)
         if not counted:
             self._count_finished(execution_id, task, meta)
-        # Written with the finish when it could be (no call of its own); otherwise dependents are
-        # released first: it is not on their critical path (its counters are read when it is
-        # written, so it is never stale).
-        self._releases.release_dependents(execution_id, task, meta)
         if not progressed:
+            # Written with the finish when it could be (no call of its own). Otherwise appended
+            # here, *before* the release: a dependent released first could run, finish and reach
+            # Finalize, whose terminal event refuses every append after it, while this caller is
+            # off the Map's path (an abandoned or duplicate invocation, a decision). wait=False is
+            # enough: a queued event precedes every append that starts after it (eventlog.py), the
+            # dependents' and the terminal one included. One per task: its key's marker.
             self._store.append_event(
                 execution_id, f"execution.updated#{task['taskId']}", PROGRESS, wait=False
             )
+        self._releases.release_dependents(execution_id, task, meta)
 
     def _count_finished(self, execution_id: str, task: Item, meta: Item) -> None:
         """The finished task's counters and its substep event."""

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 
 class Runner(Protocol):
-    def __call__(self, argv: Sequence[str], *, quiet: bool = False) -> str: ...
+    def __call__(
+        self, argv: Sequence[str], *, quiet: bool = False, env: Mapping[str, str] | None = None
+    ) -> str: ...
+
+
+def region_env(region: str) -> dict[str, str]:
+    """This process's environment with ``region`` for every AWS tool: chalice takes no region flag
+    and reads botocore's (``AWS_DEFAULT_REGION`` first). Handed to each command, never set here:
+    the caller's environment stays as it was (the deploy is also called in-process, by tests)."""
+    return {**os.environ, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
 
 
 class DeployError(RuntimeError):
@@ -26,12 +36,18 @@ class CommandFailed(DeployError):
         self.stderr = stderr
 
 
-def run_command(argv: Sequence[str], *, quiet: bool = False) -> str:
+def run_command(argv: Sequence[str], *, quiet: bool = False, env: Mapping[str, str] | None = None) -> str:
     """Run a command; its stdout is returned (and echoed) and its stderr streams through. ``quiet``
     is for a probe whose failure is an answer (describe-table of a missing table): nothing is
-    echoed and stderr is kept for the caller (CommandFailed.stderr)."""
+    echoed and stderr is kept for the caller (CommandFailed.stderr). ``env``: the command's whole
+    environment (None: this process's)."""
     done = subprocess.run(
-        list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE if quiet else None, text=True, check=False
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if quiet else None,
+        text=True,
+        check=False,
+        env=None if env is None else dict(env),
     )
     if done.stdout and not quiet:
         sys.stdout.write(done.stdout)

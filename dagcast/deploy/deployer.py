@@ -14,7 +14,7 @@ from chalicelib.http.gate import new_api_key
 
 from . import alarms, bundle, concurrency, iam, preflight, retained, versions
 from . import throttle as gateway
-from .commands import CommandFailed, DeployError, Runner, run_command, which
+from .commands import CommandFailed, DeployError, Runner, region_env, run_command, which
 from .sse_profiles import SseProfile
 from .stage import (
     EVENTS_URL_OUTPUT,
@@ -64,7 +64,7 @@ class Deployer:
         self.say("$ " + " ".join(argv))
         if self.dry_run:
             return ""
-        return self.run([self.which(argv[0]) or argv[0], *argv[1:]], quiet=quiet)
+        return self.run([self.which(argv[0]) or argv[0], *argv[1:]], quiet=quiet, env=region_env(self.region))
 
     def _probe(self, *argv: str, answer: str) -> str | None:
         """Run a quiet command: its output, or None when it failed with ``answer`` in its stderr
@@ -354,8 +354,8 @@ def main(
             file=sys.stderr,
         )
         return 2
-    # chalice and sam read the region from the environment: the same region for both halves
-    os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
+    # chalice reads the region from its environment: every command gets it there (Deployer._cmd),
+    # this process's environment is left as it was
     deployer = Deployer(
         stage, region, root, dry_run=dry_run, cors_origins=cors, sse=sse or SseProfile(),
         api_throttle=api_throttle or {}, alarm_flags=alarm_flags or {}, reserved=reserved or {},

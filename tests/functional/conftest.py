@@ -147,6 +147,23 @@ def assert_gapless(events: list[dict[str, Any]], execution_id: str) -> None:
     )
 
 
+def assert_every_finish_updated(events: list[dict[str, Any]]) -> None:
+    """docs/events.md: every task that finishes is counted by an ``execution.updated`` after its
+    final substep event and before the terminal event (updates queued back to back may be one)."""
+    final = [
+        e["seq"]
+        for e in events
+        if e["type"] == "substep.completed" or (e["type"] == "substep.failed" and not e["willRetry"])
+    ]
+    updates = [e for e in events if e["type"] == "execution.updated" and not e.get("snapshot")]
+    end = next(e["seq"] for e in events if e["type"] in TERMINAL_TYPES)
+    for seq in final:
+        after = [u for u in updates if seq < u["seq"] < end]
+        assert after, f"no execution.updated between the finish at seq {seq} and the end at {end}"
+        counted = after[0]["completedTasks"] + after[0]["failedTasks"] + after[0]["skippedTasks"]
+        assert counted >= sum(1 for s in final if s < after[0]["seq"]), (seq, after[0])
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_fanout_logs() -> None:
     import logging

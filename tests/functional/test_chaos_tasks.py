@@ -23,7 +23,14 @@ from typing import Any
 from chalicelib.domain.dag import parse_job
 from chalicelib.orchestration.submission import new_execution_id
 from chalicelib.persistence.keys import pk
-from tests.functional.conftest import assert_gapless, by_type, echo, sleep, wait_for_end
+from tests.functional.conftest import (
+    assert_every_finish_updated,
+    assert_gapless,
+    by_type,
+    echo,
+    sleep,
+    wait_for_end,
+)
 from tests.support.chaos_tasks import (
     RUN_LAMBDA_RETRIES,
     Answer,
@@ -124,6 +131,7 @@ def assert_ran_right(
         if e["type"] == "substep.started":
             for d in deps[e["taskId"]]:
                 assert completed[d]["seq"] < e["seq"], f"task {e['taskId']} started before {d} completed"
+    assert_every_finish_updated(events)
     progress = [e for e in events if e["type"] == "execution.updated"]
     for before, after in itertools.pairwise(progress):
         for counter, sign in (("completedTasks", 1), ("waitingTasks", -1)):

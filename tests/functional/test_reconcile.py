@@ -16,13 +16,23 @@ import boto3
 
 from chalicelib.domain.dag import parse_job
 from dagcast.local.lambdas import status_change_event
-from tests.functional.conftest import assert_gapless, by_type, echo, fail, run_job, sleep, wait_for_end
+from tests.functional.conftest import (
+    assert_every_finish_updated,
+    assert_gapless,
+    by_type,
+    echo,
+    fail,
+    run_job,
+    sleep,
+    wait_for_end,
+)
 
 
 def _settled(services: Any, execution_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     """The terminal event, after checking it is the only one and every task has its final status."""
     terminal = [e for e in events if e["type"] in ("execution.completed", "execution.failed")]
     assert len(terminal) == 1 and events[-1] is terminal[0], [e["type"] for e in events]
+    assert_every_finish_updated(events)  # the tasks it settled too
     end = terminal[0]
     assert end["completedTasks"] + end["failedTasks"] + end["skippedTasks"] == end["totalTasks"]
     tasks = services.orchestrator.snapshot(execution_id)["tasks"]

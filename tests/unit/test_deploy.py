@@ -9,7 +9,7 @@ import itertools
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,7 @@ class FakeAws:
         self.account = account or Account()
         self.changed_outputs = outputs or {}
         self.calls: list[list[str]] = []
+        self.regions: dict[str, str | None] = {}  # tool → AWS_DEFAULT_REGION in the env it was given
 
     def outputs(self) -> dict[str, str]:
         params = self.account.stacks[f"dagcast-{self.stage}"]
@@ -101,9 +102,12 @@ class FakeAws:
         values.update(self.changed_outputs)
         return {k: v for k, v in values.items() if v is not None}
 
-    def __call__(self, argv: Sequence[str], *, quiet: bool = False) -> str:
+    def __call__(
+        self, argv: Sequence[str], *, quiet: bool = False, env: Mapping[str, str] | None = None
+    ) -> str:
         argv = list(argv)
         self.calls.append(argv)
+        self.regions[argv[0]] = (env or {}).get("AWS_DEFAULT_REGION")
         arg = {k: v for k, v in itertools.pairwise(argv) if k.startswith("--")}
         stack, table = f"dagcast-{self.stage}", f"dagcast-{self.stage}"
         if argv[:2] == ["chalice", "deploy"]:
@@ -478,10 +482,12 @@ def test_a_table_kept_by_a_rolled_back_first_deploy_stops_the_deploy_with_both_d
 
 def test_a_failed_table_lookup_stops_the_deploy_with_what_aws_said(project):
     class Denied(FakeAws):
-        def __call__(self, argv: Sequence[str], *, quiet: bool = False) -> str:
+        def __call__(
+            self, argv: Sequence[str], *, quiet: bool = False, env: Mapping[str, str] | None = None
+        ) -> str:
             if list(argv[:3]) == ["aws", "dynamodb", "describe-table"]:
                 raise failed(argv, "An error occurred (AccessDeniedException): not authorized")
-            return super().__call__(argv, quiet=quiet)
+            return super().__call__(argv, quiet=quiet, env=env)
 
     with pytest.raises(DeployError, match="AccessDeniedException"):
         deploy(project, "dev", Denied(project, "dev"))
@@ -603,7 +609,31 @@ def test_the_cli_refuses_a_bad_stage_and_works_as_a_dry_run(capsys, monkeypatch)
     assert main(["deploy", "--stage", "dev", "--dry-run", "--region", REGION]) == 0
     out = capsys.readouterr().out
     assert "$ sam deploy" in out and "would have deployed stage dev" in out
-    assert os.environ["AWS_DEFAULT_REGION"] == REGION  # chalice deploys where the stack goes
+
+
+def test_deploy_leaves_this_process_environment_as_it_was(monkeypatch):
+    """The region goes to each command's environment (chalice has no region flag), not into
+    os.environ, where it would outlive the call: later tests in the process saw it."""
+    from dagcast.deploy import deployer
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    before = dict(os.environ)
+    assert deployer.main("deploy", "dev", REGION, dry_run=True, delete_data=False, cors="") == 0
+    assert deployer.main("destroy", "dev", REGION, dry_run=True, delete_data=False, cors="") == 0
+    assert dict(os.environ) == before
+
+
+def test_every_command_is_run_in_the_deploy_region(project, monkeypatch):
+    """chalice deploys where the stack goes, whatever region this process's environment names."""
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    fake = FakeAws(project, "dev")
+    deploy(project, "dev", fake)
+    Deployer("dev", REGION, project, run=fake, say=lambda _: None, which=found).destroy()
+    assert fake.regions == {"aws": REGION, "chalice": REGION, "sam": REGION, "python": REGION}
+    assert os.environ["AWS_DEFAULT_REGION"] == "us-east-1"
 
 
 def test_the_dry_run_shown_in_the_docs_is_what_deploy_prints(capsys, monkeypatch):
@@ -694,8 +724,10 @@ def test_a_throttle_api_gateway_would_refuse_every_request_with_stops_the_deploy
 
 def test_a_chalice_deployment_without_a_rest_api_is_a_clear_error(project):
     class NoApi(FakeAws):
-        def __call__(self, argv: Sequence[str], *, quiet: bool = False) -> str:
-            out = super().__call__(argv, quiet=quiet)
+        def __call__(
+            self, argv: Sequence[str], *, quiet: bool = False, env: Mapping[str, str] | None = None
+        ) -> str:
+            out = super().__call__(argv, quiet=quiet, env=env)
             if list(argv[:2]) == ["chalice", "deploy"]:
                 path = self.root / ".chalice" / "deployed" / f"{self.stage}.json"
                 deployed = json.loads(path.read_text())
