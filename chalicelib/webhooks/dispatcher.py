@@ -19,11 +19,13 @@ metrics.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import random
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,19 +68,26 @@ class Handed:
     seqs: frozenset[int]
 
 
+class Unwritten(RuntimeError):
+    """The deliveries handed to a lane could not be written (nothing of them was sent)."""
+
+
 @dataclass
 class InHand:
-    """A lane task's deliveries as it wrote or found them, and the seqs its batch carried."""
+    """A lane task's deliveries, and the seqs its batch carried. ``written``: as stored (written by
+    this task, or found); until then, items as they will be stored, unwritten — a lane that holds
+    its lease sends them and writes each once, with its outcome."""
 
     items: dict[int, Item] = field(default_factory=dict)
     seqs: frozenset[int] = frozenset()
+    written: bool = True
 
     def first_page(self, lane: Item, cursor: int) -> list[tuple[int, Item | None]] | None:
         """The lane's first page from what the batch carried — no read of the log — when the batch
         carried the event right after the cursor: every seq from there while the batch carried it
         (a delivery in hand, or None: not for this webhook). Empty when the cursor is past them all.
         None when the log must be read: a gap before the batch's events; a delivery in hand that a
-        holder tried and failed since it was written (named on the lane: ``failedSeq``; one that
+        holder tried and failed since it was handed (named on the lane: ``failedSeq``; one that
         succeeded or died moved the cursor past it), dropped here so it is read again; or a due
         entry on the lane (the retry function was told to look: the log says what for)."""
         if int(lane.get("failedSeq", -1)) in self.items:
@@ -168,18 +177,15 @@ class Dispatcher:
         report = LaneReport()
         # Every line about the lane carries these (this thread only); ``seq``: the delivery in hand.
         logger.thread_safe_append_keys(webhookId=hook.id, executionId=execution_id)
-        try:
-            # Durable before anything is sent, and before the lane is tried: a lane held or
-            # backing off leaves it to its holder or the retry function, who find it written.
-            written = self.store.create(handed.deliveries) if handed and handed.deliveries else []
-        except Exception:
-            report.errors, report.unwritten = 1, True  # the caller has the stream bring them again
-            logger.exception("webhook deliveries could not be written")
-            logger.thread_safe_remove_keys(["webhookId", "executionId"])
-            return report
-        in_hand = InHand({int(d["seq"]): d for d in written}, handed.seqs if handed else frozenset())
+        in_hand = InHand()
+        if handed is not None:
+            items = {int(d["seq"]): self.store.as_stored(d) for d in handed.deliveries}
+            in_hand = InHand(items, handed.seqs, written=not items)
         try:
             self._process_lane(hook, execution_id, deadline, report, in_hand)
+        except Unwritten:
+            report.errors, report.unwritten = 1, True  # the caller has the stream bring them again
+            logger.exception("webhook deliveries could not be written")
         except Exception:
             report.errors += 1
             logger.exception("webhook lane failed")
@@ -196,6 +202,7 @@ class Dispatcher:
         while True:
             taken, lane = self.store.acquire(hook.id, execution_id, owner, now_ms())
             if not taken:
+                self._write(in_hand)  # durable before the lane is left to its holder or a sweep
                 if self._leave_to_holder(hook, execution_id, lane):
                     return
                 misses += 1  # its holder let go between the two calls: take the lane now
@@ -205,8 +212,12 @@ class Dispatcher:
                 continue
             lease_end, start = int(lane["leaseUntil"]), int(lane.get("cursor", 0))
             first = in_hand.first_page(lane, start)
+            if first is None:  # from the log, which finds the deliveries stored
+                self._write(
+                    in_hand, functools.partial(self.store.release, hook.id, execution_id, owner, start, None)
+                )
             cursor, retry_at, done = self._drain(
-                hook, execution_id, start, lease_end, deadline, report, in_hand.items, first
+                hook, execution_id, (start, lease_end), deadline, report, in_hand, first
             )
             in_hand = InHand()  # the next round reads what others may have written meanwhile
             failed = cursor + 1 if retry_at is not None else None  # the lane stops at its first failure
@@ -223,6 +234,20 @@ class Dispatcher:
                 if lane.get("dueSet"):
                     self.store.clear_due(hook.id, execution_id)
                 return
+
+    def _write(self, in_hand: InHand, release: Callable[[], Any] | None = None) -> None:
+        """Write the deliveries in hand (conditional puts: ones already there are kept, and taken
+        in hand as stored); ``Unwritten`` when that fails — after letting the lane go, when held."""
+        if in_hand.written:
+            return
+        try:
+            stored = self.store.create(list(in_hand.items.values()))
+        except Exception as exc:
+            if release is not None:
+                with contextlib.suppress(Exception):
+                    release()
+            raise Unwritten(str(exc)) from exc
+        in_hand.items, in_hand.written = {int(d["seq"]): d for d in stored}, True
 
     def _leave_to_holder(self, hook: Hook, execution_id: str, lane: Item) -> bool:
         """The lane was not taken: leave it to its holder, or to its back-off's due entry. False
@@ -241,22 +266,27 @@ class Dispatcher:
         self,
         hook: Hook,
         execution_id: str,
-        cursor: int,
-        lease_end: int,
+        lease: tuple[int, int],
         deadline: float,
         report: LaneReport,
-        in_hand: dict[int, Item],
+        in_hand: InHand,
         first: list[tuple[int, Item | None]] | None = None,
     ) -> tuple[int, int | None, bool]:
-        """(cursor, retry_at when backing off, whether the lane ran dry). ``first``: the first
-        page when the stream batch carried it (InHand.first_page), else it is read from the log."""
+        """(cursor, retry_at when backing off, whether the lane ran dry), from ``lease``'s (cursor,
+        end). ``first``: the first page when the stream batch carried it (InHand.first_page), else
+        it is read from the log; its deliveries, when not written yet, are written once each as
+        they end — sent, failed, or not reached (pending)."""
+        cursor, lease_end = lease
         secret = b""  # the HMAC key, opened for the first delivery to send (a failure then names its seq)
         margin_ms = int((self.sender.timeout + 5) * 1000)  # room for one more POST within the lease
         while True:
+            unwritten: list[Item] = []
             if first is not None:  # what the batch carried; later events come with their own records
                 page, ran_dry, first = first, True, None
+                if not in_hand.written:
+                    unwritten = [item for _, item in page if item is not None]
             else:
-                page, ran_dry = self._page(hook, execution_id, cursor, in_hand)
+                page, ran_dry = self._page(hook, execution_id, cursor, in_hand.items)
             changed: list[Item] = []
             try:
                 for seq, item in page:
@@ -277,7 +307,8 @@ class Dispatcher:
                 if ran_dry:  # the re-check after release sees late arrivals
                     return cursor, None, True
             finally:
-                self.store.save(changed)
+                # the page's unwritten deliveries not attempted are written pending
+                self.store.save(changed + [i for i in unwritten if not any(i is c for c in changed)])
 
     def _page(
         self, hook: Hook, execution_id: str, cursor: int, in_hand: dict[int, Item]

@@ -180,6 +180,10 @@ class WebhookStore(Table):
                     stored[(d["PK"], d["SK"])] = found
         return list(stored.values())
 
+    def as_stored(self, delivery: Mapping[str, Any]) -> Item:
+        """A new delivery (models.delivery_item) as ``create`` would store it: keys and expiry."""
+        return {**keyed_delivery(delivery), "expiresAt": self._expires()}
+
     def create(self, deliveries: list[Item]) -> list[Item]:
         """Write new deliveries (models.delivery_item), one conditional put each, and answer them as
         stored now: the new item, or the one already there (a redelivered stream record, or one a

@@ -151,13 +151,13 @@ def handed(services: Services, hook: Hook, eid: str, seqs: Iterable[int] | None 
     return Handed(deliveries, frozenset(carried))
 
 
-def test_a_lane_handed_its_records_deliveries_writes_them_and_reads_neither_them_nor_the_log(
+def test_a_lane_handed_its_records_deliveries_sends_them_and_writes_each_once_with_its_outcome(
     client, hooks, services, stack, receiver, own_store
 ):
-    """The fan-out hands each lane the deliveries its records bring; the lane writes them in its
-    own thread (lanes in parallel, not the fan-out one put after another before any lane starts),
-    keeps what it wrote in hand, and — the batch carrying every event from the lane's cursor on —
-    sends them without reading the log: four calls, where it made six."""
+    """The fan-out hands each lane the deliveries its records bring. A lane that takes its lease
+    and whose batch carried every event from its cursor on sends them without reading the log or
+    the deliveries, and writes each once, with its outcome: three calls per lane, where it made six
+    — and the first POST goes after one DynamoDB round trip, not three."""
     store, operations = own_store
     assert services.dispatcher is not None
     d = services.dispatcher
@@ -173,17 +173,47 @@ def test_a_lane_handed_its_records_deliveries_writes_them_and_reads_neither_them
             report = own.process_lane(hook, eid, 1e12, given)
         assert len(report.lags_ms) == 2 and receiver.keys_for(eid) == [f"{eid}:1", f"{eid}:2"]
         assert operations == [
-            "PutItem",  # the deliveries, written before anything is sent
-            "PutItem",
             "UpdateItem",  # acquire
-            "BatchWriteItem",  # save
+            "BatchWriteItem",  # the deliveries, written once each: delivered
             "UpdateItem",  # release
         ]
         for seq in (1, 2):
             stored = store.get_delivery(hook.id, eid, seq)
             assert stored is not None and stored["status"] == "delivered" and stored["attempts"] == 1
+            assert stored["expiresAt"] > 0
     finally:
         own.close()
+
+
+def test_a_handed_delivery_that_fails_is_written_pending_and_so_are_the_ones_behind_it(
+    client, hooks, services, stack, own_store
+):
+    """Written with its outcome: the failed one pending with its attempt and back-off, the one the
+    lane did not reach pending untried — both listed, as when they were written before sending."""
+    store, _ = own_store
+    failing_once = Receiver(SECRET, fail_first=1).start()
+    assert services.dispatcher is not None
+    d = services.dispatcher
+    own = Dispatcher(store, d.box, d.sender, d.backoff)
+    eid = bare_execution(services)
+    hook = the_hook(services, register(client, hooks, failing_once, executionId=eid))
+    try:
+        with fan_out_by_hand(stack):
+            for n in (1, 2):
+                services.store.append_event(eid, f"lanes#{n}", {"type": "substep.started", "taskId": n})
+            report = own.process_lane(hook, eid, 1e12, handed(services, hook, eid))
+        assert report.failures == 1 and failing_once.requests == 1
+        first, second = store.get_delivery(hook.id, eid, 1), store.get_delivery(hook.id, eid, 2)
+        assert first is not None and first["status"] == "pending" and first["attempts"] == 1
+        assert first["nextAttemptAt"] > first["lastAttemptAt"]
+        assert second is not None and second["status"] == "pending" and second["attempts"] == 0
+        lane = store._db.get_item(
+            TableName=store._table, Key={"PK": {"S": f"HOOK#{hook.id}"}, "SK": {"S": f"LANE#{eid}"}}
+        )["Item"]
+        assert lane["failedSeq"] == {"N": "1"} and lane["cursor"] == {"N": "0"}
+    finally:
+        own.close()
+        failing_once.stop()
 
 
 def test_a_lane_steps_over_the_events_its_webhook_does_not_take_and_reads_the_log_across_a_gap(
@@ -276,25 +306,31 @@ class Unwritable(WebhookStore):
 def test_deliveries_a_lane_cannot_write_fail_their_executions_records_so_the_stream_brings_them_again(
     client, hooks, services, stack, receiver
 ):
-    """The lanes write the deliveries after the records are processed; one that cannot leaves no
-    trace the retry function would find, so the fan-out reports its execution's records failed and
-    the stream delivers them again (the other executions' records are answered as usual)."""
+    """A lane that must read the log writes its handed deliveries first (here: the batch carries seq
+    2 but not 1); one that cannot sends nothing, lets the lane go, and the fan-out reports its
+    execution's records failed, so the stream delivers them again (the other executions' records
+    are answered as usual)."""
     assert services.dispatcher is not None and services.webhooks is not None
     d = services.dispatcher
     broken = Dispatcher(
         Unwritable(services.webhooks._db, services.webhooks._table), d.box, d.sender, d.backoff
     )
     eid, other = bare_execution(services), bare_execution(services)
-    register(client, hooks, receiver, executionId=eid)
+    webhook_id = register(client, hooks, receiver, executionId=eid)
     fanout = FanOut(services.webhooks, broken, None, "", inline_seconds=5)
     try:
         with fan_out_by_hand(stack):
             for n, execution in enumerate((eid, eid, other)):
                 services.store.append_event(execution, f"lanes#{n}", {"type": "substep.started", "taskId": n})
-            items = services.webhooks.log_after(eid, 0, 10) + services.webhooks.log_after(other, 0, 10)
+            items = services.webhooks.log_after(eid, 1, 10) + services.webhooks.log_after(other, 0, 10)
             records = [stream_record(i, f"{n:05d}") for n, i in enumerate(items)]
             response = fanout.handle({"Records": records}, None)
-        assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["00000", "00001"]
+        assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == ["00000"]
         assert receiver.keys_for(eid) == []
+        lane = services.webhooks._db.get_item(
+            TableName=services.webhooks._table,
+            Key={"PK": {"S": f"HOOK#{webhook_id}"}, "SK": {"S": f"LANE#{eid}"}},
+        )["Item"]
+        assert "holder" not in lane  # let go: the redelivered record's lane takes it at once
     finally:
         broken.close()
