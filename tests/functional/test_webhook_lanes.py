@@ -16,7 +16,7 @@ from chalicelib.webhooks.dispatcher import Dispatcher, LaneReport
 from chalicelib.webhooks.models import Hook
 from chalicelib.webhooks.sender import Attempt, Sender
 from chalicelib.webhooks.store import WebhookStore
-from tests.functional.test_webhooks import SECRET, register
+from tests.functional.conftest import SECRET, register
 from tests.support.fanout import bare_execution, fan_out_by_hand
 from tests.support.receiver import Receiver
 
