@@ -6,13 +6,20 @@ premise: test_chaos_lost_answers.py.)"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.functional.conftest import assert_gapless, by_type, echo, run_job
-from tests.support.chaos import FaultInjector
+from tests.support.chaos import FaultInjector, quicker_retries
 from tests.support.chaos_tasks import lambda_clients
+
+
+@pytest.fixture(autouse=True)
+def _quicker_retries() -> Iterator[None]:
+    with quicker_retries(0.1):  # the same retries, a tenth of botocore's waits between them
+        yield
 
 
 def diamond_and_fan() -> dict[str, Any]:

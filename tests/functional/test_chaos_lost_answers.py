@@ -5,12 +5,20 @@ premise, that only a lost call reached the table."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from chalicelib.domain.dag import parse_job
 from tests.functional.conftest import assert_gapless, echo, fail, run_job, wait_for_end
-from tests.support.chaos import FaultInjector
+from tests.support.chaos import FaultInjector, quicker_retries
 from tests.support.chaos_tasks import lambda_clients
+
+
+@pytest.fixture(autouse=True)
+def _quicker_retries() -> Iterator[None]:
+    with quicker_retries(0.1):  # the same retries, a tenth of botocore's waits between them
+        yield
 
 
 def test_a_failing_job_under_lost_writes_still_fails_once(services):
