@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.retries.standard import ExponentialBackoff, RetryContext
 
 from tests.functional.conftest import assert_gapless, by_type, echo, run_job
 from tests.support.chaos import FaultInjector, quicker_retries
@@ -44,3 +45,15 @@ def test_dynamodb_faults_lose_and_duplicate_nothing(services, mode):
         for dep in t["dependencies"]:
             assert completed[dep]["seq"] < started[t["id"]]["seq"], (t["id"], dep)
     assert len(order) == len(events)
+
+
+def test_the_retries_here_wait_a_tenth_of_botocores_delay():
+    """What the module's fixture promises (and what a botocore that renamed its backoff would break
+    unnoticed: the runs would only get slow again): a DynamoDB 5xx's third attempt waits up to
+    25 ms × 2² in botocore, a tenth of it here; and a block put back what it found."""
+    backoff = ExponentialBackoff(random=lambda: 1.0, service_name="dynamodb")
+    third_attempt = RetryContext(attempt_number=3)
+    assert backoff.delay_amount(third_attempt) == pytest.approx(0.025 * 2**2 * 0.1)
+    with quicker_retries(0.5):
+        assert backoff.delay_amount(third_attempt) == pytest.approx(0.025 * 2**2 * 0.1 * 0.5)
+    assert backoff.delay_amount(third_attempt) == pytest.approx(0.025 * 2**2 * 0.1)
