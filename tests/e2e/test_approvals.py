@@ -6,15 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, start_server, stop_server
-from tests.e2e.test_browser import _require_browser
-from tests.e2e.test_live_stream import submit
+from tests.e2e.conftest import ROOT
+from tests.support.api import submit
+from tests.support.browser import require_browser
 from tests.support.jobs import approval, echo
 
 pytestmark = pytest.mark.e2e
@@ -22,10 +21,9 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[str]:
-    proc, base = start_server("approvals", env={"PYTHONPATH": str(ROOT)})
-    yield base
-    stop_server(proc)
+def stack(server: str) -> str:
+    """The package's `dagcast up` (approvals need no option of their own: one server start less)."""
+    return server
 
 
 def execution(base: str, eid: str) -> dict[str, Any]:
@@ -68,14 +66,14 @@ def test_dagcast_approve_approves_and_rejects_from_the_cli(stack):
 
 @pytest.mark.parametrize("approve", [True, False])
 def test_the_monitor_shows_approve_and_reject_for_a_waiting_task(stack, approve):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
-    from tests.e2e.test_monitor import _browser
+    from tests.support.browser import launch
 
     eid = submit(stack, {"tasks": [echo(1, "build"), approval(2, "Deploy the build?", [1])]})["executionId"]
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch(p)
         try:
             page = browser.new_page()
             page.goto(f"{stack}/?id={eid}")

@@ -5,8 +5,6 @@ asks for one) live, event by event."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,34 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, start_server, static_server, stop_server
-from tests.e2e.test_live_stream import submit
+from tests.e2e.conftest import start_server, static_server, stop_server
+from tests.support.api import submit
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.support.gate import gates
 from tests.support.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
-# The flags this machine needs (no sandbox as root, no background network: the network is closed).
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _require_browser() -> None:
-    if Path(CHROMIUM).exists():
-        return
-    message = "Debian's chromium is not installed (apt-get install chromium); .ci/run installs it"
-    if os.environ.get("DAGCAST_REQUIRE_BROWSER"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +43,7 @@ def cutting_server(page_server: str) -> Iterator[str]:
 
 
 def test_eventsource_gets_every_event_once_across_cuts_and_closes_on_204(page_server, cutting_server):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     job = {
@@ -108,7 +85,7 @@ def plain_server(page_server: str) -> Iterator[str]:
 def test_eventsource_receives_a_gzip_stream_live_event_by_event(page_server, plain_server):
     """Chromium's EventSource asks for gzip; each event must reach the page while the job's next
     task is still held at a gate, i.e. the server flushed it through the compressor at once."""
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with gates() as gate:

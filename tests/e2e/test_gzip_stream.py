@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.test_live_stream import submit
+from tests.support.api import submit
 from tests.support.gate import gates
 from tests.support.jobs import echo
 

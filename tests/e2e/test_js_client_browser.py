@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ROOT, start_server, static_server, stop_server
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, _require_browser
-from tests.e2e.test_live_stream import submit
+from tests.support.api import submit
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.support.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +61,7 @@ def test_the_client_follows_an_execution_across_cuts_and_expired_tokens_to_its_e
     """The job outlives its first token; the server cuts every second, so some reconnect finds the
     token expired (401): the client gets a fresh one and resumes. Every event once, in order, and
     fold's state is the execution's outcome."""
-    _require_browser()
+    require_browser()
     job = {"tasks": [sleep(1, 4), sleep(2, 4, [1]), sleep(3, 4, [2]), echo(4, "done: {{3}}", [3])]}
     accepted = submit(stack, job)
     seen = watch_in_browser(
@@ -85,7 +85,7 @@ def test_the_client_follows_an_execution_across_cuts_and_expired_tokens_to_its_e
 def test_resuming_at_the_terminal_event_is_the_204_end_not_a_failure(repo_origin, stack):
     """The server answers 204; EventSource only says CLOSED. The client's HEAD says 204: it ends,
     with no token refresh and no error."""
-    _require_browser()
+    require_browser()
     accepted = submit(stack, {"tasks": [echo(1, "x")]})
     history = httpx.URL(accepted["eventsUrl"]).copy_merge_params({"since": "0"})
     with httpx.stream("GET", history, timeout=60) as reply:

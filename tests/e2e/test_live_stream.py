@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from typing import Any
 
 import httpx
 import pytest
@@ -14,30 +13,10 @@ from httpx_sse import connect_sse
 from chalicelib.stream.auth import TokenSigner
 from dagcast.local.launch import DAGCAST
 from tests.e2e.conftest import HEARTBEAT_SECONDS, ROOT, STREAM_SECRET
+from tests.support.api import read_stream, submit
 from tests.support.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
-
-
-def submit(base: str, job: dict[str, Any]) -> dict[str, Any]:
-    reply = httpx.post(f"{base}/api/v1/execute-dag", json=job, timeout=30)
-    assert reply.status_code == 202, reply.text
-    body: dict[str, Any] = reply.json()
-    return body
-
-
-def read_stream(url: str, timeout: float = 60) -> tuple[httpx.Response, list[dict[str, Any]]]:
-    """Every SSE message until the server closes the stream, with its receipt time."""
-    messages: list[dict[str, Any]] = []
-    with httpx.Client(timeout=httpx.Timeout(timeout)) as client, connect_sse(client, "GET", url) as source:
-        response = source.response
-        for sse in source.iter_sse():
-            if not sse.data:
-                continue
-            messages.append(
-                {"event": sse.event, "id": sse.id, "data": json.loads(sse.data), "received": time.monotonic()}
-            )
-    return response, messages
 
 
 def raw_frames(url: str, timeout: float = 60) -> list[list[str]]:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.e2e.test_live_stream import submit
+from tests.support.api import submit
 from tests.support.jobs import echo
 
 pytestmark = pytest.mark.e2e

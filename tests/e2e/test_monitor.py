@@ -28,9 +28,10 @@ from chalicelib.domain.events import (
     SUBSTEP_STARTED,
 )
 from tests.e2e.conftest import ROOT, start_server, static_server, stop_server
-from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _require_browser
-from tests.e2e.test_live_stream import submit
+from tests.support.api import submit
+from tests.support.browser import ARTIFACTS, launch, require_browser
 from tests.support.jobs import echo, sleep, task
+from tests.support.monitor_page import CLOSED, FINISHED, READ_PAGE
 
 pytestmark = pytest.mark.e2e
 MONITOR = ROOT / "monitor"
@@ -39,29 +40,6 @@ VIEWPORT = {"width": 1280, "height": 800}
 TIMEOUT_MS = 60_000
 MAX_STREAM_SECONDS = 2  # the server cuts every stream this often: the page must resume without a gap
 
-# What the page shows, read from the DOM (its ids and data attributes are its test interface).
-READ_PAGE = """() => ({
-  status: document.getElementById('exec-status').dataset.status,
-  stream: document.getElementById('stream').dataset.state,
-  executionId: document.getElementById('exec-id').textContent,
-  error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
-  nodes: Object.fromEntries([...document.querySelectorAll('#graph .node[data-task-id]')].map(
-    (n) => [n.dataset.taskId, {status: n.dataset.status, level: Number(n.dataset.level),
-      stroke: getComputedStyle(n.querySelector('.box')).stroke, x: n.getBoundingClientRect().left}])),
-  edges: [...document.querySelectorAll('#graph .edge')].map((e) => [Number(e.dataset.from), Number(e.dataset.to)]),
-  bars: [...document.querySelectorAll('.gantt-bar[data-task-id]')].map((b) => ({
-    task: Number(b.dataset.taskId), attempt: Number(b.dataset.attempt), status: b.dataset.status,
-    width: b.getBoundingClientRect().width, left: b.getBoundingClientRect().left})),
-  log: [...document.querySelectorAll('#log li[data-seq]')].map((li) => ({seq: Number(li.dataset.seq), type: li.dataset.type})),
-  counters: Object.fromEntries([...document.querySelectorAll('#counters [data-counter]')].map(
-    (li) => [li.dataset.counter, Number(li.dataset.value)])),
-  elapsedMs: Number(document.getElementById('elapsed').dataset.ms),
-  result: document.getElementById('result').textContent,
-  resultState: document.getElementById('result').dataset.state,
-  connections: Number(document.getElementById('connections').dataset.count),
-  colors: Object.fromEntries(['completed', 'failed', 'skipped', 'running', 'waiting'].map(
-    (s) => [s, getComputedStyle(document.documentElement).getPropertyValue('--' + s).trim()])),
-})"""
 # Every data-status a graph node takes, in order (recorded as the page changes it).
 RECORD_NODE_STATES = """() => {
   window.seenStates = {};
@@ -76,10 +54,6 @@ RECORD_NODE_STATES = """() => {
     }
   }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['data-status']});
 }"""
-FINISHED = (
-    "['completed', 'failed', 'cancelled'].includes(document.getElementById('exec-status').dataset.status)"
-)
-CLOSED = "document.getElementById('stream').dataset.state === 'closed'"
 # After the end the page reads the execution once more (finish() in monitor/monitor.js), marks its
 # model settled and draws the changes; drawn, nothing is left dirty.
 SETTLED = (
@@ -166,10 +140,6 @@ def _rgb(hex_color: str) -> str:
     return f"rgb({r}, {g}, {b})"
 
 
-def _browser(p: Any) -> Any:
-    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-
-
 def test_the_local_front_serves_the_monitor_and_still_the_api(stack):
     with httpx.Client(base_url=stack, timeout=30) as client:
         page = client.get("/")
@@ -219,11 +189,11 @@ def test_the_local_front_serves_the_monitor_and_still_the_api(stack):
 
 
 def test_the_layout_levels_tasks_by_longest_path_and_uncrosses_edges(stack):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch(p)
         try:
             page = browser.new_page()
             page.goto(f"{stack}/")
@@ -246,7 +216,7 @@ def test_the_layout_levels_tasks_by_longest_path_and_uncrosses_edges(stack):
 
 
 def test_a_failed_job_shows_failed_and_skipped_tasks_also_after_a_reload(stack):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     key = uuid.uuid4().hex
@@ -265,7 +235,7 @@ def test_a_failed_job_shows_failed_and_skipped_tasks_also_after_a_reload(stack):
     execution_id = submit(stack, job)["executionId"]
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport=VIEWPORT)
             # Any execution id, straight from the URL: the page gets a stream token for it.
@@ -305,14 +275,14 @@ def test_a_failed_job_shows_failed_and_skipped_tasks_also_after_a_reload(stack):
 
 
 def test_the_page_submits_a_job_and_shows_it_live(stack):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     earlier = submit(stack, {"originalRequest": "Say hello", "tasks": [echo(1, "hello")]})["executionId"]
     job = diamond_job()
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport=VIEWPORT)
             errors: list[str] = []
@@ -476,14 +446,14 @@ def test_the_page_submits_a_job_and_shows_it_live(stack):
 def test_the_page_works_from_another_origin_with_the_api_in_the_url(stack, static_origin):
     """As for a deployed stack: the files on any static host, ?api= pointing at the REST API, and
     the stream allowing the page's origin (DAGCAST_CORS_ORIGINS / CorsOrigins)."""
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     execution_id = submit(
         stack, {"originalRequest": "From a static host", "tasks": [sleep(1, 0.5), echo(2, "hosted", [1])]}
     )["executionId"]
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport=VIEWPORT)
             page.goto(f"{static_origin}/index.html?" + str(httpx.QueryParams({"api": stack})))
@@ -513,7 +483,7 @@ def _compact(ids: list[str]) -> str:
 
 def test_the_list_filters_by_tag_status_and_time(stack):
     """The list's filters are the REST list's (status, tags: all of them, since): issue 22 item 4."""
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     tag = f"nightly-{uuid.uuid4().hex[:8]}"
@@ -527,7 +497,7 @@ def test_the_list_filters_by_tag_status_and_time(stack):
             assert time.monotonic() < deadline, f"{eid} did not end"
             time.sleep(0.1)
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport=VIEWPORT)
             page.goto(f"{stack}/")
@@ -574,11 +544,11 @@ def test_the_list_shows_a_run_started_elsewhere_live_without_polling(stack):
     """The list follows the many-run stream (GET /api/v1/dag-executions/events): a job submitted
     through the API, not the page, appears and reaches completed while the list is read only once —
     through the stream's cuts every 2 s, which EventSource resumes with its Last-Event-ID."""
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport=VIEWPORT)
             lists: list[str] = []

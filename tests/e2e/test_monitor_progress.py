@@ -5,14 +5,12 @@ completed. The task is an ``echo`` with ``streamSeconds`` (ctx.emit_text a word 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import start_server, stop_server
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, _require_browser
-from tests.e2e.test_live_stream import submit
+from tests.support.api import submit
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.support.jobs import task
 
 pytestmark = pytest.mark.e2e
@@ -39,10 +37,9 @@ READ = f"""() => ({{
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[str]:
-    proc, base = start_server("monitor-progress")
-    yield base
-    stop_server(proc)
+def stack(server: str) -> str:
+    """The package's `dagcast up` (no option of its own is needed: one server start less)."""
+    return server
 
 
 def _streaming_job() -> dict[str, Any]:
@@ -54,7 +51,7 @@ def _streaming_job() -> dict[str, Any]:
 
 
 def test_the_monitor_shows_a_running_tasks_text_as_it_arrives(stack):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     eid = submit(stack, _streaming_job())["executionId"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.test_live_stream import read_stream, submit
+from tests.support.api import read_stream, submit
 from tests.support.jobs import echo, fail, sleep
 
 

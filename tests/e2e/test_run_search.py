@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from chalicelib.domain.events import EXECUTION_CREATED
-from tests.e2e.test_live_stream import read_stream, submit
-from tests.e2e.test_trace_live import dagcast
+from tests.support.api import read_stream, submit
+from tests.support.cli import dagcast
 from tests.support.jobs import echo, fail
 
 pytestmark = pytest.mark.e2e

@@ -177,14 +177,14 @@ def test_the_rate_limit_answers_429_then_lets_the_client_back():
 def test_the_monitor_page_asks_for_the_key_once_and_works(keyed):
     from playwright.sync_api import sync_playwright
 
-    from tests.e2e.test_browser import _require_browser
-    from tests.e2e.test_monitor import CLOSED, FINISHED, READ_PAGE, TIMEOUT_MS, _browser
+    from tests.support.browser import TIMEOUT_MS, launch, require_browser
+    from tests.support.monitor_page import CLOSED, FINISHED, READ_PAGE
 
-    _require_browser()
+    require_browser()
     accepted = call(keyed, "POST", "/api/v1/execute-dag", {"Authorization": f"Bearer {KEY}"}).json()
     asked: list[str] = []
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch(p)
         try:
             page = browser.new_page()
 

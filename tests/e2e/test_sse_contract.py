@@ -14,7 +14,7 @@ from httpx_sse import connect_sse
 
 from chalicelib.stream.auth import TokenSigner
 from tests.e2e.conftest import ROOT, STREAM_SECRET, start_server, stop_server
-from tests.e2e.test_live_stream import read_stream, submit
+from tests.support.api import read_stream, submit
 from tests.support.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e

@@ -21,6 +21,7 @@ import pytest
 from chalicelib.domain.model import TaskStatus
 from dagcast.local.launch import DAGCAST
 from tests.e2e.conftest import ROOT, start_server, stop_server
+from tests.support.cli import dagcast
 from tests.support.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
@@ -45,14 +46,6 @@ def submit(base: str, job: dict[str, Any]) -> str:
     reply = httpx.post(f"{base}/api/v1/execute-dag", json=job, timeout=30)
     assert reply.status_code == 202, reply.text
     return str(reply.json()["executionId"])
-
-
-def dagcast(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGCAST_")}
-    env["DAGCAST_CONFIG"] = str(ROOT / "test-artifacts" / "no-dagcast-config.json")
-    return subprocess.run(
-        [str(DAGCAST), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def seqs(out: str) -> list[tuple[int, str]]:

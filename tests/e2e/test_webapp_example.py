@@ -25,7 +25,7 @@ import pytest
 from chalicelib.http.gate import new_api_key
 from dagcast.local.launch import free_port
 from tests.e2e.conftest import ROOT, start_server, stop_server
-from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _require_browser
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.support.jobs import echo, sleep
 
 pytestmark = pytest.mark.e2e
@@ -164,7 +164,7 @@ def _assert_page_holds_no_key(page: Any) -> None:
 
 
 def test_the_page_runs_a_job_live_across_stream_cuts_and_a_token_expiry(webapp, api):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     # ~16 s: well past the token's 10 s, so a reconnect after that is refused (401).
@@ -243,7 +243,7 @@ def test_the_page_runs_a_job_live_across_stream_cuts_and_a_token_expiry(webapp, 
 
 
 def test_the_page_watches_an_existing_execution_from_its_snapshot(webapp, api):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     accepted = _with_key(

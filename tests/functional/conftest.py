@@ -16,9 +16,13 @@ from chalice.test import BaseClient, Client
 
 from chalicelib.domain.dag import parse_job
 from chalicelib.domain.events import TERMINAL_TYPES
+from chalicelib.domain.model import DeliveryStatus
 from chalicelib.factory import Services
 from dagcast.local.moto.stack import MotoStack
+from tests.support import upstream as fake_upstream
+from tests.support.fanout import fanned_out
 from tests.support.jobs import echo, fail, sleep
+from tests.support.receiver import Receiver
 
 __all__ = ["echo", "fail", "sleep"]  # task builders, re-exported for the tests here
 
@@ -73,12 +77,57 @@ def hooks(client: Client) -> Iterator[list[str]]:
         call(client, "delete", f"/api/v1/webhooks/{webhook_id}")
 
 
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    """The base URL of a fake upstream for http and llm tasks (tests/support/upstream.py)."""
+    with fake_upstream.serve() as base:
+        yield base
+
+
 def call(client: Client, method: str, path: str, body: Any = None) -> Any:
     """A JSON request to the app through ``client`` (a str body is sent as it is)."""
     kwargs: dict[str, Any] = {"headers": {"content-type": "application/json"}}
     if body is not None:
         kwargs["body"] = body if isinstance(body, str) else json.dumps(body)
     return getattr(client.http, method)(path, **kwargs)
+
+
+SECRET = "s3cret-s3cret-s3cret"  # the webhook secret the functional tests register receivers with
+
+
+def register(client: Client, hooks: list[str], receiver: Receiver, **extra: Any) -> str:
+    """Register ``receiver`` as a webhook through the app (deleted after the test by ``hooks``): its id."""
+    reply = call(
+        client, "post", "/api/v1/webhooks", {"url": receiver.url, "secret": receiver.secret, **extra}
+    )
+    assert reply.status_code == 201, reply.json_body
+    hooks.append(reply.json_body["webhookId"])
+    return str(reply.json_body["webhookId"])
+
+
+def wait_for(check, timeout: float = 60, what: str = "") -> None:
+    """Until ``check()`` is true (asked every 0.1 s); after ``timeout`` seconds, fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def settled(stack: Any, client: Client, webhook_id: str, *execution_ids: str) -> bool:
+    """Whether nothing more can reach the webhook for these executions: the fan-out has been through
+    every event written so far, and none of the webhook's deliveries of them is pending (each was
+    delivered or is dead), so no retry will send one again. A late duplicate would have come by now."""
+    if not fanned_out(stack):
+        return False
+    for eid in execution_ids:
+        query = f"executionId={eid}&status={DeliveryStatus.PENDING}&limit=1"
+        reply = call(client, "get", f"/api/v1/webhooks/{webhook_id}/deliveries?{query}")
+        assert reply.status_code == 200, reply.json_body
+        if reply.json_body["deliveries"]:
+            return False
+    return True
 
 
 @pytest.fixture(scope="package")

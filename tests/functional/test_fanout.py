@@ -10,47 +10,12 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.domain.model import now_ms
 from chalicelib.fanout import FanOut
 from chalicelib.persistence.table import CallCounter
 from dagcast.local.moto.poller import FileCheckpoints, StreamPoller, is_event_insert
 from tests.functional.conftest import echo, run_job
-from tests.support.receiver import EventBus
-
-
-def record(
-    execution_id: str,
-    seq: int,
-    *,
-    data: str | None = None,
-    sk: str | None = None,
-    type: str = "substep.started",
-    timestamp: int | None = None,
-) -> dict[str, Any]:
-    """A stream record of an event item, as the event source mapping hands it to the fan-out."""
-    event = {
-        "type": type,
-        "executionId": execution_id,
-        "seq": seq,
-        "timestamp": timestamp or now_ms(),
-    }
-    keys = {"PK": {"S": f"EXEC#{execution_id}"}, "SK": {"S": sk or f"EVT#{seq:012d}"}}
-    return {
-        "eventID": f"{execution_id}-{seq}",
-        "eventName": "INSERT",
-        "eventSource": "aws:dynamodb",
-        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x",
-        "dynamodb": {
-            "Keys": keys,
-            "NewImage": {**keys, "data": {"S": data if data is not None else json.dumps(event)}},
-            "SequenceNumber": f"{seq:05d}{execution_id}",
-            "StreamViewType": "NEW_IMAGE",
-        },
-    }
-
-
-def published(bus: EventBus) -> list[tuple[str, int]]:
-    return [(e["detail"]["executionId"], e["detail"]["seq"]) for e in bus.received()]
+from tests.support.fanout import record
+from tests.support.receiver import EventBus, published
 
 
 def test_a_failed_record_holds_back_its_executions_later_records_not_the_others(stack):

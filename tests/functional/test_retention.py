@@ -23,8 +23,8 @@ from chalicelib.webhooks.models import Hook
 from chalicelib.webhooks.store import DUE_PK, delivery_sk, due_sk, hook_pk, lane_sk
 from dagcast.local.moto.poller import is_event_insert
 from tests.functional.conftest import echo, run_job, sleep, wait_for_end
-from tests.functional.test_fanout import published, record
-from tests.support.receiver import EventBus
+from tests.support.fanout import record
+from tests.support.receiver import EventBus, published
 
 
 def partition(services, key: str) -> list[dict[str, Any]]:

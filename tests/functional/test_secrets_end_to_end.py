@@ -11,7 +11,6 @@ import warnings
 
 from chalicelib.http import api, webhook_routes
 from tests.functional.conftest import run_job
-from tests.functional.test_task_kinds import server  # noqa: F401 - the local HTTP server fixture
 from tests.support.jobs import task
 from tests.support.receiver import Receiver
 
@@ -22,7 +21,7 @@ with warnings.catch_warnings():
 SECRET = "hunter2-do-not-leak"
 
 
-def test_a_secret_in_a_request_or_a_result_never_leaks(services, server, caplog, capfd, monkeypatch):  # noqa: F811
+def test_a_secret_in_a_request_or_a_result_never_leaks(services, upstream, caplog, capfd, monkeypatch):
     from chalicelib.config import Settings
     from chalicelib.stream.app import create_sse_app
 
@@ -46,7 +45,7 @@ def test_a_secret_in_a_request_or_a_result_never_leaks(services, server, caplog,
                     "http",
                     {
                         "method": "POST",
-                        "url": f"{server}/echo",
+                        "url": f"{upstream}/echo",
                         # a credential header is a reference (issue 19: literal ones are refused)
                         "headers": {"Authorization": {"env": "E2E_API_KEY"}, "X-Test": "visible"},
                         "body": {"password": SECRET, "nested": [{"apiKey": SECRET}], "note": "visible"},

@@ -19,8 +19,7 @@ from chalicelib.fanout import FanOut
 from chalicelib.orchestration.submission import new_execution_id
 from dagcast.local.moto.poller import Checkpoints, FileCheckpoints, OnFailure, StreamPoller, is_event_insert
 from dagcast.local.moto.stack import MotoStack
-from tests.functional.conftest import echo, run_job
-from tests.functional.test_webhooks import SECRET, register, settled, wait_for
+from tests.functional.conftest import SECRET, echo, register, run_job, settled, wait_for
 from tests.support.fanout import fanned_out
 from tests.support.receiver import EventBus, Receiver
 

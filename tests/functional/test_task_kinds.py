@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -15,81 +12,19 @@ from chalicelib.domain.dag import parse_job
 from chalicelib.domain.errors import InvalidJob
 from tests.functional.conftest import assert_gapless, by_type, echo, run_job
 from tests.support.jobs import task
-
-API_KEY = "sk-test-not-a-real-key-123"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    seen: ClassVar[list[dict[str, Any]]] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: Any, content_type: str = "application/json") -> None:
-        data = (json.dumps(body) if content_type == "application/json" else str(body)).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _body(self) -> Any:
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n else b""
-        return json.loads(raw) if raw else None
-
-    def do_GET(self) -> None:
-        if self.path == "/weather":
-            self._reply(200, {"city": "London", "celsius": 15})
-        elif self.path.startswith("/status/"):
-            self._reply(int(self.path.rsplit("/", 1)[1]), "upstream trouble", "text/plain")
-        else:
-            self._reply(404, {"error": "no such path"})
-
-    def do_POST(self) -> None:
-        body = self._body()
-        _Handler.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
-        if self.path == "/echo":
-            self._reply(201, {"got": body, "x-test": self.headers.get("X-Test")})
-        elif self.path == "/v1/chat/completions":
-            if self.headers.get("Authorization") != f"Bearer {API_KEY}":
-                self._reply(401, {"error": {"message": "bad key"}})
-                return
-            last = body["messages"][-1]["content"]
-            self._reply(
-                200,
-                {
-                    "id": "chatcmpl-1",
-                    "model": body["model"],
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": f"summary of: {last}"}}
-                    ],
-                    "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
-                },
-            )
-        else:
-            self._reply(404, {"error": "no such path"})
+from tests.support.upstream import API_KEY, Upstream
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
-def test_http_get_and_post_with_templates(services, server):
+def test_http_get_and_post_with_templates(services, upstream):
     body = {
         "tasks": [
-            task(1, "http", {"url": f"{server}/weather"}),
+            task(1, "http", {"url": f"{upstream}/weather"}),
             task(
                 2,
                 "http",
                 {
                     "method": "POST",
-                    "url": f"{server}/echo",
+                    "url": f"{upstream}/echo",
                     "headers": {"X-Test": "city={{1}}"},
                     "body": {"forecast": "{{1}}", "n": 3},
                 },
@@ -110,17 +45,17 @@ def test_http_get_and_post_with_templates(services, server):
     assert events[-1]["type"] == "execution.completed"
 
 
-def test_http_non_2xx_fails_unless_allowed(services, server):
+def test_http_non_2xx_fails_unless_allowed(services, upstream):
     body = {
         "failurePolicy": "continue",
         "tasks": [
-            task(1, "http", {"url": f"{server}/status/503"}),
-            task(2, "http", {"url": f"{server}/status/404", "allowStatus": [404]}),
+            task(1, "http", {"url": f"{upstream}/status/503"}),
+            task(2, "http", {"url": f"{upstream}/status/404", "allowStatus": [404]}),
         ],
     }
     _, events = run_job(services, body)
     failed = by_type(events, "substep.failed")
-    assert failed[1]["error"] == f"GET {server}/status/503 answered 503: upstream trouble"
+    assert failed[1]["error"] == f"GET {upstream}/status/503 answered 503: upstream trouble"
     assert by_type(events, "substep.completed")[2]["result"] == {"status": 404, "body": "upstream trouble"}
     assert events[-1]["type"] == "execution.failed"
 
@@ -154,12 +89,12 @@ def test_python_functions_outside_the_allow_list_are_rejected_at_submission(monk
     assert "DAGCAST_PYTHON_MODULES" in info.value.problems[0].message
 
 
-def _llm(tid: int, deps: list[int], key: dict[str, str], server: str) -> dict[str, Any]:
+def _llm(tid: int, deps: list[int], key: dict[str, str], upstream: str) -> dict[str, Any]:
     return task(
         tid,
         "llm",
         {
-            "baseUrl": f"{server}/v1",
+            "baseUrl": f"{upstream}/v1",
             "model": "test-model",
             "messages": [
                 {"role": "system", "content": "You summarise."},
@@ -172,13 +107,13 @@ def _llm(tid: int, deps: list[int], key: dict[str, str], server: str) -> dict[st
     )
 
 
-def test_llm_chat_completion_with_a_key_from_the_environment(services, server, monkeypatch):
+def test_llm_chat_completion_with_a_key_from_the_environment(services, upstream, monkeypatch):
     monkeypatch.setenv("TEST_LLM_API_KEY", API_KEY)
-    _Handler.seen.clear()
-    body = {"tasks": [echo(1, "the weather"), _llm(2, [1], {"env": "TEST_LLM_API_KEY"}, server)]}
+    Upstream.seen.clear()
+    body = {"tasks": [echo(1, "the weather"), _llm(2, [1], {"env": "TEST_LLM_API_KEY"}, upstream)]}
     eid, events = run_job(services, body)
     assert events[-1]["finalResult"] == "summary of: Summarise the weather"
-    call = next(c for c in _Handler.seen if c["path"] == "/v1/chat/completions")
+    call = next(c for c in Upstream.seen if c["path"] == "/v1/chat/completions")
     assert call["body"] == {
         "model": "test-model",
         "messages": [
@@ -193,7 +128,7 @@ def test_llm_chat_completion_with_a_key_from_the_environment(services, server, m
     assert API_KEY not in stored
 
 
-def test_llm_missing_or_forbidden_keys_are_rejected_before_anything_starts(services, server, monkeypatch):
+def test_llm_missing_or_forbidden_keys_are_rejected_before_anything_starts(services, upstream, monkeypatch):
     monkeypatch.delenv("MISSING_API_KEY", raising=False)
     before = services.store.list_executions(1)
     with pytest.raises(InvalidJob) as info:
@@ -201,9 +136,9 @@ def test_llm_missing_or_forbidden_keys_are_rejected_before_anything_starts(servi
             {
                 "tasks": [
                     echo(1, "x"),
-                    _llm(2, [1], {"env": "MISSING_API_KEY"}, server),
-                    _llm(3, [1], {"env": "DAGCAST_STREAM_SECRET"}, server),
-                    _llm(4, [1], {"env": "A_API_KEY", "ssm": "/x"}, server),
+                    _llm(2, [1], {"env": "MISSING_API_KEY"}, upstream),
+                    _llm(3, [1], {"env": "DAGCAST_STREAM_SECRET"}, upstream),
+                    _llm(4, [1], {"env": "A_API_KEY", "ssm": "/x"}, upstream),
                 ]
             }
         )

@@ -19,7 +19,7 @@ from chalicelib.webhooks.dispatcher import Dispatcher, Handed, LaneReport
 from chalicelib.webhooks.models import Hook, delivery_item
 from chalicelib.webhooks.sender import Attempt, Sender
 from chalicelib.webhooks.store import WebhookStore
-from tests.functional.test_webhooks import SECRET, register
+from tests.functional.conftest import SECRET, register
 from tests.support.fanout import bare_execution, fan_out_by_hand, stream_record
 from tests.support.receiver import Receiver
 

@@ -18,57 +18,30 @@ from typing import Any
 
 import boto3
 import pytest
-from chalice.test import Client
 
 from chalicelib import fanout
 from chalicelib.domain.dag import parse_job
-from chalicelib.domain.model import DeliveryStatus, now_ms
+from chalicelib.domain.model import now_ms
 from chalicelib.factory import Services, build_services
 from chalicelib.fanout import FanOut
 from chalicelib.orchestration.submission import new_execution_id
 from chalicelib.webhooks import dispatcher
 from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher, LaneReport
 from chalicelib.webhooks.models import Hook
-from tests.functional.conftest import call, echo, fail, run_job, wait_for_end
-from tests.functional.test_fanout import published as published_to
-from tests.functional.test_fanout import record
-from tests.support.fanout import bare_execution, fan_out_by_hand, fanned_out, stream_record
+from tests.functional.conftest import (
+    SECRET,
+    call,
+    echo,
+    fail,
+    register,
+    run_job,
+    settled,
+    wait_for,
+    wait_for_end,
+)
+from tests.support.fanout import bare_execution, fan_out_by_hand, record, stream_record
 from tests.support.receiver import EventBus, Receiver
-
-SECRET = "s3cret-s3cret-s3cret"
-
-
-def register(client, hooks, receiver: Receiver, **extra: Any) -> str:
-    reply = call(
-        client, "post", "/api/v1/webhooks", {"url": receiver.url, "secret": receiver.secret, **extra}
-    )
-    assert reply.status_code == 201, reply.json_body
-    hooks.append(reply.json_body["webhookId"])
-    return str(reply.json_body["webhookId"])
-
-
-def wait_for(check, timeout: float = 60, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def settled(stack: Any, client: Client, webhook_id: str, *execution_ids: str) -> bool:
-    """Whether nothing more can reach the webhook for these executions: the fan-out has been through
-    every event written so far, and none of the webhook's deliveries of them is pending (each was
-    delivered or is dead), so no retry will send one again. A late duplicate would have come by now."""
-    if not fanned_out(stack):
-        return False
-    for eid in execution_ids:
-        query = f"executionId={eid}&status={DeliveryStatus.PENDING}&limit=1"
-        reply = call(client, "get", f"/api/v1/webhooks/{webhook_id}/deliveries?{query}")
-        assert reply.status_code == 200, reply.json_body
-        if reply.json_body["deliveries"]:
-            return False
-    return True
+from tests.support.receiver import published as published_to
 
 
 def run_as(services: Services, execution_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -10,15 +10,18 @@ botocore's own retry handler sees these as it would see AWS's answers (standard 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
+from botocore.retries.standard import ExponentialBackoff
 from moto.core.botocore_stubber import MockRawResponse
 from moto.core.models import botocore_stubber
 
@@ -116,3 +119,22 @@ class FaultInjector:
             _headers(),
             MockRawResponse(body.encode()),
         )
+
+
+@contextlib.contextmanager
+def quicker_retries(factor: float) -> Iterator[None]:
+    """botocore's retry delays times ``factor`` while the block runs. Standard mode waits up to
+    1 s × 2^attempt after a throttle (25 ms × 2^attempt after a DynamoDB 5xx), so a short chaos run
+    whose injected throttles fall on its critical path sat 10–30 s in those sleeps. The retries still
+    happen, as many and through the same handler; only the wait between them is shorter. The long
+    runs (`make chaos`) keep botocore's own delays."""
+    real = ExponentialBackoff.delay_amount
+
+    def scaled(self: ExponentialBackoff, context: Any) -> float:
+        return float(real(self, context)) * factor
+
+    ExponentialBackoff.delay_amount = scaled  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ExponentialBackoff.delay_amount = real  # type: ignore[method-assign]

@@ -6,7 +6,8 @@ duplicated, a task ran before its dependencies, or an execution did not end as i
 
     python -m tests.support.chaos_run [--rounds 4] [--tasks 12] [--rate 0.15] [--seed 1]
 
-The short version of this runs in `make test` (tests/functional/test_chaos.py).
+The short version of this runs in `make test` (tests/functional/test_chaos.py and
+test_chaos_lost_answers.py).
 """
 
 from __future__ import annotations

@@ -139,14 +139,16 @@ def _planned(plan: _Plan) -> Iterator[_Plan]:
         _plans.pop(ident, None)
 
 
-def lambda_clients() -> list[Any]:
-    """The AWS clients the in-process Lambdas use (app.services(), looked up now)."""
+def lambda_clients(services: Any = None) -> list[Any]:
+    """The AWS clients the in-process Lambdas use (app.services(), looked up now); with ``services``
+    (a test's own), its DynamoDB client too (another object if the stack's threads built
+    app.services() again while the test's fixture did)."""
     import app
 
     s = app.services()
     state_machine = s.orchestrator._state_machine
     assert isinstance(state_machine, StepFunctions)
-    return [s.store._db, state_machine._sfn]
+    return [s.store._db, state_machine._sfn, *([services.store._db] if services is not None else [])]
 
 
 def _watch(clients: Sequence[Any]) -> None:

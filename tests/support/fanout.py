@@ -1,17 +1,18 @@
 """Whether the local stack's fan-out has caught up with its table's stream: the point after which
 tests can check that nothing more arrives (no late duplicate, no delivery to a deleted webhook)
-instead of waiting a while for it."""
+instead of waiting a while for it; and the stream records a test feeds the fan-out by hand."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 
-from chalicelib.domain.model import ExecutionStatus
+from chalicelib.domain.model import ExecutionStatus, now_ms
 from chalicelib.orchestration.submission import new_execution_id
 from chalicelib.persistence.keys import META_SK, pk
 from chalicelib.persistence.table import to_item
@@ -46,6 +47,37 @@ def stream_record(item: dict[str, Any], sequence_number: str) -> dict[str, Any]:
             "Keys": {"PK": image["PK"], "SK": image["SK"]},
             "NewImage": image,
             "SequenceNumber": sequence_number,
+            "StreamViewType": "NEW_IMAGE",
+        },
+    }
+
+
+def record(
+    execution_id: str,
+    seq: int,
+    *,
+    data: str | None = None,
+    sk: str | None = None,
+    type: str = "substep.started",
+    timestamp: int | None = None,
+) -> dict[str, Any]:
+    """A stream record of an event item, as the event source mapping hands it to the fan-out."""
+    event = {
+        "type": type,
+        "executionId": execution_id,
+        "seq": seq,
+        "timestamp": timestamp or now_ms(),
+    }
+    keys = {"PK": {"S": f"EXEC#{execution_id}"}, "SK": {"S": sk or f"EVT#{seq:012d}"}}
+    return {
+        "eventID": f"{execution_id}-{seq}",
+        "eventName": "INSERT",
+        "eventSource": "aws:dynamodb",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x",
+        "dynamodb": {
+            "Keys": keys,
+            "NewImage": {**keys, "data": {"S": data if data is not None else json.dumps(event)}},
+            "SequenceNumber": f"{seq:05d}{execution_id}",
             "StreamViewType": "NEW_IMAGE",
         },
     }

@@ -237,3 +237,8 @@ class EventBus:
             for m in messages:
                 self._sqs.delete_message(QueueUrl=self._queue, ReceiptHandle=m["ReceiptHandle"])
         return got
+
+
+def published(bus: EventBus) -> list[tuple[str, int]]:
+    """(executionId, seq) of each event published to ``bus`` since the last read, in publish order."""
+    return [(e["detail"]["executionId"], e["detail"]["seq"]) for e in bus.received()]

@@ -12,7 +12,7 @@ import pytest
 from chalicelib.domain import events as ev
 from chalicelib.domain import schema
 from chalicelib.domain.events import EXECUTION_UPDATED, EventType
-from tests.unit.test_events import EID, SNAPSHOT_JSON, WIRE
+from tests.support.wire_samples import EID, SNAPSHOT_JSON, WIRE
 
 ROOT = Path(__file__).resolve().parents[2]
 
