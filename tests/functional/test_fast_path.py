@@ -196,3 +196,40 @@ def test_a_write_right_after_contention_queues_without_reading_the_tail(services
         (3, "substep.started", 1),
         (4, "substep.completed", 1),
     ]
+
+
+class LostFirstAnswer:
+    """A DynamoDB client whose first UpdateItem applies and then loses its answer: botocore sends
+    the same call again (a read timeout, a reset connection), and that retry is what the caller
+    sees."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.lost = real, False
+
+    def update_item(self, **kwargs: Any) -> Any:
+        answer = self.real.update_item(**kwargs)
+        if self.lost:
+            return answer
+        self.lost = True
+        return self.real.update_item(**kwargs)  # the retry of a call that applied
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_an_append_lease_whose_answer_was_lost_is_ours_not_held_by_a_stranger(services):
+    """The retry of a lease take that applied finds the lease held — by our own holder id. Taken as
+    held, the execution's queued events waited out the lease (10 s per lost answer, seen in the
+    chaos runs); it is ours, and marked taken over so the drainer checks for a half-written chunk."""
+    from chalicelib.persistence.appendlease import AppendLease
+
+    table = services.store._table
+    lease = AppendLease(LostFirstAnswer(boto3.client("dynamodb")), table)  # type: ignore[arg-type]
+    eid = f"dag-exec_lease{uuid.uuid4().hex[:12]}"
+    taken = lease.acquire(eid)
+    assert taken is not None and taken.took_over
+    stored = boto3.client("dynamodb").get_item(TableName=table, Key=lease.key(eid), ConsistentRead=True)
+    assert stored["Item"]["holder"]["S"] == taken.holder
+    assert lease.renew(eid, taken.holder) is not None  # it is ours to renew and release
+    # a stranger's live lease is still refused
+    assert AppendLease(boto3.client("dynamodb"), table).acquire(eid) is None
