@@ -1,10 +1,10 @@
 """The DynamoDB stream consumer: every stored event passes through here.
 
 For each event record (an INSERT of an ``EVT#`` item; everything else in the table is skipped):
-1. note one delivery per matching webhook (chalicelib/webhooks/): its lane writes it, in parallel
-   with the other lanes, before anything is sent — a lane that cannot write them fails its
-   execution's records, so the stream brings them again; a bus that keeps refusing cannot cost
-   webhooks (the lanes go also when records failed);
+1. note one delivery per matching webhook (chalicelib/webhooks/) for its lane, which sends it at
+   once and writes it with its outcome, or writes it first when it cannot send at once — a lane
+   that cannot write them fails its execution's records, so the stream brings them again; a bus
+   that keeps refusing cannot cost webhooks (the lanes go also when records failed);
 2. publish it to EventBridge when a bus is set (detail-type = event type); ``substep.progress``
    only when the stage turns it on (``DAGCAST_EVENT_BUS_PROGRESS``: it is many small events);
 3. append it to its tenant's activity log when it is execution-level (persistence/activity.py:

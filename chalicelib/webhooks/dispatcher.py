@@ -153,10 +153,10 @@ class Dispatcher:
         """Send what is pending in each lane (lanes in parallel, each in order) until ``deadline``.
 
         ``handed``: per (webhook id, execution id), what the caller's stream batch brings the lane
-        (``Handed``). Each lane writes its own deliveries first (store.create), in its thread — so
-        a batch's deliveries are written in parallel, not one after another before any lane starts
-        — keeps them in hand instead of reading them back, and sends them without reading the log
-        when the batch carried every event from the lane's cursor on.
+        (``Handed``). A lane that takes its lease and whose batch carried the events right after
+        its cursor sends them without reading the log or the deliveries and writes each once, with
+        its outcome; otherwise it writes them first (store.create: in its thread, so a batch's
+        lanes write in parallel), keeping the stored items in hand instead of reading them back.
 
         A sender that finds a lane held asks its holder to go round once more (store.ask): another
         stream handler (one execution's records can arrive on two shards at once) or the retry
