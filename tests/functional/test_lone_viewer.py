@@ -116,7 +116,9 @@ def test_stale_eventually_consistent_pages_never_skip_or_repeat_an_event(service
     assert hub.rereads > 0
     stats = meter.stats()
     assert stats["consistentReads"] == hub.rereads  # every consistent read was a gap's re-read
-    assert stats["eventualReads"] == hub.polls
+    # every eventual read was a poll; the poll in flight when the viewer left is counted when it
+    # starts, and its read may never run (cancelled before its thread started): 35 of 36 was seen
+    assert hub.polls - 1 <= stats["eventualReads"] <= hub.polls
 
 
 def _paced_append(services, eid: str, count: int) -> None:
