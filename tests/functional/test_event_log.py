@@ -310,3 +310,43 @@ def test_a_drainer_whose_lease_ran_out_before_it_marked_its_chunk_leaves_nothing
     assert _types(services, eid) == [(1, "execution.created"), (2, "a#1"), (3, "b#1")]
     assert services.store.append_event(eid, "c#1", {"type": "execution.updated", "mark": "c#1"}) == 4
     assert not log._queued(eid, 10)
+
+
+def test_a_drain_that_fails_before_it_marks_its_chunk_leaves_nothing_to_write_twice(services, monkeypatch):
+    """A drainer writes a chunk's events in one transaction, then their markers (BatchWriteItem).
+    When that call failed (a throttle botocore gave up on: its retry quota spent) the drain raised
+    with the chunk written and unmarked — and released the lease, so the next drainer, not told of
+    a takeover, took the unmarked events for unwritten and wrote them again above the tail (seen in
+    test_chaos[throttle] runs whose retry quota had run out). A failed drain leaves its lease run
+    out instead: the next drainer takes it over and marks the newest events before writing."""
+    from botocore.exceptions import ClientError
+
+    log = services.store.event_log
+    eid = _new_execution(services)
+    bodies = {f"k#{n}": {"type": "execution.updated", "mark": f"k#{n}"} for n in (1, 2, 3)}
+    for key, body in bodies.items():
+        log._enqueue(eid, key, body, None)
+    real = log._batch_write
+
+    def chunk_markers_throttled(requests):
+        if len(requests) == 3 and all("KEY#" in r["PutRequest"]["Item"]["SK"]["S"] for r in requests):
+            code = "ProvisionedThroughputExceededException"
+            raise ClientError({"Error": {"Code": code, "Message": "throttled"}}, "BatchWriteItem")
+        real(requests)
+
+    monkeypatch.setattr(log, "_batch_write", chunk_markers_throttled)
+    try:
+        log._drain_while_free(eid)
+    except ClientError:
+        pass
+    else:
+        raise AssertionError("the chunk's markers were not written in one call")
+    monkeypatch.setattr(log, "_batch_write", real)
+    expected = [(1, "execution.created"), (2, "k#1"), (3, "k#2"), (4, "k#3")]
+    assert _types(services, eid) == expected  # written, not marked, still queued
+    # the step that failed is run again (Step Functions' retry) and appends its event once more
+    assert services.store.append_event(eid, "k#1", bodies["k#1"]) == 2
+    assert _types(services, eid) == expected
+    assert services.store.append_event(eid, "k#4", {"type": "execution.updated", "mark": "k#4"}) == 5
+    assert not log._queued(eid, 10)
+
