@@ -328,7 +328,7 @@ class EventLog(EventWrites):
         meta: Item | None = None  # read once per chunk, for its progress events
         i = 0
         while i < len(items) and time.time() < lease_until - _LEASE_MARGIN_S:
-            run = coalesced_run(items, i)
+            run = coalesced_run(items, i, tail, marked, chunk)
             i += len(run)
             item = run[0]
             raw = str(item["payload"])

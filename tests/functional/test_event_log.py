@@ -350,3 +350,30 @@ def test_a_drain_that_fails_before_it_marks_its_chunk_leaves_nothing_to_write_tw
     assert services.store.append_event(eid, "k#4", {"type": "execution.updated", "mark": "k#4"}) == 5
     assert not log._queued(eid, 10)
 
+
+def test_an_update_queued_again_after_it_was_written_does_not_swallow_the_updates_after_it(services):
+    """Updates queued back to back are drained as one event (they would read the same counters).
+    A step run again (Step Functions' retry, a duplicate invocation) queues its task's update once
+    more although it was written long ago: a run of updates led by it took that old seq for every
+    update in it, so a task whose update came right behind it had none after its substep event
+    (docs/events.md: every finish has an update after it). An update already written stands alone."""
+    from chalicelib.persistence.eventlog import PROGRESS
+
+    log = services.store.event_log
+    eid = _new_execution(services)
+    assert services.store.append_event(eid, "execution.updated#3", PROGRESS) == 2
+    for key, body in (
+        ("substep.completed#5", {"type": "substep.completed", "taskId": 5, "mark": "completed#5"}),
+        ("execution.updated#3", PROGRESS),  # the retried step's, again
+        ("execution.updated#5", PROGRESS),
+    ):
+        log._enqueue(eid, key, body, None)
+    written = log._drain_while_free(eid)
+    assert written["execution.updated#3"] == 2
+    assert written["execution.updated#5"] == 4
+    assert _types(services, eid) == [
+        (1, "execution.created"),
+        (2, "execution.updated"),
+        (3, "completed#5"),
+        (4, "execution.updated"),
+    ]
