@@ -314,11 +314,12 @@ def test_a_drainer_whose_lease_ran_out_before_it_marked_its_chunk_leaves_nothing
 
 def test_a_drain_that_fails_before_it_marks_its_chunk_leaves_nothing_to_write_twice(services, monkeypatch):
     """A drainer writes a chunk's events in one transaction, then their markers (BatchWriteItem).
-    When that call failed (a throttle botocore gave up on: its retry quota spent) the drain raised
+    When that call failed (a throttle past botocore's attempts or its retry quota) the drain raised
     with the chunk written and unmarked — and released the lease, so the next drainer, not told of
-    a takeover, took the unmarked events for unwritten and wrote them again above the tail (seen in
-    test_chaos[throttle] runs whose retry quota had run out). A failed drain leaves its lease run
-    out instead: the next drainer takes it over and marks the newest events before writing."""
+    a takeover, took the unmarked events for unwritten and wrote them again above the tail (a
+    duplicated substep event in about one run in ten of test_chaos[throttle]'s job when 1 % of its
+    DynamoDB calls raised). A failed drain runs its lease out instead: the next drainer takes it
+    over and marks the newest events before writing."""
     from botocore.exceptions import ClientError
 
     log = services.store.event_log
