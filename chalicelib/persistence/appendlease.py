@@ -102,6 +102,22 @@ class AppendLease(Table):
             # throttled or failed release must not fail an append whose events are written.
             log.warning("could not release the append lease of %s (%s); it will expire", execution_id, exc)
 
+    def run_out(self, execution_id: str, holder: str) -> None:
+        """Give the lease back as run out, not released: for a drain that failed midway, which may
+        have written a chunk it has not marked. Whoever takes it next is told it took the lease
+        over (``Taken.took_over``) and marks the newest events before writing any; a plain release
+        would let it take the unmarked events for unwritten and write them again. If this call
+        fails too, the lease runs out by itself (``LEASE_MS``) with the same effect."""
+        try:
+            self._update_if(
+                Key=self.key(execution_id),
+                UpdateExpression="SET expires = :e",
+                ConditionExpression="holder = :h",
+                ExpressionAttributeValues=to_item({":h": holder, ":e": 0}),
+            )
+        except ClientError as exc:
+            log.warning("could not hand on the append lease of %s (%s); it will expire", execution_id, exc)
+
     @staticmethod
     def key(execution_id: str) -> dict[str, Any]:
         """The lease item's key (a waiter reads it alongside its marker, in one BatchGetItem)."""

@@ -24,13 +24,19 @@ def type_of(payload: ev.Event | str) -> str:
     return str(payload["type"]) if isinstance(payload, dict) else ev.EXECUTION_UPDATED
 
 
-def coalesced_run(items: list[Item], start: int) -> list[Item]:
-    """``items[start]`` and, if it is a progress event, the progress events right after it: they
-    become one event, because each would read the same counters now (every task they stand for
-    recorded its counters before queueing)."""
+def coalesced_run(
+    items: list[Item], start: int, tail: Item | None, marked: Mapping[str, int], chunk: Mapping[str, int]
+) -> list[Item]:
+    """``items[start]`` and, if it is a progress event not yet written, the progress events right
+    after it: they become one event, because each would read the same counters now (every task
+    they stand for recorded its counters before queueing). One already written (a step run again
+    queued its update once more: ``known_seq``) stands alone: its seq is older than the tasks
+    behind it, whose updates still need an event."""
     end = start + 1
-    while items[start]["payload"] == PROGRESS and end < len(items) and items[end]["payload"] == PROGRESS:
-        end += 1
+    first = items[start]
+    if first["payload"] == PROGRESS and known_seq(str(first["idemKey"]), tail, marked, chunk) is None:
+        while end < len(items) and items[end]["payload"] == PROGRESS:
+            end += 1
     return items[start:end]
 
 
@@ -62,7 +68,7 @@ def plan_chunk(
     chunk: dict[str, int] = {}
     i = 0
     while i < len(items):
-        run = coalesced_run(items, i)
+        run = coalesced_run(items, i, tail, marked, chunk)
         i += len(run)
         key = str(run[0]["idemKey"])
         seq = known_seq(key, tail, marked, chunk)

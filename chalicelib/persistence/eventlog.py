@@ -247,8 +247,13 @@ class EventLog(EventWrites):
                 if taken.took_over:
                     self._mark_recent(execution_id)
                 written.update(self._drain(execution_id, taken.holder))
-            finally:
-                self._lease.release(execution_id, taken.holder)
+            except BaseException:
+                # A call failed (a throttle botocore gave up on) maybe between a chunk's events and
+                # their markers: the next holder must mark the newest events first, as after a
+                # holder that died. A released lease would not tell it to.
+                self._lease.run_out(execution_id, taken.holder)
+                raise
+            self._lease.release(execution_id, taken.holder)
             if not self._queued(execution_id, 1):
                 return written
 
@@ -323,7 +328,7 @@ class EventLog(EventWrites):
         meta: Item | None = None  # read once per chunk, for its progress events
         i = 0
         while i < len(items) and time.time() < lease_until - _LEASE_MARGIN_S:
-            run = coalesced_run(items, i)
+            run = coalesced_run(items, i, tail, marked, chunk)
             i += len(run)
             item = run[0]
             raw = str(item["payload"])
