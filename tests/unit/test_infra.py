@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import functools
 import importlib
 import inspect
 import json
@@ -572,7 +573,8 @@ def _functions(tree: ast.AST) -> Iterator[tuple[str, ast.AST]]:
     yield from walk(tree, "<module>")
 
 
-def env_reads(path: Path) -> list[EnvRead]:
+@functools.cache  # each module is read for every function that runs it, in every stage
+def env_reads(path: Path) -> tuple[EnvRead, ...]:
     """The environment variables a module reads: os.environ[...] (required), os.environ.get,
     os.getenv and `in os.environ` (optional: a default, or None, which the code handles), and for
     chalicelib/config.py the _ENV table Settings.from_env reads (required where the Settings
@@ -606,7 +608,7 @@ def env_reads(path: Path) -> list[EnvRead]:
                 assert field in Settings.model_fields, f"_ENV names {field}, which Settings has not"
                 required = Settings.model_fields[field].is_required()
                 reads.append(EnvRead(var, required, f"{rel}:Settings.{field}"))
-    return reads
+    return tuple(reads)
 
 
 def module_closure(entry: Path, skip: frozenset[str] = frozenset()) -> list[Path]:
