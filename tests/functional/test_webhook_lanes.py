@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.factory import Services
 from chalicelib.fanout import FanOut
-from chalicelib.webhooks.dispatcher import Dispatcher, Handed, LaneReport
+from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher, Handed, LaneReport
 from chalicelib.webhooks.models import Hook, delivery_item
 from chalicelib.webhooks.sender import Attempt, Sender
 from chalicelib.webhooks.store import WebhookStore
@@ -194,7 +194,8 @@ def test_a_handed_delivery_that_fails_is_written_pending_and_so_are_the_ones_beh
     failing_once = Receiver(SECRET, fail_first=1).start()
     assert services.dispatcher is not None
     d = services.dispatcher
-    own = Dispatcher(store, d.box, d.sender, d.backoff)
+    # a back-off the stack's retry function cannot reach while the test looks (it would send both)
+    own = Dispatcher(store, d.box, d.sender, DeliveryBackoff(base_seconds=600))
     eid = bare_execution(services)
     hook = the_hook(services, register(client, hooks, failing_once, executionId=eid))
     try:
@@ -267,22 +268,31 @@ class AttemptedBeforeTheLease(WebhookStore):
 def test_a_delivery_in_hand_that_another_sender_attempted_since_is_read_again(
     client, hooks, services, stack, own_store
 ):
-    """The copy a lane holds is as it wrote it (attempts 0); another holder that took the lane
-    between that write and this lane's lease, tried the delivery and failed names it on the lane
-    (``failedSeq``), so the lane reads it again and the attempts go on counting (2, not 1)."""
+    """The copy a lane holds is as its record brought it (attempts 0); another holder that took the
+    lane between the fan-out and this lane's lease, tried the delivery and failed names it on the
+    lane (``failedSeq``), so the lane reads it again and the attempts go on counting (2, not 1) —
+    also when that holder left no due entry (which alone would send the lane to the log)."""
     store, _ = own_store
     failing_once = Receiver(SECRET, fail_first=1).start()
     assert services.dispatcher is not None
     d = services.dispatcher
     racing = AttemptedBeforeTheLease(store._db, store._table)
     own = Dispatcher(racing, d.box, d.sender, d.backoff)
-    other = Dispatcher(store, d.box, d.sender, d.backoff)
+    # its failure's due entry far ahead: the stack's retry function must not send the lane meanwhile
+    other = Dispatcher(store, d.box, d.sender, DeliveryBackoff(base_seconds=600))
     eid = bare_execution(services)
     hook = the_hook(services, register(client, hooks, failing_once, executionId=eid))
 
     def another_sender_fails_it_and_its_back_off_is_cut_short() -> None:
         assert len(other.process_lane(hook, eid, 1e12).lags_ms) == 0  # attempt 1: refused
-        store.retry_now(hook.id, eid)  # as a replay does: the lane may be taken at once
+        # the back-off cut short (as a replay does), and no due entry: as if that holder died
+        # between its release and writing the entry — the lane alone says which delivery failed
+        store._db.update_item(
+            TableName=store._table,
+            Key={"PK": {"S": f"HOOK#{hook.id}"}, "SK": {"S": f"LANE#{eid}"}},
+            UpdateExpression="REMOVE nextAttemptAt, dueSet",
+        )
+        store.clear_due(hook.id, eid)
 
     try:
         with fan_out_by_hand(stack):
