@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from ..domain.model import now_ms
 from .keys import LEASE_SK, TTL_ATTRIBUTE, queue_pk
-from .table import CONDITION_FAILED, Table, error_code, from_item, to_item
+from .table import Table, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -56,24 +56,19 @@ class AppendLease(Table):
         if expiry is not None:
             values[":ttl"] = expiry
             update += f", {TTL_ATTRIBUTE} = :ttl"
-        try:
-            answer = self._db.update_item(
-                TableName=self._table,
-                Key=self.key(execution_id),
-                UpdateExpression=update,
-                ConditionExpression="attribute_not_exists(holder) OR expires < :now",
-                ExpressionAttributeValues=to_item(values),
-                ReturnValues="UPDATED_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if error_code(exc) != CONDITION_FAILED:
-                raise
+        answer, found = self._write_or_found(
+            "update_item",
+            Key=self.key(execution_id),
+            UpdateExpression=update,
+            ConditionExpression="attribute_not_exists(holder) OR expires < :now",
+            ExpressionAttributeValues=to_item(values),
+            ReturnValues="UPDATED_OLD",
+        )
+        if answer is None:
             # Held — by us, when the write applied and its answer was lost: botocore's retry of
             # the same call then finds our own holder id. It is ours (else the execution's events
             # would wait out the lease, 10 s); whether we took it over from a holder that died is
             # not known, so say so: the drainer then checks for a half-written chunk.
-            found = from_item(exc.response.get("Item") or {})  # type: ignore[arg-type]
             return Taken(holder, True) if found.get("holder") == holder else None
         return Taken(holder, "holder" in answer.get("Attributes", {}))
 

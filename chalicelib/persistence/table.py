@@ -2,8 +2,8 @@
 
 Marshalling (``to_item`` / ``from_item``: plain Python values, ints rather than Decimals), the
 error code of a ``ClientError``, and a ``Table`` base with the operations every repository needs:
-a conditional update that reports a failed condition instead of raising, a consistent query of a
-partition, and batch writes and reads that retry what DynamoDB left unprocessed.
+conditional writes that report a failed condition (and what they found) instead of raising, a
+consistent query of a partition, and batch writes and reads that retry what DynamoDB left unprocessed.
 
 It knows no key layout (``keys.py``) and no item kind: the repositories built on it
 (``executions.py``, ``eventlog.py``, the webhook store) decide what a failed condition means. It
@@ -84,6 +84,20 @@ class Table:
             if error_code(exc) == CONDITION_FAILED:
                 return None
             raise
+
+    def _write_or_found(self, operation: str, **kwargs: Any) -> tuple[dict[str, Any] | None, Item]:
+        """A conditional ``put_item`` or ``update_item`` that answers, when its condition fails, the
+        item it found (``ReturnValuesOnConditionCheckFailure``: no read after): (its response, {})
+        when it applied, (None, the item found — {} when there was none) when it did not."""
+        try:
+            write = getattr(self._db, operation)
+            return dict(
+                write(TableName=self._table, ReturnValuesOnConditionCheckFailure="ALL_OLD", **kwargs)
+            ), {}
+        except ClientError as exc:
+            if error_code(exc) != CONDITION_FAILED:
+                raise
+            return None, from_item(exc.response.get("Item") or {})  # type: ignore[arg-type]
 
     def _put_if(self, **kwargs: Any) -> bool:
         """PutItem with a ConditionExpression; False when the condition fails."""

@@ -220,8 +220,7 @@ class Dispatcher:
                 hook, execution_id, (start, lease_end), deadline, report, in_hand, first
             )
             in_hand = InHand()  # the next round reads what others may have written meanwhile
-            failed = cursor + 1 if retry_at is not None else None  # the lane stops at its first failure
-            asked = self.store.release(hook.id, execution_id, owner, cursor, retry_at, failed)
+            asked = self.store.release(hook.id, execution_id, owner, cursor, retry_at)
             if retry_at is not None:
                 self.store.set_due(hook.id, execution_id, retry_at)
                 return

@@ -23,12 +23,10 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from botocore.exceptions import ClientError
-
 from ..domain import typefilter
 from ..domain.model import now_ms
 from ..persistence.logreads import event_items_after
-from ..persistence.table import CONDITION_FAILED, Item, Table, error_code, from_item, to_item
+from ..persistence.table import Item, Table, from_item, to_item
 from ..tenants import DEFAULT_TENANT
 from .models import Hook
 
@@ -185,24 +183,16 @@ class WebhookStore(Table):
         return {**keyed_delivery(delivery), "expiresAt": self._expires()}
 
     def create(self, deliveries: list[Item]) -> list[Item]:
-        """Write new deliveries (models.delivery_item), one conditional put each, and answer them as
-        stored now: the new item, or the one already there (a redelivered stream record, or one a
-        lane wrote from the log), which the refused put hands back — no read before or after."""
+        """Write new deliveries (as ``as_stored`` makes them), one conditional put each, and answer
+        them as stored now: the new item, or the one already there (a redelivered stream record, or
+        one a lane wrote from the log), which the refused put hands back — no read before or after."""
         stored: list[Item] = []
-        expires = self._expires()
-        for d in deliveries:
-            item = {**keyed_delivery(d), "expiresAt": expires}
-            try:
-                self._db.put_item(
-                    TableName=self._table,
-                    Item=to_item(item),
-                    ConditionExpression="attribute_not_exists(PK)",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-            except ClientError as exc:
-                if error_code(exc) != CONDITION_FAILED:
-                    raise
-                item = from_item(exc.response.get("Item") or {})  # type: ignore[arg-type]
+        for item in deliveries:
+            applied, found = self._write_or_found(
+                "put_item", Item=to_item(item), ConditionExpression="attribute_not_exists(PK)"
+            )
+            if applied is None:  # there already: the item as stored is what the lane holds
+                item = found
             if item:  # (an answer without the item: the lane reads it)
                 stored.append(item)
         return stored
@@ -261,35 +251,23 @@ class WebhookStore(Table):
     # lanes
     def acquire(self, webhook_id: str, execution_id: str, owner: str, now: int) -> tuple[bool, Item]:
         """Take the lane's lease unless it is held or backing off; (taken, the lane as it is now)."""
-        try:
-            out = self._db.update_item(
-                TableName=self._table,
-                Key=_lane_key(webhook_id, execution_id),
-                UpdateExpression="SET holder = :o, leaseUntil = :l, expiresAt = :x",
-                ConditionExpression=(
-                    "(attribute_not_exists(leaseUntil) OR leaseUntil < :now) AND "
-                    "(attribute_not_exists(nextAttemptAt) OR nextAttemptAt <= :now)"
-                ),
-                ExpressionAttributeValues=to_item(
-                    {":o": owner, ":l": now + LEASE_MS, ":now": now, ":x": self._expires()}
-                ),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-            return True, from_item(out["Attributes"])
-        except ClientError as exc:
-            if error_code(exc) != CONDITION_FAILED:
-                raise
-            return False, from_item(exc.response.get("Item") or {})  # type: ignore[arg-type]
+        out, found = self._write_or_found(
+            "update_item",
+            Key=_lane_key(webhook_id, execution_id),
+            UpdateExpression="SET holder = :o, leaseUntil = :l, expiresAt = :x",
+            ConditionExpression=(
+                "(attribute_not_exists(leaseUntil) OR leaseUntil < :now) AND "
+                "(attribute_not_exists(nextAttemptAt) OR nextAttemptAt <= :now)"
+            ),
+            ExpressionAttributeValues=to_item(
+                {":o": owner, ":l": now + LEASE_MS, ":now": now, ":x": self._expires()}
+            ),
+            ReturnValues="ALL_NEW",
+        )
+        return (True, from_item(out["Attributes"])) if out is not None else (False, found)
 
     def release(
-        self,
-        webhook_id: str,
-        execution_id: str,
-        owner: str,
-        cursor: int,
-        retry_at: int | None,
-        failed_seq: int | None = None,
+        self, webhook_id: str, execution_id: str, owner: str, cursor: int, retry_at: int | None
     ) -> bool:
         """Give the lease back with the cursor reached (and, when backing off, when to try again and
         which delivery failed: ``failedSeq``, so a sender holding that delivery as it was before the
@@ -300,8 +278,9 @@ class WebhookStore(Table):
         if retry_at is None:
             update = "SET #c = :c REMOVE holder, leaseUntil, nextAttemptAt, asked"
         else:
+            # a lane stops at its first failure: the delivery right after the cursor
             update = "SET #c = :c, nextAttemptAt = :n, failedSeq = :f REMOVE holder, leaseUntil, asked"
-            values[":n"], values[":f"] = retry_at, failed_seq if failed_seq is not None else cursor + 1
+            values[":n"], values[":f"] = retry_at, cursor + 1
         out = self._update_if(
             Key=_lane_key(webhook_id, execution_id),
             UpdateExpression=update,
