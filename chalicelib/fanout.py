@@ -46,7 +46,7 @@ from .domain import events as ev
 from .domain.events import SUBSTEP_PROGRESS
 from .domain.model import now_ms
 from .persistence.activity import ActivityLog, Owner
-from .persistence.keys import EVENT_PREFIX, event_position, is_event_sk
+from .persistence.keys import EVENT_PREFIX, event_position, is_event_sk, record_position
 from .persistence.table import Item
 from .tenants import DEFAULT_TENANT
 from .webhooks.dispatcher import Dispatcher, Handed, LaneReport
@@ -99,14 +99,11 @@ def stale_updates(records: list[dict[str, Any]]) -> set[tuple[str, int]]:
     later: set[str] = set()
     stale: set[tuple[str, int]] = set()
     for raw in reversed(records):
-        ddb = raw.get("dynamodb") or {}
-        keys, image = ddb.get("Keys") or {}, ddb.get("NewImage") or {}
+        image = (raw.get("dynamodb") or {}).get("NewImage") or {}
         kind = (image.get("type") or {}).get("S")
         if raw.get("eventName") != "INSERT" or kind not in ACTIVITY_TYPES or kind == ev.EXECUTION_CREATED:
             continue
-        execution_id, seq = event_position(
-            str((keys.get("PK") or {}).get("S", "")), str((keys.get("SK") or {}).get("S", ""))
-        )
+        execution_id, seq = record_position(raw)
         if seq is None:
             continue
         if kind == ev.EXECUTION_UPDATED and execution_id in later:
@@ -325,12 +322,8 @@ def fail_records_of(response: dict[str, Any], event: dict[str, Any], executions:
     failures = list(response.get("batchItemFailures") or [])
     listed = {str(f.get("itemIdentifier")) for f in failures}
     for raw in event.get("Records") or []:
-        ddb = raw.get("dynamodb") or {}
-        keys = ddb.get("Keys") or {}
-        execution_id, seq = event_position(
-            str((keys.get("PK") or {}).get("S", "")), str((keys.get("SK") or {}).get("S", ""))
-        )
-        number = str(ddb.get("SequenceNumber", ""))
+        execution_id, seq = record_position(raw)
+        number = str((raw.get("dynamodb") or {}).get("SequenceNumber", ""))
         if seq is not None and execution_id in executions and number not in listed:
             failures.append({"itemIdentifier": number})
             listed.add(number)

@@ -52,6 +52,7 @@ items share the table under their own keys, which ``chalicelib.webhooks`` define
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from typing import Any, Final
 
 EXECUTION_PREFIX: Final = "EXEC#"
@@ -225,6 +226,13 @@ def event_position(pk_value: str, sk_value: str) -> tuple[str, int | None]:
     raw = sk_value.removeprefix(EVENT_PREFIX)
     seq = int(raw) if is_event_sk(sk_value) and raw.isascii() and raw.isdigit() else None
     return pk_value.removeprefix(EXECUTION_PREFIX), seq
+
+
+def record_position(record: Mapping[str, Any]) -> tuple[str, int | None]:
+    """``event_position`` of a DynamoDB stream record's item, its keys typed as the stream hands
+    them (``{"PK": {"S": ...}}``)."""
+    keys = (record.get("dynamodb") or {}).get("Keys") or {}
+    return event_position(str((keys.get("PK") or {}).get("S", "")), str((keys.get("SK") or {}).get("S", "")))
 
 
 def table_definition(table_name: str) -> dict[str, Any]:

@@ -54,7 +54,7 @@ else:
 
 from botocore.exceptions import ClientError
 
-from chalicelib.persistence.keys import event_position, is_event_sk
+from chalicelib.persistence.keys import is_event_sk, record_position
 
 log = logging.getLogger(__name__)
 SHARD_REFRESH_SECONDS = 5.0
@@ -380,10 +380,7 @@ def _sequence(record: Record) -> str:
 
 
 def _coordinates(record: Record) -> dict[str, Any]:
-    keys = record.get("dynamodb", {}).get("Keys", {})
-    execution_id, seq = event_position(
-        str(keys.get("PK", {}).get("S", "")), str(keys.get("SK", {}).get("S", ""))
-    )
+    execution_id, seq = record_position(record)
     return {"sequenceNumber": _sequence(record), "executionId": execution_id, "seq": seq}
 
 
