@@ -18,7 +18,7 @@ from chalicelib.fanout import FanOut
 from chalicelib.webhooks.dispatcher import DeliveryBackoff, Dispatcher, Handed, LaneReport
 from chalicelib.webhooks.models import Hook, delivery_item
 from chalicelib.webhooks.sender import Attempt, Sender
-from chalicelib.webhooks.store import WebhookStore
+from chalicelib.webhooks.store import WebhookStore, _lane_key
 from tests.functional.conftest import SECRET, register
 from tests.support.fanout import bare_execution, fan_out_by_hand, stream_record
 from tests.support.receiver import Receiver
@@ -54,6 +54,11 @@ class GatedSender:
         return self.real.post(hook, key, delivery, attempt)
 
 
+def lane_item(store: WebhookStore, webhook_id: str, eid: str) -> dict[str, Any]:
+    """The lane item as DynamoDB holds it (attribute values typed: ``{"N": "1"}``)."""
+    return dict(store._db.get_item(TableName=store._table, Key=_lane_key(webhook_id, eid))["Item"])
+
+
 def the_hook(services: Services, webhook_id: str) -> Hook:
     assert services.webhooks is not None
     hook = services.webhooks.get_hook(webhook_id)
@@ -85,18 +90,14 @@ def test_a_sender_that_finds_the_lane_held_leaves_its_delivery_to_the_holder_who
             services.store.append_event(eid, "lanes#2", {"type": "substep.started", "taskId": 2})
             # the lane is held: the contender asks the holder and sends nothing itself
             assert contender.process_lane(hook, eid, 1e12) == LaneReport()
-            lane = store._db.get_item(
-                TableName=store._table, Key={"PK": {"S": f"HOOK#{hook.id}"}, "SK": {"S": f"LANE#{eid}"}}
-            )["Item"]
+            lane = lane_item(store, hook.id, eid)
             assert lane["asked"] == {"BOOL": True}
             gated.go.set()
             held.join(30)
         # the holder sent both, in order, before it returned: nobody else was left to
         assert len(reports) == 1 and len(reports[0].lags_ms) == 2
         assert receiver.keys_for(eid) == [f"{eid}:1", f"{eid}:2"]
-        lane = store._db.get_item(
-            TableName=store._table, Key={"PK": {"S": f"HOOK#{hook.id}"}, "SK": {"S": f"LANE#{eid}"}}
-        )["Item"]
+        lane = lane_item(store, hook.id, eid)
         assert "asked" not in lane and "holder" not in lane and "dueSet" not in lane
         assert not [i for i in store.due_items() if i["executionId"] == eid]  # the holder cleared it
     finally:
@@ -208,9 +209,7 @@ def test_a_handed_delivery_that_fails_is_written_pending_and_so_are_the_ones_beh
         assert first is not None and first["status"] == "pending" and first["attempts"] == 1
         assert first["nextAttemptAt"] > first["lastAttemptAt"]
         assert second is not None and second["status"] == "pending" and second["attempts"] == 0
-        lane = store._db.get_item(
-            TableName=store._table, Key={"PK": {"S": f"HOOK#{hook.id}"}, "SK": {"S": f"LANE#{eid}"}}
-        )["Item"]
+        lane = lane_item(store, hook.id, eid)
         assert lane["failedSeq"] == {"N": "1"} and lane["cursor"] == {"N": "0"}
     finally:
         own.close()
@@ -289,7 +288,7 @@ def test_a_delivery_in_hand_that_another_sender_attempted_since_is_read_again(
         # between its release and writing the entry — the lane alone says which delivery failed
         store._db.update_item(
             TableName=store._table,
-            Key={"PK": {"S": f"HOOK#{hook.id}"}, "SK": {"S": f"LANE#{eid}"}},
+            Key=_lane_key(hook.id, eid),
             UpdateExpression="REMOVE nextAttemptAt, dueSet",
         )
         store.clear_due(hook.id, eid)
@@ -337,10 +336,7 @@ def test_deliveries_a_lane_cannot_write_fail_their_executions_records_so_the_str
             response = fanout.handle({"Records": records}, None)
         assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == ["00000"]
         assert receiver.keys_for(eid) == []
-        lane = services.webhooks._db.get_item(
-            TableName=services.webhooks._table,
-            Key={"PK": {"S": f"HOOK#{webhook_id}"}, "SK": {"S": f"LANE#{eid}"}},
-        )["Item"]
+        lane = lane_item(services.webhooks, webhook_id, eid)
         assert "holder" not in lane  # let go: the redelivered record's lane takes it at once
     finally:
         broken.close()
