@@ -56,6 +56,8 @@ from botocore.exceptions import ClientError
 
 from chalicelib.persistence.keys import is_event_sk, record_position
 
+from .shard_reader import MotoShardReader
+
 log = logging.getLogger(__name__)
 SHARD_REFRESH_SECONDS = 5.0
 STOP_WAIT_LOG_SECONDS = 10.0  # stop(): how often it says it is still waiting for the handler
@@ -161,7 +163,7 @@ def is_event_insert(record: Record) -> bool:
 class StreamPoller:
     def __init__(
         self,
-        streams: DynamoDBStreamsClient,
+        streams: DynamoDBStreamsClient | MotoShardReader,
         stream_arn: str,
         handler: Handler,
         *,
@@ -385,6 +387,10 @@ def _coordinates(record: Record) -> dict[str, Any]:
 
 
 def _iso(value: Any) -> Any:
+    """A record's arrival as the on-failure message writes it: boto3 gives a ``datetime``, a
+    Lambda event (and ``MotoShardReader``) epoch seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = datetime.fromtimestamp(value, UTC)
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value

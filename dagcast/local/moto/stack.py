@@ -41,6 +41,7 @@ from .patches.in_process_dispatch import dispatch_in_process
 from .patches.stream_wakeups import on_stream_write
 from .poller import FileCheckpoints, OnFailure, StreamPoller, is_event_insert
 from .reconciler import Reconciler
+from .shard_reader import MotoShardReader
 
 
 def local_environment(endpoint: str, port: int) -> dict[str, str]:
@@ -203,7 +204,7 @@ class MotoStack:
             assert self.poller is not None
             stream_arn = self.poller.stream_arn
         self.poller = StreamPoller(
-            boto3.Session(region_name=REGION).client("dynamodbstreams"),
+            MotoShardReader(keep=is_event_insert),
             stream_arn,
             self.handlers[FANOUT],
             batch_size=self.fanout_batch_size,

@@ -43,7 +43,7 @@ DIRECT_OPERATIONS = frozenset(
 _ORIGINAL = "_dagcast_original_execute_result"
 
 
-def _wire_value(value: Any) -> Any:
+def wire_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, datetime):
@@ -60,7 +60,7 @@ def _direct(result: Any, context: Any) -> str | None:
         return None
     members = operation.output_shape.members
     try:
-        return json.dumps({k: v for k, v in result.items() if k in members}, default=_wire_value)
+        return json.dumps({k: v for k, v in result.items() if k in members}, default=wire_value)
     except TypeError:
         return None
 
