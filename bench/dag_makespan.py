@@ -17,6 +17,10 @@ and prints, from the events' own timestamps:
                              median, p99 and max in ms
   DynamoDB calls per task    every call the handlers made, divided by the tasks run (a
                              transaction counts as one call)
+  CPU ms per task, of a core the stack's process CPU time over the run (every thread: moto,
+                             the interpreter, the handlers, the poller) per task, and as a share
+                             of one core over the run's wall time — near 100% the process is
+                             saturated and the overhead is the tasks' queue for its interpreter
   WCU per task               the write capacity those calls cost by DynamoDB's billing rules
                              (chalicelib/persistence/capacity.py: a transaction's items bill
                              twice), measured on one more run of the DAG with the write meter on
@@ -227,25 +231,28 @@ def main() -> None:
         modes = [("dag", tasks)] + ([] if args.skip_waves else [("waves", as_waves(tasks))])
         for name, job_tasks in modes:
             before = calls.calls
+            c0 = time.process_time()
             t0 = time.monotonic()
             events = run(
                 services, poll_store, {"originalRequest": f"bench {name}", "tasks": job_tasks}, args.timeout
             )
             wall = time.monotonic() - t0
+            cpu = time.process_time() - c0
             m = measure(events, job_tasks, ids)
             per_task = (calls.calls - before) / len(job_tasks)
-            rows.append((name, m, per_task, wall, len(job_tasks)))
+            rows.append((name, m, per_task, wall, len(job_tasks), cpu))
 
         print()
         print(
             f"{'mode':<6} {'tasks':>5} {'makespan s':>10} {'÷ critical':>10} {'overhead ms p50':>16} "
-            f"{'p99':>7} {'max':>7} {'DDB calls/task':>15}"
+            f"{'p99':>7} {'max':>7} {'DDB calls/task':>15} {'CPU ms/task':>12} {'of a core':>10}"
         )
-        for name, m, per_task, _wall, n in rows:
+        for name, m, per_task, wall, n, cpu in rows:
             o = m["overhead"]
             print(
                 f"{name:<6} {n:>5} {m['makespan'] / 1000:>10.2f} {m['makespan'] / critical:>10.2f} "
                 f"{statistics.median(o):>16.0f} {percentile(o, 0.99):>7.0f} {max(o):>7.0f} {per_task:>15.1f}"
+                f" {cpu / n * 1000:>12.1f} {cpu / wall:>10.0%}"
             )
         print(f"ideal waves (zero overhead) ÷ critical path: {ideal_waves_ms(tasks) / critical:.2f}")
         if not args.skip_wcu:
