@@ -5,7 +5,8 @@ Functions interpreter, runs the task Lambdas in-process (invoker.py), applies da
 to moto (patches/), creates the table, the functions and the real state machine definition
 (invoking published versions of the functions, as `dagcast deploy` makes it: ``deploy_code``),
 serves this process's boto3 calls from moto's backends directly (other processes use the server:
-``local_environment``), and starts the stream poller, the webhook retry schedule and the
+``local_environment``), and starts the stream poller (reading the shard from moto's backend, as
+AWS's mapping reads it inside AWS: shard_reader.py), the webhook retry schedule and the
 reconciler (executions Step Functions ended without Finalize; reconciler.py). Nothing here
 needs an AWS account, Docker or a network beyond loopback; nothing here serves dagcast's own HTTP
 API (dagcast/local/server.py does).
