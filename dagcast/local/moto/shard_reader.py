@@ -68,6 +68,8 @@ class MotoShardReader:
 
     def get_records(self, ShardIterator: str, Limit: int = GET_RECORDS_LIMIT) -> dict[str, Any]:
         try:
+            # No lock needed: moto builds a record whole, then appends it to the shard's list, so
+            # the slice this reads is a prefix of whole records.
             answer = self._backend.get_records(ShardIterator, Limit)
         except KeyError:  # moto's answer to an iterator it does not know; AWS names it so
             raise ClientError(
@@ -85,7 +87,10 @@ class MotoShardReader:
         place = record["dynamodb"]
         return {
             "eventName": record["eventName"],
-            "dynamodb": {"Keys": place["Keys"], "SequenceNumber": place["SequenceNumber"]},
+            "dynamodb": {
+                "Keys": {name: dict(value) for name, value in place["Keys"].items()},
+                "SequenceNumber": place["SequenceNumber"],
+            },
         }
 
 
