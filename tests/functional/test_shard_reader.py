@@ -122,7 +122,7 @@ def test_the_stacks_poller_reads_the_stream_without_a_botocore_call(stack, servi
     through botocore (signing, serialising, parsing every record): the stack's poller delivers an
     event to the fan-out while no DescribeStream, GetShardIterator or GetRecords call is made."""
     stream_calls: list[str] = []
-    make_api_call = BaseClient._make_api_call
+    make_api_call = BaseClient._make_api_call  # type: ignore[attr-defined]  # botocore builds it at runtime
 
     def counting(self: Any, operation: str, params: dict[str, Any]) -> Any:
         if self.meta.service_model.service_name == "dynamodbstreams":
