@@ -39,6 +39,11 @@ class Taken(NamedTuple):
     took_over: bool  # the lease had a holder whose time ran out (not released): it may have died mid-chunk
 
 
+class LeaseLost(Exception):
+    """A drainer's write was refused because the lease is another holder's now: it writes nothing
+    more (the new holder drains what is left)."""
+
+
 class AppendLease(Table):
     def __init__(
         self, client: DynamoDBClient, table_name: str, expiry: Callable[[str], int | None] = lambda _: None
@@ -112,6 +117,23 @@ class AppendLease(Table):
             )
         except ClientError as exc:
             log.warning("could not hand on the append lease of %s (%s); it will expire", execution_id, exc)
+
+    def held_by(self, execution_id: str, holder: str) -> dict[str, Any]:
+        """A ConditionCheck for a drainer's transactions: the lease is still ``holder``'s. A drain
+        stops ``_LEASE_MARGIN_S`` before its lease runs out by its own clock, but botocore retries a
+        throttled call with back-off and a request can be held up in the network: a write that
+        arrives after another holder took the lease over (and marked the newest events) would land
+        unmarked below that holder's tail, and its events be written again. With the check it is
+        refused instead. The lease item is in the transaction, so the takeover and the write are
+        ordered: whichever DynamoDB applies first, the other sees it."""
+        return {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": self.key(execution_id),
+                "ConditionExpression": "holder = :h",
+                "ExpressionAttributeValues": to_item({":h": holder}),
+            }
+        }
 
     @staticmethod
     def key(execution_id: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from ..domain import events as ev
 from ..domain.errors import AppendContention
 from ..domain.model import now_ms
 from ..redact import Redactor
-from .appendlease import AppendLease
+from .appendlease import AppendLease, LeaseLost
 from .appendqueue import PROGRESS, QUEUED, Enqueued
 from .contention import RecentContention
 from .drainplan import coalesced_run, known_seq, plan_chunk, type_of
@@ -49,7 +49,9 @@ else:
 log = logging.getLogger(__name__)
 
 _LEASE_MARGIN_S = 3  # a drain stops a chunk this long before its lease would run out
-_CHUNK = 100  # queued events drained per chunk (one BatchGetItem of markers each)
+# Queued events drained per chunk (one BatchGetItem of markers each): 99 puts and the lease's
+# ConditionCheck fill a transaction's 100 actions.
+_CHUNK = 99
 _WAIT_S = 120  # how long a waiting writer watches for its queued event before giving up
 # Direct tries (tail read + one transaction each) before a writer queues its event: a lost race
 # costs two calls, while queueing makes every writer after it queue too until the queue drains.
@@ -280,16 +282,17 @@ class EventLog(EventWrites):
     def _drain(self, execution_id: str, holder: str) -> dict[str, int]:
         """Append queued events in queue order, mark and dequeue them; their seqs by key.
 
-        A chunk of up to 100 queued events costs a few calls whatever its size: one BatchGetItem
+        A chunk of up to 99 queued events costs a few calls whatever its size: one BatchGetItem
         for the markers of the whole chunk, one transaction of its events, each put conditional
         on its seq being free (the tail is known: we just wrote it), then the chunk's markers and
         its dequeue in batches of 25. Until its
         markers are written, the chunk's events below the tail are unmarked — harmless, because
         direct writers do not write while the chunk is queued (they see it, ``_top``), and no
-        other drainer runs while our lease lasts: it is renewed before each chunk, and a chunk
-        stops 3 s before the lease would run out. If a put would lose a race (a direct writer that
-        looked before the chunk was queued), the chunk goes one put at a time, and the event that
-        lost goes through the full protocol.
+        other drainer runs while our lease lasts: it is renewed before each chunk, a chunk stops 3 s
+        before the lease would run out, and every put checks the lease in its transaction (a put
+        held up past a takeover is refused: ``AppendLease.held_by``). If a put would lose a race
+        (a direct writer that looked before the chunk was queued), the chunk goes one put at a
+        time, and the event that lost goes through the full protocol.
         """
         written: dict[str, int] = {}
         tail: Item | None = None
@@ -304,7 +307,8 @@ class EventLog(EventWrites):
             # marked before that tail was written, so the marker read sees it.
             if tail is None:
                 tail = self._marked_tail(execution_id)
-            done, chunk, tail = self._append_chunk(execution_id, items, tail, lease_until)
+            held = self._lease.held_by(execution_id, holder)
+            done, chunk, tail = self._append_chunk(execution_id, items, tail, lease_until, held)
             # The writers waiting for these keys read their markers (seq 0: refused, after the end).
             self._put_markers(execution_id, chunk)
             written.update(chunk)
@@ -313,16 +317,36 @@ class EventLog(EventWrites):
                 return written
 
     def _append_chunk(
-        self, execution_id: str, items: list[Item], tail: Item | None, lease_until: float
+        self,
+        execution_id: str,
+        items: list[Item],
+        tail: Item | None,
+        lease_until: float,
+        held: Mapping[str, Any],
     ) -> tuple[list[Item], dict[str, int], Item | None]:
         """Append a chunk of queued events in order while the lease lasts, ``tail`` being the
-        marked tail. The queue items handled (a prefix of ``items``), the seqs still to mark by
-        key, and the new tail."""
+        marked tail; every put in a transaction with ``held`` (the lease is still ours). The queue
+        items handled (a prefix of ``items``), the seqs still to mark by key, and the new tail."""
         marked = self._markers_of(execution_id, items, tail)
         if time.time() < lease_until - _LEASE_MARGIN_S:
-            at_once = self._chunk_at_once(execution_id, items, tail, marked)
+            try:
+                at_once = self._chunk_at_once(execution_id, items, tail, marked, held)
+            except LeaseLost:  # taken over before the chunk landed: nothing written, nothing to mark
+                return [], {}, tail
             if at_once is not None:
                 return at_once
+        return self._chunk_one_by_one(execution_id, items, tail, lease_until, held, marked)
+
+    def _chunk_one_by_one(
+        self,
+        execution_id: str,
+        items: list[Item],
+        tail: Item | None,
+        lease_until: float,
+        held: Mapping[str, Any],
+        marked: dict[str, int],
+    ) -> tuple[list[Item], dict[str, int], Item | None]:
+        """``_append_chunk`` an event at a time: after a put of the chunk lost its race."""
         done: list[Item] = []
         chunk: dict[str, int] = {}  # key → seq, to mark
         meta: Item | None = None  # read once per chunk, for its progress events
@@ -341,7 +365,12 @@ class EventLog(EventWrites):
                 # progress event before it. A race lost below reads afresh (``payload``).
                 meta = meta or self._read_meta(execution_id)
                 body = ev.execution_updated(meta)
-            seq = self._append_known(execution_id, key, body, item.get("timestamp"), tail, marked, chunk)
+            try:
+                seq = self._append_known(
+                    execution_id, key, body, item.get("timestamp"), tail, marked, chunk, held
+                )
+            except LeaseLost:
+                break  # taken over: mark and dequeue what was written; the new holder does the rest
             if seq is None:  # lost a race: mark what we wrote, then the full protocol
                 self._put_markers(execution_id, chunk)
                 marked.update(chunk)
@@ -370,7 +399,12 @@ class EventLog(EventWrites):
         return marked
 
     def _chunk_at_once(
-        self, execution_id: str, items: list[Item], tail: Item | None, marked: Mapping[str, int]
+        self,
+        execution_id: str,
+        items: list[Item],
+        tail: Item | None,
+        marked: Mapping[str, int],
+        held: Mapping[str, Any],
     ) -> tuple[list[Item], dict[str, int], Item | None] | None:
         """The whole chunk's events in one transaction (``drainplan.plan_chunk``), each put
         conditional on its seq being free; None if one was not (a direct writer that looked
@@ -386,8 +420,10 @@ class EventLog(EventWrites):
 
         puts, chunk, new_tail = plan_chunk(items, tail, marked, event_item)
         new = {"TableName": self._table, "ConditionExpression": "attribute_not_exists(PK)"}
-        failed = puts and self._transact([{"Put": {**new, "Item": to_item(p)}} for p in puts])
+        failed = puts and self._transact([{"Put": {**new, "Item": to_item(p)}} for p in puts] + [dict(held)])
         if failed and not self._landed(puts):
+            if failed[-1]:
+                raise LeaseLost(execution_id)
             return None
         return items, chunk, new_tail
 
@@ -430,14 +466,15 @@ class EventLog(EventWrites):
         tail: Item | None,
         marked: Mapping[str, int],
         chunk: Mapping[str, int],
+        held: Mapping[str, Any],
     ) -> int | None:
         """One event of a drained chunk, the tail and the markers known: its seq, 0 if refused,
-        None if another writer took the next seq first."""
+        None if another writer took the next seq first (``LeaseLost`` if another holder took over)."""
         seq = known_seq(key, tail, marked, chunk)
         if seq is not None:
             return seq
         n = int(tail["seq"]) if tail is not None else 0
-        return self._put_event(execution_id, key, payload, timestamp, n + 1)
+        return self._put_event(execution_id, key, payload, timestamp, n + 1, held)
 
     def _put_markers(self, execution_id: str, seqs: Mapping[str, int]) -> None:
         self._batch_write(

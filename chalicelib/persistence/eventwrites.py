@@ -13,6 +13,7 @@ from ..domain.errors import StoreError
 from ..domain.model import now_ms
 from ..domain.wire import dumps
 from ..redact import Redactor
+from .appendlease import LeaseLost
 from .appendqueue import PROGRESS, AppendQueue
 from .expiry import with_expiry
 from .keys import event_sk, marker_sk, pk
@@ -116,10 +117,20 @@ class EventWrites(AppendQueue):
         return with_expiry(item, self._expiry(execution_id))
 
     def _put_event(
-        self, execution_id: str, key: str, payload: Payload, timestamp: int | None, seq: int
+        self,
+        execution_id: str,
+        key: str,
+        payload: Payload,
+        timestamp: int | None,
+        seq: int,
+        lease_held: Mapping[str, Any],
     ) -> int | None:
-        """Put ``EVT#<seq>`` alone (a drained chunk's: markers follow); None if the seq is taken."""
+        """Put ``EVT#<seq>`` alone (a drained chunk's: markers follow), in a transaction with
+        ``lease_held`` (``AppendLease.held_by``); None if the seq is taken. Raises ``LeaseLost``
+        when the lease is someone else's."""
         item = self._event_item(execution_id, key, payload, timestamp, seq)
-        return (
-            seq if self._put_if(Item=to_item(item), ConditionExpression="attribute_not_exists(PK)") else None
-        )
+        new = {"TableName": self._table, "ConditionExpression": "attribute_not_exists(PK)"}
+        failed = self._transact([{"Put": {**new, "Item": to_item(item)}}, dict(lease_held)])
+        if failed and failed[-1]:
+            raise LeaseLost(execution_id)
+        return None if failed else seq

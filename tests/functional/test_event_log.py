@@ -303,8 +303,9 @@ def test_a_drainer_whose_lease_ran_out_before_it_marked_its_chunk_leaves_nothing
     }
     for key, body in chunk.items():  # the dead holder's chunk: queued, written, not yet marked
         log._enqueue(eid, key, body, None)
-    assert log._put_event(eid, "a#1", chunk["a#1"], None, 2) == 2
-    assert log._put_event(eid, "b#1", chunk["b#1"], None, 3) == 3
+    dead = log._lease.held_by(eid, "dead")
+    assert log._put_event(eid, "a#1", chunk["a#1"], None, 2, dead) == 2
+    assert log._put_event(eid, "b#1", chunk["b#1"], None, 3, dead) == 3
     # the retried append of a#1 waits for the lease, takes it over, and finds a#1 already written
     assert services.store.append_event(eid, "a#1", chunk["a#1"]) == 2
     assert _types(services, eid) == [(1, "execution.created"), (2, "a#1"), (3, "b#1")]
@@ -378,3 +379,78 @@ def test_an_update_queued_again_after_it_was_written_does_not_swallow_the_update
         (3, "completed#5"),
         (4, "execution.updated"),
     ]
+
+
+def _take_over(services, eid: str, holder: str) -> None:
+    """Another drainer takes the append lease over (the first one's ran out while its write was
+    held up) and does what a takeover does first: it marks the newest events."""
+    import time
+
+    from chalicelib.persistence.table import to_item
+
+    services.store._db.put_item(
+        TableName=services.settings.table_name,
+        Item=to_item(
+            {"PK": f"QUEUE#{eid}", "SK": "LEASE", "holder": holder, "expires": int((time.time() + 10) * 1000)}
+        ),
+    )
+    services.store.event_log._mark_recent(eid)
+
+
+def test_a_chunk_that_arrives_after_its_lease_was_taken_over_is_refused_not_written_twice(
+    services, monkeypatch
+):
+    """A drainer's chunk transaction that botocore retried past its lease (a throttle's back-off,
+    a request held up) used to land after another drainer had taken the lease over and marked the
+    newest events: below the new holder's tail, unmarked, so the new holder wrote the same queued
+    events again above it (duplicates seen twice in the throttle chaos run). The chunk's transaction
+    now checks that the lease is still its drainer's: it is refused, and the new holder writes each
+    queued event once."""
+    log = services.store.event_log
+    eid = _new_execution(services)
+    bodies = {f"k#{n}": {"type": "execution.updated", "mark": f"k#{n}"} for n in (1, 2, 3)}
+    for key, body in bodies.items():
+        log._enqueue(eid, key, body, None)
+    real = log._transact
+    delayed: list[int] = []
+
+    def held_up_past_a_takeover(ops):
+        if delayed or not any(
+            "EVT#" in op.get("Put", {}).get("Item", {}).get("SK", {}).get("S", "") for op in ops
+        ):
+            return real(ops)
+        delayed.append(len(ops))
+        _take_over(services, eid, "next")  # while the first drainer's transaction was held up
+        failed = real(ops)  # it arrives
+        log._drain(eid, "next")  # the new holder drains before the first one marks anything
+        return failed
+
+    monkeypatch.setattr(log, "_transact", held_up_past_a_takeover)
+    first = log._lease.acquire(eid)
+    assert first is not None
+    log._drain(eid, first.holder)
+    assert delayed == [4]  # the chunk's 3 puts and the lease check, in one transaction
+    assert _types(services, eid) == [(1, "execution.created"), (2, "k#1"), (3, "k#2"), (4, "k#3")]
+    assert not log._queued(eid, 10)
+
+
+def test_an_event_put_one_at_a_time_after_the_lease_was_taken_over_is_refused(services):
+    """The one-at-a-time path of a drain (after a put of its chunk lost a race) writes each event
+    alone, its marker after: it checks the lease in the same transaction too, and stops."""
+    from chalicelib.persistence.appendlease import LeaseLost
+
+    log = services.store.event_log
+    eid = _new_execution(services)
+    first = log._lease.acquire(eid)
+    assert first is not None
+    held = log._lease.held_by(eid, first.holder)
+    assert log._put_event(eid, "a#1", {"type": "execution.updated", "mark": "a#1"}, None, 2, held) == 2
+    assert log._put_event(eid, "a#2", {"type": "execution.updated", "mark": "a#2"}, None, 2, held) is None
+    _take_over(services, eid, "next")
+    try:
+        log._put_event(eid, "b#1", {"type": "execution.updated", "mark": "b#1"}, None, 3, held)
+    except LeaseLost:
+        pass
+    else:
+        raise AssertionError("a put after the takeover was not refused")
+    assert _types(services, eid) == [(1, "execution.created"), (2, "a#1")]
