@@ -83,7 +83,11 @@ def _table(*actions: str) -> Callable[[Names], list[Statement]]:
 
 
 def _event_appends(n: Names) -> list[Statement]:
-    return [_allow("EventAppends", ["dynamodb:TransactWriteItems"], n.arn("dynamodb", f"table/{n.table}"))]
+    # IAM checks each item of a transaction as its own action besides TransactWriteItems ("Using
+    # IAM with DynamoDB transactions"): the events and markers put, the task and META updated, and
+    # the append lease checked (a queueing writer's, and every drained write's)
+    actions = ["TransactWriteItems", "PutItem", "UpdateItem", "ConditionCheckItem"]
+    return [_allow("EventAppends", [f"dynamodb:{a}" for a in actions], n.arn("dynamodb", f"table/{n.table}"))]
 
 
 def _executions_index(n: Names) -> list[Statement]:

@@ -8,8 +8,9 @@ stored in it where the class is built (the task kinds' registry). A method or fu
 only *referenced* (passed as a callback, handed to a thread pool) counts as called.
 
 The AWS calls are the leaves: a call on anything typed as a boto3 client (``mypy_boto3_<service>``
-annotations, or ``boto3.client("<service>")``), whose botocore operation names the IAM action, and
-powertools' parameter reads. Over-approximates (every branch is taken) and never guesses: an
+annotations, or ``boto3.client("<service>")``), whose botocore operation names the IAM action,
+the items a DynamoDB transaction is built of (``TRANSACTION_ITEMS``), and powertools' parameter
+reads. Over-approximates (every branch is taken) and never guesses: an
 attribute of a client that is no operation fails, so does a leaf nothing reaches (see
 ``unreached_leaves``) — a resolution gap shows up as a failing test, not as a missing grant.
 """
@@ -35,6 +36,16 @@ CLIENT_HELPERS = {"meta", "exceptions", "close", "can_paginate"}
 POWERTOOLS = "aws_lambda_powertools.utilities.parameters"
 POWERTOOLS_READS = {"get_secret": "secretsmanager:GetSecretValue", "get_parameter": "ssm:GetParameter"}
 
+
+# The item actions of a DynamoDB transaction: IAM checks each of them as its own action
+# (PutItem, …, ConditionCheckItem) besides TransactWriteItems ("Using IAM with DynamoDB
+# transactions"). A dict literal keyed so is a transaction's item: its action is a leaf too.
+TRANSACTION_ITEMS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
 
 # marks an action called on a table's index (a query with IndexName=): its resource is the index
 INDEX = " on an index"
@@ -437,6 +448,9 @@ class CallGraph:
         actions: set[str] = set()
         calls_in = [c for c in ast.walk(node) if isinstance(c, ast.Call)]
         for n in ast.walk(node):
+            if isinstance(n, ast.Dict):
+                keys = {k.value for k in n.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+                actions |= {TRANSACTION_ITEMS[k] for k in keys & TRANSACTION_ITEMS.keys()}
             if not isinstance(n, ast.Name | ast.Attribute) or not isinstance(n.ctx, ast.Load):
                 continue
             if isinstance(n, ast.Attribute):

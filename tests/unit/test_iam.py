@@ -171,6 +171,14 @@ def test_the_derivation_finds_each_functions_own_calls():
         "states:SendTaskSuccess",
     }
     assert {"kms:Decrypt", "dynamodb:BatchGetItem"} <= needed("fanout", function_env("dev", "fanout"))
+    # a transaction's items are actions of their own: the append lease's check above all, which a
+    # role granting TransactWriteItems alone refused in AWS (every queued or drained event write)
+    assert {
+        "dynamodb:TransactWriteItems",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+    } <= needed("finalize", function_env("dev", "finalize"))
 
 
 def test_a_shared_policy_fails_every_function():
