@@ -213,6 +213,9 @@ class AttemptRunner:
         The attempt's live output is closed before this returns: written out on success (the last
         delta comes before the outcome), abandoned otherwise (a timed-out thread runs on, mute)."""
         task_id = int(started["taskId"])
+        # Read before the kind runs, outside the handler of the kind's own failures below: a store
+        # error here (a throttle botocore gave up on) is the Run's to retry, not the task's failure.
+        inputs, results = self._inputs(execution_id, started)
         holder: list[RunContext] = []
         output = attempt_emitter(
             self._store, execution_id, task_id, attempt, lambda: self._redactor(holder[0]), self.coalescing
@@ -220,7 +223,7 @@ class AttemptRunner:
         ctx = RunContext(execution_id, task_id, attempt, time.monotonic() + timeout, output=output)
         holder.append(ctx)
         try:
-            result = self._run_with_timeout(started, ctx, timeout)
+            result = self._run_with_timeout(started, ctx, timeout, inputs, results)
             streamed = output.finish()
             if isinstance(result, str) and output.raw and result == output.raw:
                 # the text its deltas showed, redacted by the same redactor chunk by chunk: they
@@ -252,12 +255,17 @@ class AttemptRunner:
     def _redactor(self, ctx: RunContext) -> Redactor:
         return self._store.redactor.with_values(ctx.secrets)
 
-    def _run_with_timeout(self, task: Item, ctx: RunContext, timeout: float) -> Any:
-        params = json.loads(task["paramsJson"])
+    def _inputs(self, execution_id: str, task: Item) -> tuple[dict[int, Any], dict[int, Any]]:
+        """The task's inputs (its dependencies' results) and every result its params refer to."""
         deps = [int(d) for d in task.get("dependencies", [])]
-        wanted = set(deps) | {ref for _, ref in refs_in_value(params)}
-        results = self._store.get_results(ctx.execution_id, sorted(wanted))
-        inputs = {d: results.get(d) for d in deps}
+        wanted = set(deps) | {ref for _, ref in refs_in_value(json.loads(task["paramsJson"]))}
+        results = self._store.get_results(execution_id, sorted(wanted))
+        return {d: results.get(d) for d in deps}, results
+
+    def _run_with_timeout(
+        self, task: Item, ctx: RunContext, timeout: float, inputs: dict[int, Any], results: dict[int, Any]
+    ) -> Any:
+        params = json.loads(task["paramsJson"])
         future = _TASK_POOL.submit(run_kind, str(task["action"]), params, inputs, results, ctx)
         try:
             return future.result(timeout=timeout)

@@ -89,6 +89,36 @@ def test_a_run_lambda_that_fails_after_doing_its_work_is_retried_without_duplica
     assert events[-1]["finalResult"] == "two!"
 
 
+def test_a_throttled_read_of_a_tasks_inputs_retries_the_run_instead_of_failing_the_task(
+    services, monkeypatch
+):
+    """The run Lambda reads the task's inputs (its dependencies' results) before the kind runs.
+    The read was inside the handler of the kind's own failures, so a throttle botocore gave up on
+    failed the task — ``substep.failed``, its dependents skipped — although nothing of the user's
+    ran. Now it fails the Run, which Step Functions retries, and the task completes."""
+    from botocore.exceptions import ClientError
+
+    real = services.store.get_results
+    throttled: list[str] = []
+
+    def throttled_once(execution_id, task_ids):
+        ids = list(task_ids)
+        if ids == [1] and not throttled:  # task 2's inputs
+            throttled.append(execution_id)
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}
+            raise ClientError({"Error": error}, "BatchGetItem")
+        return real(execution_id, ids)
+
+    monkeypatch.setattr(services.store, "get_results", throttled_once)
+    eid, events = run_job(services, {"tasks": [echo(1, "one"), echo(2, "{{1}}!", [1])]})
+    assert throttled == [eid]
+    assert_gapless(events, eid)
+    task_two = [e["type"] for e in events if e.get("taskId") == 2 and e["type"].startswith("substep.")]
+    assert task_two == ["substep.started", "substep.completed"]
+    assert events[-1]["type"] == "execution.completed"
+    assert events[-1]["finalResult"] == "one!"
+
+
 def test_a_run_lambda_that_keeps_crashing_fails_the_task_and_its_dependents(services, stack):
     def always_crash(event, context):
         if event["taskId"] == 2:
