@@ -105,8 +105,8 @@ def test_a_throttled_read_of_a_tasks_inputs_retries_the_run_instead_of_failing_t
         ids = list(task_ids)
         if ids == [1] and not throttled:  # task 2's inputs
             throttled.append(execution_id)
-            error = {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}
-            raise ClientError({"Error": error}, "BatchGetItem")
+            code = "ProvisionedThroughputExceededException"
+            raise ClientError({"Error": {"Code": code, "Message": "throttled"}}, "BatchGetItem")
         return real(execution_id, ids)
 
     monkeypatch.setattr(services.store, "get_results", throttled_once)
