@@ -343,6 +343,16 @@ def test_a_drainer_whose_lease_ran_out_before_it_marked_its_chunk_leaves_nothing
     assert not log._queued(eid, 10)
 
 
+def _three_queued(services) -> tuple[str, dict[str, dict[str, str]]]:
+    """A new execution with three events queued (``k#1``…``k#3``, nobody draining): its id, and
+    the events by key."""
+    eid = _new_execution(services)
+    bodies = {f"k#{n}": {"type": "execution.updated", "mark": f"k#{n}"} for n in (1, 2, 3)}
+    for key, body in bodies.items():
+        services.store.event_log._enqueue(eid, key, body, None)
+    return eid, bodies
+
+
 def test_a_drain_that_fails_before_it_marks_its_chunk_leaves_nothing_to_write_twice(services, monkeypatch):
     """A drainer writes a chunk's events in one transaction, then their markers (BatchWriteItem).
     When that call failed (a throttle past botocore's attempts or its retry quota) the drain raised
@@ -354,10 +364,7 @@ def test_a_drain_that_fails_before_it_marks_its_chunk_leaves_nothing_to_write_tw
     from botocore.exceptions import ClientError
 
     log = services.store.event_log
-    eid = _new_execution(services)
-    bodies = {f"k#{n}": {"type": "execution.updated", "mark": f"k#{n}"} for n in (1, 2, 3)}
-    for key, body in bodies.items():
-        log._enqueue(eid, key, body, None)
+    eid, bodies = _three_queued(services)
     real = log._batch_write
 
     def chunk_markers_throttled(requests):
@@ -437,10 +444,7 @@ def test_a_chunk_that_arrives_after_its_lease_was_taken_over_is_refused_not_writ
     now checks that the lease is still its drainer's: it is refused, and the new holder writes each
     queued event once."""
     log = services.store.event_log
-    eid = _new_execution(services)
-    bodies = {f"k#{n}": {"type": "execution.updated", "mark": f"k#{n}"} for n in (1, 2, 3)}
-    for key, body in bodies.items():
-        log._enqueue(eid, key, body, None)
+    eid, _ = _three_queued(services)
     real = log._transact
     delayed: list[int] = []
 
