@@ -23,6 +23,7 @@ from .shard_iterators import stateless_shard_iterators
 from .state_machine_copy import fix_state_machine_copy
 from .stream_wakeups import wake_on_stream_writes
 from .transactions import check_before_writing
+from .unsigned_requests import sign_nothing_in_process
 from .value_copies import copy_values_once
 
 
@@ -42,3 +43,4 @@ def apply_all() -> None:
     cache_interpreter_lookups()
     list_actions_once()
     copy_values_once()
+    sign_nothing_in_process()
