@@ -427,15 +427,6 @@ class EventLog(EventWrites):
             return None
         return items, chunk, new_tail
 
-    def _landed(self, puts: list[Item]) -> bool:
-        """Whether a chunk's transaction that failed had in fact been applied: its answer was lost
-        and botocore's retry of it found its own events (every planned seq holds its planned key;
-        a transaction is all or nothing). Without this the chunk, not yet marked, would be written
-        again above itself."""
-        found = self._batch_get([to_item({"PK": p["PK"], "SK": p["SK"]}) for p in puts])
-        keys = {str(i["SK"]): i.get("idemKey") for i in map(from_item, found)}
-        return all(keys.get(str(p["SK"])) == p["idemKey"] for p in puts)
-
     def _append_contended(
         self, execution_id: str, key: str, payload: ev.Event | str, timestamp: int | None, lease_until: float
     ) -> tuple[int | None, Item | None]:

@@ -17,7 +17,7 @@ from .appendlease import LeaseLost
 from .appendqueue import PROGRESS, AppendQueue
 from .expiry import with_expiry
 from .keys import event_sk, marker_sk, pk
-from .table import Item, to_item
+from .table import Item, from_item, to_item
 
 Payload = ev.Event | Callable[[], ev.Event] | str
 # What a transactional append found (``_transact_event``).
@@ -131,6 +131,17 @@ class EventWrites(AppendQueue):
         item = self._event_item(execution_id, key, payload, timestamp, seq)
         new = {"TableName": self._table, "ConditionExpression": "attribute_not_exists(PK)"}
         failed = self._transact([{"Put": {**new, "Item": to_item(item)}}, dict(lease_held)])
-        if failed and failed[-1]:
+        if not failed or self._landed([item]):  # applied, or applied and its answer lost
+            return seq
+        if failed[-1]:
             raise LeaseLost(execution_id)
-        return None if failed else seq
+        return None
+
+    def _landed(self, puts: list[Item]) -> bool:
+        """Whether a drained transaction that failed had in fact been applied: its answer was lost
+        and botocore's retry of it found its own events (every planned seq holds its planned key;
+        a transaction is all or nothing). Without this the events, not yet marked, would be written
+        again above themselves: a chunk's, or one put of the one-at-a-time path."""
+        found = self._batch_get([to_item({"PK": p["PK"], "SK": p["SK"]}) for p in puts])
+        keys = {str(i["SK"]): i.get("idemKey") for i in map(from_item, found)}
+        return all(keys.get(str(p["SK"])) == p["idemKey"] for p in puts)

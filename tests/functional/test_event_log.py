@@ -488,3 +488,29 @@ def test_an_event_put_one_at_a_time_after_the_lease_was_taken_over_is_refused(se
     else:
         raise AssertionError("a put after the takeover was not refused")
     assert _types(services, eid) == [(1, "execution.created"), (2, "a#1")]
+
+
+def test_an_event_put_one_at_a_time_whose_answer_was_lost_is_taken_as_written(services, monkeypatch):
+    """A put of the one-at-a-time path applied, its answer lost: botocore's retry finds the seq
+    taken — by the event itself. It used to be taken for a lost race, and the event went through
+    the full protocol, which wrote it again above itself (its marker not written yet). Like a
+    chunk's (``_landed``), the put looks whether the seq holds its own event."""
+    log = services.store.event_log
+    eid = _new_execution(services)
+    taken = log._lease.acquire(eid)
+    assert taken is not None
+    real = log._transact
+    lost: list[int] = []
+
+    def answer_lost(ops):
+        failed = real(ops)
+        if failed or lost:
+            return failed
+        lost.append(len(ops))
+        return real(ops)  # the retry of the applied call
+
+    monkeypatch.setattr(log, "_transact", answer_lost)
+    held = log._lease.held_by(eid, taken.holder)
+    assert log._put_event(eid, "a#1", {"type": "execution.updated", "mark": "a#1"}, None, 2, held) == 2
+    assert lost == [2]  # the event and the lease's check
+    assert log._put_event(eid, "b#1", {"type": "execution.updated", "mark": "b#1"}, None, 2, held) is None
