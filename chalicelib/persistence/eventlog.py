@@ -296,6 +296,7 @@ class EventLog(EventWrites):
         """
         written: dict[str, int] = {}
         tail: Item | None = None
+        held = self._lease.held_by(execution_id, holder)  # in every put's transaction
         while True:
             lease_until = self._lease.renew(execution_id, holder)
             if lease_until is None:
@@ -307,7 +308,6 @@ class EventLog(EventWrites):
             # marked before that tail was written, so the marker read sees it.
             if tail is None:
                 tail = self._marked_tail(execution_id)
-            held = self._lease.held_by(execution_id, holder)
             done, chunk, tail = self._append_chunk(execution_id, items, tail, lease_until, held)
             # The writers waiting for these keys read their markers (seq 0: refused, after the end).
             self._put_markers(execution_id, chunk)
@@ -408,8 +408,9 @@ class EventLog(EventWrites):
     ) -> tuple[list[Item], dict[str, int], Item | None] | None:
         """The whole chunk's events in one transaction (``drainplan.plan_chunk``), each put
         conditional on its seq being free; None if one was not (a direct writer that looked
-        before the chunk was queued took it): nothing was written, the caller goes one by one.
-        Progress events read META once, after every event below them was written."""
+        before the chunk was queued took it): nothing was written, the caller goes one by one
+        (``LeaseLost``: another holder took over). Progress events read META once, after every
+        event below them was written."""
         meta: list[Item] = []
 
         def event_item(key: str, payload: ev.Event | str, timestamp: Any, seq: int) -> Item:
@@ -419,11 +420,7 @@ class EventLog(EventWrites):
             return self._event_item(execution_id, key, payload, timestamp, seq)
 
         puts, chunk, new_tail = plan_chunk(items, tail, marked, event_item)
-        new = {"TableName": self._table, "ConditionExpression": "attribute_not_exists(PK)"}
-        failed = puts and self._transact([{"Put": {**new, "Item": to_item(p)}} for p in puts] + [dict(held)])
-        if failed and not self._landed(puts):
-            if failed[-1]:
-                raise LeaseLost(execution_id)
+        if puts and not self._put_drained(execution_id, puts, held):
             return None
         return items, chunk, new_tail
 

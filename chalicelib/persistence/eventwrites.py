@@ -125,17 +125,23 @@ class EventWrites(AppendQueue):
         seq: int,
         lease_held: Mapping[str, Any],
     ) -> int | None:
-        """Put ``EVT#<seq>`` alone (a drained chunk's: markers follow), in a transaction with
-        ``lease_held`` (``AppendLease.held_by``); None if the seq is taken. Raises ``LeaseLost``
-        when the lease is someone else's."""
+        """Put ``EVT#<seq>`` alone (a drained chunk's: markers follow), with ``lease_held``
+        (``_put_drained``); None if the seq is taken."""
         item = self._event_item(execution_id, key, payload, timestamp, seq)
+        return seq if self._put_drained(execution_id, [item], lease_held) else None
+
+    def _put_drained(self, execution_id: str, items: list[Item], lease_held: Mapping[str, Any]) -> bool:
+        """Put drained event items, each conditional on its seq being free, in one transaction with
+        ``lease_held`` (``AppendLease.held_by``): whether they are written — also when the
+        transaction was applied and its answer lost (``_landed``) — or not, a seq being taken.
+        Raises ``LeaseLost`` when the lease is someone else's."""
         new = {"TableName": self._table, "ConditionExpression": "attribute_not_exists(PK)"}
-        failed = self._transact([{"Put": {**new, "Item": to_item(item)}}, dict(lease_held)])
-        if not failed or self._landed([item]):  # applied, or applied and its answer lost
-            return seq
+        failed = self._transact([{"Put": {**new, "Item": to_item(i)}} for i in items] + [dict(lease_held)])
+        if not failed or self._landed(items):
+            return True
         if failed[-1]:
             raise LeaseLost(execution_id)
-        return None
+        return False
 
     def _landed(self, puts: list[Item]) -> bool:
         """Whether a drained transaction that failed had in fact been applied: its answer was lost
