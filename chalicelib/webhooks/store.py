@@ -166,16 +166,9 @@ class WebhookStore(Table):
         keys = [to_item({"PK": d["PK"], "SK": d["SK"]}) for d in keyed]
         stored = {(d["PK"], d["SK"]): d for d in map(from_item, self._batch_get(keys))}
         expires = self._expires()
-        for d in keyed:
-            if (d["PK"], d["SK"]) in stored:
-                continue
-            item = {**d, "expiresAt": expires}
-            if self._put_if(Item=to_item(item), ConditionExpression="attribute_not_exists(PK)"):
-                stored[(d["PK"], d["SK"])] = item
-            else:  # written by another sender between the read and the put: theirs stands
-                found = self.get_delivery(str(d["webhookId"]), str(d["executionId"]), int(d["seq"]))
-                if found is not None:
-                    stored[(d["PK"], d["SK"])] = found
+        # the missing ones; one written by another sender between the read and the put stands
+        missing = [{**d, "expiresAt": expires} for d in keyed if (d["PK"], d["SK"]) not in stored]
+        stored.update(((d["PK"], d["SK"]), d) for d in self.create(missing))
         return list(stored.values())
 
     def as_stored(self, delivery: Mapping[str, Any]) -> Item:
