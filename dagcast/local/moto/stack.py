@@ -204,14 +204,17 @@ class MotoStack:
         if stream_arn is None:
             assert self.poller is not None
             stream_arn = self.poller.stream_arn
+        # One filter for both: the reader copies whole only the records the poller delivers
+        # (the others come with their place alone, which must never reach the handler).
+        accept = is_event_insert
         self.poller = StreamPoller(
-            MotoShardReader(keep=is_event_insert),
+            MotoShardReader(keep=accept),
             stream_arn,
             self.handlers[FANOUT],
             batch_size=self.fanout_batch_size,
             batch_window_seconds=self.fanout_batch_window_seconds,
             checkpoints=FileCheckpoints(os.path.join(self.state_dir, "stream-checkpoints.json")),
-            accept=is_event_insert,
+            accept=accept,
             max_retries=self.fanout_max_retry_attempts,
             on_failure=OnFailure(os.path.join(self.state_dir, "stream-failures.jsonl")),
         )
