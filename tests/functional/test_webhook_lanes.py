@@ -54,6 +54,16 @@ class GatedSender:
         return self.real.post(hook, key, delivery, attempt)
 
 
+def like_the_stacks(
+    services: Services, store: WebhookStore, sender: Any = None, backoff: Any = None
+) -> Dispatcher:
+    """A dispatcher like the stack's (its key box, sender and back-off, unless given) on ``store``:
+    the test's own client, or a store that misbehaves on purpose. The caller closes it."""
+    assert services.dispatcher is not None
+    d = services.dispatcher
+    return Dispatcher(store, d.box, sender or d.sender, backoff or d.backoff)
+
+
 def lane_item(store: WebhookStore, webhook_id: str, eid: str) -> dict[str, Any]:
     """The lane item as DynamoDB holds it (attribute values typed: ``{"N": "1"}``)."""
     return dict(store._db.get_item(TableName=store._table, Key=_lane_key(webhook_id, eid))["Item"])
@@ -74,10 +84,9 @@ def test_a_sender_that_finds_the_lane_held_leaves_its_delivery_to_the_holder_who
     delivery waits for neither the holder's lease to run out nor a sweep of the retry function."""
     store, _ = own_store
     assert services.dispatcher is not None
-    d = services.dispatcher
-    gated = GatedSender(d.sender)
-    holder = Dispatcher(store, d.box, gated, d.backoff)  # type: ignore[arg-type]
-    contender = Dispatcher(store, d.box, d.sender, d.backoff)
+    gated = GatedSender(services.dispatcher.sender)
+    holder = like_the_stacks(services, store, sender=gated)
+    contender = like_the_stacks(services, store)
     eid = bare_execution(services)
     hook = the_hook(services, register(client, hooks, receiver, executionId=eid))
     reports: list[LaneReport] = []
@@ -114,9 +123,7 @@ def test_a_holder_nobody_asked_lets_its_lane_go_without_reading_it_again(
     holder read the lane's deliveries once more after releasing it (a Query per lane per batch), in
     case another sender had written one meanwhile; now such a sender asks (test above)."""
     store, operations = own_store
-    assert services.dispatcher is not None
-    d = services.dispatcher
-    own = Dispatcher(store, d.box, d.sender, d.backoff)
+    own = like_the_stacks(services, store)
     eid = bare_execution(services)
     hook = the_hook(services, register(client, hooks, receiver, executionId=eid))
     try:
@@ -160,9 +167,7 @@ def test_a_lane_handed_its_records_deliveries_sends_them_and_writes_each_once_wi
     the deliveries, and writes each once, with its outcome: three calls per lane, where it made six
     — and the first POST goes after one DynamoDB round trip, not three."""
     store, operations = own_store
-    assert services.dispatcher is not None
-    d = services.dispatcher
-    own = Dispatcher(store, d.box, d.sender, d.backoff)
+    own = like_the_stacks(services, store)
     eid = bare_execution(services)
     hook = the_hook(services, register(client, hooks, receiver, executionId=eid))
     try:
@@ -193,10 +198,8 @@ def test_a_handed_delivery_that_fails_is_written_pending_and_so_are_the_ones_beh
     lane did not reach pending untried — both listed, as when they were written before sending."""
     store, _ = own_store
     failing_once = Receiver(SECRET, fail_first=1).start()
-    assert services.dispatcher is not None
-    d = services.dispatcher
     # a back-off the stack's retry function cannot reach while the test looks (it would send both)
-    own = Dispatcher(store, d.box, d.sender, DeliveryBackoff(base_seconds=600))
+    own = like_the_stacks(services, store, backoff=DeliveryBackoff(base_seconds=600))
     eid = bare_execution(services)
     hook = the_hook(services, register(client, hooks, failing_once, executionId=eid))
     try:
@@ -223,9 +226,7 @@ def test_a_lane_steps_over_the_events_its_webhook_does_not_take_and_reads_the_lo
     that does not start right after the lane's cursor (an earlier event's record is elsewhere: the
     other shard, a later batch) makes the lane read the log from its cursor, never skip."""
     store, operations = own_store
-    assert services.dispatcher is not None
-    d = services.dispatcher
-    own = Dispatcher(store, d.box, d.sender, d.backoff)
+    own = like_the_stacks(services, store)
     eid = bare_execution(services)
     hook = the_hook(services, register(client, hooks, receiver, executionId=eid, types=["substep.started"]))
     kinds = ["substep.started", "substep.completed", "substep.started", "substep.started"]
@@ -273,12 +274,10 @@ def test_a_delivery_in_hand_that_another_sender_attempted_since_is_read_again(
     also when that holder left no due entry (which alone would send the lane to the log)."""
     store, _ = own_store
     failing_once = Receiver(SECRET, fail_first=1).start()
-    assert services.dispatcher is not None
-    d = services.dispatcher
     racing = AttemptedBeforeTheLease(store._db, store._table)
-    own = Dispatcher(racing, d.box, d.sender, d.backoff)
+    own = like_the_stacks(services, racing)
     # its failure's due entry far ahead: the stack's retry function must not send the lane meanwhile
-    other = Dispatcher(store, d.box, d.sender, DeliveryBackoff(base_seconds=600))
+    other = like_the_stacks(services, store, backoff=DeliveryBackoff(base_seconds=600))
     eid = bare_execution(services)
     hook = the_hook(services, register(client, hooks, failing_once, executionId=eid))
 
@@ -319,11 +318,8 @@ def test_deliveries_a_lane_cannot_write_fail_their_executions_records_so_the_str
     2 but not 1); one that cannot sends nothing, lets the lane go, and the fan-out reports its
     execution's records failed, so the stream delivers them again (the other executions' records
     are answered as usual)."""
-    assert services.dispatcher is not None and services.webhooks is not None
-    d = services.dispatcher
-    broken = Dispatcher(
-        Unwritable(services.webhooks._db, services.webhooks._table), d.box, d.sender, d.backoff
-    )
+    assert services.webhooks is not None
+    broken = like_the_stacks(services, Unwritable(services.webhooks._db, services.webhooks._table))
     eid, other = bare_execution(services), bare_execution(services)
     webhook_id = register(client, hooks, receiver, executionId=eid)
     fanout = FanOut(services.webhooks, broken, None, "", inline_seconds=5)
