@@ -307,7 +307,8 @@ class Dispatcher:
                     return cursor, None, True
             finally:
                 # the page's unwritten deliveries not attempted are written pending
-                self.store.save(changed + [i for i in unwritten if not any(i is c for c in changed)])
+                attempted = {id(c) for c in changed}
+                self.store.save(changed + [i for i in unwritten if id(i) not in attempted])
 
     def _page(
         self, hook: Hook, execution_id: str, cursor: int, in_hand: dict[int, Item]
