@@ -83,6 +83,16 @@ class _Failure(NamedTuple):
     reason: Reason
 
 
+class _KindCall(NamedTuple):
+    """What the task's kind is run with: its params, its inputs (the dependencies' results) and
+    every result its params refer to."""
+
+    action: str
+    params: Any
+    inputs: dict[int, Any]
+    results: dict[int, Any]
+
+
 class _Timeout(TaskFailed):
     """An attempt ran out of time."""
 
@@ -215,7 +225,7 @@ class AttemptRunner:
         task_id = int(started["taskId"])
         # Read before the kind runs, outside the handler of the kind's own failures below: a store
         # error here (a throttle botocore gave up on) is the Run's to retry, not the task's failure.
-        inputs, results = self._inputs(execution_id, started)
+        call = self._kind_call(execution_id, started)
         holder: list[RunContext] = []
         output = attempt_emitter(
             self._store, execution_id, task_id, attempt, lambda: self._redactor(holder[0]), self.coalescing
@@ -223,7 +233,7 @@ class AttemptRunner:
         ctx = RunContext(execution_id, task_id, attempt, time.monotonic() + timeout, output=output)
         holder.append(ctx)
         try:
-            result = self._run_with_timeout(started, ctx, timeout, inputs, results)
+            result = self._run_with_timeout(call, ctx, timeout)
             streamed = output.finish()
             if isinstance(result, str) and output.raw and result == output.raw:
                 # the text its deltas showed, redacted by the same redactor chunk by chunk: they
@@ -255,18 +265,15 @@ class AttemptRunner:
     def _redactor(self, ctx: RunContext) -> Redactor:
         return self._store.redactor.with_values(ctx.secrets)
 
-    def _inputs(self, execution_id: str, task: Item) -> tuple[dict[int, Any], dict[int, Any]]:
-        """The task's inputs (its dependencies' results) and every result its params refer to."""
-        deps = [int(d) for d in task.get("dependencies", [])]
-        wanted = set(deps) | {ref for _, ref in refs_in_value(json.loads(task["paramsJson"]))}
-        results = self._store.get_results(execution_id, sorted(wanted))
-        return {d: results.get(d) for d in deps}, results
-
-    def _run_with_timeout(
-        self, task: Item, ctx: RunContext, timeout: float, inputs: dict[int, Any], results: dict[int, Any]
-    ) -> Any:
+    def _kind_call(self, execution_id: str, task: Item) -> _KindCall:
         params = json.loads(task["paramsJson"])
-        future = _TASK_POOL.submit(run_kind, str(task["action"]), params, inputs, results, ctx)
+        deps = [int(d) for d in task.get("dependencies", [])]
+        wanted = set(deps) | {ref for _, ref in refs_in_value(params)}
+        results = self._store.get_results(execution_id, sorted(wanted))
+        return _KindCall(str(task["action"]), params, {d: results.get(d) for d in deps}, results)
+
+    def _run_with_timeout(self, call: _KindCall, ctx: RunContext, timeout: float) -> Any:
+        future = _TASK_POOL.submit(run_kind, call.action, call.params, call.inputs, call.results, ctx)
         try:
             return future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
