@@ -400,9 +400,7 @@ class Orchestrator:
             if done["status"] in FINISHED_TASK_STATUSES:
                 self._count_finished(execution_id, done, meta)
                 # its update too, before the terminal event (no dependent runs any more: no release)
-                self._store.append_event(
-                    execution_id, f"execution.updated#{done['taskId']}", PROGRESS, wait=False
-                )
+                self._append_update(execution_id, done)
 
     # ------------------------------------------------------------------ reads
 
@@ -464,10 +462,13 @@ class Orchestrator:
             # off the Map's path (an abandoned or duplicate invocation, a decision). wait=False is
             # enough: a queued event precedes every append that starts after it (eventlog.py), the
             # dependents' and the terminal one included. One per task: its key's marker.
-            self._store.append_event(
-                execution_id, f"execution.updated#{task['taskId']}", PROGRESS, wait=False
-            )
+            self._append_update(execution_id, task)
         self._releases.release_dependents(execution_id, task, meta)
+
+    def _append_update(self, execution_id: str, task: Item) -> None:
+        """The finished task's ``execution.updated``, when its finish did not write it: the same
+        key as the finish's own (``finish_task_logged``), so a task has one whoever writes it."""
+        self._store.append_event(execution_id, f"execution.updated#{task['taskId']}", PROGRESS, wait=False)
 
     def _count_finished(self, execution_id: str, task: Item, meta: Item) -> None:
         """The finished task's counters and its substep event."""
